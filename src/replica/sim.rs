@@ -1,0 +1,1 @@
+//! Simulated cluster tests (being written).

@@ -1,0 +1,290 @@
+//! Membership: who is in the view, who is suspected down, who was removed.
+//!
+//! A member that stops answering for longer than the failure timeout is
+//! moved to the *suspects*: it leaves the view, but it is still probed, and
+//! the first sign of life readmits it. An address an operator removed is
+//! *evicted*: its current incarnation is refused until it joins again (a
+//! restart, or an operator adding it back).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::address::SocketAddress;
+use crate::causal::{ReplicaId, VectorClock};
+
+use super::message::Member;
+use super::Millis;
+
+/// What this replica knows about another one.
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// The identity of its current incarnation, once heard from.
+    pub id: Option<ReplicaId>,
+    /// When it was last heard from (or added, for a grace period).
+    pub last_heard: Millis,
+    /// The applied clock it last reported.
+    pub clock: Option<VectorClock>,
+    /// Since when this replica has lacked writes the peer reported, and
+    /// the clock it reported then; cleared once those writes are applied.
+    pub lag: Option<(Millis, VectorClock)>,
+    /// When the last heartbeat or probe was sent to it.
+    pub last_heartbeat: Option<Millis>,
+    /// Whether a heartbeat to it awaits its reply.
+    pub heartbeat_in_flight: bool,
+    /// When the last pull was sent to it.
+    pub last_pull: Option<Millis>,
+    /// Whether a pull from it awaits its reply.
+    pub pull_in_flight: bool,
+}
+
+impl Peer {
+    fn new(now: Millis) -> Self {
+        Peer {
+            last_heard: now,
+            ..Peer::default()
+        }
+    }
+}
+
+/// What hearing from a replica changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// It was a member already.
+    Member,
+    /// It was suspected down and is back in the view.
+    Readmitted,
+    /// It was unknown and is now a member.
+    Added,
+    /// It was removed by an operator; it is not heard.
+    Evicted,
+    /// It is this replica.
+    Myself,
+}
+
+/// The membership state of one replica.
+#[derive(Debug, Clone)]
+pub struct View {
+    me: SocketAddress,
+    members: BTreeMap<SocketAddress, Peer>,
+    suspects: BTreeMap<SocketAddress, Peer>,
+    evicted: BTreeSet<SocketAddress>,
+}
+
+impl View {
+    /// The view a replica starts with: `initial` (from `VIEW`) plus itself.
+    pub fn new(me: SocketAddress, initial: &[SocketAddress], now: Millis) -> Self {
+        let members = initial
+            .iter()
+            .filter(|a| **a != me)
+            .map(|a| (a.clone(), Peer::new(now)))
+            .collect();
+        View {
+            me,
+            members,
+            suspects: BTreeMap::new(),
+            evicted: BTreeSet::new(),
+        }
+    }
+
+    /// This replica's address.
+    pub fn me(&self) -> &SocketAddress {
+        &self.me
+    }
+
+    /// Every member, this replica included, in print order.
+    pub fn addresses(&self) -> Vec<SocketAddress> {
+        let mut all: Vec<SocketAddress> = self.members.keys().cloned().collect();
+        all.push(self.me.clone());
+        all.sort();
+        all
+    }
+
+    /// The view as SPEC prints it: `a:p,b:p,c:p`.
+    pub fn print(&self) -> String {
+        let all: Vec<String> = self.addresses().iter().map(|a| a.to_string()).collect();
+        all.join(",")
+    }
+
+    /// Whether `address` is in the view (this replica always is).
+    pub fn contains(&self, address: &SocketAddress) -> bool {
+        *address == self.me || self.members.contains_key(address)
+    }
+
+    /// The other members.
+    pub fn peers(&self) -> impl Iterator<Item = (&SocketAddress, &Peer)> {
+        self.members.iter()
+    }
+
+    /// The other members, mutably.
+    pub fn peers_mut(&mut self) -> impl Iterator<Item = (&SocketAddress, &mut Peer)> {
+        self.members.iter_mut()
+    }
+
+    /// Replicas suspected down (still probed for readmission).
+    pub fn suspects(&self) -> impl Iterator<Item = (&SocketAddress, &Peer)> {
+        self.suspects.iter()
+    }
+
+    /// Replicas suspected down, mutably.
+    pub fn suspects_mut(&mut self) -> impl Iterator<Item = (&SocketAddress, &mut Peer)> {
+        self.suspects.iter_mut()
+    }
+
+    /// A member or suspect, mutably.
+    pub fn peer_mut(&mut self, address: &SocketAddress) -> Option<&mut Peer> {
+        if let Some(p) = self.members.get_mut(address) {
+            return Some(p);
+        }
+        self.suspects.get_mut(address)
+    }
+
+    /// A member, if `address` is one.
+    pub fn member(&self, address: &SocketAddress) -> Option<&Peer> {
+        self.members.get(address)
+    }
+
+    /// Number of members, this replica included.
+    pub fn len(&self) -> usize {
+        self.members.len() + 1
+    }
+
+    /// Never empty: the replica itself is always a member.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// An operator (or a relayed change) adds `address`. Returns whether it
+    /// was not a member before.
+    pub fn add(&mut self, address: &SocketAddress, now: Millis) -> bool {
+        self.evicted.remove(address);
+        if self.contains(address) {
+            return false;
+        }
+        let mut peer = self.suspects.remove(address).unwrap_or_default();
+        peer.last_heard = now;
+        self.members.insert(address.clone(), peer);
+        true
+    }
+
+    /// An operator (or a relayed change) removes `address`: it leaves the
+    /// view and is refused until it joins again. Returns
+    /// whether it was a member.
+    pub fn remove(&mut self, address: &SocketAddress) -> bool {
+        if *address == self.me {
+            return false;
+        }
+        self.suspects.remove(address);
+        self.evicted.insert(address.clone());
+        self.members.remove(address).is_some()
+    }
+
+    /// Clears the eviction of `address` (it joined again).
+    pub fn pardon(&mut self, address: &SocketAddress) {
+        self.evicted.remove(address);
+    }
+
+    /// Records a sign of life from `member`, readmitting or adding it.
+    pub fn hear_from(&mut self, member: &Member, now: Millis) -> Heard {
+        let address = &member.address;
+        if *address == self.me {
+            return Heard::Myself;
+        }
+        if self.evicted.contains(address) {
+            // Removed by an operator: only a join brings it back.
+            return Heard::Evicted;
+        }
+        let (heard, peer) = if let Some(peer) = self.members.get_mut(address) {
+            (Heard::Member, peer)
+        } else if let Some(peer) = self.suspects.remove(address) {
+            self.members.insert(address.clone(), peer);
+            (Heard::Readmitted, self.members.get_mut(address).expect("just inserted"))
+        } else {
+            self.members.insert(address.clone(), Peer::new(now));
+            (Heard::Added, self.members.get_mut(address).expect("just inserted"))
+        };
+        if peer.id.as_ref() != Some(&member.id) {
+            // A new incarnation: what the old one reported no longer holds.
+            peer.id = Some(member.id.clone());
+            peer.clock = None;
+            peer.lag = None;
+        }
+        peer.last_heard = now;
+        heard
+    }
+
+    /// Moves members not heard from for `timeout` to the suspects, and
+    /// returns their addresses.
+    pub fn expire(&mut self, now: Millis, timeout: Millis) -> Vec<SocketAddress> {
+        let dead: Vec<SocketAddress> = self
+            .members
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.last_heard) > timeout)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in &dead {
+            if let Some(mut peer) = self.members.remove(address) {
+                peer.pull_in_flight = false;
+                peer.lag = None;
+                self.suspects.insert(address.clone(), peer);
+            }
+        }
+        dead
+    }
+
+    /// The clocks every replica that could still hold old data last
+    /// reported (members and suspects), or `None` if one has not reported.
+    pub fn reported_clocks(&self) -> Option<Vec<&VectorClock>> {
+        self.members
+            .values()
+            .chain(self.suspects.values())
+            .map(|p| p.clock.as_ref())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddress {
+        SocketAddress::parse(s).unwrap()
+    }
+    fn member(a: &str, inc: &str) -> Member {
+        Member {
+            address: addr(a),
+            id: ReplicaId::new(a, inc),
+        }
+    }
+
+    #[test]
+    fn silent_member_becomes_suspect_and_is_readmitted_when_heard() {
+        let me = addr("10.0.0.1:8085");
+        let mut view = View::new(me, &[addr("10.0.0.2:8085"), addr("10.0.0.3:8085")], 0);
+        assert_eq!(view.print(), "10.0.0.1:8085,10.0.0.2:8085,10.0.0.3:8085");
+        view.hear_from(&member("10.0.0.2:8085", "a"), 900);
+        assert_eq!(view.expire(1500, 1000), vec![addr("10.0.0.3:8085")]);
+        assert_eq!(view.print(), "10.0.0.1:8085,10.0.0.2:8085");
+        assert_eq!(view.hear_from(&member("10.0.0.3:8085", "b"), 1600), Heard::Readmitted);
+        assert_eq!(view.len(), 3);
+    }
+
+    #[test]
+    fn evicted_address_is_refused_until_added_back() {
+        let me = addr("10.0.0.1:8085");
+        let mut view = View::new(me, &[addr("10.0.0.2:8085")], 0);
+        let m = member("10.0.0.2:8085", "a");
+        view.hear_from(&m, 1);
+        assert!(view.remove(&m.address));
+        assert!(!view.remove(&m.address));
+        assert_eq!(view.hear_from(&m, 2), Heard::Evicted);
+        assert!(!view.contains(&m.address));
+        assert!(view.add(&m.address, 3));
+        assert_eq!(view.hear_from(&m, 4), Heard::Member);
+    }
+
+    #[test]
+    fn unknown_replica_that_speaks_is_added() {
+        let mut view = View::new(addr("10.0.0.1:8085"), &[], 0);
+        assert_eq!(view.hear_from(&member("10.0.0.9:8085", "z"), 5), Heard::Added);
+        assert!(view.contains(&addr("10.0.0.9:8085")));
+    }
+}
