@@ -1,8 +1,39 @@
 //! causalkv: a causally consistent, replicated key-value store.
 //!
-//! Placeholder crate doc; rewritten below once the server is wired.
+//! Every replica holds every key and serves the kevinDB REST API
+//! (`/key-value-store/<key>`, `/key-value-store-view`). Writes are applied
+//! where they are made, acknowledged at once, and spread to the other
+//! replicas in causal order; reads wait until the replica has applied
+//! everything the client has seen. The store stays available on both sides
+//! of a partition and converges when it heals.
+//!
+//! # A tour
+//!
+//! Data flows one way: an HTTP handler ([`http`]) parses the request into
+//! domain types ([`store::Key`], [`store::Value`],
+//! [`causal::CausalContext`], [`address::SocketAddress`]); the
+//! [`replica::Replica`] state machine decides; the [`store::Store`]
+//! applies; the [`transport`] ships the resulting effects to peers.
+//!
+//! - [`causal`] — vector clocks, client contexts, the delivery buffer. Pure.
+//! - [`store`] — versions, tombstones and the one conflict rule. Pure.
+//! - [`replica`] — the protocol: client operations, peer messages,
+//!   membership, anti-entropy and state transfer, as inputs and effects.
+//!   Pure, so a simulated cluster tests it deterministically.
+//! - [`transport`] — per-peer ordered queues with retry and backoff, and
+//!   one-off requests, over awc. The only code that talks to peers.
+//! - [`http`] — actix handlers; [`error`] maps failures to status codes.
+//! - [`server`] — wiring, the ticker, graceful shutdown.
+//! - [`config`] — the environment and flags, validated.
+//! - [`client`] — a typed client that carries causal context.
 
 pub mod address;
 pub mod causal;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod http;
 pub mod replica;
+pub mod server;
 pub mod store;
+pub mod transport;

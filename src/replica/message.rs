@@ -63,7 +63,7 @@ pub enum ViewChange {
 
 /// A request from one replica to another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Writes to apply, oldest first, from the sender's ordered queue.
     Replicate {
@@ -188,7 +188,7 @@ pub struct StateTransfer {
 
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// Received and handled.
     Ack {

@@ -1,0 +1,189 @@
+//! Configuration: one struct, read from the environment (SPEC's variables)
+//! or the mirroring command-line flags, validated before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::address::SocketAddress;
+use crate::replica::Timing;
+
+/// Command-line flags; each mirrors an environment variable.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "causalkv", version, about = "A causally consistent, replicated key-value store")]
+pub struct Args {
+    /// ip:port under which the other replicas and clients reach this one.
+    #[arg(long, env = "SOCKET_ADDRESS")]
+    pub socket_address: Option<String>,
+    /// Comma-separated ip:port of every replica of the store, this one included.
+    #[arg(long, env = "VIEW")]
+    pub view: Option<String>,
+    /// Where to bind [default: 0.0.0.0:<port of SOCKET_ADDRESS>].
+    #[arg(long, env = "LISTEN_ADDRESS")]
+    pub listen_address: Option<String>,
+    /// Shared secret required on replica-to-replica endpoints.
+    #[arg(long, env = "CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// How long a request waits for its causal dependencies, in ms.
+    #[arg(long, env = "CAUSAL_WAIT_MS", default_value_t = 10_000)]
+    pub causal_wait_ms: u64,
+    /// Largest accepted client request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Interval between heartbeats to each member, in ms.
+    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = 250)]
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a member leaves the view, in ms.
+    #[arg(long, env = "FAILURE_TIMEOUT_MS", default_value_t = 3000)]
+    pub failure_timeout_ms: u64,
+    /// HTTP worker threads [default: number of CPUs].
+    #[arg(long, env = "WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This replica's address.
+    pub socket_address: SocketAddress,
+    /// The initial view (always includes `socket_address`).
+    pub view: Vec<SocketAddress>,
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// The cluster token, if one is required.
+    pub cluster_token: Option<String>,
+    /// How long a request waits for its causal dependencies.
+    pub causal_wait: Duration,
+    /// Largest accepted client request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Protocol timing.
+    pub timing: Timing,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+/// A configuration problem, named after the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable (or flag) at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Validates `args` into a configuration.
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let socket_address = args
+            .socket_address
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| bad("SOCKET_ADDRESS", "is not set (expected ip:port)"))?;
+        let socket_address =
+            SocketAddress::parse(socket_address).map_err(|e| bad("SOCKET_ADDRESS", e))?;
+        let view = args
+            .view
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| bad("VIEW", "is not set (expected ip:port,ip:port,...)"))?;
+        let mut view = SocketAddress::parse_list(view).map_err(|e| bad("VIEW", e))?;
+        if !view.contains(&socket_address) {
+            view.push(socket_address.clone());
+            view.sort();
+        }
+        let listen = match args.listen_address.as_deref().filter(|s| !s.is_empty()) {
+            Some(text) => text
+                .parse()
+                .map_err(|_| bad("LISTEN_ADDRESS", format!("{text:?} is not ip:port")))?,
+            None => SocketAddr::from(([0, 0, 0, 0], socket_address.port())),
+        };
+        let cluster_token = args.cluster_token.filter(|t| !t.is_empty());
+        if args.max_body_bytes < 64 {
+            return Err(bad("MAX_BODY_BYTES", "must be at least 64"));
+        }
+        if args.heartbeat_interval_ms == 0 {
+            return Err(bad("HEARTBEAT_INTERVAL_MS", "must be positive"));
+        }
+        if args.failure_timeout_ms <= args.heartbeat_interval_ms {
+            return Err(bad(
+                "FAILURE_TIMEOUT_MS",
+                "must be larger than HEARTBEAT_INTERVAL_MS",
+            ));
+        }
+        let workers = match args.workers {
+            Some(0) => return Err(bad("WORKERS", "must be positive")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let timing = Timing {
+            heartbeat_interval: args.heartbeat_interval_ms,
+            failure_timeout: args.failure_timeout_ms,
+            probe_interval: (args.heartbeat_interval_ms * 4).max(500),
+            ..Timing::default()
+        };
+        Ok(Config {
+            socket_address,
+            view,
+            listen,
+            cluster_token,
+            causal_wait: Duration::from_millis(args.causal_wait_ms),
+            max_body_bytes: args.max_body_bytes,
+            timing,
+            workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(socket: &str, view: &str) -> Args {
+        Args {
+            socket_address: Some(socket.into()),
+            view: Some(view.into()),
+            causal_wait_ms: 10_000,
+            max_body_bytes: 1 << 20,
+            heartbeat_interval_ms: 250,
+            failure_timeout_ms: 3000,
+            ..Args::default()
+        }
+    }
+
+    #[test]
+    fn valid_config_binds_all_interfaces_on_the_socket_port() {
+        let c = Config::from_args(args("10.10.0.2:8085", "10.10.0.2:8085,10.10.0.3:8085")).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8085");
+        assert_eq!(c.view.len(), 2);
+    }
+
+    #[test]
+    fn own_address_is_added_to_the_view() {
+        let c = Config::from_args(args("10.10.0.4:8085", "10.10.0.3:8085")).unwrap();
+        assert_eq!(c.view.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::from_args(Args::default()).unwrap_err();
+        assert_eq!(e.variable, "SOCKET_ADDRESS");
+        let e = Config::from_args(args("nonsense", "a:1")).unwrap_err();
+        assert_eq!(e.variable, "SOCKET_ADDRESS");
+        let e = Config::from_args(args("10.0.0.1:80", "")).unwrap_err();
+        assert_eq!(e.variable, "VIEW");
+        let e = Config::from_args(args("10.0.0.1:80", "10.0.0.1:80,bad")).unwrap_err();
+        assert_eq!(e.variable, "VIEW");
+        let mut a = args("10.0.0.1:80", "10.0.0.1:80");
+        a.failure_timeout_ms = 100;
+        assert_eq!(Config::from_args(a).unwrap_err().variable, "FAILURE_TIMEOUT_MS");
+    }
+}

@@ -1,0 +1,103 @@
+//! The one error type of the HTTP edge, and its mapping to status codes and
+//! JSON bodies.
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+/// What went wrong, ordered by what the caller must do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; fix it (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The key or socket address named does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A replica-to-replica request without the right cluster token (401).
+    #[error("missing or wrong cluster token")]
+    Unauthorized,
+    /// The client's causal dependencies were not applied in time; retry
+    /// later or elsewhere (503).
+    #[error("Causal dependencies not satisfied")]
+    DependenciesNotSatisfied,
+}
+
+impl Error {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::DependenciesNotSatisfied => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// An [`Error`] answered to a request: `{"error": .., "message": "Error in
+/// <METHOD>"}` plus any extra fields (`causal-metadata`, `doesExist`).
+#[derive(Debug)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: Error,
+    /// The request method, named in `message`.
+    pub method: Method,
+    /// Fields added to the body.
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error for a request made with `method`.
+    pub fn new(error: Error, method: &Method) -> Self {
+        ApiError {
+            error,
+            method: method.clone(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds a field to the body.
+    pub fn with(mut self, field: &str, value: Value) -> Self {
+        self.extra.insert(field.to_string(), value);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.method)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = self.extra.clone();
+        body.insert("error".into(), json!(self.error.to_string()));
+        body.insert("message".into(), json!(format!("Error in {}", self.method)));
+        HttpResponse::build(self.status_code()).json(Value::Object(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn errors_map_to_status_and_spec_body() {
+        let e = ApiError::new(Error::BadRequest("Key is too long".into()), &Method::PUT);
+        let resp = e.error_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let bytes = resp.into_body().try_into_bytes().unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body, json!({"error": "Key is too long", "message": "Error in PUT"}));
+        assert_eq!(Error::DependenciesNotSatisfied.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Error::NotFound("x".into()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(Error::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+    }
+}

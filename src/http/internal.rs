@@ -1,0 +1,67 @@
+//! Replica-to-replica endpoints, under `/internal/v1/<kind>`. Internal:
+//! the body is a [`Request`], the answer a [`crate::replica::Reply`]; when
+//! a cluster token is configured, requests without it get 401.
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::read_body;
+use crate::error::{ApiError, Error};
+use crate::replica::{Kind, Request};
+use crate::server::Node;
+use crate::transport::{INTERNAL_PREFIX, TOKEN_HEADER};
+
+/// Largest replica-to-replica request body (replication batches).
+const MAX_INTERNAL_BODY: usize = 256 << 20;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    for kind in Kind::ALL {
+        cfg.route(
+            &format!("{INTERNAL_PREFIX}/{}", kind.as_str()),
+            web::post().to(move |node, req, payload| handle(node, req, payload, kind)),
+        );
+    }
+}
+
+async fn handle(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    payload: web::Payload,
+    kind: Kind,
+) -> Result<HttpResponse, ApiError> {
+    let method = Method::POST;
+    if let Some(token) = node.config.cluster_token.as_deref() {
+        let sent = req.headers().get(TOKEN_HEADER).map(|h| h.as_bytes());
+        if !sent.is_some_and(|s| constant_time_eq(s, token.as_bytes())) {
+            return Err(ApiError::new(Error::Unauthorized, &method));
+        }
+    }
+    let body = read_body(payload, MAX_INTERNAL_BODY, &method).await?;
+    let request: Request = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(Error::BadRequest(format!("malformed {} request: {e}", kind.as_str())), &method)
+    })?;
+    if request.kind() != kind {
+        return Err(ApiError::new(
+            Error::BadRequest(format!("a {} request sent to the {} endpoint", request.kind().as_str(), kind.as_str())),
+            &method,
+        ));
+    }
+    let reply = node.with_replica(|replica, now| replica.handle(request, now));
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(super::constant_time_eq(b"secret", b"secret"));
+        assert!(!super::constant_time_eq(b"secret", b"secreT"));
+        assert!(!super::constant_time_eq(b"secret", b"secret2"));
+        assert!(!super::constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,165 @@
+//! `/key-value-store/<key>`: PUT, GET and DELETE, exactly as SPEC words them.
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value as Json};
+
+use super::{parse_json, read_body};
+use crate::causal::CausalContext;
+use crate::error::{ApiError, Error};
+use crate::replica::WriteResult;
+use crate::server::Node;
+use crate::store::{Key, KeyError, Value};
+
+/// Header that may carry a GET's context (for clients that cannot send a
+/// GET body). The query parameter `causal-metadata` works too.
+pub const CONTEXT_HEADER: &str = "x-causal-metadata";
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/key-value-store/{key:.*}", web::put().to(put))
+        .route("/key-value-store/{key:.*}", web::get().to(get))
+        .route("/key-value-store/{key:.*}", web::delete().to(delete));
+}
+
+/// A key-value request body.
+#[derive(Deserialize, Default)]
+struct KvBody<'a> {
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(rename = "causal-metadata", default)]
+    causal_metadata: Option<Json>,
+}
+
+fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
+    Key::parse(text).map_err(|e| {
+        let error = match e {
+            KeyError::TooLong => "Key is too long",
+            KeyError::Empty => "Key is missing",
+        };
+        ApiError::new(Error::BadRequest(error.into()), method)
+    })
+}
+
+fn parse_context(sent: Option<&Json>, method: &Method) -> Result<CausalContext, ApiError> {
+    CausalContext::parse(sent).map_err(|e| ApiError::new(Error::BadRequest(e), method))
+}
+
+async fn put(
+    node: web::Data<Node>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let method = Method::PUT;
+    let key = parse_key(&path, &method)?;
+    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+    let request: KvBody = parse_json(&body, &method)?;
+    let value = request
+        .value
+        .and_then(Value::from_raw)
+        .ok_or_else(|| ApiError::new(Error::BadRequest("Value is missing".into()), &method))?;
+    let context = parse_context(request.causal_metadata.as_ref(), &method)?;
+    let result = node
+        .when_ready(&context, &method, |replica| {
+            replica.write(key.clone(), Some(value.clone()), &context)
+        })
+        .await?;
+    Ok(match result {
+        WriteResult::Created { learned } => HttpResponse::Created().json(json!({
+            "message": "Added successfully",
+            "causal-metadata": context.reply(&learned),
+        })),
+        WriteResult::Updated { learned } => HttpResponse::Ok().json(json!({
+            "message": "Updated successfully",
+            "causal-metadata": context.reply(&learned),
+        })),
+        WriteResult::Deleted { .. } | WriteResult::NotFound { .. } => {
+            unreachable!("a put never deletes")
+        }
+    })
+}
+
+async fn get(
+    node: web::Data<Node>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let method = Method::GET;
+    let key = parse_key(&path, &method)?;
+    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+    let request: KvBody = parse_json(&body, &method)?;
+    let sent = match request.causal_metadata {
+        Some(sent) => Some(sent),
+        None => context_outside_body(&req),
+    };
+    let context = parse_context(sent.as_ref(), &method)?;
+    let read = node
+        .when_ready(&context, &method, |replica| replica.read(&key, &context))
+        .await?;
+    let metadata = context.reply(&read.learned);
+    Ok(match read.value {
+        Some(value) => HttpResponse::Ok().json(json!({
+            "message": "Retrieved successfully",
+            "causal-metadata": metadata,
+            "value": value,
+        })),
+        None => HttpResponse::NotFound().json(json!({
+            "doesExist": false,
+            "error": "Key does not exist",
+            "message": "Error in GET",
+            "causal-metadata": metadata,
+        })),
+    })
+}
+
+/// A GET's context from the `causal-metadata` query parameter or the
+/// `X-Causal-Metadata` header: JSON text, or a plain string.
+fn context_outside_body(req: &HttpRequest) -> Option<Json> {
+    let from_query = web::Query::<std::collections::HashMap<String, String>>::from_query(
+        req.query_string(),
+    )
+    .ok()
+    .and_then(|q| q.get("causal-metadata").cloned());
+    let from_header = || {
+        req.headers()
+            .get(CONTEXT_HEADER)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    };
+    let text = from_query.or_else(from_header)?;
+    Some(serde_json::from_str(&text).unwrap_or(Json::String(text)))
+}
+
+async fn delete(
+    node: web::Data<Node>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let method = Method::DELETE;
+    let key = parse_key(&path, &method)?;
+    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+    let request: KvBody = parse_json(&body, &method)?;
+    let context = parse_context(request.causal_metadata.as_ref(), &method)?;
+    let result = node
+        .when_ready(&context, &method, |replica| {
+            replica.write(key.clone(), None, &context)
+        })
+        .await?;
+    Ok(match result {
+        WriteResult::Deleted { learned } => HttpResponse::Ok().json(json!({
+            "message": "Deleted successfully",
+            "causal-metadata": context.reply(&learned),
+        })),
+        WriteResult::NotFound { learned } => HttpResponse::NotFound().json(json!({
+            "doesExist": false,
+            "error": "Key does not exist",
+            "message": "Error in DELETE",
+            "causal-metadata": context.reply(&learned),
+        })),
+        WriteResult::Created { .. } | WriteResult::Updated { .. } => {
+            unreachable!("a delete never puts")
+        }
+    })
+}

@@ -1,0 +1,67 @@
+//! The actix adapters: parse requests into domain types, call the node,
+//! print the results. Nothing here decides anything.
+
+pub mod internal;
+pub mod kv;
+pub mod ops;
+pub mod view;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::error::{ApiError, Error};
+use crate::server::Node;
+
+/// Registers every route of the node.
+pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
+    cfg.app_data(node)
+        .configure(kv::routes)
+        .configure(view::routes)
+        .configure(internal::routes)
+        .configure(ops::routes)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "error": format!("no such endpoint: {}", req.path()),
+        "message": format!("Error in {}", req.method()),
+    }))
+}
+
+/// Reads a request body of at most `limit` bytes; larger bodies are a 400.
+pub async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    method: &Method,
+) -> Result<web::Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(Error::BadRequest(format!("could not read the body: {e}")), method)
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                Error::BadRequest(format!("Request body is larger than {limit} bytes")),
+                method,
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Decodes a JSON request body; an empty body decodes as `T::default()`.
+pub fn parse_json<'a, T: serde::Deserialize<'a> + Default>(
+    body: &'a [u8],
+    method: &Method,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(Error::BadRequest(format!("Malformed JSON body: {e}")), method)
+    })
+}

@@ -1,0 +1,81 @@
+//! `/key-value-store-view`: GET, PUT and DELETE of members.
+
+use actix_web::http::Method;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use super::{parse_json, read_body};
+use crate::address::SocketAddress;
+use crate::error::{ApiError, Error};
+use crate::server::Node;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/key-value-store-view", web::get().to(get))
+        .route("/key-value-store-view", web::put().to(put))
+        .route("/key-value-store-view", web::delete().to(delete));
+}
+
+#[derive(Deserialize, Default)]
+struct ViewBody {
+    #[serde(rename = "socket-address", default)]
+    socket_address: Option<Json>,
+}
+
+async fn read_address(
+    node: &Node,
+    payload: web::Payload,
+    method: &Method,
+) -> Result<SocketAddress, ApiError> {
+    let body = read_body(payload, node.config.max_body_bytes, method).await?;
+    let request: ViewBody = parse_json(&body, method)?;
+    let bad = |text: String| ApiError::new(Error::BadRequest(text), method);
+    match request.socket_address {
+        None | Some(Json::Null) => Err(bad("Socket address is missing".into())),
+        Some(Json::String(text)) if text.trim().is_empty() => {
+            Err(bad("Socket address is missing".into()))
+        }
+        Some(Json::String(text)) => SocketAddress::parse(&text)
+            .map_err(|e| bad(format!("Socket address is malformed: {e}"))),
+        Some(_) => Err(bad("Socket address is malformed: expected a string".into())),
+    }
+}
+
+async fn get(node: web::Data<Node>) -> HttpResponse {
+    let view = node.with_replica(|replica, _| replica.view().print());
+    HttpResponse::Ok().json(json!({"message": "View retrieved successfully", "view": view}))
+}
+
+async fn put(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let method = Method::PUT;
+    let address = read_address(&node, payload, &method).await?;
+    if node.with_replica(|replica, now| replica.view_add(address, now)) {
+        Ok(HttpResponse::Created().json(json!({"message": "Replica added successfully to the view"})))
+    } else {
+        Err(ApiError::new(
+            Error::NotFound("Socket address already exists in the view".into()),
+            &method,
+        ))
+    }
+}
+
+async fn delete(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let method = Method::DELETE;
+    let address = read_address(&node, payload, &method).await?;
+    if address == node.me().address {
+        return Err(ApiError::new(
+            Error::BadRequest(
+                "a replica cannot remove itself; send the DELETE to another member".into(),
+            ),
+            &method,
+        ));
+    }
+    if node.with_replica(|replica, _| replica.view_remove(address)) {
+        Ok(HttpResponse::Ok().json(json!({"message": "Replica deleted successfully from the view"})))
+    } else {
+        Err(ApiError::new(
+            Error::NotFound("Socket address does not exist in the view".into()),
+            &method,
+        ))
+    }
+}

@@ -1,0 +1,188 @@
+//! Wires the pieces together: the shared [`Node`], the HTTP server, the
+//! transport and the ticker; runs until SIGTERM/SIGINT, then shuts down
+//! gracefully (in-flight requests finish).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpServer};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use crate::causal::{CausalContext, VectorClock};
+use crate::config::Config;
+use crate::error::{ApiError, Error};
+use crate::replica::{Effect, Member, Millis, Replica};
+use crate::{http, transport};
+
+/// How often the replica's timers are advanced.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often a waiting request asks peers again for what it misses.
+const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The state shared by the HTTP workers, the transport and the ticker.
+pub struct Node {
+    replica: Mutex<Replica>,
+    progress: watch::Sender<u64>,
+    effects: mpsc::UnboundedSender<Effect>,
+    started: Instant,
+    me: Member,
+    /// The configuration the node runs with.
+    pub config: Config,
+}
+
+impl Node {
+    /// A node for `config`; returns the receiving end of its effects, for
+    /// the transport.
+    pub fn new(config: Config, incarnation: &str) -> (Arc<Node>, mpsc::UnboundedReceiver<Effect>) {
+        let replica = Replica::new(
+            config.socket_address.clone(),
+            incarnation,
+            &config.view,
+            config.timing.clone(),
+            0,
+        );
+        let me = replica.me().clone();
+        let (effects, receiver) = mpsc::unbounded_channel();
+        let node = Node {
+            replica: Mutex::new(replica),
+            progress: watch::channel(0).0,
+            effects,
+            started: Instant::now(),
+            me,
+            config,
+        };
+        (Arc::new(node), receiver)
+    }
+
+    /// This incarnation.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Milliseconds since the node started (the protocol's clock).
+    pub fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Replica> {
+        // A panic while holding the lock ends the process (see the panic
+        // hook in the binary), so a poisoned lock is never observed alive.
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the replica under its lock, then ships the effects it
+    /// produced and wakes requests waiting for writes to be applied.
+    pub fn with_replica<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> R {
+        let now = self.now();
+        let (result, effects, progress) = {
+            let mut replica = self.lock();
+            let result = f(&mut replica, now);
+            (result, replica.take_effects(), replica.progress())
+        };
+        for effect in effects {
+            // The receiver only goes away at shutdown.
+            let _ = self.effects.send(effect);
+        }
+        self.progress.send_if_modified(|seen| {
+            let changed = *seen != progress;
+            *seen = progress;
+            changed
+        });
+        result
+    }
+
+    /// Runs `op` once `context` is satisfied here, pulling missing writes
+    /// from peers meanwhile; 503 after the configured wait.
+    pub async fn when_ready<R>(
+        &self,
+        context: &CausalContext,
+        method: &actix_web::http::Method,
+        mut op: impl FnMut(&mut Replica) -> Result<R, VectorClock>,
+    ) -> Result<R, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.config.causal_wait;
+        let mut progress = self.progress.subscribe();
+        let mut next_catch_up = tokio::time::Instant::now();
+        loop {
+            let now = tokio::time::Instant::now();
+            let ask = now >= next_catch_up;
+            let attempt = self.with_replica(|replica, millis| match op(replica) {
+                Ok(result) => Ok(result),
+                Err(missing) => {
+                    if ask {
+                        replica.catch_up(&missing, millis);
+                    }
+                    Err(missing)
+                }
+            });
+            let missing = match attempt {
+                Ok(result) => return Ok(result),
+                Err(missing) => missing,
+            };
+            if ask {
+                next_catch_up = now + CATCH_UP_INTERVAL;
+            }
+            if now >= deadline {
+                tracing::info!(?missing, "causal dependencies not satisfied in time");
+                return Err(ApiError::new(Error::DependenciesNotSatisfied, method)
+                    .with("causal-metadata", context.reply(&VectorClock::new())));
+            }
+            let wake = deadline.min(next_catch_up);
+            let _ = tokio::time::timeout_at(wake, progress.changed()).await;
+        }
+    }
+}
+
+/// A node serving on a bound socket.
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The node.
+    pub node: Arc<Node>,
+    /// Resolves when the server has shut down.
+    pub server: actix_web::dev::Server,
+}
+
+/// Binds the HTTP server and starts the transport and the ticker. Must be
+/// called inside an actix system; await `server` to run until a signal.
+pub fn start(config: Config) -> std::io::Result<Running> {
+    let incarnation = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let listen = config.listen;
+    let workers = config.workers;
+    let (node, effects) = Node::new(config, &incarnation);
+    let app_node = web::Data::from(node.clone());
+    let server = HttpServer::new(move || App::new().configure(|c| http::configure(c, app_node.clone())))
+        .workers(workers)
+        .shutdown_timeout(10)
+        .bind(listen)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let local_addr = server.addrs().first().copied().unwrap_or(listen);
+    let server = server.run();
+    transport::spawn(node.clone(), effects);
+    spawn_ticker(node.clone());
+    info!(
+        address = %node.me().address,
+        id = %node.me().id,
+        listen = %local_addr,
+        view = %node.with_replica(|r, _| r.view().print()),
+        "replica started"
+    );
+    Ok(Running {
+        local_addr,
+        node,
+        server,
+    })
+}
+
+fn spawn_ticker(node: Arc<Node>) {
+    actix_rt::spawn(async move {
+        let mut interval = tokio::time::interval(TICK_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            node.with_replica(|replica, now| replica.tick(now));
+        }
+    });
+}
