@@ -128,19 +128,33 @@ mod tests {
 
     #[test]
     fn orders_ips_numerically_then_ports() {
-        let list =
-            SocketAddress::parse_list("10.10.0.10:8085,10.10.0.2:8085,10.10.0.2:80, 10.10.0.3:8085")
-                .unwrap();
+        let list = SocketAddress::parse_list(
+            "10.10.0.10:8085,10.10.0.2:8085,10.10.0.2:80, 10.10.0.3:8085",
+        )
+        .unwrap();
         let printed: Vec<&str> = list.iter().map(|a| a.as_str()).collect();
         assert_eq!(
             printed,
-            ["10.10.0.2:80", "10.10.0.2:8085", "10.10.0.3:8085", "10.10.0.10:8085"]
+            [
+                "10.10.0.2:80",
+                "10.10.0.2:8085",
+                "10.10.0.3:8085",
+                "10.10.0.10:8085"
+            ]
         );
     }
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "10.0.0.1", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:99999", "a b:1", ":80"] {
+        for bad in [
+            "",
+            "10.0.0.1",
+            "10.0.0.1:",
+            "10.0.0.1:0",
+            "10.0.0.1:99999",
+            "a b:1",
+            ":80",
+        ] {
             assert!(SocketAddress::parse(bad).is_err(), "accepted {bad:?}");
         }
     }

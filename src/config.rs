@@ -11,7 +11,11 @@ use crate::replica::Timing;
 
 /// Command-line flags; each mirrors an environment variable.
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "causalkv", version, about = "A causally consistent, replicated key-value store")]
+#[command(
+    name = "causalkv",
+    version,
+    about = "A causally consistent, replicated key-value store"
+)]
 pub struct Args {
     /// ip:port under which the other replicas and clients reach this one.
     #[arg(long, env = "SOCKET_ADDRESS")]
@@ -184,6 +188,9 @@ mod tests {
         assert_eq!(e.variable, "VIEW");
         let mut a = args("10.0.0.1:80", "10.0.0.1:80");
         a.failure_timeout_ms = 100;
-        assert_eq!(Config::from_args(a).unwrap_err().variable, "FAILURE_TIMEOUT_MS");
+        assert_eq!(
+            Config::from_args(a).unwrap_err().variable,
+            "FAILURE_TIMEOUT_MS"
+        );
     }
 }

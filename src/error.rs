@@ -95,8 +95,14 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         let bytes = resp.into_body().try_into_bytes().unwrap();
         let body: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(body, json!({"error": "Key is too long", "message": "Error in PUT"}));
-        assert_eq!(Error::DependenciesNotSatisfied.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            json!({"error": "Key is too long", "message": "Error in PUT"})
+        );
+        assert_eq!(
+            Error::DependenciesNotSatisfied.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(Error::NotFound("x".into()).status(), StatusCode::NOT_FOUND);
         assert_eq!(Error::Unauthorized.status(), StatusCode::UNAUTHORIZED);
     }

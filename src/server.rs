@@ -153,11 +153,14 @@ pub fn start(config: Config) -> std::io::Result<Running> {
     let workers = config.workers;
     let (node, effects) = Node::new(config, &incarnation);
     let app_node = web::Data::from(node.clone());
-    let server = HttpServer::new(move || App::new().configure(|c| http::configure(c, app_node.clone())))
-        .workers(workers)
-        .shutdown_timeout(10)
-        .bind(listen)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let server =
+        HttpServer::new(move || App::new().configure(|c| http::configure(c, app_node.clone())))
+            .workers(workers)
+            .shutdown_timeout(10)
+            .bind(listen)
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
+            })?;
     let local_addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
     transport::spawn(node.clone(), effects);

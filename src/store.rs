@@ -287,7 +287,13 @@ mod tests {
 
     #[test]
     fn values_round_trip_exactly() {
-        for json in [r#""text""#, "12.50", "true", r#"[1,{"a":null}]"#, r#"{"b":[]}"#] {
+        for json in [
+            r#""text""#,
+            "12.50",
+            "true",
+            r#"[1,{"a":null}]"#,
+            r#"{"b":[]}"#,
+        ] {
             let v = val(json).unwrap();
             assert_eq!(serde_json::to_string(&v).unwrap(), json);
         }

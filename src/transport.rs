@@ -170,7 +170,12 @@ async fn send_one(node: Arc<Node>, client: awc::Client, to: SocketAddress, reque
 }
 
 /// Sends the queue's front in batches until the queue is closed.
-async fn drain_queue(node: Arc<Node>, client: awc::Client, peer: SocketAddress, queue: Rc<PeerQueue>) {
+async fn drain_queue(
+    node: Arc<Node>,
+    client: awc::Client,
+    peer: SocketAddress,
+    queue: Rc<PeerQueue>,
+) {
     let token = node.config.cluster_token.clone();
     let mut backoff = BACKOFF_MIN;
     loop {

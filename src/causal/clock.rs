@@ -30,7 +30,9 @@ impl ReplicaId {
             return Err("replica id is empty".into());
         }
         if text.len() > MAX_REPLICA_ID_BYTES {
-            return Err(format!("replica id longer than {MAX_REPLICA_ID_BYTES} bytes"));
+            return Err(format!(
+                "replica id longer than {MAX_REPLICA_ID_BYTES} bytes"
+            ));
         }
         if text.chars().any(char::is_control) {
             return Err("replica id contains control characters".into());
@@ -298,8 +300,12 @@ mod tests {
     }
 
     fn arb_clock() -> impl Strategy<Value = VectorClock> {
-        prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c", "d"]), 0u64..6, 0..4)
-            .prop_map(|m| m.into_iter().map(|(k, v)| (id(k), v)).collect())
+        prop::collection::btree_map(
+            prop::sample::select(vec!["a", "b", "c", "d"]),
+            0u64..6,
+            0..4,
+        )
+        .prop_map(|m| m.into_iter().map(|(k, v)| (id(k), v)).collect())
     }
 
     proptest! {

@@ -90,7 +90,8 @@ fn parse_map(map: &Map<String, Value>) -> Result<VectorClock, String> {
     }
     let mut clock = VectorClock::new();
     for (name, counter) in map {
-        let id = ReplicaId::parse(name).map_err(|e| format!("causal-metadata is malformed: {e}"))?;
+        let id =
+            ReplicaId::parse(name).map_err(|e| format!("causal-metadata is malformed: {e}"))?;
         let n = counter.as_u64().ok_or_else(|| {
             format!("causal-metadata is malformed: entry {name:?} is not a non-negative integer")
         })?;
@@ -154,7 +155,10 @@ mod tests {
         let ctx = CausalContext::parse(Some(&json!({"b#1": 2}))).unwrap();
         let learned: VectorClock = [(id("a#1"), 4)].into_iter().collect();
         let printed = ctx.reply(&learned);
-        assert_eq!(serde_json::to_string(&printed).unwrap(), r#"{"a#1":4,"b#1":2}"#);
+        assert_eq!(
+            serde_json::to_string(&printed).unwrap(),
+            r#"{"a#1":4,"b#1":2}"#
+        );
         let again = CausalContext::parse(Some(&printed)).unwrap();
         assert_eq!(again.reply(&learned), printed);
     }

@@ -38,11 +38,18 @@ async fn handle(
     }
     let body = read_body(payload, MAX_INTERNAL_BODY, &method).await?;
     let request: Request = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(Error::BadRequest(format!("malformed {} request: {e}", kind.as_str())), &method)
+        ApiError::new(
+            Error::BadRequest(format!("malformed {} request: {e}", kind.as_str())),
+            &method,
+        )
     })?;
     if request.kind() != kind {
         return Err(ApiError::new(
-            Error::BadRequest(format!("a {} request sent to the {} endpoint", request.kind().as_str(), kind.as_str())),
+            Error::BadRequest(format!(
+                "a {} request sent to the {} endpoint",
+                request.kind().as_str(),
+                kind.as_str()
+            )),
             &method,
         ));
     }

@@ -40,7 +40,10 @@ pub async fn read_body(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(Error::BadRequest(format!("could not read the body: {e}")), method)
+            ApiError::new(
+                Error::BadRequest(format!("could not read the body: {e}")),
+                method,
+            )
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::new(
@@ -62,6 +65,9 @@ pub fn parse_json<'a, T: serde::Deserialize<'a> + Default>(
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(Error::BadRequest(format!("Malformed JSON body: {e}")), method)
+        ApiError::new(
+            Error::BadRequest(format!("Malformed JSON body: {e}")),
+            method,
+        )
     })
 }

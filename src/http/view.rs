@@ -50,7 +50,8 @@ async fn put(node: web::Data<Node>, payload: web::Payload) -> Result<HttpRespons
     let method = Method::PUT;
     let address = read_address(&node, payload, &method).await?;
     if node.with_replica(|replica, now| replica.view_add(address, now)) {
-        Ok(HttpResponse::Created().json(json!({"message": "Replica added successfully to the view"})))
+        Ok(HttpResponse::Created()
+            .json(json!({"message": "Replica added successfully to the view"})))
     } else {
         Err(ApiError::new(
             Error::NotFound("Socket address already exists in the view".into()),
@@ -71,7 +72,8 @@ async fn delete(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResp
         ));
     }
     if node.with_replica(|replica, _| replica.view_remove(address)) {
-        Ok(HttpResponse::Ok().json(json!({"message": "Replica deleted successfully from the view"})))
+        Ok(HttpResponse::Ok()
+            .json(json!({"message": "Replica deleted successfully from the view"})))
     } else {
         Err(ApiError::new(
             Error::NotFound("Socket address does not exist in the view".into()),

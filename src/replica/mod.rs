@@ -54,9 +54,9 @@
 //!   disagree about a third until the links heal.
 
 pub mod message;
-mod sync;
 #[cfg(test)]
 mod sim;
+mod sync;
 pub mod view;
 
 use std::sync::Arc;
@@ -109,6 +109,10 @@ impl Default for Timing {
         }
     }
 }
+
+/// How long writes stuck in the delivery buffer wait between two rounds of
+/// pulls for their prerequisites.
+const STUCK_BUFFER_RETRY: Millis = 1000;
 
 /// Something the driver must do on the replica's behalf.
 #[derive(Clone, Debug)]
@@ -212,6 +216,7 @@ pub struct Replica {
     store: Store,
     buffer: DeliveryBuffer<Write>,
     buffer_stuck_since: Option<Millis>,
+    next_stuck_pull: Millis,
     view: View,
     sync: Sync,
     outbox: Vec<Effect>,
@@ -251,6 +256,7 @@ impl Replica {
             store: Store::new(),
             buffer: DeliveryBuffer::new(),
             buffer_stuck_since: None,
+            next_stuck_pull: 0,
             view,
             sync,
             outbox: Vec::new(),
@@ -436,7 +442,10 @@ impl Replica {
         self.outbox.push(Effect::DropQueue {
             peer: address.clone(),
         });
-        self.send(&address, self.relay_request(ViewChange::Remove(address.clone())));
+        self.send(
+            &address,
+            self.relay_request(ViewChange::Remove(address.clone())),
+        );
         self.relay(ViewChange::Remove(address));
         true
     }
@@ -465,8 +474,7 @@ impl Replica {
             // A join is how an evicted address comes back.
             self.view.pardon(&from.address);
         }
-        if self.hear(&from, now) == Heard::Evicted && !matches!(request, Request::Snapshot { .. })
-        {
+        if self.hear(&from, now) == Heard::Evicted && !matches!(request, Request::Snapshot { .. }) {
             return Reply::Refused {
                 from: self.me.clone(),
                 reason: "removed from the view; join again".into(),
@@ -515,7 +523,9 @@ impl Replica {
                 }
             }
             ViewChange::Remove(address) if address == self.me.address => {
-                warn!("this replica was removed from the view; peers will refuse it until it rejoins");
+                warn!(
+                    "this replica was removed from the view; peers will refuse it until it rejoins"
+                );
             }
             ViewChange::Remove(address) => {
                 if self.view.remove(&address) {
@@ -595,8 +605,12 @@ impl Replica {
     fn hear(&mut self, member: &Member, now: Millis) -> Heard {
         let heard = self.view.hear_from(member, now);
         match heard {
-            Heard::Readmitted => info!(peer = %member.address, "replica is back; readmitted to the view"),
-            Heard::Added => info!(peer = %member.address, id = %member.id, "replica joined the view"),
+            Heard::Readmitted => {
+                info!(peer = %member.address, "replica is back; readmitted to the view")
+            }
+            Heard::Added => {
+                info!(peer = %member.address, id = %member.id, "replica joined the view")
+            }
             _ => {}
         }
         heard
@@ -723,8 +737,11 @@ impl Replica {
         }
 
         // Writes stuck in the buffer: their prerequisites are somewhere.
+        // Ask again at most every few pull intervals: prerequisites lost
+        // with a crashed replica may never come.
         if let Some(since) = self.buffer_stuck_since {
-            if now.saturating_sub(since) >= self.timing.pull_after {
+            if now.saturating_sub(since) >= self.timing.pull_after && now >= self.next_stuck_pull {
+                self.next_stuck_pull = now + STUCK_BUFFER_RETRY;
                 let wanted = self.buffer.wanted(&self.applied);
                 self.catch_up(&wanted, now);
             }

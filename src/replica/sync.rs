@@ -102,7 +102,8 @@ impl Replica {
             self.sync = Sync::Synced;
             return;
         }
-        let retry_due = last_attempt.is_none_or(|t| now.saturating_sub(t) >= self.timing.join_retry);
+        let retry_due =
+            last_attempt.is_none_or(|t| now.saturating_sub(t) >= self.timing.join_retry);
         if *joins_in_flight > 0 || !retry_due {
             return;
         }

@@ -196,10 +196,16 @@ impl View {
             (Heard::Member, peer)
         } else if let Some(peer) = self.suspects.remove(address) {
             self.members.insert(address.clone(), peer);
-            (Heard::Readmitted, self.members.get_mut(address).expect("just inserted"))
+            (
+                Heard::Readmitted,
+                self.members.get_mut(address).expect("just inserted"),
+            )
         } else {
             self.members.insert(address.clone(), Peer::new(now));
-            (Heard::Added, self.members.get_mut(address).expect("just inserted"))
+            (
+                Heard::Added,
+                self.members.get_mut(address).expect("just inserted"),
+            )
         };
         if peer.id.as_ref() != Some(&member.id) {
             // A new incarnation: what the old one reported no longer holds.
@@ -263,7 +269,10 @@ mod tests {
         view.hear_from(&member("10.0.0.2:8085", "a"), 900);
         assert_eq!(view.expire(1500, 1000), vec![addr("10.0.0.3:8085")]);
         assert_eq!(view.print(), "10.0.0.1:8085,10.0.0.2:8085");
-        assert_eq!(view.hear_from(&member("10.0.0.3:8085", "b"), 1600), Heard::Readmitted);
+        assert_eq!(
+            view.hear_from(&member("10.0.0.3:8085", "b"), 1600),
+            Heard::Readmitted
+        );
         assert_eq!(view.len(), 3);
     }
 
@@ -284,7 +293,10 @@ mod tests {
     #[test]
     fn unknown_replica_that_speaks_is_added() {
         let mut view = View::new(addr("10.0.0.1:8085"), &[], 0);
-        assert_eq!(view.hear_from(&member("10.0.0.9:8085", "z"), 5), Heard::Added);
+        assert_eq!(
+            view.hear_from(&member("10.0.0.9:8085", "z"), 5),
+            Heard::Added
+        );
         assert!(view.contains(&addr("10.0.0.9:8085")));
     }
 }
