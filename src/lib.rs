@@ -25,6 +25,7 @@
 //! - [`http`] — actix handlers; [`error`] maps failures to status codes.
 //! - [`server`] — wiring, the ticker, graceful shutdown.
 //! - [`config`] — the environment and flags, validated.
+//! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.
 //! - [`client`] — a typed client that carries causal context.
 
 pub mod address;
@@ -33,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod replica;
 pub mod server;
 pub mod store;

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::causal::{CausalContext, VectorClock};
 use crate::config::Config;
 use crate::error::{ApiError, Error};
+use crate::metrics::Metrics;
 use crate::replica::{Effect, Member, Millis, Replica};
 use crate::{http, transport};
 
@@ -31,6 +32,8 @@ pub struct Node {
     me: Member,
     /// The configuration the node runs with.
     pub config: Config,
+    /// The replica's metrics.
+    pub metrics: Metrics,
 }
 
 impl Node {
@@ -53,6 +56,7 @@ impl Node {
             started: Instant::now(),
             me,
             config,
+            metrics: Metrics::new(),
         };
         (Arc::new(node), receiver)
     }
@@ -153,14 +157,15 @@ pub fn start(config: Config) -> std::io::Result<Running> {
     let workers = config.workers;
     let (node, effects) = Node::new(config, &incarnation);
     let app_node = web::Data::from(node.clone());
-    let server =
-        HttpServer::new(move || App::new().configure(|c| http::configure(c, app_node.clone())))
-            .workers(workers)
-            .shutdown_timeout(10)
-            .bind(listen)
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-            })?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http::observe))
+            .configure(|c| http::configure(c, app_node.clone()))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .bind(listen)
+    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
     transport::spawn(node.clone(), effects);

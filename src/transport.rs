@@ -15,12 +15,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use crate::address::SocketAddress;
+use crate::metrics::Metrics;
 use crate::replica::{Effect, Kind, Reply, Request, Write};
 use crate::server::Node;
 
@@ -105,21 +106,29 @@ pub async fn call(
 /// One peer's ordered queue of writes.
 #[derive(Default)]
 struct PeerQueue {
-    writes: RefCell<VecDeque<Arc<Write>>>,
+    /// Writes not yet acknowledged, oldest first, with when each was queued.
+    writes: RefCell<VecDeque<(Instant, Arc<Write>)>>,
     ready: Notify,
     closed: Cell<bool>,
 }
 
 impl PeerQueue {
-    fn push(&self, write: Arc<Write>, peer: &SocketAddress) {
+    fn push(&self, write: Arc<Write>, peer: &SocketAddress, metrics: &Metrics) {
         let mut writes = self.writes.borrow_mut();
         if writes.len() >= MAX_QUEUE {
             warn!(%peer, "replication queue overflowed; the peer will catch up by anti-entropy");
             writes.clear();
         }
-        writes.push_back(write);
+        writes.push_back((Instant::now(), write));
         drop(writes);
+        self.report(peer, metrics);
         self.ready.notify_one();
+    }
+
+    /// Publishes the queue's depth and the age of its oldest write.
+    fn report(&self, peer: &SocketAddress, metrics: &Metrics) {
+        let writes = self.writes.borrow();
+        metrics.set_queue(peer.as_str(), writes.len(), writes.front().map(|(t, _)| *t));
     }
 
     fn close(&self) {
@@ -147,12 +156,13 @@ pub fn spawn(node: Arc<Node>, mut effects: mpsc::UnboundedReceiver<Effect>) {
                         ));
                         queue
                     });
-                    queue.push(write, &to);
+                    queue.push(write, &to, &node.metrics);
                 }
                 Effect::DropQueue { peer } => {
                     if let Some(queue) = queues.remove(&peer) {
                         debug!(%peer, dropped = queue.writes.borrow().len(), "dropped replication queue");
                         queue.close();
+                        node.metrics.drop_queue(peer.as_str());
                     }
                 }
                 Effect::Send { to, request } => {
@@ -187,7 +197,7 @@ async fn drain_queue(
             .borrow()
             .iter()
             .take(MAX_BATCH)
-            .map(|w| Write::clone(w))
+            .map(|(_, w)| Write::clone(w))
             .collect();
         if batch.is_empty() {
             queue.ready.notified().await;
@@ -203,6 +213,10 @@ async fn drain_queue(
                 let mut writes = queue.writes.borrow_mut();
                 let acked = sent.min(writes.len());
                 writes.drain(..acked);
+                drop(writes);
+                if !queue.closed.get() {
+                    queue.report(&peer, &node.metrics);
+                }
                 backoff = BACKOFF_MIN;
             }
             outcome => {

@@ -2,7 +2,7 @@
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 
@@ -28,8 +28,24 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 struct KvBody<'a> {
     #[serde(borrow, default)]
     value: Option<&'a RawValue>,
-    #[serde(rename = "causal-metadata", default)]
+    #[serde(rename = "causal-metadata", default, deserialize_with = "present")]
     causal_metadata: Option<Json>,
+}
+
+/// A field that is present deserializes to `Some`, even when it is `null`
+/// (so that `"causal-metadata": null` is echoed as `null`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+/// A successful GET. The value is embedded as the JSON text stored, never
+/// re-parsed, so it is returned exactly as it was put.
+#[derive(Serialize)]
+struct Found<'a> {
+    message: &'static str,
+    #[serde(rename = "causal-metadata")]
+    causal_metadata: Json,
+    value: &'a RawValue,
 }
 
 fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
@@ -100,11 +116,11 @@ async fn get(
         .await?;
     let metadata = context.reply(&read.learned);
     Ok(match read.value {
-        Some(value) => HttpResponse::Ok().json(json!({
-            "message": "Retrieved successfully",
-            "causal-metadata": metadata,
-            "value": value,
-        })),
+        Some(value) => HttpResponse::Ok().json(Found {
+            message: "Retrieved successfully",
+            causal_metadata: metadata,
+            value: value.as_raw(),
+        }),
         None => HttpResponse::NotFound().json(json!({
             "doesExist": false,
             "error": "Key does not exist",

@@ -6,10 +6,16 @@ pub mod kv;
 pub mod ops;
 pub mod view;
 
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Error};
 use crate::server::Node;
@@ -22,6 +28,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(internal::routes)
         .configure(ops::routes)
         .default_service(web::to(not_found));
+}
+
+/// Wraps every request: a tracing span with a request id (so every log line
+/// of the request carries it), a debug line when it ends, and the request
+/// counter and latency histogram.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let node = req.app_data::<web::Data<Node>>().cloned();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::debug_span!("request", id = &id[..12], %method, path = %req.path());
+    let response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::debug!(%status, micros = elapsed.as_micros() as u64, "answered"));
+    if let Some(node) = node {
+        let metrics = &node.metrics;
+        metrics
+            .requests
+            .with_label_values(&[&route, &method, &status])
+            .inc();
+        metrics
+            .latency
+            .with_label_values(&[&route, &method])
+            .observe(elapsed.as_secs_f64());
+    }
+    Ok(response)
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

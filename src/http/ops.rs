@@ -1,4 +1,4 @@
-//! Operations endpoints: `/health`.
+//! Operations endpoints: `/health` and `/metrics`.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -6,7 +6,8 @@ use serde_json::json;
 use crate::server::Node;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics));
 }
 
 /// 200 while the replica serves; says whether its start-up sync is done.
@@ -22,4 +23,12 @@ async fn health(node: web::Data<Node>) -> HttpResponse {
         "tombstones": stats.tombstones,
         "buffered": stats.buffered,
     }))
+}
+
+/// The Prometheus text exposition.
+async fn metrics(node: web::Data<Node>) -> HttpResponse {
+    let stats = node.with_replica(|replica, _| replica.stats());
+    HttpResponse::Ok()
+        .content_type(prometheus::TEXT_FORMAT)
+        .body(node.metrics.render(&stats))
 }

@@ -102,6 +102,10 @@ pub enum Request {
         from: Member,
         /// The change.
         change: ViewChange,
+        /// Its number among the changes made at `from` (from 1), so that a
+        /// change sent again after a lost acknowledgement is applied once.
+        #[serde(default)]
+        seq: u64,
     },
 }
 

@@ -40,7 +40,10 @@
 //! becomes a suspect and leaves the view, its queue dropped. Suspects keep
 //! being probed and the first reply readmits them; any request from an
 //! unknown replica adds it. An operator's view change is relayed to every
-//! member; an address removed that way is refused until it joins again.
+//! member, in order and retried until each acknowledges it (a change lost
+//! on the way would leave the views different for good); changes are
+//! numbered, so one sent again is applied once. An address removed that way
+//! is refused until it joins again.
 //!
 //! # Implementation caveats
 //!
@@ -59,6 +62,7 @@ mod sim;
 mod sync;
 pub mod view;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -206,6 +210,16 @@ pub struct Stats {
     pub writes_applied: u64,
 }
 
+/// Operator view changes (numbered) relayed to one member and not
+/// acknowledged yet, oldest first. They go one at a time, so that they
+/// apply in order.
+#[derive(Debug, Default)]
+struct Relays {
+    changes: VecDeque<(u64, ViewChange)>,
+    in_flight: bool,
+    retry_at: Millis,
+}
+
 /// One replica's protocol state.
 #[derive(Debug)]
 pub struct Replica {
@@ -220,6 +234,9 @@ pub struct Replica {
     view: View,
     sync: Sync,
     outbox: Vec<Effect>,
+    relays: BTreeMap<SocketAddress, Relays>,
+    view_changes: u64,
+    relayed: BTreeMap<ReplicaId, u64>,
     progress: u64,
     gc_barrier: Option<(VectorClock, VectorClock)>,
     last_gc: Millis,
@@ -260,6 +277,9 @@ impl Replica {
             view,
             sync,
             outbox: Vec::new(),
+            relays: BTreeMap::new(),
+            view_changes: 0,
+            relayed: BTreeMap::new(),
             progress: 0,
             gc_barrier: None,
             last_gc: now,
@@ -439,29 +459,73 @@ impl Replica {
             return false;
         }
         info!(peer = %address, "replica removed from the view by request");
+        self.relays.remove(&address);
         self.outbox.push(Effect::DropQueue {
             peer: address.clone(),
         });
-        self.send(
-            &address,
-            self.relay_request(ViewChange::Remove(address.clone())),
-        );
-        self.relay(ViewChange::Remove(address));
+        let seq = self.relay(ViewChange::Remove(address.clone()));
+        let request = self.relay_request(seq, ViewChange::Remove(address.clone()));
+        self.send(&address, request);
         true
     }
 
-    fn relay_request(&self, change: ViewChange) -> Request {
+    fn relay_request(&self, seq: u64, change: ViewChange) -> Request {
         Request::ViewChange {
             from: self.me.clone(),
             change,
+            seq,
         }
     }
 
-    fn relay(&mut self, change: ViewChange) {
-        let peers: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
+    /// Numbers an operator's change and queues it for every member, those
+    /// suspected down included (they are back soon, or never); returns its
+    /// number.
+    fn relay(&mut self, change: ViewChange) -> u64 {
+        self.view_changes += 1;
+        let seq = self.view_changes;
+        let members = self.view.peers().chain(self.view.suspects());
+        let peers: Vec<SocketAddress> = members.map(|(a, _)| a.clone()).collect();
         for peer in peers {
-            let request = self.relay_request(change.clone());
-            self.send(&peer, request);
+            let relays = self.relays.entry(peer.clone()).or_default();
+            relays.changes.push_back((seq, change.clone()));
+            self.send_relay(&peer, None);
+        }
+        seq
+    }
+
+    /// Sends `peer` the oldest change it has not acknowledged, unless one is
+    /// in flight or, at `now`, its retry is not due yet.
+    fn send_relay(&mut self, peer: &SocketAddress, now: Option<Millis>) {
+        let Some(relays) = self.relays.get_mut(peer) else {
+            return;
+        };
+        if relays.in_flight || now.is_some_and(|t| t < relays.retry_at) {
+            return;
+        }
+        let Some((seq, change)) = relays.changes.front().cloned() else {
+            return;
+        };
+        relays.in_flight = true;
+        let request = self.relay_request(seq, change);
+        self.send(peer, request);
+    }
+
+    /// A relayed change got an answer (the next one goes) or failed (it is
+    /// sent again after the probe interval).
+    fn on_relay_reply(&mut self, peer: &SocketAddress, answered: bool, now: Millis) {
+        let Some(relays) = self.relays.get_mut(peer) else {
+            return;
+        };
+        relays.in_flight = false;
+        if answered {
+            relays.changes.pop_front();
+        } else {
+            relays.retry_at = now + self.timing.probe_interval;
+        }
+        if relays.changes.is_empty() {
+            self.relays.remove(peer);
+        } else {
+            self.send_relay(peer, Some(now));
         }
     }
 
@@ -472,7 +536,7 @@ impl Replica {
         let from = request.from().clone();
         if let Request::Join { .. } = &request {
             // A join is how an evicted address comes back.
-            self.view.pardon(&from.address);
+            self.view.pardon(&from);
         }
         if self.hear(&from, now) == Heard::Evicted && !matches!(request, Request::Snapshot { .. }) {
             return Reply::Refused {
@@ -506,8 +570,14 @@ impl Replica {
                 from: self.me.clone(),
                 state: self.snapshot_state(),
             },
-            Request::ViewChange { change, .. } => {
-                self.apply_view_change(change, now);
+            Request::ViewChange { change, seq, .. } => {
+                // A change sent again after a lost acknowledgement may come
+                // after later ones: apply each change once.
+                let last = self.relayed.entry(from.id.clone()).or_default();
+                if seq == 0 || seq > *last {
+                    *last = seq.max(*last);
+                    self.apply_view_change(change, now);
+                }
                 Reply::Ack {
                     from: self.me.clone(),
                 }
@@ -531,6 +601,7 @@ impl Replica {
                 if self.view.remove(&address) {
                     info!(peer = %address, "replica removed from the view (relayed)");
                 }
+                self.relays.remove(&address);
                 self.outbox.push(Effect::DropQueue { peer: address });
             }
             ViewChange::Add(_) => {}
@@ -547,6 +618,10 @@ impl Replica {
         now: Millis,
     ) {
         self.clear_in_flight(to, kind);
+        if kind == Kind::ViewChange {
+            // A refusal is an answer too: retrying cannot change it.
+            self.on_relay_reply(to, result.is_ok(), now);
+        }
         let reply = match result {
             Ok(reply) => reply,
             Err(error) => {
@@ -692,7 +767,8 @@ impl Replica {
     // ----- time ----------------------------------------------------------
 
     /// Advances time: joins, failure detection, heartbeats, probes,
-    /// anti-entropy pulls and tombstone collection.
+    /// retries of relayed view changes, anti-entropy pulls and tombstone
+    /// collection.
     pub fn tick(&mut self, now: Millis) {
         self.maybe_join(now);
 
@@ -719,6 +795,11 @@ impl Replica {
         }
         for address in targets {
             self.send(&address, heartbeat.clone());
+        }
+
+        let unacknowledged: Vec<SocketAddress> = self.relays.keys().cloned().collect();
+        for address in unacknowledged {
+            self.send_relay(&address, Some(now));
         }
 
         // Pull what peers reported having a while ago and is still missing.

@@ -6,7 +6,7 @@
 //! *evicted*: its current incarnation is refused until it joins again (a
 //! restart, or an operator adding it back).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, VectorClock};
@@ -66,7 +66,9 @@ pub struct View {
     me: SocketAddress,
     members: BTreeMap<SocketAddress, Peer>,
     suspects: BTreeMap<SocketAddress, Peer>,
-    evicted: BTreeSet<SocketAddress>,
+    /// Addresses an operator removed, with the incarnation removed (if it
+    /// was known): a join from another incarnation clears the eviction.
+    evicted: BTreeMap<SocketAddress, Option<ReplicaId>>,
 }
 
 impl View {
@@ -81,7 +83,7 @@ impl View {
             me,
             members,
             suspects: BTreeMap::new(),
-            evicted: BTreeSet::new(),
+            evicted: BTreeMap::new(),
         }
     }
 
@@ -172,14 +174,24 @@ impl View {
         if *address == self.me {
             return false;
         }
-        self.suspects.remove(address);
-        self.evicted.insert(address.clone());
-        self.members.remove(address).is_some()
+        let suspect = self.suspects.remove(address);
+        let member = self.members.remove(address);
+        let was_member = member.is_some();
+        let id = member.or(suspect).and_then(|peer| peer.id);
+        let removed_before = self.evicted.remove(address).flatten();
+        self.evicted.insert(address.clone(), id.or(removed_before));
+        was_member
     }
 
-    /// Clears the eviction of `address` (it joined again).
-    pub fn pardon(&mut self, address: &SocketAddress) {
-        self.evicted.remove(address);
+    /// Clears the eviction of `member`'s address if it is another
+    /// incarnation than the one removed (it restarted and joins again). A
+    /// join the removed incarnation sent before its removal arrived stays
+    /// refused.
+    pub fn pardon(&mut self, member: &Member) {
+        let removed = self.evicted.get(&member.address);
+        if removed.is_some_and(|id| id.as_ref() != Some(&member.id)) {
+            self.evicted.remove(&member.address);
+        }
     }
 
     /// Records a sign of life from `member`, readmitting or adding it.
@@ -188,7 +200,7 @@ impl View {
         if *address == self.me {
             return Heard::Myself;
         }
-        if self.evicted.contains(address) {
+        if self.evicted.contains_key(address) {
             // Removed by an operator: only a join brings it back.
             return Heard::Evicted;
         }
@@ -288,6 +300,21 @@ mod tests {
         assert!(!view.contains(&m.address));
         assert!(view.add(&m.address, 3));
         assert_eq!(view.hear_from(&m, 4), Heard::Member);
+    }
+
+    #[test]
+    fn only_a_new_incarnation_joining_clears_an_eviction() {
+        let mut view = View::new(addr("10.0.0.1:8085"), &[addr("10.0.0.2:8085")], 0);
+        let old = member("10.0.0.2:8085", "a");
+        view.hear_from(&old, 1);
+        view.remove(&old.address);
+        view.remove(&old.address);
+        // A join the removed incarnation sent before its removal.
+        view.pardon(&old);
+        assert_eq!(view.hear_from(&old, 2), Heard::Evicted);
+        let restarted = member("10.0.0.2:8085", "b");
+        view.pardon(&restarted);
+        assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
     }
 
     #[test]

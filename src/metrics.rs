@@ -1,0 +1,233 @@
+//! Prometheus metrics: what a replica exposes at `GET /metrics`.
+//!
+//! Request counters and latency histograms are updated by the HTTP
+//! middleware; per-peer queue depth and replication lag by the transport;
+//! the replica's own figures (keys, tombstones, buffered writes, view size)
+//! are read from it when scraped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::replica::Stats;
+
+/// Latency buckets, in seconds: from 100 µs to the causal wait and beyond.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Every metric of one replica.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests answered, by route pattern, method and status.
+    pub requests: IntCounterVec,
+    /// HTTP request latency, by route pattern and method.
+    pub latency: HistogramVec,
+    keys: IntGauge,
+    tombstones: IntGauge,
+    buffered: IntGauge,
+    view_size: IntGauge,
+    synced: IntGauge,
+    writes_issued: IntCounter,
+    writes_applied: IntCounter,
+    queue_depth: IntGaugeVec,
+    replication_lag: GaugeVec,
+    uptime: Gauge,
+    started: Instant,
+    /// Per peer: when the oldest write still queued for it was queued.
+    oldest_queued: Mutex<HashMap<String, Option<Instant>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("causalkv_http_requests_total", "HTTP requests answered"),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "causalkv_http_request_duration_seconds",
+                "HTTP request latency",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let metrics = Metrics {
+            keys: gauge("causalkv_keys", "Live keys stored"),
+            tombstones: gauge("causalkv_tombstones", "Tombstones of deleted keys held"),
+            buffered: gauge(
+                "causalkv_delivery_buffer_writes",
+                "Writes received and waiting for their causal dependencies",
+            ),
+            view_size: gauge(
+                "causalkv_view_size",
+                "Members of the view, this replica included",
+            ),
+            synced: gauge(
+                "causalkv_synced",
+                "1 once the start-up state transfer is done",
+            ),
+            writes_issued: counter(
+                "causalkv_writes_issued_total",
+                "Client writes made at this replica",
+            ),
+            writes_applied: counter(
+                "causalkv_writes_applied_total",
+                "Writes from other replicas applied here",
+            ),
+            queue_depth: IntGaugeVec::new(
+                Opts::new(
+                    "causalkv_peer_queue_writes",
+                    "Writes queued for a peer, not yet acknowledged",
+                ),
+                &["peer"],
+            )
+            .expect("valid metric"),
+            replication_lag: GaugeVec::new(
+                Opts::new(
+                    "causalkv_peer_replication_lag_seconds",
+                    "Age of the oldest write queued for a peer and not yet acknowledged",
+                ),
+                &["peer"],
+            )
+            .expect("valid metric"),
+            uptime: Gauge::new(
+                "causalkv_uptime_seconds",
+                "Seconds since the replica started",
+            )
+            .expect("valid metric"),
+            started: Instant::now(),
+            oldest_queued: Mutex::new(HashMap::new()),
+            requests,
+            latency,
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.requests.clone()),
+            Box::new(metrics.latency.clone()),
+            Box::new(metrics.keys.clone()),
+            Box::new(metrics.tombstones.clone()),
+            Box::new(metrics.buffered.clone()),
+            Box::new(metrics.view_size.clone()),
+            Box::new(metrics.synced.clone()),
+            Box::new(metrics.writes_issued.clone()),
+            Box::new(metrics.writes_applied.clone()),
+            Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.replication_lag.clone()),
+            Box::new(metrics.uptime.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        metrics
+    }
+
+    /// Records the state of the replication queue of `peer`: its length and
+    /// when its oldest write was queued (`None` when empty).
+    pub fn set_queue(&self, peer: &str, depth: usize, oldest: Option<Instant>) {
+        self.queue_depth
+            .with_label_values(&[peer])
+            .set(depth as i64);
+        let mut map = self.oldest_queued.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(peer.to_string(), oldest);
+    }
+
+    /// Forgets the queue of a peer that left the view.
+    pub fn drop_queue(&self, peer: &str) {
+        let _ = self.queue_depth.remove_label_values(&[peer]);
+        let _ = self.replication_lag.remove_label_values(&[peer]);
+        let mut map = self.oldest_queued.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(peer);
+    }
+
+    /// The metrics in the Prometheus text format, with the replica's
+    /// figures as of `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        self.keys.set(stats.keys as i64);
+        self.tombstones.set(stats.tombstones as i64);
+        self.buffered.set(stats.buffered as i64);
+        self.view_size.set(stats.view_size as i64);
+        self.synced.set(stats.synced as i64);
+        catch_up(&self.writes_issued, stats.writes_issued);
+        catch_up(&self.writes_applied, stats.writes_applied);
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        {
+            let map = self.oldest_queued.lock().unwrap_or_else(|p| p.into_inner());
+            for (peer, oldest) in map.iter() {
+                let lag = oldest.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.replication_lag.with_label_values(&[peer]).set(lag);
+            }
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Raises a counter to `total` (counters only go up).
+fn catch_up(counter: &IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_reports_replica_figures_and_queues() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&["/health", "GET", "200"])
+            .inc();
+        m.set_queue("10.0.0.2:8085", 3, Some(Instant::now()));
+        let stats = Stats {
+            keys: 7,
+            buffered: 2,
+            view_size: 3,
+            writes_issued: 5,
+            ..Stats::default()
+        };
+        let text = m.render(&stats);
+        assert!(text.contains("causalkv_keys 7"), "{text}");
+        assert!(text.contains("causalkv_delivery_buffer_writes 2"), "{text}");
+        assert!(text.contains("causalkv_writes_issued_total 5"), "{text}");
+        assert!(
+            text.contains(r#"causalkv_peer_queue_writes{peer="10.0.0.2:8085"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"causalkv_http_requests_total{method="GET",route="/health",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        m.drop_queue("10.0.0.2:8085");
+        assert!(!m.render(&stats).contains("10.0.0.2:8085"));
+    }
+}
