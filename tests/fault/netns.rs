@@ -1,0 +1,308 @@
+//! A cluster of real `causalkv` processes, each in its own Linux network
+//! namespace with a veth into one bridge: the topology of docker containers
+//! on one subnet. Faults are made the way an operator would make them:
+//! iptables rules inside the namespaces (partitions, also one-way),
+//! SIGKILL (crash), a fresh process at the same address (restart),
+//! SIGSTOP/SIGCONT (a replica that hangs without dying).
+//!
+//! The harness only ever addresses the replicas it created: every address
+//! it hands out lies in the subnet of its own bridge, and
+//! [`NetnsCluster::check_target`] refuses anything else.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Port every replica listens on, as in the kevinDB convention.
+pub const PORT: u16 = 8085;
+
+/// Why the suite cannot run here.
+pub fn unavailable() -> Option<String> {
+    // SAFETY-free check: root is needed to create namespaces.
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root: network namespaces cannot be created".into());
+    }
+    for tool in ["ip", "iptables"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !found {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn run_quiet(args: &[&str]) {
+    let _ = Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// One replica slot: a namespace, an address, maybe a running process.
+pub struct Slot {
+    /// Namespace name.
+    pub netns: String,
+    /// `ip:port` of the replica.
+    pub address: String,
+    /// The running process, if any.
+    pub child: Option<Child>,
+    /// How many processes have run in this slot.
+    pub starts: usize,
+    /// Whether the process is stopped with SIGSTOP.
+    pub paused: bool,
+}
+
+/// The namespaced cluster.
+pub struct NetnsCluster {
+    tag: String,
+    subnet: u8,
+    bridge: String,
+    binary: PathBuf,
+    /// Per-run directory holding every replica's log.
+    pub log_dir: PathBuf,
+    /// The replica slots, by index.
+    pub slots: Vec<Slot>,
+    env: Vec<(String, String)>,
+    blocked: BTreeSet<(usize, usize)>,
+}
+
+impl NetnsCluster {
+    /// Creates the bridge and `capacity` namespaces (replicas are started
+    /// separately). `tag` must be short: it prefixes interface names.
+    pub fn create(
+        tag: &str,
+        subnet: u8,
+        capacity: usize,
+        binary: &Path,
+        log_dir: &Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(log_dir).map_err(|e| e.to_string())?;
+        let bridge = format!("{tag}br");
+        let mut cluster = NetnsCluster {
+            tag: tag.to_string(),
+            subnet,
+            bridge: bridge.clone(),
+            binary: binary.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            slots: Vec::new(),
+            env,
+            blocked: BTreeSet::new(),
+        };
+        cluster.teardown_network();
+        run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.{subnet}.0.1/24"),
+            "dev",
+            &bridge,
+        ])?;
+        run(&["ip", "link", "set", &bridge, "up"])?;
+        for i in 0..capacity {
+            let netns = format!("{tag}n{i}");
+            let veth = format!("{tag}v{i}");
+            let ip = format!("10.{subnet}.0.{}", i + 2);
+            run(&["ip", "netns", "add", &netns])?;
+            run(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            ])?;
+            run(&["ip", "link", "set", &veth, "master", &bridge, "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", &netns, "link", "set", "eth0", "up"])?;
+            run(&["ip", "-n", &netns, "link", "set", "lo", "up"])?;
+            cluster.slots.push(Slot {
+                netns,
+                address: format!("{ip}:{PORT}"),
+                child: None,
+                starts: 0,
+                paused: false,
+            });
+        }
+        Ok(cluster)
+    }
+
+    fn teardown_network(&self) {
+        for i in 0..32 {
+            // Deleting the host end removes the pair at once; a namespace
+            // is torn down lazily by the kernel.
+            run_quiet(&["ip", "link", "del", &format!("{}v{i}", self.tag)]);
+            run_quiet(&["ip", "netns", "del", &format!("{}n{i}", self.tag)]);
+        }
+        run_quiet(&["ip", "link", "del", &self.bridge]);
+    }
+
+    /// Panics unless `host` is the address of one of this cluster's slots.
+    pub fn check_target(&self, host: &str) {
+        assert!(
+            self.slots.iter().any(|s| s.address == host),
+            "refusing to send traffic to {host}: not a replica of this test cluster"
+        );
+    }
+
+    /// The address of slot `i`.
+    pub fn address(&self, i: usize) -> String {
+        self.slots[i].address.clone()
+    }
+
+    /// Whether slot `i` has a live (possibly paused) process.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.slots[i].child.is_some()
+    }
+
+    /// Starts a replica in slot `i` whose `VIEW` lists `view` (slot indices).
+    pub fn start(&mut self, i: usize, view: &[usize]) -> Result<(), String> {
+        assert!(self.slots[i].child.is_none(), "slot {i} already runs");
+        let view: Vec<String> = view.iter().map(|&j| self.address(j)).collect();
+        let slot = &mut self.slots[i];
+        slot.starts += 1;
+        let log_path = self.log_dir.join(format!("replica{i}.{}.log", slot.starts));
+        let log = File::create(&log_path).map_err(|e| e.to_string())?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &slot.netns])
+            .arg(&self.binary)
+            .env("SOCKET_ADDRESS", &slot.address)
+            .env("VIEW", view.join(","))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        let child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
+        slot.child = Some(child);
+        slot.paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.slots[i].child {
+            run_quiet(&["kill", signal, &child.id().to_string()]);
+        }
+    }
+
+    /// SIGKILL: the replica and its in-memory state are gone.
+    pub fn crash(&mut self, i: usize) {
+        if self.slots[i].paused {
+            self.signal(i, "-CONT");
+        }
+        if let Some(mut child) = self.slots[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.slots[i].paused = false;
+    }
+
+    /// SIGSTOP: the replica hangs without dying.
+    pub fn pause(&mut self, i: usize) {
+        if self.slots[i].child.is_some() && !self.slots[i].paused {
+            self.signal(i, "-STOP");
+            self.slots[i].paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) {
+        if self.slots[i].paused {
+            self.signal(i, "-CONT");
+            self.slots[i].paused = false;
+        }
+    }
+
+    /// Drops every packet from `from` to `to` (inside `to`'s namespace).
+    pub fn block(&mut self, from: usize, to: usize) -> Result<(), String> {
+        if from == to || !self.blocked.insert((from, to)) {
+            return Ok(());
+        }
+        let source = format!("10.{}.0.{}", self.subnet, from + 2);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.slots[to].netns,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            &source,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Splits the slots into groups that cannot reach each other.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) -> Result<(), String> {
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b {
+                    for &x in ga {
+                        for &y in gb {
+                            self.block(x, y)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every packet filter: all links work again.
+    pub fn heal(&mut self) -> Result<(), String> {
+        let targets: BTreeSet<usize> = self.blocked.iter().map(|&(_, to)| to).collect();
+        for to in targets {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.slots[to].netns,
+                "iptables",
+                "-F",
+                "INPUT",
+            ])?;
+        }
+        self.blocked.clear();
+        Ok(())
+    }
+}
+
+impl Drop for NetnsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.slots.len() {
+            self.crash(i);
+        }
+        self.teardown_network();
+    }
+}

@@ -1,0 +1,170 @@
+//! Client sessions for the fault suite: each hops between replicas at
+//! random, always passing back its latest causal metadata, and records
+//! every operation (invocation, completion, replica, key, result) for the
+//! checker.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use serde_json::{json, Value};
+
+use super::checker::{Op, OpKind, OpResult};
+use super::rng::Rng;
+
+/// Keys written by many sessions: conflicts happen here.
+pub const HOT_KEYS: usize = 4;
+/// Keys spread thin: state transfer matters for them.
+pub const COLD_KEYS: usize = 150;
+
+/// Every key the workload may touch.
+pub fn all_keys() -> Vec<String> {
+    (0..HOT_KEYS)
+        .map(|i| format!("hot{i}"))
+        .chain((0..COLD_KEYS).map(|i| format!("cold{i}")))
+        .collect()
+}
+
+/// What the sessions share with the nemesis and the recorder.
+pub struct Shared {
+    /// When the run started (op times are microseconds since then).
+    pub start: Instant,
+    /// Addresses of the slots clients may talk to, by slot index.
+    pub targets: Vec<(usize, String)>,
+    /// Every operation so far.
+    pub ops: Vec<Op>,
+    /// Sessions started so far (a stuck session restarts under a new id).
+    pub sessions: usize,
+}
+
+impl Shared {
+    /// Microseconds since the start of the run.
+    pub fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+}
+
+/// Runs one client until `until`; `seed` drives its choices.
+pub async fn session(
+    shared: Rc<RefCell<Shared>>,
+    seed: u64,
+    until: Instant,
+    request_timeout: Duration,
+) {
+    let mut rng = Rng::new(seed);
+    let http = awc::Client::builder()
+        .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
+        .timeout(request_timeout)
+        .finish();
+    let mut id = new_session(&shared);
+    let mut context = Value::String(String::new());
+    let mut counter = 0u64;
+    let mut unavailable_in_a_row = 0;
+    while Instant::now() < until {
+        let target = {
+            let s = shared.borrow();
+            if s.targets.is_empty() {
+                None
+            } else {
+                Some(s.targets[rng.below(s.targets.len())].clone())
+            }
+        };
+        let Some((replica, host)) = target else {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let key = if rng.chance(0.6) {
+            format!("hot{}", rng.below(HOT_KEYS))
+        } else {
+            format!("cold{}", rng.below(COLD_KEYS))
+        };
+        let roll = rng.below(100);
+        let (kind, method, body) = if roll < 45 {
+            (
+                OpKind::Get,
+                Method::GET,
+                json!({"causal-metadata": context}),
+            )
+        } else if roll < 88 {
+            counter += 1;
+            let value = format!("s{id}-{counter}");
+            let body = json!({"value": value, "causal-metadata": context});
+            (OpKind::Put { value }, Method::PUT, body)
+        } else {
+            (
+                OpKind::Delete,
+                Method::DELETE,
+                json!({"causal-metadata": context}),
+            )
+        };
+        let invoked_us = shared.borrow().now_us();
+        let path = format!("/key-value-store/{key}");
+        let answer = causalkv::client::raw(&http, &host, method, &path, Some(&body)).await;
+        let completed_us = shared.borrow().now_us();
+        let (result, completed) = match answer {
+            Ok(response) => {
+                let result = interpret(&kind, response.status, &response.body);
+                if !matches!(result, OpResult::Failed(_)) {
+                    if let Some(m) = response.body.get("causal-metadata") {
+                        context = m.clone();
+                    }
+                }
+                (result, Some(completed_us))
+            }
+            Err(e) => (OpResult::Failed(e), None),
+        };
+        let failed = matches!(result, OpResult::Failed(_));
+        {
+            let mut s = shared.borrow_mut();
+            let op_id = s.ops.len();
+            s.ops.push(Op {
+                id: op_id,
+                session: id,
+                replica,
+                key,
+                kind,
+                invoked_us,
+                completed_us: completed,
+                result,
+            });
+        }
+        // A session whose context names writes nobody can deliver (lost in
+        // a crash) would wait forever: after a few refusals it starts over
+        // as a new session.
+        unavailable_in_a_row = if failed { unavailable_in_a_row + 1 } else { 0 };
+        if unavailable_in_a_row >= 4 {
+            id = new_session(&shared);
+            context = Value::String(String::new());
+            unavailable_in_a_row = 0;
+        }
+        actix_rt::time::sleep(Duration::from_millis(rng.range(2, 20))).await;
+    }
+}
+
+fn new_session(shared: &Rc<RefCell<Shared>>) -> usize {
+    let mut s = shared.borrow_mut();
+    s.sessions += 1;
+    s.sessions - 1
+}
+
+fn interpret(kind: &OpKind, status: u16, body: &Value) -> OpResult {
+    match (kind, status) {
+        (OpKind::Put { .. }, 200 | 201) => OpResult::Written,
+        (OpKind::Delete, 200) => OpResult::Deleted,
+        (OpKind::Delete, 404) => OpResult::DeleteAbsent,
+        (OpKind::Get, 200) => OpResult::Read(Some(value_text(body.get("value")))),
+        (OpKind::Get, 404) => OpResult::Read(None),
+        (_, status) => OpResult::Failed(format!("status {status}: {body}")),
+    }
+}
+
+/// The value as the string that was written (or its JSON text, which the
+/// checker will not recognise as written).
+pub fn value_text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "<missing>".into(),
+    }
+}
