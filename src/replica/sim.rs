@@ -31,9 +31,10 @@
 //! (a tombstone may be forgotten). Every client read must return a version
 //! no older, in the key's order, than one its session wrote or read before
 //! (read-your-writes, monotonic reads). [`Sim::settle`] heals, restarts and
-//! runs until every replica holds the same store, clock and view, then
-//! checks that every write of an incarnation that never crashed is
-//! applied everywhere.
+//! runs until every replica holds the same store, clock and view (a write
+//! that waits for one lost in a crash stays buffered, as it must), then
+//! checks that every write of an incarnation that never crashed is applied
+//! everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -102,7 +103,7 @@ struct Node {
     replica: Replica,
     epoch: u64,
     queues: BTreeMap<SocketAddress, Queue>,
-    signature: Option<(u64, usize, usize, VectorClock)>,
+    signature: (u64, usize, usize),
     audited: VectorClock,
     winners: BTreeMap<Key, Version>,
 }
@@ -160,7 +161,8 @@ struct Sim {
     addrs: Vec<SocketAddress>,
     nodes: Vec<Option<Node>>,
     group: Vec<u64>,
-    net: Vec<(Millis, Head, Body)>,
+    /// Messages in flight, by arrival time (and a tie-breaker).
+    net: BTreeMap<(Millis, u64), (Head, Body)>,
     fresh: u64,
     log: Vec<Logged>,
     issued: BTreeMap<Dot, usize>,
@@ -219,7 +221,7 @@ impl Sim {
             replica,
             epoch: self.fresh(),
             queues: BTreeMap::new(),
-            signature: None,
+            signature: (0, 0, 0),
             audited: VectorClock::new(),
             winners: BTreeMap::new(),
         });
@@ -253,13 +255,15 @@ impl Sim {
         if self.rng.chance(slow) {
             at += 500 + self.rng.below(2500);
         }
-        self.net.push((at, head, body));
+        let id = self.fresh();
+        self.net.insert((at, id), (head, body));
     }
 
     /// The sender of a lost request or reply learns of it after a timeout.
     fn fail(&mut self, head: Head) {
         let (at, timeout) = (self.now + 50 + self.rng.below(950), "timed out".into());
-        self.net.push((at, head, Body::Reply(Err(timeout))));
+        let id = self.fresh();
+        self.net.insert((at, id), (head, Body::Reply(Err(timeout))));
     }
 
     fn send(&mut self, node: usize, peer: SocketAddress, request: Request, batch: Batch) {
@@ -327,10 +331,8 @@ impl Sim {
 
     /// Carries out the effects replica `i` produced, then audits it.
     fn flush(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].as_mut() else {
-            return;
-        };
-        for effect in node.replica.take_effects() {
+        let effects = self.nodes[i].as_mut().map(|n| n.replica.take_effects());
+        for effect in effects.into_iter().flatten() {
             let generation = self.fresh();
             let queues = &mut self.nodes[i].as_mut().expect("up").queues;
             match effect {
@@ -389,11 +391,12 @@ impl Sim {
     fn step(&mut self) {
         self.now += STEP;
         let now = self.now;
-        let net = std::mem::take(&mut self.net).into_iter();
-        let (mut due, later): (Vec<_>, _) = net.partition(|m| m.0 <= now);
-        self.net = later;
+        let later = self.net.split_off(&(now + 1, 0));
+        let mut due: Vec<_> = std::mem::replace(&mut self.net, later)
+            .into_values()
+            .collect();
         self.rng.shuffle(&mut due);
-        for (_, head, body) in due {
+        for (head, body) in due {
             self.deliver(head, body);
         }
         let mut order: Vec<usize> = (0..self.nodes.len()).collect();
@@ -553,8 +556,8 @@ impl Sim {
         };
         let (r, stats) = (&node.replica, node.replica.stats());
         let applied = r.applied();
-        let signature = (r.progress(), stats.keys, stats.tombstones, applied.clone());
-        if node.signature.as_ref() == Some(&signature) {
+        let signature = (r.progress(), stats.keys, stats.tombstones);
+        if node.signature == signature && node.audited == *applied {
             return Ok(());
         }
         for (id, n) in applied.iter() {
@@ -585,7 +588,7 @@ impl Sim {
             return Err(format!("store lost {lost:?}"));
         }
         node.audited = applied.clone();
-        node.signature = Some(signature);
+        node.signature = signature;
         Ok(())
     }
 
@@ -818,7 +821,7 @@ fn concurrent_writes_converge_on_every_replica() {
 #[test]
 fn random_faults_never_break_causality_or_convergence() {
     let crashes = std::cell::Cell::new(0);
-    for_seeds(30, |seed| {
+    for_seeds(25, |seed| {
         let mut sim = Sim::new(seed, 3 + seed as usize % 3, LOSSY).with_sessions(5, 120);
         sim.run_chaos(15_000);
         sim.settle(CALM);
@@ -857,45 +860,4 @@ fn view_change_via_api_reaches_all_members() {
         sim.assert_views(&[0, 1, 2, 3, e], &[0, 1, 2, 3, e]);
         sim.settle(LOSSY);
     });
-}
-#[test]
-fn debug_view() {
-    let seed = 3951598;
-    let mut sim = Sim::new(seed, 4, LOSSY).with_sessions(2, 50);
-    sim.settle(LOSSY);
-    let removed = sim.addrs[3].clone();
-    assert!(sim.replica_mut(0).view_remove(removed.clone()));
-    sim.flush(0);
-    let mut last = String::new();
-    for _ in 0..500 {
-        for (at, head, body) in &sim.net {
-            if *at <= sim.now + 10
-                && sim.now >= 1000
-                && sim.now < 1040
-                && (head.peer == sim.addrs[1] || head.node == 1)
-            {
-                match body {
-                    Body::Request(r, c) => eprintln!(
-                        "t={} at={at} {} -> {} req {:?} copy={c}",
-                        sim.now, head.node, head.peer, r
-                    ),
-                    Body::Reply(r) => eprintln!(
-                        "t={} reply to {} from {} {:?}: {:?}",
-                        sim.now,
-                        head.node,
-                        head.peer,
-                        head.kind,
-                        r.as_ref().map(|_| "ok")
-                    ),
-                }
-            }
-        }
-        sim.step();
-        let v = format!("{:?}", sim.replica(1).view());
-        let v = v.split("suspects").nth(1).unwrap().to_string();
-        if v != last {
-            eprintln!("t={} view {v} {}", sim.now, sim.replica(1).view().print());
-            last = v;
-        }
-    }
 }

@@ -122,7 +122,7 @@ impl Replica {
     /// state of the first member that answered.
     pub(super) fn on_join_reply(&mut self, from: &Member, view: Vec<SocketAddress>, now: Millis) {
         for address in view {
-            if !self.view.contains(&address) && self.view.add(&address, now) {
+            if !self.view.contains(&address) && self.view.learn(&address, now) {
                 info!(peer = %address, "learned of a member while joining");
                 let request = Request::Join {
                     from: self.me.clone(),

@@ -167,6 +167,13 @@ impl View {
         true
     }
 
+    /// Adds `address`, learned from another member's view, unless it is a
+    /// member already or an operator removed it (the other member's view
+    /// may predate the removal). Returns whether it was added.
+    pub fn learn(&mut self, address: &SocketAddress, now: Millis) -> bool {
+        !self.evicted.contains_key(address) && self.add(address, now)
+    }
+
     /// An operator (or a relayed change) removes `address`: it leaves the
     /// view and is refused until it joins again. Returns
     /// whether it was a member.
@@ -312,6 +319,8 @@ mod tests {
         // A join the removed incarnation sent before its removal.
         view.pardon(&old);
         assert_eq!(view.hear_from(&old, 2), Heard::Evicted);
+        // Nor does a view that names it, sent before the removal.
+        assert!(!view.learn(&old.address, 3));
         let restarted = member("10.0.0.2:8085", "b");
         view.pardon(&restarted);
         assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
