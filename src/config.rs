@@ -23,6 +23,12 @@ pub struct Args {
     /// Comma-separated ip:port of every replica of the store, this one included.
     #[arg(long, env = "VIEW")]
     pub view: Option<String>,
+    /// name:port whose DNS addresses are the replicas (re-resolved periodically).
+    #[arg(long, env = "VIEW_DNS")]
+    pub view_dns: Option<String>,
+    /// How often VIEW_DNS is resolved again, in ms.
+    #[arg(long, env = "VIEW_DNS_INTERVAL_MS", default_value_t = 5000)]
+    pub view_dns_interval_ms: u64,
     /// Where to bind [default: 0.0.0.0:<port of SOCKET_ADDRESS>].
     #[arg(long, env = "LISTEN_ADDRESS")]
     pub listen_address: Option<String>,
@@ -53,6 +59,10 @@ pub struct Config {
     pub socket_address: SocketAddress,
     /// The initial view (always includes `socket_address`).
     pub view: Vec<SocketAddress>,
+    /// A DNS name (with port) listing the replicas, resolved periodically.
+    pub view_dns: Option<SocketAddress>,
+    /// How often `view_dns` is resolved again.
+    pub view_dns_interval: Duration,
     /// The address to bind.
     pub listen: SocketAddr,
     /// The cluster token, if one is required.
@@ -94,12 +104,22 @@ impl Config {
             .ok_or_else(|| bad("SOCKET_ADDRESS", "is not set (expected ip:port)"))?;
         let socket_address =
             SocketAddress::parse(socket_address).map_err(|e| bad("SOCKET_ADDRESS", e))?;
-        let view = args
-            .view
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| bad("VIEW", "is not set (expected ip:port,ip:port,...)"))?;
-        let mut view = SocketAddress::parse_list(view).map_err(|e| bad("VIEW", e))?;
+        let view_dns = match args.view_dns.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(text) => Some(SocketAddress::parse(text).map_err(|e| bad("VIEW_DNS", e))?),
+            None => None,
+        };
+        let view = args.view.as_deref().filter(|s| !s.trim().is_empty());
+        let mut view = match (view, &view_dns) {
+            (Some(text), _) => SocketAddress::parse_list(text).map_err(|e| bad("VIEW", e))?,
+            // The view comes from DNS; it starts with this replica alone.
+            (None, Some(_)) => Vec::new(),
+            (None, None) => {
+                return Err(bad("VIEW", "is not set (expected ip:port,ip:port,...)"));
+            }
+        };
+        if args.view_dns_interval_ms == 0 {
+            return Err(bad("VIEW_DNS_INTERVAL_MS", "must be positive"));
+        }
         if !view.contains(&socket_address) {
             view.push(socket_address.clone());
             view.sort();
@@ -137,6 +157,8 @@ impl Config {
         Ok(Config {
             socket_address,
             view,
+            view_dns,
+            view_dns_interval: Duration::from_millis(args.view_dns_interval_ms),
             listen,
             cluster_token,
             causal_wait: Duration::from_millis(args.causal_wait_ms),
@@ -159,6 +181,7 @@ mod tests {
             max_body_bytes: 1 << 20,
             heartbeat_interval_ms: 250,
             failure_timeout_ms: 3000,
+            view_dns_interval_ms: 5000,
             ..Args::default()
         }
     }
@@ -174,6 +197,21 @@ mod tests {
     fn own_address_is_added_to_the_view() {
         let c = Config::from_args(args("10.10.0.4:8085", "10.10.0.3:8085")).unwrap();
         assert_eq!(c.view.len(), 2);
+    }
+
+    #[test]
+    fn view_dns_replaces_view() {
+        let mut a = args("10.0.0.1:8085", "");
+        a.view_dns = Some("causalkv-headless.default.svc.cluster.local:8085".into());
+        let c = Config::from_args(a).unwrap();
+        assert_eq!(c.view, vec![c.socket_address.clone()]);
+        assert_eq!(
+            c.view_dns.unwrap().as_str(),
+            "causalkv-headless.default.svc.cluster.local:8085"
+        );
+        let mut a = args("10.0.0.1:8085", "");
+        a.view_dns = Some("no port".into());
+        assert_eq!(Config::from_args(a).unwrap_err().variable, "VIEW_DNS");
     }
 
     #[test]

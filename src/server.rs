@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+use crate::address::SocketAddress;
 use crate::causal::{CausalContext, VectorClock};
 use crate::config::Config;
 use crate::error::{ApiError, Error};
@@ -151,7 +152,25 @@ pub struct Running {
 
 /// Binds the HTTP server and starts the transport and the ticker. Must be
 /// called inside an actix system; await `server` to run until a signal.
-pub fn start(config: Config) -> std::io::Result<Running> {
+pub fn start(mut config: Config) -> std::io::Result<Running> {
+    if let Some(name) = &config.view_dns {
+        // Seed the view from DNS, so that the start-up sync has members to
+        // copy from; the answer may take a moment while the name appears.
+        let deadline = Instant::now() + STARTUP_DNS_WAIT;
+        loop {
+            let found = resolve(name);
+            if !found.is_empty() || Instant::now() >= deadline {
+                for address in found {
+                    if !config.view.contains(&address) {
+                        config.view.push(address);
+                    }
+                }
+                config.view.sort();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
     let incarnation = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let listen = config.listen;
     let workers = config.workers;
@@ -170,6 +189,9 @@ pub fn start(config: Config) -> std::io::Result<Running> {
     let server = server.run();
     transport::spawn(node.clone(), effects);
     spawn_ticker(node.clone());
+    if let Some(name) = node.config.view_dns.clone() {
+        spawn_dns_watch(node.clone(), name);
+    }
     info!(
         address = %node.me().address,
         id = %node.me().id,
@@ -182,6 +204,45 @@ pub fn start(config: Config) -> std::io::Result<Running> {
         node,
         server,
     })
+}
+
+/// How long a starting replica waits for `VIEW_DNS` to list anything.
+const STARTUP_DNS_WAIT: Duration = Duration::from_secs(5);
+
+/// The addresses `name` (host:port) resolves to now; empty on failure.
+fn resolve(name: &SocketAddress) -> Vec<SocketAddress> {
+    use std::net::ToSocketAddrs;
+    match name.as_str().to_socket_addrs() {
+        Ok(found) => found
+            .filter_map(|a| SocketAddress::parse(&a.to_string()).ok())
+            .collect(),
+        Err(error) => {
+            tracing::warn!(name = %name, %error, "could not resolve VIEW_DNS");
+            Vec::new()
+        }
+    }
+}
+
+/// Re-resolves `VIEW_DNS` periodically and hands the answer to the replica.
+fn spawn_dns_watch(node: Arc<Node>, name: SocketAddress) {
+    actix_rt::spawn(async move {
+        let mut interval = tokio::time::interval(node.config.view_dns_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let found = match tokio::net::lookup_host(name.as_str()).await {
+                Ok(found) => found
+                    .filter_map(|a| SocketAddress::parse(&a.to_string()).ok())
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(name = %name, %error, "could not resolve VIEW_DNS");
+                    continue;
+                }
+            };
+            tracing::debug!(name = %name, ?found, "VIEW_DNS resolved");
+            node.with_replica(|replica, now| replica.set_dns_members(found, now));
+        }
+    });
 }
 
 fn spawn_ticker(node: Arc<Node>) {

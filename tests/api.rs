@@ -306,8 +306,8 @@ async fn key_length_limit_counts_characters() {
     let too_long = json!({"error": "Key is too long", "message": "Error in PUT"});
     let mut ctx = json!("");
     for ch in ['a', 'é', '日', '🎉'] {
-        let ok: String = std::iter::repeat(ch).take(50).collect();
-        let long: String = std::iter::repeat(ch).take(51).collect();
+        let ok: String = std::iter::repeat_n(ch, 50).collect();
+        let long: String = std::iter::repeat_n(ch, 51).collect();
         let r = c.put(0, &ok, json!(ch.to_string()), &ctx).await;
         ctx = assert_write(&r, 201, "Added successfully");
         let r = c.get(0, &ok, &ctx).await;

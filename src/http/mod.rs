@@ -93,18 +93,22 @@ pub async fn read_body(
     Ok(body.freeze())
 }
 
-/// Decodes a JSON request body; an empty body decodes as `T::default()`.
+/// Decodes a JSON object request body; an empty body decodes as
+/// `T::default()`. Anything else (not UTF-8, not an object) is a 400.
 pub fn parse_json<'a, T: serde::Deserialize<'a> + Default>(
     body: &'a [u8],
     method: &Method,
 ) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let bad = |text: String| ApiError::new(Error::BadRequest(text), method);
+    let text = std::str::from_utf8(body)
+        .map_err(|e| bad(format!("Malformed JSON body: not UTF-8 ({e})")))?;
+    let text = text.trim_start();
+    if text.is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            Error::BadRequest(format!("Malformed JSON body: {e}")),
-            method,
-        )
-    })
+    // Structs would also accept a JSON array of their fields: refuse it.
+    if !text.starts_with('{') {
+        return Err(bad("Malformed JSON body: expected a JSON object".into()));
+    }
+    serde_json::from_str(text).map_err(|e| bad(format!("Malformed JSON body: {e}")))
 }

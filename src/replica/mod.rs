@@ -55,6 +55,11 @@
 //!   way). A replica suspected down forever blocks that, by design.
 //! - Views are decided locally: under a partial partition two replicas may
 //!   disagree about a third until the links heal.
+//! - Operator changes are ordered per replica that made them, not across
+//!   replicas: if one replica removes an address and another adds it back
+//!   while the removal is still on its way to a third (cut off or down),
+//!   the third may apply them in the wrong order and keep its view apart.
+//!   Lamport-stamped changes, copied to joining replicas, would close this.
 
 pub mod message;
 #[cfg(test)]
@@ -62,7 +67,7 @@ mod sim;
 mod sync;
 pub mod view;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -117,6 +122,10 @@ impl Default for Timing {
 /// How long writes stuck in the delivery buffer wait between two rounds of
 /// pulls for their prerequisites.
 const STUCK_BUFFER_RETRY: Millis = 1000;
+
+/// How many DNS answers in a row must omit a member (with `VIEW_DNS`)
+/// before it leaves the view.
+pub const DNS_MISSES_TO_LEAVE: u32 = 3;
 
 /// Something the driver must do on the replica's behalf.
 #[derive(Clone, Debug)]
@@ -235,6 +244,7 @@ pub struct Replica {
     sync: Sync,
     outbox: Vec<Effect>,
     relays: BTreeMap<SocketAddress, Relays>,
+    dns_misses: BTreeMap<SocketAddress, u32>,
     view_changes: u64,
     relayed: BTreeMap<ReplicaId, u64>,
     progress: u64,
@@ -278,6 +288,7 @@ impl Replica {
             sync,
             outbox: Vec::new(),
             relays: BTreeMap::new(),
+            dns_misses: BTreeMap::new(),
             view_changes: 0,
             relayed: BTreeMap::new(),
             progress: 0,
@@ -526,6 +537,37 @@ impl Replica {
             self.relays.remove(peer);
         } else {
             self.send_relay(peer, Some(now));
+        }
+    }
+
+    /// The replicas a DNS name lists now (`VIEW_DNS`, authoritative):
+    /// listed addresses that are not members join the view; a member the
+    /// name has not listed in [`DNS_MISSES_TO_LEAVE`] answers in a row leaves
+    /// it (the deployment scaled down), which leaves a new replica time to
+    /// appear in DNS after it joined. An empty answer changes nothing.
+    pub fn set_dns_members(&mut self, resolved: Vec<SocketAddress>, now: Millis) {
+        if resolved.is_empty() {
+            return;
+        }
+        let resolved: BTreeSet<SocketAddress> = resolved.into_iter().collect();
+        for address in &resolved {
+            if *address != self.me.address && !self.view.contains(address) {
+                self.view.add(address, now);
+                info!(peer = %address, "replica added to the view from DNS");
+            }
+        }
+        let members: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
+        self.dns_misses
+            .retain(|a, _| members.contains(a) && !resolved.contains(a));
+        for address in members.into_iter().filter(|a| !resolved.contains(a)) {
+            let misses = self.dns_misses.entry(address.clone()).or_insert(0);
+            *misses += 1;
+            if *misses >= DNS_MISSES_TO_LEAVE {
+                self.dns_misses.remove(&address);
+                self.view.remove(&address);
+                info!(peer = %address, "replica no longer listed in DNS; removed from the view");
+                self.outbox.push(Effect::DropQueue { peer: address });
+            }
         }
     }
 

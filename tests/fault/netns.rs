@@ -162,6 +162,7 @@ impl NetnsCluster {
             // is torn down lazily by the kernel.
             run_quiet(&["ip", "link", "del", &format!("{}v{i}", self.tag)]);
             run_quiet(&["ip", "netns", "del", &format!("{}n{i}", self.tag)]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}n{i}", self.tag));
         }
         run_quiet(&["ip", "link", "del", &self.bridge]);
     }
@@ -186,6 +187,16 @@ impl NetnsCluster {
 
     /// Starts a replica in slot `i` whose `VIEW` lists `view` (slot indices).
     pub fn start(&mut self, i: usize, view: &[usize]) -> Result<(), String> {
+        self.start_with_env(i, view, &[])
+    }
+
+    /// Like [`NetnsCluster::start`], with extra environment variables.
+    pub fn start_with_env(
+        &mut self,
+        i: usize,
+        view: &[usize],
+        extra: &[(&str, &str)],
+    ) -> Result<(), String> {
         assert!(self.slots[i].child.is_none(), "slot {i} already runs");
         let view: Vec<String> = view.iter().map(|&j| self.address(j)).collect();
         let slot = &mut self.slots[i];
@@ -199,6 +210,7 @@ impl NetnsCluster {
             .env("SOCKET_ADDRESS", &slot.address)
             .env("VIEW", view.join(","))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -206,6 +218,15 @@ impl NetnsCluster {
         slot.child = Some(child);
         slot.paused = false;
         Ok(())
+    }
+
+    /// Writes the `/etc/hosts` that processes of slot `i` see (`ip netns
+    /// exec` bind-mounts `/etc/netns/<namespace>/hosts` over it). Rewriting
+    /// it later changes what the running process resolves.
+    pub fn write_hosts(&self, i: usize, content: &str) -> Result<(), String> {
+        let dir = PathBuf::from("/etc/netns").join(&self.slots[i].netns);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("hosts"), content).map_err(|e| e.to_string())
     }
 
     fn signal(&self, i: usize, signal: &str) {
