@@ -65,6 +65,8 @@ pub mod message;
 #[cfg(test)]
 mod sim;
 mod sync;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
