@@ -116,7 +116,13 @@ fn tombstone_is_kept_while_a_replica_has_not_reported_the_delete() {
 #[test]
 fn dns_answers_add_members_and_remove_the_long_unlisted() {
     let me = addr("10.0.0.1:8085");
-    let mut r = Replica::new(me.clone(), "a", std::slice::from_ref(&me), Timing::default(), 0);
+    let mut r = Replica::new(
+        me.clone(),
+        "a",
+        std::slice::from_ref(&me),
+        Timing::default(),
+        0,
+    );
     let (b, c) = (addr("10.0.0.2:8085"), addr("10.0.0.3:8085"));
     r.set_dns_members(vec![me.clone(), b.clone(), c.clone()], 1);
     assert_eq!(

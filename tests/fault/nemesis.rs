@@ -81,6 +81,7 @@ async fn drive(
         targets: members.iter().map(|&i| (i, cluster.address(i))).collect(),
         ops: Vec::new(),
         sessions: 0,
+        allowed: (0..CAPACITY).map(|i| cluster.address(i)).collect(),
     }));
     let until = Instant::now() + duration;
     let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
@@ -102,7 +103,7 @@ async fn drive(
     while Instant::now() + Duration::from_secs(4) < until {
         sleep_ms(rng.range(300, 1500)).await;
         let hold = rng.range(1500, 5000);
-        match rng.below(8) {
+        match rng.below(9) {
             0 | 1 => {
                 let mut shuffled = members.clone();
                 rng.shuffle(&mut shuffled);
@@ -164,15 +165,76 @@ async fn drive(
                 let slot = (0..CAPACITY)
                     .find(|s| !members.contains(s))
                     .expect("a free slot");
-                members.push(slot);
-                let _ = writeln!(log, "{:>7.1}s add replica {slot}", secs(&shared));
-                cluster.start(slot, &members)?;
+                if rng.chance(0.5) {
+                    // Like starting a container whose VIEW names everyone.
+                    members.push(slot);
+                    let _ = writeln!(
+                        log,
+                        "{:>7.1}s add replica {slot} (VIEW names all)",
+                        secs(&shared)
+                    );
+                    cluster.start(slot, &members)?;
+                } else {
+                    // A replica that knows only itself, added through the API.
+                    let via = members[rng.below(members.len())];
+                    members.push(slot);
+                    let _ = writeln!(
+                        log,
+                        "{:>7.1}s add replica {slot} (alone, then view PUT at {via})",
+                        secs(&shared)
+                    );
+                    cluster.start(slot, &[slot])?;
+                    wait_serving(cluster, &http, slot).await?;
+                    let body = serde_json::json!({"socket-address": cluster.address(slot)});
+                    let host = cluster.address(via);
+                    cluster.check_target(&host);
+                    let answer = causalkv::client::raw(
+                        &http,
+                        &host,
+                        Method::PUT,
+                        "/key-value-store-view",
+                        Some(&body),
+                    )
+                    .await;
+                    let _ = writeln!(log, "           -> {:?}", answer.map(|r| r.status));
+                }
                 if wait_serving(cluster, &http, slot).await.is_ok() {
                     shared
                         .borrow_mut()
                         .targets
                         .push((slot, cluster.address(slot)));
                 }
+            }
+            8 => {
+                // Two faults at once: a partition, and a crash on one side.
+                let mut shuffled = members.clone();
+                rng.shuffle(&mut shuffled);
+                let cut = 1 + rng.below(shuffled.len() - 1);
+                let sides = vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()];
+                let victim = shuffled[rng.below(shuffled.len())];
+                let _ = writeln!(
+                    log,
+                    "{:>7.1}s partition {:?} and crash {victim} for {hold} ms",
+                    secs(&shared),
+                    sides
+                );
+                cluster.partition(&sides)?;
+                let start_us = now_us(&shared);
+                sleep_ms(hold / 3).await;
+                cluster.crash(victim);
+                crashes.push(Crash {
+                    replica: victim,
+                    at_us: now_us(&shared),
+                });
+                sleep_ms(hold / 3).await;
+                cluster.start(victim, &members)?;
+                sleep_ms(hold / 3).await;
+                cluster.heal()?;
+                partitions.push(PartitionWindow {
+                    start_us,
+                    end_us: now_us(&shared),
+                    sides,
+                });
             }
             7 if members.len() > 3 => {
                 let victim = members[rng.below(members.len())];

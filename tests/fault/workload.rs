@@ -32,6 +32,8 @@ pub struct Shared {
     pub start: Instant,
     /// Addresses of the slots clients may talk to, by slot index.
     pub targets: Vec<(usize, String)>,
+    /// Every address of the test cluster (the only ones ever addressed).
+    pub allowed: Vec<String>,
     /// Every operation so far.
     pub ops: Vec<Op>,
     /// Sessions started so far (a stuck session restarts under a new id).
@@ -74,6 +76,11 @@ pub async fn session(
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Only the cluster's own replicas are ever addressed.
+        assert!(
+            shared.borrow().allowed.contains(&host),
+            "refusing to send traffic to {host}: not a replica of this test cluster"
+        );
         let key = if rng.chance(0.6) {
             format!("hot{}", rng.below(HOT_KEYS))
         } else {
