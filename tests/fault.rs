@@ -18,6 +18,8 @@
 mod checker;
 #[path = "fault/nemesis.rs"]
 mod nemesis;
+// Shared with tests/dns.rs, which uses parts this suite does not.
+#[allow(dead_code)]
 #[path = "fault/netns.rs"]
 mod netns;
 #[path = "fault/rng.rs"]
