@@ -4,16 +4,85 @@
 //! with every request, so a sequence of calls is causally ordered even when
 //! they go to different replicas. It talks to a list of hosts and moves on
 //! to the next one when a host is unreachable, times out, or answers 503.
-//! Used by the end-to-end tests, and by the command-line client.
+//! Used by the end-to-end tests, and by the command-line client `kvctl`
+//! (see [`crate::cli`]), which also keeps the context between runs in a
+//! session file ([`crate::session`]).
 
 use std::time::Duration;
 
 use awc::http::Method;
 use serde_json::{json, Value};
 
+use crate::address::SocketAddress;
+use crate::causal::{context, CausalContext};
+
 /// Default time allowed for one request (a replica waits up to 10 s for
 /// causal dependencies before answering 503).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The hosts a client talks to when told nothing else: the three replicas
+/// of the README's quick start (bare ports take the IP of the host before).
+pub const DEFAULT_HOSTS: &str = "127.0.0.1:8082,8083,8084";
+
+/// Time allowed for each replica's `/health` when gathering a cluster's
+/// status (a dead replica must not stall the others' report).
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Parses a comma-separated host list such as `10.0.0.2:8085,8086`.
+///
+/// A bare port means that port on the host of the entry before it
+/// (`127.0.0.1` when it comes first). Empty items and duplicates are
+/// dropped; the order is kept, since it is the order hosts are tried in.
+pub fn parse_hosts(text: &str) -> Result<Vec<String>, String> {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut last_host = "127.0.0.1".to_string();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let full = if item.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{last_host}:{item}")
+        } else {
+            item.to_string()
+        };
+        let address = SocketAddress::parse(&full).map_err(|e| format!("invalid host: {e}"))?;
+        let canonical = address.as_str().to_string();
+        if let Some((host, _port)) = canonical.rsplit_once(':') {
+            last_host = host.to_string();
+        }
+        if !hosts.contains(&canonical) {
+            hosts.push(canonical);
+        }
+    }
+    if hosts.is_empty() {
+        return Err("no host given".into());
+    }
+    Ok(hosts)
+}
+
+/// Merges two causal contexts (`causal-metadata` values): the result
+/// requires every write either requires (pointwise maximum), printed
+/// canonically. Fails if either is malformed.
+pub fn merge_contexts(a: &Value, b: &Value) -> Result<Value, String> {
+    let a = CausalContext::parse(Some(a))?;
+    let b = CausalContext::parse(Some(b))?;
+    let mut clock = a.clock().clone();
+    clock.merge(b.clock());
+    Ok(context::print(&clock))
+}
+
+/// Whether a context requires no write at all (`""`, `null`, `{}`).
+pub fn context_is_empty(context: &Value) -> bool {
+    CausalContext::parse(Some(context)).is_ok_and(|c| c.clock().is_empty())
+}
+
+/// What one replica said when asked for its health.
+#[derive(Clone, Debug)]
+pub struct ReplicaStatus {
+    /// The replica's address.
+    pub address: String,
+    /// Whether the replica is in the view that was read.
+    pub in_view: bool,
+    /// Its `/health` answer, or why there was none.
+    pub health: Result<Response, String>,
+}
 
 /// An answer from a replica.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +147,11 @@ impl Client {
         }
     }
 
+    /// The hosts, in the order they are tried.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
     /// The causal context the next request will carry.
     pub fn context(&self) -> &Value {
         &self.context
@@ -86,6 +160,15 @@ impl Client {
     /// Replaces the causal context (e.g. one loaded from a session file).
     pub fn set_context(&mut self, context: Value) {
         self.context = context;
+    }
+
+    /// Merges `other` into the context, so that the next request is also
+    /// ordered after the writes `other` names (e.g. those of another
+    /// process sharing a session). Fails, changing nothing, if either
+    /// context is malformed.
+    pub fn merge_context(&mut self, other: &Value) -> Result<(), String> {
+        self.context = merge_contexts(&self.context, other)?;
+        Ok(())
     }
 
     /// Puts `value` at `key`.
@@ -128,6 +211,49 @@ impl Client {
     /// The health of the first host that answers.
     pub async fn health(&self) -> Result<Response, ClientError> {
         self.send(Method::GET, "/health", None).await
+    }
+
+    /// The view of the first host that answers, then the `/health` of
+    /// every member of that view and of every host not in it, asked at
+    /// once, each with [`STATUS_TIMEOUT`]. Fails only if no host answered
+    /// the view request.
+    pub async fn status(&self) -> Result<(Response, Vec<ReplicaStatus>), ClientError> {
+        let view = self.view().await?;
+        let members: Vec<String> = view
+            .body
+            .get("view")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut addresses: Vec<(String, bool)> =
+            members.iter().map(|m| (m.clone(), true)).collect();
+        for host in &self.hosts {
+            if !members.contains(host) {
+                addresses.push((host.clone(), false));
+            }
+        }
+        let http = awc::Client::builder()
+            .connector(awc::Connector::new().timeout(STATUS_TIMEOUT))
+            .timeout(STATUS_TIMEOUT)
+            .finish();
+        let asks = addresses.iter().map(|(address, _)| {
+            let http = &http;
+            async move { raw(http, address, Method::GET, "/health", None).await }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let replicas = addresses
+            .into_iter()
+            .zip(answers)
+            .map(|((address, in_view), health)| ReplicaStatus {
+                address,
+                in_view,
+                health,
+            })
+            .collect();
+        Ok((view, replicas))
     }
 
     async fn causal(
@@ -208,6 +334,62 @@ pub fn encode_key(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn bare_ports_take_the_host_before_them() {
+        assert_eq!(
+            parse_hosts(DEFAULT_HOSTS).unwrap(),
+            ["127.0.0.1:8082", "127.0.0.1:8083", "127.0.0.1:8084"]
+        );
+        assert_eq!(
+            parse_hosts(" 10.0.0.2:8085, 8086 ,,[::1]:9000,9001,10.0.0.2:8086").unwrap(),
+            ["10.0.0.2:8085", "10.0.0.2:8086", "[::1]:9000", "[::1]:9001"]
+        );
+        assert_eq!(parse_hosts("8085").unwrap(), ["127.0.0.1:8085"]);
+        assert_eq!(
+            parse_hosts("localhost:1,2").unwrap(),
+            ["localhost:1", "localhost:2"]
+        );
+    }
+
+    #[test]
+    fn malformed_host_lists_are_rejected() {
+        for bad in ["", " , ", "nohost", "1.2.3.4:99999", "a b:1", "1.2.3.4:0"] {
+            assert!(parse_hosts(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn contexts_merge_pointwise() {
+        let a = json!({"r1#a": 3, "r2#b": 1});
+        let b = json!({"r2#b": 4, "r3#c": 2});
+        assert_eq!(
+            merge_contexts(&a, &b).unwrap(),
+            json!({"r1#a": 3, "r2#b": 4, "r3#c": 2})
+        );
+        assert_eq!(merge_contexts(&json!(""), &a).unwrap(), a);
+        assert_eq!(merge_contexts(&json!(null), &json!({})).unwrap(), json!({}));
+        assert!(merge_contexts(&json!(5), &a).is_err());
+        assert!(context_is_empty(&json!("")));
+        assert!(context_is_empty(&json!({})));
+        assert!(!context_is_empty(&a));
+    }
+
+    #[test]
+    fn merging_into_a_client_keeps_what_it_knew() {
+        let mut client = Client::new(["127.0.0.1:1"]);
+        client.set_context(json!({"r1#a": 2}));
+        client
+            .merge_context(&json!({"r1#a": 1, "r2#b": 5}))
+            .unwrap();
+        assert_eq!(client.context(), &json!({"r1#a": 2, "r2#b": 5}));
+        assert!(client.merge_context(&json!([1])).is_err());
+        assert_eq!(client.context(), &json!({"r1#a": 2, "r2#b": 5}));
+    }
+
     #[test]
     fn keys_are_encoded_as_one_segment() {
         assert_eq!(super::encode_key("a/b c"), "a%2Fb%20c");

@@ -29,7 +29,7 @@ pub struct Args {
     /// How often VIEW_DNS is resolved again, in ms.
     #[arg(long, env = "VIEW_DNS_INTERVAL_MS", default_value_t = 5000)]
     pub view_dns_interval_ms: u64,
-    /// Where to bind [default: 0.0.0.0:<port of SOCKET_ADDRESS>].
+    /// Where to bind [default: 0.0.0.0 and the port of SOCKET_ADDRESS].
     #[arg(long, env = "LISTEN_ADDRESS")]
     pub listen_address: Option<String>,
     /// Shared secret required on replica-to-replica endpoints.

@@ -27,9 +27,14 @@
 //! - [`config`] — the environment and flags, validated.
 //! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.
 //! - [`client`] — a typed client that carries causal context.
+//! - [`session`] — kvctl's session files: the causal context shared by
+//!   separate runs, merged under a lock.
+//! - [`cli`] — kvctl, the command-line client: commands, exit codes, the
+//!   interactive shell (`src/bin/kvctl.rs` only parses arguments).
 
 pub mod address;
 pub mod causal;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -37,5 +42,6 @@ pub mod http;
 pub mod metrics;
 pub mod replica;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,533 @@
+//! Running one kvctl action: the request, the session bookkeeping around
+//! it, and what to print.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::{Action, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+use crate::client::{context_is_empty, merge_contexts, Client, ClientError, Response};
+use crate::session::SessionFile;
+
+/// What a command printed and how it ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// The exit code (`EXIT_*`).
+    pub code: u8,
+    /// Lines for standard output.
+    pub stdout: Vec<String>,
+    /// Lines for standard error (one per error).
+    pub stderr: Vec<String>,
+}
+
+impl Outcome {
+    /// Success, printing `lines`.
+    pub fn ok(lines: impl IntoIterator<Item = String>) -> Self {
+        Outcome {
+            code: EXIT_OK,
+            stdout: lines.into_iter().collect(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Failure with `code`, saying `message` on standard error.
+    pub fn error(code: u8, message: impl Into<String>) -> Self {
+        Outcome {
+            code,
+            stdout: Vec::new(),
+            stderr: vec![format!("kvctl: {}", message.into())],
+        }
+    }
+
+    /// Writes the lines to `out` and `err`.
+    pub fn write_to(&self, out: &mut dyn Write, err: &mut dyn Write) {
+        for line in &self.stdout {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        for line in &self.stderr {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Writes the lines to the process's stdout and stderr.
+    pub fn print(&self) {
+        self.write_to(&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    }
+}
+
+/// Runs actions with one client, keeping the session file up to date.
+pub struct Runner {
+    client: Client,
+    session: Option<SessionFile>,
+}
+
+impl Runner {
+    /// A runner sending through `client`, sharing the context of
+    /// `session` (none: the context lives only as long as the runner).
+    pub fn new(client: Client, session: Option<SessionFile>) -> Self {
+        Runner { client, session }
+    }
+
+    /// The client (and so the context the next request carries).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The session file, if any.
+    pub fn session(&self) -> Option<&SessionFile> {
+        self.session.as_ref()
+    }
+
+    /// Runs `action`; with `json`, standard output gets the raw response.
+    pub async fn run(&mut self, action: &Action, json: bool) -> Outcome {
+        match action {
+            Action::Put { .. } | Action::Get { .. } | Action::Delete { .. } => {
+                self.run_causal(action, json).await
+            }
+            Action::View => respond(self.client.view().await, action, json),
+            Action::ViewAdd { addr } => respond(self.client.view_add(addr).await, action, json),
+            Action::ViewRemove { addr } => {
+                respond(self.client.view_remove(addr).await, action, json)
+            }
+            Action::Health => respond(self.client.health().await, action, json),
+            Action::Status => match self.client.status().await {
+                Ok((view, replicas)) => render_status(&view, &replicas, json),
+                Err(e) => unreachable_outcome(e),
+            },
+            Action::SessionShow => self.session_show(json),
+            Action::SessionReset => self.session_reset(),
+        }
+    }
+
+    /// A key-value request: start from the session's context, end by
+    /// merging the answer's context into it.
+    async fn run_causal(&mut self, action: &Action, json: bool) -> Outcome {
+        // Another process sharing the session may have learned more since
+        // this runner last looked (the shell runs many commands).
+        if let Some(session) = &self.session {
+            let stored = match session.load() {
+                Ok(stored) => stored,
+                Err(e) => return Outcome::error(EXIT_USAGE, e.to_string()),
+            };
+            if let Err(e) = self.client.merge_context(&stored) {
+                return Outcome::error(EXIT_USAGE, format!("bad causal context: {e}"));
+            }
+        }
+        let result = match action {
+            Action::Put { key, value } => self.client.put(key, value.clone()).await,
+            Action::Get { key } => self.client.get(key).await,
+            Action::Delete { key } => self.client.delete(key).await,
+            _ => unreachable!("not a key-value action"),
+        };
+        let mut outcome = respond(result, action, json);
+        // The client adopted the answer's context unless it was a 503.
+        if let Some(session) = &self.session {
+            if outcome.code != EXIT_UNAVAILABLE {
+                match session.merge(self.client.context()) {
+                    Ok(merged) => self.client.set_context(merged),
+                    Err(e) => outcome
+                        .stderr
+                        .push(format!("kvctl: the session was not saved: {e}")),
+                }
+            }
+        }
+        outcome
+    }
+
+    fn session_show(&self, json: bool) -> Outcome {
+        let stored = match &self.session {
+            Some(session) => match session.load() {
+                Ok(stored) => stored,
+                Err(e) => return Outcome::error(EXIT_USAGE, e.to_string()),
+            },
+            None => json!({}),
+        };
+        let context = merge_contexts(&stored, self.client.context()).unwrap_or(stored);
+        let path = self
+            .session
+            .as_ref()
+            .map(|s| s.path().display().to_string());
+        if json {
+            return Outcome::ok([json!({"session": path, "causal-metadata": context}).to_string()]);
+        }
+        let shown = if context_is_empty(&context) {
+            "(empty)".to_string()
+        } else {
+            context.to_string()
+        };
+        Outcome::ok([
+            format!(
+                "session  {}",
+                path.unwrap_or_else(|| "none (--no-session)".into())
+            ),
+            format!("context  {shown}"),
+        ])
+    }
+
+    fn session_reset(&mut self) -> Outcome {
+        if let Some(session) = &self.session {
+            if let Err(e) = session.reset() {
+                return Outcome::error(EXIT_USAGE, e.to_string());
+            }
+        }
+        self.client.set_context(Value::String(String::new()));
+        Outcome::ok(["OK (session reset)".to_string()])
+    }
+}
+
+/// The outcome of a request for `action`.
+fn respond(result: Result<Response, ClientError>, action: &Action, json: bool) -> Outcome {
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => return unreachable_outcome(e),
+    };
+    let mut outcome = render(&response, action);
+    if json {
+        outcome.stdout = vec![response.body.to_string()];
+    }
+    outcome
+}
+
+/// The human-readable outcome of `response` to `action`.
+fn render(response: &Response, action: &Action) -> Outcome {
+    let ok = |line: &str| Outcome::ok([line.to_string()]);
+    match (action, response.status) {
+        (_, 503) => Outcome::error(
+            EXIT_UNAVAILABLE,
+            "causal dependencies not satisfied in time at any replica \
+             (if the cluster was replaced, `kvctl session reset` forgets the old context)",
+        ),
+        (Action::Put { .. }, 201) => ok("OK (added)"),
+        (Action::Put { .. }, 200) => ok("OK (updated)"),
+        (Action::Get { .. }, 200) => Outcome::ok([show_value(response.value())]),
+        (Action::Delete { .. }, 200) => ok("OK (deleted)"),
+        (Action::Get { key } | Action::Delete { key }, 404) => {
+            Outcome::error(EXIT_NOT_FOUND, format!("key {key:?} not found"))
+        }
+        (Action::View, 200) => Outcome::ok(
+            response.body["view"]
+                .as_str()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        ),
+        (Action::ViewAdd { .. }, 201) => ok("OK (added)"),
+        (Action::ViewAdd { addr }, 404) => {
+            Outcome::error(EXIT_NOT_FOUND, format!("{addr} is already in the view"))
+        }
+        (Action::ViewRemove { .. }, 200) => ok("OK (removed)"),
+        (Action::ViewRemove { addr }, 404) => {
+            Outcome::error(EXIT_NOT_FOUND, format!("{addr} is not in the view"))
+        }
+        (Action::Health, 200) => Outcome::ok(show_health(&response.body)),
+        (_, 400..=499) => Outcome::error(
+            EXIT_USAGE,
+            format!("{} ({})", server_error(response), response.host),
+        ),
+        _ => Outcome::error(
+            EXIT_UNAVAILABLE,
+            format!(
+                "unexpected answer from {}: {} {}",
+                response.host, response.status, response.body
+            ),
+        ),
+    }
+}
+
+/// A stored value as `get` prints it: strings raw, the rest compact JSON.
+fn show_value(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The `error` of a response body, lowercased at the start.
+fn server_error(response: &Response) -> String {
+    let text = response.body["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{} {}", response.status, response.body));
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+fn unreachable_outcome(error: ClientError) -> Outcome {
+    match error {
+        ClientError::NoHosts => Outcome::error(EXIT_USAGE, "no host given"),
+        ClientError::Unreachable(_) => Outcome::error(EXIT_UNAVAILABLE, error.to_string()),
+    }
+}
+
+/// The fields of `/health` that kvctl shows, in order.
+const HEALTH_FIELDS: [&str; 8] = [
+    "address",
+    "replica",
+    "status",
+    "synced",
+    "keys",
+    "tombstones",
+    "buffered",
+    "view",
+];
+
+/// One field of a `/health` body, as text.
+fn health_field(body: &Value, name: &str) -> String {
+    match &body[name] {
+        Value::String(text) => text.clone(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `/health` as `name  value` lines.
+fn show_health(body: &Value) -> Vec<String> {
+    HEALTH_FIELDS
+        .iter()
+        .map(|name| format!("{name:<11}{}", health_field(body, name)))
+        .collect()
+}
+
+/// `status`: a table of every replica, or the raw answers with `json`.
+fn render_status(
+    view: &Response,
+    replicas: &[crate::client::ReplicaStatus],
+    json: bool,
+) -> Outcome {
+    if json {
+        let replicas: Vec<Value> = replicas
+            .iter()
+            .map(|r| match &r.health {
+                Ok(health) => json!({"address": r.address, "in-view": r.in_view,
+                                     "status": health.status, "health": health.body}),
+                Err(e) => json!({"address": r.address, "in-view": r.in_view, "error": e}),
+            })
+            .collect();
+        return Outcome::ok([json!({"view": view.body, "replicas": replicas}).to_string()]);
+    }
+    let mut rows = vec![[
+        "REPLICA".to_string(),
+        "STATUS".into(),
+        "SYNCED".into(),
+        "KEYS".into(),
+        "VIEW".into(),
+    ]];
+    for replica in replicas {
+        let name = if replica.in_view {
+            replica.address.clone()
+        } else {
+            format!("{}*", replica.address)
+        };
+        rows.push(match &replica.health {
+            Ok(r) if r.status == 200 => {
+                let field = |name: &str| health_field(&r.body, name);
+                [
+                    name,
+                    field("status"),
+                    field("synced"),
+                    field("keys"),
+                    field("view"),
+                ]
+            }
+            Ok(r) => [
+                name,
+                format!("http {}", r.status),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+            Err(_) => [name, "down".into(), "-".into(), "-".into(), "-".into()],
+        });
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let mut line = String::new();
+            for (c, width) in widths.iter().enumerate() {
+                line.push_str(&format!("{:<width$}  ", r[c]));
+            }
+            line.push_str(&r[4]);
+            line
+        })
+        .collect();
+    if replicas.iter().any(|r| !r.in_view) {
+        lines.push("* not in the view".into());
+    }
+    Outcome::ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::cli::shell::run_script;
+    use crate::cli::{parse_value, EXIT_NOT_FOUND};
+    use crate::config::{Args, Config};
+
+    /// A lone replica served in this process on port 0 (causal wait
+    /// 300 ms), and its address.
+    fn start_replica() -> (actix_web::dev::ServerHandle, String) {
+        let config = Config::from_args(Args {
+            socket_address: Some("127.0.0.1:1".into()),
+            view: Some("127.0.0.1:1".into()),
+            listen_address: Some("127.0.0.1:0".into()),
+            causal_wait_ms: 300,
+            max_body_bytes: 1 << 20,
+            heartbeat_interval_ms: 100,
+            failure_timeout_ms: 1000,
+            view_dns_interval_ms: 5000,
+            workers: Some(1),
+            ..Args::default()
+        })
+        .unwrap();
+        let running = crate::server::start(config).unwrap();
+        let handle = running.server.handle();
+        actix_rt::spawn(running.server);
+        (handle, running.local_addr.to_string())
+    }
+
+    fn runner(hosts: &[&str], session: Option<SessionFile>) -> Runner {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        Runner::new(Client::with_timeout(hosts, Duration::from_secs(5)), session)
+    }
+
+    fn put(key: &str, text: &str) -> Action {
+        Action::Put {
+            key: key.into(),
+            value: parse_value(text, false).unwrap(),
+        }
+    }
+
+    fn get(key: &str) -> Action {
+        Action::Get { key: key.into() }
+    }
+
+    /// A port nobody listens on.
+    fn dead_host() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    #[actix_rt::test]
+    async fn commands_print_what_the_issue_says_and_share_the_session() {
+        let (server, host) = start_replica();
+        let dir = tempfile::tempdir().unwrap();
+        let session = SessionFile::new(dir.path().join("s.json"));
+        let dead = dead_host();
+        // The first host is dead: every request fails over to the live one.
+        let mut first = runner(&[&dead, &host], Some(session.clone()));
+
+        let added = first.run(&put("doc", r#"{"a": [1, "x"]}"#), false).await;
+        assert_eq!(added, Outcome::ok(["OK (added)".to_string()]));
+        let updated = first.run(&put("doc", r#"{"a": 2}"#), false).await;
+        assert_eq!(updated.stdout, ["OK (updated)"]);
+        first.run(&put("text", "hello world"), false).await;
+
+        // A second runner (another process) starts from the session file.
+        let mut second = runner(&[&host], Some(session.clone()));
+        assert_eq!(second.run(&get("doc"), false).await.stdout, [r#"{"a":2}"#]);
+        assert_eq!(
+            second.run(&get("text"), false).await.stdout,
+            ["hello world"]
+        );
+        assert_eq!(second.client().context(), &session.load().unwrap());
+        let raw = second.run(&get("text"), true).await;
+        let body: Value = serde_json::from_str(&raw.stdout[0]).unwrap();
+        assert_eq!(body["value"], "hello world");
+        assert_eq!(body["causal-metadata"], session.load().unwrap());
+
+        let deleted = second
+            .run(&Action::Delete { key: "doc".into() }, false)
+            .await;
+        assert_eq!(deleted.stdout, ["OK (deleted)"]);
+        let missing = first.run(&get("doc"), false).await;
+        assert_eq!(missing.code, EXIT_NOT_FOUND);
+        assert_eq!(missing.stderr, [r#"kvctl: key "doc" not found"#]);
+
+        let view = first.run(&Action::View, false).await;
+        assert_eq!(view.stdout, ["127.0.0.1:1"]);
+        let health = first.run(&Action::Health, false).await;
+        assert!(
+            health.stdout.contains(&"synced     yes".to_string()),
+            "{health:?}"
+        );
+        let status = first.run(&Action::Status, false).await;
+        assert_eq!(status.code, EXIT_OK);
+        assert!(status.stdout[0].starts_with("REPLICA"), "{status:?}");
+        // The dead first host is listed, marked as outside the view.
+        assert!(
+            status
+                .stdout
+                .iter()
+                .any(|l| l.starts_with(&format!("{dead}*")) && l.contains("down")),
+            "{status:?}"
+        );
+
+        let too_long = first.run(&put(&"k".repeat(51), "1"), false).await;
+        assert_eq!(too_long.code, EXIT_USAGE);
+        assert!(too_long.stderr[0].starts_with("kvctl: key is too long"));
+        server.stop(true).await;
+    }
+
+    #[actix_rt::test]
+    async fn unreachable_and_unsatisfiable_contexts_exit_3() {
+        let (server, host) = start_replica();
+        let mut nobody = runner(&[&dead_host(), &dead_host()], None);
+        let outcome = nobody.run(&get("k"), false).await;
+        assert_eq!(outcome.code, EXIT_UNAVAILABLE);
+        assert_eq!(outcome.stderr.len(), 1);
+        assert!(outcome.stderr[0].starts_with("kvctl: no replica reachable"));
+
+        // A session naming writes this replica never saw (an old cluster's).
+        let dir = tempfile::tempdir().unwrap();
+        let session = SessionFile::new(dir.path().join("old.json"));
+        session.merge(&json!({"127.0.0.1:9#dead": 4})).unwrap();
+        let mut stale = runner(&[&host], Some(session.clone()));
+        let outcome = stale.run(&get("k"), false).await;
+        assert_eq!(outcome.code, EXIT_UNAVAILABLE);
+        assert!(outcome.stderr[0].contains("session reset"), "{outcome:?}");
+        assert_eq!(
+            stale.run(&Action::SessionReset, false).await.stdout,
+            ["OK (session reset)"]
+        );
+        assert_eq!(stale.run(&get("k"), false).await.code, EXIT_NOT_FOUND);
+        server.stop(true).await;
+    }
+
+    #[actix_rt::test]
+    async fn a_script_runs_line_by_line_in_one_session() {
+        let (server, host) = start_replica();
+        let mut shell = runner(&[&host], None);
+        let script =
+            "put k 'a b'\nget k\n\n# comment\nget nothing\nbogus\nsession show\nexit\nget k\n";
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_script(&mut shell, false, script.as_bytes(), &mut out, &mut err).await;
+        let out = String::from_utf8(out).unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(code, EXIT_OK, "the last command run was `session show`");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..2], ["OK (added)", "a b"]);
+        assert_eq!(lines[2], "session  none (--no-session)");
+        assert!(lines[3].starts_with("context  {\"127.0.0.1:1#"), "{out}");
+        assert_eq!(lines.len(), 4, "nothing runs after exit: {out}");
+        let errors: Vec<&str> = err.lines().collect();
+        assert_eq!(errors.len(), 2, "{err}");
+        assert!(errors[0].contains("not found") && errors[1].contains("bogus"));
+        server.stop(true).await;
+    }
+}

@@ -1,0 +1,258 @@
+//! `kvctl -i`: a shell running kvctl commands line by line, all in one
+//! session.
+//!
+//! On a terminal it offers line editing and a history kept in the state
+//! directory; from a pipe it reads lines silently (no prompt), so scripts
+//! can feed it. Lines are split into words like a POSIX shell does for
+//! simple cases: a word starting with `'` or `"` runs to the matching
+//! quote (`\"` and `\\` escape inside double quotes); quotes inside a word
+//! are kept, so `put k {"a":1}` stores a JSON object.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Parser;
+use rustyline::error::ReadlineError;
+
+use super::{usage_line, Command, Outcome, Runner, EXIT_OK, EXIT_USAGE};
+
+/// What `help` prints in the shell.
+pub const HELP: &str = "\
+Commands:
+  put KEY VALUE [--string]   store VALUE (JSON if it parses as JSON, else a string)
+  get KEY                    print the value of KEY
+  delete KEY                 delete KEY
+  view                       list the replicas in the view
+  view add ADDR              add the replica at ADDR (ip:port) to the view
+  view remove ADDR           remove the replica at ADDR from the view
+  health                     the health of the first replica that answers
+  status                     every replica's health, key count and view
+  session [show|reset]       show or forget the session's causal context
+  help [COMMAND]             this list, or the options of COMMAND
+  exit, quit                 leave (so does end of input)
+Add --json to a command for the raw response. Quote words with spaces:
+put greeting 'hello world', put doc '{\"a\": [1, 2]}'.";
+
+/// A shell line, parsed (the command line's options do not apply).
+#[derive(Parser, Debug)]
+#[command(
+    name = "kvctl",
+    no_binary_name = true,
+    disable_version_flag = true,
+    override_usage = "COMMAND [ARGS] [--json]"
+)]
+struct Line {
+    /// Print the raw JSON response.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What one line asked for.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Leave the shell.
+    Exit,
+    /// Nothing to do (a blank line or a comment).
+    Nothing,
+    /// Print this; the code is the line's exit status.
+    Done(Outcome),
+}
+
+/// Runs the shell on the process's stdin until `exit` or end of input;
+/// returns the exit code of the last command (0 if none), as `sh` does.
+pub async fn run(runner: &mut Runner, json: bool, history: Option<PathBuf>) -> u8 {
+    if std::io::stdin().is_terminal() {
+        run_terminal(runner, json, history).await
+    } else {
+        let stdin = std::io::stdin();
+        run_script(
+            runner,
+            json,
+            stdin.lock(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await
+    }
+}
+
+/// Runs the lines of `input`, printing to `out` and `err`; returns the exit
+/// code of the last command.
+pub async fn run_script(
+    runner: &mut Runner,
+    json: bool,
+    input: impl BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut code = EXIT_OK;
+    for line in input.lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                Outcome::error(EXIT_USAGE, format!("cannot read input: {e}")).write_to(out, err);
+                return EXIT_USAGE;
+            }
+        };
+        match run_line(runner, &line, json).await {
+            Step::Exit => break,
+            Step::Nothing => {}
+            Step::Done(outcome) => {
+                outcome.write_to(out, err);
+                code = outcome.code;
+            }
+        }
+    }
+    code
+}
+
+async fn run_terminal(runner: &mut Runner, json: bool, history: Option<PathBuf>) -> u8 {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            Outcome::error(EXIT_USAGE, format!("cannot start the shell: {e}")).print();
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(path) = &history {
+        // No history yet is fine.
+        let _ = editor.load_history(path);
+    }
+    println!("kvctl shell: `help` lists the commands, `exit` leaves.");
+    let mut code = EXIT_OK;
+    loop {
+        let line = match editor.readline("kvctl> ") {
+            Ok(line) => line,
+            // Ctrl-C drops the line being typed; Ctrl-D leaves.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                Outcome::error(EXIT_USAGE, format!("cannot read input: {e}")).print();
+                code = EXIT_USAGE;
+                break;
+            }
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        match run_line(runner, &line, json).await {
+            Step::Exit => break,
+            Step::Nothing => {}
+            Step::Done(outcome) => {
+                outcome.print();
+                code = outcome.code;
+            }
+        }
+    }
+    if let Some(path) = &history {
+        let saved = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| editor.save_history(path).map_err(std::io::Error::other));
+        if let Err(e) = saved {
+            eprintln!("kvctl: history not saved to {}: {e}", path.display());
+        }
+    }
+    code
+}
+
+/// Runs one shell line.
+pub async fn run_line(runner: &mut Runner, line: &str, json: bool) -> Step {
+    let words = match split_words(line) {
+        Ok(words) => words,
+        Err(e) => return Step::Done(Outcome::error(EXIT_USAGE, e)),
+    };
+    match words.first().map(String::as_str) {
+        None => return Step::Nothing,
+        Some(first) if first.starts_with('#') => return Step::Nothing,
+        Some("exit" | "quit") if words.len() == 1 => return Step::Exit,
+        Some("help" | "?") if words.len() == 1 => {
+            return Step::Done(Outcome::ok(HELP.lines().map(str::to_string)))
+        }
+        _ => {}
+    }
+    let parsed = match Line::try_parse_from(&words) {
+        Ok(parsed) => parsed,
+        // `help put`, `put --help`: clap's help for that command.
+        Err(e) if !e.use_stderr() => {
+            return Step::Done(Outcome::ok(
+                e.render()
+                    .to_string()
+                    .trim_end()
+                    .lines()
+                    .map(str::to_string),
+            ))
+        }
+        Err(e) => return Step::Done(Outcome::error(EXIT_USAGE, usage_line(&e, "help"))),
+    };
+    match parsed.command.into_action(None) {
+        Ok(action) => Step::Done(runner.run(&action, json || parsed.json).await),
+        Err(e) => Step::Done(Outcome::error(EXIT_USAGE, e)),
+    }
+}
+
+/// Splits a shell line into words (see the module doc for the quoting).
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let Some(&first) = chars.peek() else {
+            return Ok(words);
+        };
+        let mut word = String::new();
+        if first == '\'' || first == '"' {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    c if c == first => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' if first == '"' && matches!(chars.peek(), Some('"' | '\\')) => {
+                        word.push(chars.next().expect("peeked"));
+                    }
+                    c => word.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated {first} quote"));
+            }
+        }
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            word.push(c);
+        }
+        words.push(word);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        split_words(line).unwrap()
+    }
+
+    #[test]
+    fn words_split_on_whitespace_and_quotes_group_them() {
+        assert_eq!(words("  put  k   v "), ["put", "k", "v"]);
+        assert_eq!(words("put k 'hello world'"), ["put", "k", "hello world"]);
+        assert_eq!(
+            words(r#"put k "say \"hi\" \\ \n""#),
+            ["put", "k", r#"say "hi" \ \n"#]
+        );
+        assert_eq!(
+            words(r#"put k '{"a": [1, 2]}'"#),
+            ["put", "k", r#"{"a": [1, 2]}"#]
+        );
+        assert_eq!(words(r#"put k {"a":1}"#), ["put", "k", r#"{"a":1}"#]);
+        assert_eq!(words("put k ''"), ["put", "k", ""]);
+        assert!(words("").is_empty());
+        assert!(split_words("put k 'open").is_err());
+        assert!(split_words("put k \"open").is_err());
+    }
+}
