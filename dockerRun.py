@@ -1,0 +1,1273 @@
+#!/usr/bin/env python3
+"""Start, inspect, grow, shrink and stop a causalkv store on this machine.
+
+    python3 dockerRun.py                 # = start: three replicas, then how to reach them
+    python3 dockerRun.py status          # each replica: address, up/down, view, keys
+    python3 dockerRun.py add             # one more replica; it joins and copies the state
+    python3 dockerRun.py remove NAME     # take NAME out of the view, then stop it
+    python3 dockerRun.py logs NAME       # print NAME's log
+    python3 dockerRun.py stop            # stop everything `start` and `add` started
+
+Two modes, chosen automatically (force one with --mode):
+
+docker  when a Docker engine answers (`docker info` succeeds): builds the image
+        causalkv:latest from docker/Dockerfile, creates the network causalkv-net
+        (subnet 10.10.0.0/16) and runs containers causalkv-replica1..N at
+        10.10.0.2..:8085, published on 127.0.0.1:8082.. (the kevinDB layout:
+        SOCKET_ADDRESS=10.10.0.<1+i>:8085, VIEW lists every replica; use
+        --subnet CIDR if 10.10.0.0/16 is taken on this machine).
+local   otherwise: builds target/release/causalkv with `cargo build --release`
+        (skipped with --binary PATH or CAUSALKV_BIN=PATH) and runs N detached
+        processes at 127.0.0.1:8082.. (change with --base-port), listening on
+        loopback only, each logging to a file in the state directory.
+
+The optional settings RUST_LOG, CLUSTER_TOKEN, CAUSAL_WAIT_MS, MAX_BODY_BYTES,
+HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS and WORKERS are taken from this
+script's environment at `start` and given to every replica (also to those
+`add` starts later). Nothing else of the environment reaches a replica.
+
+The state (mode, replicas, PIDs or containers, settings) is one JSON file,
+by default .causalkv-run/state.json next to this script (--state-dir DIR to
+put it elsewhere, e.g. to run two stores on different ports); the local
+replicas' logs live beside it and are kept after `stop`. The file is private
+(mode 0600) because it may hold CLUSTER_TOKEN.
+
+`start` when a store is already running starts nothing: it says so, prints
+the status and exits 0. A state file left by a store whose replicas are all
+gone (e.g. after a reboot) is discarded by `start`.
+
+Exit codes:
+    0  success
+    1  failure: a build failed, a replica did not come up, a request failed;
+       for `status`: a replica is not up
+    2  usage error: bad arguments, unknown replica NAME, missing --binary
+    3  a required tool is missing: cargo, docker, or a Docker engine
+    4  a port needed by a replica is already in use
+    5  no store is running (status, add, remove, logs)
+  130  interrupted (Ctrl-C); replicas started so far are stopped again
+
+Python 3.8+ standard library only; local mode needs Linux /proc or `ps`.
+"""
+
+import argparse
+import contextlib
+import errno
+import http.client as http_client
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_STATE_DIR = os.path.join(REPO, ".causalkv-run")
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+STATE_VERSION = 1
+
+NAME_PREFIX = "causalkv-replica"
+DEFAULT_REPLICAS = 3
+DEFAULT_BASE_PORT = 8082
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_GRACE = 10.0
+
+IMAGE = "causalkv:latest"
+DOCKERFILE = os.path.join("docker", "Dockerfile")
+NETWORK = "causalkv-net"
+SUBNET = "10.10.0.0/16"  # replica i (1-based) gets the subnet's address 1+i: 10.10.0.<1+i>
+CONTAINER_PORT = 8085
+
+# Settings passed from this script's environment to every replica.
+PASSED_SETTINGS = (
+    "RUST_LOG",
+    "CLUSTER_TOKEN",
+    "CAUSAL_WAIT_MS",
+    "MAX_BODY_BYTES",
+    "HEARTBEAT_INTERVAL_MS",
+    "FAILURE_TIMEOUT_MS",
+    "WORKERS",
+)
+SECRET_SETTINGS = ("CLUSTER_TOKEN",)
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_MISSING_TOOL = 3
+EXIT_PORT_IN_USE = 4
+EXIT_NOT_RUNNING = 5
+EXIT_INTERRUPTED = 130
+
+POLL = 0.1  # seconds between polls of a condition
+HTTP_TIMEOUT = 2.0  # seconds for one request to a replica
+LOG_TAIL = 20  # lines of a log shown when a replica fails
+
+PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "dockerRun.py"
+
+
+class Fail(Exception):
+    """A failure reported as one line `dockerRun.py: error: ...` and an exit code."""
+
+    def __init__(self, message, code=EXIT_FAIL, details=None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details = details  # further lines printed after the message (e.g. a log tail)
+
+
+def option(args, name, default):
+    """An option's value; `default` when it was not given (0 counts as given)."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def say(*lines):
+    for line in lines:
+        print(line, flush=True)
+
+
+def warn(message):
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def display_path(path):
+    """`path` relative to the working directory when that is shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if len(rel) < len(path) else path
+
+
+# ----- HTTP to the replicas -------------------------------------------------
+
+# No proxies: replicas are on this machine, whatever http_proxy says.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(method, hostport, path, body=None, timeout=HTTP_TIMEOUT):
+    """(status, parsed JSON or None), or None when the replica did not answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{hostport}{path}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (OSError, ValueError, http_client.HTTPException):
+        return None  # refused, timed out, reset, garbled: no answer
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    return status, parsed
+
+
+def health(replica):
+    """The /health body of a replica, or None if it does not answer 200."""
+    answer = http("GET", replica["client"], "/health")
+    if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+        return None
+    return answer[1]
+
+
+def view_members(view):
+    return [a for a in (view or "").split(",") if a]
+
+
+# ----- ports -----------------------------------------------------------------
+
+
+def port_in_use(port, host="127.0.0.1"):
+    """Whether a replica could not bind host:port (someone listens there)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(0.3)
+        if s.connect_ex((host, port)) == 0:
+            return True
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        # Like the replica (Rust's std sets SO_REUSEADDR), so that connections
+        # in TIME_WAIT do not count as "in use".
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return True
+            if e.errno == errno.EACCES:
+                raise Fail(f"cannot use port {port}: permission denied (ports below 1024 need root)", EXIT_PORT_IN_USE)
+            raise Fail(f"cannot use port {port}: {e.strerror}", EXIT_PORT_IN_USE)
+    return False
+
+
+def check_ports(wanted, hint="pick other ports with --base-port"):
+    """wanted: [(port, replica name)]; fails on the first port in use."""
+    for port, name in wanted:
+        if not 1 <= port <= 65535:
+            raise Fail(f"port {port} (for {name}) is out of range; {hint}", EXIT_USAGE)
+        if port_in_use(port):
+            raise Fail(
+                f"port {port} is already in use (needed for {name}); stop what uses it or {hint}",
+                EXIT_PORT_IN_USE,
+            )
+
+
+# ----- processes (local mode) ------------------------------------------------
+
+
+def proc_stat(pid):
+    """(state letter, start time) of a process from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    rest = text[text.rfind(")") + 2 :].split()  # fields 3.. (comm may hold spaces)
+    if len(rest) < 20:
+        return None
+    return rest[0], rest[19]
+
+
+def process_start_time(pid):
+    if os.path.isdir("/proc"):
+        stat = proc_stat(pid)
+        return stat[1] if stat else None
+    result = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True)
+    return result.stdout.strip() or None
+
+
+def process_argv(pid):
+    """The command line of a live (non-zombie) process, or None."""
+    if os.path.isdir("/proc"):
+        stat = proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            return None
+        return [a for a in argv if a] or None
+    result = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    line = result.stdout.strip()
+    if not line or line.startswith("Z"):
+        return None
+    return line.split()[1:] or None
+
+
+def runs_our_binary(replica):
+    """Whether the PID recorded for a local replica is still that replica.
+
+    Checks that the process runs the binary we started (argv[0], or argv[1]
+    when the binary is a script run by an interpreter) and, where recorded,
+    that it started when ours did, so a recycled PID is never signalled."""
+    pid = replica.get("pid")
+    if not pid:
+        return False
+    argv = process_argv(pid)
+    if not argv:
+        return False
+    binary = replica.get("binary", "")
+    if not any(a == binary or os.path.realpath(a) == os.path.realpath(binary) for a in argv[:2]):
+        return False
+    recorded = replica.get("starttime")
+    return recorded is None or process_start_time(pid) == recorded
+
+
+def signal_pid(pid, sig):
+    """Signals a verified replica and whatever it started: it leads its own
+    process group (it was started in a new session)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as e:
+        raise Fail(f"cannot signal pid {pid}: {e.strerror}")
+
+
+def stop_local_replicas(replicas, grace, children=None):
+    """SIGTERM every replica still running our binary, SIGKILL those still
+    there after `grace` seconds. Returns {name: outcome}. `children` maps
+    names to Popen objects started by this invocation (reaped here)."""
+    children = children or {}
+    outcome = {}
+    running = []
+    for r in replicas:
+        if runs_our_binary(r):
+            signal_pid(r["pid"], signal.SIGTERM)
+            running.append(r)
+        else:
+            outcome[r["name"]] = "was not running"
+
+    def reap():
+        for r in running:
+            child = children.get(r["name"])
+            if child is not None:
+                child.poll()
+
+    deadline = time.monotonic() + grace
+    while True:
+        reap()
+        alive = [r for r in running if runs_our_binary(r)]
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL)
+    for r in running:
+        if r in alive:
+            if runs_our_binary(r):
+                signal_pid(r["pid"], signal.SIGKILL)
+            outcome[r["name"]] = f"killed (still running {grace:g}s after SIGTERM)"
+        else:
+            outcome[r["name"]] = "stopped"
+    deadline = time.monotonic() + 5
+    while alive and time.monotonic() < deadline:
+        reap()
+        alive = [r for r in alive if runs_our_binary(r)]
+        time.sleep(POLL)
+    for r in alive:
+        outcome[r["name"]] = "could not be stopped"
+    return outcome
+
+
+def log_tail(path, lines=LOG_TAIL):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError as e:
+        return [f"(cannot read {path}: {e.strerror})"]
+    tail = text.splitlines()[-lines:]
+    return tail or ["(the log is empty)"]
+
+
+# ----- docker ----------------------------------------------------------------
+
+
+def docker(*args, capture=True, timeout=None):
+    """Runs `docker ARGS`; returns CompletedProcess (never raises on failure)."""
+    try:
+        return subprocess.run(
+            ["docker", *args],
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            text=True,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise Fail("docker is not installed (not found on PATH)", EXIT_MISSING_TOOL)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"`docker {' '.join(args)}` did not finish within {timeout:g}s")
+
+
+def first_line(text, fallback="no output"):
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return fallback
+
+
+def docker_engine_error():
+    """None when a Docker engine answers, else why not (one line)."""
+    if shutil.which("docker") is None:
+        return "docker is not installed (not found on PATH)"
+    try:
+        result = docker("info", "--format", "{{.ServerVersion}}", timeout=20)
+    except Fail as e:
+        return e.message
+    if result.returncode != 0:
+        return "the Docker engine is not reachable: " + first_line(result.stderr, "`docker info` failed")
+    return None
+
+
+def container_state(name):
+    """'running', 'exited', ... or None when there is no such container."""
+    result = docker("inspect", "--type", "container", "--format", "{{.State.Status}}", name, timeout=30)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def docker_remove_containers(names, grace):
+    outcome = {}
+    for name in names:
+        state = container_state(name)
+        if state is None:
+            outcome[name] = "was not there"
+            continue
+        if state == "running":
+            docker("stop", "--time", str(max(0, int(round(grace)))), name, timeout=grace + 60)
+        result = docker("rm", "--force", name, timeout=60)
+        if result.returncode == 0:
+            outcome[name] = "stopped and removed" if state == "running" else f"removed (was {state})"
+        else:
+            outcome[name] = "could not be removed: " + first_line(result.stderr)
+    return outcome
+
+
+# ----- state -----------------------------------------------------------------
+
+
+class State:
+    """The JSON state file and the lock serialising commands that change it."""
+
+    def __init__(self, directory):
+        self.dir = os.path.abspath(directory)
+        self.path = os.path.join(self.dir, STATE_FILE)
+        self._lock = None
+
+    def lock(self):
+        import fcntl
+
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self._lock = open(os.path.join(self.dir, LOCK_FILE), "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"Waiting for another {PROG} working on {display_path(self.dir)} ...")
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+
+    def load(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise Fail(f"cannot read {display_path(self.path)}: {e}; delete it if no store is running")
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION or "replicas" not in data:
+            raise Fail(f"{display_path(self.path)} is not a state file of this script; delete it if no store is running")
+        return data
+
+    def save(self, data):
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.path)
+
+    def delete(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+    def log_path(self, name):
+        return os.path.join(self.dir, f"{name}.log")
+
+
+def require_store(state):
+    data = state.load()
+    if data is None or not data["replicas"]:
+        raise Fail(f"no store is running (no state in {display_path(state.dir)}); start one with: {self_command(state)} start", EXIT_NOT_RUNNING)
+    return data
+
+
+def find_replica(data, name):
+    """The replica called `name` (also accepted: replicaN, N, its address)."""
+    wanted = name.strip()
+    for r in data["replicas"]:
+        short = r["name"][len("causalkv-") :]
+        if wanted in (r["name"], short, str(r["index"]), r["address"], r["client"]):
+            return r
+    known = ", ".join(r["name"] for r in data["replicas"]) or "none"
+    raise Fail(f"no replica named {wanted!r} (known: {known})", EXIT_USAGE)
+
+
+def self_command(state):
+    """How to invoke this script again with the same state directory."""
+    command = "python3 " + shlex.quote(display_path(os.path.abspath(sys.argv[0] if sys.argv[0] else __file__)))
+    if os.path.abspath(state.dir) != DEFAULT_STATE_DIR:
+        command += " --state-dir " + shlex.quote(display_path(state.dir))
+    return command
+
+
+def is_alive(data, replica):
+    if data["mode"] == "local":
+        return runs_our_binary(replica)
+    return container_state(replica["container"]) == "running"
+
+
+# ----- start -----------------------------------------------------------------
+
+
+def passed_settings():
+    settings = {k: os.environ[k] for k in PASSED_SETTINGS if os.environ.get(k, "") != ""}
+    return settings
+
+
+def describe_settings(settings):
+    return ", ".join(f"{k}=(set)" if k in SECRET_SETTINGS else f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def choose_mode(requested):
+    if requested == "docker":
+        problem = docker_engine_error()
+        if problem:
+            raise Fail(problem + " (use --mode local to run local processes instead)", EXIT_MISSING_TOOL)
+        return "docker", "requested with --mode docker"
+    if requested == "local":
+        return "local", "requested with --mode local"
+    problem = docker_engine_error()
+    if problem is None:
+        return "docker", "a Docker engine answers"
+    return "local", "no Docker engine: " + problem.replace("the Docker engine is not reachable: ", "")
+
+
+def resolve_binary(args, dry_run):
+    """The absolute path of the causalkv binary for local mode (built if needed)."""
+    given = getattr(args, "binary", None) or os.environ.get("CAUSALKV_BIN") or None
+    if given:
+        source = "--binary" if getattr(args, "binary", None) else "CAUSALKV_BIN"
+        path = os.path.abspath(os.path.expanduser(given))
+        if not os.path.isfile(path):
+            raise Fail(f"{source} {given}: no such file", EXIT_USAGE)
+        if not os.access(path, os.X_OK):
+            raise Fail(f"{source} {given}: not executable", EXIT_USAGE)
+        return path
+    if dry_run:
+        say("+ cargo build --release")
+        return os.path.join(REPO, "target", "release", "causalkv")
+    cargo = shutil.which("cargo")
+    if cargo is None and not getattr(args, "no_build", False):
+        raise Fail(
+            "cargo not found on PATH: install Rust (https://rustup.rs), "
+            "or pass --binary PATH (or CAUSALKV_BIN) pointing to a built causalkv",
+            EXIT_MISSING_TOOL,
+        )
+    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    if cargo is not None:
+        meta = subprocess.run(
+            [cargo, "metadata", "--format-version", "1", "--no-deps"],
+            cwd=REPO, capture_output=True, text=True,
+        )
+        if meta.returncode == 0:
+            with contextlib.suppress(ValueError, KeyError):
+                target_dir = json.loads(meta.stdout)["target_directory"]
+    binary = os.path.join(os.path.abspath(target_dir), "release", "causalkv")
+    if getattr(args, "no_build", False):
+        if not os.path.isfile(binary):
+            raise Fail(f"--no-build: {display_path(binary)} does not exist; build it or drop --no-build", EXIT_USAGE)
+        return binary
+    say("Building causalkv: cargo build --release --bin causalkv ...")
+    result = subprocess.run([cargo, "build", "--release", "--bin", "causalkv"], cwd=REPO)
+    if result.returncode != 0:
+        raise Fail(f"build failed: `cargo build --release` exited with {result.returncode} (see its output above)")
+    if not os.path.isfile(binary):
+        raise Fail(f"build succeeded but {display_path(binary)} is missing")
+    return binary
+
+
+def local_replica(state, binary, index, port):
+    name = f"{NAME_PREFIX}{index}"
+    address = f"127.0.0.1:{port}"
+    return {
+        "name": name,
+        "index": index,
+        "address": address,  # SOCKET_ADDRESS: what the view lists
+        "client": address,  # where this machine reaches it
+        "port": port,
+        "binary": binary,
+        "log": state.log_path(name),
+        "pid": None,
+        "starttime": None,
+    }
+
+
+def parse_subnet(text):
+    try:
+        subnet = ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        raise Fail(f"--subnet {text}: {e}", EXIT_USAGE)
+    if subnet.version != 4 or subnet.num_addresses < 4:
+        raise Fail(f"--subnet {text}: need an IPv4 subnet with room for replicas (e.g. {SUBNET})", EXIT_USAGE)
+    return subnet
+
+
+def docker_ip(subnet, index):
+    """Replica `index` (1-based) gets the subnet's address 1+index (.1 is the gateway)."""
+    subnet = parse_subnet(subnet)
+    if 1 + index >= subnet.num_addresses - 1:
+        raise Fail(f"no address left in {subnet} for replica {index}", EXIT_USAGE)
+    return str(subnet[1 + index])
+
+
+def docker_replica(index, host_port, subnet):
+    name = f"{NAME_PREFIX}{index}"
+    return {
+        "name": name,
+        "index": index,
+        "container": name,
+        "address": f"{docker_ip(subnet, index)}:{CONTAINER_PORT}",
+        "client": f"127.0.0.1:{host_port}",
+        "port": host_port,
+    }
+
+
+def launch_local(replica, view, settings, dry_run=False):
+    """Starts one detached replica process; returns its Popen (None in a dry run)."""
+    env = {"SOCKET_ADDRESS": replica["address"], "VIEW": view, "LISTEN_ADDRESS": replica["address"], "RUST_BACKTRACE": "1"}
+    env.update(settings)
+    if dry_run:
+        shown = " ".join(f"{k}={shlex.quote('(set)' if k in SECRET_SETTINGS else v)}" for k, v in env.items())
+        say(f"+ {shown} {shlex.quote(replica['binary'])} >{shlex.quote(replica['log'])} 2>&1 &")
+        return None
+    log = open(replica["log"], "wb")
+    try:
+        child = subprocess.Popen(
+            [replica["binary"]],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=os.path.dirname(replica["log"]),
+            start_new_session=True,  # own session: survives this script and its terminal
+            close_fds=True,
+        )
+    except OSError as e:
+        raise Fail(f"cannot start {replica['binary']}: {e.strerror}")
+    finally:
+        log.close()
+    replica["pid"] = child.pid
+    replica["starttime"] = process_start_time(child.pid)
+    return child
+
+
+def docker_run_args(replica, view, settings):
+    args = [
+        "run", "--detach",
+        "--name", replica["container"],
+        "--hostname", replica["name"],
+        "--network", NETWORK,
+        "--ip", replica["address"].split(":")[0],
+        "--publish", f"127.0.0.1:{replica['port']}:{CONTAINER_PORT}",
+        "--env", f"SOCKET_ADDRESS={replica['address']}",
+        "--env", f"VIEW={view}",
+    ]
+    for key in sorted(settings):
+        # `--env NAME` passes the value from our environment: secrets stay off the command line.
+        args += ["--env", key if key in SECRET_SETTINGS else f"{key}={settings[key]}"]
+    args.append(IMAGE)
+    return args
+
+
+def launch_docker(replica, view, settings, dry_run=False):
+    args = docker_run_args(replica, view, settings)
+    if dry_run:
+        say("+ docker " + shlex.join(args))
+        return
+    env_for_secrets = dict(os.environ)
+    env_for_secrets.update(settings)
+    try:
+        result = subprocess.run(["docker", *args], capture_output=True, text=True, env=env_for_secrets, timeout=120)
+    except FileNotFoundError:
+        raise Fail("docker is not installed (not found on PATH)", EXIT_MISSING_TOOL)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"`docker run` for {replica['name']} did not finish within 120s")
+    if result.returncode != 0:
+        raise Fail(f"cannot start container {replica['container']}: {first_line(result.stderr)}")
+
+
+def replica_log_tail(data, replica):
+    if data["mode"] == "local":
+        return replica["log"], log_tail(replica["log"])
+    result = docker("logs", "--tail", str(LOG_TAIL), replica["container"], timeout=30)
+    text = (result.stdout or "") + (result.stderr or "")
+    return f"docker logs {replica['container']}", (text.splitlines()[-LOG_TAIL:] or ["(the log is empty)"])
+
+
+def await_up(data, replicas, timeout, children=None):
+    """Waits until each replica answers /health with synced=true.
+
+    Fails as soon as one exits, or when the deadline passes, with the tail
+    of the failing replica's log."""
+    children = children or {}
+    deadline = time.monotonic() + timeout
+    pending = list(replicas)
+    while pending:
+        for r in list(pending):
+            child = children.get(r["name"])
+            exited = None
+            if child is not None and child.poll() is not None:
+                exited = f"exited with status {child.returncode}"
+            elif data["mode"] == "docker":
+                state = container_state(r["container"])
+                if state not in ("running", "created", "restarting"):
+                    exited = f"container is {state or 'gone'}"
+            if exited:
+                where, tail = replica_log_tail(data, r)
+                raise Fail(
+                    f"{r['name']} ({r['address']}) did not come up: {exited}; last lines of {display_path(where)}:",
+                    details=tail,
+                )
+            body = health(r)
+            if body is not None and body.get("synced", True):
+                say(f"  {r['name']} is up at {r['client']}")
+                pending.remove(r)
+        if pending and time.monotonic() >= deadline:
+            r = pending[0]
+            where, tail = replica_log_tail(data, r)
+            raise Fail(
+                f"{r['name']} ({r['address']}) did not come up within {timeout:g}s "
+                f"(its /health never answered synced); last lines of {display_path(where)}:",
+                details=tail,
+            )
+        if pending:
+            time.sleep(POLL)
+
+
+def await_views(data, members, expected_in=(), expected_out=(), timeout=10.0):
+    """Waits until every answering member's view contains `expected_in` and
+    lacks `expected_out`; returns the members that did not get there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lagging = []
+        for r in members:
+            body = health(r)
+            if body is None:
+                continue  # down replicas have no say
+            view = set(view_members(body.get("view")))
+            if not set(expected_in) <= view or view & set(expected_out):
+                lagging.append(r)
+        if not lagging or time.monotonic() >= deadline:
+            return lagging
+        time.sleep(POLL)
+
+
+def cmd_start(args, state):
+    dry_run = getattr(args, "dry_run", False)
+    if not dry_run:
+        state.lock()
+    data = state.load()
+    if data is not None and data["replicas"]:
+        alive = [r for r in data["replicas"] if is_alive(data, r)]
+        if alive:
+            say(
+                f"A causalkv store is already running ({len(data['replicas'])} replicas, {data['mode']} mode); "
+                f"not starting another. Stop it first with: {self_command(state)} stop",
+                "",
+            )
+            cmd_status(args, state, data)
+            return EXIT_OK
+        say(f"Discarding the state of a previous store whose replicas are all gone ({display_path(state.path)}).")
+        if not dry_run:
+            if data["mode"] == "docker":
+                docker_remove_containers([r["container"] for r in data["replicas"]], 0)
+            state.delete()
+
+    n = option(args, "replicas", DEFAULT_REPLICAS)
+    if n < 1:
+        raise Fail("-n must be at least 1", EXIT_USAGE)
+    base_port = option(args, "base_port", DEFAULT_BASE_PORT)
+    timeout = option(args, "timeout", DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        raise Fail("--timeout must be positive", EXIT_USAGE)
+    subnet = str(parse_subnet(getattr(args, "subnet", None) or SUBNET))
+    requested = getattr(args, "mode", None) or "auto"
+    if dry_run and requested == "auto":
+        mode, why = ("docker", "a Docker engine answers") if docker_engine_error() is None else ("local", "no Docker engine")
+    elif dry_run:
+        mode, why = requested, f"requested with --mode {requested}"
+    else:
+        mode, why = choose_mode(requested)
+    settings = passed_settings()
+    say(f"Mode: {mode} ({why}).")
+    if dry_run:
+        say("Dry run: these commands would run (nothing is started):")
+    else:
+        # Before a build that may take minutes (and again before launching).
+        check_ports([(base_port + i - 1, f"{NAME_PREFIX}{i}") for i in range(1, n + 1)])
+
+    if mode == "docker":
+        replicas = [docker_replica(i, base_port + i - 1, subnet) for i in range(1, n + 1)]
+    else:
+        binary = resolve_binary(args, dry_run)
+        replicas = [local_replica(state, binary, i, base_port + i - 1) for i in range(1, n + 1)]
+    view = ",".join(r["address"] for r in replicas)
+    data = {
+        "version": STATE_VERSION,
+        "mode": mode,
+        "repo": REPO,
+        "base_port": base_port,
+        "next_index": n + 1,
+        "settings": settings,
+        "replicas": [],
+    }
+
+    if dry_run:
+        if mode == "docker":
+            say("+ docker " + shlex.join(docker_build_args()))
+            say(f"+ docker network create --subnet {subnet} {NETWORK}")
+        for r in replicas:
+            (launch_docker if mode == "docker" else launch_local)(r, view, settings, dry_run=True)
+        return EXIT_OK
+
+    check_ports([(r["port"], r["name"]) for r in replicas])
+    created_network = False
+    if mode == "docker":
+        created_network = prepare_docker(replicas, subnet, build=not getattr(args, "no_build", False))
+        data["network"] = NETWORK
+        data["subnet"] = subnet
+        data["image"] = IMAGE
+
+    children = {}
+    try:
+        say(f"Starting {n} replica{'s' if n != 1 else ''} ...")
+        for r in replicas:
+            if mode == "docker":
+                launch_docker(r, view, settings)
+            else:
+                children[r["name"]] = launch_local(r, view, settings)
+            data["replicas"].append(r)
+            state.save(data)  # so that `stop` finds whatever got started
+        await_up(data, replicas, timeout, children)
+    except (Fail, KeyboardInterrupt) as e:
+        if data["replicas"]:
+            say("Stopping the replicas started so far ...")
+            if mode == "docker":
+                docker_remove_containers([r["container"] for r in data["replicas"]], 2)
+            else:
+                stop_local_replicas(data["replicas"], 2, children)
+        if created_network:
+            docker("network", "rm", NETWORK, timeout=60)
+        state.delete()
+        if isinstance(e, KeyboardInterrupt):
+            raise Fail("interrupted", EXIT_INTERRUPTED)
+        raise
+    lagging = await_views(data, replicas, expected_in=[r["address"] for r in replicas])
+    if lagging:
+        warn("not every replica lists all the others yet: " + ", ".join(r["name"] for r in lagging))
+    print_started(data, state, settings)
+    return EXIT_OK
+
+
+def docker_build_args():
+    return ["build", "--tag", IMAGE, "--file", os.path.join(REPO, DOCKERFILE), REPO]
+
+
+def prepare_docker(replicas, subnet, build=True):
+    """Builds the image and makes sure the network exists; returns whether
+    it created the network."""
+    taken = [r["container"] for r in replicas if container_state(r["container"]) is not None]
+    if taken:
+        raise Fail(
+            f"container {taken[0]} already exists (not started by this state directory); "
+            f"remove it with: docker rm -f {' '.join(taken)}"
+        )
+    if build:
+        say(f"Building the image {IMAGE} from {DOCKERFILE} ...")
+        result = docker(*docker_build_args(), capture=False)
+        if result.returncode != 0:
+            raise Fail(f"build failed: `docker build` exited with {result.returncode} (see its output above)")
+    elif docker("image", "inspect", IMAGE, timeout=30).returncode != 0:
+        raise Fail(f"--no-build: there is no image {IMAGE}; build it or drop --no-build", EXIT_USAGE)
+    existing = docker("network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", NETWORK, timeout=30)
+    if existing.returncode == 0:
+        subnets = existing.stdout.split()
+        if subnet not in subnets:
+            raise Fail(
+                f"network {NETWORK} exists with subnet {' '.join(subnets) or 'unknown'}, not {subnet}; "
+                f"remove it with: docker network rm {NETWORK}"
+            )
+        say(f"Using the existing network {NETWORK} ({subnet}).")
+        return False
+    result = docker("network", "create", "--subnet", subnet, NETWORK, timeout=60)
+    if result.returncode != 0:
+        raise Fail(
+            f"cannot create the network {NETWORK} ({subnet}): {first_line(result.stderr)}"
+            + ("; pick another subnet with --subnet" if "overlap" in (result.stderr or "") else "")
+        )
+    return True
+
+
+def print_started(data, state, settings):
+    replicas = data["replicas"]
+    n = len(replicas)
+    where = "local processes" if data["mode"] == "local" else f"docker containers on {NETWORK} ({data['subnet']})"
+    say("", f"causalkv is running: {n} replica{'s' if n != 1 else ''}, {where}.")
+    width = max(len(r["name"]) for r in replicas)
+    for r in replicas:
+        if data["mode"] == "local":
+            extra = f"pid {r['pid']}, log {display_path(r['log'])}"
+        else:
+            extra = f"container address {r['address']}"
+        say(f"  {r['name']:<{width}}  http://{r['client']}  ({extra})")
+    if settings:
+        say(f"Settings given to every replica: {describe_settings(settings)}")
+    first = replicas[0]["client"]
+    other = replicas[1]["client"] if n > 1 else first
+    me = self_command(state)
+    say(
+        "",
+        "Try it:",
+        f"  curl -s -X PUT http://{first}/key-value-store/sampleKey -H 'Content-Type: application/json' "
+        "-d '{\"value\": \"sampleValue\", \"causal-metadata\": \"\"}'",
+        f"  curl -s -X GET http://{other}/key-value-store/sampleKey -H 'Content-Type: application/json' "
+        "-d '{\"causal-metadata\": <the causal-metadata the PUT returned>}'",
+        "",
+        f"Then: {me} status | add | remove NAME | logs NAME | stop",
+    )
+
+
+# ----- status ----------------------------------------------------------------
+
+
+def replica_row(data, r):
+    if data["mode"] == "local":
+        running = runs_our_binary(r)
+        process = str(r["pid"]) if running else "-"
+    else:
+        cstate = container_state(r["container"])
+        running = cstate == "running"
+        process = cstate or "missing"
+    body = health(r) if running else None
+    if not running:
+        status = "down"
+    elif body is None:
+        status = "no answer"
+    elif not body.get("synced", True):
+        status = "syncing"
+    else:
+        status = "up"
+    keys = str(body.get("keys", "?")) if body else "-"
+    view = body.get("view", "?") if body else "-"
+    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "process": process, "keys": keys, "view": view}
+
+
+def cmd_status(args, state, data=None):
+    data = data or require_store(state)
+    rows = [replica_row(data, r) for r in data["replicas"]]
+    say(f"causalkv: {len(rows)} replica{'s' if len(rows) != 1 else ''}, {data['mode']} mode (state: {display_path(state.path)})")
+    if data["mode"] == "local":
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("PID", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+    else:
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("CONTAINER", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+    widths = [max([len(title)] + [len(row[key]) for row in rows]) for title, key in columns]
+    lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
+    for line in lines:
+        say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    up = [row for row in rows if row["status"] == "up"]
+    views = {row["view"] for row in up}
+    if len(up) == len(rows):
+        agree = "agree on the view" if len(views) <= 1 else "do not agree on the view yet (it converges within seconds)"
+        say(f"All {len(rows)} replicas are up and {agree}.")
+        return EXIT_OK
+    say(f"{len(up)} of {len(rows)} replicas are up.")
+    return EXIT_FAIL
+
+
+# ----- add -------------------------------------------------------------------
+
+
+def cmd_add(args, state):
+    state.lock()
+    data = require_store(state)
+    timeout = option(args, "timeout", DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        raise Fail("--timeout must be positive", EXIT_USAGE)
+    index = data["next_index"]
+    members = data["replicas"]
+    settings = data.get("settings", {})
+    if data["mode"] == "docker":
+        problem = docker_engine_error()
+        if problem:
+            raise Fail(problem, EXIT_MISSING_TOOL)
+        port = option(args, "port", data["base_port"] + index - 1)
+        replica = docker_replica(index, port, data["subnet"])
+    else:
+        binary = members[0]["binary"] if members else None
+        if not binary or not os.path.isfile(binary):
+            raise Fail(f"the binary the store was started with is gone: {binary}")
+        port = option(args, "port", data["base_port"] + index - 1)
+        replica = local_replica(state, binary, index, port)
+    check_ports([(replica["port"], replica["name"])], hint="pick another port with add --port PORT")
+    view = ",".join([r["address"] for r in members] + [replica["address"]])
+    say(f"Adding {replica['name']} at {replica['address']} with VIEW={view} ...")
+    children = {}
+    try:
+        if data["mode"] == "docker":
+            launch_docker(replica, view, settings)
+        else:
+            children[replica["name"]] = launch_local(replica, view, settings)
+        data["replicas"].append(replica)
+        data["next_index"] = index + 1
+        state.save(data)
+        await_up(data, [replica], timeout, children)
+    except (Fail, KeyboardInterrupt) as e:
+        say(f"Stopping {replica['name']} again ...")
+        if data["mode"] == "docker":
+            docker_remove_containers([replica["container"]], 2)
+        else:
+            stop_local_replicas([replica], 2, children)
+        if replica in data["replicas"]:
+            data["replicas"].remove(replica)
+            state.save(data)
+        if isinstance(e, KeyboardInterrupt):
+            raise Fail("interrupted", EXIT_INTERRUPTED)
+        raise
+    lagging = await_views(data, members, expected_in=[replica["address"]])
+    if lagging:
+        warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
+    body = health(replica) or {}
+    say(
+        f"Added {replica['name']} at http://{replica['client']}: it joined and copied the state "
+        f"({plural(body.get('keys', '?'), 'key')}).",
+        f"View now: {body.get('view', '?')}",
+    )
+    return EXIT_OK
+
+
+# ----- remove ----------------------------------------------------------------
+
+
+def cmd_remove(args, state):
+    state.lock()
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    others = [r for r in data["replicas"] if r is not replica]
+    if not others:
+        raise Fail(f"{replica['name']} is the only replica; stop the store with: {self_command(state)} stop", EXIT_USAGE)
+    grace = getattr(args, "grace", None)
+    grace = DEFAULT_GRACE if grace is None else grace
+    via = None
+    for r in others:
+        answer = http("DELETE", r["client"], "/key-value-store-view", {"socket-address": replica["address"]})
+        if answer is None:
+            continue
+        status, body = answer
+        message = (body or {}).get("message", "") if isinstance(body, dict) else ""
+        if status == 200 or (status == 404 and "does not exist" in json.dumps(body)):
+            via = r
+            if status == 200:
+                say(f"Removed {replica['name']} ({replica['address']}) from the view through {r['name']}: {message}.")
+            else:
+                say(f"{replica['name']} ({replica['address']}) was no longer in the view of {r['name']}.")
+            break
+        raise Fail(f"{r['name']} refused to remove {replica['address']} from the view: {status} {json.dumps(body)}")
+    if via is None:
+        raise Fail(f"no other replica answered, so {replica['name']} was not removed from the view (and is left running)")
+    if data["mode"] == "docker":
+        outcome = docker_remove_containers([replica["container"]], grace)[replica["container"]]
+    else:
+        outcome = stop_local_replicas([replica], grace)[replica["name"]]
+    say(f"{replica['name']}: {outcome}" + (f" (pid {replica['pid']})." if replica.get("pid") else "."))
+    data["replicas"].remove(replica)
+    state.save(data)
+    lagging = await_views(data, others, expected_out=[replica["address"]])
+    if lagging:
+        warn(f"{replica['address']} is still in the view of: " + ", ".join(r["name"] for r in lagging))
+    body = next((b for b in (health(r) for r in others) if b), None)
+    if body:
+        say(f"View now: {body.get('view')}")
+    return EXIT_OK
+
+
+# ----- logs ------------------------------------------------------------------
+
+
+def cmd_logs(args, state):
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    tail = getattr(args, "tail", None)
+    follow = getattr(args, "follow", False)
+    if data["mode"] == "docker":
+        command = ["logs"]
+        if tail is not None:
+            command += ["--tail", str(tail)]
+        if follow:
+            command.append("--follow")
+        result = docker(*command, replica["container"], capture=False)
+        if result.returncode != 0:
+            raise Fail(f"`docker logs {replica['container']}` failed")
+        return EXIT_OK
+    path = replica["log"]
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise Fail(f"cannot read the log of {replica['name']} ({display_path(path)}): {e.strerror}")
+    out = sys.stdout.buffer
+    with f:
+        if tail is not None:
+            lines = f.read().splitlines(keepends=True)
+            out.write(b"".join(lines[-tail:] if tail > 0 else []))
+        else:
+            shutil.copyfileobj(f, out)
+        out.flush()
+        while follow:
+            chunk = f.read()
+            if chunk:
+                out.write(chunk)
+                out.flush()
+            elif not runs_our_binary(replica):
+                break
+            else:
+                time.sleep(0.5)
+    return EXIT_OK
+
+
+# ----- stop ------------------------------------------------------------------
+
+
+def cmd_stop(args, state):
+    data = None
+    if os.path.exists(state.path):
+        state.lock()
+        data = state.load()
+    if data is None:
+        say(f"Nothing to stop: no store is running (no state in {display_path(state.dir)}).")
+        return EXIT_OK
+    grace = getattr(args, "grace", None)
+    grace = DEFAULT_GRACE if grace is None else grace
+    names = [r["name"] for r in data["replicas"]]
+    say(f"Stopping {len(names)} replica{'s' if len(names) != 1 else ''} ({data['mode']} mode) ...")
+    if data["mode"] == "docker":
+        if shutil.which("docker") is None:
+            raise Fail("docker is not installed (not found on PATH), so the containers cannot be stopped", EXIT_MISSING_TOOL)
+        outcome = docker_remove_containers([r["container"] for r in data["replicas"]], grace)
+    else:
+        outcome = stop_local_replicas(data["replicas"], grace)
+    failed = []
+    for name in names:
+        say(f"  {name}: {outcome[name]}")
+        if outcome[name].startswith("could not"):
+            failed.append(name)
+    if data["mode"] == "docker" and data.get("network"):
+        result = docker("network", "rm", data["network"], timeout=60)
+        if result.returncode == 0:
+            say(f"  network {data['network']}: removed")
+        elif "not found" not in (result.stderr or ""):
+            warn(f"cannot remove the network {data['network']}: {first_line(result.stderr)}")
+    if failed:
+        raise Fail("could not stop: " + ", ".join(failed) + f"; the state is kept in {display_path(state.path)}")
+    state.delete()
+    if data["mode"] == "local":
+        say(f"Stopped. Logs are kept in {display_path(state.dir)}.")
+    else:
+        say("Stopped.")
+    return EXIT_OK
+
+
+# ----- command line ----------------------------------------------------------
+
+START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "dry_run")
+
+
+def add_common(parser, top):
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--state-dir", metavar="DIR", default=default,
+        help=f"where the state file and local logs live (default: {display_path(DEFAULT_STATE_DIR)})",
+    )
+
+
+def add_start_options(parser):
+    s = argparse.SUPPRESS
+    parser.add_argument("--mode", choices=("auto", "docker", "local"), default=s,
+                        help="docker: containers; local: processes; auto (default): docker if `docker info` works")
+    parser.add_argument("-n", "--replicas", type=int, metavar="N", default=s,
+                        help=f"number of replicas (default {DEFAULT_REPLICAS})")
+    parser.add_argument("--binary", metavar="PATH", default=s,
+                        help="local mode: run this causalkv binary instead of building one (also: env CAUSALKV_BIN)")
+    parser.add_argument("--base-port", type=int, metavar="PORT", default=s,
+                        help=f"port of the first replica; the next ones follow (default {DEFAULT_BASE_PORT}; host ports in docker mode)")
+    parser.add_argument("--subnet", metavar="CIDR", default=s,
+                        help=f"docker mode: the network's subnet; replica i gets its address 1+i (default {SUBNET})")
+    parser.add_argument("--no-build", action="store_true", default=s,
+                        help="use the existing image / target/release/causalkv as is")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=s,
+                        help=f"how long to wait for the replicas to come up (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--dry-run", action="store_true", default=s,
+                        help="print the commands start would run, run nothing")
+
+
+def build_parser():
+    description, _, rest = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=description.strip(),
+        epilog=rest.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser, top=True)
+    add_start_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: start)")
+
+    p = sub.add_parser("start", help="start a store (if none is running) and print how to reach it", description="Start a store (if none is running) and print how to reach it.")
+    add_common(p, top=False)
+    add_start_options(p)
+
+    p = sub.add_parser("status", help="each replica: name, address, up/down, its view and key count", description="Each replica: name, address, up/down, its view and key count.")
+    add_common(p, top=False)
+
+    p = sub.add_parser("add", help="start one more replica; it joins the store and copies its state", description="Start one more replica; it joins the store and copies its state.")
+    add_common(p, top=False)
+    p.add_argument("--port", type=int, metavar="PORT", default=argparse.SUPPRESS,
+                   help="its port (host port in docker mode); default: the next after the base port")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help=f"how long to wait for it to come up (default {DEFAULT_TIMEOUT:g})")
+
+    p = sub.add_parser("remove", help="remove replica NAME from the view (DELETE at another member), then stop it", description="Remove replica NAME from the view (DELETE at another member), then stop it.")
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help=f"time between SIGTERM and SIGKILL (default {DEFAULT_GRACE:g})")
+
+    p = sub.add_parser("logs", help="print the log of replica NAME", description="Print the log of replica NAME.")
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica1 (or replica1, 1, or its address)")
+    p.add_argument("--tail", type=int, metavar="N", default=argparse.SUPPRESS, help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", default=argparse.SUPPRESS, help="keep printing new lines")
+
+    p = sub.add_parser("stop", help="stop every replica this state directory started (and remove the network)", description="Stop every replica this state directory started (and remove the network).")
+    add_common(p, top=False)
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help=f"time between SIGTERM and SIGKILL (default {DEFAULT_GRACE:g})")
+    return parser
+
+
+COMMANDS = {"start": cmd_start, "status": cmd_status, "add": cmd_add, "remove": cmd_remove, "logs": cmd_logs, "stop": cmd_stop}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "start"
+    if command != "start":
+        stray = [o for o in START_OPTIONS if hasattr(args, o)]
+        if stray:
+            parser.error(f"--{stray[0].replace('_', '-')} only applies to start")
+    state = State(getattr(args, "state_dir", None) or DEFAULT_STATE_DIR)
+    try:
+        return COMMANDS[command](args, state)
+    except Fail as e:
+        print(f"{PROG}: error: {e.message}", file=sys.stderr, flush=True)
+        for line in e.details or []:
+            print(f"    {line}", file=sys.stderr)
+        sys.stderr.flush()
+        return e.code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
