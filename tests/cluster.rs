@@ -503,3 +503,28 @@ async fn a_stopped_peer_does_not_delay_writes_elsewhere() {
     c.wait_views(&[0, 1, 2], &c.expected_view(&[0, 1, 2])).await;
     c.wait_contents(&[0, 1, 2], &contents(&expected)).await;
 }
+
+#[actix_web::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits() {
+    let mut c = common::Options::default()
+        .causal_wait_ms(1500)
+        .start(1)
+        .await;
+    let pid = c.pid(0).to_string();
+    // A request that waits for a write nobody has: in flight for 1.5 s.
+    let forged = json!({"127.0.0.1:9#ffffffff": 1});
+    let request = c.get(0, "k", &forged);
+    let signal = async {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()));
+    };
+    let (reply, ()) = futures_util::future::join(request, signal).await;
+    // Answered in full after its wait, not cut off by the shutdown.
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.body["causal-metadata"], forged);
+    let status = c.wait_exit(0, Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -278,6 +278,23 @@ impl TestCluster {
         replica.paused = false;
     }
 
+    /// Waits (up to `timeout`) for replica `i` to exit by itself (after a
+    /// signal the test sent); returns its exit status.
+    pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.replicas[i].child.take().expect("running");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica {i} did not exit within {timeout:?} of SIGTERM"
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts a fresh process for replica `i` (killed before), at the same
     /// address and with the same `VIEW`, and waits until it is synced.
     pub async fn restart(&mut self, i: usize) {
