@@ -3,6 +3,7 @@
 //! gracefully (in-flight requests finish).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
 pub struct Node {
     replica: Mutex<Replica>,
     progress: watch::Sender<u64>,
+    published: AtomicU64,
     effects: mpsc::UnboundedSender<Effect>,
     started: Instant,
     me: Member,
@@ -53,6 +55,7 @@ impl Node {
         let node = Node {
             replica: Mutex::new(replica),
             progress: watch::channel(0).0,
+            published: AtomicU64::new(0),
             effects,
             started: Instant::now(),
             me,
@@ -91,11 +94,10 @@ impl Node {
             // The receiver only goes away at shutdown.
             let _ = self.effects.send(effect);
         }
-        self.progress.send_if_modified(|seen| {
-            let changed = *seen != progress;
-            *seen = progress;
-            changed
-        });
+        // Most calls apply nothing: skip the channel's lock unless they did.
+        if self.published.swap(progress, Ordering::AcqRel) != progress {
+            self.progress.send_replace(progress);
+        }
         result
     }
 
@@ -105,8 +107,15 @@ impl Node {
         &self,
         context: &CausalContext,
         method: &actix_web::http::Method,
-        mut op: impl FnMut(&mut Replica) -> Result<R, VectorClock>,
+        op: impl FnMut(&mut Replica) -> Result<R, VectorClock>,
     ) -> Result<R, ApiError> {
+        // The common case: the context is satisfied at once.
+        let mut op = op;
+        if let Ok(result) = self.with_replica(|replica, _| op(replica)) {
+            return Ok(result);
+        }
+        // Subscribe before trying again, so no progress made in between is
+        // missed.
         let deadline = tokio::time::Instant::now() + self.config.causal_wait;
         let mut progress = self.progress.subscribe();
         let mut next_catch_up = tokio::time::Instant::now();

@@ -133,10 +133,14 @@ async fn get(
 /// A GET's context from the `causal-metadata` query parameter or the
 /// `X-Causal-Metadata` header: JSON text, or a plain string.
 fn context_outside_body(req: &HttpRequest) -> Option<Json> {
-    let from_query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+    let query = req.query_string();
+    let from_query = if query.is_empty() {
+        None
+    } else {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
             .ok()
-            .and_then(|q| q.get("causal-metadata").cloned());
+            .and_then(|q| q.get("causal-metadata").cloned())
+    };
     let from_header = || {
         req.headers()
             .get(CONTEXT_HEADER)
