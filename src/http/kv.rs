@@ -17,10 +17,39 @@ use crate::store::{Key, KeyError, Value};
 /// GET body). The query parameter `causal-metadata` works too.
 pub const CONTEXT_HEADER: &str = "x-causal-metadata";
 
+/// Where the key-value routes live; the rest of the path is the key.
+pub const PREFIX: &str = "/key-value-store";
+
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/key-value-store/{key:.*}", web::put().to(put))
-        .route("/key-value-store/{key:.*}", web::get().to(get))
-        .route("/key-value-store/{key:.*}", web::delete().to(delete));
+    // A static prefix and a hand-decoded key: a `{key:.*}` route pattern
+    // costs a regular-expression match per request.
+    cfg.service(web::scope(PREFIX).default_service(web::to(dispatch)));
+}
+
+async fn dispatch(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    // The raw path, decoded once: `a%2Fb` is the key `a/b`, `a%252Fb` the
+    // key `a%2Fb`; invalid UTF-8 decodes lossily.
+    let Some(tail) = req
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .and_then(|t| t.strip_prefix('/'))
+    else {
+        return Ok(super::not_found(req).await);
+    };
+    let key = percent_encoding::percent_decode_str(tail)
+        .decode_utf8_lossy()
+        .into_owned();
+    match *req.method() {
+        Method::PUT => put(node, key, payload).await,
+        Method::GET => get(node, key, req, payload).await,
+        Method::DELETE => delete(node, key, payload).await,
+        _ => Ok(super::not_found(req).await),
+    }
 }
 
 /// A key-value request body.
@@ -64,7 +93,7 @@ fn parse_context(sent: Option<&Json>, method: &Method) -> Result<CausalContext, 
 
 async fn put(
     node: web::Data<Node>,
-    path: web::Path<String>,
+    path: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
@@ -98,7 +127,7 @@ async fn put(
 
 async fn get(
     node: web::Data<Node>,
-    path: web::Path<String>,
+    path: String,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -153,7 +182,7 @@ fn context_outside_body(req: &HttpRequest) -> Option<Json> {
 
 async fn delete(
     node: web::Data<Node>,
-    path: web::Path<String>,
+    path: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::DELETE;

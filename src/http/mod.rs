@@ -38,7 +38,11 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = match req.match_pattern() {
+        Some(pattern) => pattern,
+        None if req.path().starts_with("/key-value-store/") => "/key-value-store/{key}".into(),
+        None => "unmatched".into(),
+    };
     let method = req.method().to_string();
     let node = req.app_data::<web::Data<Node>>().cloned();
     // Field values are only computed when the span is enabled (debug).
@@ -68,7 +72,7 @@ fn next_request_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-async fn not_found(req: HttpRequest) -> HttpResponse {
+pub(super) async fn not_found(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(json!({
         "error": format!("no such endpoint: {}", req.path()),
         "message": format!("Error in {}", req.method()),
