@@ -105,10 +105,7 @@ async fn drive(
         let hold = rng.range(1500, 5000);
         match rng.below(9) {
             0 | 1 => {
-                let mut shuffled = members.clone();
-                rng.shuffle(&mut shuffled);
-                let cut = 1 + rng.below(shuffled.len() - 1);
-                let sides = vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()];
+                let sides = random_split(&mut rng, &members);
                 let _ = writeln!(
                     log,
                     "{:>7.1}s partition {:?} for {hold} ms",
@@ -207,11 +204,8 @@ async fn drive(
             }
             8 => {
                 // Two faults at once: a partition, and a crash on one side.
-                let mut shuffled = members.clone();
-                rng.shuffle(&mut shuffled);
-                let cut = 1 + rng.below(shuffled.len() - 1);
-                let sides = vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()];
-                let victim = shuffled[rng.below(shuffled.len())];
+                let sides = random_split(&mut rng, &members);
+                let victim = members[rng.below(members.len())];
                 let _ = writeln!(
                     log,
                     "{:>7.1}s partition {:?} and crash {victim} for {hold} ms",
@@ -319,6 +313,14 @@ async fn drive(
         summary,
         log_dir: PathBuf::new(),
     })
+}
+
+/// Splits `members` at random into two non-empty sides.
+fn random_split(rng: &mut Rng, members: &[usize]) -> Vec<Vec<usize>> {
+    let mut shuffled = members.to_vec();
+    rng.shuffle(&mut shuffled);
+    let cut = 1 + rng.below(shuffled.len() - 1);
+    vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()]
 }
 
 fn secs(shared: &Rc<RefCell<Shared>>) -> f64 {
