@@ -103,7 +103,7 @@ async fn drive(
     while Instant::now() + Duration::from_secs(4) < until {
         sleep_ms(rng.range(300, 1500)).await;
         let hold = rng.range(1500, 5000);
-        match rng.below(9) {
+        match rng.below(10) {
             0 | 1 => {
                 let sides = random_split(&mut rng, &members);
                 let _ = writeln!(
@@ -201,6 +201,18 @@ async fn drive(
                         .targets
                         .push((slot, cluster.address(slot)));
                 }
+            }
+            9 => {
+                let victim = members[rng.below(members.len())];
+                let kbit = [64, 256, 1024][rng.below(3)];
+                let _ = writeln!(
+                    log,
+                    "{:>7.1}s slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms",
+                    secs(&shared)
+                );
+                cluster.slow(victim, kbit)?;
+                sleep_ms(hold).await;
+                cluster.heal()?;
             }
             8 => {
                 // Two faults at once: a partition, and a crash on one side.

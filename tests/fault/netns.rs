@@ -88,6 +88,7 @@ pub struct NetnsCluster {
     pub slots: Vec<Slot>,
     env: Vec<(String, String)>,
     blocked: BTreeSet<(usize, usize)>,
+    slowed: BTreeSet<usize>,
 }
 
 impl NetnsCluster {
@@ -112,6 +113,7 @@ impl NetnsCluster {
             slots: Vec::new(),
             env,
             blocked: BTreeSet::new(),
+            slowed: BTreeSet::new(),
         };
         cluster.teardown_network();
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
@@ -300,8 +302,39 @@ impl NetnsCluster {
         Ok(())
     }
 
-    /// Removes every packet filter: all links work again.
+    /// Makes slot `i`'s link slow and lossy in both directions: a token
+    /// bucket (`tc tbf`) limits it to `kbit` kbit/s and drops what waits
+    /// longer than 200 ms, so messages to and from it lag, and some are lost
+    /// and retransmitted. (`tc netem` is not available on every kernel.)
+    pub fn slow(&mut self, i: usize, kbit: u32) -> Result<(), String> {
+        if !self.slowed.insert(i) {
+            return Ok(());
+        }
+        let rate = format!("{kbit}kbit");
+        let shape = ["tbf", "rate", &rate, "burst", "8kbit", "latency", "200ms"];
+        let host_side = format!("{}v{i}", self.tag);
+        let mut outside = vec!["tc", "qdisc", "add", "dev", &host_side, "root"];
+        outside.extend(shape);
+        run(&outside)?;
+        let netns = self.slots[i].netns.clone();
+        let mut inside = vec![
+            "ip", "netns", "exec", &netns, "tc", "qdisc", "add", "dev", "eth0", "root",
+        ];
+        inside.extend(shape);
+        run(&inside)
+    }
+
+    /// Removes every packet filter and every slow link: all links work
+    /// normally again.
     pub fn heal(&mut self) -> Result<(), String> {
+        for i in std::mem::take(&mut self.slowed) {
+            let host_side = format!("{}v{i}", self.tag);
+            run(&["tc", "qdisc", "del", "dev", &host_side, "root"])?;
+            let netns = self.slots[i].netns.clone();
+            run(&[
+                "ip", "netns", "exec", &netns, "tc", "qdisc", "del", "dev", "eth0", "root",
+            ])?;
+        }
         let targets: BTreeSet<usize> = self.blocked.iter().map(|&(_, to)| to).collect();
         for to in targets {
             run(&[
