@@ -45,6 +45,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(2000);
 
+/// Replies larger than this are decoded on the blocking pool.
+const BIG_REPLY_BYTES: usize = 1 << 20;
+
 /// Largest reply body accepted from a peer (snapshots can be large).
 const MAX_REPLY_BYTES: usize = 1 << 30;
 
@@ -95,7 +98,15 @@ pub async fn call(
         if !status.is_success() {
             return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
         }
-        serde_json::from_slice::<Reply>(&bytes).map_err(|e| format!("bad reply: {e}"))
+        if bytes.len() < BIG_REPLY_BYTES {
+            return serde_json::from_slice::<Reply>(&bytes).map_err(|e| format!("bad reply: {e}"));
+        }
+        // A snapshot: decode it off this thread, which carries every peer's
+        // replication and heartbeats.
+        tokio::task::spawn_blocking(move || serde_json::from_slice::<Reply>(&bytes))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("bad reply: {e}"))
     };
     match tokio::time::timeout(deadline(kind), exchange).await {
         Ok(result) => result,

@@ -54,7 +54,23 @@ async fn handle(
         ));
     }
     let reply = node.with_replica(|replica, now| replica.handle(request, now));
-    Ok(HttpResponse::Ok().json(reply))
+    if !matches!(kind, Kind::Snapshot | Kind::Pull) {
+        return Ok(HttpResponse::Ok().json(reply));
+    }
+    // A snapshot (or a large pull) can be hundreds of megabytes of JSON:
+    // print it on the blocking pool, so the worker keeps serving clients.
+    let body = web::block(move || serde_json::to_vec(&reply))
+        .await
+        .map_err(|e| ApiError::new(Error::BadRequest(format!("shutting down: {e}")), &method))?
+        .map_err(|e| {
+            ApiError::new(
+                Error::BadRequest(format!("unprintable reply: {e}")),
+                &method,
+            )
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// Compares secrets without leaking where they differ through timing.
