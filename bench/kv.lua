@@ -1,0 +1,93 @@
+-- wrk script for causalkv and the HTTP ceiling (bench/run.py writes the
+-- settings into the environment; see there).
+--
+--   BENCH_OP      get | put | mix (90% GET, 10% PUT)
+--   BENCH_KEYS    number of keys: requests pick key:%012d uniformly in [0, N)
+--   BENCH_VALUE   the value PUTs store (a JSON string's contents)
+--   BENCH_CTX     the causal context (JSON) obtained from a real PUT: sent
+--                 in the X-Causal-Metadata header of GETs and in the body of
+--                 PUTs, the way a client passes it back
+--   BENCH_HOSTS   optional, "ip:port,ip:port,...": thread i sends all its
+--                 requests to host i mod n (load spread over replicas)
+--   BENCH_DELAY_MS optional: each connection waits this long before each
+--                 request (throttled load)
+--
+-- done() prints one line "BENCH_RESULT {json}" with the request count,
+-- duration, errors and latency percentiles (microseconds).
+
+local op = os.getenv("BENCH_OP") or "get"
+local nkeys = tonumber(os.getenv("BENCH_KEYS") or "10000")
+local value = os.getenv("BENCH_VALUE") or "v"
+local ctx = os.getenv("BENCH_CTX") or '""'
+local hosts = os.getenv("BENCH_HOSTS") or ""
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+
+local counter = 0
+local threads = {}
+
+function setup(thread)
+   counter = counter + 1
+   thread:set("id", counter)
+   table.insert(threads, thread)
+   if hosts ~= "" then
+      local list = {}
+      for h in string.gmatch(hosts, "[^,]+") do table.insert(list, h) end
+      local h = list[((counter - 1) % #list) + 1]
+      local host, port = string.match(h, "^(.*):(%d+)$")
+      thread.addr = wrk.lookup(host, port)[1]
+   end
+end
+
+local get_headers
+local put_headers
+local put_prefix
+local put_suffix
+
+function init(args)
+   math.randomseed(os.time() * 1000 + (id or 0) * 7919)
+   get_headers = { ["X-Causal-Metadata"] = ctx }
+   put_headers = { ["Content-Type"] = "application/json" }
+   put_prefix = '{"value":"' .. value .. '","causal-metadata":'
+   put_suffix = '}'
+end
+
+local function path()
+   return string.format("/key-value-store/key:%012d", math.random(0, nkeys - 1))
+end
+
+local function get()
+   return wrk.format("GET", path(), get_headers)
+end
+
+local function put()
+   return wrk.format("PUT", path(), put_headers, put_prefix .. ctx .. put_suffix)
+end
+
+if op == "put" then
+   request = put
+elseif op == "mix" then
+   request = function()
+      if math.random() < 0.9 then return get() else return put() end
+   end
+else
+   request = get
+end
+
+if delay_ms > 0 then
+   delay = function() return delay_ms end
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   local ps = {}
+   for _, p in ipairs({50, 90, 99, 99.9}) do
+      table.insert(ps, string.format('"%s":%d', tostring(p), latency:percentile(p)))
+   end
+   io.write(string.format(
+      'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+      '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+      '"latency_us":{%s,"max":%d,"mean":%.1f}}\n',
+      summary.requests, summary.duration, summary.bytes,
+      e.connect, e.read, e.write, e.status, e.timeout,
+      table.concat(ps, ","), latency.max, latency.mean))
+end
