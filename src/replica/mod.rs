@@ -645,6 +645,11 @@ impl Replica {
     }
 
     fn pull_from(&mut self, peer: &SocketAddress, now: Millis) {
+        // A joining replica waits for its snapshot: a pull from its empty
+        // clock would ask a member for its whole state once more.
+        if !self.is_synced() {
+            return;
+        }
         let interval = self.timing.pull_interval;
         let Some(state) = self.view.peer_mut(peer) else {
             return;
