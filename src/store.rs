@@ -10,15 +10,17 @@
 //! The rule is a maximum, so it does not care in which order versions
 //! arrive: replicas that hold the same writes hold the same contents.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::causal::{Dot, VectorClock};
+use crate::causal::{Dot, ReplicaId, VectorClock};
 
 /// Longest key accepted, in characters.
 pub const MAX_KEY_CHARS: usize = 50;
@@ -155,10 +157,165 @@ impl Version {
 }
 
 /// The contents of one replica: the winning version of every key.
-#[derive(Debug, Default, Clone)]
+///
+/// Laid out for memory, since a replica holds every key: each key is one
+/// [`Slot`] in a dense vector, its key and value text side by side in one
+/// allocation, its dot naming the writer by a small number instead of the
+/// writer's identity. A hash table of slot numbers finds a key's slot; a
+/// slot never moves while its key is stored (a removed key's slot is
+/// reused), so a slot number is also a stable cursor for scans.
+#[derive(Default, Clone)]
 pub struct Store {
-    map: HashMap<Key, Version>,
+    slots: Vec<Slot>,
+    /// Vacant slots, reused before the vector grows.
+    vacant: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    origins: Origins,
     tombstones: usize,
+}
+
+/// One stored key.
+#[derive(Clone, Default)]
+struct Slot {
+    /// The key followed by the value's JSON text (nothing for a tombstone);
+    /// empty in a vacant slot.
+    text: Box<str>,
+    counter: u64,
+    lamport: u64,
+    /// The writer, as its number in [`Origins`].
+    origin: u32,
+    /// Length of the key at the start of `text`, in bytes (at most 200).
+    key_len: u8,
+}
+
+impl Slot {
+    fn key(&self) -> &str {
+        &self.text[..self.key_len as usize]
+    }
+
+    fn value(&self) -> Option<&str> {
+        let value = &self.text[self.key_len as usize..];
+        (!value.is_empty()).then_some(value)
+    }
+
+    fn is_vacant(&self) -> bool {
+        self.key_len == 0
+    }
+
+    fn is_tombstone(&self) -> bool {
+        !self.is_vacant() && self.text.len() == self.key_len as usize
+    }
+}
+
+/// The writers named in a store's dots, numbered in order of appearance.
+/// A store holds millions of dots but has seen few writers.
+#[derive(Default, Clone)]
+struct Origins {
+    ids: Vec<ReplicaId>,
+    numbers: HashMap<ReplicaId, u32>,
+}
+
+impl Origins {
+    fn intern(&mut self, id: &ReplicaId) -> u32 {
+        if let Some(&n) = self.numbers.get(id) {
+            return n;
+        }
+        let n = u32::try_from(self.ids.len()).expect("fewer than 2^32 writers");
+        self.ids.push(id.clone());
+        self.numbers.insert(id.clone(), n);
+        n
+    }
+
+    fn id(&self, origin: u32) -> &ReplicaId {
+        &self.ids[origin as usize]
+    }
+
+    /// For each writer, by number, how many of its writes `clock` counts.
+    fn counted(&self, clock: &VectorClock) -> Vec<u64> {
+        self.ids.iter().map(|id| clock.get(id)).collect()
+    }
+}
+
+/// A stored key's version, borrowed from the store.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    slot: &'a Slot,
+    origins: &'a Origins,
+}
+
+impl<'a> Entry<'a> {
+    /// The key as text.
+    pub fn key(&self) -> &'a str {
+        self.slot.key()
+    }
+
+    /// The value's JSON text, or `None` for a tombstone.
+    pub fn value_json(&self) -> Option<&'a str> {
+        self.slot.value()
+    }
+
+    /// The value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<Value> {
+        self.slot.value().map(|json| Value(Arc::from(json)))
+    }
+
+    /// Whether this is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.slot.is_tombstone()
+    }
+
+    /// The write that produced this version.
+    pub fn dot(&self) -> Dot {
+        Dot::new(self.origins.id(self.slot.origin).clone(), self.slot.counter)
+    }
+
+    /// That write's Lamport timestamp.
+    pub fn lamport(&self) -> u64 {
+        self.slot.lamport
+    }
+
+    /// The key, owned.
+    pub fn to_key(&self) -> Key {
+        Key(CompactString::from(self.key()))
+    }
+
+    /// The version, owned.
+    pub fn to_version(&self) -> Version {
+        Version {
+            value: self.value(),
+            dot: self.dot(),
+            lamport: self.slot.lamport,
+        }
+    }
+
+    /// Whether `version` beats this one by the conflict rule.
+    fn beaten_by(&self, version: &Version) -> bool {
+        let mine = (
+            self.slot.lamport,
+            self.origins.id(self.slot.origin),
+            self.slot.counter,
+        );
+        (version.lamport, &version.dot.replica, version.dot.counter) > mine
+    }
+}
+
+impl fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key())
+            .field("version", &self.to_version())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("keys", &self.len())
+            .field("tombstones", &self.tombstones)
+            .finish()
+    }
 }
 
 impl Store {
@@ -167,19 +324,42 @@ impl Store {
         Self::default()
     }
 
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hash(key), |&i| slots[i as usize].key() == key)
+            .copied()
+    }
+
+    fn entry_at(&self, i: u32) -> Entry<'_> {
+        Entry {
+            slot: &self.slots[i as usize],
+            origins: &self.origins,
+        }
+    }
+
     /// The current version of `key`, tombstones included.
-    pub fn get(&self, key: &Key) -> Option<&Version> {
-        self.map.get(key)
+    pub fn entry(&self, key: &Key) -> Option<Entry<'_>> {
+        self.find(key.as_str()).map(|i| self.entry_at(i))
+    }
+
+    /// The current version of `key`, tombstones included, owned.
+    pub fn get(&self, key: &Key) -> Option<Version> {
+        self.entry(key).map(|e| e.to_version())
     }
 
     /// The current value of `key`, if it is live.
-    pub fn value(&self, key: &Key) -> Option<&Value> {
-        self.map.get(key).and_then(|v| v.value.as_ref())
+    pub fn value(&self, key: &Key) -> Option<Value> {
+        self.entry(key).and_then(|e| e.value())
     }
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.map.len() - self.tombstones
+        self.index.len() - self.tombstones
     }
 
     /// Whether no key is live.
@@ -192,38 +372,102 @@ impl Store {
         self.tombstones
     }
 
-    /// Offers `version` for `key`; it is kept if it beats the current one.
-    /// Returns whether it was kept.
-    pub fn apply(&mut self, key: Key, version: Version) -> bool {
-        match self.map.get_mut(&key) {
-            Some(current) if !version.supersedes(current) => false,
-            Some(current) => {
-                self.tombstones -= current.is_tombstone() as usize;
-                self.tombstones += version.is_tombstone() as usize;
-                *current = version;
-                true
-            }
-            None => {
-                self.tombstones += version.is_tombstone() as usize;
-                self.map.insert(key, version);
-                true
-            }
+    fn make_slot(&mut self, key: &Key, version: &Version) -> Slot {
+        let key = key.as_str();
+        let value = version.value.as_ref().map_or("", |v| v.as_json());
+        let mut text = String::with_capacity(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
+        Slot {
+            text: text.into_boxed_str(),
+            counter: version.dot.counter,
+            lamport: version.lamport,
+            origin: self.origins.intern(&version.dot.replica),
+            key_len: u8::try_from(key.len()).expect("keys are at most 200 bytes"),
         }
     }
 
+    /// Offers `version` for `key`; it is kept if it beats the current one.
+    /// Returns whether it was kept.
+    pub fn apply(&mut self, key: Key, version: Version) -> bool {
+        if let Some(i) = self.find(key.as_str()) {
+            let current = self.entry_at(i);
+            if !current.beaten_by(&version) {
+                return false;
+            }
+            self.tombstones -= current.is_tombstone() as usize;
+            self.tombstones += version.is_tombstone() as usize;
+            self.slots[i as usize] = self.make_slot(&key, &version);
+            return true;
+        }
+        self.tombstones += version.is_tombstone() as usize;
+        let slot = self.make_slot(&key, &version);
+        let i = match self.vacant.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 keys")
+            }
+        };
+        let hash = self.hash(key.as_str());
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+        true
+    }
+
+    /// Removes the key in slot `i`, leaving the slot vacant.
+    fn remove_at(&mut self, i: u32) {
+        let hash = self.hash(self.slots[i as usize].key());
+        let found = self.index.find_entry(hash, |&j| j == i);
+        if let Ok(found) = found {
+            found.remove();
+        }
+        let slot = std::mem::take(&mut self.slots[i as usize]);
+        self.tombstones -= slot.is_tombstone() as usize;
+        self.vacant.push(i);
+    }
+
     /// Every key with its version, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Version)> {
-        self.map.iter()
+    pub fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.slots
+            .iter()
+            .filter(|s| !s.is_vacant())
+            .map(|slot| Entry {
+                slot,
+                origins: &self.origins,
+            })
+    }
+
+    /// Slot numbers of the stored keys for which `keep` holds, given each
+    /// slot and how many writes of its writer `clock` counts.
+    fn select(&self, clock: &VectorClock, keep: impl Fn(&Slot, u64) -> bool) -> Vec<u32> {
+        let counted = self.origins.counted(clock);
+        (0..self.slots.len() as u32)
+            .filter(|&i| {
+                let slot = &self.slots[i as usize];
+                !slot.is_vacant() && keep(slot, counted[slot.origin as usize])
+            })
+            .collect()
     }
 
     /// The versions a replica that has applied `since` may lack: those made
     /// by writes `since` does not count. Merging them (and the sender's
     /// clock) brings that replica up to the sender's state.
     pub fn delta(&self, since: &VectorClock) -> Vec<(Key, Version)> {
-        self.map
-            .iter()
-            .filter(|(_, v)| !since.contains(&v.dot))
-            .map(|(k, v)| (k.clone(), v.clone()))
+        self.select(since, |slot, counted| slot.counter > counted)
+            .into_iter()
+            .map(|i| {
+                let e = self.entry_at(i);
+                (e.to_key(), e.to_version())
+            })
             .collect()
     }
 
@@ -233,40 +477,60 @@ impl Store {
     /// or its tombstone was forgotten, so it goes; local versions the other
     /// replica never saw stay and compete by the conflict rule.
     pub fn merge_snapshot(&mut self, entries: Vec<(Key, Version)>, their_clock: &VectorClock) {
-        let theirs: HashMap<Key, Version> = entries.into_iter().collect();
-        let stale: Vec<Key> = self
-            .map
-            .iter()
-            .filter(|(k, v)| their_clock.contains(&v.dot) && !theirs.contains_key(*k))
-            .map(|(k, _)| k.clone())
+        // Local versions the other side has seen: stale unless it holds
+        // their key too. (A replica joining holds few or none.)
+        let mut seen: HashSet<Key> = self
+            .select(their_clock, |slot, counted| slot.counter <= counted)
+            .into_iter()
+            .map(|i| self.entry_at(i).to_key())
             .collect();
-        for key in stale {
-            if let Some(v) = self.map.remove(&key) {
-                self.tombstones -= v.is_tombstone() as usize;
+        self.reserve(entries.len());
+        for (key, version) in entries {
+            if !seen.is_empty() {
+                seen.remove(&key);
             }
-        }
-        for (key, version) in theirs {
             self.apply(key, version);
         }
+        for key in seen {
+            if let Some(i) = self.find(key.as_str()) {
+                self.remove_at(i);
+            }
+        }
+    }
+
+    /// Makes room for `more` keys.
+    fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.vacant.len());
+        self.slots.reserve(more);
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(more, |&j| hasher.hash_one(slots[j as usize].key()));
     }
 
     /// Forgets tombstones whose delete every replica has applied and after
     /// which no concurrent write can still arrive (`stable` counts those
     /// deletes). Returns how many were forgotten.
     pub fn forget_tombstones(&mut self, stable: &VectorClock) -> usize {
-        let before = self.map.len();
-        self.map
-            .retain(|_, v| !(v.is_tombstone() && stable.contains(&v.dot)));
-        let forgotten = before - self.map.len();
-        self.tombstones -= forgotten;
-        forgotten
+        if self.tombstones == 0 {
+            return 0;
+        }
+        let stale = self.select(stable, |slot, counted| {
+            slot.is_tombstone() && slot.counter <= counted
+        });
+        for &i in &stale {
+            self.remove_at(i);
+        }
+        stale.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::causal::ReplicaId;
 
     fn key(k: &str) -> Key {
         Key::parse(k).unwrap()
@@ -314,8 +578,8 @@ mod tests {
         let mut s2 = Store::new();
         s2.apply(key("k"), new.clone());
         s2.apply(key("k"), old);
-        assert_eq!(s1.get(&key("k")), Some(&new));
-        assert_eq!(s2.get(&key("k")), Some(&new));
+        assert_eq!(s1.get(&key("k")), Some(new.clone()));
+        assert_eq!(s2.get(&key("k")), Some(new));
     }
 
     #[test]
@@ -369,5 +633,66 @@ mod tests {
         assert_eq!(s.forget_tombstones(&stable), 1);
         assert_eq!(s.tombstones(), 1);
         assert!(s.get(&key("j")).is_some());
+    }
+
+    #[test]
+    fn slots_of_forgotten_keys_are_reused() {
+        let mut s = Store::new();
+        for i in 0..100 {
+            s.apply(key(&format!("k{i}")), ver(None, "a", i + 1, i + 1));
+        }
+        let all: VectorClock = [(ReplicaId::parse("a").unwrap(), 100)]
+            .into_iter()
+            .collect();
+        assert_eq!(s.forget_tombstones(&all), 100);
+        assert_eq!((s.len(), s.tombstones(), s.iter().count()), (0, 0, 0));
+        for i in 0..100 {
+            s.apply(key(&format!("n{i}")), ver(val("1"), "b", i + 1, i + 1));
+        }
+        assert_eq!(s.slots.len(), 100, "vacant slots are filled first");
+        assert_eq!(s.len(), 100);
+        assert!(s.value(&key("n99")).is_some() && s.get(&key("k1")).is_none());
+    }
+
+    proptest::proptest! {
+        /// The store behaves as a map that keeps the winner of each key,
+        /// through inserts, overwrites, tombstones and forgetting them.
+        #[test]
+        fn store_matches_a_plain_map(ops in proptest::collection::vec(
+            (0u8..40, proptest::option::of(0u32..1000), 0u8..3, 1u64..50, 0u8..8),
+            1..400,
+        )) {
+            let origins = ["a", "b", "c"];
+            let mut s = Store::new();
+            let mut model: std::collections::BTreeMap<Key, Version> = Default::default();
+            for (k, value, origin, lamport, forget) in ops {
+                let k = key(&format!("key{k}"));
+                if forget == 0 {
+                    let stable: VectorClock = origins
+                        .iter()
+                        .map(|o| (ReplicaId::parse(o).unwrap(), lamport))
+                        .collect();
+                    let before = model.len();
+                    model.retain(|_, v| !(v.is_tombstone() && stable.contains(&v.dot)));
+                    proptest::prop_assert_eq!(s.forget_tombstones(&stable), before - model.len());
+                    continue;
+                }
+                let v = ver(value.map(|n| val(&n.to_string()).unwrap()), origins[origin as usize], lamport, lamport);
+                let wins = model.get(&k).is_none_or(|cur| v.supersedes(cur));
+                if wins {
+                    model.insert(k.clone(), v.clone());
+                }
+                proptest::prop_assert_eq!(s.apply(k, v), wins);
+            }
+            let mut held: Vec<(Key, Version)> = s.iter().map(|e| (e.to_key(), e.to_version())).collect();
+            held.sort_by(|a, b| a.0.cmp(&b.0));
+            let expected: Vec<(Key, Version)> = model.clone().into_iter().collect();
+            proptest::prop_assert_eq!(held, expected);
+            for (k, v) in &model {
+                proptest::prop_assert_eq!(s.get(k), Some(v.clone()));
+            }
+            let live = model.values().filter(|v| !v.is_tombstone()).count();
+            proptest::prop_assert_eq!((s.len(), s.tombstones()), (live, model.len() - live));
+        }
     }
 }

@@ -364,10 +364,10 @@ impl Replica {
         if !missing.is_empty() {
             return Err(missing);
         }
-        Ok(match self.store.get(key) {
-            Some(version) => ReadResult {
-                value: version.value.clone(),
-                learned: single(&version.dot),
+        Ok(match self.store.entry(key) {
+            Some(entry) => ReadResult {
+                value: entry.value(),
+                learned: single(&entry.dot()),
             },
             None => ReadResult {
                 value: None,
@@ -388,10 +388,10 @@ impl Replica {
         if !missing.is_empty() {
             return Err(missing);
         }
-        let current = self.store.get(&key);
-        let existed = current.is_some_and(|v| !v.is_tombstone());
+        let current = self.store.entry(&key);
+        let existed = current.is_some_and(|e| !e.is_tombstone());
         if value.is_none() && !existed {
-            let learned = current.map(|v| single(&v.dot)).unwrap_or_default();
+            let learned = current.map(|e| single(&e.dot())).unwrap_or_default();
             return Ok(WriteResult::NotFound { learned });
         }
         // Stamp the write: the next dot of this incarnation, and a Lamport

@@ -496,7 +496,7 @@ impl Sim {
                 };
                 let replica = self.replica_mut(i);
                 let result = replica.write(key.clone(), value.clone(), &ctx)?;
-                let version = replica.store().get(key).cloned();
+                let version = replica.store().get(key);
                 let written = !matches!(result, WriteResult::NotFound { .. });
                 let (WriteResult::Created { learned }
                 | WriteResult::Updated { learned }
@@ -514,7 +514,7 @@ impl Sim {
             }
         };
         // The client got, and learned the dot of, the version stored.
-        let version = self.replica(i).store().get(key).cloned();
+        let version = self.replica(i).store().get(key);
         let dot = version.as_ref().map(|v| single(&v.dot));
         assert_eq!(value, version.as_ref().and_then(|v| v.value.clone()));
         assert_eq!(learned, dot.unwrap_or_default());
@@ -577,9 +577,10 @@ impl Sim {
                 }
             }
         }
-        for (key, v) in r.store().iter() {
-            let winner = node.winners.get(key);
-            if !applied.contains(&v.dot) || winner != Some(v) {
+        for entry in r.store().iter() {
+            let (key, v) = (entry.to_key(), entry.to_version());
+            let winner = node.winners.get(&key);
+            if !applied.contains(&v.dot) || winner != Some(&v) {
                 return Err(format!("store holds {key:?}={v:?}, not {winner:?}"));
             }
         }
@@ -617,8 +618,12 @@ impl Sim {
                 let stats = r.stats();
                 return Some(format!("{}: {stats:?} {}", self.addrs[i], r.view().print()));
             }
-            let mut store: Vec<_> = r.store().iter().collect();
-            store.sort_by_key(|(k, _)| *k);
+            let mut store: Vec<_> = r
+                .store()
+                .iter()
+                .map(|e| (e.to_key(), e.to_version()))
+                .collect();
+            store.sort_by(|a, b| a.0.cmp(&b.0));
             let state = (store, r.applied());
             match &first {
                 Some(f) if *f != state => return Some(format!("{f:?}\n differs from\n{state:?}")),
@@ -656,7 +661,7 @@ impl Sim {
             for r in self.nodes.iter().flatten().map(|n| &n.replica) {
                 assert!(r.applied().contains(&w.version.dot), "{w:?} lost");
                 if writes[&w.key] == 1 {
-                    assert_eq!(r.store().value(&w.key), w.version.value.as_ref());
+                    assert_eq!(r.store().value(&w.key), w.version.value);
                 }
             }
         }
@@ -812,7 +817,7 @@ fn concurrent_writes_converge_on_every_replica() {
             let winner = writes.map(|w| &w.version);
             let winner = winner.reduce(|a, b| if b.supersedes(a) { b } else { a });
             for i in 0..n {
-                assert_eq!(sim.replica(i).store().get(&target), winner);
+                assert_eq!(sim.replica(i).store().get(&target).as_ref(), winner);
             }
         }
     });

@@ -35,7 +35,7 @@ impl Replica {
             versions: self
                 .store
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|e| (e.to_key(), e.to_version()))
                 .collect(),
             clock: self.applied.clone(),
             lamport: self.lamport,
