@@ -372,10 +372,14 @@ impl Store {
         self.tombstones
     }
 
-    fn make_slot(&mut self, key: &Key, version: &Version) -> Slot {
+    /// The slot for `key` at `version`, reusing `text`'s allocation (an
+    /// overwrite of the same size allocates nothing).
+    fn make_slot(&mut self, key: &Key, version: &Version, text: Box<str>) -> Slot {
         let key = key.as_str();
         let value = version.value.as_ref().map_or("", |v| v.as_json());
-        let mut text = String::with_capacity(key.len() + value.len());
+        let mut text = String::from(text);
+        text.clear();
+        text.reserve_exact(key.len() + value.len());
         text.push_str(key);
         text.push_str(value);
         Slot {
@@ -397,11 +401,12 @@ impl Store {
             }
             self.tombstones -= current.is_tombstone() as usize;
             self.tombstones += version.is_tombstone() as usize;
-            self.slots[i as usize] = self.make_slot(&key, &version);
+            let old = std::mem::take(&mut self.slots[i as usize].text);
+            self.slots[i as usize] = self.make_slot(&key, &version, old);
             return true;
         }
         self.tombstones += version.is_tombstone() as usize;
-        let slot = self.make_slot(&key, &version);
+        let slot = self.make_slot(&key, &version, Box::default());
         let i = match self.vacant.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
