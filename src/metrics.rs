@@ -6,12 +6,12 @@
 //! are read from it when scraped.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::replica::Stats;
@@ -42,7 +42,16 @@ pub struct Metrics {
     started: Instant,
     /// Per peer: when the oldest write still queued for it was queued.
     oldest_queued: Mutex<HashMap<String, Option<Instant>>>,
+    /// The series of key-value requests, looked up once each (a lookup by
+    /// label values hashes them and takes a lock: too much per request).
+    kv_requests: [OnceLock<IntCounter>; KV_METHODS.len() * KV_STATUSES.len()],
+    kv_latency: [OnceLock<Histogram>; KV_METHODS.len()],
 }
+
+/// The route label of every key-value request.
+pub const KV_ROUTE: &str = "/key-value-store/{key}";
+const KV_METHODS: [&str; 3] = ["GET", "PUT", "DELETE"];
+const KV_STATUSES: [u16; 5] = [200, 201, 404, 400, 503];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -116,6 +125,8 @@ impl Metrics {
             .expect("valid metric"),
             started: Instant::now(),
             oldest_queued: Mutex::new(HashMap::new()),
+            kv_requests: Default::default(),
+            kv_latency: Default::default(),
             requests,
             latency,
             registry,
@@ -151,6 +162,30 @@ impl Metrics {
             .set(depth as i64);
         let mut map = self.oldest_queued.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(peer.to_string(), oldest);
+    }
+
+    /// Counts one answered request and its latency.
+    pub fn record_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let m = KV_METHODS.iter().position(|&k| k == method);
+        let st = KV_STATUSES.iter().position(|&k| k == status);
+        if let (true, Some(m), Some(st)) = (route == KV_ROUTE, m, st) {
+            let status = status.to_string();
+            self.kv_requests[m * KV_STATUSES.len() + st]
+                .get_or_init(|| self.requests.with_label_values(&[route, method, &status]))
+                .inc();
+            self.kv_latency[m]
+                .get_or_init(|| self.latency.with_label_values(&[route, method]))
+                .observe(seconds);
+            return;
+        }
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[route, method, &status])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
     }
 
     /// Forgets the queue of a peer that left the view.
@@ -229,5 +264,31 @@ mod tests {
         );
         m.drop_queue("10.0.0.2:8085");
         assert!(!m.render(&stats).contains("10.0.0.2:8085"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            m.record_request(KV_ROUTE, "PUT", 201, ms);
+        }
+        m.record_request(KV_ROUTE, "GET", 404, ms);
+        m.record_request(KV_ROUTE, "PATCH", 404, ms);
+        m.record_request("/health", "GET", 200, ms);
+        let text = m.render(&Stats::default());
+        for line in [
+            r#"causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="201"} 3"#,
+            r#"causalkv_http_requests_total{method="GET",route="/key-value-store/{key}",status="404"} 1"#,
+            r#"causalkv_http_requests_total{method="PATCH",route="/key-value-store/{key}",status="404"} 1"#,
+            r#"causalkv_http_requests_total{method="GET",route="/health",status="200"} 1"#,
+            r#"causalkv_http_request_duration_seconds_count{method="PUT",route="/key-value-store/{key}"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains(r#"status="503""#),
+            "unused series are not shown"
+        );
     }
 }

@@ -15,9 +15,10 @@ use crate::address::SocketAddress;
 use crate::causal::{CausalContext, VectorClock};
 use crate::config::Config;
 use crate::error::{ApiError, Error};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::replica::{Effect, Member, Millis, Replica};
-use crate::{http, transport};
+use crate::transport::{self, Job, Queues};
 
 /// How often the replica's timers are advanced.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
@@ -30,7 +31,8 @@ pub struct Node {
     replica: Mutex<Replica>,
     progress: watch::Sender<u64>,
     published: AtomicU64,
-    effects: mpsc::UnboundedSender<Effect>,
+    jobs: mpsc::UnboundedSender<Job>,
+    queues: Queues,
     started: Instant,
     me: Member,
     /// The configuration the node runs with.
@@ -40,9 +42,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node for `config`; returns the receiving end of its effects, for
-    /// the transport.
-    pub fn new(config: Config, incarnation: &str) -> (Arc<Node>, mpsc::UnboundedReceiver<Effect>) {
+    /// A node for `config`; returns the receiving end of its jobs, for the
+    /// transport.
+    pub fn new(config: Config, incarnation: &str) -> (Arc<Node>, mpsc::UnboundedReceiver<Job>) {
         let replica = Replica::new(
             config.socket_address.clone(),
             incarnation,
@@ -51,12 +53,13 @@ impl Node {
             0,
         );
         let me = replica.me().clone();
-        let (effects, receiver) = mpsc::unbounded_channel();
+        let (jobs, receiver) = mpsc::unbounded_channel();
         let node = Node {
             replica: Mutex::new(replica),
             progress: watch::channel(0).0,
             published: AtomicU64::new(0),
-            effects,
+            jobs,
+            queues: Queues::default(),
             started: Instant::now(),
             me,
             config,
@@ -91,14 +94,30 @@ impl Node {
             (result, replica.take_effects(), replica.progress())
         };
         for effect in effects {
-            // The receiver only goes away at shutdown.
-            let _ = self.effects.send(effect);
+            self.carry_out(effect);
         }
         // Most calls apply nothing: skip the channel's lock unless they did.
         if self.published.swap(progress, Ordering::AcqRel) != progress {
             self.progress.send_replace(progress);
         }
         result
+    }
+
+    /// Hands an effect to the transport: writes straight into the peers'
+    /// queues, the rest to the transport's thread. (The job receiver only
+    /// goes away at shutdown.)
+    fn carry_out(&self, effect: Effect) {
+        match effect {
+            Effect::Replicate { to, write } => {
+                for (peer, queue) in self.queues.push(&to, &write) {
+                    let _ = self.jobs.send(Job::Drain { peer, queue });
+                }
+            }
+            Effect::DropQueue { peer } => self.queues.drop_queue(&peer),
+            Effect::Send { to, request } => {
+                let _ = self.jobs.send(Job::Send { to, request });
+            }
+        }
     }
 
     /// Runs `op` once `context` is satisfied here, pulling missing writes
@@ -140,8 +159,10 @@ impl Node {
             }
             if now >= deadline {
                 tracing::info!(?missing, "causal dependencies not satisfied in time");
-                return Err(ApiError::new(Error::DependenciesNotSatisfied, method)
-                    .with("causal-metadata", context.reply(&VectorClock::new())));
+                return Err(ApiError::new(Error::DependenciesNotSatisfied, method).with(
+                    "causal-metadata",
+                    context.reply(&VectorClock::new()).to_value(),
+                ));
             }
             let wake = deadline.min(next_catch_up);
             let _ = tokio::time::timeout_at(wake, progress.changed()).await;
@@ -183,7 +204,7 @@ pub fn start(mut config: Config) -> std::io::Result<Running> {
     let incarnation = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let listen = config.listen;
     let workers = config.workers;
-    let (node, effects) = Node::new(config, &incarnation);
+    let (node, jobs) = Node::new(config, &incarnation);
     let app_node = web::Data::from(node.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -196,7 +217,7 @@ pub fn start(mut config: Config) -> std::io::Result<Running> {
     .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
-    transport::spawn(node.clone(), effects);
+    transport::spawn(node.clone(), jobs);
     spawn_ticker(node.clone());
     if let Some(name) = node.config.view_dns.clone() {
         spawn_dns_watch(node.clone(), name);

@@ -8,21 +8,24 @@
 //! Every request has a connect timeout and an overall deadline, so a peer
 //! that silently drops packets costs a timeout, never a hang.
 //!
-//! Everything here runs on one thread (the actix system's), so queues are
-//! plain `Rc<RefCell<..>>`.
+//! The HTTP workers append to the queues themselves ([`Queues`]), each
+//! write printed once whatever the number of peers; a queue's task is
+//! woken only when its queue goes from empty to not empty, so under load
+//! a write costs no wake-up of the transport's thread. The tasks and the
+//! one-off requests run on one thread (the actix system's), the only place
+//! awc is used.
 
-use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use crate::address::SocketAddress;
-use crate::metrics::Metrics;
-use crate::replica::{Effect, Kind, Reply, Request, Write};
+use crate::replica::{Kind, Member, Reply, Request, Write};
 use crate::server::Node;
 
 /// Header carrying the cluster token on replica-to-replica requests.
@@ -77,9 +80,19 @@ pub async fn call(
     request: &Request,
     token: Option<&str>,
 ) -> Result<Reply, String> {
-    let kind = request.kind();
-    let url = format!("http://{to}{INTERNAL_PREFIX}/{}", kind.as_str());
     let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    exchange(client, to, request.kind(), body, token).await
+}
+
+/// Posts `body`, a request of `kind`, to `to` and decodes the reply.
+async fn exchange(
+    client: &awc::Client,
+    to: &SocketAddress,
+    kind: Kind,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Result<Reply, String> {
+    let url = format!("http://{to}{INTERNAL_PREFIX}/{}", kind.as_str());
     let exchange = async {
         let mut builder = client
             .post(url)
@@ -114,69 +127,158 @@ pub async fn call(
     }
 }
 
+/// A replication request as [`Request::Replicate`] prints it, built from
+/// writes printed beforehand.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Printed<'a> {
+    Replicate {
+        from: &'a Member,
+        writes: &'a [Arc<RawValue>],
+    },
+}
+
+/// A write waiting in a peer's queue: printed, and when it was queued.
+struct Queued {
+    at: Instant,
+    json: Arc<RawValue>,
+}
+
 /// One peer's ordered queue of writes.
-#[derive(Default)]
-struct PeerQueue {
-    /// Writes not yet acknowledged, oldest first, with when each was queued.
-    writes: RefCell<VecDeque<(Instant, Arc<Write>)>>,
+pub struct PeerQueue {
+    state: Mutex<QueueState>,
     ready: Notify,
-    closed: Cell<bool>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Writes not yet acknowledged, oldest first.
+    writes: VecDeque<Queued>,
+    /// How many times the queue was emptied without an acknowledgement
+    /// (overflow): a batch sent before must not acknowledge what follows.
+    emptied: u64,
+    closed: bool,
 }
 
 impl PeerQueue {
-    fn push(&self, write: Arc<Write>, peer: &SocketAddress, metrics: &Metrics) {
-        let mut writes = self.writes.borrow_mut();
-        if writes.len() >= MAX_QUEUE {
-            warn!(%peer, "replication queue overflowed; the peer will catch up by anti-entropy");
-            writes.clear();
+    fn new() -> Self {
+        PeerQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
         }
-        writes.push_back((Instant::now(), write));
-        drop(writes);
-        self.report(peer, metrics);
-        self.ready.notify_one();
     }
 
-    /// Publishes the queue's depth and the age of its oldest write.
-    fn report(&self, peer: &SocketAddress, metrics: &Metrics) {
-        let writes = self.writes.borrow();
-        metrics.set_queue(peer.as_str(), writes.len(), writes.front().map(|(t, _)| *t));
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, json: Arc<RawValue>, at: Instant, peer: &SocketAddress) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        if state.writes.len() >= MAX_QUEUE {
+            warn!(%peer, "replication queue overflowed; the peer will catch up by anti-entropy");
+            state.writes.clear();
+            state.emptied += 1;
+        }
+        let wake = state.writes.is_empty();
+        state.writes.push_back(Queued { at, json });
+        drop(state);
+        // The task looks at the queue again after every batch; it only
+        // waits (and needs waking) once it found the queue empty.
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     fn close(&self) {
-        self.closed.set(true);
-        self.writes.borrow_mut().clear();
+        let mut state = self.lock();
+        state.closed = true;
+        state.writes.clear();
+        drop(state);
         self.ready.notify_one();
     }
 }
 
-/// Starts the transport: it consumes the node's effects until shutdown.
-pub fn spawn(node: Arc<Node>, mut effects: mpsc::UnboundedReceiver<Effect>) {
+/// Every peer's replication queue, filled by the HTTP workers.
+#[derive(Default)]
+pub struct Queues {
+    peers: Mutex<HashMap<SocketAddress, Arc<PeerQueue>>>,
+}
+
+impl Queues {
+    /// Appends `write` to the queue of each peer of `to`. Returns the
+    /// queues made for peers that had none: their tasks must be started.
+    pub fn push(
+        &self,
+        to: &[SocketAddress],
+        write: &Write,
+    ) -> Vec<(SocketAddress, Arc<PeerQueue>)> {
+        let json: Arc<RawValue> = match serde_json::value::to_raw_value(write) {
+            Ok(json) => Arc::from(json),
+            Err(error) => {
+                // Keys and values are valid text and JSON when accepted.
+                warn!(%error, key = %write.key, "cannot print a write; peers catch up by anti-entropy");
+                return Vec::new();
+            }
+        };
+        let at = Instant::now();
+        let mut made = Vec::new();
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for peer in to {
+            let queue = peers.entry(peer.clone()).or_insert_with(|| {
+                let queue = Arc::new(PeerQueue::new());
+                made.push((peer.clone(), queue.clone()));
+                queue
+            });
+            queue.push(json.clone(), at, peer);
+        }
+        made
+    }
+
+    /// Discards the queue of `peer` (it left the view); its task ends.
+    pub fn drop_queue(&self, peer: &SocketAddress) {
+        let queue = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+        if let Some(queue) = queue {
+            debug!(%peer, dropped = queue.lock().writes.len(), "dropped replication queue");
+            queue.close();
+        }
+    }
+}
+
+/// Work for the transport's thread.
+pub enum Job {
+    /// Send a one-off request and hand its reply to the replica.
+    Send {
+        /// The peer.
+        to: SocketAddress,
+        /// The request.
+        request: Request,
+    },
+    /// Start the task that drains a new queue.
+    Drain {
+        /// The peer.
+        peer: SocketAddress,
+        /// Its queue.
+        queue: Arc<PeerQueue>,
+    },
+}
+
+/// Starts the transport: it carries out the node's jobs until shutdown.
+pub fn spawn(node: Arc<Node>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     actix_rt::spawn(async move {
         let client = client();
-        let mut queues: HashMap<SocketAddress, Rc<PeerQueue>> = HashMap::new();
-        while let Some(effect) = effects.recv().await {
-            match effect {
-                Effect::Replicate { to, write } => {
-                    let queue = queues.entry(to.clone()).or_insert_with(|| {
-                        let queue = Rc::new(PeerQueue::default());
-                        actix_rt::spawn(drain_queue(
-                            node.clone(),
-                            client.clone(),
-                            to.clone(),
-                            queue.clone(),
-                        ));
-                        queue
-                    });
-                    queue.push(write, &to, &node.metrics);
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Drain { peer, queue } => {
+                    actix_rt::spawn(drain_queue(node.clone(), client.clone(), peer, queue));
                 }
-                Effect::DropQueue { peer } => {
-                    if let Some(queue) = queues.remove(&peer) {
-                        debug!(%peer, dropped = queue.writes.borrow().len(), "dropped replication queue");
-                        queue.close();
-                        node.metrics.drop_queue(peer.as_str());
-                    }
-                }
-                Effect::Send { to, request } => {
+                Job::Send { to, request } => {
                     actix_rt::spawn(send_one(node.clone(), client.clone(), to, request));
                 }
             }
@@ -195,38 +297,46 @@ async fn drain_queue(
     node: Arc<Node>,
     client: awc::Client,
     peer: SocketAddress,
-    queue: Rc<PeerQueue>,
+    queue: Arc<PeerQueue>,
 ) {
     let token = node.config.cluster_token.clone();
     let mut backoff = BACKOFF_MIN;
     loop {
-        if queue.closed.get() {
-            return;
-        }
-        let batch: Vec<Write> = queue
-            .writes
-            .borrow()
-            .iter()
-            .take(MAX_BATCH)
-            .map(|(_, w)| Write::clone(w))
-            .collect();
+        let (batch, emptied) = {
+            let state = queue.lock();
+            if state.closed {
+                node.metrics.drop_queue(peer.as_str());
+                return;
+            }
+            let oldest = state.writes.front().map(|q| q.at);
+            node.metrics
+                .set_queue(peer.as_str(), state.writes.len(), oldest);
+            let batch: Vec<Arc<RawValue>> = state
+                .writes
+                .iter()
+                .take(MAX_BATCH)
+                .map(|q| q.json.clone())
+                .collect();
+            (batch, state.emptied)
+        };
         if batch.is_empty() {
             queue.ready.notified().await;
             continue;
         }
-        let sent = batch.len();
-        let request = Request::Replicate {
-            from: node.me().clone(),
-            writes: batch,
+        let request = Printed::Replicate {
+            from: node.me(),
+            writes: &batch,
         };
-        match call(&client, &peer, &request, token.as_deref()).await {
+        let outcome = match serde_json::to_vec(&request) {
+            Ok(body) => exchange(&client, &peer, Kind::Replicate, body, token.as_deref()).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
             Ok(Reply::Ack { .. }) => {
-                let mut writes = queue.writes.borrow_mut();
-                let acked = sent.min(writes.len());
-                writes.drain(..acked);
-                drop(writes);
-                if !queue.closed.get() {
-                    queue.report(&peer, &node.metrics);
+                let mut state = queue.lock();
+                if state.emptied == emptied {
+                    let acked = batch.len().min(state.writes.len());
+                    state.writes.drain(..acked);
                 }
                 backoff = BACKOFF_MIN;
             }
@@ -244,4 +354,81 @@ fn jitter(base: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u128() as u64;
     let spread = base.as_millis() as u64 / 2 + 1;
     base + Duration::from_millis(random % spread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causal::{Dot, ReplicaId, VectorClock};
+    use crate::store::{Key, Value};
+
+    fn write(key: &str, value: Option<&str>, counter: u64) -> Write {
+        let id = ReplicaId::parse("10.0.0.2:8085#00c0ffee").unwrap();
+        let deps: VectorClock = [(ReplicaId::parse("10.0.0.3:8085#1").unwrap(), 4)]
+            .into_iter()
+            .collect();
+        Write {
+            key: Key::parse(key).unwrap(),
+            value: value.map(|v| Value::from_json(v).unwrap().unwrap()),
+            dot: Dot::new(id, counter),
+            deps,
+            lamport: 9,
+        }
+    }
+
+    #[test]
+    fn printed_batches_decode_as_replicate_requests() {
+        let from = Member {
+            address: SocketAddress::parse("10.0.0.2:8085").unwrap(),
+            id: ReplicaId::parse("10.0.0.2:8085#00c0ffee").unwrap(),
+        };
+        let writes = vec![
+            write("a/b \"c\"", Some(r#"{"x":[1,2.5,"é"]}"#), 1),
+            write("k", None, 2),
+        ];
+        let printed: Vec<Arc<RawValue>> = writes
+            .iter()
+            .map(|w| Arc::from(serde_json::value::to_raw_value(w).unwrap()))
+            .collect();
+        let body = serde_json::to_vec(&Printed::Replicate {
+            from: &from,
+            writes: &printed,
+        })
+        .unwrap();
+        let expected = serde_json::to_vec(&Request::Replicate {
+            from: from.clone(),
+            writes: writes.clone(),
+        })
+        .unwrap();
+        assert_eq!(body, expected);
+        match serde_json::from_slice::<Request>(&body).unwrap() {
+            Request::Replicate { from: f, writes: w } => assert_eq!((f, w), (from, writes)),
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_queue_wakes_its_task_only_when_it_stops_being_empty() {
+        let queues = Queues::default();
+        let peers = [SocketAddress::parse("10.0.0.3:8085").unwrap()];
+        let made = queues.push(&peers, &write("k", Some("1"), 1));
+        assert_eq!(made.len(), 1, "the first write makes the queue");
+        let queue = made[0].1.clone();
+        assert!(queues.push(&peers, &write("k", Some("2"), 2)).is_empty());
+        assert_eq!(queue.lock().writes.len(), 2);
+        // One stored wake-up (from the first push), not one per write.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = tokio::time::timeout(Duration::from_secs(5), queue.ready.notified());
+            assert!(first.await.is_ok(), "the first push woke the task");
+            let second = tokio::time::timeout(Duration::from_millis(50), queue.ready.notified());
+            assert!(second.await.is_err(), "the second push did not");
+        });
+        queues.drop_queue(&peers[0]);
+        let state = queue.lock();
+        assert!(state.closed && state.writes.is_empty());
+    }
 }

@@ -1,7 +1,8 @@
 //! Vector clocks and the identities they count.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,6 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest replica identity accepted from the outside, in bytes.
 pub const MAX_REPLICA_ID_BYTES: usize = 128;
+
+/// Identities each thread keeps at hand for [`ReplicaId::parse`].
+const RECENT_IDS: usize = 16;
 
 /// The identity under which one incarnation of a replica issues writes:
 /// `<socket address>#<incarnation>`, e.g. `10.10.0.2:8085#1f3a9c2b`.
@@ -25,7 +29,29 @@ impl ReplicaId {
     }
 
     /// Parses an identity received from a client or a peer.
+    ///
+    /// Every request names the same few identities (in its context, in the
+    /// dots and dependencies of the writes it carries): recently parsed
+    /// ones are shared rather than allocated again.
     pub fn parse(text: &str) -> Result<Self, String> {
+        thread_local! {
+            static RECENT: RefCell<VecDeque<ReplicaId>> = const { RefCell::new(VecDeque::new()) };
+        }
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(id) = recent.iter().find(|id| &*id.0 == text) {
+                return Ok(id.clone());
+            }
+            let id = ReplicaId::validate(text)?;
+            if recent.len() == RECENT_IDS {
+                recent.pop_back();
+            }
+            recent.push_front(id.clone());
+            Ok(id)
+        })
+    }
+
+    fn validate(text: &str) -> Result<Self, String> {
         if text.is_empty() {
             return Err("replica id is empty".into());
         }
@@ -252,6 +278,19 @@ mod tests {
 
     fn id(name: &str) -> ReplicaId {
         ReplicaId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn parsed_identities_are_shared_and_still_checked() {
+        let a = id("10.0.0.2:8085#00c0ffee");
+        let b = id("10.0.0.2:8085#00c0ffee");
+        assert!(Arc::ptr_eq(&a.0, &b.0), "the second parse reuses the first");
+        for i in 0..2 * RECENT_IDS {
+            assert_eq!(id(&format!("r#{i}")).as_str(), format!("r#{i}"));
+        }
+        assert!(ReplicaId::parse("").is_err());
+        assert!(ReplicaId::parse("bad\u{7}id").is_err());
+        assert!(ReplicaId::parse(&"x".repeat(MAX_REPLICA_ID_BYTES + 1)).is_err());
     }
 
     fn clock(entries: &[(&str, u64)]) -> VectorClock {

@@ -49,4 +49,4 @@ pub mod context;
 
 pub use buffer::{Causal, DeliveryBuffer};
 pub use clock::{Dot, ReplicaId, VectorClock};
-pub use context::CausalContext;
+pub use context::{CausalContext, Metadata};

@@ -4,10 +4,9 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value as Json};
 
 use super::{parse_json, read_body};
-use crate::causal::CausalContext;
+use crate::causal::{CausalContext, Metadata};
 use crate::error::{ApiError, Error};
 use crate::replica::WriteResult;
 use crate::server::Node;
@@ -57,14 +56,19 @@ async fn dispatch(
 struct KvBody<'a> {
     #[serde(borrow, default)]
     value: Option<&'a RawValue>,
-    #[serde(rename = "causal-metadata", default, deserialize_with = "present")]
-    causal_metadata: Option<Json>,
+    #[serde(
+        rename = "causal-metadata",
+        borrow,
+        default,
+        deserialize_with = "present"
+    )]
+    causal_metadata: Option<&'a RawValue>,
 }
 
 /// A field that is present deserializes to `Some`, even when it is `null`
 /// (so that `"causal-metadata": null` is echoed as `null`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
-    Json::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// A successful GET. The value is embedded as the JSON text stored, never
@@ -73,8 +77,38 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
 struct Found<'a> {
     message: &'static str,
     #[serde(rename = "causal-metadata")]
-    causal_metadata: Json,
+    causal_metadata: Metadata<'a>,
     value: &'a RawValue,
+}
+
+/// A successful PUT or DELETE.
+#[derive(Serialize)]
+struct Done<'a> {
+    #[serde(rename = "causal-metadata")]
+    causal_metadata: Metadata<'a>,
+    message: &'static str,
+}
+
+/// A GET or DELETE of a key that does not exist.
+#[derive(Serialize)]
+struct Missing<'a> {
+    #[serde(rename = "causal-metadata")]
+    causal_metadata: Metadata<'a>,
+    #[serde(rename = "doesExist")]
+    does_exist: bool,
+    error: &'static str,
+    message: &'static str,
+}
+
+impl<'a> Missing<'a> {
+    fn new(message: &'static str, causal_metadata: Metadata<'a>) -> Self {
+        Missing {
+            causal_metadata,
+            does_exist: false,
+            error: "Key does not exist",
+            message,
+        }
+    }
 }
 
 fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
@@ -87,8 +121,8 @@ fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
     })
 }
 
-fn parse_context(sent: Option<&Json>, method: &Method) -> Result<CausalContext, ApiError> {
-    CausalContext::parse(sent).map_err(|e| ApiError::new(Error::BadRequest(e), method))
+fn parse_context(sent: Option<&RawValue>, method: &Method) -> Result<CausalContext, ApiError> {
+    CausalContext::parse_raw(sent).map_err(|e| ApiError::new(Error::BadRequest(e), method))
 }
 
 async fn put(
@@ -104,21 +138,21 @@ async fn put(
         .value
         .and_then(Value::from_raw)
         .ok_or_else(|| ApiError::new(Error::BadRequest("Value is missing".into()), &method))?;
-    let context = parse_context(request.causal_metadata.as_ref(), &method)?;
+    let context = parse_context(request.causal_metadata, &method)?;
     let result = node
         .when_ready(&context, &method, |replica| {
             replica.write(key.clone(), Some(value.clone()), &context)
         })
         .await?;
     Ok(match result {
-        WriteResult::Created { learned } => HttpResponse::Created().json(json!({
-            "message": "Added successfully",
-            "causal-metadata": context.reply(&learned),
-        })),
-        WriteResult::Updated { learned } => HttpResponse::Ok().json(json!({
-            "message": "Updated successfully",
-            "causal-metadata": context.reply(&learned),
-        })),
+        WriteResult::Created { learned } => HttpResponse::Created().json(Done {
+            causal_metadata: context.reply(&learned),
+            message: "Added successfully",
+        }),
+        WriteResult::Updated { learned } => HttpResponse::Ok().json(Done {
+            causal_metadata: context.reply(&learned),
+            message: "Updated successfully",
+        }),
         WriteResult::Deleted { .. } | WriteResult::NotFound { .. } => {
             unreachable!("a put never deletes")
         }
@@ -135,11 +169,15 @@ async fn get(
     let key = parse_key(&path, &method)?;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
+    let outside;
     let sent = match request.causal_metadata {
         Some(sent) => Some(sent),
-        None => context_outside_body(&req),
+        None => {
+            outside = context_outside_body(&req);
+            outside.as_deref()
+        }
     };
-    let context = parse_context(sent.as_ref(), &method)?;
+    let context = parse_context(sent, &method)?;
     let read = node
         .when_ready(&context, &method, |replica| replica.read(&key, &context))
         .await?;
@@ -150,18 +188,13 @@ async fn get(
             causal_metadata: metadata,
             value: value.as_raw(),
         }),
-        None => HttpResponse::NotFound().json(json!({
-            "doesExist": false,
-            "error": "Key does not exist",
-            "message": "Error in GET",
-            "causal-metadata": metadata,
-        })),
+        None => HttpResponse::NotFound().json(Missing::new("Error in GET", metadata)),
     })
 }
 
 /// A GET's context from the `causal-metadata` query parameter or the
 /// `X-Causal-Metadata` header: JSON text, or a plain string.
-fn context_outside_body(req: &HttpRequest) -> Option<Json> {
+fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
     let query = req.query_string();
     let from_query = if query.is_empty() {
         None
@@ -177,7 +210,10 @@ fn context_outside_body(req: &HttpRequest) -> Option<Json> {
             .map(str::to_string)
     };
     let text = from_query.or_else(from_header)?;
-    Some(serde_json::from_str(&text).unwrap_or(Json::String(text)))
+    match serde_json::from_str::<&RawValue>(&text) {
+        Ok(raw) => Some(raw.to_owned()),
+        Err(_) => serde_json::value::to_raw_value(&text).ok(),
+    }
 }
 
 async fn delete(
@@ -189,23 +225,20 @@ async fn delete(
     let key = parse_key(&path, &method)?;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
-    let context = parse_context(request.causal_metadata.as_ref(), &method)?;
+    let context = parse_context(request.causal_metadata, &method)?;
     let result = node
         .when_ready(&context, &method, |replica| {
             replica.write(key.clone(), None, &context)
         })
         .await?;
     Ok(match result {
-        WriteResult::Deleted { learned } => HttpResponse::Ok().json(json!({
-            "message": "Deleted successfully",
-            "causal-metadata": context.reply(&learned),
-        })),
-        WriteResult::NotFound { learned } => HttpResponse::NotFound().json(json!({
-            "doesExist": false,
-            "error": "Key does not exist",
-            "message": "Error in DELETE",
-            "causal-metadata": context.reply(&learned),
-        })),
+        WriteResult::Deleted { learned } => HttpResponse::Ok().json(Done {
+            causal_metadata: context.reply(&learned),
+            message: "Deleted successfully",
+        }),
+        WriteResult::NotFound { learned } => {
+            HttpResponse::NotFound().json(Missing::new("Error in DELETE", context.reply(&learned)))
+        }
         WriteResult::Created { .. } | WriteResult::Updated { .. } => {
             unreachable!("a delete never puts")
         }

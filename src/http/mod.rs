@@ -18,6 +18,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::error::{ApiError, Error};
+use crate::metrics::KV_ROUTE;
 use crate::server::Node;
 
 /// Registers every route of the node.
@@ -38,29 +39,22 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = match req.match_pattern() {
-        Some(pattern) => pattern,
-        None if req.path().starts_with("/key-value-store/") => "/key-value-store/{key}".into(),
+    let route: std::borrow::Cow<'static, str> = match req.match_pattern() {
+        Some(pattern) => pattern.into(),
+        None if req.path().starts_with("/key-value-store/") => KV_ROUTE.into(),
         None => "unmatched".into(),
     };
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let node = req.app_data::<web::Data<Node>>().cloned();
     // Field values are only computed when the span is enabled (debug).
     let span = tracing::debug_span!("request", id = next_request_id(), %method, path = %req.path());
     let response = next.call(req).instrument(span.clone()).await?;
-    let status = response.status().as_u16().to_string();
+    let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::debug!(%status, micros = elapsed.as_micros() as u64, "answered"));
     if let Some(node) = node {
-        let metrics = &node.metrics;
-        metrics
-            .requests
-            .with_label_values(&[&route, &method, &status])
-            .inc();
-        metrics
-            .latency
-            .with_label_values(&[&route, &method])
-            .observe(elapsed.as_secs_f64());
+        node.metrics
+            .record_request(&route, method.as_str(), status, elapsed);
     }
     Ok(response)
 }

@@ -133,10 +133,10 @@ pub const DNS_MISSES_TO_LEAVE: u32 = 3;
 /// Something the driver must do on the replica's behalf.
 #[derive(Clone, Debug)]
 pub enum Effect {
-    /// Append `write` to the ordered replication queue of `to`.
+    /// Append `write` to the ordered replication queue of each peer of `to`.
     Replicate {
-        /// The peer.
-        to: SocketAddress,
+        /// The peers.
+        to: Vec<SocketAddress>,
         /// The write.
         write: Arc<Write>,
     },
@@ -409,11 +409,11 @@ impl Replica {
         self.store.apply(key, write.version());
         self.writes_issued += 1;
         self.progress += 1;
-        let write = Arc::new(write);
-        for (peer, _) in self.view.peers() {
+        let to: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
+        if !to.is_empty() {
             self.outbox.push(Effect::Replicate {
-                to: peer.clone(),
-                write: write.clone(),
+                to,
+                write: Arc::new(write),
             });
         }
         let learned = single(&dot);

@@ -342,7 +342,10 @@ impl Sim {
                         generation,
                         ..Queue::default()
                     };
-                    queues.entry(to).or_insert_with(new).writes.push_back(write);
+                    for peer in to {
+                        let queue = queues.entry(peer).or_insert_with(new);
+                        queue.writes.push_back(write.clone());
+                    }
                 }
                 Effect::DropQueue { peer } => _ = queues.remove(&peer),
             }
@@ -538,7 +541,7 @@ impl Sim {
                 session.seen.insert(key.clone(), v);
             }
         }
-        let reply = ctx.reply(&learned);
+        let reply = ctx.reply(&learned).to_value();
         if learned.covered_by(ctx.clock()) {
             assert_eq!(reply, sent, "the context is echoed when nothing is new");
         }
