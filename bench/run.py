@@ -15,7 +15,9 @@ values, the median of --repeat runs):
    PUTs); p50/p99 latency; server CPU; replication lag measured by probes
    while a background PUT load runs at about half the maximum PUT rate.
 2. The HTTP ceiling: examples/http_ceiling.rs, a minimal actix-web server
-   answering the same routes with a fixed body, same worker count.
+   answering the same routes with a fixed body, same worker count. Its runs
+   alternate with causalkv's one-replica runs (ceiling, causalkv, ceiling,
+   ...), so that drift in the machine's speed does not skew their ratio.
 3. etcd (Debian etcd-server), three members on loopback, through its JSON
    gateway, with fsync and with --unsafe-no-fsync.
 4. Redis (Debian redis-server), a master and two replicas, redis-benchmark
@@ -959,25 +961,39 @@ class Bench:
     def figure(self, label, load_fn, pids, repeat=None):
         """Runs load_fn() `repeat` times under a CPU meter; the median of each
         measure."""
-        runs = []
+        return self.figures([(label, load_fn, pids)], repeat)[0]
+
+    def figures(self, specs, repeat=None):
+        """Like figure() for several (label, load_fn, pids) at once, their runs
+        interleaved (a1 b1 a2 b2 ...): a machine whose speed drifts (other
+        tenants) then skews each figure alike, not their ratio."""
+        runs = [[] for _ in specs]
         for i in range(repeat or self.s.repeat):
-            self.wait_quiet(pids)
-            with CpuMeter(pids) as cpu:
-                r = load_fn()
-            r["cpu"] = cpu.server_cores
-            r["cpu_each"] = cpu.each
-            r["cpu_loadgen"] = cpu.loadgen_cores
-            r["cpu_other"] = cpu.other_cores
-            r["cpu_us_per_req"] = (cpu.server_cores * 1e6 / r["rps"]) if r["rps"] else None
-            runs.append(r)
-            log(f"  {label} run {i + 1}: {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
-                f"p99 {r['p99']:.2f} ms, server CPU {r['cpu']:.2f} cores "
-                f"({' + '.join('?' if x is None else f'{x:.2f}' for x in r['cpu_each'])}), "
-                f"errors {r['errors']}, other CPU {r['cpu_other']:.2f}")
-            if r["requests"] == 0:
-                raise ToolError(f"{label}: no request answered")
-            if r["cpu_other"] > 0.15:
-                self.noisy.append((label, r["cpu_other"]))
+            for (label, load_fn, pids), done in zip(specs, runs):
+                done.append(self.run_once(label, load_fn, pids, i))
+        return [self.reduce_runs(r) for r in runs]
+
+    def run_once(self, label, load_fn, pids, i):
+        self.wait_quiet(pids)
+        with CpuMeter(pids) as cpu:
+            r = load_fn()
+        r["cpu"] = cpu.server_cores
+        r["cpu_each"] = cpu.each
+        r["cpu_loadgen"] = cpu.loadgen_cores
+        r["cpu_other"] = cpu.other_cores
+        r["cpu_us_per_req"] = (cpu.server_cores * 1e6 / r["rps"]) if r["rps"] else None
+        log(f"  {label} run {i + 1}: {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
+            f"p99 {r['p99']:.2f} ms, server CPU {r['cpu']:.2f} cores "
+            f"({' + '.join('?' if x is None else f'{x:.2f}' for x in r['cpu_each'])}), "
+            f"errors {r['errors']}, other CPU {r['cpu_other']:.2f}")
+        if r["requests"] == 0:
+            raise ToolError(f"{label}: no request answered")
+        if r["cpu_other"] > 0.15:
+            self.noisy.append((label, r["cpu_other"]))
+        return r
+
+    @staticmethod
+    def reduce_runs(runs):
         out = {k: median([r[k] for r in runs]) for k in
                ("rps", "p50", "p99", "cpu", "cpu_loadgen", "cpu_other", "cpu_us_per_req")}
         out["cpu_each"] = [median([r["cpu_each"][i] for r in runs])
@@ -1022,19 +1038,27 @@ class Bench:
 
     # -- parts
 
+    CEILING_CTX = '{"127.0.0.1:1#00000000":1}'
+
     def part_ceiling(self):
+        """Starts the HTTP ceiling; its figures are measured with causalkv's
+        one-replica figures, run for run (see part_causalkv), or alone when
+        causalkv is skipped."""
         log("== HTTP ceiling")
-        c = Ceiling(self.procs, self.ceiling_bin, self.s.workers)
-        try:
-            url = f"http://{c.addr}/"
-            res = {}
-            ctx = '{"127.0.0.1:1#00000000":1}'
-            for op in ("get", "put", "mix"):
-                res[op] = self.figure(f"ceiling {op}", self.kv_load(
-                    url, op, self.s.keys, ctx, label=f"wrk {op} (one server)"), [c.p.pid])
-            self.results["ceiling"] = res
-        finally:
-            c.stop()
+        self.ceiling = Ceiling(self.procs, self.ceiling_bin, self.s.workers)
+        if "causalkv" in self.s.skip:
+            try:
+                url = f"http://{self.ceiling.addr}/"
+                self.results["ceiling"] = {op: self.figure(f"ceiling {op}", self.kv_load(
+                    url, op, self.s.keys, self.CEILING_CTX, label=f"wrk {op} (one server)"),
+                    [self.ceiling.p.pid]) for op in ("get", "put", "mix")}
+            finally:
+                self.stop_ceiling()
+
+    def stop_ceiling(self):
+        if getattr(self, "ceiling", None) is not None:
+            self.ceiling.stop()
+            self.ceiling = None
 
     def part_causalkv(self):
         log("== causalkv, 3 replicas")
@@ -1052,9 +1076,22 @@ class Bench:
             rss_loaded = cl.rss()
             res = {"context": ctx}
             one = f"http://{cl.addrs[0]}/"
+            ceiling = {}
             for op in ("get", "put", "mix"):
-                res[f"{op}_one"] = self.figure(f"causalkv {op} one replica", self.kv_load(
+                mine = (f"causalkv {op} one replica", self.kv_load(
                     one, op, self.s.keys, ctx, label=f"wrk {op} (one server)"), cl.pids())
+                if getattr(self, "ceiling", None) is None:
+                    res[f"{op}_one"] = self.figure(*mine)
+                    continue
+                # The ceiling's runs alternate with causalkv's: the ratio
+                # compares figures measured side by side.
+                theirs = (f"ceiling {op}", self.kv_load(
+                    f"http://{self.ceiling.addr}/", op, self.s.keys, self.CEILING_CTX,
+                    label=f"wrk {op} (one server)"), [self.ceiling.p.pid])
+                ceiling[op], res[f"{op}_one"] = self.figures([theirs, mine])
+            if ceiling:
+                self.results["ceiling"] = ceiling
+            self.stop_ceiling()
             t, c = self.spread_shape(len(cl.addrs))
             for op in ("get", "put", "mix"):
                 res[f"{op}_spread"] = self.figure(f"causalkv {op} spread", self.kv_load(
@@ -1070,6 +1107,7 @@ class Bench:
             if "lag" not in self.s.skip:
                 self.results["lag"] = self.lag(cl, ctx, res["put_one"]["rps"])
         finally:
+            self.stop_ceiling()
             cl.stop()
 
     def lag(self, cl, ctx, max_put):
@@ -1905,7 +1943,9 @@ def write_report(bench, out_dir):
               f"{bench.started:%Y-%m-%d %H:%M} UTC ({(bench.finished - bench.started).total_seconds() / 60:.1f} min). "
               "Every HTTP figure: wrk, "
               f"{s.threads} threads, {s.connections} connections, {s.duration} s, {s.keys:,} keys of "
-              f"{s.value_size}-byte values, the median of {s.repeat} run(s); servers with "
+              f"{s.value_size}-byte values, the median of {s.repeat} run(s) (the ceiling's runs "
+              "alternate with those of causalkv at one replica, so that their ratio compares runs "
+              "made side by side); servers with "
               f"{s.workers} workers; everything on one machine, over loopback. "
               "Re-run with `python3 bench/run.py` (see the README's Benchmarks section).")
     md += ["", "## Targets", "", table_md(th, targets), ""]

@@ -1193,6 +1193,8 @@ async fn metrics_are_served_as_prometheus_text() {
         "{r:?}"
     );
     assert!(r.text.contains("# TYPE "), "{}", r.text);
+    let put = r#"causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="201"} 1"#;
+    assert!(r.text.contains(put), "{put} missing from {}", r.text);
     for line in r
         .text
         .lines()

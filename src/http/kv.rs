@@ -40,14 +40,18 @@ async fn dispatch(
     else {
         return Ok(super::not_found(req).await);
     };
-    let key = percent_encoding::percent_decode_str(tail)
-        .decode_utf8_lossy()
-        .into_owned();
-    match *req.method() {
+    let method = req.method().clone();
+    if !matches!(method, Method::PUT | Method::GET | Method::DELETE) {
+        return Ok(super::not_found(req).await);
+    }
+    let key = parse_key(
+        &percent_encoding::percent_decode_str(tail).decode_utf8_lossy(),
+        &method,
+    )?;
+    match method {
         Method::PUT => put(node, key, payload).await,
         Method::GET => get(node, key, req, payload).await,
-        Method::DELETE => delete(node, key, payload).await,
-        _ => Ok(super::not_found(req).await),
+        _ => delete(node, key, payload).await,
     }
 }
 
@@ -127,11 +131,10 @@ fn parse_context(sent: Option<&RawValue>, method: &Method) -> Result<CausalConte
 
 async fn put(
     node: web::Data<Node>,
-    path: String,
+    key: Key,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
-    let key = parse_key(&path, &method)?;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let value = request
@@ -161,12 +164,11 @@ async fn put(
 
 async fn get(
     node: web::Data<Node>,
-    path: String,
+    key: Key,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::GET;
-    let key = parse_key(&path, &method)?;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let outside;
@@ -203,26 +205,27 @@ fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
             .ok()
             .and_then(|q| q.get("causal-metadata").cloned())
     };
-    let from_header = || {
+    let header = || {
         req.headers()
             .get(CONTEXT_HEADER)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
     };
-    let text = from_query.or_else(from_header)?;
-    match serde_json::from_str::<&RawValue>(&text) {
+    let text = match &from_query {
+        Some(text) => text.as_str(),
+        None => header()?,
+    };
+    match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) => Some(raw.to_owned()),
-        Err(_) => serde_json::value::to_raw_value(&text).ok(),
+        Err(_) => serde_json::value::to_raw_value(text).ok(),
     }
 }
 
 async fn delete(
     node: web::Data<Node>,
-    path: String,
+    key: Key,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::DELETE;
-    let key = parse_key(&path, &method)?;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let context = parse_context(request.causal_metadata, &method)?;
