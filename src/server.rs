@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
@@ -33,6 +33,8 @@ pub struct Node {
     published: AtomicU64,
     jobs: mpsc::UnboundedSender<Job>,
     queues: Queues,
+    /// This node, for the tasks it starts.
+    this: Weak<Node>,
     started: Instant,
     me: Member,
     /// The configuration the node runs with.
@@ -54,18 +56,19 @@ impl Node {
         );
         let me = replica.me().clone();
         let (jobs, receiver) = mpsc::unbounded_channel();
-        let node = Node {
+        let node = Arc::new_cyclic(|this| Node {
             replica: Mutex::new(replica),
             progress: watch::channel(0).0,
             published: AtomicU64::new(0),
             jobs,
             queues: Queues::default(),
+            this: this.clone(),
             started: Instant::now(),
             me,
             config,
             metrics: Metrics::new(),
-        };
-        (Arc::new(node), receiver)
+        });
+        (node, receiver)
     }
 
     /// This incarnation.
@@ -110,7 +113,17 @@ impl Node {
         match effect {
             Effect::Replicate { to, write } => {
                 for (peer, queue) in self.queues.push(&to, &write) {
-                    let _ = self.jobs.send(Job::Drain { peer, queue });
+                    let Some(node) = self.this.upgrade() else {
+                        return;
+                    };
+                    // Drained from this thread when it runs an event loop:
+                    // an HTTP worker, awake anyway while clients write, so
+                    // that a peer's answer seldom has to wake a thread.
+                    if actix_rt::Arbiter::try_current().is_some() {
+                        actix_rt::spawn(transport::drain_queue(node, peer, queue));
+                    } else {
+                        let _ = self.jobs.send(Job::Drain { peer, queue });
+                    }
                 }
             }
             Effect::DropQueue { peer } => self.queues.drop_queue(&peer),

@@ -10,10 +10,12 @@
 //!
 //! The HTTP workers append to the queues themselves ([`Queues`]), each
 //! write printed once whatever the number of peers; a queue's task is
-//! woken only when its queue goes from empty to not empty, so under load
-//! a write costs no wake-up of the transport's thread. The tasks and the
-//! one-off requests run on one thread (the actix system's), the only place
-//! awc is used.
+//! woken only when its queue goes from empty to not empty. A queue's task
+//! runs on the HTTP worker that made the queue (the first to write for
+//! that peer): while clients write, that thread is awake anyway, so a
+//! peer's answer seldom costs waking a sleeping thread, which is dear on a
+//! virtual machine. One-off requests run on the actix system's thread.
+//! Each thread has its own awc client (awc is bound to one thread).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,8 +66,16 @@ fn deadline(kind: Kind) -> Duration {
     }
 }
 
-/// An HTTP client for peer traffic.
+/// This thread's HTTP client for peer traffic (awc clients are bound to
+/// the thread that made them).
 fn client() -> awc::Client {
+    thread_local! {
+        static CLIENT: awc::Client = new_client();
+    }
+    CLIENT.with(awc::Client::clone)
+}
+
+fn new_client() -> awc::Client {
     awc::Client::builder()
         .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
         .disable_redirects()
@@ -260,7 +270,8 @@ pub enum Job {
         /// The request.
         request: Request,
     },
-    /// Start the task that drains a new queue.
+    /// Start the task that drains a new queue (for a queue made on a
+    /// thread without an event loop).
     Drain {
         /// The peer.
         peer: SocketAddress,
@@ -272,33 +283,35 @@ pub enum Job {
 /// Starts the transport: it carries out the node's jobs until shutdown.
 pub fn spawn(node: Arc<Node>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     actix_rt::spawn(async move {
-        let client = client();
         while let Some(job) = jobs.recv().await {
             match job {
                 Job::Drain { peer, queue } => {
-                    actix_rt::spawn(drain_queue(node.clone(), client.clone(), peer, queue));
+                    actix_rt::spawn(drain_queue(node.clone(), peer, queue));
                 }
                 Job::Send { to, request } => {
-                    actix_rt::spawn(send_one(node.clone(), client.clone(), to, request));
+                    actix_rt::spawn(send_one(node.clone(), to, request));
                 }
             }
         }
     });
 }
 
-async fn send_one(node: Arc<Node>, client: awc::Client, to: SocketAddress, request: Request) {
+async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request) {
     let kind = request.kind();
-    let result = call(&client, &to, &request, node.config.cluster_token.as_deref()).await;
+    let result = call(
+        &client(),
+        &to,
+        &request,
+        node.config.cluster_token.as_deref(),
+    )
+    .await;
     node.with_replica(|replica, now| replica.on_reply(&to, kind, result, now));
 }
 
-/// Sends the queue's front in batches until the queue is closed.
-async fn drain_queue(
-    node: Arc<Node>,
-    client: awc::Client,
-    peer: SocketAddress,
-    queue: Arc<PeerQueue>,
-) {
+/// Sends the queue's front in batches until the queue is closed. Runs on
+/// the thread that started it.
+pub async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>) {
+    let client = client();
     let token = node.config.cluster_token.clone();
     let mut backoff = BACKOFF_MIN;
     loop {
