@@ -1,10 +1,11 @@
 //! Every replica-to-replica message. Each request gets exactly one reply.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::address::SocketAddress;
 use crate::causal::{Causal, Dot, ReplicaId, VectorClock};
-use crate::store::{Key, Value, Version};
+use crate::store::{Image, Key, Value, Version};
 
 /// A replica incarnation: where it is reached and the identity it writes under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,13 +182,74 @@ impl Kind {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StateTransfer {
     /// Versions (the whole store for a snapshot, else what the asker lacks).
-    pub versions: Vec<(Key, Version)>,
+    pub versions: Versions,
     /// The writes those versions account for.
     pub clock: VectorClock,
     /// The sender's Lamport clock.
     pub lamport: u64,
     /// Writes waiting in the sender's delivery buffer.
     pub pending: Vec<Write>,
+}
+
+/// The versions of a [`StateTransfer`]: a list, or, for a snapshot, a
+/// copy of the store printed only when sent (off the replica's lock).
+/// Either prints as a list of `[key, version]` pairs.
+#[derive(Clone, Debug)]
+pub enum Versions {
+    /// Versions one by one.
+    List(Vec<(Key, Version)>),
+    /// A copy of a whole store.
+    Image(Image),
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions::List(Vec::new())
+    }
+}
+
+impl Versions {
+    /// Number of versions.
+    pub fn len(&self) -> usize {
+        match self {
+            Versions::List(list) => list.len(),
+            Versions::Image(image) => image.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The versions, one by one.
+    pub fn into_list(self) -> Vec<(Key, Version)> {
+        match self {
+            Versions::List(list) => list,
+            Versions::Image(image) => image.iter().collect(),
+        }
+    }
+}
+
+impl Serialize for Versions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Versions::List(list) => list.serialize(s),
+            Versions::Image(image) => {
+                let mut seq = s.serialize_seq(Some(image.len()))?;
+                for pair in image.iter() {
+                    seq.serialize_element(&pair)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Versions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(Versions::List)
+    }
 }
 
 /// The answer to a [`Request`].
@@ -248,5 +310,43 @@ impl Reply {
             | Reply::Snapshot { from, .. }
             | Reply::Refused { from, .. } => from,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn an_image_prints_and_decodes_as_its_list() {
+        let mut store = Store::new();
+        let id = ReplicaId::parse("10.0.0.2:8085#1").unwrap();
+        for (i, (k, v)) in [
+            ("a", Some("1")),
+            ("b/c", None),
+            ("d", Some(r#"{"é":[null]}"#)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let value = v.map(|v| Value::from_json(v).unwrap().unwrap());
+            let n = i as u64 + 1;
+            let version = Version {
+                value,
+                dot: Dot::new(id.clone(), n),
+                lamport: n,
+            };
+            store.apply(Key::parse(k).unwrap(), version);
+        }
+        let list: Vec<(Key, Version)> =
+            store.iter().map(|e| (e.to_key(), e.to_version())).collect();
+        let image = serde_json::to_string(&Versions::Image(store.image())).unwrap();
+        assert_eq!(
+            image,
+            serde_json::to_string(&Versions::List(list.clone())).unwrap()
+        );
+        let decoded: Versions = serde_json::from_str(&image).unwrap();
+        assert_eq!(decoded.into_list(), list);
     }
 }

@@ -79,7 +79,7 @@ use crate::address::SocketAddress;
 use crate::causal::{CausalContext, DeliveryBuffer, ReplicaId, VectorClock};
 use crate::store::{Key, Store, Value};
 
-pub use message::{Kind, Member, Reply, Request, StateTransfer, ViewChange, Write};
+pub use message::{Kind, Member, Reply, Request, StateTransfer, Versions, ViewChange, Write};
 pub use view::{Heard, View};
 
 /// Milliseconds on the driver's monotonic clock.

@@ -10,13 +10,13 @@ use tracing::info;
 
 use crate::address::SocketAddress;
 
-use super::{Member, Millis, Replica, Request, StateTransfer, Sync};
+use super::{Member, Millis, Replica, Request, StateTransfer, Sync, Versions};
 
 impl Replica {
     /// What a replica that has applied `since` lacks of this one's state.
     pub(super) fn delta_state(&self, since: &crate::causal::VectorClock) -> StateTransfer {
         StateTransfer {
-            versions: self.store.delta(since),
+            versions: Versions::List(self.store.delta(since)),
             clock: self.applied.clone(),
             lamport: self.lamport,
             pending: self
@@ -32,11 +32,7 @@ impl Replica {
     /// and the writes still waiting for their dependencies.
     pub(super) fn snapshot_state(&self) -> StateTransfer {
         StateTransfer {
-            versions: self
-                .store
-                .iter()
-                .map(|e| (e.to_key(), e.to_version()))
-                .collect(),
+            versions: Versions::Image(self.store.image()),
             clock: self.applied.clone(),
             lamport: self.lamport,
             pending: self.buffer.iter().cloned().collect(),
@@ -48,7 +44,7 @@ impl Replica {
         if state.clock.covered_by(&self.applied) && state.pending.is_empty() {
             return;
         }
-        for (key, version) in state.versions {
+        for (key, version) in state.versions.into_list() {
             if !self.applied.contains(&version.dot) {
                 self.store.apply(key, version);
             }
@@ -147,7 +143,8 @@ impl Replica {
     /// A member's full state arrived: merge it and serve as synced.
     pub(super) fn on_snapshot(&mut self, from: &Member, state: StateTransfer, now: Millis) {
         let keys = state.versions.len();
-        self.store.merge_snapshot(state.versions, &state.clock);
+        self.store
+            .merge_snapshot(state.versions.into_list(), &state.clock);
         self.absorb(state.clock, state.lamport, state.pending, now);
         if self.sync != Sync::Synced {
             info!(peer = %from.address, keys, "copied the state of a member; synced");
