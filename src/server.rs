@@ -106,6 +106,11 @@ impl Node {
         result
     }
 
+    /// The peers' replication queues.
+    pub fn queues(&self) -> &Queues {
+        &self.queues
+    }
+
     /// Hands an effect to the transport: writes straight into the peers'
     /// queues, the rest to the transport's thread. (The job receiver only
     /// goes away at shutdown.)

@@ -247,6 +247,17 @@ impl Queues {
         made
     }
 
+    /// Discards `queue`, the queue of `peer`, unless it was replaced
+    /// already; its task ends.
+    pub fn forget(&self, peer: &SocketAddress, queue: &Arc<PeerQueue>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.get(peer).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            peers.remove(peer);
+        }
+        drop(peers);
+        queue.close();
+    }
+
     /// Discards the queue of `peer` (it left the view); its task ends.
     pub fn drop_queue(&self, peer: &SocketAddress) {
         let queue = self
@@ -354,6 +365,13 @@ pub async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQu
                 backoff = BACKOFF_MIN;
             }
             outcome => {
+                // A write made just before the peer left the view can
+                // make its queue again after the view dropped it.
+                if !node.with_replica(|replica, _| replica.view().contains(&peer)) {
+                    debug!(%peer, "replication queue of a former member dropped");
+                    node.queues().forget(&peer, &queue);
+                    continue;
+                }
                 debug!(%peer, ?outcome, "replication failed; retrying");
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -443,5 +461,24 @@ mod tests {
         queues.drop_queue(&peers[0]);
         let state = queue.lock();
         assert!(state.closed && state.writes.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_replaced_queue_leaves_its_successor() {
+        let queues = Queues::default();
+        let peers = [SocketAddress::parse("10.0.0.3:8085").unwrap()];
+        let old = queues.push(&peers, &write("k", Some("1"), 1)).remove(0).1;
+        queues.drop_queue(&peers[0]);
+        let new = queues.push(&peers, &write("k", Some("2"), 2)).remove(0).1;
+        queues.forget(&peers[0], &old);
+        assert!(!new.lock().closed, "the successor stays");
+        assert!(queues.push(&peers, &write("k", Some("3"), 3)).is_empty());
+        queues.forget(&peers[0], &new);
+        assert!(new.lock().closed);
+        assert_eq!(
+            queues.push(&peers, &write("k", Some("4"), 4)).len(),
+            1,
+            "made again"
+        );
     }
 }
