@@ -22,7 +22,8 @@ values, the median of --repeat runs):
    gateway, with fsync and with --unsafe-no-fsync.
 4. Redis (Debian redis-server), a master and two replicas, redis-benchmark
    SET/GET with the same key count and value size (a different protocol: a
-   reference, not a peer).
+   reference, not a peer). Its runs alternate with causalkv's one-replica
+   runs, like the ceiling's.
 5. Scale: RSS per key after loading up to 1,000,000 keys (causalkv and
    Redis); GET/PUT throughput and RSS at 10k, 100k and 1M keys; the time for a
    fresh fourth replica to join and hold every key while the cluster keeps
@@ -1077,21 +1078,29 @@ class Bench:
             res = {"context": ctx}
             one = f"http://{cl.addrs[0]}/"
             ceiling = {}
+            redis_figures = getattr(self, "redis_figures", None) or {}
             for op in ("get", "put", "mix"):
-                mine = (f"causalkv {op} one replica", self.kv_load(
-                    one, op, self.s.keys, ctx, label=f"wrk {op} (one server)"), cl.pids())
-                if getattr(self, "ceiling", None) is None:
-                    res[f"{op}_one"] = self.figure(*mine)
-                    continue
-                # The ceiling's runs alternate with causalkv's: the ratio
-                # compares figures measured side by side.
-                theirs = (f"ceiling {op}", self.kv_load(
-                    f"http://{self.ceiling.addr}/", op, self.s.keys, self.CEILING_CTX,
-                    label=f"wrk {op} (one server)"), [self.ceiling.p.pid])
-                ceiling[op], res[f"{op}_one"] = self.figures([theirs, mine])
+                # The runs of the systems causalkv is compared with alternate
+                # with causalkv's: each ratio compares runs made side by side.
+                specs = {"causalkv": (f"causalkv {op} one replica", self.kv_load(
+                    one, op, self.s.keys, ctx, label=f"wrk {op} (one server)"), cl.pids())}
+                if getattr(self, "ceiling", None) is not None:
+                    specs["ceiling"] = (f"ceiling {op}", self.kv_load(
+                        f"http://{self.ceiling.addr}/", op, self.s.keys, self.CEILING_CTX,
+                        label=f"wrk {op} (one server)"), [self.ceiling.p.pid])
+                redis_test = {"get": "get", "put": "set"}.get(op)
+                if redis_test in redis_figures:
+                    specs["redis"] = redis_figures[redis_test]
+                got = dict(zip(specs, self.figures(list(specs.values()))))
+                res[f"{op}_one"] = got["causalkv"]
+                if "ceiling" in got:
+                    ceiling[op] = got["ceiling"]
+                if "redis" in got:
+                    self.results["redis"][redis_test] = got["redis"]
             if ceiling:
                 self.results["ceiling"] = ceiling
             self.stop_ceiling()
+            self.stop_redis()
             t, c = self.spread_shape(len(cl.addrs))
             for op in ("get", "put", "mix"):
                 res[f"{op}_spread"] = self.figure(f"causalkv {op} spread", self.kv_load(
@@ -1108,6 +1117,7 @@ class Bench:
                 self.results["lag"] = self.lag(cl, ctx, res["put_one"]["rps"])
         finally:
             self.stop_ceiling()
+            self.stop_redis()
             cl.stop()
 
     def lag(self, cl, ctx, max_put):
@@ -1291,8 +1301,12 @@ class Bench:
                 e.stop()
 
     def part_redis(self):
+        """Starts Redis and calibrates redis-benchmark; its figures are
+        measured with causalkv's one-replica figures, run for run (see
+        part_causalkv), or alone when causalkv is skipped."""
         log("== Redis, master + 2 replicas")
         rd = Redis(self.procs, self.s.tmp, "redis")
+        self.redis = rd
         try:
             base = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(rd.ports[0]),
                     "-r", str(self.s.keys), "-d", str(self.s.value_size),
@@ -1322,13 +1336,23 @@ class Bench:
             # Fill the key space and calibrate -n to the figure's duration.
             cal = bench("set", max(10000, self.s.keys * 2), "redis-benchmark (fill, calibrate -n)")
             n = max(1000, int(cal["rps"] * self.s.duration))
-            res = {}
-            for test in ("set", "get"):
-                res[test] = self.figure(f"redis {test}", lambda test=test: bench(test, n), rd.pids())
-            res["n"] = n
-            self.results["redis"] = res
-        finally:
-            rd.stop()
+            self.redis_figures = {
+                test: (f"redis {test}", lambda test=test: bench(test, n), rd.pids())
+                for test in ("set", "get")}
+            self.results["redis"] = {"n": n}
+            if "causalkv" in self.s.skip:
+                for test, spec in self.redis_figures.items():
+                    self.results["redis"][test] = self.figure(*spec)
+                self.stop_redis()
+        except BaseException:
+            self.stop_redis()
+            raise
+
+    def stop_redis(self):
+        if getattr(self, "redis", None) is not None:
+            self.redis.stop()
+            self.redis = None
+        self.redis_figures = None
 
     def part_scale(self):
         levels = [lv for lv in (10_000, 100_000, 1_000_000) if lv <= self.s.scale_keys]
@@ -1534,9 +1558,14 @@ class Bench:
         src = checkout(s.rev, s.tmp) if s.rev else None
         self.binary, self.ceiling_bin = build(self.notes, Path(s.tmp) / "bin", src)
         self.started = datetime.datetime.now(datetime.timezone.utc)
-        parts = [("ceiling", self.part_ceiling), ("causalkv", self.part_causalkv)]
+        # The ceiling and Redis are started first: their figures are taken
+        # with causalkv's, run for run.
+        parts = [("ceiling", self.part_ceiling)]
         if not s.smoke:
-            parts += [("etcd", self.part_etcd), ("redis", self.part_redis), ("scale", self.part_scale)]
+            parts += [("redis", self.part_redis)]
+        parts += [("causalkv", self.part_causalkv)]
+        if not s.smoke:
+            parts += [("etcd", self.part_etcd), ("scale", self.part_scale)]
         for name, fn in parts:
             if name in s.skip:
                 self.notes.append(f"{name}: skipped (--skip)")
@@ -1947,9 +1976,9 @@ def write_report(bench, out_dir):
               f"{bench.started:%Y-%m-%d %H:%M} UTC ({(bench.finished - bench.started).total_seconds() / 60:.1f} min). "
               "Every HTTP figure: wrk, "
               f"{s.threads} threads, {s.connections} connections, {s.duration} s, {s.keys:,} keys of "
-              f"{s.value_size}-byte values, the median of {s.repeat} run(s) (the ceiling's runs "
-              "alternate with those of causalkv at one replica, so that their ratio compares runs "
-              "made side by side); servers with "
+              f"{s.value_size}-byte values, the median of {s.repeat} run(s) (the runs of the ceiling and "
+              "of Redis alternate with those of causalkv at one replica, so that their ratios "
+              "compare runs made side by side); servers with "
               f"{s.workers} workers; everything on one machine, over loopback. "
               "Re-run with `python3 bench/run.py` (see the README's Benchmarks section).")
     md += ["", "## Targets", "", table_md(th, targets), ""]
