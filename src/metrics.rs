@@ -170,9 +170,11 @@ impl Metrics {
         let m = KV_METHODS.iter().position(|&k| k == method);
         let st = KV_STATUSES.iter().position(|&k| k == status);
         if let (true, Some(m), Some(st)) = (route == KV_ROUTE, m, st) {
-            let status = status.to_string();
             self.kv_requests[m * KV_STATUSES.len() + st]
-                .get_or_init(|| self.requests.with_label_values(&[route, method, &status]))
+                .get_or_init(|| {
+                    let status = status.to_string();
+                    self.requests.with_label_values(&[route, method, &status])
+                })
                 .inc();
             self.kv_latency[m]
                 .get_or_init(|| self.latency.with_label_values(&[route, method]))
