@@ -243,51 +243,8 @@ struct Counter(Option<u64>);
 
 impl<'de> Deserialize<'de> for Counter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CounterVisitor)
-    }
-}
-
-struct CounterVisitor;
-
-impl<'de> Visitor<'de> for CounterVisitor {
-    type Value = Counter;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a counter")
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Counter, E> {
-        Ok(Counter(Some(n)))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Counter, E> {
-        Ok(Counter(None))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Counter, E> {
-        Ok(Counter(None))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Counter, E> {
-        Ok(Counter(None))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Counter, E> {
-        Ok(Counter(None))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Counter, E> {
-        Ok(Counter(None))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Counter, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Counter(None))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counter, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Counter(None))
+        // Counters are numbers; anything else is rare and malformed.
+        Value::deserialize(d).map(|v| Counter(v.as_u64()))
     }
 }
 
