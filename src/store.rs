@@ -144,10 +144,19 @@ pub struct Version {
     pub lamport: u64,
 }
 
+/// The conflict rule: of two versions of a key, the one of larger rank
+/// wins. A rank is `(lamport, writer, counter)`, the Lamport timestamp
+/// and then the dot.
+type Rank<'a> = (u64, &'a ReplicaId, u64);
+
 impl Version {
     /// The conflict rule: whether this version beats `other`.
     pub fn supersedes(&self, other: &Version) -> bool {
-        (self.lamport, &self.dot) > (other.lamport, &other.dot)
+        self.rank() > other.rank()
+    }
+
+    fn rank(&self) -> Rank<'_> {
+        (self.lamport, &self.dot.replica, self.dot.counter)
     }
 
     /// Whether this is a tombstone.
@@ -291,12 +300,12 @@ impl<'a> Entry<'a> {
 
     /// Whether `version` beats this one by the conflict rule.
     fn beaten_by(&self, version: &Version) -> bool {
-        let mine = (
+        let mine: Rank = (
             self.slot.lamport,
             self.origins.id(self.slot.origin),
             self.slot.counter,
         );
-        (version.lamport, &version.dot.replica, version.dot.counter) > mine
+        version.rank() > mine
     }
 }
 
@@ -526,7 +535,7 @@ impl Store {
             text: String::with_capacity(text_len),
             entries: Vec::with_capacity(self.index.len()),
         };
-        for slot in self.slots.iter().filter(|s| !s.is_vacant()) {
+        for Entry { slot, .. } in self.iter() {
             let start = image.text.len();
             image.text.push_str(&slot.text);
             image.entries.push(ImageEntry {
