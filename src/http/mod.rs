@@ -41,7 +41,11 @@ pub async fn observe(
     let started = Instant::now();
     // Key-value requests first: finding a route's pattern costs a walk of
     // the routes and an allocation.
-    let route: std::borrow::Cow<'static, str> = if req.path().starts_with("/key-value-store/") {
+    let is_kv = req
+        .path()
+        .strip_prefix(kv::PREFIX)
+        .is_some_and(|tail| tail.starts_with('/'));
+    let route: std::borrow::Cow<'static, str> = if is_kv {
         KV_ROUTE.into()
     } else {
         match req.match_pattern() {
