@@ -15,6 +15,10 @@
 -- done() prints one line "BENCH_RESULT {json}" with the request count,
 -- duration, errors and latency percentiles (microseconds).
 
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
+   .. "?.lua;" .. package.path
+local common = require("common")
+
 local op = os.getenv("BENCH_OP") or "get"
 local nkeys = tonumber(os.getenv("BENCH_KEYS") or "10000")
 local value = os.getenv("BENCH_VALUE") or "v"
@@ -77,17 +81,4 @@ if delay_ms > 0 then
    delay = function() return delay_ms end
 end
 
-function done(summary, latency, requests)
-   local e = summary.errors
-   local ps = {}
-   for _, p in ipairs({50, 90, 99, 99.9}) do
-      table.insert(ps, string.format('"%s":%d', tostring(p), latency:percentile(p)))
-   end
-   io.write(string.format(
-      'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
-      '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-      '"latency_us":{%s,"max":%d,"mean":%.1f}}\n',
-      summary.requests, summary.duration, summary.bytes,
-      e.connect, e.read, e.write, e.status, e.timeout,
-      table.concat(ps, ","), latency.max, latency.mean))
-end
+done = common.report

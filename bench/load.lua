@@ -12,6 +12,10 @@
 -- Thread i writes keys first+i, first+i+T, ...; after its share it keeps
 -- rewriting the same keys (harmless) until wrk is stopped.
 
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
+   .. "?.lua;" .. package.path
+local common = require("common")
+
 local mode = os.getenv("BENCH_MODE") or "causalkv"
 local first = tonumber(os.getenv("BENCH_FIRST") or "0")
 local count = tonumber(os.getenv("BENCH_COUNT") or "0")
@@ -26,19 +30,7 @@ function setup(thread)
    counter = counter + 1
 end
 
-local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-   return ((s:gsub(".", function(x)
-      local r, b = "", x:byte()
-      for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-      return r
-   end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-      if #x < 6 then return "" end
-      local c = 0
-      for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-      return b64chars:sub(c + 1, c + 1)
-   end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local base64 = common.base64
 
 local share, sent, answered, finished = 0, 0, 0, false
 local headers = { ["Content-Type"] = "application/json" }
