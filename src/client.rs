@@ -73,7 +73,7 @@ pub fn context_is_empty(context: &Value) -> bool {
     CausalContext::parse(Some(context)).is_ok_and(|c| c.clock().is_empty())
 }
 
-/// What one replica said when asked for its health.
+/// What one replica said when asked for its health and readiness.
 #[derive(Clone, Debug)]
 pub struct ReplicaStatus {
     /// The replica's address.
@@ -82,6 +82,26 @@ pub struct ReplicaStatus {
     pub in_view: bool,
     /// Its `/health` answer, or why there was none.
     pub health: Result<Response, String>,
+    /// Its `/ready` answer, or why there was none.
+    pub ready: Result<Response, String>,
+}
+
+impl ReplicaStatus {
+    /// Whether the replica is ready to serve the store's data: `/ready`
+    /// answered 200 (yes) or 503 (no). A replica without `/ready` (a build
+    /// before it) is judged by its `/health`: its `ready` field, else its
+    /// `synced` field. `None` when neither says.
+    pub fn readiness(&self) -> Option<bool> {
+        match &self.ready {
+            Ok(r) if r.status == 200 => return Some(true),
+            Ok(r) if r.status == 503 => return Some(false),
+            _ => {}
+        }
+        let health = self.health.as_ref().ok().filter(|h| h.status == 200)?;
+        health.body["ready"]
+            .as_bool()
+            .or_else(|| health.body["synced"].as_bool())
+    }
 }
 
 /// An answer from a replica.
@@ -213,10 +233,10 @@ impl Client {
         self.send(Method::GET, "/health", None).await
     }
 
-    /// The view of the first host that answers, then the `/health` of
-    /// every member of that view and of every host not in it, asked at
-    /// once, each with [`STATUS_TIMEOUT`]. Fails only if no host answered
-    /// the view request.
+    /// The view of the first host that answers, then the `/health` and
+    /// `/ready` of every member of that view and of every host not in it,
+    /// asked at once, each with [`STATUS_TIMEOUT`]. Fails only if no host
+    /// answered the view request.
     pub async fn status(&self) -> Result<(Response, Vec<ReplicaStatus>), ClientError> {
         let view = self.view().await?;
         let members: Vec<String> = view
@@ -241,16 +261,23 @@ impl Client {
             .finish();
         let asks = addresses.iter().map(|(address, _)| {
             let http = &http;
-            async move { raw(http, address, Method::GET, "/health", None).await }
+            async move {
+                futures_util::future::join(
+                    raw(http, address, Method::GET, "/health", None),
+                    raw(http, address, Method::GET, "/ready", None),
+                )
+                .await
+            }
         });
         let answers = futures_util::future::join_all(asks).await;
         let replicas = addresses
             .into_iter()
             .zip(answers)
-            .map(|((address, in_view), health)| ReplicaStatus {
+            .map(|((address, in_view), (health, ready))| ReplicaStatus {
                 address,
                 in_view,
                 health,
+                ready,
             })
             .collect();
         Ok((view, replicas))
@@ -388,6 +415,46 @@ mod tests {
         assert_eq!(client.context(), &json!({"r1#a": 2, "r2#b": 5}));
         assert!(client.merge_context(&json!([1])).is_err());
         assert_eq!(client.context(), &json!({"r1#a": 2, "r2#b": 5}));
+    }
+
+    #[test]
+    fn readiness_comes_from_ready_then_from_health() {
+        let answer = |status: u16, body: Value| {
+            Ok(Response {
+                host: "127.0.0.1:1".into(),
+                status,
+                body,
+            })
+        };
+        let replica = |health, ready| ReplicaStatus {
+            address: "127.0.0.1:1".into(),
+            in_view: true,
+            health,
+            ready,
+        };
+        let synced = |synced: bool| answer(200, json!({"status": "ok", "synced": synced}));
+        let no_ready = || answer(404, json!({"error": "no such endpoint: /ready"}));
+        // /ready decides, whatever /health says.
+        let ready = answer(200, json!({"ready": true}));
+        assert_eq!(replica(synced(false), ready).readiness(), Some(true));
+        let joining = answer(503, json!({"ready": false, "error": "copying the state"}));
+        assert_eq!(replica(synced(true), joining).readiness(), Some(false));
+        // Without /ready: /health's "ready", else its "synced".
+        let draining = answer(200, json!({"synced": true, "ready": false}));
+        assert_eq!(replica(draining, no_ready()).readiness(), Some(false));
+        assert_eq!(replica(synced(true), no_ready()).readiness(), Some(true));
+        assert_eq!(replica(synced(false), no_ready()).readiness(), Some(false));
+        assert_eq!(
+            replica(synced(true), Err("timed out".into())).readiness(),
+            Some(true)
+        );
+        // Nothing said: unknown.
+        let down = || Err("connection refused".to_string());
+        assert_eq!(replica(down(), down()).readiness(), None);
+        assert_eq!(
+            replica(answer(200, json!({})), no_ready()).readiness(),
+            None
+        );
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct Args {
     /// Silence after which a member leaves the view, in ms.
     #[arg(long, env = "FAILURE_TIMEOUT_MS", default_value_t = 3000)]
     pub failure_timeout_ms: u64,
+    /// Silence after which a replica out of the view is forgotten (no
+    /// probes, no say in tombstone collection), in ms.
+    #[arg(long, env = "SUSPECT_TIMEOUT_MS", default_value_t = 600_000)]
+    pub suspect_timeout_ms: u64,
+    /// How long a stopping replica waits for a live member to hold every
+    /// write it acknowledged, in ms.
+    #[arg(long, env = "HANDOVER_TIMEOUT_MS", default_value_t = 5000)]
+    pub handover_timeout_ms: u64,
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
@@ -73,6 +81,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Protocol timing.
     pub timing: Timing,
+    /// How long a stopping replica waits to hand its writes over.
+    pub handover_timeout: Duration,
     /// HTTP worker threads.
     pub workers: usize,
 }
@@ -143,6 +153,12 @@ impl Config {
                 "must be larger than HEARTBEAT_INTERVAL_MS",
             ));
         }
+        if args.suspect_timeout_ms < args.failure_timeout_ms {
+            return Err(bad(
+                "SUSPECT_TIMEOUT_MS",
+                "must be at least FAILURE_TIMEOUT_MS",
+            ));
+        }
         let workers = match args.workers {
             Some(0) => return Err(bad("WORKERS", "must be positive")),
             Some(n) => n,
@@ -151,6 +167,7 @@ impl Config {
         let timing = Timing {
             heartbeat_interval: args.heartbeat_interval_ms,
             failure_timeout: args.failure_timeout_ms,
+            suspect_timeout: args.suspect_timeout_ms,
             probe_interval: (args.heartbeat_interval_ms * 4).max(500),
             ..Timing::default()
         };
@@ -164,6 +181,7 @@ impl Config {
             causal_wait: Duration::from_millis(args.causal_wait_ms),
             max_body_bytes: args.max_body_bytes,
             timing,
+            handover_timeout: Duration::from_millis(args.handover_timeout_ms),
             workers,
         })
     }
@@ -181,6 +199,8 @@ mod tests {
             max_body_bytes: 1 << 20,
             heartbeat_interval_ms: 250,
             failure_timeout_ms: 3000,
+            suspect_timeout_ms: 600_000,
+            handover_timeout_ms: 5000,
             view_dns_interval_ms: 5000,
             ..Args::default()
         }
@@ -229,6 +249,12 @@ mod tests {
         assert_eq!(
             Config::from_args(a).unwrap_err().variable,
             "FAILURE_TIMEOUT_MS"
+        );
+        let mut a = args("10.0.0.1:80", "10.0.0.1:80");
+        a.suspect_timeout_ms = 1000;
+        assert_eq!(
+            Config::from_args(a).unwrap_err().variable,
+            "SUSPECT_TIMEOUT_MS"
         );
     }
 }

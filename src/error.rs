@@ -21,6 +21,14 @@ pub enum Error {
     /// later or elsewhere (503).
     #[error("Causal dependencies not satisfied")]
     DependenciesNotSatisfied,
+    /// The replica holds no copy of the state yet (it is starting, or
+    /// copying what it lacks); retry later or elsewhere (503).
+    #[error("Replica is not ready: it is copying the state of a member")]
+    NotReady,
+    /// The replica is shutting down and takes no more writes; send the
+    /// write to another replica (503).
+    #[error("Replica is shutting down")]
+    ShuttingDown,
 }
 
 impl Error {
@@ -30,7 +38,9 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::DependenciesNotSatisfied => StatusCode::SERVICE_UNAVAILABLE,
+            Error::DependenciesNotSatisfied | Error::NotReady | Error::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }

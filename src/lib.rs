@@ -40,6 +40,8 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod node;
+pub mod queues;
 pub mod replica;
 pub mod server;
 pub mod session;

@@ -2,8 +2,9 @@
 //!
 //! Request counters and latency histograms are updated by the HTTP
 //! middleware; per-peer queue depth and replication lag by the transport;
-//! the replica's own figures (keys, tombstones, buffered writes, view size)
-//! are read from it when scraped.
+//! the replica's own figures (keys, tombstones, buffered writes, view size,
+//! suspects, readiness, clock entries, retired incarnations) are read from
+//! it when scraped.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -34,6 +35,10 @@ pub struct Metrics {
     buffered: IntGauge,
     view_size: IntGauge,
     synced: IntGauge,
+    ready: IntGauge,
+    suspects: IntGauge,
+    clock_entries: IntGauge,
+    retired: IntGauge,
     writes_issued: IntCounter,
     writes_applied: IntCounter,
     queue_depth: IntGaugeVec,
@@ -94,6 +99,22 @@ impl Metrics {
                 "causalkv_synced",
                 "1 once the start-up state transfer is done",
             ),
+            ready: gauge(
+                "causalkv_ready",
+                "1 while the replica serves clients (holds the state, not stopping)",
+            ),
+            suspects: gauge(
+                "causalkv_suspects",
+                "Replicas out of the view, silent, not forgotten yet",
+            ),
+            clock_entries: gauge(
+                "causalkv_clock_entries",
+                "Entries of the applied vector clock (incarnations not retired)",
+            ),
+            retired: gauge(
+                "causalkv_retired_incarnations",
+                "Incarnations retired from clocks and contexts",
+            ),
             writes_issued: counter(
                 "causalkv_writes_issued_total",
                 "Client writes made at this replica",
@@ -139,6 +160,10 @@ impl Metrics {
             Box::new(metrics.buffered.clone()),
             Box::new(metrics.view_size.clone()),
             Box::new(metrics.synced.clone()),
+            Box::new(metrics.ready.clone()),
+            Box::new(metrics.suspects.clone()),
+            Box::new(metrics.clock_entries.clone()),
+            Box::new(metrics.retired.clone()),
             Box::new(metrics.writes_issued.clone()),
             Box::new(metrics.writes_applied.clone()),
             Box::new(metrics.queue_depth.clone()),
@@ -206,6 +231,10 @@ impl Metrics {
         self.buffered.set(stats.buffered as i64);
         self.view_size.set(stats.view_size as i64);
         self.synced.set(stats.synced as i64);
+        self.ready.set(stats.ready as i64);
+        self.suspects.set(stats.suspects as i64);
+        self.clock_entries.set(stats.clock_entries as i64);
+        self.retired.set(stats.retired as i64);
         catch_up(&self.writes_issued, stats.writes_issued);
         catch_up(&self.writes_applied, stats.writes_applied);
         self.uptime.set(self.started.elapsed().as_secs_f64());
@@ -247,11 +276,23 @@ mod tests {
             keys: 7,
             buffered: 2,
             view_size: 3,
+            suspects: 1,
+            ready: true,
+            clock_entries: 4,
+            retired: 6,
             writes_issued: 5,
             ..Stats::default()
         };
         let text = m.render(&stats);
         assert!(text.contains("causalkv_keys 7"), "{text}");
+        for line in [
+            "causalkv_suspects 1",
+            "causalkv_ready 1",
+            "causalkv_clock_entries 4",
+            "causalkv_retired_incarnations 6",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
         assert!(text.contains("causalkv_delivery_buffer_writes 2"), "{text}");
         assert!(text.contains("causalkv_writes_issued_total 5"), "{text}");
         assert!(

@@ -989,6 +989,10 @@ async fn cluster_token_guards_the_internal_endpoints() {
     }
     let join = serde_json::to_value(causalkv::replica::Request::Join {
         from: forged_member(),
+        clock: Default::default(),
+        retired: Vec::new(),
+        collected: Default::default(),
+        fresh: false,
     })
     .unwrap();
     let r = c
@@ -997,7 +1001,7 @@ async fn cluster_token_guards_the_internal_endpoints() {
             Method::POST,
             &format!("{prefix}/join"),
             &[],
-            Body::Json(join),
+            Body::Json(join.clone()),
         )
         .await;
     assert_eq!(r.status, 401, "{r:?}");
@@ -1009,7 +1013,18 @@ async fn cluster_token_guards_the_internal_endpoints() {
         "an unauthorized join changed the view"
     );
 
-    // Control: the same request with the token is accepted and applied.
+    // Control: with the token, the join is heard and the writes of the
+    // replica that joined are applied.
+    let r = c
+        .request(
+            1,
+            Method::POST,
+            &format!("{prefix}/join"),
+            &[(header, TOKEN)],
+            Body::Json(join),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
     let r = c
         .request(
             1,

@@ -2174,10 +2174,12 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         Request::Heartbeat {
             from: forged.clone(),
             clock: clock(&forged, 5),
+            retired: Vec::new(),
         },
         Request::Heartbeat {
             from: real[0].clone(),
             clock: clock(&real[0], u64::MAX),
+            retired: Vec::new(),
         },
         Request::Pull {
             from: forged.clone(),
@@ -2185,9 +2187,14 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         },
         Request::Join {
             from: forged.clone(),
+            clock: VectorClock::new(),
+            retired: Vec::new(),
+            collected: VectorClock::new(),
+            fresh: true,
         },
         Request::Snapshot {
             from: forged.clone(),
+            cursor: 0,
         },
         Request::ViewChange {
             from: real[0].clone(),
@@ -2268,6 +2275,7 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
     // snapshot request from a real member).
     let body = serde_json::to_value(Request::Snapshot {
         from: real[0].clone(),
+        cursor: 0,
     })
     .expect("serialize");
     let r = c

@@ -16,6 +16,8 @@ fn config(port: u16) -> Config {
         max_body_bytes: 1 << 20,
         heartbeat_interval_ms: 100,
         failure_timeout_ms: 1000,
+        suspect_timeout_ms: 60_000,
+        handover_timeout_ms: 1000,
         view_dns_interval_ms: 5000,
         workers: Some(1),
         ..Args::default()

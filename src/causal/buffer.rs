@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::clock::{Dot, ReplicaId, VectorClock};
+use super::knowledge::Knowledge;
 
 /// Something that can be delivered in causal order.
 pub trait Causal {
@@ -14,10 +15,10 @@ pub trait Causal {
 }
 
 /// Whether `write` may be applied by a replica that has applied `applied`:
-/// it is the origin's next write and all its dependencies are applied.
-pub fn deliverable<T: Causal>(write: &T, applied: &VectorClock) -> bool {
+/// it is the origin's next write and all its dependencies are met.
+pub fn deliverable<T: Causal>(write: &T, applied: &Knowledge) -> bool {
     let dot = write.dot();
-    applied.get(&dot.replica) + 1 == dot.counter && write.deps().covered_by(applied)
+    applied.count(&dot.replica) + 1 == dot.counter && applied.covers(write.deps())
 }
 
 /// Writes received but not yet deliverable, by origin and counter.
@@ -53,7 +54,7 @@ impl<T: Causal + Clone> DeliveryBuffer<T> {
     }
 
     /// Holds `write` unless it is already applied or already held.
-    pub fn insert(&mut self, write: T, applied: &VectorClock) -> bool {
+    pub fn insert(&mut self, write: T, applied: &Knowledge) -> bool {
         if applied.contains(write.dot()) {
             return false;
         }
@@ -70,13 +71,13 @@ impl<T: Causal + Clone> DeliveryBuffer<T> {
     /// Removes and returns, in a causal order, every write that becomes
     /// deliverable when starting from `applied`; `applied` is advanced past
     /// each returned write. Writes already covered by `applied` are dropped.
-    pub fn drain_deliverable(&mut self, applied: &mut VectorClock) -> Vec<T> {
+    pub fn drain_deliverable(&mut self, applied: &mut Knowledge) -> Vec<T> {
         let mut out = Vec::new();
         loop {
             let mut progressed = false;
             for (origin, queue) in self.by_origin.iter_mut() {
                 // Drop duplicates of writes applied meanwhile (e.g. by a state merge).
-                let done = applied.get(origin);
+                let done = applied.count(origin);
                 while let Some(entry) = queue.first_entry() {
                     if *entry.key() > done {
                         break;
@@ -110,12 +111,12 @@ impl<T: Causal + Clone> DeliveryBuffer<T> {
 
     /// The writes this buffer waits for: for each dependency not covered by
     /// `applied`, the highest counter needed (used to ask peers for them).
-    pub fn wanted(&self, applied: &VectorClock) -> VectorClock {
+    pub fn wanted(&self, applied: &Knowledge) -> VectorClock {
         let mut want = VectorClock::new();
         for write in self.iter() {
-            want.merge(&write.deps().missing_from(applied));
+            want.merge(&applied.missing(write.deps()));
             let dot = write.dot();
-            if dot.counter > applied.get(&dot.replica) + 1 {
+            if dot.counter > applied.count(&dot.replica) + 1 {
                 want.set(
                     dot.replica.clone(),
                     want.get(&dot.replica).max(dot.counter - 1),
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn write_waits_for_missing_dependency() {
         let mut buf = DeliveryBuffer::new();
-        let mut applied = VectorClock::new();
+        let mut applied = Knowledge::new();
         buf.insert(w("b", 1, &[("a", 1)]), &applied);
         assert!(buf.drain_deliverable(&mut applied).is_empty());
         assert_eq!(buf.wanted(&applied), [(id("a"), 1)].into_iter().collect());
@@ -170,7 +171,7 @@ mod tests {
     #[test]
     fn same_origin_writes_leave_in_counter_order() {
         let mut buf = DeliveryBuffer::new();
-        let mut applied = VectorClock::new();
+        let mut applied = Knowledge::new();
         buf.insert(w("a", 3, &[]), &applied);
         buf.insert(w("a", 2, &[]), &applied);
         assert!(buf.drain_deliverable(&mut applied).is_empty());
@@ -187,13 +188,14 @@ mod tests {
     #[test]
     fn duplicates_and_applied_writes_are_ignored() {
         let mut buf = DeliveryBuffer::new();
-        let mut applied: VectorClock = [(id("a"), 1)].into_iter().collect();
+        let mut applied = Knowledge::new();
+        applied.merge(&[(id("a"), 1)].into_iter().collect());
         assert!(!buf.insert(w("a", 1, &[]), &applied));
         assert!(buf.insert(w("a", 3, &[]), &applied));
         assert!(!buf.insert(w("a", 3, &[]), &applied));
         assert_eq!(buf.len(), 1);
         // A state merge covers the write: it is dropped, not delivered twice.
-        applied.set(id("a"), 3);
+        applied.merge(&[(id("a"), 3)].into_iter().collect());
         assert!(buf.drain_deliverable(&mut applied).is_empty());
         assert!(buf.is_empty());
     }

@@ -70,6 +70,14 @@ impl ReplicaId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address part: the text before the last `#` (all of it if there
+    /// is none).
+    pub fn address(&self) -> &str {
+        self.0
+            .rsplit_once('#')
+            .map_or(&self.0, |(address, _)| address)
+    }
 }
 
 impl fmt::Debug for ReplicaId {

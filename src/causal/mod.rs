@@ -46,7 +46,9 @@
 pub mod buffer;
 pub mod clock;
 pub mod context;
+pub mod knowledge;
 
 pub use buffer::{Causal, DeliveryBuffer};
 pub use clock::{Dot, ReplicaId, VectorClock};
 pub use context::{CausalContext, Metadata};
+pub use knowledge::{Knowledge, Retired, Retirement};

@@ -267,24 +267,36 @@ fn unreachable_outcome(error: ClientError) -> Outcome {
 }
 
 /// The fields of `/health` that kvctl shows, in order.
-const HEALTH_FIELDS: [&str; 8] = [
+const HEALTH_FIELDS: [&str; 10] = [
     "address",
     "replica",
     "status",
     "synced",
+    "ready",
+    "suspects",
     "keys",
     "tombstones",
     "buffered",
     "view",
 ];
 
-/// One field of a `/health` body, as text.
+/// One field of a `/health` body, as text (a list as its items, joined by
+/// commas; `none` when empty).
 fn health_field(body: &Value, name: &str) -> String {
     match &body[name] {
         Value::String(text) => text.clone(),
         Value::Bool(true) => "yes".into(),
         Value::Bool(false) => "no".into(),
         Value::Null => "-".into(),
+        Value::Array(items) if items.is_empty() => "none".into(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }
@@ -308,7 +320,8 @@ fn render_status(
             .iter()
             .map(|r| match &r.health {
                 Ok(health) => json!({"address": r.address, "in-view": r.in_view,
-                                     "status": health.status, "health": health.body}),
+                                     "status": health.status, "ready": r.readiness(),
+                                     "health": health.body}),
                 Err(e) => json!({"address": r.address, "in-view": r.in_view, "error": e}),
             })
             .collect();
@@ -317,7 +330,7 @@ fn render_status(
     let mut rows = vec![[
         "REPLICA".to_string(),
         "STATUS".into(),
-        "SYNCED".into(),
+        "READY".into(),
         "KEYS".into(),
         "VIEW".into(),
     ]];
@@ -330,10 +343,15 @@ fn render_status(
         rows.push(match &replica.health {
             Ok(r) if r.status == 200 => {
                 let field = |name: &str| health_field(&r.body, name);
+                let ready = match replica.readiness() {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                };
                 [
                     name,
                     field("status"),
-                    field("synced"),
+                    ready.into(),
                     field("keys"),
                     field("view"),
                 ]
@@ -390,6 +408,8 @@ mod tests {
             max_body_bytes: 1 << 20,
             heartbeat_interval_ms: 100,
             failure_timeout_ms: 1000,
+            suspect_timeout_ms: 60_000,
+            handover_timeout_ms: 1000,
             view_dns_interval_ms: 5000,
             workers: Some(1),
             ..Args::default()
@@ -468,7 +488,16 @@ mod tests {
         );
         let status = first.run(&Action::Status, false).await;
         assert_eq!(status.code, EXIT_OK);
-        assert!(status.stdout[0].starts_with("REPLICA"), "{status:?}");
+        let header: Vec<&str> = status.stdout[0].split_whitespace().collect();
+        assert_eq!(header, ["REPLICA", "STATUS", "READY", "KEYS", "VIEW"]);
+        let live: Vec<&str> = status
+            .stdout
+            .iter()
+            .find(|l| l.starts_with(&host))
+            .unwrap_or_else(|| panic!("{status:?}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(live[1..3], ["ok", "yes"], "{status:?}");
         // The dead first host is listed, marked as outside the view.
         assert!(
             status
@@ -482,6 +511,21 @@ mod tests {
         assert_eq!(too_long.code, EXIT_USAGE);
         assert!(too_long.stderr[0].starts_with("kvctl: key is too long"));
         server.stop(true).await;
+    }
+
+    #[test]
+    fn health_fields_print_as_words() {
+        let body = json!({"synced": true, "ready": false, "keys": 3,
+                          "suspects": ["10.0.0.2:8085", "10.0.0.3:8085"], "view": ""});
+        let shown: Vec<String> = ["synced", "ready", "keys", "suspects", "draining"]
+            .iter()
+            .map(|name| health_field(&body, name))
+            .collect();
+        assert_eq!(
+            shown,
+            ["yes", "no", "3", "10.0.0.2:8085,10.0.0.3:8085", "-"]
+        );
+        assert_eq!(health_field(&json!({"suspects": []}), "suspects"), "none");
     }
 
     #[actix_rt::test]

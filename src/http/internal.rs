@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::read_body;
 use crate::error::{ApiError, Error};
+use crate::node::Node;
 use crate::replica::{Kind, Request};
-use crate::server::Node;
 use crate::transport::{INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Largest replica-to-replica request body (replication batches).

@@ -8,8 +8,8 @@ use serde_json::value::RawValue;
 use super::{parse_json, read_body};
 use crate::causal::{CausalContext, Metadata};
 use crate::error::{ApiError, Error};
-use crate::replica::WriteResult;
-use crate::server::Node;
+use crate::node::Node;
+use crate::replica::{Outcome, Wait, WriteResult};
 use crate::store::{Key, KeyError, Value};
 
 /// Header that may carry a GET's context (for clients that cannot send a
@@ -129,6 +129,33 @@ fn parse_context(sent: Option<&RawValue>, method: &Method) -> Result<CausalConte
     CausalContext::parse_raw(sent).map_err(|e| ApiError::new(Error::BadRequest(e), method))
 }
 
+/// The 503 for a request that could not be served; it carries the
+/// request's context back unchanged.
+fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError {
+    let error = match wait {
+        Wait::Missing(_) => Error::DependenciesNotSatisfied,
+        Wait::NotReady => Error::NotReady,
+        Wait::ShuttingDown => Error::ShuttingDown,
+    };
+    let metadata = context.reply(&Default::default()).to_value();
+    ApiError::new(error, method).with("causal-metadata", metadata)
+}
+
+/// Runs a write once the node can serve `context`.
+async fn write(
+    node: &Node,
+    key: &Key,
+    value: Option<Value>,
+    context: &CausalContext,
+    method: &Method,
+) -> Result<WriteResult, ApiError> {
+    node.serve(|node| {
+        node.with_replica(|replica, _| replica.write(key.clone(), value.clone(), context))
+    })
+    .await
+    .map_err(|wait| unavailable(wait, context, method))
+}
+
 async fn put(
     node: web::Data<Node>,
     key: Key,
@@ -142,23 +169,18 @@ async fn put(
         .and_then(Value::from_raw)
         .ok_or_else(|| ApiError::new(Error::BadRequest("Value is missing".into()), &method))?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = node
-        .when_ready(&context, &method, |replica| {
-            replica.write(key.clone(), Some(value.clone()), &context)
-        })
-        .await?;
-    Ok(match result {
-        WriteResult::Created { learned } => HttpResponse::Created().json(Done {
-            causal_metadata: context.reply(&learned),
+    let result = write(&node, &key, Some(value), &context, &method).await?;
+    let causal_metadata = result.learned.metadata(&context);
+    Ok(match result.outcome {
+        Outcome::Created => HttpResponse::Created().json(Done {
+            causal_metadata,
             message: "Added successfully",
         }),
-        WriteResult::Updated { learned } => HttpResponse::Ok().json(Done {
-            causal_metadata: context.reply(&learned),
+        Outcome::Updated => HttpResponse::Ok().json(Done {
+            causal_metadata,
             message: "Updated successfully",
         }),
-        WriteResult::Deleted { .. } | WriteResult::NotFound { .. } => {
-            unreachable!("a put never deletes")
-        }
+        Outcome::Deleted | Outcome::NotFound => unreachable!("a put never deletes"),
     })
 }
 
@@ -181,9 +203,10 @@ async fn get(
     };
     let context = parse_context(sent, &method)?;
     let read = node
-        .when_ready(&context, &method, |replica| replica.read(&key, &context))
-        .await?;
-    let metadata = context.reply(&read.learned);
+        .serve_read(&context, |replica, context| replica.read(&key, context))
+        .await
+        .map_err(|wait| unavailable(wait, &context, &method))?;
+    let metadata = read.learned.metadata(&context);
     Ok(match read.value {
         Some(value) => HttpResponse::Ok().json(Found {
             message: "Retrieved successfully",
@@ -229,21 +252,16 @@ async fn delete(
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = node
-        .when_ready(&context, &method, |replica| {
-            replica.write(key.clone(), None, &context)
-        })
-        .await?;
-    Ok(match result {
-        WriteResult::Deleted { learned } => HttpResponse::Ok().json(Done {
-            causal_metadata: context.reply(&learned),
+    let result = write(&node, &key, None, &context, &method).await?;
+    let causal_metadata = result.learned.metadata(&context);
+    Ok(match result.outcome {
+        Outcome::Deleted => HttpResponse::Ok().json(Done {
+            causal_metadata,
             message: "Deleted successfully",
         }),
-        WriteResult::NotFound { learned } => {
-            HttpResponse::NotFound().json(Missing::new("Error in DELETE", context.reply(&learned)))
+        Outcome::NotFound => {
+            HttpResponse::NotFound().json(Missing::new("Error in DELETE", causal_metadata))
         }
-        WriteResult::Created { .. } | WriteResult::Updated { .. } => {
-            unreachable!("a delete never puts")
-        }
+        Outcome::Created | Outcome::Updated => unreachable!("a delete never puts"),
     })
 }

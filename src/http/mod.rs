@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, Error};
 use crate::metrics::KV_ROUTE;
-use crate::server::Node;
+use crate::node::Node;
 
 /// Registers every route of the node.
 pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {

@@ -1,33 +1,63 @@
-//! Operations endpoints: `/health` and `/metrics`.
+//! Operations endpoints: `/health` (liveness), `/ready` (readiness) and
+//! `/metrics`.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::server::Node;
+use crate::node::Node;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
 }
 
-/// 200 while the replica serves; says whether its start-up sync is done.
+/// 200 while the process serves: liveness. The body says whether the
+/// replica holds the state, and who it knows.
 async fn health(node: web::Data<Node>) -> HttpResponse {
-    let (stats, view) = node.with_replica(|replica, _| (replica.stats(), replica.view().print()));
+    let (stats, view, suspects) =
+        node.read_replica(|replica| (replica.stats(), replica.view().print(), replica.suspects()));
+    let me = node.me();
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "synced": stats.synced,
-        "replica": node.me().id,
-        "address": node.me().address,
+        "ready": stats.ready,
+        "draining": stats.draining,
+        "replica": me.id,
+        "address": me.address,
         "view": view,
+        "suspects": suspects,
         "keys": stats.keys,
         "tombstones": stats.tombstones,
         "buffered": stats.buffered,
+        "clock": stats.clock_entries,
+        "retired": stats.retired,
+    }))
+}
+
+/// 200 once the replica holds a copy of the state (or started a new
+/// store) and is not stopping; 503 otherwise: what load balancers and
+/// readiness probes wait on.
+async fn ready(node: web::Data<Node>) -> HttpResponse {
+    let stats = node.read_replica(|replica| replica.stats());
+    if stats.ready {
+        return HttpResponse::Ok().json(json!({"ready": true, "replica": node.me().id}));
+    }
+    let why = if stats.draining {
+        "Replica is shutting down"
+    } else {
+        "Replica is not ready: it is copying the state of a member"
+    };
+    HttpResponse::ServiceUnavailable().json(json!({
+        "ready": false,
+        "error": why,
+        "message": "Error in GET",
     }))
 }
 
 /// The Prometheus text exposition.
 async fn metrics(node: web::Data<Node>) -> HttpResponse {
-    let stats = node.with_replica(|replica, _| replica.stats());
+    let stats = node.read_replica(|replica| replica.stats());
     HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
         .body(node.metrics.render(&stats))

@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 use super::{parse_json, read_body};
 use crate::address::SocketAddress;
 use crate::error::{ApiError, Error};
-use crate::server::Node;
+use crate::node::Node;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/key-value-store-view", web::get().to(get))
@@ -42,7 +42,7 @@ async fn read_address(
 }
 
 async fn get(node: web::Data<Node>) -> HttpResponse {
-    let view = node.with_replica(|replica, _| replica.view().print());
+    let view = node.read_replica(|replica| replica.view().print());
     HttpResponse::Ok().json(json!({"message": "View retrieved successfully", "view": view}))
 }
 

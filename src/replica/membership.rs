@@ -23,11 +23,11 @@ impl Replica {
         true
     }
 
-    /// An operator removes `address` from the view here; the change is
-    /// relayed to every member and to the removed replica. Returns `false`
-    /// if it was not a member.
+    /// An operator removes `address` (a member, or a suspect) from the
+    /// view here; the change is relayed to every member and to the removed
+    /// replica. Returns `false` if it was neither.
     pub fn view_remove(&mut self, address: SocketAddress) -> bool {
-        if address == self.me.address || !self.view.remove(&address) {
+        if address == self.me.address || !self.view.remove(&address, None) {
             return false;
         }
         info!(peer = %address, "replica removed from the view by request");
@@ -106,11 +106,21 @@ impl Replica {
     /// name has not listed in [`DNS_MISSES_TO_LEAVE`] answers in a row leaves
     /// it (the deployment scaled down), which leaves a new replica time to
     /// appear in DNS after it joined. An empty answer changes nothing.
+    ///
+    /// The answer also becomes this replica's seeds; an address that left
+    /// DNS is forgotten at once (no probes, no say in tombstone collection)
+    /// and refused for the suspect timeout, after which nothing of it is
+    /// kept.
     pub fn set_dns_members(&mut self, resolved: Vec<SocketAddress>, now: Millis) {
         if resolved.is_empty() {
             return;
         }
         let resolved: BTreeSet<SocketAddress> = resolved.into_iter().collect();
+        self.seeds = resolved
+            .iter()
+            .filter(|a| **a != self.me.address)
+            .cloned()
+            .collect();
         for address in &resolved {
             if *address != self.me.address && !self.view.contains(address) {
                 self.view.add(address, now);
@@ -125,7 +135,9 @@ impl Replica {
             *misses += 1;
             if *misses >= DNS_MISSES_TO_LEAVE {
                 self.dns_misses.remove(&address);
-                self.view.remove(&address);
+                let expires = now + self.timing.suspect_timeout;
+                self.view.remove(&address, Some(expires));
+                self.relays.remove(&address);
                 info!(peer = %address, "replica no longer listed in DNS; removed from the view");
                 self.outbox.push(Effect::DropQueue { peer: address });
             }
@@ -145,7 +157,7 @@ impl Replica {
                 );
             }
             ViewChange::Remove(address) => {
-                if self.view.remove(&address) {
+                if self.view.remove(&address, None) {
                     info!(peer = %address, "replica removed from the view (relayed)");
                 }
                 self.relays.remove(&address);

@@ -4,7 +4,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::address::SocketAddress;
-use crate::causal::{Causal, Dot, ReplicaId, VectorClock};
+use crate::causal::{Causal, Dot, ReplicaId, Retired, VectorClock};
 use crate::store::{Image, Key, Value, Version};
 
 /// A replica incarnation: where it is reached and the identity it writes under.
@@ -77,8 +77,12 @@ pub enum Request {
     Heartbeat {
         /// The sender.
         from: Member,
-        /// The sender's applied writes.
+        /// The sender's applied writes (retired incarnations left out).
         clock: VectorClock,
+        /// The sender's retirements of incarnations the receiver last
+        /// reported in its clock: the receiver may retire them too.
+        #[serde(default)]
+        retired: Vec<Retired>,
     },
     /// Asks for every version the sender lacks, given what it has applied.
     Pull {
@@ -87,15 +91,33 @@ pub enum Request {
         /// The sender's applied writes.
         clock: VectorClock,
     },
-    /// A starting replica announces itself and asks for the view.
+    /// A replica announces itself (starting, or coming back) and asks for
+    /// the view; carries what it knows, so that the receiver can tell
+    /// whether either of the two must copy the other's state first.
     Join {
-        /// The new incarnation.
+        /// The incarnation joining.
         from: Member,
+        /// Its applied writes.
+        #[serde(default)]
+        clock: VectorClock,
+        /// Every incarnation it has retired.
+        #[serde(default)]
+        retired: Vec<Retired>,
+        /// The newest delete of each writer whose tombstone it forgot.
+        #[serde(default)]
+        collected: VectorClock,
+        /// Whether it is starting: it has written nothing under its
+        /// identity, so a member that knows writes of it must refuse it.
+        #[serde(default)]
+        fresh: bool,
     },
-    /// Asks for a full copy of the state (data, clocks, pending writes).
+    /// Asks for one page of a copy of the whole state.
     Snapshot {
         /// The sender.
         from: Member,
+        /// The slot the page starts at: 0 for the first page.
+        #[serde(default)]
+        cursor: u32,
     },
     /// Relays an operator's view change.
     ViewChange {
@@ -129,8 +151,8 @@ impl Request {
             Request::Replicate { from, .. }
             | Request::Heartbeat { from, .. }
             | Request::Pull { from, .. }
-            | Request::Join { from }
-            | Request::Snapshot { from }
+            | Request::Join { from, .. }
+            | Request::Snapshot { from, .. }
             | Request::ViewChange { from, .. } => from,
         }
     }
@@ -181,7 +203,7 @@ impl Kind {
 /// and writes the sender holds but cannot apply yet.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StateTransfer {
-    /// Versions (the whole store for a snapshot, else what the asker lacks).
+    /// Versions the asker lacks.
     pub versions: Versions,
     /// The writes those versions account for.
     pub clock: VectorClock,
@@ -189,6 +211,64 @@ pub struct StateTransfer {
     pub lamport: u64,
     /// Writes waiting in the sender's delivery buffer.
     pub pending: Vec<Write>,
+    /// The sender's retirements of incarnations the asker's clock names.
+    #[serde(default)]
+    pub retired: Vec<Retired>,
+}
+
+/// One page of a copy of a replica's whole state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Page {
+    /// The versions held in a range of the sender's slots.
+    pub versions: Versions,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<u32>,
+    /// What the copy as a whole accounts for: sent with the first page.
+    pub start: Option<Start>,
+}
+
+/// What a copy of a replica's state accounts for, as of its first page.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Start {
+    /// The sender's applied writes when the copy began.
+    pub clock: VectorClock,
+    /// Every incarnation the sender has retired.
+    pub retired: Vec<Retired>,
+    /// The newest delete of each writer whose tombstone the sender forgot.
+    pub collected: VectorClock,
+    /// The sender's Lamport clock.
+    pub lamport: u64,
+    /// Writes waiting in the sender's delivery buffer.
+    pub pending: Vec<Write>,
+}
+
+/// Why a replica refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// An operator removed the sender from the view: it is heard again
+    /// once it is added back, or restarts.
+    Removed,
+    /// The sender is not a member this replica has heard join (it was
+    /// forgotten, re-added, or restarted): it must join first.
+    Rejoin,
+    /// The sender's identity names writes it does not hold: it must take a
+    /// new incarnation.
+    IdentityInUse,
+    /// This replica holds no copy of the state to give yet.
+    NotReady,
+}
+
+impl Refusal {
+    /// Why, in words, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Removed => "removed from the view; heard again once added back",
+            Refusal::Rejoin => "not a member heard joining; join first",
+            Refusal::IdentityInUse => "identity names writes it does not hold",
+            Refusal::NotReady => "holds no copy of the state yet",
+        }
+    }
 }
 
 /// The versions of a [`StateTransfer`]: a list, or, for a snapshot, a
@@ -265,8 +345,12 @@ pub enum Reply {
     Heartbeat {
         /// The replier.
         from: Member,
-        /// The replier's applied writes.
+        /// The replier's applied writes (retired incarnations left out).
         clock: VectorClock,
+        /// The replier's retirements of incarnations the request's clock
+        /// names.
+        #[serde(default)]
+        retired: Vec<Retired>,
     },
     /// Answer to a pull: what the asker lacks.
     Pull {
@@ -275,27 +359,40 @@ pub enum Reply {
         /// The state.
         state: StateTransfer,
     },
-    /// Answer to a join: the replier's view.
+    /// Answer to a join.
     Join {
         /// The replier.
         from: Member,
         /// Every member the replier knows, itself included.
         view: Vec<SocketAddress>,
+        /// Whether the replier holds a copy of the state to give.
+        #[serde(default)]
+        ready: bool,
+        /// Whether the joiner has applied everything the replier forgot
+        /// (collected deletes, retired incarnations): if not, the joiner
+        /// must copy the replier's state before they exchange writes.
+        #[serde(default)]
+        vetted: bool,
+        /// The replier's applied writes.
+        #[serde(default)]
+        clock: VectorClock,
+        /// Every incarnation the replier has retired.
+        #[serde(default)]
+        retired: Vec<Retired>,
     },
-    /// Answer to a snapshot request: the full state.
+    /// Answer to a snapshot request: one page of the state.
     Snapshot {
         /// The replier.
         from: Member,
-        /// The state.
-        state: StateTransfer,
+        /// The page.
+        page: Page,
     },
-    /// The sender was removed from the replier's view by an operator and
-    /// must rejoin before it is heard again.
+    /// The request was refused.
     Refused {
         /// The replier.
         from: Member,
         /// Why.
-        reason: String,
+        reason: Refusal,
     },
 }
 

@@ -25,54 +25,56 @@
 //!   their context, call `catch_up` and retry as the network runs (after
 //!   10 s they give up, like the 503, and start afresh).
 //!
-//! After every input to a replica the harness audits it: its applied clock
-//! counts only issued writes, each with all its dependencies, and its store
-//! holds exactly the winning version of each key among the writes applied
-//! (a tombstone may be forgotten). Every client read must return a version
-//! no older, in the key's order, than one its session wrote or read before
-//! (read-your-writes, monotonic reads). [`Sim::settle`] heals, restarts and
-//! runs until every replica holds the same store, clock and view (a write
-//! that waits for one lost in a crash stays buffered, as it must), then
-//! checks that every write of an incarnation that never crashed is applied
-//! everywhere.
+//! After every input to a replica the harness audits it: what it has
+//! applied (its clock and retired incarnations) counts only issued writes,
+//! each with all its dependencies; its store holds, for each key, an issued
+//! version at least as new as the winner among the writes applied (a copy
+//! in pages may bring newer ones early), and never loses a live winner (a
+//! tombstone may be forgotten). While a copy is being merged the store is
+//! not audited. Every client read must return a version no older, in the
+//! key's order, than one its session wrote or read before (read-your-
+//! writes, monotonic reads), and no deleted value its session saw deleted.
+//! [`Sim::settle`] heals, restarts and runs until every replica holds the
+//! same store, knowledge and view (a write that waits for one lost in a
+//! crash stays buffered, as it must), then checks that every write of an
+//! incarnation that never crashed is applied everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::{single, Effect, Kind, Millis, Replica, Reply, Request, Timing, Write, WriteResult};
+use super::{single, Effect, Kind, Millis, Outcome, Replica, Reply, Request, Timing, Wait, Write};
 use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, ReplicaId, VectorClock};
 use crate::store::{Key, Value, Version};
 
 /// Simulated time between two steps.
-const STEP: Millis = 10;
+pub(super) const STEP: Millis = 10;
 /// How long a client waits for its context before giving up (the 503).
 const CLIENT_WAIT: Millis = 10_000;
 
 /// splitmix64: tiny and good enough to drive a simulation.
 #[derive(Default)]
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
     fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
     }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
-    fn shuffle<T>(&mut self, items: &mut [T]) {
+    pub(super) fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             items.swap(i, self.below(i as u64 + 1) as usize);
         }
@@ -82,11 +84,22 @@ impl Rng {
 /// How the network misbehaves: chances per mille per message to drop and
 /// to duplicate it and to make it 0.5–3 s late, and the usual latency in ms.
 #[derive(Clone, Copy, Debug, Default)]
-struct Faults(u64, u64, u64, Millis);
+pub(super) struct Faults(pub u64, pub u64, pub u64, pub Millis);
 
-const CALM: Faults = Faults(0, 0, 0, 30);
-const LOSSY: Faults = Faults(50, 100, 0, 100);
-const ROUGH: Faults = Faults(100, 150, 50, 200);
+pub(super) const CALM: Faults = Faults(0, 0, 0, 30);
+pub(super) const LOSSY: Faults = Faults(50, 100, 0, 100);
+pub(super) const ROUGH: Faults = Faults(100, 150, 50, 200);
+
+/// The pace of simulated replicas: the defaults, but replicas are
+/// forgotten after 8 s of silence, and copies come in pages of 8 keys.
+pub(super) fn sim_timing() -> Timing {
+    Timing {
+        suspect_timeout: 8_000,
+        gc_interval: 2_000,
+        page_keys: 8,
+        ..Timing::default()
+    }
+}
 
 /// One replication queue of the transport.
 #[derive(Default)]
@@ -99,8 +112,8 @@ struct Queue {
 }
 
 /// A running incarnation, and what its last audit established.
-struct Node {
-    replica: Replica,
+pub(super) struct Node {
+    pub replica: Replica,
     epoch: u64,
     queues: BTreeMap<SocketAddress, Queue>,
     signature: (u64, usize, usize),
@@ -131,22 +144,22 @@ enum Body {
 
 /// A write acknowledged to a client, with the context the client sent.
 #[derive(Debug)]
-struct Logged {
-    key: Key,
-    version: Version,
-    deps: VectorClock,
+pub(super) struct Logged {
+    pub key: Key,
+    pub version: Version,
+    pub deps: VectorClock,
 }
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Put(Key),
     Delete(Key),
     Get(Key),
 }
 
 #[derive(Default)]
-struct Session {
-    ctx: Json,
+pub(super) struct Session {
+    pub ctx: Json,
     /// The newest version of each key this session wrote or read.
     seen: BTreeMap<Key, Version>,
     /// An operation waiting for its context: at which replica, since when.
@@ -154,35 +167,58 @@ struct Session {
 }
 
 #[derive(Default)]
-struct Sim {
-    rng: Rng,
-    now: Millis,
-    faults: Faults,
-    addrs: Vec<SocketAddress>,
-    nodes: Vec<Option<Node>>,
-    group: Vec<u64>,
+pub(super) struct Sim {
+    pub rng: Rng,
+    pub now: Millis,
+    pub faults: Faults,
+    pub timing: Timing,
+    pub addrs: Vec<SocketAddress>,
+    pub nodes: Vec<Option<Node>>,
+    pub group: Vec<u64>,
     /// Messages in flight, by arrival time (and a tie-breaker).
     net: BTreeMap<(Millis, u64), (Head, Body)>,
     fresh: u64,
-    log: Vec<Logged>,
+    pub log: Vec<Logged>,
     issued: BTreeMap<Dot, usize>,
     /// Incarnations that crashed: their unspread writes may be lost.
-    lost: BTreeSet<ReplicaId>,
-    sessions: Vec<Session>,
+    pub lost: BTreeSet<ReplicaId>,
+    /// Addresses whose replica is gone for good (never restarted).
+    pub gone: BTreeSet<usize>,
+    pub sessions: Vec<Session>,
     /// Chance per mille per step that an idle session starts an operation.
-    client_rate: u64,
-    duplicates: u64,
+    pub client_rate: u64,
+    pub duplicates: u64,
 }
 
-fn key(text: &str) -> Key {
+/// A span naming the replica and the simulated time, for the trace that
+/// `SIM_TRACE=1` prints (see [`trace`]).
+fn trace_at(at: &SocketAddress, now: Millis) -> tracing::span::EnteredSpan {
+    tracing::debug_span!("at", replica = %at, t = now).entered()
+}
+
+/// With `SIM_TRACE=1`, prints every step of the replicas to the test's
+/// output (run one seed: `SIM_SEED=<seed> SIM_TRACE=1 cargo test ...`).
+pub(super) fn trace() {
+    if std::env::var_os("SIM_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_test_writer()
+            .with_target(false)
+            .without_time()
+            .try_init();
+    }
+}
+
+pub(super) fn key(text: &str) -> Key {
     Key::parse(text).expect("valid key")
 }
 
 impl Sim {
-    fn new(seed: u64, n: usize, faults: Faults) -> Sim {
+    pub(super) fn new(seed: u64, n: usize, faults: Faults) -> Sim {
         let mut sim = Sim {
             rng: Rng(seed),
             faults,
+            timing: sim_timing(),
             ..Sim::default()
         };
         for _ in 0..n {
@@ -192,19 +228,76 @@ impl Sim {
         sim
     }
 
-    fn with_sessions(mut self, count: usize, rate: u64) -> Sim {
+    /// A new store: `n` replicas whose `VIEW` names all of them, started
+    /// at the same instant.
+    pub(super) fn new_store(seed: u64, n: usize, faults: Faults) -> Sim {
+        let mut sim = Sim {
+            rng: Rng(seed),
+            faults,
+            timing: sim_timing(),
+            ..Sim::default()
+        };
+        for _ in 0..n {
+            sim.add_address();
+        }
+        for i in 0..n {
+            sim.boot(i);
+        }
+        sim
+    }
+
+    /// Stops the clients: no new operations, none waiting.
+    pub(super) fn quiet(&mut self) {
+        self.client_rate = 0;
+        self.sessions.iter_mut().for_each(|s| s.pending = None);
+    }
+
+    /// A new session with no context; returns its number.
+    pub(super) fn session(&mut self) -> usize {
+        self.sessions.push(Session::default());
+        self.sessions.len() - 1
+    }
+
+    /// Session `s` runs `op` at replica `i`, waiting (as the network runs)
+    /// until it is served; panics after the client's wait.
+    pub(super) fn until_served(&mut self, s: usize, i: usize, op: Op) -> Option<Value> {
+        let since = self.now;
+        loop {
+            match self.client(s, i, &op) {
+                Ok(value) => return value,
+                Err(wait) => {
+                    if self.now - since >= CLIENT_WAIT {
+                        let known: Vec<String> = self
+                            .live()
+                            .into_iter()
+                            .map(|j| format!("{}: {:?}", self.addrs[j], self.replica(j).known()))
+                            .collect();
+                        panic!("{op:?} at {i} not served: {wait:?}\n{}", known.join("\n"));
+                    }
+                    if let Wait::Missing(missing) = wait {
+                        let now = self.now;
+                        self.replica_mut(i).catch_up(&missing, now);
+                        self.flush(i);
+                    }
+                    self.step();
+                }
+            }
+        }
+    }
+
+    pub(super) fn with_sessions(mut self, count: usize, rate: u64) -> Sim {
         self.sessions = (0..count).map(|_| Session::default()).collect();
         self.client_rate = rate;
         self
     }
 
-    fn fresh(&mut self) -> u64 {
+    pub(super) fn fresh(&mut self) -> u64 {
         self.fresh += 1;
         self.fresh
     }
 
     /// A new address, with no replica running at it yet.
-    fn add_address(&mut self) -> usize {
+    pub(super) fn add_address(&mut self) -> usize {
         let text = format!("10.0.0.{}:8085", self.addrs.len() + 1);
         self.addrs.push(SocketAddress::parse(&text).expect("valid"));
         self.nodes.push(None);
@@ -213,10 +306,15 @@ impl Sim {
     }
 
     /// Starts a new incarnation at address `i`, its `VIEW` naming every address.
-    fn boot(&mut self, i: usize) {
+    pub(super) fn boot(&mut self, i: usize) {
         let incarnation = format!("inc{}", self.fresh());
+        self.boot_as(i, &incarnation);
+    }
+
+    /// Starts the incarnation `incarnation` at address `i`.
+    pub(super) fn boot_as(&mut self, i: usize, incarnation: &str) {
         let (me, now) = (self.addrs[i].clone(), self.now);
-        let replica = Replica::new(me, &incarnation, &self.addrs, Timing::default(), now);
+        let replica = Replica::new(me, incarnation, &self.addrs, self.timing.clone(), now);
         self.nodes[i] = Some(Node {
             replica,
             epoch: self.fresh(),
@@ -227,21 +325,21 @@ impl Sim {
         });
     }
 
-    fn crash(&mut self, i: usize) {
+    pub(super) fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             self.lost.insert(node.replica.me().id.clone());
         }
     }
 
-    fn replica(&self, i: usize) -> &Replica {
+    pub(super) fn replica(&self, i: usize) -> &Replica {
         &self.nodes[i].as_ref().expect("replica is up").replica
     }
 
-    fn replica_mut(&mut self, i: usize) -> &mut Replica {
+    pub(super) fn replica_mut(&mut self, i: usize) -> &mut Replica {
         &mut self.nodes[i].as_mut().expect("replica is up").replica
     }
 
-    fn live(&self) -> Vec<usize> {
+    pub(super) fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_some())
             .collect()
@@ -290,6 +388,7 @@ impl Sim {
             Body::Request(request, copy) => match linked.filter(|&t| self.nodes[t].is_some()) {
                 Some(t) if !self.rng.chance(drop) => {
                     let now = self.now;
+                    let _span = trace_at(&self.addrs[t], now);
                     let reply = self.replica_mut(t).handle(request, now);
                     self.flush(t);
                     if copy {
@@ -310,6 +409,7 @@ impl Sim {
                     return;
                 };
                 let Some((generation, n)) = head.batch else {
+                    let _span = trace_at(&self.addrs[head.node], now);
                     node.replica.on_reply(&head.peer, head.kind, result, now);
                     return self.flush(head.node);
                 };
@@ -330,7 +430,7 @@ impl Sim {
     }
 
     /// Carries out the effects replica `i` produced, then audits it.
-    fn flush(&mut self, i: usize) {
+    pub(super) fn flush(&mut self, i: usize) {
         let effects = self.nodes[i].as_mut().map(|n| n.replica.take_effects());
         for effect in effects.into_iter().flatten() {
             let generation = self.fresh();
@@ -348,6 +448,10 @@ impl Sim {
                     }
                 }
                 Effect::DropQueue { peer } => _ = queues.remove(&peer),
+                Effect::Reincarnate => {
+                    let incarnation = format!("inc{generation}");
+                    self.replica_mut(i).reincarnate(&incarnation);
+                }
             }
         }
         if let Err(e) = self.audit(i) {
@@ -378,7 +482,7 @@ impl Sim {
     }
 
     /// Hands `to` the whole queue `from` holds for it, off the network.
-    fn deliver_queue(&mut self, from: usize, to: usize) {
+    pub(super) fn deliver_queue(&mut self, from: usize, to: usize) {
         let node = self.nodes[from].as_mut().expect("up");
         let queue = node.queues.remove(&self.addrs[to]).expect("a queue");
         let writes = queue.writes.iter().map(|w| Write::clone(w)).collect();
@@ -391,7 +495,7 @@ impl Sim {
 
     // ----- time ------------------------------------------------------------
 
-    fn step(&mut self) {
+    pub(super) fn step(&mut self) {
         self.now += STEP;
         let now = self.now;
         let later = self.net.split_off(&(now + 1, 0));
@@ -407,6 +511,7 @@ impl Sim {
         for i in order {
             self.pump(i);
             if let Some(node) = self.nodes[i].as_mut() {
+                let _span = trace_at(&self.addrs[i], now);
                 node.replica.tick(now);
                 self.flush(i);
             }
@@ -414,7 +519,7 @@ impl Sim {
         self.clients();
     }
 
-    fn run(&mut self, ms: Millis) {
+    pub(super) fn run(&mut self, ms: Millis) {
         for _ in 0..ms / STEP {
             self.step();
         }
@@ -422,10 +527,12 @@ impl Sim {
 
     /// Runs `ms` while faults strike at random: partitions, heals, crashes,
     /// restarts and changes of how lossy the network is.
-    fn run_chaos(&mut self, ms: Millis) {
+    pub(super) fn run_chaos(&mut self, ms: Millis) {
         for _ in 0..ms / STEP {
             let n = self.nodes.len();
-            let dead: Vec<usize> = (0..n).filter(|&i| self.nodes[i].is_none()).collect();
+            let dead: Vec<usize> = (0..n)
+                .filter(|&i| self.nodes[i].is_none() && !self.gone.contains(&i))
+                .collect();
             match self.rng.below(1000) {
                 0..=2 => self.group = (0..n).map(|_| self.rng.below(3)).collect(),
                 3..=6 => self.group = vec![0; n],
@@ -468,23 +575,25 @@ impl Sim {
             if !live.contains(&at) || self.rng.chance(300) {
                 at = self.rng.pick(&live);
             }
-            let Err(missing) = self.client(s, at, &op) else {
+            let Err(wait) = self.client(s, at, &op) else {
                 continue;
             };
             if self.now - since > CLIENT_WAIT {
                 self.sessions[s] = Session::default();
             } else {
-                let now = self.now;
-                self.replica_mut(at).catch_up(&missing, now);
-                self.flush(at);
+                if let Wait::Missing(missing) = wait {
+                    let now = self.now;
+                    self.replica_mut(at).catch_up(&missing, now);
+                    self.flush(at);
+                }
                 self.sessions[s].pending = Some((op, at, since));
             }
         }
     }
 
     /// Session `s` performs `op` at replica `i` with its latest context:
-    /// the value read or written, or the writes the replica lacks.
-    fn client(&mut self, s: usize, i: usize, op: &Op) -> Result<Option<Value>, VectorClock> {
+    /// the value read or written, or why the replica cannot serve it.
+    pub(super) fn client(&mut self, s: usize, i: usize, op: &Op) -> Result<Option<Value>, Wait> {
         let sent = self.sessions[s].ctx.clone();
         let ctx = CausalContext::parse(Some(&sent)).expect("metadata round-trips");
         let (key, value, learned) = match op {
@@ -497,15 +606,12 @@ impl Sim {
                     Op::Put(_) => Value::from_json(&self.fresh().to_string()).expect("json"),
                     _ => None,
                 };
+                let _span = trace_at(&self.addrs[i], self.now);
+                tracing::debug!(session = s, ?op, context = %sent, "client write");
                 let replica = self.replica_mut(i);
                 let result = replica.write(key.clone(), value.clone(), &ctx)?;
                 let version = replica.store().get(key);
-                let written = !matches!(result, WriteResult::NotFound { .. });
-                let (WriteResult::Created { learned }
-                | WriteResult::Updated { learned }
-                | WriteResult::Deleted { learned }
-                | WriteResult::NotFound { learned }) = result;
-                if let Some(version) = version.filter(|_| written) {
+                if let Some(version) = version.filter(|_| result.outcome != Outcome::NotFound) {
                     // It beats everything applied here.
                     assert_eq!(version.value, value, "a write lost at once");
                     self.issued.insert(version.dot.clone(), self.log.len());
@@ -513,16 +619,36 @@ impl Sim {
                     self.log.push(Logged { key, version, deps });
                 }
                 self.flush(i);
-                (key, value, learned)
+                (key, value, result.learned)
             }
         };
-        // The client got, and learned the dot of, the version stored.
-        let version = self.replica(i).store().get(key);
-        let dot = version.as_ref().map(|v| single(&v.dot));
+        // The client got, and learned the dot of, the version stored
+        // (nothing, for a retired incarnation's write).
+        let replica = self.replica(i);
+        let version = replica.store().get(key);
         assert_eq!(value, version.as_ref().and_then(|v| v.value.clone()));
-        assert_eq!(learned, dot.unwrap_or_default());
+        let dot = version.as_ref().map(|v| single(&v.dot)).unwrap_or_default();
+        let retired = version
+            .as_ref()
+            .is_some_and(|v| replica.known().is_retired(&v.dot.replica));
+        if retired {
+            assert!(
+                learned.clock.is_empty(),
+                "learned a retired incarnation's dot"
+            );
+        } else {
+            assert_eq!(learned.clock, dot);
+        }
+        // A version written by a replica that crashed before passing it on
+        // is lost: no read can be held to it.
+        let lost: Vec<bool> = self.sessions[s]
+            .seen
+            .get(key)
+            .map(|v| self.is_lost(&v.dot.replica, v.dot.counter))
+            .into_iter()
+            .collect();
         let session = &mut self.sessions[s];
-        if let Some(seen) = session.seen.get(key) {
+        if let Some(seen) = session.seen.get(key).filter(|_| lost != [true]) {
             let newer = |v: &Version| v == seen || v.supersedes(seen);
             // Only a forgotten tombstone at least as new may hide what was seen.
             let forgotten = || {
@@ -541,8 +667,8 @@ impl Sim {
                 session.seen.insert(key.clone(), v);
             }
         }
-        let reply = ctx.reply(&learned).to_value();
-        if learned.covered_by(ctx.clock()) {
+        let reply = learned.metadata(&ctx).to_value();
+        if learned.clock.covered_by(ctx.clock()) && learned.pruned.is_none() {
             assert_eq!(reply, sent, "the context is echoed when nothing is new");
         }
         session.ctx = reply;
@@ -551,16 +677,37 @@ impl Sim {
 
     // ----- invariants ------------------------------------------------------
 
+    /// How many writes of `id` a running replica has.
+    fn survived(&self, id: &ReplicaId) -> u64 {
+        let counts = self.nodes.iter().flatten();
+        counts
+            .map(|node| node.replica.known().count(id))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether write `n` of `id` is lost: its replica crashed and no
+    /// running replica has it.
+    fn is_lost(&self, id: &ReplicaId, n: u64) -> bool {
+        self.lost.contains(id) && self.survived(id) < n
+    }
+
     /// Replica `i` applied only issued writes, each after its dependencies,
-    /// and its store holds the winner among them for each key.
+    /// and its store holds, for each key, an issued version no older than
+    /// the winner among them (none lost, though tombstones may be).
     fn audit(&mut self, i: usize) -> Result<(), String> {
+        let survived: BTreeMap<ReplicaId, u64> = self
+            .lost
+            .iter()
+            .map(|id| (id.clone(), self.survived(id)))
+            .collect();
         let Some(node) = self.nodes[i].as_mut() else {
             return Ok(());
         };
         let (r, stats) = (&node.replica, node.replica.stats());
-        let applied = r.applied();
+        let applied = r.known().effective();
         let signature = (r.progress(), stats.keys, stats.tombstones);
-        if node.signature == signature && node.audited == *applied {
+        if node.signature == signature && node.audited == applied {
             return Ok(());
         }
         for (id, n) in applied.iter() {
@@ -569,8 +716,11 @@ impl Sim {
                 let Some(w) = self.issued.get(&dot).map(|&w| &self.log[w]) else {
                     return Err(format!("applied counts {dot}, which was never issued"));
                 };
-                if !w.deps.covered_by(applied) {
-                    let missing = w.deps.missing_from(applied);
+                // A dependency on a write lost with its replica (which
+                // ended) cannot be waited for.
+                let missing = r.known().missing(&w.deps);
+                let lost = |(id, n): (&ReplicaId, u64)| survived.get(id).is_some_and(|&k| k < n);
+                if !missing.iter().all(lost) {
                     return Err(format!("applied {dot} before its dependencies {missing:?}"));
                 }
                 let best = node.winners.entry(w.key.clone());
@@ -580,24 +730,30 @@ impl Sim {
                 }
             }
         }
+        node.audited = applied;
+        node.signature = signature;
+        if r.is_copying() {
+            return Ok(());
+        }
         for entry in r.store().iter() {
             let (key, v) = (entry.to_key(), entry.to_version());
+            if !self.issued.contains_key(&v.dot) {
+                return Err(format!("store holds {key:?}={v:?}, never issued"));
+            }
             let winner = node.winners.get(&key);
-            if !applied.contains(&v.dot) || winner != Some(&v) {
-                return Err(format!("store holds {key:?}={v:?}, not {winner:?}"));
+            if winner.is_some_and(|w| *w != v && !v.supersedes(w)) {
+                return Err(format!("store holds {key:?}={v:?}, older than {winner:?}"));
             }
         }
         let mut winners = node.winners.iter();
         if let Some(lost) = winners.find(|(k, v)| v.value.is_some() && r.store().get(k).is_none()) {
             return Err(format!("store lost {lost:?}"));
         }
-        node.audited = applied.clone();
-        node.signature = signature;
         Ok(())
     }
 
     /// Asserts that each replica of `at` has the view `members` (sorted).
-    fn assert_views(&self, at: &[usize], members: &[usize]) {
+    pub(super) fn assert_views(&self, at: &[usize], members: &[usize]) {
         let view: Vec<&str> = members.iter().map(|&i| self.addrs[i].as_str()).collect();
         let view = view.join(",");
         for &i in at {
@@ -607,17 +763,20 @@ impl Sim {
     }
 
     /// Why the replicas have not converged, if they have not.
-    fn divergence(&self) -> Option<String> {
-        let view: Vec<&str> = self.addrs.iter().map(|a| a.as_str()).collect();
+    pub(super) fn divergence(&self) -> Option<String> {
+        let members: Vec<usize> = (0..self.addrs.len())
+            .filter(|i| !self.gone.contains(i))
+            .collect();
+        let view: Vec<&str> = members.iter().map(|&i| self.addrs[i].as_str()).collect();
         let (view, mut first) = (view.join(","), None);
-        for (i, node) in self.nodes.iter().enumerate() {
-            let Some(r) = node.as_ref().map(|n| &n.replica) else {
+        for &i in &members {
+            let Some(r) = self.nodes[i].as_ref().map(|n| &n.replica) else {
                 return Some(format!("{} is down", self.addrs[i]));
             };
             // Writes waiting for writes lost in a crash wait forever.
-            let stuck = r.buffer.wanted(r.applied());
+            let stuck = r.buffer.wanted(r.known());
             let waits = stuck.iter().any(|(id, _)| !self.lost.contains(id));
-            if !r.is_synced() || waits || r.view().print() != view {
+            if !r.is_ready() || r.is_copying() || waits || r.view().print() != view {
                 let stats = r.stats();
                 return Some(format!("{}: {stats:?} {}", self.addrs[i], r.view().print()));
             }
@@ -627,7 +786,7 @@ impl Sim {
                 .map(|e| (e.to_key(), e.to_version()))
                 .collect();
             store.sort_by(|a, b| a.0.cmp(&b.0));
-            let state = (store, r.applied());
+            let state = (store, r.known().effective());
             match &first {
                 Some(f) if *f != state => return Some(format!("{f:?}\n differs from\n{state:?}")),
                 _ => first = Some(state),
@@ -638,10 +797,10 @@ impl Sim {
 
     /// Heals, restarts crashed replicas, idles the clients and runs under
     /// `faults` until every replica holds the same store, clock and view.
-    fn settle(&mut self, faults: Faults) {
+    pub(super) fn settle(&mut self, faults: Faults) {
         (self.group, self.faults) = (vec![0; self.nodes.len()], faults);
         for i in 0..self.nodes.len() {
-            if self.nodes[i].is_none() {
+            if self.nodes[i].is_none() && !self.gone.contains(&i) {
                 self.boot(i);
             }
         }
@@ -662,210 +821,11 @@ impl Sim {
         let kept = |w: &&Logged| !self.lost.contains(&w.version.dot.replica);
         for w in self.log.iter().filter(kept) {
             for r in self.nodes.iter().flatten().map(|n| &n.replica) {
-                assert!(r.applied().contains(&w.version.dot), "{w:?} lost");
+                assert!(r.known().contains(&w.version.dot), "{w:?} lost");
                 if writes[&w.key] == 1 {
                     assert_eq!(r.store().value(&w.key), w.version.value);
                 }
             }
         }
     }
-}
-
-/// Runs `test` for `n` seeds; a failure names its seed. `SIM_SEED=<seed>`
-/// replays one, `SIM_SEEDS=<n>` runs more.
-fn for_seeds(n: u64, test: impl Fn(u64)) {
-    let var = |name| std::env::var(name).map(|v| v.parse::<u64>().expect("a number"));
-    let seeds: Vec<u64> = match var("SIM_SEED") {
-        Ok(seed) => vec![seed],
-        Err(_) => (0..var("SIM_SEEDS").unwrap_or(n))
-            .map(|s| s * 7919 + 17)
-            .collect(),
-    };
-    for seed in seeds {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| test(seed))) {
-            let text = panic.downcast_ref::<String>().map(String::as_str);
-            let text = text.or(panic.downcast_ref::<&str>().copied());
-            panic!("seed {seed}: {}", text.unwrap_or("panicked"));
-        }
-    }
-}
-
-#[test]
-fn writes_reach_every_replica_despite_reordering_and_duplicates() {
-    for_seeds(20, |seed| {
-        let mut sim = Sim::new(seed, 3 + seed as usize % 3, ROUGH).with_sessions(4, 80);
-        sim.run(5_000);
-        sim.settle(Faults(0, 150, 0, 200));
-        assert!(sim.duplicates > 0 && sim.log.len() > 20, "proved nothing");
-    });
-}
-
-#[test]
-fn write_waits_in_buffer_until_dependency_arrives() {
-    for_seeds(5, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM).with_sessions(1, 0);
-        sim.settle(CALM);
-        let (x, y) = (key("x"), key("y"));
-        let x_value = sim.client(0, 0, &Op::Put(x.clone())).expect("no context");
-        sim.deliver_queue(0, 1);
-        assert_eq!(sim.client(0, 1, &Op::Get(x)), Ok(x_value));
-        let y_value = sim.client(0, 1, &Op::Put(y.clone())).expect("satisfied");
-        let dots = [&sim.log[0], &sim.log[1]].map(|w| w.version.dot.clone());
-        // y reaches replica 2 before the x it depends on: held, not applied.
-        sim.deliver_queue(1, 2);
-        let r = sim.replica(2);
-        assert!(!r.applied().contains(&dots[1]) && r.store().get(&y).is_none());
-        assert_eq!(r.stats().buffered, 1);
-        assert!(sim.client(0, 2, &Op::Get(y.clone())).is_err());
-        // x arrives: both are applied, in order.
-        sim.deliver_queue(0, 2);
-        let r = sim.replica(2);
-        assert!(dots.iter().all(|d| r.applied().contains(d)) && r.stats().buffered == 0);
-        assert_eq!(sim.client(0, 2, &Op::Get(y)), Ok(y_value));
-        sim.settle(LOSSY);
-    });
-}
-
-#[test]
-fn partitioned_replicas_converge_after_heal() {
-    for_seeds(20, |seed| {
-        let mut sim = Sim::new(seed, 5, LOSSY).with_sessions(4, 100);
-        sim.run(1_000);
-        sim.group = vec![0, 0, 1, 1, 1];
-        sim.rng.shuffle(&mut sim.group);
-        sim.run(5_000);
-        for side in [0, 1] {
-            let members: Vec<usize> = (0..5).filter(|&i| sim.group[i] == side).collect();
-            sim.assert_views(&members, &members);
-        }
-        sim.settle(LOSSY);
-    });
-}
-
-#[test]
-fn crashed_replica_restarts_and_copies_state() {
-    for_seeds(20, |seed| {
-        let mut sim = Sim::new(seed, 4, LOSSY).with_sessions(3, 100);
-        sim.run(3_000);
-        let victim = sim.rng.below(4) as usize;
-        let old = sim.replica(victim).me().id.clone();
-        sim.crash(victim);
-        sim.run(4_000);
-        let others: Vec<usize> = (0..4).filter(|&i| i != victim).collect();
-        sim.assert_views(&others, &others);
-        sim.boot(victim);
-        sim.run(2_000);
-        assert_ne!(sim.replica(victim).me().id, old, "identity reused");
-        sim.settle(LOSSY);
-        let deletes = sim.log.iter().filter(|w| w.version.value.is_none());
-        let deleted: BTreeSet<&Key> = deletes.map(|w| &w.key).collect();
-        for w in &sim.log {
-            if !sim.lost.contains(&w.version.dot.replica) && !deleted.contains(&w.key) {
-                let held = sim.replica(victim).store().value(&w.key);
-                assert!(held.is_some(), "the restarted replica lacks {w:?}");
-            }
-        }
-    });
-}
-
-#[test]
-fn silent_replica_leaves_views_and_returns() {
-    for_seeds(20, |seed| {
-        let mut sim = Sim::new(seed, 4, LOSSY).with_sessions(2, 50);
-        sim.run(1_000);
-        let silent = sim.rng.below(4) as usize;
-        let others: Vec<usize> = (0..4).filter(|&i| i != silent).collect();
-        // Odd seeds crash it, even ones cut it off.
-        let crashed = seed % 2 == 1;
-        match crashed {
-            true => sim.crash(silent),
-            false => sim.group[silent] = 1,
-        }
-        sim.run(4_000);
-        sim.assert_views(&others, &others);
-        match crashed {
-            true => sim.boot(silent),
-            false => sim.assert_views(&[silent], &[silent]),
-        }
-        sim.group[silent] = 0;
-        sim.run(3_000);
-        sim.assert_views(&[0, 1, 2, 3], &[0, 1, 2, 3]);
-        sim.settle(LOSSY);
-    });
-}
-
-#[test]
-fn concurrent_writes_converge_on_every_replica() {
-    for_seeds(25, |seed| {
-        let n = 3 + seed as usize % 3;
-        let mut sim = Sim::new(seed, n, CALM);
-        sim.settle(CALM);
-        sim.faults = Faults(50, 100, 100, 100);
-        for round in 0..5 {
-            // Every replica takes a write to the same key at the same
-            // instant, from a client that knows nothing of the others.
-            for i in 0..n {
-                sim.sessions.push(Session::default());
-                let (s, put) = (
-                    sim.sessions.len() - 1,
-                    Op::Put(key(&format!("c{}", (round + i) % 2))),
-                );
-                sim.client(s, i, &put).expect("no context");
-            }
-            sim.run(300);
-        }
-        sim.settle(LOSSY);
-        for target in [key("c0"), key("c1")] {
-            let writes = sim.log.iter().filter(|w| w.key == target);
-            let winner = writes.map(|w| &w.version);
-            let winner = winner.reduce(|a, b| if b.supersedes(a) { b } else { a });
-            for i in 0..n {
-                assert_eq!(sim.replica(i).store().get(&target).as_ref(), winner);
-            }
-        }
-    });
-}
-
-#[test]
-fn random_faults_never_break_causality_or_convergence() {
-    let crashes = std::cell::Cell::new(0);
-    for_seeds(25, |seed| {
-        let mut sim = Sim::new(seed, 3 + seed as usize % 3, LOSSY).with_sessions(5, 120);
-        sim.run_chaos(15_000);
-        sim.settle(CALM);
-        crashes.set(crashes.get() + sim.lost.len());
-        // The settled cluster serves every session again.
-        sim.run(1_000);
-        sim.settle(CALM);
-    });
-    assert!(crashes.get() > 0, "no crash was simulated");
-}
-
-#[test]
-fn view_change_via_api_reaches_all_members() {
-    for_seeds(20, |seed| {
-        let mut sim = Sim::new(seed, 4, LOSSY).with_sessions(2, 50);
-        sim.settle(LOSSY);
-        let removed = sim.addrs[3].clone();
-        assert!(sim.replica_mut(0).view_remove(removed.clone()));
-        assert!(!sim.replica_mut(0).view_remove(removed.clone()));
-        sim.flush(0);
-        sim.run(5_000);
-        sim.assert_views(&[0, 1, 2], &[0, 1, 2]);
-        // A replica that does not run yet is added at 1, then starts.
-        let e = sim.add_address();
-        let (added, now) = (sim.addrs[e].clone(), sim.now);
-        assert!(sim.replica_mut(1).view_add(added.clone(), now));
-        assert!(!sim.replica_mut(1).view_add(added, now));
-        sim.flush(1);
-        sim.boot(e);
-        // The removed replica is added back at 2: only the relayed change
-        // readmits it at 0 and 1.
-        let now = sim.now;
-        assert!(sim.replica_mut(2).view_add(removed, now));
-        sim.flush(2);
-        sim.run(6_000);
-        sim.assert_views(&[0, 1, 2, 3, e], &[0, 1, 2, 3, e]);
-        sim.settle(LOSSY);
-    });
 }

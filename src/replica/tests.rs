@@ -1,23 +1,56 @@
-//! Focused tests of single mechanisms, with two hand-wired replicas (the
+//! Focused tests of single mechanisms, with hand-wired replicas (the
 //! simulated cluster in `sim.rs` covers the protocol as a whole).
 
 use super::*;
-use crate::store::Value;
+use crate::causal::{Dot, Retirement};
+use crate::store::{Key, Value};
 
 fn addr(text: &str) -> SocketAddress {
     SocketAddress::parse(text).unwrap()
 }
 
+fn key(k: &str) -> Key {
+    Key::parse(k).unwrap()
+}
+
+fn value(json: &str) -> Option<Value> {
+    Value::from_json(json).unwrap()
+}
+
+/// Hands every request `from` queued for `to` over to `to`, and the
+/// replies back; other effects of `from` are kept.
+fn exchange(from: &mut Replica, to: &mut Replica, now: Millis) {
+    let mut kept = Vec::new();
+    for effect in from.take_effects() {
+        match effect {
+            Effect::Send { to: peer, request } if peer == to.me().address => {
+                let kind = request.kind();
+                let reply = to.handle(request, now);
+                let address = to.me().address.clone();
+                from.on_reply(&address, kind, Ok(reply), now);
+            }
+            other => kept.push(other),
+        }
+    }
+    from.outbox.extend(kept);
+}
+
+/// Two replicas of a new store that joined each other.
 fn pair() -> (Replica, Replica) {
     let (a, b) = (addr("10.0.0.1:8085"), addr("10.0.0.2:8085"));
     let view = [a.clone(), b.clone()];
-    let ra = Replica::new(a, "a", &view, Timing::default(), 0);
-    let rb = Replica::new(b, "b", &view, Timing::default(), 0);
+    let mut ra = Replica::new(a, "a", &view, Timing::default(), 0);
+    let mut rb = Replica::new(b, "b", &view, Timing::default(), 0);
+    for now in [0, 1] {
+        ra.tick(now);
+        rb.tick(now);
+        exchange(&mut ra, &mut rb, now);
+        exchange(&mut rb, &mut ra, now);
+    }
+    assert!(ra.is_ready() && rb.is_ready(), "a new store starts at once");
+    ra.take_effects();
+    rb.take_effects();
     (ra, rb)
-}
-
-fn key(k: &str) -> Key {
-    Key::parse(k).unwrap()
 }
 
 /// Delivers every queued write of `from` to `to` and drops other effects.
@@ -34,24 +67,30 @@ fn deliver_writes(from: &mut Replica, to: &mut Replica, now: Millis) {
         from: from.me().clone(),
         writes,
     };
-    to.handle(request, now);
+    assert!(matches!(to.handle(request, now), Reply::Ack { .. }));
 }
 
 /// `from` tells `to` what it has applied, as a heartbeat does.
 fn heartbeat(from: &Replica, to: &mut Replica, now: Millis) {
-    let request = Request::Heartbeat {
-        from: from.me().clone(),
-        clock: from.applied().clone(),
-    };
-    to.handle(request, now);
+    let request = from.heartbeat_for(&to.me().address);
+    assert!(matches!(to.handle(request, now), Reply::Heartbeat { .. }));
+}
+
+/// Ticks `r` every 50 ms from `from` to `to`.
+fn run(r: &mut Replica, from: Millis, to: Millis) {
+    let mut now = from;
+    while now <= to {
+        r.tick(now);
+        now += 50;
+    }
+    r.take_effects();
 }
 
 #[test]
 fn tombstone_is_forgotten_once_every_replica_applied_the_delete() {
     let (mut a, mut b) = pair();
     let ctx = CausalContext::empty();
-    a.write(key("k"), Value::from_json("1").unwrap(), &ctx)
-        .unwrap();
+    a.write(key("k"), value("1"), &ctx).unwrap();
     a.write(key("k"), None, &ctx).unwrap();
     deliver_writes(&mut a, &mut b, 10);
     assert_eq!(a.store().tombstones(), 1);
@@ -61,14 +100,14 @@ fn tombstone_is_forgotten_once_every_replica_applied_the_delete() {
     // (one to set the barrier, one to pass it) A forgets the tombstone.
     heartbeat(&b, &mut a, 20);
     let gc = Timing::default().gc_interval;
-    a.tick(gc + 30);
+    run(&mut a, 30, gc + 30);
     assert_eq!(
         a.store().tombstones(),
         1,
         "forgotten before the barrier passed"
     );
     heartbeat(&b, &mut a, gc + 40);
-    a.tick(2 * gc + 50);
+    run(&mut a, gc + 50, 2 * gc + 200);
     assert_eq!(a.store().tombstones(), 0);
     assert!(a.store().get(&key("k")).is_none());
 }
@@ -77,8 +116,7 @@ fn tombstone_is_forgotten_once_every_replica_applied_the_delete() {
 fn tombstone_is_kept_while_a_replica_has_not_reported_the_delete() {
     let (mut a, mut b) = pair();
     let ctx = CausalContext::empty();
-    a.write(key("k"), Value::from_json("1").unwrap(), &ctx)
-        .unwrap();
+    a.write(key("k"), value("1"), &ctx).unwrap();
     deliver_writes(&mut a, &mut b, 10);
     heartbeat(&b, &mut a, 20);
     // The delete does not reach B (B is cut off): B's last report predates
@@ -86,11 +124,8 @@ fn tombstone_is_kept_while_a_replica_has_not_reported_the_delete() {
     a.write(key("k"), None, &ctx).unwrap();
     a.take_effects();
     let timing = Timing::default();
-    let mut now = 20;
-    for _ in 0..4 {
-        now += timing.gc_interval;
-        a.tick(now);
-    }
+    let now = 4 * timing.gc_interval;
+    run(&mut a, 30, now);
     // By now B is suspected down and out of the view; its report still counts.
     assert!(!a.view().contains(&b.me().address));
     assert_eq!(a.store().tombstones(), 1);
@@ -100,17 +135,165 @@ fn tombstone_is_kept_while_a_replica_has_not_reported_the_delete() {
         from: b.me().clone(),
         clock: b.applied().clone(),
     };
-    let Reply::Pull { state, .. } = a.handle(pull, now) else {
-        panic!("a pull is answered with state");
-    };
-    b.merge_delta(state, now);
+    let reply = a.handle(pull, now);
+    let a_address = a.me().address.clone();
+    b.on_reply(&a_address, Kind::Pull, Ok(reply), now);
     assert!(b.store().get(&key("k")).unwrap().is_tombstone());
     heartbeat(&b, &mut a, now);
     assert!(a.view().contains(&b.me().address));
-    a.tick(now + timing.gc_interval);
-    heartbeat(&b, &mut a, now + timing.gc_interval);
-    a.tick(now + 2 * timing.gc_interval);
+    run(&mut a, now + 10, now + timing.gc_interval + 10);
+    heartbeat(&b, &mut a, now + timing.gc_interval + 20);
+    run(
+        &mut a,
+        now + timing.gc_interval + 30,
+        now + 2 * timing.gc_interval + 200,
+    );
     assert_eq!(a.store().tombstones(), 0);
+}
+
+#[test]
+fn a_replica_that_holds_no_copy_gives_none_and_a_starting_one_serves_no_client() {
+    let (a, b) = (addr("10.0.0.1:8085"), addr("10.0.0.2:8085"));
+    let mut ra = Replica::new(a, "a", std::slice::from_ref(&b), Timing::default(), 0);
+    let snapshot = Request::Snapshot {
+        from: Member {
+            address: b.clone(),
+            id: ReplicaId::new(b.as_str(), "b"),
+        },
+        cursor: 0,
+    };
+    assert!(matches!(
+        ra.handle(snapshot, 1),
+        Reply::Refused {
+            reason: Refusal::NotReady,
+            ..
+        }
+    ));
+    let ctx = CausalContext::empty();
+    assert_eq!(ra.read(&key("k"), &ctx), Err(Wait::NotReady));
+    assert_eq!(
+        ra.write(key("k"), value("1"), &ctx).unwrap_err(),
+        Wait::NotReady
+    );
+}
+
+#[test]
+fn a_join_under_an_identity_that_wrote_what_the_joiner_lacks_is_refused() {
+    let (mut a, b) = pair();
+    // B wrote once; A applied it.
+    let mut b = b;
+    b.write(key("k"), value("1"), &CausalContext::empty())
+        .unwrap();
+    deliver_writes(&mut b, &mut a, 5);
+    // A process drew B's identity again, with an empty state.
+    let impostor = Request::Join {
+        from: b.me().clone(),
+        clock: VectorClock::new(),
+        retired: Vec::new(),
+        collected: VectorClock::new(),
+        fresh: true,
+    };
+    assert!(matches!(
+        a.handle(impostor, 10),
+        Reply::Refused {
+            reason: Refusal::IdentityInUse,
+            ..
+        }
+    ));
+    // B itself, holding its writes, joins fine.
+    let join = b.join_request();
+    assert!(matches!(
+        a.handle(join, 11),
+        Reply::Join { vetted: true, .. }
+    ));
+}
+
+#[test]
+fn a_starting_replica_refused_its_identity_draws_another() {
+    let (a, b) = (addr("10.0.0.1:8085"), addr("10.0.0.2:8085"));
+    let mut r = Replica::new(a.clone(), "a", &[a, b.clone()], Timing::default(), 0);
+    let refused = Reply::Refused {
+        from: Member {
+            address: b.clone(),
+            id: ReplicaId::new(b.as_str(), "b"),
+        },
+        reason: Refusal::IdentityInUse,
+    };
+    r.on_reply(&b, Kind::Join, Ok(refused), 1);
+    assert!(r
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::Reincarnate)));
+    r.reincarnate("fresh");
+    assert_eq!(r.me().id.as_str(), "10.0.0.1:8085#fresh");
+}
+
+#[test]
+fn a_context_naming_a_retired_incarnation_is_satisfied_and_answered_without_it() {
+    let (mut a, _) = pair();
+    let old = ReplicaId::new("10.0.0.9:8085", "gone");
+    a.known.observe(&Dot::new(old.clone(), 3));
+    a.store.apply(
+        key("k"),
+        crate::store::Version {
+            value: value("7"),
+            dot: Dot::new(old.clone(), 3),
+            lamport: 3,
+        },
+    );
+    let named: VectorClock = [(old.clone(), 3)].into_iter().collect();
+    let ctx = CausalContext::from_clock(named.clone());
+    // Before retirement: echoed as sent, and the read teaches the dot.
+    let read = a.read(&key("k"), &ctx).unwrap();
+    assert_eq!(read.learned.pruned, None);
+    assert_eq!(read.learned.clock, named);
+    a.known.retire(
+        &old,
+        Retirement {
+            last: 3,
+            ended: true,
+        },
+    );
+    // After: satisfied, even for writes it never spread (it ended).
+    let later: VectorClock = [(old.clone(), 5)].into_iter().collect();
+    let read = a
+        .read(&key("k"), &CausalContext::from_clock(later))
+        .unwrap();
+    assert_eq!(read.value, value("7"));
+    assert!(read.learned.clock.is_empty());
+    assert_eq!(read.learned.pruned, Some(VectorClock::new()));
+    // A write's dependencies leave it out too.
+    let written = a.write(key("j"), value("1"), &ctx).unwrap();
+    let printed = written.learned.metadata(&ctx).to_value();
+    assert_eq!(printed, serde_json::json!({"10.0.0.1:8085#a": 1}));
+    let Some(Effect::Replicate { write, .. }) = a.take_effects().pop() else {
+        panic!("the write is queued");
+    };
+    assert!(write.deps.is_empty());
+}
+
+#[test]
+fn a_stopping_replica_takes_no_write_and_knows_when_a_member_holds_its_writes() {
+    let (mut a, mut b) = pair();
+    let ctx = CausalContext::empty();
+    a.write(key("k"), value("1"), &ctx).unwrap();
+    a.stop_taking_writes();
+    assert_eq!(
+        a.write(key("k"), value("2"), &ctx).unwrap_err(),
+        Wait::ShuttingDown
+    );
+    assert!(a.read(&key("k"), &ctx).is_ok(), "reads go on");
+    assert!(!a.stats().ready);
+    let b_address = b.me().address.clone();
+    assert_eq!(a.handover().lacking, vec![b_address.clone()]);
+    assert!(a.handover().held_by.is_empty());
+    deliver_writes(&mut a, &mut b, 10);
+    a.ask_clocks(20);
+    exchange(&mut a, &mut b, 20);
+    let handover = a.handover();
+    assert_eq!(handover.held_by, vec![b_address]);
+    assert!(handover.lacking.is_empty());
+    assert_eq!((handover.written, handover.best), (1, 1));
 }
 
 #[test]
@@ -139,6 +322,7 @@ fn dns_answers_add_members_and_remove_the_long_unlisted() {
     }
     r.set_dns_members(vec![me.clone(), b.clone()], 10);
     assert!(!r.view().contains(&c));
+    assert!(!r.view().knows(&c), "forgotten: no probes, no say");
     assert!(r
         .take_effects()
         .iter()

@@ -2,9 +2,16 @@
 //!
 //! A member that stops answering for longer than the failure timeout is
 //! moved to the *suspects*: it leaves the view, but it is still probed, and
-//! the first sign of life readmits it. An address an operator removed is
-//! *evicted*: its current incarnation is refused until it joins again (a
-//! restart, or an operator adding it back).
+//! the first sign of life readmits it. A suspect silent for longer than the
+//! suspect timeout is *forgotten*: no record of it is left. An address an
+//! operator removed is *evicted*: its current incarnation is refused until
+//! it joins again (a restart, or an operator adding it back).
+//!
+//! A peer is *vetted* once it has joined this replica (or this replica it)
+//! and was found to hold everything this replica forgot (see
+//! [`super::join`]): only then do they exchange writes. A peer that is
+//! added anew, re-added, or shows up as another incarnation is not vetted
+//! until it joins again.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +41,8 @@ pub struct Peer {
     pub last_pull: Option<Millis>,
     /// Whether a pull from it awaits its reply.
     pub pull_in_flight: bool,
+    /// Whether it joined and holds everything this replica forgot.
+    pub vetted: bool,
 }
 
 impl Peer {
@@ -56,8 +65,22 @@ pub enum Heard {
     Added,
     /// It was removed by an operator; it is not heard.
     Evicted,
+    /// It is neither a member nor a suspect (or another incarnation than
+    /// the one known): it is heard only once it joins.
+    Unknown,
     /// It is this replica.
     Myself,
+}
+
+/// An address an operator (or DNS) removed.
+#[derive(Debug, Clone)]
+struct Eviction {
+    /// The incarnation removed, if it was known: only a join from another
+    /// incarnation clears the eviction.
+    id: Option<ReplicaId>,
+    /// When the record is dropped (DNS removals); `None` keeps an
+    /// operator's removal until the address is added back.
+    expires: Option<Millis>,
 }
 
 /// The membership state of one replica.
@@ -66,9 +89,8 @@ pub struct View {
     me: SocketAddress,
     members: BTreeMap<SocketAddress, Peer>,
     suspects: BTreeMap<SocketAddress, Peer>,
-    /// Addresses an operator removed, with the incarnation removed (if it
-    /// was known): a join from another incarnation clears the eviction.
-    evicted: BTreeMap<SocketAddress, Option<ReplicaId>>,
+    /// Addresses an operator or DNS removed.
+    evicted: BTreeMap<SocketAddress, Eviction>,
 }
 
 impl View {
@@ -139,6 +161,33 @@ impl View {
         self.suspects.get_mut(address)
     }
 
+    /// A member or suspect.
+    pub fn peer(&self, address: &SocketAddress) -> Option<&Peer> {
+        self.members
+            .get(address)
+            .or_else(|| self.suspects.get(address))
+    }
+
+    /// Whether `address` is a member or a suspect.
+    pub fn knows(&self, address: &SocketAddress) -> bool {
+        self.members.contains_key(address) || self.suspects.contains_key(address)
+    }
+
+    /// Whether an operator (or DNS) removed `address` and it was not added
+    /// back since.
+    pub fn is_evicted(&self, address: &SocketAddress) -> bool {
+        self.evicted.contains_key(address)
+    }
+
+    /// The members that joined and hold everything this replica forgot:
+    /// those that writes are shipped to.
+    pub fn vetted(&self) -> impl Iterator<Item = &SocketAddress> {
+        self.members
+            .iter()
+            .filter(|(_, p)| p.vetted)
+            .map(|(a, _)| a)
+    }
+
     /// A member, if `address` is one.
     pub fn member(&self, address: &SocketAddress) -> Option<&Peer> {
         self.members.get(address)
@@ -174,20 +223,35 @@ impl View {
         !self.evicted.contains_key(address) && self.add(address, now)
     }
 
-    /// An operator (or a relayed change) removes `address`: it leaves the
-    /// view and is refused until it joins again. Returns
-    /// whether it was a member.
-    pub fn remove(&mut self, address: &SocketAddress) -> bool {
+    /// An operator (a relayed change, or DNS) removes `address`: it leaves
+    /// the view, its record is forgotten, and it is refused until it joins
+    /// again. The eviction is kept until `expires`, or for good. Returns
+    /// whether it was a member or a suspect.
+    pub fn remove(&mut self, address: &SocketAddress, expires: Option<Millis>) -> bool {
         if *address == self.me {
             return false;
         }
         let suspect = self.suspects.remove(address);
         let member = self.members.remove(address);
-        let was_member = member.is_some();
+        let was_known = member.is_some() || suspect.is_some();
         let id = member.or(suspect).and_then(|peer| peer.id);
-        let removed_before = self.evicted.remove(address).flatten();
-        self.evicted.insert(address.clone(), id.or(removed_before));
-        was_member
+        let before = self.evicted.remove(address);
+        let eviction = Eviction {
+            id: id.or(before.as_ref().and_then(|e| e.id.clone())),
+            // An operator's removal outlasts a DNS one.
+            expires: match before {
+                Some(Eviction { expires: None, .. }) => None,
+                _ => expires,
+            },
+        };
+        self.evicted.insert(address.clone(), eviction);
+        was_known
+    }
+
+    /// Drops the DNS evictions whose time is up.
+    pub fn expire_evictions(&mut self, now: Millis) {
+        self.evicted
+            .retain(|_, e| e.expires.is_none_or(|t| now < t));
     }
 
     /// Clears the eviction of `member`'s address if it is another
@@ -196,7 +260,7 @@ impl View {
     /// refused.
     pub fn pardon(&mut self, member: &Member) {
         let removed = self.evicted.get(&member.address);
-        if removed.is_some_and(|id| id.as_ref() != Some(&member.id)) {
+        if removed.is_some_and(|e| e.id.as_ref() != Some(&member.id)) {
             self.evicted.remove(&member.address);
         }
     }
@@ -231,9 +295,31 @@ impl View {
             peer.id = Some(member.id.clone());
             peer.clock = None;
             peer.lag = None;
+            peer.vetted = false;
         }
         peer.last_heard = now;
         heard
+    }
+
+    /// Records a sign of life from `member` if it is a known member or
+    /// suspect (readmitting a suspect), without adding anyone: an unknown
+    /// replica, or another incarnation than the one known at an address,
+    /// is [`Heard::Unknown`] until it joins.
+    pub fn touch(&mut self, member: &Member, now: Millis) -> Heard {
+        let address = &member.address;
+        if *address == self.me {
+            return Heard::Myself;
+        }
+        if self.evicted.contains_key(address) {
+            return Heard::Evicted;
+        }
+        let known = self.peer(address).map(|p| p.id.clone());
+        match known {
+            None => return Heard::Unknown,
+            Some(Some(id)) if id != member.id => return Heard::Unknown,
+            Some(_) => {}
+        }
+        self.hear_from(member, now)
     }
 
     /// Moves members not heard from for `timeout` to the suspects, and
@@ -253,6 +339,26 @@ impl View {
             }
         }
         dead
+    }
+
+    /// Forgets the suspects silent for longer than `timeout`, and returns
+    /// their addresses.
+    pub fn forget(&mut self, now: Millis, timeout: Millis) -> Vec<SocketAddress> {
+        let gone: Vec<SocketAddress> = self
+            .suspects
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.last_heard) > timeout)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in &gone {
+            self.suspects.remove(address);
+        }
+        gone
+    }
+
+    /// Every member and suspect with what this replica knows of it.
+    pub fn known(&self) -> impl Iterator<Item = (&SocketAddress, &Peer)> {
+        self.members.iter().chain(self.suspects.iter())
     }
 
     /// The clocks every replica that could still hold old data last
@@ -301,8 +407,8 @@ mod tests {
         let mut view = View::new(me, &[addr("10.0.0.2:8085")], 0);
         let m = member("10.0.0.2:8085", "a");
         view.hear_from(&m, 1);
-        assert!(view.remove(&m.address));
-        assert!(!view.remove(&m.address));
+        assert!(view.remove(&m.address, None));
+        assert!(!view.remove(&m.address, None));
         assert_eq!(view.hear_from(&m, 2), Heard::Evicted);
         assert!(!view.contains(&m.address));
         assert!(view.add(&m.address, 3));
@@ -314,8 +420,8 @@ mod tests {
         let mut view = View::new(addr("10.0.0.1:8085"), &[addr("10.0.0.2:8085")], 0);
         let old = member("10.0.0.2:8085", "a");
         view.hear_from(&old, 1);
-        view.remove(&old.address);
-        view.remove(&old.address);
+        view.remove(&old.address, None);
+        view.remove(&old.address, None);
         // A join the removed incarnation sent before its removal.
         view.pardon(&old);
         assert_eq!(view.hear_from(&old, 2), Heard::Evicted);
@@ -324,6 +430,58 @@ mod tests {
         let restarted = member("10.0.0.2:8085", "b");
         view.pardon(&restarted);
         assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
+    }
+
+    #[test]
+    fn a_suspect_silent_past_the_suspect_timeout_is_forgotten() {
+        let me = addr("10.0.0.1:8085");
+        let mut view = View::new(me, &[addr("10.0.0.2:8085"), addr("10.0.0.3:8085")], 0);
+        let b = member("10.0.0.2:8085", "b");
+        view.hear_from(&b, 100);
+        view.hear_from(&member("10.0.0.3:8085", "c"), 100);
+        assert_eq!(
+            view.expire(1200, 1000),
+            vec![addr("10.0.0.2:8085"), addr("10.0.0.3:8085")]
+        );
+        view.touch(&member("10.0.0.3:8085", "c"), 1500);
+        assert!(view.forget(3000, 3000).is_empty());
+        assert_eq!(view.forget(3200, 3000), vec![addr("10.0.0.2:8085")]);
+        assert!(!view.knows(&b.address));
+        // A forgotten replica is unknown until it joins again.
+        assert_eq!(view.touch(&b, 4300), Heard::Unknown);
+        assert_eq!(view.hear_from(&b, 4300), Heard::Added);
+        assert!(!view.peer(&b.address).unwrap().vetted);
+    }
+
+    #[test]
+    fn removing_a_suspect_counts_and_a_dns_eviction_expires() {
+        let me = addr("10.0.0.1:8085");
+        let mut view = View::new(me, &[addr("10.0.0.2:8085")], 0);
+        let b = member("10.0.0.2:8085", "b");
+        view.hear_from(&b, 0);
+        view.expire(5000, 1000);
+        assert!(!view.contains(&b.address) && view.knows(&b.address));
+        assert!(view.remove(&b.address, Some(9000)), "a suspect is removed");
+        assert_eq!(view.touch(&b, 8000), Heard::Evicted);
+        view.expire_evictions(9000);
+        assert_eq!(view.touch(&b, 9001), Heard::Unknown);
+        // An operator's removal does not expire.
+        view.hear_from(&b, 9002);
+        view.remove(&b.address, None);
+        view.expire_evictions(u64::MAX);
+        assert!(view.is_evicted(&b.address));
+    }
+
+    #[test]
+    fn another_incarnation_is_unknown_until_it_joins() {
+        let mut view = View::new(addr("10.0.0.1:8085"), &[addr("10.0.0.2:8085")], 0);
+        let first = member("10.0.0.2:8085", "a");
+        // A member from VIEW, never heard: its first incarnation is taken.
+        assert_eq!(view.touch(&first, 1), Heard::Member);
+        let second = member("10.0.0.2:8085", "b");
+        assert_eq!(view.touch(&second, 2), Heard::Unknown);
+        assert_eq!(view.hear_from(&second, 3), Heard::Member);
+        assert_eq!(view.peer(&second.address).unwrap().id, Some(second.id));
     }
 
     #[test]

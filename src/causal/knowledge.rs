@@ -1,0 +1,314 @@
+//! What a replica has applied: a vector clock of the incarnations that are
+//! still around, and a record of the incarnations it has *retired*.
+//!
+//! Every restart of a replica without its data is a new incarnation, and
+//! every incarnation whose writes a client saw would stay in that client's
+//! context, in every clock and in every heartbeat, forever. Once an
+//! incarnation is gone (a newer one took its address, or its address was
+//! forgotten or removed) and every member has applied its writes, nobody
+//! needs to be told about them any more: the entry moves out of the clock
+//! into the retired record, `id -> last`, which says "writes `1..=last` of
+//! `id` are applied here, and at every member". Clocks, contexts and
+//! stored dependencies drop the entry; a context that still names it is
+//! satisfied by the record.
+//!
+//! | knowledge                     | `count(a#1)` | `count(b#2)` | printed clock |
+//! |-------------------------------|--------------|--------------|---------------|
+//! | `{a#1: 7, b#2: 3}`, none retired | 7          | 3            | `{a#1:7,b#2:3}` |
+//! | `{b#2: 3}`, `a#1` retired at 7 | 7           | 3            | `{b#2:3}`     |
+//!
+//! An incarnation retired because it fell silent may turn out to be alive
+//! (a long partition): its later writes are applied as usual and bring the
+//! entry back into the clock, until it is retired again. An incarnation
+//! known to have *ended* (its address has a newer incarnation) will never
+//! write again: a context naming writes of it beyond `last` names writes
+//! that were lost with it, and is satisfied all the same rather than made
+//! to wait for writes that cannot come.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::clock::{Dot, ReplicaId, VectorClock};
+
+/// Why and where an incarnation left the clocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    /// Its last write that every member had applied when it was retired.
+    pub last: u64,
+    /// Whether it is known to have ended for good (a newer incarnation
+    /// joined at its address).
+    pub ended: bool,
+}
+
+impl Retirement {
+    /// The record that knows what either of two records of one
+    /// incarnation knows.
+    pub fn merge(self, other: Retirement) -> Retirement {
+        Retirement {
+            last: self.last.max(other.last),
+            ended: self.ended || other.ended,
+        }
+    }
+}
+
+/// One retired incarnation, as it travels between replicas.
+pub type Retired = (ReplicaId, Retirement);
+
+/// The writes a replica has applied: live incarnations in a vector clock,
+/// retired ones in a record of their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Knowledge {
+    applied: VectorClock,
+    retired: BTreeMap<ReplicaId, Retirement>,
+}
+
+impl Knowledge {
+    /// Nothing applied, nothing retired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The clock of the incarnations that are not retired: what heartbeats
+    /// carry and what the view of the world prints.
+    pub fn clock(&self) -> &VectorClock {
+        &self.applied
+    }
+
+    /// How many writes of `id` are applied here.
+    pub fn count(&self, id: &ReplicaId) -> u64 {
+        let retired = self.retired.get(id).map_or(0, |r| r.last);
+        self.applied.get(id).max(retired)
+    }
+
+    /// Whether the write `dot` is applied here.
+    pub fn contains(&self, dot: &Dot) -> bool {
+        self.count(&dot.replica) >= dot.counter
+    }
+
+    /// Whether a dependency on the first `n` writes of `id` is met here: they
+    /// are applied, or `id` ended and will never write again.
+    pub fn satisfies(&self, id: &ReplicaId, n: u64) -> bool {
+        if self.applied.get(id) >= n {
+            return true;
+        }
+        self.retired.get(id).is_some_and(|r| r.ended || r.last >= n)
+    }
+
+    /// The entries of `wanted` that are not met here.
+    pub fn missing(&self, wanted: &VectorClock) -> VectorClock {
+        wanted
+            .iter()
+            .filter(|(id, n)| !self.satisfies(id, *n))
+            .map(|(id, n)| (id.clone(), n))
+            .collect()
+    }
+
+    /// Whether every entry of `wanted` is met here.
+    pub fn covers(&self, wanted: &VectorClock) -> bool {
+        wanted.iter().all(|(id, n)| self.satisfies(id, n))
+    }
+
+    /// Whether every write `clock` counts is applied here (unlike
+    /// [`Knowledge::covers`], an ended incarnation's later writes count as
+    /// missing: a peer that has them can hand them over).
+    pub fn has_applied(&self, clock: &VectorClock) -> bool {
+        clock.iter().all(|(id, n)| self.count(id) >= n)
+    }
+
+    /// `clock` without the entries that retirement makes pointless to
+    /// repeat (the incarnation is retired here and the entry is met), or
+    /// `None` if it has none.
+    pub fn prune(&self, clock: &VectorClock) -> Option<VectorClock> {
+        let stale = |id: &ReplicaId, n: u64| {
+            self.applied.get(id) == 0
+                && self.retired.get(id).is_some_and(|r| r.ended || r.last >= n)
+        };
+        if !clock.iter().any(|(id, n)| stale(id, n)) {
+            return None;
+        }
+        Some(
+            clock
+                .iter()
+                .filter(|(id, n)| !stale(id, *n))
+                .map(|(id, n)| (id.clone(), n))
+                .collect(),
+        )
+    }
+
+    /// Whether `id` is retired here and has no write applied beyond its
+    /// record (a context naming it needs no entry for it).
+    pub fn is_retired(&self, id: &ReplicaId) -> bool {
+        self.applied.get(id) == 0 && self.retired.contains_key(id)
+    }
+
+    /// The retirement record of `id`, if it has one.
+    pub fn retirement(&self, id: &ReplicaId) -> Option<Retirement> {
+        self.retired.get(id).copied()
+    }
+
+    /// Every retired incarnation.
+    pub fn retired(&self) -> impl Iterator<Item = Retired> + '_ {
+        self.retired.iter().map(|(id, r)| (id.clone(), *r))
+    }
+
+    /// Number of retired incarnations.
+    pub fn retired_len(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Counts one more write of `id` (this replica's own) and names it.
+    pub fn increment(&mut self, id: &ReplicaId) -> Dot {
+        let next = self.count(id) + 1;
+        self.applied.set(id.clone(), next);
+        Dot::new(id.clone(), next)
+    }
+
+    /// Counts the write `dot` (and, by the delivery order, those before it).
+    pub fn observe(&mut self, dot: &Dot) {
+        if !self.contains(dot) {
+            self.applied.set(dot.replica.clone(), dot.counter);
+        }
+    }
+
+    /// Counts every write `clock` counts.
+    pub fn merge(&mut self, clock: &VectorClock) {
+        for (id, n) in clock.iter() {
+            if self.count(id) < n {
+                self.applied.set(id.clone(), n);
+            }
+        }
+    }
+
+    /// Retires `id`: writes up to `retirement.last` are counted by the
+    /// record, and the clock loses the entry unless it counts more.
+    pub fn retire(&mut self, id: &ReplicaId, retirement: Retirement) {
+        let record = match self.retired.get(id) {
+            Some(known) => known.merge(retirement),
+            None => retirement,
+        };
+        if self.applied.get(id) <= record.last {
+            self.applied.set(id.clone(), 0);
+        }
+        self.retired.insert(id.clone(), record);
+    }
+
+    /// Everything counted, retired incarnations included, as one clock (for
+    /// tests and diagnostics; it grows with every retirement).
+    pub fn effective(&self) -> VectorClock {
+        let mut all: VectorClock = self
+            .retired
+            .iter()
+            .map(|(id, r)| (id.clone(), r.last))
+            .collect();
+        all.merge(&self.applied);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> ReplicaId {
+        ReplicaId::parse(name).unwrap()
+    }
+
+    fn clock(entries: &[(&str, u64)]) -> VectorClock {
+        entries.iter().map(|(n, c)| (id(n), *c)).collect()
+    }
+
+    #[test]
+    fn a_retired_incarnation_leaves_the_clock_but_stays_counted() {
+        let mut k = Knowledge::new();
+        k.merge(&clock(&[("a#1", 7), ("b#2", 3)]));
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 7,
+                ended: false,
+            },
+        );
+        assert_eq!(k.clock(), &clock(&[("b#2", 3)]));
+        assert_eq!(k.count(&id("a#1")), 7);
+        assert!(k.contains(&Dot::new(id("a#1"), 7)));
+        assert!(k.covers(&clock(&[("a#1", 7), ("b#2", 1)])));
+        // Later writes of an incarnation that was only silent are not met.
+        assert_eq!(k.missing(&clock(&[("a#1", 9)])), clock(&[("a#1", 9)]));
+    }
+
+    #[test]
+    fn an_ended_incarnation_satisfies_any_context_naming_it() {
+        let mut k = Knowledge::new();
+        k.merge(&clock(&[("a#1", 7)]));
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 7,
+                ended: true,
+            },
+        );
+        assert!(k.covers(&clock(&[("a#1", 9)])));
+        // Satisfied, but not applied: a straggler write 8 is still new.
+        assert!(!k.contains(&Dot::new(id("a#1"), 8)));
+    }
+
+    #[test]
+    fn later_writes_bring_a_silent_incarnation_back_into_the_clock() {
+        let mut k = Knowledge::new();
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 7,
+                ended: false,
+            },
+        );
+        k.observe(&Dot::new(id("a#1"), 8));
+        assert_eq!(k.clock(), &clock(&[("a#1", 8)]));
+        // Merging what the record already counts adds nothing.
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 8,
+                ended: false,
+            },
+        );
+        k.merge(&clock(&[("a#1", 5)]));
+        assert!(k.clock().is_empty());
+        assert_eq!(k.count(&id("a#1")), 8);
+    }
+
+    #[test]
+    fn prune_drops_only_entries_met_by_retirement() {
+        let mut k = Knowledge::new();
+        k.merge(&clock(&[("a#1", 7), ("b#2", 3)]));
+        assert_eq!(k.prune(&clock(&[("a#1", 2), ("b#2", 1)])), None);
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 7,
+                ended: false,
+            },
+        );
+        assert_eq!(
+            k.prune(&clock(&[("a#1", 2), ("b#2", 1)])),
+            Some(clock(&[("b#2", 1)]))
+        );
+        // An entry beyond the record is still a real dependency.
+        assert_eq!(k.prune(&clock(&[("a#1", 9)])), None);
+    }
+
+    #[test]
+    fn increment_continues_past_a_record() {
+        let mut k = Knowledge::new();
+        k.retire(
+            &id("a#1"),
+            Retirement {
+                last: 4,
+                ended: false,
+            },
+        );
+        assert_eq!(k.increment(&id("a#1")), Dot::new(id("a#1"), 5));
+        assert_eq!(k.effective(), clock(&[("a#1", 5)]));
+    }
+}

@@ -1,0 +1,294 @@
+//! The state the adapters share: the replica behind its lock, the peers'
+//! replication queues, the configuration and the metrics.
+//!
+//! Every adapter (HTTP handlers, the transport, the ticker) reaches the
+//! replica through a [`Node`]: [`Node::with_replica`] runs a step of the
+//! state machine under the write lock and carries out the effects it
+//! produced once the lock is released; [`Node::read_replica`] looks under
+//! the read lock, so that client reads do not queue behind one another.
+//! Effects leave for the transport without this module knowing how it
+//! talks: writes go straight into the peers' [`Queues`], the rest through
+//! a channel of [`Job`]s the transport drains.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::address::SocketAddress;
+use crate::causal::CausalContext;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::queues::{PeerQueue, Queues};
+use crate::replica::{Effect, Member, Millis, Replica, Request, Wait};
+
+/// How often a waiting request asks peers again for what it misses.
+const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Starts, on the current thread's event loop, the task that drains a
+/// peer's new replication queue (the transport's).
+pub type Drainer = fn(Arc<Node>, SocketAddress, Arc<PeerQueue>);
+
+/// Work for the transport's thread.
+pub enum Job {
+    /// Send a one-off request and hand its reply to the replica.
+    Send {
+        /// The peer.
+        to: SocketAddress,
+        /// The request.
+        request: Request,
+    },
+    /// Start the task that drains a new queue (for a queue made on a
+    /// thread without an event loop).
+    Drain {
+        /// The peer.
+        peer: SocketAddress,
+        /// Its queue.
+        queue: Arc<PeerQueue>,
+    },
+}
+
+/// The state shared by the HTTP workers, the transport and the ticker.
+pub struct Node {
+    replica: RwLock<Replica>,
+    progress: watch::Sender<u64>,
+    published: AtomicU64,
+    jobs: mpsc::UnboundedSender<Job>,
+    queues: Queues,
+    /// Starts a queue's task on the current thread's event loop.
+    drainer: Drainer,
+    /// This node, for the tasks it starts.
+    this: Weak<Node>,
+    started: Instant,
+    me: RwLock<Member>,
+    /// The configuration the node runs with.
+    pub config: Config,
+    /// The replica's metrics.
+    pub metrics: Metrics,
+}
+
+impl Node {
+    /// A node for `config` whose replica's identity is drawn from
+    /// `incarnation`; returns the receiving end of its jobs, for the
+    /// transport, which `drainer` belongs to.
+    pub fn new(
+        config: Config,
+        incarnation: &str,
+        drainer: Drainer,
+    ) -> (Arc<Node>, mpsc::UnboundedReceiver<Job>) {
+        let replica = Replica::new(
+            config.socket_address.clone(),
+            incarnation,
+            &config.view,
+            config.timing.clone(),
+            0,
+        );
+        let me = replica.me().clone();
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let node = Arc::new_cyclic(|this| Node {
+            replica: RwLock::new(replica),
+            progress: watch::channel(0).0,
+            published: AtomicU64::new(0),
+            jobs,
+            queues: Queues::default(),
+            drainer,
+            this: this.clone(),
+            started: Instant::now(),
+            me: RwLock::new(me),
+            config,
+            metrics: Metrics::new(),
+        });
+        (node, receiver)
+    }
+
+    /// This incarnation.
+    pub fn me(&self) -> Member {
+        self.me.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Milliseconds since the node started (the protocol's clock).
+    pub fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
+    }
+
+    fn write_lock(&self) -> RwLockWriteGuard<'_, Replica> {
+        // A panic while holding the lock ends the process (see the panic
+        // hook in the binary), so a poisoned lock is never observed alive.
+        self.replica.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_lock(&self) -> RwLockReadGuard<'_, Replica> {
+        self.replica.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks at the replica under the read lock (many readers at once).
+    pub fn read_replica<R>(&self, f: impl FnOnce(&Replica) -> R) -> R {
+        f(&self.read_lock())
+    }
+
+    /// Runs `f` on the replica under its write lock, then ships the effects
+    /// it produced and wakes requests waiting for writes to be applied.
+    pub fn with_replica<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> R {
+        let now = self.now();
+        let (result, effects, progress) = {
+            let mut replica = self.write_lock();
+            let result = f(&mut replica, now);
+            (result, replica.take_effects(), replica.progress())
+        };
+        for effect in effects {
+            self.carry_out(effect);
+        }
+        // Most calls apply nothing: skip the channel's lock unless they did.
+        if self.published.swap(progress, Ordering::AcqRel) != progress {
+            self.progress.send_replace(progress);
+        }
+        result
+    }
+
+    /// The peers' replication queues.
+    pub fn queues(&self) -> &Queues {
+        &self.queues
+    }
+
+    /// Hands an effect to the transport: writes straight into the peers'
+    /// queues, the rest to the transport's thread. (The job receiver only
+    /// goes away at shutdown.)
+    fn carry_out(&self, effect: Effect) {
+        match effect {
+            Effect::Replicate { to, write } => {
+                for (peer, queue) in self.queues.push(&to, &write) {
+                    let Some(node) = self.this.upgrade() else {
+                        return;
+                    };
+                    // Drained from this thread when it runs an event loop:
+                    // an HTTP worker, awake anyway while clients write, so
+                    // that a peer's answer seldom has to wake a thread.
+                    if actix_rt::Arbiter::try_current().is_some() {
+                        (self.drainer)(node, peer, queue);
+                    } else {
+                        let _ = self.jobs.send(Job::Drain { peer, queue });
+                    }
+                }
+            }
+            Effect::DropQueue { peer } => self.queues.drop_queue(&peer),
+            Effect::Send { to, request } => {
+                let _ = self.jobs.send(Job::Send { to, request });
+            }
+            Effect::Reincarnate => {
+                let incarnation = new_incarnation();
+                let me = self.with_replica(|replica, _| {
+                    replica.reincarnate(&incarnation);
+                    replica.me().clone()
+                });
+                *self.me.write().unwrap_or_else(|p| p.into_inner()) = me;
+            }
+        }
+    }
+
+    /// Runs a client operation once `context` can be served here (its
+    /// dependencies applied, the replica ready), pulling missing writes
+    /// from peers meanwhile. After the configured wait, or at once for a
+    /// write while shutting down, returns why it could not be served.
+    /// `attempt` runs under a lock of the node's choosing (see
+    /// [`Node::read_replica`] and [`Node::with_replica`]).
+    pub async fn serve<R>(
+        &self,
+        mut attempt: impl FnMut(&Node) -> Result<R, Wait>,
+    ) -> Result<R, Wait> {
+        // The common case: served at once.
+        let wait = match attempt(self) {
+            Ok(result) => return Ok(result),
+            Err(Wait::ShuttingDown) => return Err(Wait::ShuttingDown),
+            Err(wait) => wait,
+        };
+        // Subscribe before trying again, so no progress made in between is
+        // missed.
+        let deadline = tokio::time::Instant::now() + self.config.causal_wait;
+        let mut progress = self.progress.subscribe();
+        let mut next_catch_up = tokio::time::Instant::now();
+        let mut wait = wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            if let Wait::Missing(missing) = &wait {
+                if now >= next_catch_up {
+                    self.with_replica(|replica, millis| replica.catch_up(missing, millis));
+                    next_catch_up = now + CATCH_UP_INTERVAL;
+                }
+            }
+            if now >= deadline {
+                tracing::info!(?wait, "request not served in time");
+                return Err(wait);
+            }
+            let wake = deadline.min(next_catch_up);
+            let _ = tokio::time::timeout_at(wake, progress.changed()).await;
+            wait = match attempt(self) {
+                Ok(result) => return Ok(result),
+                Err(Wait::ShuttingDown) => return Err(Wait::ShuttingDown),
+                Err(wait) => wait,
+            };
+        }
+    }
+
+    /// Runs a client read once `context` can be served here.
+    pub async fn serve_read<R>(
+        &self,
+        context: &CausalContext,
+        read: impl Fn(&Replica, &CausalContext) -> Result<R, Wait>,
+    ) -> Result<R, Wait> {
+        self.serve(|node| node.read_replica(|replica| read(replica, context)))
+            .await
+    }
+
+    /// Stops taking writes, then waits (up to the hand-over timeout) until
+    /// every member holds every write this replica acknowledged, asking
+    /// them for their clocks meanwhile; at the deadline, one member holding
+    /// them is enough. Logs the outcome.
+    pub async fn hand_over(&self) {
+        self.with_replica(|replica, _| replica.stop_taking_writes());
+        let deadline = Instant::now() + self.config.handover_timeout;
+        loop {
+            let handover = self.with_replica(|replica, now| {
+                let handover = replica.handover();
+                if !handover.lacking.is_empty() {
+                    replica.ask_clocks(now);
+                }
+                handover
+            });
+            let written = handover.written;
+            if written == 0 {
+                tracing::info!("no write to hand over");
+                return;
+            }
+            if handover.lacking.is_empty() && !handover.held_by.is_empty() {
+                tracing::info!(writes = written, members = ?handover.held_by, "every acknowledged write is held by every member");
+                return;
+            }
+            if Instant::now() >= deadline {
+                if handover.held_by.is_empty() {
+                    let why = if handover.lacking.is_empty() {
+                        "no other member in the view"
+                    } else {
+                        "no member confirmed holding them in time"
+                    };
+                    tracing::warn!(
+                        written,
+                        missing = written - handover.best,
+                        why,
+                        "could not hand over every acknowledged write"
+                    );
+                } else {
+                    tracing::info!(writes = written, held_by = ?handover.held_by, not_confirmed = ?handover.lacking, "every acknowledged write is held by a live member");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A fresh incarnation: 64 random bits, as 16 hex digits.
+pub fn new_incarnation() -> String {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    format!("{random:016x}")
+}

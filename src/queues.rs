@@ -1,0 +1,215 @@
+//! The peers' replication queues: one ordered queue of printed writes per
+//! peer, filled by the HTTP workers and drained by the transport.
+//!
+//! Each write is printed once, whatever the number of peers, and appended
+//! to the queue of every peer it goes to. A queue's task (the transport's)
+//! is woken only when its queue goes from empty to not empty; it looks at
+//! the queue again after every batch it sends.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use crate::address::SocketAddress;
+use crate::replica::Write;
+
+/// Most writes queued for one peer; past this the queue is emptied and the
+/// peer catches up through anti-entropy instead.
+const MAX_QUEUE: usize = 1_000_000;
+
+/// A write waiting in a peer's queue: printed, and when it was queued.
+pub struct Queued {
+    /// When it was queued.
+    pub at: Instant,
+    /// The write, printed.
+    pub json: Arc<RawValue>,
+}
+
+/// One peer's ordered queue of writes.
+pub struct PeerQueue {
+    state: Mutex<QueueState>,
+    /// Woken when the queue stops being empty, or is closed.
+    pub ready: Notify,
+}
+
+/// What a peer's queue holds.
+#[derive(Default)]
+pub struct QueueState {
+    /// Writes not yet acknowledged, oldest first.
+    pub writes: VecDeque<Queued>,
+    /// How many times the queue was emptied without an acknowledgement
+    /// (overflow): a batch sent before must not acknowledge what follows.
+    pub emptied: u64,
+    /// Whether the queue was dropped (its task ends).
+    pub closed: bool,
+}
+
+impl PeerQueue {
+    fn new() -> Self {
+        PeerQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+        }
+    }
+
+    /// The queue's contents, locked.
+    pub fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, json: Arc<RawValue>, at: Instant, peer: &SocketAddress) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        if state.writes.len() >= MAX_QUEUE {
+            warn!(%peer, "replication queue overflowed; the peer will catch up by anti-entropy");
+            state.writes.clear();
+            state.emptied += 1;
+        }
+        let wake = state.writes.is_empty();
+        state.writes.push_back(Queued { at, json });
+        drop(state);
+        // The task looks at the queue again after every batch; it only
+        // waits (and needs waking) once it found the queue empty.
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.writes.clear();
+        drop(state);
+        self.ready.notify_one();
+    }
+}
+
+/// Every peer's replication queue, filled by the HTTP workers.
+#[derive(Default)]
+pub struct Queues {
+    peers: Mutex<HashMap<SocketAddress, Arc<PeerQueue>>>,
+}
+
+impl Queues {
+    /// Appends `write` to the queue of each peer of `to`. Returns the
+    /// queues made for peers that had none: their tasks must be started.
+    pub fn push(
+        &self,
+        to: &[SocketAddress],
+        write: &Write,
+    ) -> Vec<(SocketAddress, Arc<PeerQueue>)> {
+        let json: Arc<RawValue> = match serde_json::value::to_raw_value(write) {
+            Ok(json) => Arc::from(json),
+            Err(error) => {
+                // Keys and values are valid text and JSON when accepted.
+                warn!(%error, key = %write.key, "cannot print a write; peers catch up by anti-entropy");
+                return Vec::new();
+            }
+        };
+        let at = Instant::now();
+        let mut made = Vec::new();
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for peer in to {
+            let queue = peers.entry(peer.clone()).or_insert_with(|| {
+                let queue = Arc::new(PeerQueue::new());
+                made.push((peer.clone(), queue.clone()));
+                queue
+            });
+            queue.push(json.clone(), at, peer);
+        }
+        made
+    }
+
+    /// Discards `queue`, the queue of `peer`, unless it was replaced
+    /// already; its task ends.
+    pub fn forget(&self, peer: &SocketAddress, queue: &Arc<PeerQueue>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.get(peer).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            peers.remove(peer);
+        }
+        drop(peers);
+        queue.close();
+    }
+
+    /// Discards the queue of `peer` (it left the view); its task ends.
+    pub fn drop_queue(&self, peer: &SocketAddress) {
+        let queue = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+        if let Some(queue) = queue {
+            debug!(%peer, dropped = queue.lock().writes.len(), "dropped replication queue");
+            queue.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causal::{Dot, ReplicaId, VectorClock};
+    use crate::store::{Key, Value};
+    use std::time::Duration;
+
+    fn write(key: &str, value: Option<&str>, counter: u64) -> Write {
+        let id = ReplicaId::parse("10.0.0.2:8085#00c0ffee").unwrap();
+        Write {
+            key: Key::parse(key).unwrap(),
+            value: value.map(|v| Value::from_json(v).unwrap().unwrap()),
+            dot: Dot::new(id, counter),
+            deps: VectorClock::new(),
+            lamport: counter,
+        }
+    }
+
+    #[test]
+    fn a_queue_wakes_its_task_only_when_it_stops_being_empty() {
+        let queues = Queues::default();
+        let peers = [SocketAddress::parse("10.0.0.3:8085").unwrap()];
+        let made = queues.push(&peers, &write("k", Some("1"), 1));
+        assert_eq!(made.len(), 1, "the first write makes the queue");
+        let queue = made[0].1.clone();
+        assert!(queues.push(&peers, &write("k", Some("2"), 2)).is_empty());
+        assert_eq!(queue.lock().writes.len(), 2);
+        // One stored wake-up (from the first push), not one per write.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = tokio::time::timeout(Duration::from_secs(5), queue.ready.notified());
+            assert!(first.await.is_ok(), "the first push woke the task");
+            let second = tokio::time::timeout(Duration::from_millis(50), queue.ready.notified());
+            assert!(second.await.is_err(), "the second push did not");
+        });
+        queues.drop_queue(&peers[0]);
+        let state = queue.lock();
+        assert!(state.closed && state.writes.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_replaced_queue_leaves_its_successor() {
+        let queues = Queues::default();
+        let peers = [SocketAddress::parse("10.0.0.3:8085").unwrap()];
+        let old = queues.push(&peers, &write("k", Some("1"), 1)).remove(0).1;
+        queues.drop_queue(&peers[0]);
+        let new = queues.push(&peers, &write("k", Some("2"), 2)).remove(0).1;
+        queues.forget(&peers[0], &old);
+        assert!(!new.lock().closed, "the successor stays");
+        assert!(queues.push(&peers, &write("k", Some("3"), 3)).is_empty());
+        queues.forget(&peers[0], &new);
+        assert!(new.lock().closed);
+        assert_eq!(
+            queues.push(&peers, &write("k", Some("4"), 4)).len(),
+            1,
+            "made again"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Client operations: reads and writes under a causal context, the pulls a
+//! waiting client triggers, and the hand-over when the replica stops.
+
+use std::sync::Arc;
+
+use crate::address::SocketAddress;
+use crate::causal::{CausalContext, Dot, VectorClock};
+use crate::store::{Key, Value};
+
+use super::{
+    single, Effect, Handover, Learned, Millis, Outcome, ReadResult, Replica, Request, Wait, Write,
+    WriteResult,
+};
+
+impl Replica {
+    /// The writes `context` names that are not applied here.
+    pub fn missing(&self, context: &CausalContext) -> VectorClock {
+        self.known.missing(context.clock())
+    }
+
+    /// Whether a client request with `context` can be served now; if so,
+    /// the context without the retired incarnations it names, if any.
+    fn admit(&self, context: &CausalContext) -> Result<Option<VectorClock>, Wait> {
+        if !self.is_ready() {
+            return Err(Wait::NotReady);
+        }
+        let missing = self.missing(context);
+        if !missing.is_empty() {
+            return Err(Wait::Missing(missing));
+        }
+        Ok(self.known.prune(context.clock()))
+    }
+
+    /// What a client learns from the version with `dot`: nothing when its
+    /// writer is retired (every member has it).
+    fn learn(&self, dot: &Dot) -> VectorClock {
+        let clock = single(dot);
+        self.known.prune(&clock).unwrap_or(clock)
+    }
+
+    /// Reads `key` for a client whose context is satisfied here.
+    pub fn read(&self, key: &Key, context: &CausalContext) -> Result<ReadResult, Wait> {
+        let pruned = self.admit(context)?;
+        let (value, clock) = match self.store.entry(key) {
+            Some(entry) => (entry.value(), self.learn(&entry.dot())),
+            None => (None, VectorClock::new()),
+        };
+        Ok(ReadResult {
+            value,
+            learned: Learned { clock, pruned },
+        })
+    }
+
+    /// Puts `value` (or deletes, for `None`) at `key` for a client whose
+    /// context is satisfied here.
+    pub fn write(
+        &mut self,
+        key: Key,
+        value: Option<Value>,
+        context: &CausalContext,
+    ) -> Result<WriteResult, Wait> {
+        if self.draining {
+            return Err(Wait::ShuttingDown);
+        }
+        let pruned = self.admit(context)?;
+        let current = self.store.entry(&key);
+        let existed = current.is_some_and(|e| !e.is_tombstone());
+        if value.is_none() && !existed {
+            let clock = match current {
+                Some(entry) => self.learn(&entry.dot()),
+                None => VectorClock::new(),
+            };
+            return Ok(WriteResult {
+                outcome: Outcome::NotFound,
+                learned: Learned { clock, pruned },
+            });
+        }
+        // Stamp the write: the next dot of this incarnation, and a Lamport
+        // time above everything applied here (so above its causal past).
+        let dot = self.known.increment(&self.me.id);
+        self.lamport += 1;
+        let deps = pruned.as_ref().unwrap_or(context.clock()).clone();
+        let write = Write {
+            key: key.clone(),
+            value,
+            dot: dot.clone(),
+            deps: deps.without(&self.me.id),
+            lamport: self.lamport,
+        };
+        let is_delete = write.value.is_none();
+        self.store.apply(key, write.version());
+        self.writes_issued += 1;
+        self.progress += 1;
+        let to: Vec<SocketAddress> = self.view.vetted().cloned().collect();
+        if !to.is_empty() {
+            self.outbox.push(Effect::Replicate {
+                to,
+                write: Arc::new(write),
+            });
+        }
+        let outcome = match (is_delete, existed) {
+            (true, _) => Outcome::Deleted,
+            (false, true) => Outcome::Updated,
+            (false, false) => Outcome::Created,
+        };
+        Ok(WriteResult {
+            outcome,
+            learned: Learned {
+                clock: single(&dot),
+                pruned,
+            },
+        })
+    }
+
+    /// A client waits for `wanted`: ask every live peer that may have the
+    /// missing writes for them (at most one pull per peer at a time). When
+    /// no member can have them, the seeds are asked to join: a replica
+    /// holding them may be one this replica forgot.
+    pub fn catch_up(&mut self, wanted: &VectorClock, now: Millis) {
+        let missing = self.known.missing(wanted);
+        if missing.is_empty() {
+            return;
+        }
+        // Peers known to hold some of it first; if none is known to, ask all.
+        let holders: Vec<SocketAddress> = self
+            .view
+            .peers()
+            .filter(|(_, p)| {
+                p.clock
+                    .as_ref()
+                    .is_some_and(|c| !missing.meet(c).is_empty())
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        let targets: Vec<SocketAddress> = if holders.is_empty() {
+            self.probe_seeds(now, true);
+            self.view.peers().map(|(a, _)| a.clone()).collect()
+        } else {
+            holders
+        };
+        for peer in targets {
+            self.pull_from(&peer, now);
+        }
+    }
+
+    /// The replica stops taking writes (it is shutting down); reads go on.
+    pub fn stop_taking_writes(&mut self) {
+        self.draining = true;
+    }
+
+    /// How far the hand-over of this incarnation's writes has got.
+    pub fn handover(&self) -> Handover {
+        let written = self.known.clock().get(&self.me.id);
+        let mut handover = Handover {
+            written,
+            held_by: Vec::new(),
+            lacking: Vec::new(),
+            best: 0,
+        };
+        for (address, peer) in self.view.peers() {
+            let have = peer.clock.as_ref().map_or(0, |c| c.get(&self.me.id));
+            handover.best = handover.best.max(have);
+            match have >= written {
+                true => handover.held_by.push(address.clone()),
+                false => handover.lacking.push(address.clone()),
+            }
+        }
+        handover
+    }
+
+    /// Asks every member for its applied clock now (heartbeats out of
+    /// turn), so that the hand-over learns soon what each holds.
+    pub fn ask_clocks(&mut self, now: Millis) {
+        let mut targets = Vec::new();
+        for (address, peer) in self.view.peers_mut() {
+            if !peer.heartbeat_in_flight {
+                peer.heartbeat_in_flight = true;
+                peer.last_heartbeat = Some(now);
+                targets.push(address.clone());
+            }
+        }
+        for address in targets {
+            let request = self.heartbeat_for(&address);
+            self.send(&address, request);
+        }
+    }
+
+    /// A heartbeat for `peer`: this replica's clock, and its retirements
+    /// of incarnations the peer last reported.
+    pub(super) fn heartbeat_for(&self, peer: &SocketAddress) -> Request {
+        Request::Heartbeat {
+            from: self.me.clone(),
+            clock: self.known.clock().clone(),
+            retired: self.retirements_for(self.view.peer(peer).and_then(|p| p.clock.as_ref())),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Joining: announcing a replica, vetting it, and deciding who copies whom.
+//!
+//! A replica *forgets* on purpose: tombstones once every replica it knows
+//! applied the delete, incarnations once every replica it knows applied
+//! their writes. What it forgot is its *floor*: the newest forgotten delete
+//! of each writer ([`Replica::collected`]) and every retired incarnation
+//! with its last write. A replica that holds its floor (has applied all of
+//! it) can take this one's writes and deltas safely: nothing it holds was
+//! deleted here and forgotten, and no dependency this replica stopped
+//! naming is missing there. One that does not may hold a value deleted
+//! here, or miss writes a pruned dependency stands for.
+//!
+//! So replicas exchange writes only after a join, in which each learns the
+//! other's clock, retirements and collected deletes:
+//!
+//! - the one that joins is *vetted* by the other if it holds the other's
+//!   floor; if not, it copies the other's state ([`super::transfer`]) and
+//!   joins again once it has;
+//! - the other checks the same the other way round and, if it lacks the
+//!   joiner's floor, copies the joiner's state.
+//!
+//! A replica joins when it starts, when it finds a seed it does not know,
+//! and whenever a peer refuses it with [`Refusal::Rejoin`]: after it was
+//! forgotten, evicted and re-added, or restarted. Replicas that stay in
+//! each other's views (members and suspects) never need to: each forgot
+//! only what the other had applied.
+//!
+//! # Starting
+//!
+//! A starting replica joins every address of its `VIEW` and copies the
+//! state of the first member that answers it holds one (it is *ready*). If
+//! every member answers it holds none (a new store, every replica
+//! starting), or none holding one answers within the start-up grace, it
+//! starts with an empty state; once one holding a copy has answered, it
+//! waits for a copy however long that takes. Until then it serves no
+//! client and gives no copy. The identity it drew is checked at every join: a member that
+//! knows writes of that identity the joiner does not hold refuses it
+//! ([`Refusal::IdentityInUse`]) and the joiner draws another.
+
+use std::collections::BTreeMap;
+
+use tracing::{debug, info, warn};
+
+use crate::address::SocketAddress;
+use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
+
+use super::{Effect, Heard, Member, Millis, Refusal, Replica, Reply, Sync};
+
+impl Replica {
+    /// Whether a replica that applied `clock` and retired `retired` holds
+    /// everything this replica forgot.
+    fn holds_floor(&self, clock: &VectorClock, retired: &[Retired]) -> bool {
+        let theirs: BTreeMap<&ReplicaId, &Retirement> =
+            retired.iter().map(|(i, r)| (i, r)).collect();
+        let count = |id: &ReplicaId| clock.get(id).max(theirs.get(id).map_or(0, |r| r.last));
+        self.collected.iter().all(|(id, n)| count(id) >= n)
+            && self.known.retired().all(|(id, r)| count(&id) >= r.last)
+    }
+
+    /// Whether this replica holds the floor of a replica that forgot
+    /// deletes up to `collected` and retired `retired`.
+    fn holds_floor_of(&self, collected: &VectorClock, retired: &[Retired]) -> bool {
+        self.known.has_applied(collected)
+            && retired.iter().all(|(id, r)| self.known.count(id) >= r.last)
+    }
+
+    /// Whether this replica lacks writes that `retired` says every replica
+    /// should have: clients' contexts may no longer name them.
+    fn lacks_retired(&self, retired: &[Retired]) -> bool {
+        retired.iter().any(|(id, r)| self.known.count(id) < r.last)
+    }
+
+    /// A replica joins this one: check its identity, add it, vet it, and
+    /// copy its state if this replica lacks what it forgot.
+    pub(super) fn on_join(
+        &mut self,
+        from: &Member,
+        clock: VectorClock,
+        retired: Vec<Retired>,
+        collected: VectorClock,
+        fresh: bool,
+        now: Millis,
+    ) -> Reply {
+        // Writes under the identity of a joiner that wrote nothing yet:
+        // another process drew the same identity (or this is the late join
+        // of an incarnation that ended).
+        let ended = self.known.retirement(&from.id).is_some_and(|r| r.ended);
+        let taken = fresh && self.known.count(&from.id) > 0;
+        if from.id != self.me.id && (ended || taken) {
+            warn!(peer = %from.address, id = %from.id, "a replica joined with an identity that wrote what it does not hold; refused");
+            return Reply::Refused {
+                from: self.me.clone(),
+                reason: Refusal::IdentityInUse,
+            };
+        }
+        // A join is how an evicted address comes back.
+        self.view.pardon(from);
+        let heard = self.hear_join(from, now);
+        match heard {
+            Heard::Evicted => {
+                return Reply::Refused {
+                    from: self.me.clone(),
+                    reason: Refusal::Removed,
+                }
+            }
+            Heard::Added => info!(peer = %from.address, id = %from.id, "replica joined the view"),
+            Heard::Readmitted => {
+                info!(peer = %from.address, "replica is back; readmitted to the view")
+            }
+            _ => {}
+        }
+        let vetted = self.holds_floor(&clock, &retired);
+        if let Some(peer) = self.view.peer_mut(&from.address) {
+            peer.vetted = vetted;
+        }
+        debug!(peer = %from.address, vetted, "a replica joined this one");
+        // The joiner forgot what this replica still holds: copy its state.
+        if self.is_synced() && !clock.is_empty() && !self.holds_floor_of(&collected, &retired) {
+            let blocking = self.lacks_retired(&retired);
+            self.start_transfer(&from.address, blocking, now);
+        }
+        Reply::Join {
+            from: self.me.clone(),
+            view: self.view.addresses(),
+            ready: self.is_ready() && !self.draining,
+            vetted,
+            clock: self.known.clock().clone(),
+            retired: self.known.retired().collect(),
+        }
+    }
+
+    /// Hears `from`, adding it if it is unknown. A new incarnation at a
+    /// known address loses what was queued for the old one: the new one
+    /// copies the state instead, and is not vetted yet.
+    fn hear_join(&mut self, from: &Member, now: Millis) -> Heard {
+        let previous = self.view.peer(&from.address).and_then(|p| p.id.clone());
+        let heard = self.view.hear_from(from, now);
+        if previous.is_some_and(|id| id != from.id) && heard != Heard::Evicted {
+            info!(peer = %from.address, id = %from.id, "replica restarted as a new incarnation");
+            self.outbox.push(Effect::DropQueue {
+                peer: from.address.clone(),
+            });
+        }
+        heard
+    }
+
+    /// A join this replica sent was answered (or failed).
+    pub(super) fn join_answered(&mut self) {
+        if let Sync::Joining {
+            joins_in_flight, ..
+        } = &mut self.sync
+        {
+            *joins_in_flight = joins_in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A member answered this replica's join: learn the members it did not
+    /// know (and join them), vet the member, and copy its state if this
+    /// replica is starting, or if it lacks what the member forgot.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_join_reply(
+        &mut self,
+        from: &Member,
+        view: Vec<SocketAddress>,
+        ready: bool,
+        vetted: bool,
+        clock: VectorClock,
+        retired: Vec<Retired>,
+        now: Millis,
+    ) {
+        let heard = self.hear_join(from, now);
+        if heard == Heard::Evicted {
+            return;
+        }
+        if heard == Heard::Added {
+            info!(peer = %from.address, id = %from.id, "replica joined the view");
+        }
+        // A starting replica, or one that meets a member it did not know
+        // (a seed, after a long partition), learns the members it lacks; a
+        // member's view seen in a mere handshake may be stale.
+        if !self.is_synced() || heard == Heard::Added {
+            for address in view {
+                if !self.view.contains(&address) && self.view.learn(&address, now) {
+                    info!(peer = %address, "learned of a member while joining");
+                    let request = self.join_request();
+                    self.send(&address, request);
+                }
+            }
+        }
+        let synced = self.is_synced();
+        let holds = !synced || self.holds_floor(&clock, &retired);
+        if let Some(peer) = self.view.peer_mut(&from.address) {
+            peer.vetted = holds;
+        }
+        debug!(peer = %from.address, ready, vetted, holds, "a member answered this replica's join");
+        if let Sync::Joining {
+            not_ready,
+            seen_ready,
+            ..
+        } = &mut self.sync
+        {
+            *seen_ready |= ready;
+            if !ready {
+                // Starting too (it holds nothing), or busy copying state.
+                if clock.is_empty() && retired.is_empty() {
+                    not_ready.insert(from.address.clone());
+                }
+                return;
+            }
+            self.start_transfer(&from.address, true, now);
+        } else if !vetted && ready {
+            info!(peer = %from.address, "this replica lacks what a member forgot; copying its state");
+            let blocking = self.lacks_retired(&retired);
+            self.start_transfer(&from.address, blocking, now);
+        }
+    }
+
+    /// A peer asked this replica to join it first.
+    pub(super) fn rejoin(&mut self, peer: &SocketAddress, now: Millis) {
+        let retry = self.timing.join_retry;
+        let last = self.rejoined.get(peer).copied();
+        if last.is_some_and(|t| now.saturating_sub(t) < retry) {
+            return;
+        }
+        self.rejoined.insert(peer.clone(), now);
+        let request = self.join_request();
+        self.send(peer, request);
+    }
+
+    /// While joining: announce this replica to every member, retrying, and
+    /// start with an empty state once every member said it holds none, or
+    /// the start-up grace passed with none holding one answering.
+    pub(super) fn maybe_join(&mut self, now: Millis) {
+        let Sync::Joining {
+            started,
+            last_attempt,
+            joins_in_flight,
+            not_ready,
+            seen_ready,
+        } = &mut self.sync
+        else {
+            return;
+        };
+        let peers: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
+        if peers.is_empty() {
+            return self.start_empty("no other member in the view");
+        }
+        if self.transfer.is_some() {
+            return;
+        }
+        if peers.iter().all(|p| not_ready.contains(p)) {
+            return self.start_empty("every member is starting too");
+        }
+        let waited = now.saturating_sub(*started) >= self.timing.startup_grace;
+        if waited && !*seen_ready && *joins_in_flight == 0 {
+            return self.start_empty("no member holding the state answered");
+        }
+        let retry_due =
+            last_attempt.is_none_or(|t| now.saturating_sub(t) >= self.timing.join_retry);
+        if *joins_in_flight > 0 || !retry_due {
+            return;
+        }
+        *last_attempt = Some(now);
+        *joins_in_flight = peers.len();
+        not_ready.clear();
+        let request = self.join_request();
+        for peer in peers {
+            self.send(&peer, request.clone());
+        }
+    }
+
+    /// Serves from an empty state (a new store), and says why.
+    fn start_empty(&mut self, why: &str) {
+        info!(why, "starting with an empty state");
+        self.sync = Sync::Synced;
+        self.progress += 1;
+    }
+
+    /// Sends a join to every seed that is neither a member nor a suspect
+    /// (nor removed by an operator): replicas that forgot each other, or
+    /// never met, find each other this way. At most every seed interval,
+    /// unless `soon` (a client waits for writes no member holds; then at
+    /// most every join retry).
+    pub(super) fn probe_seeds(&mut self, now: Millis, soon: bool) {
+        let wait = if soon {
+            self.timing.join_retry
+        } else {
+            self.timing.seed_interval
+        };
+        if !self.is_synced() || now.saturating_sub(self.last_seed_probe) < wait {
+            return;
+        }
+        self.last_seed_probe = now;
+        let unknown: Vec<SocketAddress> = self
+            .seeds
+            .iter()
+            .filter(|a| !self.view.knows(a) && !self.view.is_evicted(a))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let request = self.join_request();
+        for address in unknown {
+            self.send(&address, request.clone());
+        }
+    }
+
+    /// A member refused this replica's identity.
+    pub(super) fn identity_taken(&mut self) {
+        if self.is_synced() || self.writes_issued > 0 {
+            warn!(id = %self.me.id, "a member holds writes of this replica's identity that it lacks");
+            return;
+        }
+        if !self.outbox.iter().any(|e| matches!(e, Effect::Reincarnate)) {
+            self.outbox.push(Effect::Reincarnate);
+        }
+    }
+
+    /// Takes a new identity (drawn by the driver after
+    /// [`Effect::Reincarnate`]); only before it wrote or copied anything.
+    pub fn reincarnate(&mut self, incarnation: &str) {
+        if self.is_synced() || self.writes_issued > 0 || self.transfer.is_some() {
+            return;
+        }
+        let id = ReplicaId::new(self.me.address.as_str(), incarnation);
+        warn!(old = %self.me.id, new = %id, "identity in use; took a new one");
+        self.me.id = id;
+    }
+}

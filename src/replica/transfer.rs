@@ -1,0 +1,283 @@
+//! Copying another replica's whole state, a page at a time.
+//!
+//! A starting replica copies the state of a member; a replica that lacks
+//! what another forgot (see [`super::join`]) copies that one's. The copy
+//! comes in pages of the giver's slots ([`Request::Snapshot`] with a
+//! cursor), each asked for once the previous one is merged, so neither
+//! side holds more than a page and the giver serves clients in between.
+//! The first page carries what the copy accounts for ([`Start`]): the
+//! giver's clock, retirements and collected deletes as the copy began.
+//!
+//! Each page is merged by the store's rule (see [`crate::store`]'s copy
+//! module): nothing either side deleted and forgot comes back. Once every
+//! page is in, the slots the copy did not touch are swept, a batch per
+//! tick, and the copy's clock and records are adopted only then, so that
+//! no client is told a write is applied here while its effects are not.
+//! Pages taken while the giver kept writing may carry versions newer than
+//! the copy's clock; their writes arrive later like any other and change
+//! nothing.
+//!
+//! A starting replica serves no client until its copy is merged. A running
+//! one keeps serving during the copy, unless it lacks writes of an
+//! incarnation the giver retired: contexts no longer name those writes, so
+//! nothing else would make a client wait for them.
+
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+
+use crate::address::SocketAddress;
+use crate::causal::ReplicaId;
+use crate::store::{Marks, Store};
+
+use super::{Member, Millis, Page, Refusal, Replica, Reply, Request, Start, Sync, Versions};
+
+/// Consecutive failed page requests after which a copy is given up.
+const MAX_FAILURES: u32 = 5;
+
+/// Text carried by one page, past its first key.
+const PAGE_BYTES: usize = 8 << 20;
+
+/// Slots swept per tick once every page is in.
+const SWEEP_SLOTS: u32 = 1 << 18;
+
+/// A copy of another replica's state in progress.
+#[derive(Debug)]
+pub(super) struct Transfer {
+    from: SocketAddress,
+    /// The giver's incarnation, from its first page: every page must come
+    /// from the same one.
+    giver: Option<ReplicaId>,
+    /// Whether clients wait until the copy is merged.
+    blocking: bool,
+    /// What the copy accounts for, from its first page.
+    start: Option<Start>,
+    /// The cursor of the page to ask for next; `None` once every page is in.
+    next: Option<u32>,
+    /// Where the sweep of untouched slots is, once every page is in.
+    sweep: Option<u32>,
+    marks: Marks,
+    in_flight: bool,
+    failures: u32,
+    retry_at: Millis,
+    pages: u32,
+    keys: usize,
+}
+
+impl Transfer {
+    /// Whether clients wait until the copy is merged.
+    pub(super) fn blocks_clients(&self) -> bool {
+        self.blocking
+    }
+}
+
+impl Replica {
+    /// Page `cursor` of this replica's state, for a replica copying it.
+    pub(super) fn page(&self, cursor: u32) -> Reply {
+        if !self.is_ready() || self.draining {
+            return Reply::Refused {
+                from: self.me.clone(),
+                reason: Refusal::NotReady,
+            };
+        }
+        let (image, next) = self
+            .store
+            .image_page(cursor, self.timing.page_keys, PAGE_BYTES);
+        let start = (cursor == 0).then(|| Start {
+            clock: self.known.clock().clone(),
+            retired: self.known.retired().collect(),
+            collected: self.collected.clone(),
+            lamport: self.lamport,
+            pending: self.buffer.iter().cloned().collect(),
+        });
+        Reply::Snapshot {
+            from: self.me.clone(),
+            page: Page {
+                versions: Versions::Image(image),
+                next,
+                start,
+            },
+        }
+    }
+
+    /// Starts copying the state of `from`, unless a copy is in progress.
+    pub(super) fn start_transfer(&mut self, from: &SocketAddress, blocking: bool, now: Millis) {
+        if let Some(transfer) = &mut self.transfer {
+            transfer.blocking |= blocking && transfer.from == *from;
+            return;
+        }
+        info!(peer = %from, "copying a member's state");
+        self.transfer = Some(Transfer {
+            from: from.clone(),
+            giver: None,
+            blocking,
+            start: None,
+            next: Some(0),
+            sweep: None,
+            marks: Marks::default(),
+            in_flight: false,
+            failures: 0,
+            retry_at: now,
+            pages: 0,
+            keys: 0,
+        });
+        self.request_page(now);
+    }
+
+    fn request_page(&mut self, now: Millis) {
+        let Some(transfer) = &mut self.transfer else {
+            return;
+        };
+        let Some(cursor) = transfer.next else {
+            return;
+        };
+        if transfer.in_flight || now < transfer.retry_at {
+            return;
+        }
+        transfer.in_flight = true;
+        let to = transfer.from.clone();
+        let request = Request::Snapshot {
+            from: self.me.clone(),
+            cursor,
+        };
+        self.send(&to, request);
+    }
+
+    /// A page arrived: merge it and ask for the next.
+    pub(super) fn on_page(&mut self, from: &Member, page: Page, now: Millis) {
+        let Some(mut transfer) = self.transfer.take() else {
+            return;
+        };
+        if transfer.from != from.address || transfer.next.is_none() {
+            self.transfer = Some(transfer);
+            return;
+        }
+        transfer.in_flight = false;
+        transfer.failures = 0;
+        if transfer.giver.as_ref().is_some_and(|id| *id != from.id) {
+            // The giver restarted: what it sends now is another state.
+            self.transfer = Some(transfer);
+            return self.abandon_transfer(&from.address);
+        }
+        if transfer.start.is_none() {
+            let Some(start) = page.start else {
+                warn!(peer = %from.address, "a copy began without its first page; given up");
+                return;
+            };
+            transfer.start = Some(start);
+            transfer.giver = Some(from.id.clone());
+        }
+        let versions = page.versions.into_list();
+        transfer.pages += 1;
+        transfer.keys += versions.len();
+        for (_, version) in &versions {
+            self.lamport = self.lamport.max(version.lamport);
+        }
+        let known = &self.known;
+        self.store
+            .merge_page(versions, |dot| known.contains(dot), &mut transfer.marks);
+        transfer.next = page.next;
+        if page.next.is_none() {
+            transfer.sweep = Some(0);
+        }
+        self.transfer = Some(transfer);
+        self.request_page(now);
+    }
+
+    /// A page request failed: ask again a little later, or give up.
+    pub(super) fn on_page_failed(&mut self, to: &SocketAddress, now: Millis) {
+        let retry = self.timing.join_retry;
+        let Some(transfer) = self.transfer.as_mut().filter(|t| t.from == *to) else {
+            return;
+        };
+        transfer.in_flight = false;
+        transfer.failures += 1;
+        transfer.retry_at = now + retry;
+        if transfer.failures >= MAX_FAILURES {
+            self.abandon_transfer(to);
+        }
+    }
+
+    /// Gives up the copy from `from`, if one is in progress. A starting
+    /// replica drops the pages it merged: it holds nothing until a copy is
+    /// whole (a running one keeps them: they are versions of real writes,
+    /// which reach it again anyway).
+    pub(super) fn abandon_transfer(&mut self, from: &SocketAddress) {
+        if self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.from == *from && t.sweep.is_none())
+        {
+            warn!(peer = %from, "gave up copying a member's state");
+            self.transfer = None;
+            if !self.is_synced() {
+                self.store = Store::new();
+            }
+        }
+    }
+
+    /// Advances the copy in progress: retries a page, or sweeps a batch of
+    /// slots and, at the end, adopts what the copy accounts for.
+    pub(super) fn step_transfer(&mut self, now: Millis) {
+        let Some(mut transfer) = self.transfer.take() else {
+            return;
+        };
+        let (Some(cursor), Some(start)) = (transfer.sweep, transfer.start.as_ref()) else {
+            self.transfer = Some(transfer);
+            self.request_page(now);
+            return;
+        };
+        let retired: BTreeMap<&ReplicaId, u64> =
+            start.retired.iter().map(|(id, r)| (id, r.last)).collect();
+        let seen_there = |id: &ReplicaId, n: u64| {
+            start
+                .clock
+                .get(id)
+                .max(retired.get(id).copied().unwrap_or(0))
+                >= n
+        };
+        let (_, next) = self
+            .store
+            .sweep(cursor, SWEEP_SLOTS, &transfer.marks, seen_there);
+        match next {
+            Some(cursor) => {
+                transfer.sweep = Some(cursor);
+                self.transfer = Some(transfer);
+            }
+            None => self.finish_transfer(transfer, now),
+        }
+    }
+
+    /// Every page is merged and swept: count what the copy accounts for.
+    fn finish_transfer(&mut self, transfer: Transfer, now: Millis) {
+        let start = transfer.start.expect("a swept copy has begun");
+        self.count_retired(&start.retired);
+        let grew = !start.collected.covered_by(&self.collected);
+        self.collected.merge(&start.collected);
+        self.progress += 1;
+        self.absorb(&start.clock, start.lamport, start.pending, now);
+        info!(
+            peer = %transfer.from,
+            keys = transfer.keys,
+            pages = transfer.pages,
+            "copied a member's state"
+        );
+        if self.sync != Sync::Synced {
+            info!("synced");
+            self.sync = Sync::Synced;
+        }
+        // Join every member again: the giver (and any other that asked)
+        // can now vet this replica. If what this replica forgot grew by
+        // what the giver forgot, members vetted before may not hold it:
+        // their answers vet them anew.
+        let request = self.join_request();
+        let members: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
+        for member in members {
+            if let Some(peer) = self.view.peer_mut(&member).filter(|_| grew) {
+                peer.vetted = false;
+            }
+            self.rejoined.insert(member.clone(), now);
+            self.send(&member, request.clone());
+        }
+    }
+}

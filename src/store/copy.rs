@@ -1,0 +1,225 @@
+//! The store copied to another replica, and what a replica lacks.
+//!
+//! # Copies in pages
+//!
+//! A whole store is copied a page of slots at a time ([`Store::image_page`]):
+//! each page is taken quickly under the owner's lock (texts side by side in
+//! one buffer) and printed after it lets go, so neither side ever holds
+//! more than a page and the owner keeps serving in between. Pages taken at
+//! different moments are not one instant's state, but each key's version
+//! only ever grows by the conflict rule, so every key a page carries is at
+//! least what the owner held when the copy began: the copy covers the
+//! owner's clock at its first page, plus some later writes.
+//!
+//! # The merge
+//!
+//! Merging a copy ([`Store::merge_page`], then [`Store::sweep`]) must not
+//! bring back what either side deleted and then forgot (a tombstone
+//! collected). Each side knows which writes it has *seen*; a version one
+//! side has seen but no longer holds was deleted there and its tombstone
+//! forgotten. So:
+//!
+//! - a copied version whose key is held here competes by the conflict rule;
+//! - a copied version of a key not held here is skipped if this replica
+//!   has seen its write (deleted here), else kept;
+//! - once every page is in, a local version the copy did not carry is
+//!   dropped if the other replica had seen its write (deleted there), else
+//!   kept (the other side never saw it).
+//!
+//! The pages mark the slots they touched ([`Marks`]); the sweep walks the
+//! slots a batch at a time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
+use super::{Key, Store, Value, Version};
+use crate::causal::{Dot, ReplicaId};
+
+/// A copy of some of a store's versions (see [`Store::image_page`]).
+#[derive(Clone, Default)]
+pub struct Image {
+    origins: Vec<ReplicaId>,
+    text: String,
+    entries: Vec<ImageEntry>,
+}
+
+#[derive(Clone)]
+struct ImageEntry {
+    start: usize,
+    key_end: usize,
+    end: usize,
+    counter: u64,
+    lamport: u64,
+    origin: u32,
+}
+
+impl Image {
+    /// Number of keys, tombstones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the image holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every key with its version.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, Version)> + '_ {
+        self.entries.iter().map(|e| {
+            let key = Key(CompactString::from(&self.text[e.start..e.key_end]));
+            let value = &self.text[e.key_end..e.end];
+            let version = Version {
+                value: (!value.is_empty()).then(|| Value(Arc::from(value))),
+                dot: Dot::new(self.origins[e.origin as usize].clone(), e.counter),
+                lamport: e.lamport,
+            };
+            (key, version)
+        })
+    }
+}
+
+impl fmt::Debug for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Image({} keys)", self.len())
+    }
+}
+
+/// Which slots a copy being merged has touched: one bit per slot.
+#[derive(Clone, Debug, Default)]
+pub struct Marks(Vec<u64>);
+
+impl Marks {
+    fn set(&mut self, slot: u32) {
+        let (word, bit) = (slot as usize / 64, slot % 64);
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    fn get(&self, slot: u32) -> bool {
+        let (word, bit) = (slot as usize / 64, slot % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+}
+
+impl Store {
+    /// A copy of the versions in the slots from `start` on: at most
+    /// `max_keys` keys and, past the first, about `max_bytes` of text; and
+    /// the slot where the next page starts, if any is left.
+    pub fn image_page(
+        &self,
+        start: u32,
+        max_keys: usize,
+        max_bytes: usize,
+    ) -> (Image, Option<u32>) {
+        let mut image = Image {
+            origins: self.origins.ids().to_vec(),
+            text: String::new(),
+            entries: Vec::new(),
+        };
+        let mut i = start as usize;
+        while i < self.slots.len() && image.entries.len() < max_keys && image.text.len() < max_bytes
+        {
+            let slot = &self.slots[i];
+            i += 1;
+            if slot.is_vacant() {
+                continue;
+            }
+            let start = image.text.len();
+            image.text.push_str(&slot.text);
+            image.entries.push(ImageEntry {
+                start,
+                key_end: start + slot.key_len as usize,
+                end: image.text.len(),
+                counter: slot.counter,
+                lamport: slot.lamport,
+                origin: slot.origin,
+            });
+        }
+        let next = (i < self.slots.len()).then_some(i as u32);
+        (image, next)
+    }
+
+    /// A copy of every version (tombstones included).
+    pub fn image(&self) -> Image {
+        self.image_page(0, usize::MAX, usize::MAX).0
+    }
+
+    /// The versions made by writes a replica that has seen `after(writer)`
+    /// writes of each writer lacks; `None` skips a writer. Costs what it
+    /// returns: each writer's versions are found by their counters.
+    pub fn delta(&self, after: impl Fn(&ReplicaId) -> Option<u64>) -> Vec<(Key, Version)> {
+        let mut slots = Vec::new();
+        for (origin, id) in self.origins.ids().iter().enumerate() {
+            if let Some(n) = after(id) {
+                self.origins.after(origin as u32, n, &mut slots);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|i| {
+                let e = self.entry_at(i);
+                (e.to_key(), e.to_version())
+            })
+            .collect()
+    }
+
+    /// Merges one page of another replica's copy (see the module's rule);
+    /// `seen_here` tells whether this replica has seen a write. Returns how
+    /// many versions were kept.
+    pub fn merge_page(
+        &mut self,
+        entries: Vec<(Key, Version)>,
+        seen_here: impl Fn(&Dot) -> bool,
+        marks: &mut Marks,
+    ) -> usize {
+        self.reserve(entries.len());
+        let mut kept = 0;
+        for (key, version) in entries {
+            match self.find(key.as_str()) {
+                Some(i) => {
+                    marks.set(i);
+                    kept += self.replace(i, &key, &version) as usize;
+                }
+                // Seen here and not held: deleted here, tombstone forgotten.
+                None if seen_here(&version.dot) => {}
+                None => {
+                    let i = self.insert(key, &version);
+                    marks.set(i);
+                    kept += 1;
+                }
+            }
+        }
+        kept
+    }
+
+    /// Ends the merge of a copy, `budget` slots from `start` at a time:
+    /// drops the local versions the copy did not carry though the other
+    /// replica had seen their writes (`seen_there`). Returns how many were
+    /// dropped and where to go on, if the slots are not done.
+    pub fn sweep(
+        &mut self,
+        start: u32,
+        budget: u32,
+        marks: &Marks,
+        seen_there: impl Fn(&ReplicaId, u64) -> bool,
+    ) -> (usize, Option<u32>) {
+        let end = start.saturating_add(budget).min(self.slot_count());
+        let mut dropped = 0;
+        for i in start..end {
+            let slot = &self.slots[i as usize];
+            if slot.is_vacant() || marks.get(i) {
+                continue;
+            }
+            if seen_there(self.origins.id(slot.origin), slot.counter) {
+                self.remove_at(i);
+                dropped += 1;
+            }
+        }
+        (dropped, (end < self.slot_count()).then_some(end))
+    }
+}

@@ -1,0 +1,362 @@
+//! Versioned values and tombstones, and the one rule that resolves
+//! concurrent writes.
+//!
+//! Every key holds one [`Version`]: the value (or a tombstone for a delete),
+//! the [`Dot`] of the write that produced it, and that write's Lamport
+//! timestamp. Of two versions of a key, the one with the larger
+//! `(lamport, dot)` wins. A write's Lamport timestamp is larger than that of
+//! every write in its causal past, so a write always beats what it
+//! overwrote, and concurrent writes are ordered the same way everywhere.
+//! The rule is a maximum, so it does not care in which order versions
+//! arrive: replicas that hold the same writes hold the same contents.
+//!
+//! What lives where:
+//!
+//! - [`value`]: keys, values, versions and the conflict rule.
+//! - this file: the [`Store`] itself, laid out for memory.
+//! - `origins`: the writers, and per writer the versions it made, so that
+//!   "what does a replica that has seen this clock lack" is answered
+//!   without a scan.
+//! - `copy`: the store copied to another replica in pages, and the merge
+//!   of such a copy.
+//! - `gc`: tombstones, forgotten a batch at a time.
+
+mod copy;
+mod gc;
+mod origins;
+pub mod value;
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::causal::Dot;
+
+pub use copy::{Image, Marks};
+pub use gc::Collected;
+use origins::Origins;
+pub use value::{Key, KeyError, Value, Version, MAX_KEY_CHARS};
+
+/// The contents of one replica: the winning version of every key.
+///
+/// Laid out for memory, since a replica holds every key: each key is one
+/// [`Slot`] in a dense vector, its key and value text side by side in one
+/// allocation, its dot naming the writer by a small number instead of the
+/// writer's identity. A hash table of slot numbers finds a key's slot; a
+/// slot never moves while its key is stored (a removed key's slot is
+/// reused), so a slot number is also a stable cursor for scans.
+#[derive(Default, Clone)]
+pub struct Store {
+    slots: Vec<Slot>,
+    /// Vacant slots, reused before the vector grows.
+    vacant: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    origins: Origins,
+    tombstones: usize,
+    /// Slots that became tombstones, in no particular order (some may have
+    /// changed since): what tombstone collection walks instead of the store.
+    tombs: Vec<u32>,
+    /// Where the tombstone collection in progress has got to in `tombs`.
+    gc_cursor: usize,
+}
+
+/// One stored key.
+#[derive(Clone, Default)]
+struct Slot {
+    /// The key followed by the value's JSON text (nothing for a tombstone);
+    /// empty in a vacant slot.
+    text: Box<str>,
+    counter: u64,
+    lamport: u64,
+    /// The writer, as its number in [`Origins`].
+    origin: u32,
+    /// Length of the key at the start of `text`, in bytes (at most 200).
+    key_len: u8,
+}
+
+impl Slot {
+    fn key(&self) -> &str {
+        &self.text[..self.key_len as usize]
+    }
+
+    fn value(&self) -> Option<&str> {
+        let value = &self.text[self.key_len as usize..];
+        (!value.is_empty()).then_some(value)
+    }
+
+    fn is_vacant(&self) -> bool {
+        self.key_len == 0
+    }
+
+    fn is_tombstone(&self) -> bool {
+        !self.is_vacant() && self.text.len() == self.key_len as usize
+    }
+}
+
+/// A stored key's version, borrowed from the store.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    slot: &'a Slot,
+    origins: &'a Origins,
+}
+
+impl<'a> Entry<'a> {
+    /// The key as text.
+    pub fn key(&self) -> &'a str {
+        self.slot.key()
+    }
+
+    /// The value's JSON text, or `None` for a tombstone.
+    pub fn value_json(&self) -> Option<&'a str> {
+        self.slot.value()
+    }
+
+    /// The value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<Value> {
+        self.slot.value().map(|json| Value(Arc::from(json)))
+    }
+
+    /// Whether this is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.slot.is_tombstone()
+    }
+
+    /// The write that produced this version.
+    pub fn dot(&self) -> Dot {
+        Dot::new(self.origins.id(self.slot.origin).clone(), self.slot.counter)
+    }
+
+    /// That write's Lamport timestamp.
+    pub fn lamport(&self) -> u64 {
+        self.slot.lamport
+    }
+
+    /// The key, owned.
+    pub fn to_key(&self) -> Key {
+        Key(CompactString::from(self.key()))
+    }
+
+    /// The version, owned.
+    pub fn to_version(&self) -> Version {
+        Version {
+            value: self.value(),
+            dot: self.dot(),
+            lamport: self.slot.lamport,
+        }
+    }
+
+    /// Whether `version` beats this one by the conflict rule.
+    fn beaten_by(&self, version: &Version) -> bool {
+        let mine: value::Rank = (
+            self.slot.lamport,
+            self.origins.id(self.slot.origin),
+            self.slot.counter,
+        );
+        version.rank() > mine
+    }
+}
+
+impl fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key())
+            .field("version", &self.to_version())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("keys", &self.len())
+            .field("tombstones", &self.tombstones)
+            .finish()
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hash(key), |&i| slots[i as usize].key() == key)
+            .copied()
+    }
+
+    fn entry_at(&self, i: u32) -> Entry<'_> {
+        Entry {
+            slot: &self.slots[i as usize],
+            origins: &self.origins,
+        }
+    }
+
+    /// The current version of `key`, tombstones included.
+    pub fn entry(&self, key: &Key) -> Option<Entry<'_>> {
+        self.find(key.as_str()).map(|i| self.entry_at(i))
+    }
+
+    /// The current version of `key`, tombstones included, owned.
+    pub fn get(&self, key: &Key) -> Option<Version> {
+        self.entry(key).map(|e| e.to_version())
+    }
+
+    /// The current value of `key`, if it is live.
+    pub fn value(&self, key: &Key) -> Option<Value> {
+        self.entry(key).and_then(|e| e.value())
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.index.len() - self.tombstones
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of tombstones held.
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    /// Number of slots, vacant ones included: the end of a scan by slot.
+    pub fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// The slot for `key` at `version`, reusing `text`'s allocation (an
+    /// overwrite of the same size allocates nothing).
+    fn make_slot(&mut self, key: &Key, version: &Version, text: Box<str>) -> Slot {
+        let key = key.as_str();
+        let value = version.value.as_ref().map_or("", |v| v.as_json());
+        let mut text = String::from(text);
+        text.clear();
+        text.reserve_exact(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
+        Slot {
+            text: text.into_boxed_str(),
+            counter: version.dot.counter,
+            lamport: version.lamport,
+            origin: self.origins.intern(&version.dot.replica),
+            key_len: u8::try_from(key.len()).expect("keys are at most 200 bytes"),
+        }
+    }
+
+    /// Offers `version` for `key`; it is kept if it beats the current one.
+    /// Returns whether it was kept.
+    pub fn apply(&mut self, key: Key, version: Version) -> bool {
+        match self.find(key.as_str()) {
+            Some(i) => self.replace(i, &key, &version),
+            None => {
+                self.insert(key, &version);
+                true
+            }
+        }
+    }
+
+    /// Offers `version` for the key in slot `i`.
+    fn replace(&mut self, i: u32, key: &Key, version: &Version) -> bool {
+        let current = self.entry_at(i);
+        if !current.beaten_by(version) {
+            return false;
+        }
+        let was_tombstone = current.is_tombstone();
+        self.tombstones -= was_tombstone as usize;
+        let old = &mut self.slots[i as usize];
+        let (origin, counter) = (old.origin, old.counter);
+        let text = std::mem::take(&mut old.text);
+        self.origins.release(origin, counter, i);
+        self.slots[i as usize] = self.make_slot(key, version, text);
+        self.placed(i);
+        true
+    }
+
+    /// Stores `key`, absent so far, at `version`; returns its slot.
+    fn insert(&mut self, key: Key, version: &Version) -> u32 {
+        let slot = self.make_slot(&key, version, Box::default());
+        let i = match self.vacant.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 keys")
+            }
+        };
+        let hash = self.hash(key.as_str());
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+        self.placed(i);
+        i
+    }
+
+    /// Books the version just placed in slot `i`.
+    fn placed(&mut self, i: u32) {
+        let slot = &self.slots[i as usize];
+        self.origins.hold(slot.origin, slot.counter, i);
+        if slot.is_tombstone() {
+            self.tombstones += 1;
+            self.tombs.push(i);
+        }
+    }
+
+    /// Removes the key in slot `i`, leaving the slot vacant.
+    fn remove_at(&mut self, i: u32) {
+        let hash = self.hash(self.slots[i as usize].key());
+        let found = self.index.find_entry(hash, |&j| j == i);
+        if let Ok(found) = found {
+            found.remove();
+        }
+        let slot = std::mem::take(&mut self.slots[i as usize]);
+        self.origins.release(slot.origin, slot.counter, i);
+        self.tombstones -= slot.is_tombstone() as usize;
+        self.vacant.push(i);
+    }
+
+    /// Every key with its version, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.slots
+            .iter()
+            .filter(|s| !s.is_vacant())
+            .map(|slot| Entry {
+                slot,
+                origins: &self.origins,
+            })
+    }
+
+    /// Makes room for `more` keys.
+    fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.vacant.len());
+        self.slots.reserve(more);
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(more, |&j| hasher.hash_one(slots[j as usize].key()));
+    }
+}
+
+#[cfg(test)]
+mod tests;
