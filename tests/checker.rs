@@ -1,8 +1,11 @@
 //! Tests of the causal+ history checker used by the fault suite: every
 //! detector is shown to fire on a hand-built history with the right kind and
 //! the right operations, legitimate histories (concurrency, either winner, a
-//! concurrent delete winning, failed writes) pass, and a long history from a
-//! simulated causal+ store passes while a mutated copy does not.
+//! concurrent delete winning, a put concurrent with a delete winning, a key
+//! brought back by a new put, failed writes, writes lost in a crash) pass,
+//! and a long history from a simulated causal+ store passes while mutated
+//! copies (a stale read, a replica that disagrees, a replica that forgets a
+//! delete) do not.
 
 #[path = "fault/checker.rs"]
 mod checker;
@@ -442,24 +445,6 @@ fn detects_a_stale_read_through_other_sessions() {
 }
 
 #[test]
-fn detects_a_stale_read_behind_a_delete() {
-    let mut b = Builder::default();
-    let a = b.put(0, 0, "x", "a");
-    let g1 = b.get(1, 0, "x", Some("a"));
-    let p1 = b.put(1, 0, "y", "y1");
-    let g2 = b.get(2, 1, "y", Some("y1"));
-    let d = b.del(2, 1, "x");
-    let pz = b.put(2, 1, "z", "z1");
-    let g3 = b.get(3, 2, "z", Some("z1"));
-    let read = b.get(3, 2, "x", Some("a"));
-    expect(
-        &b.check(),
-        AnomalyKind::StaleRead,
-        &[a, g1, p1, g2, d, pz, g3, read],
-    );
-}
-
-#[test]
 fn detects_phantom_absence() {
     let mut b = Builder::default();
     let a = b.put(0, 0, "x", "a");
@@ -522,16 +507,6 @@ fn detects_read_your_writes_violations() {
     let read = b.get(0, 1, "x", None);
     b.finals(&ALL, "x", Some("a"));
     expect_only(&b.check(), AnomalyKind::ReadYourWrites, &[a, read]);
-
-    // Seeing a value one's own delete removed.
-    let mut b = Builder::default();
-    let a = b.put(1, 0, "x", "a");
-    let g = b.get(0, 0, "x", Some("a"));
-    let d = b.del(0, 0, "x");
-    let read = b.get(0, 1, "x", Some("a"));
-    b.finals(&ALL, "x", None);
-    let report = b.check();
-    expect_only(&report, AnomalyKind::ReadYourWrites, &[a, g, d, read]);
 }
 
 #[test]
@@ -640,13 +615,16 @@ fn detects_conflicts_resolved_differently() {
 
 #[test]
 fn detects_a_final_value_that_is_not_causally_maximal() {
-    // A delete follows the final value.
+    // A put follows the final value; it failed, but a read saw it, so it
+    // happened. (A delete following it is a resurrection, tested below.)
     let mut b = Builder::default();
     let a = b.put(0, 0, "x", "a");
-    let d = b.del(0, 1, "x");
+    let failed = b.put_failed(0, 1, "x", "b");
+    b.get(1, 1, "x", Some("b"));
     b.finals(&ALL, "x", Some("a"));
     let report = b.check();
-    expect_only(&report, AnomalyKind::NotCausallyMaximal, &[a, d]);
+    expect(&report, AnomalyKind::NotCausallyMaximal, &[a, failed]);
+    assert_eq!(report.count(AnomalyKind::NotCausallyMaximal), 1, "{report}");
     assert!(!report.convergence_ok);
 
     // Absent in the end, but every delete is followed by a put (each put
@@ -722,6 +700,226 @@ fn writes_lost_in_a_crash_are_counted_not_failed() {
     let report = b.check();
     expect_only(&report, AnomalyKind::LostWrite, &[lost]);
     assert!(report.lost_to_crash.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Deleted values coming back
+// ---------------------------------------------------------------------------
+
+/// The report's only anomaly is a Resurrection whose explanation says so.
+fn expect_resurrection(report: &Report, ops: &[usize]) {
+    expect_only(report, AnomalyKind::Resurrection, ops);
+    let text = &report.anomalies[0].explanation;
+    assert!(text.contains("a deleted value came back"), "{report}");
+}
+
+#[test]
+fn detects_a_read_of_a_value_whose_delete_is_in_its_past() {
+    // The delete reaches the reader through two other sessions.
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let g1 = b.get(1, 0, "x", Some("a"));
+    let p1 = b.put(1, 0, "y", "y1");
+    let g2 = b.get(2, 1, "y", Some("y1"));
+    let d = b.del(2, 1, "x");
+    let pz = b.put(2, 1, "z", "z1");
+    let g3 = b.get(3, 2, "z", Some("z1"));
+    let read = b.get(3, 2, "x", Some("a"));
+    let report = b.check();
+    expect_resurrection(&report, &[a, g1, p1, g2, d, pz, g3, read]);
+    assert!(
+        report.anomalies[0]
+            .explanation
+            .contains("#4 delete(x), which causally follows it"),
+        "{report}"
+    );
+    // A client read does not decide convergence.
+    assert!(report.convergence_ok, "{report}");
+}
+
+#[test]
+fn detects_a_read_of_a_value_the_sessions_own_delete_removed() {
+    let mut b = Builder::default();
+    let a = b.put(1, 0, "x", "a");
+    let g = b.get(0, 0, "x", Some("a"));
+    let d = b.del(0, 0, "x");
+    let read = b.get(0, 1, "x", Some("a"));
+    b.finals(&ALL, "x", None);
+    let report = b.check();
+    expect_resurrection(&report, &[a, g, d, read]);
+    assert!(
+        report.anomalies[0]
+            .explanation
+            .contains("the session's own earlier #2 delete(x)"),
+        "{report}"
+    );
+
+    // It wins over the session labels: here the session's own later put
+    // also overwrote the value.
+    let mut b = Builder::default();
+    let a = b.put(1, 0, "x", "a");
+    let g = b.get(0, 0, "x", Some("a"));
+    let d = b.del(0, 0, "x");
+    b.put(0, 0, "x", "b");
+    let read = b.get(0, 1, "x", Some("a"));
+    b.finals(&ALL, "x", Some("b"));
+    expect_resurrection(&b.check(), &[a, g, d, read]);
+}
+
+#[test]
+fn detects_a_final_value_deleted_causally_after_it() {
+    // Every replica ends with a value a later delete removed.
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let g = b.get(1, 1, "x", Some("a"));
+    let d = b.del(1, 1, "x");
+    b.finals(&ALL, "x", Some("a"));
+    let report = b.check();
+    expect_resurrection(&report, &[a, g, d]);
+    assert!(!report.convergence_ok, "{report}");
+    assert!(
+        report.anomalies[0]
+            .explanation
+            .contains("at replica(s) [0, 1, 2]"),
+        "{report}"
+    );
+
+    // A returning replica keeps the deleted value while the others agree
+    // it is gone: divergence, and the value it holds is a resurrection.
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let d = b.del(0, 1, "x");
+    b.finals(&[0, 1], "x", None);
+    b.fin(2, "x", Some("a"));
+    let report = b.check();
+    assert_eq!(report.count(AnomalyKind::Divergence), 1, "{report}");
+    expect(&report, AnomalyKind::Resurrection, &[a, d]);
+    let resurrection = &report.of_kind(AnomalyKind::Resurrection)[0];
+    assert!(
+        resurrection.explanation.contains("at replica(s) [2]"),
+        "{report}"
+    );
+
+    // A put after the delete that is lost too is reported as well.
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let d = b.del(0, 1, "x");
+    let lost = b.put(0, 1, "x", "b");
+    b.finals(&ALL, "x", Some("a"));
+    let report = b.check();
+    expect(&report, AnomalyKind::Resurrection, &[a, d]);
+    expect(&report, AnomalyKind::LostWrite, &[a, lost]);
+    assert_eq!(report.anomalies.len(), 2, "{report}");
+}
+
+#[test]
+fn a_put_concurrent_with_a_delete_may_win_over_it() {
+    let mut b = Builder::default();
+    b.put(0, 1, "x", "z");
+    b.del(0, 1, "x");
+    b.put(0, 1, "y", "y1");
+    // Concurrent with the delete.
+    b.put(1, 0, "x", "c");
+    // The reader has the delete in its past and reads c: the conflict rule
+    // ranked c above the delete, everywhere.
+    b.get(2, 1, "y", Some("y1"));
+    b.get(2, 0, "x", Some("c"));
+    b.finals(&ALL, "x", Some("c"));
+    b.finals(&ALL, "y", Some("y1"));
+    expect_clean(&b.check());
+}
+
+#[test]
+fn a_put_the_delete_saw_does_not_win_over_it() {
+    // The same reads, but the deleting session had read c first: c was
+    // deleted, and both the client read and the final reads bring it back.
+    let mut b = Builder::default();
+    let c = b.put(1, 0, "x", "c");
+    let g = b.get(0, 1, "x", Some("c"));
+    let d = b.del(0, 1, "x");
+    let py = b.put(0, 1, "y", "y1");
+    let gy = b.get(2, 1, "y", Some("y1"));
+    let read = b.get(2, 0, "x", Some("c"));
+    b.finals(&ALL, "x", Some("c"));
+    b.finals(&ALL, "y", Some("y1"));
+    let report = b.check();
+    assert_eq!(report.count(AnomalyKind::Resurrection), 2, "{report}");
+    assert_eq!(report.anomalies.len(), 2, "{report}");
+    expect(&report, AnomalyKind::Resurrection, &[c, g, d, py, gy, read]);
+    expect(&report, AnomalyKind::Resurrection, &[c, g, d]);
+    assert!(!report.convergence_ok);
+}
+
+#[test]
+fn a_put_after_a_delete_brings_the_key_back() {
+    let mut b = Builder::default();
+    b.put(0, 0, "x", "a");
+    b.del(0, 0, "x");
+    b.get(0, 1, "x", None);
+    b.put(0, 1, "x", "b");
+    b.get(1, 2, "x", Some("b"));
+    // Another session sees the delete, then brings the key back itself.
+    b.del(1, 2, "x");
+    b.get(2, 0, "x", None);
+    b.put(1, 2, "y", "y1");
+    b.get(2, 0, "y", Some("y1"));
+    b.put(2, 0, "x", "c");
+    b.get(0, 2, "x", Some("c"));
+    b.finals(&ALL, "x", Some("c"));
+    b.finals(&ALL, "y", Some("y1"));
+    expect_clean(&b.check());
+}
+
+#[test]
+fn a_delete_lost_in_a_crash_may_let_its_value_return() {
+    // The delete's replica crashed before the read: once the store retires
+    // the crashed incarnation, the session's context naming the delete is
+    // satisfied without it, and the value it removed is legitimately back.
+    let mut b = Builder::default();
+    b.put(0, 0, "x", "a");
+    b.del(0, 1, "x");
+    b.crash(1);
+    b.get(0, 2, "x", Some("a"));
+    b.finals(&[0, 2], "x", Some("a"));
+    expect_clean(&b.check());
+
+    // A crash after the read does not excuse it (the final value is
+    // excused: the delete may have died with its replica afterwards).
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let d = b.del(0, 1, "x");
+    let read = b.get(0, 2, "x", Some("a"));
+    b.crash(1);
+    b.finals(&[0, 2], "x", Some("a"));
+    expect_resurrection(&b.check(), &[a, d, read]);
+}
+
+#[test]
+fn writes_lost_in_a_crash_need_not_be_read_back() {
+    // The session's own put died with its replica before the read.
+    let mut b = Builder::default();
+    b.put(0, 0, "x", "a");
+    b.crash(0);
+    b.get(0, 1, "x", None);
+    b.finals(&[1, 2], "x", None);
+    expect_clean(&b.check());
+
+    // Its newer put died; the older one, written elsewhere, is read.
+    let mut b = Builder::default();
+    b.put(0, 1, "x", "a");
+    b.put(0, 0, "x", "b");
+    b.crash(0);
+    b.get(0, 2, "x", Some("a"));
+    b.finals(&[1, 2], "x", Some("a"));
+    expect_clean(&b.check());
+
+    // Without the crash both are read-your-writes violations.
+    let mut b = Builder::default();
+    let a = b.put(0, 1, "x", "a");
+    let over = b.put(0, 0, "x", "b");
+    let read = b.get(0, 2, "x", Some("a"));
+    b.finals(&ALL, "x", Some("b"));
+    expect_only(&b.check(), AnomalyKind::ReadYourWrites, &[a, over, read]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1095,6 +1293,62 @@ fn a_mutated_simulated_history_fails() {
     fr.value = None;
     let report = check(&broken);
     assert!(report.count(AnomalyKind::Divergence) >= 1, "{report}");
+    assert!(!report.convergence_ok);
+}
+
+#[test]
+fn a_replica_that_forgets_a_delete_is_caught() {
+    let history = Sim::new(5, 3).run(3_000, 6, 8);
+    assert!(check(&history).is_ok());
+
+    // A put followed, in its own session, by a delete of the key, where the
+    // key ends absent: one replica brings the put's value back.
+    let mut puts: HashMap<(usize, String), usize> = HashMap::new();
+    let mut target = None;
+    for op in &history.ops {
+        match (&op.kind, &op.result) {
+            (OpKind::Put { .. }, OpResult::Written) => {
+                puts.insert((op.session, op.key.clone()), op.id);
+            }
+            (OpKind::Delete, OpResult::Deleted) => {
+                let Some(&put) = puts.get(&(op.session, op.key.clone())) else {
+                    continue;
+                };
+                let absent = history
+                    .final_reads
+                    .iter()
+                    .filter(|f| f.key == op.key)
+                    .all(|f| f.value.is_none());
+                if absent {
+                    target = Some((put, op.id));
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let (put, delete) = target.expect("the simulation produces such a key");
+    let OpKind::Put { value } = &history.ops[put].kind else {
+        unreachable!("a put");
+    };
+    let mut broken = history.clone();
+    let key = history.ops[put].key.clone();
+    let fr = broken
+        .final_reads
+        .iter_mut()
+        .find(|f| f.key == key)
+        .expect("every key is read at the end");
+    fr.value = Some(value.clone());
+    let report = check(&broken);
+    // The delete named is this one or another that also follows the put.
+    expect(&report, AnomalyKind::Resurrection, &[put]);
+    let named = &report.of_kind(AnomalyKind::Resurrection)[0].ops;
+    let last = &broken.ops[*named.last().unwrap()];
+    assert!(
+        last.kind == OpKind::Delete && last.key == key,
+        "{report}\n(the delete this history has: #{delete})"
+    );
+    assert_eq!(report.count(AnomalyKind::Divergence), 1, "{report}");
     assert!(!report.convergence_ok);
 }
 

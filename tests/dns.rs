@@ -14,22 +14,6 @@ use serde_json::json;
 
 const NAME: &str = "causalkv-headless";
 
-fn hosts(cluster: &netns::NetnsCluster, slots: &[usize]) -> String {
-    let mut text = String::from("127.0.0.1 localhost\n");
-    for &i in slots {
-        let ip = cluster.address(i).split(':').next().unwrap().to_string();
-        text.push_str(&format!("{ip} {NAME}\n"));
-    }
-    text
-}
-
-fn write_all_hosts(cluster: &netns::NetnsCluster, listed: &[usize]) {
-    let content = hosts(cluster, listed);
-    for i in 0..cluster.slots.len() {
-        cluster.write_hosts(i, &content).unwrap();
-    }
-}
-
 async fn view_of(http: &awc::Client, cluster: &netns::NetnsCluster, i: usize) -> Option<String> {
     let host = cluster.address(i);
     cluster.check_target(&host);
@@ -86,7 +70,7 @@ async fn view_follows_the_replicas_a_dns_name_lists() {
     };
 
     // Two replicas, each configured with only itself and the DNS name.
-    write_all_hosts(&cluster, &[0, 1]);
+    cluster.publish_name(NAME, &[0, 1]).unwrap();
     let two = view(&[0, 1]);
     let three = view(&[0, 1, 2]);
     cluster.start(0, &[0]).unwrap();
@@ -106,7 +90,7 @@ async fn view_follows_the_replicas_a_dns_name_lists() {
     assert_eq!(put.status, 201, "{put:?}");
 
     // Scale up: the name lists a third replica, which starts and joins.
-    write_all_hosts(&cluster, &[0, 1, 2]);
+    cluster.publish_name(NAME, &[0, 1, 2]).unwrap();
     cluster.start(2, &[2]).unwrap();
     for i in 0..3 {
         wait_view(&http, &cluster, i, &three).await;
@@ -127,7 +111,7 @@ async fn view_follows_the_replicas_a_dns_name_lists() {
 
     // Scale down: the name stops listing the third replica. It still runs
     // (and the failure timeout is long), so only DNS can remove it.
-    write_all_hosts(&cluster, &[0, 1]);
+    cluster.publish_name(NAME, &[0, 1]).unwrap();
     wait_view(&http, &cluster, 0, &two).await;
     wait_view(&http, &cluster, 1, &two).await;
 }

@@ -1,11 +1,14 @@
 //! The fault-injection suite: real replicas in network namespaces, client
 //! sessions hopping between them, a seeded nemesis (partitions, one-way
-//! cuts, crashes, restarts, pauses, replicas added and removed), then heal,
-//! settle, read every key everywhere, and check the whole history for
-//! causal+ anomalies, divergence and lost writes.
+//! cuts, crashes, restarts, pauses, replicas added and removed, and one
+//! long-lived fault per run: a churn of restarts, a replica removed for
+//! good, an eviction and re-add, a DNS change), then heal, settle, read
+//! every key everywhere, and check the whole history for causal+ anomalies,
+//! divergence, lost writes and deleted values coming back, and the store
+//! for tombstones left uncollected and metadata beyond its bound.
 //!
 //! ```text
-//! cargo test --test fault                       # CI: fixed + random seeds, ~2 min
+//! cargo test --test fault                       # CI: fixed + random seeds, ~3 min
 //! cargo test --test fault -- --seed 42          # replay one seed
 //! cargo test --test fault -- --soak 3600        # keep running seeds for an hour
 //! cargo test --test fault -- --duration 60 --runs 10
@@ -16,6 +19,10 @@
 
 #[path = "fault/checker.rs"]
 mod checker;
+#[path = "fault/harness.rs"]
+mod harness;
+#[path = "fault/lifetime.rs"]
+mod lifetime;
 #[path = "fault/nemesis.rs"]
 mod nemesis;
 // Shared with tests/dns.rs, which uses parts this suite does not.
@@ -24,6 +31,8 @@ mod nemesis;
 mod netns;
 #[path = "fault/rng.rs"]
 mod rng;
+#[path = "fault/settle.rs"]
+mod settle;
 #[path = "fault/workload.rs"]
 mod workload;
 

@@ -1,6 +1,13 @@
 //! One seeded fault run: start a cluster, run the sessions, inject faults
 //! from a schedule drawn from the seed, heal, settle, read everything, and
-//! check the history.
+//! check the history and what a long-lived store must keep true.
+//!
+//! The schedule mixes short faults, drawn one after another until the run's
+//! time is up (partitions, one-way cuts, crashes and restarts, pauses, slow
+//! links, replicas added and removed, a crash inside a partition), with one
+//! long-lived fault per run, chosen by the seed (`lifetime.rs`: a churn of
+//! restarts, a replica removed for good, an eviction and re-add, a DNS
+//! change). Every fault adds a line to the run's log; the summary prints it.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -10,9 +17,14 @@ use std::time::{Duration, Instant};
 
 use awc::http::Method;
 
-use super::checker::{self, Crash, FinalRead, History, PartitionWindow};
-use super::netns::NetnsCluster;
+use super::checker::{self, History, PartitionWindow};
+use super::harness::{
+    sleep_ms, Stage, DNS_NAME, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
+};
+use super::lifetime::{self, Lifetime};
+use super::netns::{NetnsCluster, PORT};
 use super::rng::Rng;
+use super::settle;
 use super::workload::{self, Shared};
 
 /// Replica slots available (three start; the nemesis may add two).
@@ -21,12 +33,12 @@ const CAPACITY: usize = 5;
 const SESSIONS: usize = 6;
 /// How long a replica waits for causal dependencies in these runs.
 const CAUSAL_WAIT_MS: u64 = 3000;
-/// How long the cluster may take to converge once healed.
-const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
+/// How often replicas resolve the DNS name, in runs that use one.
+const DNS_INTERVAL_MS: u64 = 300;
 
 /// What one run found.
 pub struct Outcome {
-    /// Whether no anomaly, divergence or lost write was found.
+    /// Whether no anomaly, divergence, lost write or lifetime failure was found.
     pub ok: bool,
     /// A readable report.
     pub summary: String,
@@ -45,16 +57,27 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
     let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("fault-logs")
         .join(format!("seed-{seed}-{stamp}"));
-    let env = vec![
+    let fault = Lifetime::for_seed(seed);
+    let millis = |d: Duration| d.as_millis().to_string();
+    let mut env = vec![
         ("RUST_LOG".to_string(), "info,causalkv=debug".to_string()),
         ("CAUSAL_WAIT_MS".to_string(), CAUSAL_WAIT_MS.to_string()),
-        ("FAILURE_TIMEOUT_MS".to_string(), "2000".to_string()),
+        ("FAILURE_TIMEOUT_MS".to_string(), millis(FAILURE_TIMEOUT)),
+        ("SUSPECT_TIMEOUT_MS".to_string(), millis(SUSPECT_TIMEOUT)),
+        ("HANDOVER_TIMEOUT_MS".to_string(), millis(HANDOVER_TIMEOUT)),
         ("HEARTBEAT_INTERVAL_MS".to_string(), "200".to_string()),
         ("WORKERS".to_string(), "2".to_string()),
     ];
+    if fault.uses_dns() {
+        env.push(("VIEW_DNS".to_string(), format!("{DNS_NAME}:{PORT}")));
+        env.push((
+            "VIEW_DNS_INTERVAL_MS".to_string(),
+            DNS_INTERVAL_MS.to_string(),
+        ));
+    }
     let mut cluster = NetnsCluster::create(&tag, subnet, CAPACITY, binary, &log_dir, env)?;
     let system = actix_rt::System::new();
-    let mut outcome = system.block_on(drive(seed, duration, &mut cluster))?;
+    let mut outcome = system.block_on(drive(seed, duration, fault, &mut cluster))?;
     outcome.log_dir = log_dir;
     Ok(outcome)
 }
@@ -62,6 +85,7 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
 async fn drive(
     seed: u64,
     duration: Duration,
+    fault: Lifetime,
     cluster: &mut NetnsCluster,
 ) -> Result<Outcome, String> {
     let mut rng = Rng::new(seed);
@@ -69,20 +93,33 @@ async fn drive(
         .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
         .timeout(Duration::from_secs(5))
         .finish();
-    let mut members: Vec<usize> = vec![0, 1, 2];
-    for &i in &members.clone() {
-        cluster.start(i, &members)?;
-    }
-    for &i in &members {
-        wait_serving(cluster, &http, i).await?;
-    }
     let shared = Rc::new(RefCell::new(Shared {
         start: Instant::now(),
-        targets: members.iter().map(|&i| (i, cluster.address(i))).collect(),
+        targets: Vec::new(),
         ops: Vec::new(),
         sessions: 0,
         allowed: (0..CAPACITY).map(|i| cluster.address(i)).collect(),
     }));
+    let mut stage = Stage {
+        cluster,
+        http,
+        shared: shared.clone(),
+        members: vec![0, 1, 2],
+        retired: Vec::new(),
+        dns: fault.uses_dns().then_some(DNS_NAME),
+        log: String::new(),
+        crashes: Vec::new(),
+        partitions: Vec::new(),
+    };
+    stage.publish_dns()?;
+    for i in stage.members.clone() {
+        stage.cluster.start(i, &stage.members)?;
+    }
+    for i in stage.members.clone() {
+        stage.wait_ready(i).await?;
+        stage.start_targeting(i);
+    }
+    shared.borrow_mut().start = Instant::now();
     let until = Instant::now() + duration;
     let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
     let sessions: Vec<_> = (0..SESSIONS)
@@ -96,214 +133,68 @@ async fn drive(
         })
         .collect();
 
-    let mut log = String::new();
-    let mut crashes = Vec::new();
-    let mut partitions = Vec::new();
-    let now_us = |shared: &Rc<RefCell<Shared>>| shared.borrow().now_us();
+    // The long-lived fault starts early, so that it has time to play out,
+    // or once the short faults are over (see Lifetime::starts_early).
+    let early = fault
+        .starts_early()
+        .then(|| Instant::now() + Duration::from_millis(rng.range(1500, 5000)));
+    let mut injected = false;
     while Instant::now() + Duration::from_secs(4) < until {
-        sleep_ms(rng.range(300, 1500)).await;
-        let hold = rng.range(1500, 5000);
-        match rng.below(10) {
-            0 | 1 => {
-                let sides = random_split(&mut rng, &members);
-                let _ = writeln!(
-                    log,
-                    "{:>7.1}s partition {:?} for {hold} ms",
-                    secs(&shared),
-                    sides
-                );
-                cluster.partition(&sides)?;
-                let start_us = now_us(&shared);
-                sleep_ms(hold).await;
-                cluster.heal()?;
-                partitions.push(PartitionWindow {
-                    start_us,
-                    end_us: now_us(&shared),
-                    sides,
-                });
-            }
-            2 => {
-                let from = members[rng.below(members.len())];
-                let to = members[rng.below(members.len())];
-                if from != to {
-                    let _ = writeln!(
-                        log,
-                        "{:>7.1}s one-way cut {from} -> {to} for {hold} ms",
-                        secs(&shared)
-                    );
-                    cluster.block(from, to)?;
-                    sleep_ms(hold).await;
-                    cluster.heal()?;
-                }
-            }
-            3 | 4 => {
-                let victim = members[rng.below(members.len())];
-                let _ = writeln!(
-                    log,
-                    "{:>7.1}s crash {victim}, restart after {hold} ms",
-                    secs(&shared)
-                );
-                cluster.crash(victim);
-                crashes.push(Crash {
-                    replica: victim,
-                    at_us: now_us(&shared),
-                });
-                sleep_ms(hold).await;
-                cluster.start(victim, &members)?;
-            }
-            5 => {
-                let victim = members[rng.below(members.len())];
-                let _ = writeln!(log, "{:>7.1}s pause {victim} for {hold} ms", secs(&shared));
-                cluster.pause(victim);
-                sleep_ms(hold).await;
-                cluster.resume(victim);
-            }
-            6 if members.len() < CAPACITY => {
-                let slot = (0..CAPACITY)
-                    .find(|s| !members.contains(s))
-                    .expect("a free slot");
-                if rng.chance(0.5) {
-                    // Like starting a container whose VIEW names everyone.
-                    members.push(slot);
-                    let _ = writeln!(
-                        log,
-                        "{:>7.1}s add replica {slot} (VIEW names all)",
-                        secs(&shared)
-                    );
-                    cluster.start(slot, &members)?;
-                } else {
-                    // A replica that knows only itself, added through the API.
-                    let via = members[rng.below(members.len())];
-                    members.push(slot);
-                    let _ = writeln!(
-                        log,
-                        "{:>7.1}s add replica {slot} (alone, then view PUT at {via})",
-                        secs(&shared)
-                    );
-                    cluster.start(slot, &[slot])?;
-                    wait_serving(cluster, &http, slot).await?;
-                    let body = serde_json::json!({"socket-address": cluster.address(slot)});
-                    let host = cluster.address(via);
-                    cluster.check_target(&host);
-                    let answer = causalkv::client::raw(
-                        &http,
-                        &host,
-                        Method::PUT,
-                        "/key-value-store-view",
-                        Some(&body),
-                    )
-                    .await;
-                    let _ = writeln!(log, "           -> {:?}", answer.map(|r| r.status));
-                }
-                if wait_serving(cluster, &http, slot).await.is_ok() {
-                    shared
-                        .borrow_mut()
-                        .targets
-                        .push((slot, cluster.address(slot)));
-                }
-            }
-            9 => {
-                let victim = members[rng.below(members.len())];
-                let kbit = [64, 256, 1024][rng.below(3)];
-                let _ = writeln!(
-                    log,
-                    "{:>7.1}s slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms",
-                    secs(&shared)
-                );
-                cluster.slow(victim, kbit)?;
-                sleep_ms(hold).await;
-                cluster.heal()?;
-            }
-            8 => {
-                // Two faults at once: a partition, and a crash on one side.
-                let sides = random_split(&mut rng, &members);
-                let victim = members[rng.below(members.len())];
-                let _ = writeln!(
-                    log,
-                    "{:>7.1}s partition {:?} and crash {victim} for {hold} ms",
-                    secs(&shared),
-                    sides
-                );
-                cluster.partition(&sides)?;
-                let start_us = now_us(&shared);
-                sleep_ms(hold / 3).await;
-                cluster.crash(victim);
-                crashes.push(Crash {
-                    replica: victim,
-                    at_us: now_us(&shared),
-                });
-                sleep_ms(hold / 3).await;
-                cluster.start(victim, &members)?;
-                sleep_ms(hold / 3).await;
-                cluster.heal()?;
-                partitions.push(PartitionWindow {
-                    start_us,
-                    end_us: now_us(&shared),
-                    sides,
-                });
-            }
-            7 if members.len() > 3 => {
-                let victim = members[rng.below(members.len())];
-                members.retain(|&m| m != victim);
-                shared.borrow_mut().targets.retain(|(s, _)| *s != victim);
-                let via = members[rng.below(members.len())];
-                let _ = writeln!(
-                    log,
-                    "{:>7.1}s remove replica {victim} (view DELETE at {via})",
-                    secs(&shared)
-                );
-                let body = serde_json::json!({"socket-address": cluster.address(victim)});
-                let host = cluster.address(via);
-                cluster.check_target(&host);
-                let answer = causalkv::client::raw(
-                    &http,
-                    &host,
-                    Method::DELETE,
-                    "/key-value-store-view",
-                    Some(&body),
-                )
-                .await;
-                let _ = writeln!(log, "           -> {:?}", answer.map(|r| r.status));
-                cluster.crash(victim);
-                crashes.push(Crash {
-                    replica: victim,
-                    at_us: now_us(&shared),
-                });
-            }
-            _ => {}
+        if !injected && early.is_some_and(|at| Instant::now() >= at) {
+            injected = true;
+            lifetime::inject(fault, &mut stage, &mut rng).await?;
+            continue;
         }
+        sleep_ms(rng.range(300, 1500)).await;
+        short_fault(&mut stage, &mut rng).await?;
+    }
+    match (injected, early) {
+        (true, _) => {}
+        (false, Some(_)) => stage.note(format!("{fault:?} skipped: the run is too short")),
+        (false, None) => lifetime::inject(fault, &mut stage, &mut rng).await?,
     }
     for handle in sessions {
         let _ = handle.await;
     }
 
     // Heal everything and let the cluster settle.
-    cluster.heal()?;
-    for &i in &members {
-        cluster.resume(i);
-        if !cluster.is_running(i) {
-            cluster.start(i, &members)?;
+    stage.cluster.heal()?;
+    for i in stage.members.clone() {
+        stage.cluster.resume(i);
+        if !stage.cluster.is_running(i) {
+            stage.cluster.start(i, &stage.members)?;
         }
     }
     let healed_at = Instant::now();
     let keys = workload::all_keys();
-    let (final_reads, views_ok, view_report) =
-        settle(cluster, &http, &members, &keys, &shared).await;
+    let (final_reads, views_ok, view_report) = settle::settle(&stage, &keys).await;
     let settle_time = healed_at.elapsed();
+    let (collection, metadata) = settle::lifetime_checks(&stage, &keys).await;
 
-    let history = {
-        let s = shared.borrow();
-        History {
-            ops: s.ops.clone(),
-            final_reads,
-            crashes,
-            partitions,
-        }
+    let history = History {
+        ops: shared.borrow().ops.clone(),
+        final_reads,
+        crashes: stage.crashes.clone(),
+        partitions: stage.partitions.clone(),
     };
     let report = checker::check(&history);
-    let ok = report.is_ok() && views_ok;
+    let ok = report.is_ok() && views_ok && collection.ok && metadata.ok;
+    if !ok {
+        // Next to the replicas' logs, for replaying the checker on it.
+        let path = stage.cluster.log_dir.join("history.json");
+        if let Err(e) = std::fs::write(&path, history.to_json()) {
+            stage.note(format!(
+                "could not save the history to {}: {e}",
+                path.display()
+            ));
+        }
+    }
     let mut summary = String::new();
-    let _ = writeln!(summary, "nemesis schedule (seed {seed}):\n{log}");
+    let _ = writeln!(
+        summary,
+        "nemesis schedule (seed {seed}, long-lived fault {fault:?}):\n{}",
+        stage.log
+    );
     let _ = writeln!(
         summary,
         "{} operations by {} sessions; converged {} after healing ({:.1} s)",
@@ -319,6 +210,8 @@ async fn drive(
     if !views_ok {
         let _ = writeln!(summary, "{view_report}");
     }
+    let _ = writeln!(summary, "{}", collection.line);
+    let _ = writeln!(summary, "{}", metadata.line);
     let _ = writeln!(summary, "{report}");
     Ok(Outcome {
         ok,
@@ -327,114 +220,130 @@ async fn drive(
     })
 }
 
+/// Draws one short fault and plays it out.
+async fn short_fault(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
+    let hold = rng.range(1500, 5000);
+    match rng.below(10) {
+        0 | 1 => {
+            let sides = random_split(rng, &stage.members);
+            stage.note(format!("partition {sides:?} for {hold} ms"));
+            stage.cluster.partition(&sides)?;
+            let start_us = stage.now_us();
+            sleep_ms(hold).await;
+            stage.cluster.heal()?;
+            let end_us = stage.now_us();
+            stage.partitions.push(PartitionWindow {
+                start_us,
+                end_us,
+                sides,
+            });
+        }
+        2 => {
+            let from = stage.pick_member(rng);
+            let to = stage.pick_member(rng);
+            if from != to {
+                stage.note(format!("one-way cut {from} -> {to} for {hold} ms"));
+                stage.cluster.block(from, to)?;
+                sleep_ms(hold).await;
+                stage.cluster.heal()?;
+            }
+        }
+        3 | 4 => {
+            let victim = stage.pick_member(rng);
+            stage.note(format!("crash {victim}, restart after {hold} ms"));
+            stage.crash(victim);
+            sleep_ms(hold).await;
+            stage.cluster.start(victim, &stage.members)?;
+        }
+        5 => {
+            let victim = stage.pick_member(rng);
+            stage.note(format!("pause {victim} for {hold} ms"));
+            stage.cluster.pause(victim);
+            sleep_ms(hold).await;
+            stage.cluster.resume(victim);
+        }
+        6 if stage.free_slot(CAPACITY).is_some() => add_replica(stage, rng).await?,
+        9 => {
+            let victim = stage.pick_member(rng);
+            let kbit = [64, 256, 1024][rng.below(3)];
+            stage.note(format!(
+                "slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms"
+            ));
+            stage.cluster.slow(victim, kbit)?;
+            sleep_ms(hold).await;
+            stage.cluster.heal()?;
+        }
+        8 => {
+            // Two faults at once: a partition, and a crash on one side.
+            let sides = random_split(rng, &stage.members);
+            let victim = stage.pick_member(rng);
+            stage.note(format!(
+                "partition {sides:?} and crash {victim} for {hold} ms"
+            ));
+            stage.cluster.partition(&sides)?;
+            let start_us = stage.now_us();
+            sleep_ms(hold / 3).await;
+            stage.crash(victim);
+            sleep_ms(hold / 3).await;
+            stage.cluster.start(victim, &stage.members)?;
+            sleep_ms(hold / 3).await;
+            stage.cluster.heal()?;
+            let end_us = stage.now_us();
+            stage.partitions.push(PartitionWindow {
+                start_us,
+                end_us,
+                sides,
+            });
+        }
+        7 if stage.members.len() > 3 => {
+            let victim = stage.pick_member(rng);
+            stage.members.retain(|&m| m != victim);
+            stage.stop_targeting(victim);
+            stage.publish_dns()?;
+            let via = stage.pick_member(rng);
+            stage.note(format!("remove replica {victim} (view DELETE at {via})"));
+            let answer = stage.change_view(via, Method::DELETE, victim).await;
+            stage.detail(format!("{answer:?}"));
+            stage.crash(victim);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Adds a replica in a free slot: started with a `VIEW` naming every
+/// member, or alone and then added through the view API.
+async fn add_replica(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
+    let slot = stage.free_slot(CAPACITY).expect("a free slot");
+    if rng.chance(0.5) {
+        // Like starting a container whose VIEW names everyone.
+        stage.members.push(slot);
+        stage.publish_dns()?;
+        stage.note(format!("add replica {slot} (VIEW names all)"));
+        stage.cluster.start(slot, &stage.members)?;
+    } else {
+        // A replica that knows only itself, added through the API.
+        let via = stage.pick_member(rng);
+        stage.members.push(slot);
+        stage.publish_dns()?;
+        stage.note(format!(
+            "add replica {slot} (alone, then view PUT at {via})"
+        ));
+        stage.cluster.start(slot, &[slot])?;
+        stage.wait_ready(slot).await?;
+        let answer = stage.change_view(via, Method::PUT, slot).await;
+        stage.detail(format!("{answer:?}"));
+    }
+    if stage.wait_ready(slot).await.is_ok() {
+        stage.start_targeting(slot);
+    }
+    Ok(())
+}
+
 /// Splits `members` at random into two non-empty sides.
 fn random_split(rng: &mut Rng, members: &[usize]) -> Vec<Vec<usize>> {
     let mut shuffled = members.to_vec();
     rng.shuffle(&mut shuffled);
     let cut = 1 + rng.below(shuffled.len() - 1);
     vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()]
-}
-
-fn secs(shared: &Rc<RefCell<Shared>>) -> f64 {
-    shared.borrow().start.elapsed().as_secs_f64()
-}
-
-async fn sleep_ms(ms: u64) {
-    actix_rt::time::sleep(Duration::from_millis(ms)).await;
-}
-
-async fn wait_serving(
-    cluster: &NetnsCluster,
-    http: &awc::Client,
-    slot: usize,
-) -> Result<(), String> {
-    let host = cluster.address(slot);
-    cluster.check_target(&host);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = causalkv::client::raw(http, &host, Method::GET, "/health", None).await {
-            if r.status == 200 {
-                return Ok(());
-            }
-        }
-        sleep_ms(100).await;
-    }
-    Err(format!(
-        "replica {slot} ({host}) did not start serving; see its log"
-    ))
-}
-
-/// Polls until every member holds the same value for every key and every
-/// view lists exactly the members (or the deadline passes); returns the
-/// last reads taken.
-async fn settle(
-    cluster: &NetnsCluster,
-    http: &awc::Client,
-    members: &[usize],
-    keys: &[String],
-    shared: &Rc<RefCell<Shared>>,
-) -> (Vec<FinalRead>, bool, String) {
-    let deadline = Instant::now() + SETTLE_DEADLINE;
-    let mut expected: Vec<String> = members.iter().map(|&m| cluster.address(m)).collect();
-    expected.sort_by_key(|a| {
-        a.split(':')
-            .next()
-            .unwrap()
-            .split('.')
-            .map(|o| o.parse::<u32>().unwrap())
-            .collect::<Vec<_>>()
-    });
-    let expected = expected.join(",");
-    loop {
-        let mut reads = Vec::new();
-        let mut views = Vec::new();
-        for &m in members {
-            let host = cluster.address(m);
-            cluster.check_target(&host);
-            let view =
-                causalkv::client::raw(http, &host, Method::GET, "/key-value-store-view", None)
-                    .await;
-            views.push(view.ok().and_then(|r| {
-                r.body
-                    .get("view")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            }));
-            for key in keys {
-                let path = format!("/key-value-store/{key}");
-                let at_us = shared.borrow().now_us();
-                let value = match causalkv::client::raw(http, &host, Method::GET, &path, None).await
-                {
-                    Ok(r) if r.status == 200 => {
-                        Some(Some(workload::value_text(r.body.get("value"))))
-                    }
-                    Ok(r) if r.status == 404 => Some(None),
-                    _ => None,
-                };
-                if let Some(value) = value {
-                    reads.push(FinalRead {
-                        replica: m,
-                        key: key.clone(),
-                        value,
-                        at_us,
-                    });
-                }
-            }
-        }
-        let complete = reads.len() == members.len() * keys.len();
-        let agree = complete
-            && keys.iter().all(|k| {
-                let mut values = reads.iter().filter(|r| &r.key == k).map(|r| &r.value);
-                let first = values.next();
-                values.all(|v| Some(v) == first)
-            });
-        let views_ok = views
-            .iter()
-            .all(|v| v.as_deref() == Some(expected.as_str()));
-        if (agree && views_ok) || Instant::now() > deadline {
-            let report = format!("expected view {expected}; views seen: {views:?}");
-            return (reads, views_ok, report);
-        }
-        sleep_ms(500).await;
-    }
 }

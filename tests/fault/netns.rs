@@ -2,8 +2,10 @@
 //! namespace with a veth into one bridge: the topology of docker containers
 //! on one subnet. Faults are made the way an operator would make them:
 //! iptables rules inside the namespaces (partitions, also one-way),
-//! SIGKILL (crash), a fresh process at the same address (restart),
-//! SIGSTOP/SIGCONT (a replica that hangs without dying).
+//! SIGKILL (crash), SIGTERM (a graceful stop, as `docker stop` sends it), a
+//! fresh process at the same address (restart), SIGSTOP/SIGCONT (a replica
+//! that hangs without dying), and a DNS name whose addresses are rewritten
+//! in every namespace's `/etc/hosts` (`VIEW_DNS` without a DNS server).
 //!
 //! The harness only ever addresses the replicas it created: every address
 //! it hands out lies in the subnet of its own bridge, and
@@ -12,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// Port every replica listens on, as in the kevinDB convention.
 pub const PORT: u16 = 8085;
@@ -231,6 +233,27 @@ impl NetnsCluster {
         std::fs::write(dir.join("hosts"), content).map_err(|e| e.to_string())
     }
 
+    /// Points `name` at the replicas of `listed` (slot indices) in every
+    /// slot's `/etc/hosts`, as a headless service's DNS would. Write it
+    /// before starting a replica that resolves the name: `ip netns exec`
+    /// only mounts a hosts file that already exists.
+    pub fn publish_name(&self, name: &str, listed: &[usize]) -> Result<(), String> {
+        let mut content = String::from("127.0.0.1 localhost\n");
+        for &i in listed {
+            let ip = self
+                .address(i)
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            content.push_str(&format!("{ip} {name}\n"));
+        }
+        for i in 0..self.slots.len() {
+            self.write_hosts(i, &content)?;
+        }
+        Ok(())
+    }
+
     fn signal(&self, i: usize, signal: &str) {
         if let Some(child) = &self.slots[i].child {
             run_quiet(&["kill", signal, &child.id().to_string()]);
@@ -247,6 +270,22 @@ impl NetnsCluster {
             let _ = child.wait();
         }
         self.slots[i].paused = false;
+    }
+
+    /// SIGTERM: asks the replica to stop gracefully; [`NetnsCluster::reap`]
+    /// says when it has.
+    pub fn terminate(&mut self, i: usize) {
+        self.resume(i);
+        self.signal(i, "-TERM");
+    }
+
+    /// If slot `i`'s process has exited, forgets it and returns how it
+    /// ended; `None` while it runs (or when there is none).
+    pub fn reap(&mut self, i: usize) -> Option<ExitStatus> {
+        let status = self.slots[i].child.as_mut()?.try_wait().ok()??;
+        self.slots[i].child = None;
+        self.slots[i].paused = false;
+        Some(status)
     }
 
     /// SIGSTOP: the replica hangs without dying.

@@ -1,0 +1,241 @@
+//! Questions about the happens-before order of a built history: is one
+//! operation in another's causal past, which writes of a key a read must
+//! reflect, which writes a crash may have taken, and the shortest chain of
+//! operations that shows an order (what an anomaly prints).
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{Ctx, Effect, Op, OpKind, OpResult};
+
+/// Index of the last entry with chain index below `count`.
+pub(super) fn last_below(list: &[(u32, u32)], count: u32) -> Option<u32> {
+    let pos = list.partition_point(|&(i, _)| i < count);
+    (pos > 0).then(|| list[pos - 1].1)
+}
+
+impl Ctx<'_> {
+    /// The causal past of node `n`, as per-session counts.
+    pub(super) fn row(&self, n: u32) -> &[u32] {
+        let base = n as usize * self.sessions;
+        &self.vc[base..base + self.sessions]
+    }
+
+    /// Whether node `a` is in the (inclusive) past summarised by `row`.
+    pub(super) fn in_row(&self, a: u32, row: &[u32]) -> bool {
+        let node = &self.nodes[a as usize];
+        if node.chain {
+            row[node.sess] > node.idx
+        } else {
+            self.readers[a as usize]
+                .iter()
+                .any(|&r| self.in_row(r, row))
+        }
+    }
+
+    /// `a` happens strictly before `b`.
+    pub(super) fn lt(&self, a: u32, b: u32) -> bool {
+        a != b && self.in_row(a, self.row(b))
+    }
+
+    /// Neither of `a` and `b` happens before the other.
+    pub(super) fn concurrent(&self, a: u32, b: u32) -> bool {
+        a != b && !self.lt(a, b) && !self.lt(b, a)
+    }
+
+    /// The operation behind node `n`.
+    pub(super) fn op(&self, n: u32) -> &Op {
+        &self.h.ops[self.nodes[n as usize].op]
+    }
+
+    /// Whether node `n` is an acknowledged delete.
+    pub(super) fn is_delete(&self, n: u32) -> bool {
+        self.nodes[n as usize].effect == Effect::Delete
+    }
+
+    /// `#id put(k)=v` and the like.
+    pub(super) fn describe(&self, n: u32) -> String {
+        let op = self.op(n);
+        let what = match (&op.kind, &op.result) {
+            (OpKind::Put { value }, OpResult::Written) => format!("put({})={value}", op.key),
+            (OpKind::Put { value }, _) => format!("failed put({})={value}", op.key),
+            (OpKind::Delete, OpResult::DeleteAbsent) => format!("delete({})=<absent>", op.key),
+            (OpKind::Delete, _) => format!("delete({})", op.key),
+            (OpKind::Get, OpResult::Read(Some(v))) => format!("get({})={v}", op.key),
+            (OpKind::Get, _) => format!("get({})=<absent>", op.key),
+        };
+        format!("#{} {what}", op.id)
+    }
+
+    /// Indexes into `History::ops` of `nodes`, consecutive repeats merged.
+    pub(super) fn ops_of(&self, nodes: &[u32]) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::with_capacity(nodes.len());
+        for &n in nodes {
+            let op = self.nodes[n as usize].op;
+            if out.last() != Some(&op) {
+                out.push(op);
+            }
+        }
+        out
+    }
+
+    /// Whether write `w` may have been lost by time `t`: its replica
+    /// crashed (or was evicted) after acknowledging it (for a failed put:
+    /// after it was sent) and no later than `t`.
+    pub(super) fn lost_by(&self, w: u32, t: u64) -> bool {
+        let node = self.nodes[w as usize];
+        let op = self.op(w);
+        let since = if node.chain {
+            op.completed_us.unwrap_or(op.invoked_us)
+        } else {
+            op.invoked_us
+        };
+        self.crashes.get(&op.replica).is_some_and(|times| {
+            let first = times.partition_point(|&c| c < since);
+            times.get(first).is_some_and(|&c| c <= t)
+        })
+    }
+
+    /// The last entry of `list` with chain index below `count` that is not
+    /// `gone`.
+    pub(super) fn last_kept(
+        &self,
+        list: &[(u32, u32)],
+        count: u32,
+        gone: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        let pos = list.partition_point(|&(i, _)| i < count);
+        list[..pos].iter().rev().map(|e| e.1).find(|&w| !gone(w))
+    }
+
+    /// The first entry of `list` after chain index `idx`, in the past
+    /// summarised by `row`, that was not lost by `t`.
+    pub(super) fn first_kept_after(
+        &self,
+        list: &[(u32, u32)],
+        idx: u32,
+        row: &[u32],
+        t: u64,
+    ) -> Option<u32> {
+        let pos = list.partition_point(|&(i, _)| i <= idx);
+        list[pos..]
+            .iter()
+            .map(|e| e.1)
+            .take_while(|&w| self.in_row(w, row))
+            .find(|&w| !self.lost_by(w, t))
+    }
+
+    /// The writes of `key` at the frontier of the past summarised by `row`,
+    /// leaving out the `gone` ones (lost in a crash, say): each session's
+    /// last write there that is not gone, and the observed failed puts there
+    /// that are not. Every write of `key` in that past that is not gone is
+    /// hb-before or equal to one of them.
+    pub(super) fn frontier(&self, key: usize, row: &[u32], gone: impl Fn(u32) -> bool) -> Vec<u32> {
+        let k = &self.keys[key];
+        let mut out: Vec<u32> = k
+            .writes
+            .iter()
+            .filter_map(|(&s, list)| self.last_kept(list, row[s], &gone))
+            .collect();
+        out.extend(
+            k.failed_puts
+                .iter()
+                .copied()
+                .filter(|&f| self.in_row(f, row) && !gone(f)),
+        );
+        out
+    }
+
+    /// The writes of `set` no other write of `set` follows.
+    pub(super) fn maximal(&self, set: &[u32]) -> Vec<u32> {
+        set.iter()
+            .copied()
+            .filter(|&a| !set.iter().any(|&b| self.lt(a, b)))
+            .collect()
+    }
+
+    /// Whether a delete of `w`'s key in the past `row` overwrote `w`.
+    pub(super) fn deleted_in(&self, w: u32, row: &[u32]) -> bool {
+        let k = &self.keys[self.nodes[w as usize].key];
+        k.deletes
+            .iter()
+            .filter_map(|(&s, list)| last_below(list, row[s]))
+            .any(|d| self.lt(w, d))
+    }
+
+    /// The shortest hb chain from `a` to `b` (`a` hb-before or equal to `b`),
+    /// by breadth-first search where one session-order hop may skip any
+    /// number of the session's ops. Only nodes in `b`'s past are explored.
+    pub(super) fn path(&self, a: u32, b: u32) -> Vec<u32> {
+        if a == b {
+            return vec![a];
+        }
+        let left = self.searches_left.get();
+        if left == 0 {
+            return vec![a, b];
+        }
+        self.searches_left.set(left - 1);
+        let brow = self.row(b);
+        let useful = |y: u32| y == b || self.in_row(y, brow);
+        let mut parent: HashMap<u32, u32> = HashMap::new();
+        parent.insert(a, a);
+        let mut low: HashMap<usize, u32> = HashMap::new();
+        let mut queue = VecDeque::from([a]);
+        let mut reached = false;
+        'search: while let Some(x) = queue.pop_front() {
+            let node = self.nodes[x as usize];
+            let mut next: Vec<u32> = Vec::new();
+            if node.chain {
+                let chain = &self.sess_chain[node.sess];
+                let bound = low
+                    .get(&node.sess)
+                    .copied()
+                    .unwrap_or(chain.len() as u32)
+                    .min(brow[node.sess]);
+                next.extend((node.idx + 1..bound.max(node.idx + 1)).map(|j| chain[j as usize]));
+                let entry = low.entry(node.sess).or_insert(u32::MAX);
+                *entry = (*entry).min(node.idx + 1);
+                next.extend(
+                    self.sess_failed[node.sess]
+                        .iter()
+                        .copied()
+                        .filter(|&f| self.nodes[f as usize].idx > node.idx && useful(f)),
+                );
+            }
+            next.extend(
+                self.readers[x as usize]
+                    .iter()
+                    .copied()
+                    .filter(|&r| useful(r)),
+            );
+            for y in next {
+                if parent.contains_key(&y) {
+                    continue;
+                }
+                parent.insert(y, x);
+                if y == b {
+                    reached = true;
+                    break 'search;
+                }
+                queue.push_back(y);
+            }
+        }
+        if !reached {
+            return vec![a, b];
+        }
+        let mut out = vec![b];
+        let mut x = b;
+        while x != a {
+            x = parent[&x];
+            out.push(x);
+        }
+        out.reverse();
+        out
+    }
+
+    /// `path(a, b)` followed by `path(b, c)`.
+    pub(super) fn path_via(&self, a: u32, b: u32, c: u32) -> Vec<u32> {
+        let mut out = self.path(a, b);
+        out.extend(self.path(b, c).into_iter().skip(1));
+        out
+    }
+}
