@@ -2,7 +2,7 @@
 """Start, inspect, grow, shrink and stop a causalkv store on this machine.
 
     python3 dockerRun.py                 # = start: three replicas, then how to reach them
-    python3 dockerRun.py status          # each replica: address, up/down, view, keys
+    python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys
     python3 dockerRun.py add             # one more replica; it joins and copies the state
     python3 dockerRun.py remove NAME     # take NAME out of the view, then stop it
     python3 dockerRun.py logs NAME       # print NAME's log
@@ -22,9 +22,22 @@ local   otherwise: builds target/release/causalkv with `cargo build --release`
         loopback only, each logging to a file in the state directory.
 
 The optional settings RUST_LOG, CLUSTER_TOKEN, CAUSAL_WAIT_MS, MAX_BODY_BYTES,
-HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS and WORKERS are taken from this
-script's environment at `start` and given to every replica (also to those
-`add` starts later). Nothing else of the environment reaches a replica.
+HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS, SUSPECT_TIMEOUT_MS,
+HANDOVER_TIMEOUT_MS and WORKERS are taken from this script's environment at
+`start` and given to every replica (also to those `add` starts later).
+Nothing else of the environment reaches a replica.
+
+A replica counts as up once it is ready: `GET /ready` answers 200, which a
+replica does once it holds a copy of the store's state (a joining replica
+answers 503 while it copies). `start` and `add` wait for that; `status`
+shows it. A replica built before `/ready` existed (it answers 404) counts
+as ready once `/health` says `"synced": true`.
+
+`stop` and `remove` send SIGTERM, on which a replica stops taking writes,
+hands the writes it acknowledged to a live member (for up to
+HANDOVER_TIMEOUT_MS, 5 s by default), finishes the requests in flight (up to
+10 s) and exits; SIGKILL follows only after --grace seconds, by default
+HANDOVER_TIMEOUT_MS plus those 10 s (15 s), so that neither is cut short.
 
 The state (mode, replicas, PIDs or containers, settings) is one JSON file,
 by default .causalkv-run/state.json next to this script (--state-dir DIR to
@@ -39,7 +52,7 @@ gone (e.g. after a reboot) is discarded by `start`.
 Exit codes:
     0  success
     1  failure: a build failed, a replica did not come up, a request failed;
-       for `status`: a replica is not up
+       for `status`: a replica is not up or not ready
     2  usage error: bad arguments, unknown replica NAME, missing --binary
     3  a required tool is missing: cargo, docker, or a Docker engine
     4  a port needed by a replica is already in use
@@ -76,7 +89,8 @@ NAME_PREFIX = "causalkv-replica"
 DEFAULT_REPLICAS = 3
 DEFAULT_BASE_PORT = 8082
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_GRACE = 10.0
+NODE_HANDOVER_MS = 5000  # the replica's default HANDOVER_TIMEOUT_MS
+NODE_DRAIN_SECS = 10.0  # how long a replica lets requests in flight finish after the hand-over
 
 IMAGE = "causalkv:latest"
 DOCKERFILE = os.path.join("docker", "Dockerfile")
@@ -92,6 +106,8 @@ PASSED_SETTINGS = (
     "MAX_BODY_BYTES",
     "HEARTBEAT_INTERVAL_MS",
     "FAILURE_TIMEOUT_MS",
+    "SUSPECT_TIMEOUT_MS",
+    "HANDOVER_TIMEOUT_MS",
     "WORKERS",
 )
 SECRET_SETTINGS = ("CLUSTER_TOKEN",)
@@ -181,6 +197,28 @@ def health(replica):
     if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
         return None
     return answer[1]
+
+
+def readiness(replica):
+    """(ready, why not): ready is True or False, or None when the replica
+    does not answer. GET /ready says it (200 ready, 503 not, with the
+    reason in "error"); a replica without /ready (a build before it,
+    answering 404) is ready once /health says synced."""
+    answer = http("GET", replica["client"], "/ready")
+    if answer is None:
+        return None, "no answer"
+    status, body = answer
+    if status == 200:
+        return True, ""
+    if status == 503:
+        why = body.get("error") if isinstance(body, dict) else None
+        return False, why or "GET /ready answered 503"
+    body = health(replica)
+    if body is None:
+        return None, "no answer"
+    if body.get("synced", True):
+        return True, ""
+    return False, "still copying the state (/health: synced false)"
 
 
 def view_members(view):
@@ -513,6 +551,18 @@ def passed_settings():
     return settings
 
 
+def default_grace(data=None):
+    """Seconds between SIGTERM and SIGKILL: the store's HANDOVER_TIMEOUT_MS
+    (the replica's default when unset) plus NODE_DRAIN_SECS, the most a
+    replica takes to stop gracefully."""
+    setting = ((data or {}).get("settings") or {}).get("HANDOVER_TIMEOUT_MS")
+    try:
+        handover = int(setting) if setting is not None else NODE_HANDOVER_MS
+    except ValueError:
+        handover = NODE_HANDOVER_MS  # the replica refused it at start anyway
+    return handover / 1000.0 + NODE_DRAIN_SECS
+
+
 def describe_settings(settings):
     return ", ".join(f"{k}=(set)" if k in SECRET_SETTINGS else f"{k}={v}" for k, v in sorted(settings.items()))
 
@@ -694,13 +744,14 @@ def replica_log_tail(data, replica):
 
 
 def await_up(data, replicas, timeout, children=None):
-    """Waits until each replica answers /health with synced=true.
+    """Waits until each replica is ready (see readiness()).
 
     Fails as soon as one exits, or when the deadline passes, with the tail
     of the failing replica's log."""
     children = children or {}
     deadline = time.monotonic() + timeout
     pending = list(replicas)
+    why = {}
     while pending:
         for r in list(pending):
             child = children.get(r["name"])
@@ -717,8 +768,8 @@ def await_up(data, replicas, timeout, children=None):
                     f"{r['name']} ({r['address']}) did not come up: {exited}; last lines of {display_path(where)}:",
                     details=tail,
                 )
-            body = health(r)
-            if body is not None and body.get("synced", True):
+            ready, why[r["name"]] = readiness(r)
+            if ready:
                 say(f"  {r['name']} is up at {r['client']}")
                 pending.remove(r)
         if pending and time.monotonic() >= deadline:
@@ -726,7 +777,7 @@ def await_up(data, replicas, timeout, children=None):
             where, tail = replica_log_tail(data, r)
             raise Fail(
                 f"{r['name']} ({r['address']}) did not come up within {timeout:g}s "
-                f"(its /health never answered synced); last lines of {display_path(where)}:",
+                f"(not ready: {why.get(r['name']) or 'no answer'}); last lines of {display_path(where)}:",
                 details=tail,
             )
         if pending:
@@ -938,17 +989,17 @@ def replica_row(data, r):
         running = cstate == "running"
         process = cstate or "missing"
     body = health(r) if running else None
+    ready, why = readiness(r) if body is not None else (None, "")
     if not running:
         status = "down"
     elif body is None:
         status = "no answer"
-    elif not body.get("synced", True):
-        status = "syncing"
     else:
         status = "up"
     keys = str(body.get("keys", "?")) if body else "-"
     view = body.get("view", "?") if body else "-"
-    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "process": process, "keys": keys, "view": view}
+    shown = {True: "yes", False: "no", None: "-"}[ready]
+    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "view": view}
 
 
 def cmd_status(args, state, data=None):
@@ -956,20 +1007,24 @@ def cmd_status(args, state, data=None):
     rows = [replica_row(data, r) for r in data["replicas"]]
     say(f"causalkv: {len(rows)} replica{'s' if len(rows) != 1 else ''}, {data['mode']} mode (state: {display_path(state.path)})")
     if data["mode"] == "local":
-        columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("PID", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("READY", "ready"), ("PID", "process"), ("KEYS", "keys"), ("VIEW", "view")]
     else:
-        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("CONTAINER", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("KEYS", "keys"), ("VIEW", "view")]
     widths = [max([len(title)] + [len(row[key]) for row in rows]) for title, key in columns]
     lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
     for line in lines:
         say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    for row in rows:
+        if row["why"]:
+            say(f"{row['name']} is not ready: {row['why']}")
     up = [row for row in rows if row["status"] == "up"]
+    ready = [row for row in up if row["ready"] == "yes"]
     views = {row["view"] for row in up}
-    if len(up) == len(rows):
+    if len(ready) == len(rows):
         agree = "agree on the view" if len(views) <= 1 else "do not agree on the view yet (it converges within seconds)"
-        say(f"All {len(rows)} replicas are up and {agree}.")
+        say(f"All {len(rows)} replicas are up and ready and {agree}.")
         return EXIT_OK
-    say(f"{len(up)} of {len(rows)} replicas are up.")
+    say(f"{len(up)} of {len(rows)} replicas are up, {len(ready)} ready.")
     return EXIT_FAIL
 
 
@@ -1045,7 +1100,7 @@ def cmd_remove(args, state):
     if not others:
         raise Fail(f"{replica['name']} is the only replica; stop the store with: {self_command(state)} stop", EXIT_USAGE)
     grace = getattr(args, "grace", None)
-    grace = DEFAULT_GRACE if grace is None else grace
+    grace = default_grace(data) if grace is None else grace
     via = None
     for r in others:
         answer = http("DELETE", r["client"], "/key-value-store-view", {"socket-address": replica["address"]})
@@ -1134,7 +1189,7 @@ def cmd_stop(args, state):
         say(f"Nothing to stop: no store is running (no state in {display_path(state.dir)}).")
         return EXIT_OK
     grace = getattr(args, "grace", None)
-    grace = DEFAULT_GRACE if grace is None else grace
+    grace = default_grace(data) if grace is None else grace
     names = [r["name"] for r in data["replicas"]]
     say(f"Stopping {len(names)} replica{'s' if len(names) != 1 else ''} ({data['mode']} mode) ...")
     if data["mode"] == "docker":
@@ -1213,7 +1268,7 @@ def build_parser():
     add_common(p, top=False)
     add_start_options(p)
 
-    p = sub.add_parser("status", help="each replica: name, address, up/down, its view and key count", description="Each replica: name, address, up/down, its view and key count.")
+    p = sub.add_parser("status", help="each replica: name, address, up/down, ready, its view and key count", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its view and key count.")
     add_common(p, top=False)
 
     p = sub.add_parser("add", help="start one more replica; it joins the store and copies its state", description="Start one more replica; it joins the store and copies its state.")
@@ -1227,7 +1282,7 @@ def build_parser():
     add_common(p, top=False)
     p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
     p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
-                   help=f"time between SIGTERM and SIGKILL (default {DEFAULT_GRACE:g})")
+                   help=f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)")
 
     p = sub.add_parser("logs", help="print the log of replica NAME", description="Print the log of replica NAME.")
     add_common(p, top=False)
@@ -1238,7 +1293,7 @@ def build_parser():
     p = sub.add_parser("stop", help="stop every replica this state directory started (and remove the network)", description="Stop every replica this state directory started (and remove the network).")
     add_common(p, top=False)
     p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
-                   help=f"time between SIGTERM and SIGKILL (default {DEFAULT_GRACE:g})")
+                   help=f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)")
     return parser
 
 

@@ -4,9 +4,12 @@
 //! for the tests (`--binary`), with its state in a temporary directory and
 //! its replicas on free loopback ports: start, write and read across
 //! replicas, add, remove, status, logs, a second start, stop, and that no
-//! process it started is left. Its error paths (a taken port, an unknown
-//! replica, missing tools, a replica that does not come up) must fail with
-//! a clear message and a documented exit code. Docker mode cannot run
+//! process it started is left. A stand-in replica whose readiness the test
+//! switches shows that a replica counts as up only once `GET /ready` says
+//! so (or, for a build without `/ready`, once `/health` says synced), and
+//! that `status` shows readiness as it changes. Its error paths (a taken
+//! port, an unknown replica, missing tools, a replica that does not come
+//! up) must fail with a clear message and a documented exit code. Docker mode cannot run
 //! without a Docker engine; its commands are checked through `--dry-run`.
 //!
 //! The Dockerfile, docker-compose.yml and the Kubernetes manifests are
@@ -142,6 +145,8 @@ impl Script {
             "MAX_BODY_BYTES",
             "HEARTBEAT_INTERVAL_MS",
             "FAILURE_TIMEOUT_MS",
+            "SUSPECT_TIMEOUT_MS",
+            "HANDOVER_TIMEOUT_MS",
             "WORKERS",
         ] {
             command.env_remove(key);
@@ -677,6 +682,22 @@ fn local_store_lifecycle() {
         });
     }
     let run = store.run(&["status"]).expect(0);
+    let header = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("NAME"))
+        .unwrap_or_else(|| panic!("status has no header:\n{}", run.stdout));
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        ["NAME", "ADDRESS", "STATUS", "READY", "PID", "KEYS", "VIEW"],
+        "{header}"
+    );
+    assert!(
+        run.stdout.contains("All 3 replicas are up and ready"),
+        "{}",
+        run.stdout
+    );
     for (name, address) in [
         ("causalkv-replica1", &a1),
         ("causalkv-replica3", &a3),
@@ -688,7 +709,8 @@ fn local_store_lifecycle() {
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("status does not mention {name}:\n{}", run.stdout));
         assert!(line.contains(address.as_str()), "{line}");
-        assert!(line.contains(" up "), "{line}");
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[2..4], ["up", "yes"], "up and ready: {line}");
         assert!(
             line.contains(&format!("{a1},{a3},{a4}")),
             "shows the view: {line}"
@@ -827,6 +849,171 @@ fn replica_that_does_not_come_up_is_reported_with_its_log() {
         !state.join("state.json").exists(),
         "a failed start leaves no store behind"
     );
+}
+
+/// A stand-in replica (a Python script) whose readiness the test controls
+/// through files in its working directory, the state directory:
+/// `not-ready` makes it not ready; `old` makes it a build without `/ready`
+/// (404), whose `/health` then says `"synced": false` while `not-ready`
+/// exists. `/health` itself always answers 200, as a live replica's does.
+const FAKE_REPLICA: &str = r#"
+import json, os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+address = os.environ["SOCKET_ADDRESS"]
+host, port = os.environ.get("LISTEN_ADDRESS", address).rsplit(":", 1)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        old, not_ready = os.path.exists("old"), os.path.exists("not-ready")
+        if self.path == "/health":
+            status = 200
+            body = {"status": "ok", "synced": not (old and not_ready), "keys": 0,
+                    "view": os.environ["VIEW"]}
+        elif self.path == "/ready" and not old and not_ready:
+            status = 503
+            body = {"ready": False, "error": "copying the state from 127.0.0.1:1",
+                    "message": "Error in GET"}
+        elif self.path == "/ready" and not old:
+            status, body = 200, {"ready": True}
+        else:
+            status, body = 404, {"error": "no such endpoint", "message": "Error in GET"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+print(f"fake replica at {address}", flush=True)
+HTTPServer((host, int(port)), Handler).serve_forever()
+"#;
+
+/// Stops whatever a state directory's store still runs when dropped, so
+/// that a failing test leaves no replica behind.
+struct StopOnDrop(String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = Script::new().run(&["--state-dir", &self.0, "stop", "--grace", "2"]);
+    }
+}
+
+#[test]
+fn replicas_count_as_up_only_once_ready() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let fake = dir.path().join("fake-causalkv");
+    write_executable(
+        &fake,
+        &format!("#!{}\n{FAKE_REPLICA}", real_python().display()),
+    );
+    let fake = fake.to_str().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let flag = |name: &str, on: bool| {
+        let path = state.join(name);
+        if on {
+            fs::write(&path, "").unwrap();
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    };
+    let state_dir = state.to_str().unwrap();
+    let _cleanup = StopOnDrop(state_dir.to_string());
+    let script = Script::new();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--state-dir", state_dir];
+        all.extend_from_slice(args);
+        script.run(&all)
+    };
+    let start = |n: &str, timeout: &str| {
+        let base = free_ports(2).to_string();
+        let run = run(&[
+            "start",
+            "--mode",
+            "local",
+            "--binary",
+            fake,
+            "-n",
+            n,
+            "--base-port",
+            &base,
+            "--timeout",
+            timeout,
+        ]);
+        (run, format!("127.0.0.1:{base}"))
+    };
+
+    // A replica that answers /health but never /ready does not come up.
+    flag("not-ready", true);
+    let (failed, first) = start("1", "2");
+    let failed = failed.expect(EXIT_FAIL);
+    let line = failed.error_line();
+    assert!(line.contains("did not come up within 2s"), "{line}");
+    assert!(
+        line.contains("not ready: copying the state from 127.0.0.1:1"),
+        "says why, in the replica's words: {line}"
+    );
+    assert!(!state.join("state.json").exists(), "no store is left");
+    wait_for("the fake replica to be stopped", DEADLINE, || {
+        (!listening(&first)).then_some(())
+    });
+
+    // Ready: up. Then `status` shows readiness as it changes.
+    flag("not-ready", false);
+    let (started, _) = start("2", "20");
+    started.expect(0);
+    let status = run(&["status"]).expect(0);
+    assert!(
+        status.stdout.contains("All 2 replicas are up and ready"),
+        "{}",
+        status.stdout
+    );
+    flag("not-ready", true);
+    let status = run(&["status"]).expect(EXIT_FAIL);
+    for name in ["causalkv-replica1", "causalkv-replica2"] {
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{}", status.stdout));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[2..4], ["up", "no"], "{line}");
+        assert!(
+            status.stdout.contains(&format!(
+                "{name} is not ready: copying the state from 127.0.0.1:1"
+            )),
+            "{}",
+            status.stdout
+        );
+    }
+    assert!(
+        status.stdout.contains("2 of 2 replicas are up, 0 ready."),
+        "{}",
+        status.stdout
+    );
+
+    // A build without /ready: ready once /health says synced.
+    flag("old", true);
+    let status = run(&["status"]).expect(EXIT_FAIL);
+    assert!(
+        status.stdout.contains(
+            "causalkv-replica1 is not ready: still copying the state (/health: synced false)"
+        ),
+        "{}",
+        status.stdout
+    );
+    flag("not-ready", false);
+    let status = run(&["status"]).expect(0);
+    assert!(
+        status.stdout.contains("All 2 replicas are up and ready"),
+        "{}",
+        status.stdout
+    );
+    run(&["stop", "--grace", "5"]).expect(0);
 }
 
 #[test]
@@ -1297,9 +1484,15 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
             "- subnet: 10.10.0.0/16",
             "healthcheck:",
             "dockerfile: docker/Dockerfile",
+            "SUSPECT_TIMEOUT_MS: ${SUSPECT_TIMEOUT_MS:-600000}",
+            "HANDOVER_TIMEOUT_MS: ${HANDOVER_TIMEOUT_MS:-5000}",
+            "stop_grace_period: 20s",
         ],
     );
-    assert!(text.contains("http://127.0.0.1:8085/health"));
+    assert!(
+        text.contains("http://127.0.0.1:8085/ready"),
+        "healthy means ready"
+    );
 
     let Some(docs) = yaml_documents(&path) else {
         return;
@@ -1329,17 +1522,44 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
         assert_eq!(test[0], json!("CMD"));
         assert!(test
             .iter()
-            .any(|a| a.as_str().is_some_and(|a| a.ends_with("/health"))));
+            .any(|a| a.as_str().is_some_and(|a| a.ends_with("/ready"))));
         for key in ["interval", "timeout", "retries", "start_period"] {
             assert!(!s["healthcheck"][key].is_null(), "healthcheck.{key}");
         }
-        // Optional settings pass through from the shell; none is baked in.
+        // Optional settings pass through from the shell; the two chosen
+        // with stop_grace_period have a default there, overridable too.
         let env = s["environment"].as_object().unwrap();
+        let mut defaults = BTreeSet::new();
         for (key, value) in env {
-            if !["SOCKET_ADDRESS", "VIEW"].contains(&key.as_str()) {
-                assert!(value.is_null(), "{key} is passed through, not set: {value}");
+            if ["SOCKET_ADDRESS", "VIEW"].contains(&key.as_str()) {
+                continue;
+            }
+            match value.as_str() {
+                None => assert!(value.is_null(), "{key} is passed through, not set: {value}"),
+                Some(text) => {
+                    let default = text
+                        .strip_prefix(&format!("${{{key}:-"))
+                        .and_then(|t| t.strip_suffix('}'))
+                        .unwrap_or_else(|| panic!("{key} is not ${{{key}:-default}}: {text}"));
+                    defaults.insert((key.as_str(), default.parse::<u64>().expect("a number")));
+                }
             }
         }
+        let defaults: Vec<_> = defaults.into_iter().collect();
+        assert_eq!(
+            defaults,
+            [
+                ("HANDOVER_TIMEOUT_MS", 5000),
+                ("SUSPECT_TIMEOUT_MS", 600_000)
+            ]
+        );
+        // The hand-over and the 10 s to finish requests fit in the grace.
+        let grace: u64 = s["stop_grace_period"]
+            .as_str()
+            .and_then(|g| g.strip_suffix('s'))
+            .and_then(|g| g.parse().ok())
+            .expect("stop_grace_period in seconds");
+        assert!(5000 / 1000 + 10 < grace, "stop_grace_period {grace}s");
     }
     let net = &compose["networks"]["causalkv-net"];
     assert_eq!(net["name"], json!("causalkv-net"));
@@ -1390,7 +1610,10 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
             "value: \"causalkv-headless.$(POD_NAMESPACE).svc.cluster.local:8085\"",
             "readinessProbe:",
             "livenessProbe:",
+            "path: /ready",
             "path: /health",
+            "- name: SUSPECT_TIMEOUT_MS",
+            "- name: HANDOVER_TIMEOUT_MS",
             "containerPort: 8085",
             "runAsNonRoot: true",
         ],
@@ -1447,8 +1670,10 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
     let c = &containers[0];
     assert_eq!(c["ports"][0]["containerPort"], json!(8085));
     let port_name = c["ports"][0]["name"].clone();
-    for probe in ["readinessProbe", "livenessProbe"] {
-        assert_eq!(c[probe]["httpGet"]["path"], json!("/health"), "{probe}");
+    // Traffic only to replicas that hold the state; restarts only when the
+    // process stops serving.
+    for (probe, path) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
+        assert_eq!(c[probe]["httpGet"]["path"], json!(path), "{probe}");
         let port = &c[probe]["httpGet"]["port"];
         assert!(
             port == &json!(8085) || port == &port_name,
@@ -1491,6 +1716,24 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
     assert_eq!(
         spec["template"]["spec"]["securityContext"]["runAsNonRoot"],
         json!(true)
+    );
+    let millis = |name: &str| -> u64 {
+        var(name)["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is a number of ms"))
+    };
+    assert!(
+        millis("SUSPECT_TIMEOUT_MS") >= 300_000,
+        "a suspect outlives Kubernetes' 300 s toleration of an unreachable node"
+    );
+    // The hand-over and the 10 s to finish requests fit in the grace.
+    let grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        millis("HANDOVER_TIMEOUT_MS") / 1000 + 10 < grace,
+        "terminationGracePeriodSeconds {grace}"
     );
 
     let headless = services

@@ -277,9 +277,26 @@ async fn a_dead_first_host_is_skipped() {
         .find(|l| l.starts_with(cluster.addr(0)))
         .unwrap_or_else(|| panic!("{status:?}"));
     assert!(dead_line.contains("down"), "{status:?}");
+    let header: Vec<&str> = status
+        .ok()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["REPLICA", "STATUS", "READY", "KEYS", "VIEW"],
+        "{status:?}"
+    );
     for i in [1, 2] {
         let line = status.ok().lines().find(|l| l.starts_with(cluster.addr(i)));
-        assert!(line.is_some_and(|l| l.contains(" ok ")), "{status:?}");
+        let cells: Vec<&str> = line.unwrap_or_default().split_whitespace().collect();
+        assert_eq!(
+            cells.get(1..3),
+            Some(&["ok", "yes"][..]),
+            "live and ready: {status:?}"
+        );
     }
 }
 
