@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The causalkv benchmark (issue #6): one command, run on one machine.
 
-    python3 bench/run.py            # the full run (~15-20 min), writes BENCHMARKS.md
-    python3 bench/run.py --quick    # a few minutes, 100k keys at most, BENCHMARKS.md too
+    python3 bench/run.py            # the full run (~20-25 min), writes BENCHMARKS.md
+    python3 bench/run.py --quick    # a few minutes, 100k keys (1M for the big join), BENCHMARKS.md too
     python3 bench/run.py --smoke    # seconds; CI; writes to a temp dir
 
 What it measures, with the same load generator settings for every HTTP system
@@ -28,6 +28,11 @@ values, the median of --repeat runs):
    Redis); GET/PUT throughput and RSS at 10k, 100k and 1M keys; the time for a
    fresh fourth replica to join and hold every key while the cluster keeps
    serving; 3 versus 5 replicas.
+6. The join of a large store (bench/scale_join.py): three replicas loaded
+   with 10,000,000 keys (--join-keys; quick 1M, smoke 5,000), then a fresh
+   fourth replica joins while a client keeps sending requests: the time until
+   it holds every key and is ready, the peak RSS of the member it copies from
+   and of the joiner, and what the cluster served meanwhile.
 
 It installs what it lacks with apt-get (a part whose tool cannot be installed
 is skipped with a note), builds causalkv and the ceiling with cargo, starts
@@ -63,6 +68,8 @@ import time
 import traceback
 import urllib.parse
 from pathlib import Path
+
+import scale_join  # bench/scale_join.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -683,6 +690,10 @@ class CausalKV:
 
     def keys(self, addr):
         return self.health(addr)["keys"]
+
+    def log_path(self, addr):
+        """The log file of the replica at addr (see start_replica)."""
+        return self.procs.logdir / f"{self.tag}-{addr.rsplit(':', 1)[1]}.log"
 
     def wait_keys(self, expected, timeout):
         """Waits until every replica holds exactly `expected` keys and has
@@ -1372,15 +1383,7 @@ class Bench:
             ctx = None
             for lv in levels:
                 t = time.monotonic()
-                for attempt in range(2):
-                    load.load("causalkv", cl.addrs[0], loaded if attempt == 0 else 0,
-                              lv - loaded if attempt == 0 else lv, self.value, conns=64,
-                              deadline=1800)
-                    if cl.wait_keys(lv + len(cl.extra_keys), 120 + lv / 2000):
-                        break
-                    if attempt == 1:
-                        raise ToolError(f"replicas do not hold {lv} keys after loading")
-                    log("  some keys missing after the load: loading the range again")
+                self.fill(cl, load, loaded, lv)
                 load_secs = time.monotonic() - t
                 log(f"  {lv:,} keys loaded and replicated ({(lv - loaded) / load_secs:,.0f} keys/s)")
                 loaded = lv
@@ -1455,84 +1458,58 @@ class Bench:
                 rd.stop()
         self.results["scale"] = res
 
-    def join(self, cl, keys, ctx):
-        expected = keys + len(cl.extra_keys)
+    def fill(self, cl, load, loaded, count):
+        """Loads keys [loaded, count) through the first replica (wrk and
+        bench/load.lua, 64 connections) and waits until every replica holds
+        them; loads the whole range once more if some went missing."""
+        for attempt in range(2):
+            load.load("causalkv", cl.addrs[0], loaded if attempt == 0 else 0,
+                      count - loaded if attempt == 0 else count, self.value, conns=64,
+                      deadline=max(1800, count // 2000))
+            if cl.wait_keys(count + len(cl.extra_keys), 120 + count / 2000):
+                return
+            if attempt == 1:
+                raise ToolError(f"replicas do not hold {count} keys after loading")
+            log("  some keys missing after the load: loading the range again")
+
+    def join(self, cl, keys, ctx, deadline=None, stall=60.0):
+        """A fresh fourth replica joins cl, which holds key_name(0..keys-1):
+        see bench/scale_join.py."""
         new = f"127.0.0.1:{free_ports(1)[0]}"
-        log(f"  a fresh replica {new} joins and copies {expected:,} keys")
-        stop = threading.Event()
-        stats = {"ok": 0, "failed": 0, "lat": []}
+        log(f"  a fresh replica {new} joins and copies {keys + len(cl.extra_keys):,} keys")
+        return scale_join.measure(
+            cl, new, keys, ctx, self.value, client=Client, key_name=key_name, log=log,
+            deadline_secs=deadline or max(60.0, keys / 5000), stall_secs=stall)
 
-        def prober():
-            clients = [Client(a, timeout=5) for a in cl.addrs]
-            rnd = random.Random(4)
-            i = 0
-            while not stop.is_set():
-                c = clients[i % len(clients)]
-                k = key_name(rnd.randrange(keys))
-                t = time.perf_counter()
-                try:
-                    if i % 10 == 9:
-                        st, _ = c.request("PUT", f"/key-value-store/{k}",
-                                          f'{{"value":"{self.value}","causal-metadata":{ctx}}}')
-                    else:
-                        st, _ = c.request("GET", f"/key-value-store/{k}",
-                                          headers={"X-Causal-Metadata": ctx})
-                    good = st in (200, 201)
-                except (OSError, http.client.HTTPException):
-                    good = False
-                stats["lat"].append(time.perf_counter() - t)
-                stats["ok" if good else "failed"] += 1
-                i += 1
-            for c in clients:
-                c.close()
-
-        th = threading.Thread(target=prober, daemon=True)
-        th.start()
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        cl.start_replica(new, cl.addrs + [new])
-        first_answer = None
-        held = None
-        synced = None
-        deadline = t0 + max(60.0, keys / 5000)
-        last_keys = 0
-        while time.monotonic() < deadline:
-            if cl.proc[new].poll() is not None:
-                break
-            try:
-                h = cl.health(new, timeout=2)
-                now = time.monotonic()
-                first_answer = first_answer or now
-                last_keys = h["keys"]
-                if synced is None and h.get("synced"):
-                    synced = now
-                if held is None and h["keys"] >= expected:
-                    held = now
-                if held and synced:
-                    break
-            except (OSError, ToolError, ValueError, http.client.HTTPException):
-                pass
-            time.sleep(0.02)
-        time.sleep(0.3)
-        stop.set()
-        th.join(10)
-        lat = [x * 1000 for x in stats["lat"]]
-        out = {
-            "keys": expected,
-            "answer_secs": (first_answer - t0) if first_answer else None,
-            "held_secs": (held - t0) if held else None,
-            "synced_secs": (synced - t0) if synced else None,
-            "last_keys": last_keys,
-            "probe_ok": stats["ok"], "probe_failed": stats["failed"],
-            "probe_p50": percentile(lat, 50), "probe_p99": percentile(lat, 99),
-            "probe_max": max(lat) if lat else None,
-        }
-        log(f"  join: answers after {out['answer_secs'] or 0:.2f} s, holds every key after "
-            f"{out['held_secs'] if out['held_secs'] is not None else float('nan'):.2f} s; "
-            f"cluster answered {out['probe_ok']} requests, {out['probe_failed']} failed, "
-            f"p99 {out['probe_p99'] or 0:.1f} ms, max {out['probe_max'] or 0:.1f} ms")
-        self.procs.stop(cl.proc.pop(new))
-        return out
+    def part_bigjoin(self):
+        """The join of a large store: three replicas loaded with --join-keys
+        keys, then a fresh fourth replica joins them while a client keeps
+        sending requests (see bench/scale_join.py)."""
+        n = self.s.join_keys
+        log(f"== join of a large store: causalkv, 3 replicas, {n:,} keys, then a fourth")
+        cl = CausalKV(self.procs, self.binary, 3, self.s.workers, "bigjoin")
+        load = Load(self.s, self.have_wrk)
+        try:
+            cl.start()
+            t = time.monotonic()
+            self.fill(cl, load, 0, n)
+            load_secs = time.monotonic() - t
+            ctx = cl.make_context(self.value)
+            time.sleep(1.0)
+            rss = cl.rss()
+            log(f"  {n:,} keys loaded and replicated in {load_secs:.1f} s "
+                f"({n / load_secs:,.0f} keys/s); RSS per replica "
+                f"{', '.join(f'{x / 2**20:,.0f}' for x in rss if x)} MiB")
+            # Patient with a joiner that shows no progress: a copy may read
+            # a large page, or stage the whole state before counting it.
+            res = self.join(cl, n, ctx, deadline=max(300.0, n / 5000),
+                            stall=max(60.0, n / 50_000))
+            res["store_keys"] = n
+            res["load_secs"] = load_secs
+            res["members_rss_loaded"] = rss
+            self.results["bigjoin"] = res
+        finally:
+            cl.stop()
 
     # -- the whole run
 
@@ -1566,6 +1543,7 @@ class Bench:
         parts += [("causalkv", self.part_causalkv)]
         if not s.smoke:
             parts += [("etcd", self.part_etcd), ("scale", self.part_scale)]
+        parts += [("bigjoin", self.part_bigjoin)]
         for name, fn in parts:
             if name in s.skip:
                 self.notes.append(f"{name}: skipped (--skip)")
@@ -1680,12 +1658,48 @@ def target_rows(r):
                          f"{j['probe_ok']} ok", f"p99 {fmt_ms(j['probe_p99'])} ms",
                          f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
                          j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
+    rows += bigjoin_rows(r.get("bigjoin"))
     # Information, no target.
     ratio_row("GET one replica / etcd GET (no fsync)", get(ck, "get_one", "rps"),
               get(r, "etcd_nofsync", "get", "rps"), 0)
     ratio_row("GET one replica / Redis GET", get(ck, "get_one", "rps"), get(r, "redis", "get", "rps"), 0)
     ratio_row("90/10 mix one replica / HTTP ceiling mix", get(ck, "mix_one", "rps"), get(ce, "mix", "rps"), 0)
     ratio_row("PUT / etcd PUT (fsync)", get(ck, "put_one", "rps"), get(r, "etcd_fsync", "put", "rps"), 0)
+    return rows
+
+
+def join_limit_secs(keys):
+    """The target of the join of a large store: 6 s per million keys (the
+    1M join's 5 s, and a fifth more for a copy in many pages), at least 5 s."""
+    return max(5.0, 6.0 * keys / 1e6)
+
+
+def bigjoin_rows(j):
+    """The Targets rows of the join of a large store (none if not run)."""
+    if not j:
+        return []
+    rows = []
+    size = short(j["store_keys"])
+    done = j.get("done_secs")
+    limit = join_limit_secs(j["store_keys"])
+    how = "ready" if j.get("ready_via") == "/ready" else "synced"
+    rows.append((f"fresh replica holds {j['keys']:,} keys and is {how} after",
+                 "never" if done is None else f"{done:.2f} s", "—",
+                 "—" if done is None else f"{done:.2f} s", f"≤ {limit:.0f} s",
+                 False if done is None else done <= limit))
+    slowest = j.get("probe_max")
+    rows.append((f"cluster serves during the {size}-key join: failed, slowest request",
+                 f"{j['probe_ok']} ok", f"p99 {fmt_ms(j['probe_p99'])} ms",
+                 f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
+                 j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
+    giver, joiner = scale_join.peak_ratio(j)
+    if giver is not None or joiner is not None:
+        rows.append((f"peak RSS in the {size}-key join: giver, joiner / a member's RSS before",
+                     f"{scale_join.mib(j.get('giver_rss_peak'))}, "
+                     f"{scale_join.mib(j.get('joiner_rss_peak'))}",
+                     scale_join.mib(j.get("giver_rss_before")),
+                     f"{fmt_ratio(giver)}, {fmt_ratio(joiner)}", "≤ 1.5 each",
+                     giver is not None and joiner is not None and max(giver, joiner) <= 1.5))
     return rows
 
 
@@ -2012,9 +2026,11 @@ def write_report(bench, out_dir):
                "lag = from the PUT's answer to the answer showing it, less the median GET round "
                f"trip. Probes that never saw the value (5 s): {lag.get('timeouts', 0):.0f}. "
                f"{lag.get('note') or ''}", ""]
+    if scale or r.get("bigjoin"):
+        md += ["## Scale", ""]
     if scale:
         sc = r["scale"]
-        md += ["## Scale", "", table_md(*scale), ""]
+        md += [table_md(*scale), ""]
         md += ["RSS from /proc/<pid>/status (VmRSS), per replica, minus the RSS of the same "
                "process before loading, divided by the keys. GET/PUT against one replica over all "
                "the keys loaded. Redis: the master's RSS, same keys and values, loaded through a "
@@ -2030,7 +2046,9 @@ def write_report(bench, out_dir):
                    f"Meanwhile one client sent GETs and PUTs (90/10, with context) round-robin to "
                    f"the three: {j['probe_ok']} answered, {j['probe_failed']} failed, latency p50 "
                    f"{fmt_ms(j['probe_p50'])} ms, p99 {fmt_ms(j['probe_p99'])} ms, max "
-                   f"{fmt_ms(j['probe_max'])} ms.", ""]
+                   f"{fmt_ms(j['probe_max'])} ms. {scale_join.rss_sentence(j)}".rstrip(), ""]
+    if r.get("bigjoin"):
+        md += [bigjoin_paragraph(r["bigjoin"], s.value_size), ""]
     ck = r.get("causalkv", {})
     if ck.get("rss_after"):
         md += [f"RSS of the three-replica cluster of the throughput figures: "
@@ -2059,6 +2077,36 @@ def write_report(bench, out_dir):
     }, indent=1, default=str))
     (out_dir / "BENCHMARKS.svg").write_text(svg_chart(r))
     return out_dir / "BENCHMARKS.md"
+
+
+def bigjoin_paragraph(j, value_size):
+    """The join of a large store, as a paragraph of BENCHMARKS.md."""
+    ready = ("was ready (`GET /ready` answered 200)" if j.get("ready_via") == "/ready" else
+             "was synced (`/health`; this build has no `/ready`)")
+    if j.get("done_secs") is not None:
+        outcome = (f"held all {j['keys']:,} keys after {j['held_secs']:.2f} s and {ready} after "
+                   f"{j['ready_secs']:.2f} s")
+    else:
+        why = {"exited": f"its process exited with {j.get('exited')}",
+               "stalled": "its key count had stopped moving",
+               "deadline": "the deadline passed"}.get(j.get("outcome"), "the wait ended")
+        outcome = (f"never held every key and was ready: it held {j['last_keys']:,} of "
+                   f"{j['keys']:,} keys when {why} (held all: {fmt_ms(j.get('held_secs'))} s; "
+                   f"ready: {fmt_ms(j.get('ready_secs'))} s)")
+    loaded = [x for x in j.get("members_rss_loaded") or [] if x]
+    rss = (f"; each replica then at {', '.join(f'{x / 2**20:,.0f}' for x in loaded)} MiB RSS"
+           if loaded else "")
+    load_secs = j.get("load_secs")
+    load = (f" in {load_secs:.1f} s ({j['store_keys'] / load_secs:,.0f} keys/s)"
+            if load_secs else "")
+    return (f"**Join of a large store.** Three replicas were loaded with {j['store_keys']:,} keys of "
+            f"{value_size}-byte values through one of them (wrk, `bench/load.lua`){load}{rss}. "
+            f"A fresh fourth replica started with `VIEW` naming the three and itself answered "
+            f"`/health` after {fmt_ms(j['answer_secs'])} s, {outcome}. "
+            f"{scale_join.rss_sentence(j)} Meanwhile one client sent GETs and PUTs (90/10, with "
+            f"context) round-robin to the three: {j['probe_ok']} answered, {j['probe_failed']} "
+            f"failed, latency p50 {fmt_ms(j['probe_p50'])} ms, p99 {fmt_ms(j['probe_p99'])} ms, "
+            f"max {fmt_ms(j['probe_max'])} ms. The measure is `bench/scale_join.py`'s.")
 
 
 def print_tables(bench):
@@ -2090,9 +2138,10 @@ def parse_args(argv):
         description="The causalkv benchmark: causalkv (3 replicas) against an HTTP ceiling, "
                     "etcd and Redis on this machine; writes BENCHMARKS.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Modes: default = the full run (~15-20 min); --quick = 3 s figures, 1 run, "
-               "100k keys at most for the scale part (a few minutes); --smoke = CI: 1 s figures, "
-               "1,000 keys, causalkv and the ceiling only, report in a temp dir.")
+        epilog="Modes: default = the full run (~20-25 min); --quick = 3 s figures, 1 run, "
+               "100k keys at most for the scale part and 1M for the join of a large store (a "
+               "few minutes); --smoke = CI: 1 s figures, 1,000 keys, causalkv and the ceiling "
+               "only, a join of 5,000 keys, report in a temp dir.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="seconds-long run for CI (report in a temp dir)")
     mode.add_argument("--quick", action="store_true", help="shorter figures, 1 run, 100k keys at most")
@@ -2105,9 +2154,11 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="HTTP workers of causalkv and the ceiling (default: the CPU count)")
     p.add_argument("--scale-keys", type=int, help="largest key count of the scale part (default 1000000)")
+    p.add_argument("--join-keys", type=int, help="keys of the store a fresh replica joins in the "
+                   "bigjoin part (default 10000000; quick 1000000; smoke 5000)")
     p.add_argument("--lag-samples", type=int, help="lag probes of each kind per run (default 500)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: "
-                   "ceiling,causalkv,lag,etcd,redis,scale")
+                   "ceiling,causalkv,lag,etcd,redis,scale,bigjoin (the join of a large store)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.svg "
                    "(default: the repository root; smoke: a temp dir)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
@@ -2122,19 +2173,23 @@ def parse_args(argv):
     args = p.parse_args(argv)
     args.argv = list(argv)
     if args.smoke:
-        dflt = dict(duration=1, repeat=1, keys=1000, scale_keys=2000, lag_samples=20)
+        dflt = dict(duration=1, repeat=1, keys=1000, scale_keys=2000, lag_samples=20,
+                    join_keys=5000)
     elif args.quick:
-        dflt = dict(duration=3, repeat=1, keys=10000, scale_keys=100_000, lag_samples=200)
+        dflt = dict(duration=3, repeat=1, keys=10000, scale_keys=100_000, lag_samples=200,
+                    join_keys=1_000_000)
     else:
-        dflt = dict(duration=10, repeat=3, keys=10000, scale_keys=1_000_000, lag_samples=500)
+        dflt = dict(duration=10, repeat=3, keys=10000, scale_keys=1_000_000, lag_samples=500,
+                    join_keys=10_000_000)
     for k, v in dflt.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "scale"}
+    unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "scale", "bigjoin"}
     if unknown:
         p.error(f"unknown parts to skip: {', '.join(sorted(unknown))}")
-    for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size"):
+    for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size",
+                 "join_keys"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.connections < args.threads:
