@@ -20,10 +20,14 @@
 //! - [`replica`] — the protocol: client operations, peer messages,
 //!   membership, anti-entropy and state transfer, as inputs and effects.
 //!   Pure, so a simulated cluster tests it deterministically.
-//! - [`transport`] — per-peer ordered queues with retry and backoff, and
+//! - [`node`] — the state the adapters share: the replica behind a
+//!   read-write lock, the effects it produces handed on, client requests
+//!   waiting for their context, the hand-over when stopping.
+//! - [`queues`] — the peers' replication queues, filled by the HTTP workers.
+//! - [`transport`] — drains the queues with retry and backoff, and sends
 //!   one-off requests, over awc. The only code that talks to peers.
 //! - [`http`] — actix handlers; [`error`] maps failures to status codes.
-//! - [`server`] — wiring, the ticker, graceful shutdown.
+//! - [`server`] — wiring, the ticker, signals and the orderly stop.
 //! - [`config`] — the environment and flags, validated.
 //! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.
 //! - [`client`] — a typed client that carries causal context.

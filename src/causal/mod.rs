@@ -33,15 +33,24 @@
 //! `B:1` right after it. A client that read `y=2` carries `{A:1, B:1}`, so
 //! no replica serves it `x` without `x=1`.
 //!
+//! # Retired incarnations
+//!
+//! Every restart of a replica without its data is a new incarnation, so
+//! entries would pile up in clocks and contexts. Once an incarnation is gone
+//! and every member has applied its writes, it is *retired*
+//! ([`Knowledge`]): its entry leaves the clock, and a context or a
+//! dependency naming it is met by the retirement record. The delivery rule
+//! above reads "applied" as "counted by the clock or the record". See
+//! [`knowledge`] for the record and `crate::replica`'s `retire` for when.
+//!
 //! # Implementation caveats
 //!
-//! - Contexts name replica *incarnations*; entries of incarnations that
-//!   ended are kept, so a context grows by one entry per restart of a
-//!   replica whose writes the client saw. Pruning entries every replica has
-//!   applied is left out: it needs stability tracking across partitions.
 //! - A context naming writes that no live replica holds (forged, or lost
 //!   with a crashed replica before it spread them) can never be satisfied:
-//!   requests carrying it wait the bounded time and get 503.
+//!   requests carrying it wait the bounded time and get 503 — unless the
+//!   replica that issued them is known to have ended (a newer incarnation
+//!   took its address), in which case they are met by its retirement: they
+//!   cannot come any more, and waiting would only make the client fail.
 
 pub mod buffer;
 pub mod clock;

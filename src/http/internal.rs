@@ -53,7 +53,11 @@ async fn handle(
             &method,
         ));
     }
-    let reply = node.with_replica(|replica, now| replica.handle(request, now));
+    // A page of a copy only looks at the state: other readers go on.
+    let reply = match request {
+        Request::Snapshot { cursor, .. } => node.read_replica(|replica| replica.page(cursor)),
+        request => node.with_replica(|replica, now| replica.handle(request, now)),
+    };
     if !matches!(kind, Kind::Snapshot | Kind::Pull) {
         return Ok(HttpResponse::Ok().json(reply));
     }

@@ -31,21 +31,21 @@
 //!   up, in both directions.
 //! - **State transfer.** A starting replica announces itself to every
 //!   address of `VIEW` ([`Request::Join`]) and copies the whole state of the
-//!   first member that holds one, a page at a time ([`transfer`]).
+//!   first member that holds one, a page at a time (`transfer.rs`).
 //!
 //! # Forgetting safely
 //!
 //! A replica forgets things for good: tombstones once every member and
-//! suspect applied the delete ([`gc`]), replicas silent for longer than
+//! suspect applied the delete (`gc.rs`), replicas silent for longer than
 //! the suspect timeout, and the incarnations of replicas that are gone once
-//! every member applied their writes ([`retire`]). Each is decided among
+//! every member applied their writes (`retire.rs`). Each is decided among
 //! the replicas it knows; one it had forgotten, evicted, or never seen may
 //! still hold what was forgotten (an old value whose delete was collected,
 //! writes of a retired incarnation it never got). Handing it writes or
 //! deltas could resurrect the value or apply a write before the
 //! dependencies it no longer names. So replicas exchange writes only once
 //! they have *joined* each other and each holds everything the other
-//! forgot ([`join`]); otherwise the one that lacks it copies the other's
+//! forgot (`join.rs`); otherwise the one that lacks it copies the other's
 //! state first and merges it by a rule that drops what the other deleted
 //! ([`crate::store`]'s merge).
 //!
@@ -160,7 +160,7 @@ impl Default for Timing {
             join_retry: 500,
             startup_grace: 3000,
             gc_interval: 5000,
-            page_keys: 16_384,
+            page_keys: 65_536,
         }
     }
 }

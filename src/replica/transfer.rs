@@ -72,8 +72,9 @@ impl Transfer {
 }
 
 impl Replica {
-    /// Page `cursor` of this replica's state, for a replica copying it.
-    pub(super) fn page(&self, cursor: u32) -> Reply {
+    /// Page `cursor` of this replica's state, for a replica copying it
+    /// (what [`Request::Snapshot`] is answered with).
+    pub fn page(&self, cursor: u32) -> Reply {
         if !self.is_ready() || self.draining {
             return Reply::Refused {
                 from: self.me.clone(),

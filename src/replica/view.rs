@@ -9,7 +9,7 @@
 //!
 //! A peer is *vetted* once it has joined this replica (or this replica it)
 //! and was found to hold everything this replica forgot (see
-//! [`super::join`]): only then do they exchange writes. A peer that is
+//! `join.rs`): only then do they exchange writes. A peer that is
 //! added anew, re-added, or shows up as another incarnation is not vetted
 //! until it joins again.
 

@@ -43,7 +43,7 @@ pub use value::{Key, KeyError, Value, Version, MAX_KEY_CHARS};
 /// The contents of one replica: the winning version of every key.
 ///
 /// Laid out for memory, since a replica holds every key: each key is one
-/// [`Slot`] in a dense vector, its key and value text side by side in one
+/// `Slot` in a dense vector, its key and value text side by side in one
 /// allocation, its dot naming the writer by a small number instead of the
 /// writer's identity. A hash table of slot numbers finds a key's slot; a
 /// slot never moves while its key is stored (a removed key's slot is
