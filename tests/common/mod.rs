@@ -116,6 +116,12 @@ impl Options {
         self
     }
 
+    /// Sets a further environment variable (e.g. `SUSPECT_TIMEOUT_MS`).
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Starts `n` replicas with these options.
     pub async fn start(self, n: usize) -> TestCluster {
         TestCluster::start_with(n, self).await
@@ -161,15 +167,7 @@ impl TestCluster {
     /// each is synced and every view lists all of them.
     pub async fn start_with(n: usize, options: Options) -> TestCluster {
         assert!(n > 0, "a cluster needs a replica");
-        let dir = tempfile::Builder::new()
-            .prefix("causalkv-e2e-")
-            .tempdir()
-            .expect("cannot create a temporary directory");
-        let mut cluster = TestCluster {
-            options,
-            dir: Some(dir),
-            replicas: Vec::new(),
-        };
+        let mut cluster = TestCluster::empty(options);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -213,6 +211,53 @@ impl TestCluster {
             .wait_views(&(0..n).collect::<Vec<_>>(), &expected)
             .await;
         cluster
+    }
+
+    /// A cluster with no replica yet, and its log directory.
+    fn empty(options: Options) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("causalkv-e2e-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        TestCluster {
+            options,
+            dir: Some(dir),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// Starts one replica whose `VIEW` also names `others` (addresses that
+    /// may not answer), and returns as soon as it answers HTTP at all,
+    /// without waiting for it to hold the state (so that the test sees it
+    /// while it is still starting).
+    pub async fn start_lone_with_seeds(options: Options, others: &[String]) -> TestCluster {
+        let mut cluster = TestCluster::empty(options);
+        for _ in 0..5 {
+            let addr = format!("127.0.0.1:{}", free_ports(1)[0]);
+            let mut view = vec![addr.clone()];
+            view.extend(others.iter().cloned());
+            cluster.replicas = vec![Replica {
+                addr,
+                view: view.join(","),
+                child: None,
+                paused: false,
+                logs: Vec::new(),
+            }];
+            let spawned = Instant::now();
+            cluster.spawn_process(0);
+            match cluster.await_answer(0).await {
+                Ok(()) => {
+                    eprintln!(
+                        "a lone replica answered {:?} after it was spawned",
+                        spawned.elapsed()
+                    );
+                    return cluster;
+                }
+                Err(SpawnError::PortTaken) => {}
+                Err(SpawnError::Other(e)) => panic!("replica did not start: {e}"),
+            }
+        }
+        panic!("could not find a free port for a lone replica");
     }
 
     /// Number of replicas ever started (killed ones included).
@@ -276,6 +321,18 @@ impl TestCluster {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         replica.paused = false;
+    }
+
+    /// Sends SIGTERM to replica `i` (a graceful stop); see [`Self::wait_exit`].
+    pub fn terminate(&self, i: usize) {
+        signal(self.pid(i), "TERM");
+    }
+
+    /// The exit status of replica `i` if its process has exited (it is
+    /// left for [`Self::wait_exit`] to reap), `None` while it runs.
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let child = self.replicas[i].child.as_mut().expect("started");
+        child.try_wait().expect("try_wait")
     }
 
     /// Waits (up to `timeout`) for replica `i` to exit by itself (after a
@@ -434,6 +491,18 @@ impl TestCluster {
     /// Waits until replica `i` answers `/health` with `synced: true`,
     /// noticing if its process exits first.
     async fn await_ready(&mut self, i: usize) -> Result<(), SpawnError> {
+        self.await_health(i, true).await
+    }
+
+    /// Waits until replica `i` answers `/health` with a 200 (whatever it
+    /// says), noticing if its process exits first.
+    async fn await_answer(&mut self, i: usize) -> Result<(), SpawnError> {
+        self.await_health(i, false).await
+    }
+
+    /// Waits until replica `i` answers `/health` with a 200, and with
+    /// `synced: true` if `synced`, noticing if its process exits first.
+    async fn await_health(&mut self, i: usize, synced: bool) -> Result<(), SpawnError> {
         let deadline = Instant::now() + SHORT_DEADLINE;
         let addr = self.addr(i).to_string();
         loop {
@@ -459,7 +528,9 @@ impl TestCluster {
             )
             .await
             {
-                Ok(r) if r.status == 200 && r.body["synced"] == json!(true) => return Ok(()),
+                Ok(r) if r.status == 200 && (!synced || r.body["synced"] == json!(true)) => {
+                    return Ok(())
+                }
                 Ok(r) => format!("{} {}", r.status, r.text),
                 Err(e) => e,
             };
@@ -562,7 +633,107 @@ impl TestCluster {
         r.body
     }
 
+    /// `/health` of replica `i`, or why it could not be had quickly (for
+    /// polling).
+    pub async fn try_health(&self, i: usize) -> Result<Value, String> {
+        let r = request_with_timeout(
+            self.addr(i),
+            Method::GET,
+            "/health",
+            &[],
+            Body::None,
+            POLL_REQUEST_TIMEOUT,
+        )
+        .await?;
+        if r.status == 200 && r.body.is_object() {
+            Ok(r.body)
+        } else {
+            Err(format!("health of replica {i}: {} {}", r.status, r.text))
+        }
+    }
+
+    /// `GET /ready` at replica `i`, giving up quickly (for polling).
+    pub async fn try_ready(&self, i: usize) -> Result<Reply, String> {
+        request_with_timeout(
+            self.addr(i),
+            Method::GET,
+            "/ready",
+            &[],
+            Body::None,
+            POLL_REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The value of the unlabelled metric `name` in `/metrics` of replica `i`.
+    pub async fn metric(&self, i: usize, name: &str) -> Result<f64, String> {
+        let r = request_with_timeout(
+            self.addr(i),
+            Method::GET,
+            "/metrics",
+            &[],
+            Body::None,
+            POLL_REQUEST_TIMEOUT,
+        )
+        .await?;
+        if r.status != 200 {
+            return Err(format!("metrics of replica {i}: {} {}", r.status, r.text));
+        }
+        r.text
+            .lines()
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse::<f64>().ok())?
+            })
+            .ok_or_else(|| format!("no metric {name} at replica {i}"))
+    }
+
+    /// `PUT` (`add`) or `DELETE` (`!add`) of `address` through
+    /// `/key-value-store-view` at replica `i`.
+    pub async fn change_view(&self, i: usize, add: bool, address: &str) -> Reply {
+        let method = if add { Method::PUT } else { Method::DELETE };
+        let body = Body::Json(json!({"socket-address": address}));
+        self.request(i, method, "/key-value-store-view", &[], body)
+            .await
+    }
+
+    /// The whole log of the current (or last) process of replica `i`.
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log(i)).unwrap_or_default()
+    }
+
     // ----- waits -----------------------------------------------------------
+
+    /// Waits until `check` accepts `/health` of every replica of `at`
+    /// (`Err` says why not); `what` names the wait in a failure.
+    pub async fn wait_health<F>(&self, at: &[usize], what: &str, timeout: Duration, check: F)
+    where
+        F: Fn(usize, &Value) -> Result<(), String>,
+    {
+        let check = &check;
+        wait_for(timeout, &format!("{what} at {at:?}"), || async move {
+            for &i in at {
+                let health = self.try_health(i).await?;
+                check(i, &health).map_err(|e| format!("replica {i}: {e}; health {health}"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Waits until every replica of `at` answers `/ready` with 200.
+    pub async fn wait_ready(&self, at: &[usize]) {
+        wait_for(DEADLINE, &format!("/ready 200 at {at:?}"), || async move {
+            for &i in at {
+                let r = self.try_ready(i).await?;
+                if r.status != 200 || r.body["ready"] != json!(true) {
+                    return Err(format!("replica {i}: /ready {} {}", r.status, r.text));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
 
     /// Waits until every replica of `at` prints `expected` as its view.
     pub async fn wait_views(&self, at: &[usize], expected: &str) {
@@ -632,6 +803,23 @@ impl Drop for TestCluster {
             }
         }
     }
+}
+
+/// The addresses `/health` lists as suspects.
+pub fn suspects(health: &Value) -> Vec<String> {
+    health["suspects"]
+        .as_array()
+        .unwrap_or_else(|| panic!("/health has no suspects list: {health}"))
+        .iter()
+        .map(|s| s.as_str().expect("a suspect is an address").to_string())
+        .collect()
+}
+
+/// A numeric field of `/health`.
+pub fn health_count(health: &Value, field: &str) -> u64 {
+    health[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/health field {field:?} is not a count: {health}"))
 }
 
 /// The last `n` lines of a file.
