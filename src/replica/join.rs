@@ -33,8 +33,8 @@
 //! starting), or none holding one answers within the start-up grace, it
 //! starts with an empty state; once one holding a copy has answered, it
 //! waits for a copy however long that takes. Until then it serves no
-//! client and gives no copy. The identity it drew is checked at every join: a member that
-//! knows writes of that identity the joiner does not hold refuses it
+//! client and gives no copy. The identity it drew is checked by every
+//! member it joins: one that knows writes of that identity refuses it
 //! ([`Refusal::IdentityInUse`]) and the joiner draws another.
 
 use std::collections::BTreeMap;

@@ -214,13 +214,20 @@ pub(super) fn key(text: &str) -> Key {
 }
 
 impl Sim {
-    pub(super) fn new(seed: u64, n: usize, faults: Faults) -> Sim {
-        let mut sim = Sim {
+    /// No replica yet.
+    fn empty(seed: u64, faults: Faults) -> Sim {
+        Sim {
             rng: Rng(seed),
             faults,
             timing: sim_timing(),
             ..Sim::default()
-        };
+        }
+    }
+
+    /// `n` replicas started one after the other, each with a `VIEW` naming
+    /// those started before it (so each joins a running store).
+    pub(super) fn new(seed: u64, n: usize, faults: Faults) -> Sim {
+        let mut sim = Sim::empty(seed, faults);
         for _ in 0..n {
             let i = sim.add_address();
             sim.boot(i);
@@ -231,12 +238,7 @@ impl Sim {
     /// A new store: `n` replicas whose `VIEW` names all of them, started
     /// at the same instant.
     pub(super) fn new_store(seed: u64, n: usize, faults: Faults) -> Sim {
-        let mut sim = Sim {
-            rng: Rng(seed),
-            faults,
-            timing: sim_timing(),
-            ..Sim::default()
-        };
+        let mut sim = Sim::empty(seed, faults);
         for _ in 0..n {
             sim.add_address();
         }

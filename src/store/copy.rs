@@ -156,7 +156,9 @@ impl Store {
         let mut slots = Vec::new();
         for (origin, id) in self.origins.ids().iter().enumerate() {
             if let Some(n) = after(id) {
-                self.origins.after(origin as u32, n, &mut slots);
+                let origin = origin as u32;
+                let held = |i, counter| super::holds(&self.slots, i, origin, counter);
+                self.origins.after(origin, n, &mut slots, held);
             }
         }
         slots

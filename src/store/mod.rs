@@ -277,9 +277,9 @@ impl Store {
         let was_tombstone = current.is_tombstone();
         self.tombstones -= was_tombstone as usize;
         let old = &mut self.slots[i as usize];
-        let (origin, counter) = (old.origin, old.counter);
+        let origin = old.origin;
         let text = std::mem::take(&mut old.text);
-        self.origins.release(origin, counter, i);
+        self.origins.release(origin);
         self.slots[i as usize] = self.make_slot(key, version, text);
         self.placed(i);
         true
@@ -313,7 +313,13 @@ impl Store {
     /// Books the version just placed in slot `i`.
     fn placed(&mut self, i: u32) {
         let slot = &self.slots[i as usize];
-        self.origins.hold(slot.origin, slot.counter, i);
+        let origin = slot.origin;
+        if self.origins.hold(origin, slot.counter, i) {
+            let slots = &self.slots;
+            self.origins
+                .squeeze(origin, |s, c| holds(slots, s, origin, c));
+        }
+        let slot = &self.slots[i as usize];
         if slot.is_tombstone() {
             self.tombstones += 1;
             self.tombs.push(i);
@@ -328,7 +334,7 @@ impl Store {
             found.remove();
         }
         let slot = std::mem::take(&mut self.slots[i as usize]);
-        self.origins.release(slot.origin, slot.counter, i);
+        self.origins.release(slot.origin);
         self.tombstones -= slot.is_tombstone() as usize;
         self.vacant.push(i);
     }
@@ -356,6 +362,13 @@ impl Store {
         } = self;
         index.reserve(more, |&j| hasher.hash_one(slots[j as usize].key()));
     }
+}
+
+/// Whether slot `i` holds the version `counter` of the writer numbered
+/// `origin` (a writer's log may name versions overwritten since).
+fn holds(slots: &[Slot], i: u32, origin: u32, counter: u64) -> bool {
+    let slot = &slots[i as usize];
+    !slot.is_vacant() && slot.origin == origin && slot.counter == counter
 }
 
 #[cfg(test)]
