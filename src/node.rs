@@ -220,7 +220,12 @@ impl Node {
                 tracing::info!(?wait, "request not served in time");
                 return Err(wait);
             }
-            let wake = deadline.min(next_catch_up);
+            // Waiting for readiness: look again now and then, whether or
+            // not progress is announced.
+            let wake = match wait {
+                Wait::Missing(_) => deadline.min(next_catch_up),
+                _ => deadline.min(now + CATCH_UP_INTERVAL),
+            };
             let _ = tokio::time::timeout_at(wake, progress.changed()).await;
             wait = match attempt(self) {
                 Ok(result) => return Ok(result),
