@@ -29,6 +29,10 @@ pub enum Error {
     /// write to another replica (503).
     #[error("Replica is shutting down")]
     ShuttingDown,
+    /// A member removed this replica from the view; it serves clients
+    /// again once it is added back (503).
+    #[error("Replica was removed from the view: it serves again once added back")]
+    Removed,
 }
 
 impl Error {
@@ -38,9 +42,10 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::DependenciesNotSatisfied | Error::NotReady | Error::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::DependenciesNotSatisfied
+            | Error::NotReady
+            | Error::ShuttingDown
+            | Error::Removed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

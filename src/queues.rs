@@ -104,6 +104,9 @@ impl Queues {
         to: &[SocketAddress],
         write: &Write,
     ) -> Vec<(SocketAddress, Arc<PeerQueue>)> {
+        if to.is_empty() {
+            return Vec::new();
+        }
         let json: Arc<RawValue> = match serde_json::value::to_raw_value(write) {
             Ok(json) => Arc::from(json),
             Err(error) => {

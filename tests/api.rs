@@ -993,6 +993,7 @@ async fn cluster_token_guards_the_internal_endpoints() {
         retired: Vec::new(),
         collected: Default::default(),
         fresh: false,
+        decisions: Vec::new(),
     })
     .unwrap();
     let r = c

@@ -2125,7 +2125,7 @@ async fn idle_half_open_connections_do_not_starve_clients() {
 async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing() {
     use causalkv::address::SocketAddress;
     use causalkv::causal::{Dot, ReplicaId, VectorClock};
-    use causalkv::replica::{Member, Request, ViewChange, Write};
+    use causalkv::replica::{Decision, Member, Request, ViewChange, Write};
     use causalkv::store::{Key, Value as Stored};
     const TOKEN: &str = "s3cret";
     const N: usize = 3;
@@ -2175,11 +2175,13 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
             from: forged.clone(),
             clock: clock(&forged, 5),
             retired: Vec::new(),
+            decided: 0,
         },
         Request::Heartbeat {
             from: real[0].clone(),
             clock: clock(&real[0], u64::MAX),
             retired: Vec::new(),
+            decided: 0,
         },
         Request::Pull {
             from: forged.clone(),
@@ -2191,6 +2193,7 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
             retired: Vec::new(),
             collected: VectorClock::new(),
             fresh: true,
+            decisions: Vec::new(),
         },
         Request::Snapshot {
             from: forged.clone(),
@@ -2198,13 +2201,19 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         },
         Request::ViewChange {
             from: real[0].clone(),
-            change: ViewChange::Remove(real[N - 1].address.clone()),
-            seq: 1000,
+            decision: Decision {
+                change: ViewChange::Remove(real[N - 1].address.clone()),
+                stamp: 1000,
+                by: real[0].id.clone(),
+            },
         },
         Request::ViewChange {
             from: real[0].clone(),
-            change: ViewChange::Add(forged.address.clone()),
-            seq: 1001,
+            decision: Decision {
+                change: ViewChange::Add(forged.address.clone()),
+                stamp: 1001,
+                by: real[0].id.clone(),
+            },
         },
     ];
     let wrong_tokens: Vec<Vec<(&str, &str)>> = vec![

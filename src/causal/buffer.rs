@@ -1,7 +1,7 @@
 //! The delivery buffer: writes that arrived before their causal
 //! prerequisites wait here and leave in causal order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::clock::{Dot, ReplicaId, VectorClock};
 use super::knowledge::Knowledge;
@@ -24,14 +24,14 @@ pub fn deliverable<T: Causal>(write: &T, applied: &Knowledge) -> bool {
 /// Writes received but not yet deliverable, by origin and counter.
 #[derive(Debug, Clone)]
 pub struct DeliveryBuffer<T> {
-    by_origin: HashMap<ReplicaId, BTreeMap<u64, T>>,
+    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, T>>,
     len: usize,
 }
 
 impl<T> Default for DeliveryBuffer<T> {
     fn default() -> Self {
         DeliveryBuffer {
-            by_origin: HashMap::new(),
+            by_origin: BTreeMap::new(),
             len: 0,
         }
     }

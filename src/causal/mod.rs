@@ -47,10 +47,9 @@
 //!
 //! - A context naming writes that no live replica holds (forged, or lost
 //!   with a crashed replica before it spread them) can never be satisfied:
-//!   requests carrying it wait the bounded time and get 503 — unless the
-//!   replica that issued them is known to have ended (a newer incarnation
-//!   took its address), in which case they are met by its retirement: they
-//!   cannot come any more, and waiting would only make the client fail.
+//!   requests carrying it wait the bounded time and get 503, even once the
+//!   replica that issued them is retired (one of those writes may still be
+//!   on its way from a member that has it).
 
 pub mod buffer;
 pub mod clock;

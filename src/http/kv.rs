@@ -136,6 +136,7 @@ fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError
         Wait::Missing(_) => Error::DependenciesNotSatisfied,
         Wait::NotReady => Error::NotReady,
         Wait::ShuttingDown => Error::ShuttingDown,
+        Wait::Removed => Error::Removed,
     };
     let metadata = context.reply(&Default::default()).to_value();
     ApiError::new(error, method).with("causal-metadata", metadata)

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::error::Error;
 use crate::node::Node;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,6 +24,7 @@ async fn health(node: web::Data<Node>) -> HttpResponse {
         "synced": stats.synced,
         "ready": stats.ready,
         "draining": stats.draining,
+        "removed": stats.removed,
         "replica": me.id,
         "address": me.address,
         "view": view,
@@ -44,13 +46,15 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
         return HttpResponse::Ok().json(json!({"ready": true, "replica": node.me().id}));
     }
     let why = if stats.draining {
-        "Replica is shutting down"
+        Error::ShuttingDown
+    } else if stats.removed {
+        Error::Removed
     } else {
-        "Replica is not ready: it is copying the state of a member"
+        Error::NotReady
     };
     HttpResponse::ServiceUnavailable().json(json!({
         "ready": false,
-        "error": why,
+        "error": why.to_string(),
         "message": "Error in GET",
     }))
 }

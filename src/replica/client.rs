@@ -21,6 +21,9 @@ impl Replica {
     /// Whether a client request with `context` can be served now; if so,
     /// the context without the retired incarnations it names, if any.
     fn admit(&self, context: &CausalContext) -> Result<Option<VectorClock>, Wait> {
+        if self.is_removed() {
+            return Err(Wait::Removed);
+        }
         if !self.is_ready() {
             return Err(Wait::NotReady);
         }
@@ -75,29 +78,9 @@ impl Replica {
                 learned: Learned { clock, pruned },
             });
         }
-        // Stamp the write: the next dot of this incarnation, and a Lamport
-        // time above everything applied here (so above its causal past).
-        let dot = self.known.increment(&self.me.id);
-        self.lamport += 1;
         let deps = pruned.as_ref().unwrap_or(context.clock()).clone();
-        let write = Write {
-            key: key.clone(),
-            value,
-            dot: dot.clone(),
-            deps: deps.without(&self.me.id),
-            lamport: self.lamport,
-        };
-        let is_delete = write.value.is_none();
-        self.store.apply(key, write.version());
-        self.writes_issued += 1;
-        self.progress += 1;
-        let to: Vec<SocketAddress> = self.view.vetted().cloned().collect();
-        if !to.is_empty() {
-            self.outbox.push(Effect::Replicate {
-                to,
-                write: Arc::new(write),
-            });
-        }
+        let is_delete = value.is_none();
+        let dot = self.issue(key, value, deps);
         let outcome = match (is_delete, existed) {
             (true, _) => Outcome::Deleted,
             (false, true) => Outcome::Updated,
@@ -110,6 +93,33 @@ impl Replica {
                 pruned,
             },
         })
+    }
+
+    /// Issues a write made here: stamps it with the next dot of this
+    /// incarnation and a Lamport time above everything applied here (so
+    /// above its causal past), applies it, and queues it for every trusted
+    /// member. Returns its dot.
+    pub(super) fn issue(&mut self, key: Key, value: Option<Value>, deps: VectorClock) -> Dot {
+        let dot = self.known.increment(&self.me.id);
+        self.lamport += 1;
+        let write = Write {
+            key: key.clone(),
+            value,
+            dot: dot.clone(),
+            deps: deps.without(&self.me.id),
+            lamport: self.lamport,
+        };
+        self.store.apply(key, write.version());
+        self.writes_issued += 1;
+        self.progress += 1;
+        // Queued even for no peer: the effect is also the record of a write
+        // issued here (the simulated cluster audits by it).
+        let to: Vec<SocketAddress> = self.view.trusted().cloned().collect();
+        self.outbox.push(Effect::Replicate {
+            to,
+            write: Arc::new(write),
+        });
+        dot
     }
 
     /// A client waits for `wanted`: ask every live peer that may have the
@@ -192,6 +202,7 @@ impl Replica {
             from: self.me.clone(),
             clock: self.known.clock().clone(),
             retired: self.retirements_for(self.view.peer(peer).and_then(|p| p.clock.as_ref())),
+            decided: self.decided,
         }
     }
 }

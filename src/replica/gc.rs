@@ -10,14 +10,22 @@
 //! in batches, one per tick, walking only the tombstones. A replica
 //! forgotten after the suspect timeout has no say; if it comes back it
 //! lacks this replica's floor and copies its state (see [`super::join`]).
+//! A replica that joins between the stable clock and the end of the round
+//! had no say in it, though it may hold what the round would forget: the
+//! round (and the clock) is dropped, and the next one counts it.
 //!
-//! Writes of a retired incarnation are stable at its last write: every
-//! member had applied them when it was retired, and every replica vetted
-//! since holds them.
+//! Writes of an incarnation retired when the stable clock is taken are
+//! stable at its last write: every member had applied them when it was
+//! retired, and every replica vetted since holds them. One retired later
+//! waits for the next clock: the barrier of the round in progress was taken
+//! before, and a write concurrent with its deletes may still be on its way.
 
 use tracing::debug;
 
-use crate::causal::{Knowledge, ReplicaId, VectorClock};
+use std::collections::BTreeSet;
+
+use crate::address::SocketAddress;
+use crate::causal::{ReplicaId, VectorClock};
 
 use super::{Millis, Replica};
 
@@ -30,9 +38,17 @@ pub(super) struct Gc {
     last_round: Millis,
     /// The stable clock taken last time, and what must be applied before
     /// it may be used.
-    barrier: Option<(VectorClock, VectorClock)>,
+    barrier: Option<(Stable, VectorClock)>,
     /// The stable clock of the round in progress.
-    round: Option<VectorClock>,
+    round: Option<Stable>,
+}
+
+/// A stable clock, and the members and suspects (by incarnation, when
+/// known) whose clocks it was taken from.
+#[derive(Debug)]
+struct Stable {
+    clock: VectorClock,
+    had_say: BTreeSet<(SocketAddress, Option<ReplicaId>)>,
 }
 
 impl Gc {
@@ -45,15 +61,6 @@ impl Gc {
     }
 }
 
-/// How many writes of `id` every replica that could hold old data has
-/// applied, by a round's `stable` clock.
-fn stable_count(known: &Knowledge, stable: &VectorClock, id: &ReplicaId) -> u64 {
-    match known.retirement(id) {
-        Some(r) if known.is_retired(id) => r.last,
-        _ => stable.get(id),
-    }
-}
-
 impl Replica {
     /// Walks a batch of the round in progress; every gc interval, starts
     /// the round whose barrier passed and sets the next barrier.
@@ -62,14 +69,30 @@ impl Replica {
         if !self.is_synced() || self.transfer.is_some() {
             return;
         }
+        let view = &self.view;
+        let silent = |stable: &Stable| {
+            view.known()
+                .any(|(a, p)| !stable.had_say.contains(&(a.clone(), p.id.clone())))
+        };
+        if self.gc.round.as_ref().is_some_and(silent) {
+            self.gc.round = None;
+        }
+        if self
+            .gc
+            .barrier
+            .as_ref()
+            .is_some_and(|(stable, _)| silent(stable))
+        {
+            self.gc.barrier = None;
+        }
         if let Some(stable) = self.gc.round.take() {
-            let known = &self.known;
             let collected = self
                 .store
-                .collect_tombstones(GC_BATCH, |id| stable_count(known, &stable, id));
+                .collect_tombstones(GC_BATCH, |id| stable.clock.get(id));
             if collected.forgotten > 0 {
                 debug!(forgotten = collected.forgotten, "forgot stable tombstones");
                 self.collected.merge(&collected.deletes);
+                self.collected_lamport = self.collected_lamport.max(collected.lamport);
             }
             if !collected.done {
                 self.gc.round = Some(stable);
@@ -81,7 +104,7 @@ impl Replica {
         self.gc.last_round = now;
         if self.gc.round.is_none() {
             if let Some((stable, needed)) = self.gc.barrier.take() {
-                if self.known.has_applied(&needed) {
+                if self.known.covers(&needed) {
                     self.gc.round = Some(stable);
                 }
             }
@@ -94,16 +117,30 @@ impl Replica {
         };
         let mine = self.known.clock();
         let mut needed = mine.clone();
-        let stable: VectorClock = mine
+        let mut stable: VectorClock = mine
             .iter()
             .map(|(id, n)| {
                 let least = clocks.iter().map(|c| c.get(id)).min().unwrap_or(n);
                 (id.clone(), n.min(least))
             })
             .collect();
+        for (id, retired) in self.known.retired() {
+            if self.known.is_retired(&id) {
+                stable.set(id, retired.last);
+            }
+        }
         for clock in clocks {
             needed.merge(clock);
         }
+        let had_say = self
+            .view
+            .known()
+            .map(|(a, p)| (a.clone(), p.id.clone()))
+            .collect();
+        let stable = Stable {
+            clock: stable,
+            had_say,
+        };
         self.gc.barrier = Some((stable, needed));
     }
 }

@@ -10,10 +10,16 @@
 //! naming is missing there. One that does not may hold a value deleted
 //! here, or miss writes a pruned dependency stands for.
 //!
-//! So replicas exchange writes only after a join, in which each learns the
-//! other's clock, retirements and collected deletes:
+//! The other way round, a replica that lacks this one's floor may hold
+//! writes concurrent with a delete this one forgot: by the conflict rule
+//! the delete may win, but here the write would meet no tombstone.
 //!
-//! - the one that joins is *vetted* by the other if it holds the other's
+//! So replicas exchange writes only after a join, in which each learns the
+//! other's clock, retirements and collected deletes, and only while each
+//! holds the other's floor (the peer is *vetted* and *covered*, together
+//! *trusted*):
+//!
+//! - the one that joins is vetted by the other if it holds the other's
 //!   floor; if not, it copies the other's state ([`super::transfer`]) and
 //!   joins again once it has;
 //! - the other checks the same the other way round and, if it lacks the
@@ -44,7 +50,7 @@ use tracing::{debug, info, warn};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
 
-use super::{Effect, Heard, Member, Millis, Refusal, Replica, Reply, Sync};
+use super::{Effect, Heard, Member, Millis, Refusal, Replica, Reply, Sync, ViewChange};
 
 impl Replica {
     /// Whether a replica that applied `clock` and retired `retired` holds
@@ -60,8 +66,7 @@ impl Replica {
     /// Whether this replica holds the floor of a replica that forgot
     /// deletes up to `collected` and retired `retired`.
     fn holds_floor_of(&self, collected: &VectorClock, retired: &[Retired]) -> bool {
-        self.known.has_applied(collected)
-            && retired.iter().all(|(id, r)| self.known.count(id) >= r.last)
+        self.known.covers(collected) && retired.iter().all(|(id, r)| self.known.count(id) >= r.last)
     }
 
     /// Whether this replica lacks writes that `retired` says every replica
@@ -93,8 +98,11 @@ impl Replica {
                 reason: Refusal::IdentityInUse,
             };
         }
-        // A join is how an evicted address comes back.
-        self.view.pardon(from);
+        // A join is how an evicted address comes back: a new incarnation
+        // undoes the removal, as if an operator added it back.
+        if self.view.pardon(from) {
+            self.decide(ViewChange::Add(from.address.clone()));
+        }
         let heard = self.hear_join(from, now);
         match heard {
             Heard::Evicted => {
@@ -110,12 +118,14 @@ impl Replica {
             _ => {}
         }
         let vetted = self.holds_floor(&clock, &retired);
+        let covered = self.holds_floor_of(&collected, &retired);
         if let Some(peer) = self.view.peer_mut(&from.address) {
             peer.vetted = vetted;
+            peer.covered = covered;
         }
-        debug!(peer = %from.address, vetted, "a replica joined this one");
+        debug!(peer = %from.address, vetted, covered, "a replica joined this one");
         // The joiner forgot what this replica still holds: copy its state.
-        if self.is_synced() && !clock.is_empty() && !self.holds_floor_of(&collected, &retired) {
+        if self.is_synced() && !clock.is_empty() && !covered {
             let blocking = self.lacks_retired(&retired);
             self.start_transfer(&from.address, blocking, now);
         }
@@ -126,6 +136,7 @@ impl Replica {
             vetted,
             clock: self.known.clock().clone(),
             retired: self.known.retired().collect(),
+            decisions: self.decisions(),
         }
     }
 
@@ -191,6 +202,7 @@ impl Replica {
         let holds = !synced || self.holds_floor(&clock, &retired);
         if let Some(peer) = self.view.peer_mut(&from.address) {
             peer.vetted = holds;
+            peer.covered = vetted;
         }
         debug!(peer = %from.address, ready, vetted, holds, "a member answered this replica's join");
         if let Sync::Joining {
@@ -231,6 +243,18 @@ impl Replica {
     /// start with an empty state once every member said it holds none, or
     /// the start-up grace passed with none holding one answering.
     pub(super) fn maybe_join(&mut self, now: Millis) {
+        if self.transfer.is_some() {
+            return;
+        }
+        // Everyone who may hold the state: members, suspects (a member
+        // that did not answer yet is one), and the seeds not known.
+        let mut targets: Vec<SocketAddress> = self.view.known().map(|(a, _)| a.clone()).collect();
+        let unknown = self
+            .seeds
+            .iter()
+            .filter(|a| !self.view.knows(a) && !self.view.is_evicted(a));
+        targets.extend(unknown.cloned());
+        let members: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
         let Sync::Joining {
             started,
             last_attempt,
@@ -241,14 +265,10 @@ impl Replica {
         else {
             return;
         };
-        let peers: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
-        if peers.is_empty() {
-            return self.start_empty("no other member in the view");
+        if targets.is_empty() {
+            return self.start_empty("no other replica in the view");
         }
-        if self.transfer.is_some() {
-            return;
-        }
-        if peers.iter().all(|p| not_ready.contains(p)) {
+        if !*seen_ready && !members.is_empty() && members.iter().all(|p| not_ready.contains(p)) {
             return self.start_empty("every member is starting too");
         }
         let waited = now.saturating_sub(*started) >= self.timing.startup_grace;
@@ -261,11 +281,11 @@ impl Replica {
             return;
         }
         *last_attempt = Some(now);
-        *joins_in_flight = peers.len();
+        *joins_in_flight = targets.len();
         not_ready.clear();
         let request = self.join_request();
-        for peer in peers {
-            self.send(&peer, request.clone());
+        for target in targets {
+            self.send(&target, request.clone());
         }
     }
 

@@ -2,6 +2,18 @@
 //! to every member reliably and in order, and the view a DNS name lists
 //! (`VIEW_DNS`). What the failure detector does on its own lives in
 //! [`super::view`] and [`Replica::tick`].
+//!
+//! An operator's change is a [`Decision`] stamped with a Lamport time: for
+//! each address a replica keeps the last decision it knows, and applies a
+//! decision only if it comes after that one. So a change sent again, or
+//! overtaken by a later change of its address, changes nothing, and
+//! replicas that heard the changes of an address in different orders still
+//! agree on the last. Decisions reach every member and suspect through
+//! relays, and every replica another one joins (both ways, in the join);
+//! heartbeats carry a digest of the decisions known, and a replica that
+//! sees another digest than its own joins the sender. So one that was cut
+//! off, forgotten, or started after a change learns it when it meets the
+//! others again.
 
 use std::collections::BTreeSet;
 
@@ -9,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::address::SocketAddress;
 
-use super::{Effect, Millis, Replica, Request, ViewChange, DNS_MISSES_TO_LEAVE};
+use super::{Decision, Effect, Millis, Replica, Request, ViewChange, DNS_MISSES_TO_LEAVE};
 
 impl Replica {
     /// An operator adds `address` to the view here; the change is relayed
@@ -19,7 +31,8 @@ impl Replica {
             return false;
         }
         info!(peer = %address, "replica added to the view by request");
-        self.relay(ViewChange::Add(address));
+        let decision = self.decide(ViewChange::Add(address));
+        self.relay(&decision);
         true
     }
 
@@ -27,42 +40,85 @@ impl Replica {
     /// view here; the change is relayed to every member and to the removed
     /// replica. Returns `false` if it was neither.
     pub fn view_remove(&mut self, address: SocketAddress) -> bool {
-        if address == self.me.address || !self.view.remove(&address, None) {
+        // An address this replica does not know is not in its view: the
+        // removal is refused, and nothing is recorded.
+        if address == self.me.address || self.view.peer(&address).is_none() {
             return false;
         }
+        self.view.remove(&address, None);
         info!(peer = %address, "replica removed from the view by request");
         self.relays.remove(&address);
         self.outbox.push(Effect::DropQueue {
             peer: address.clone(),
         });
-        let seq = self.relay(ViewChange::Remove(address.clone()));
-        let request = self.relay_request(seq, ViewChange::Remove(address.clone()));
+        let decision = self.decide(ViewChange::Remove(address.clone()));
+        self.relay(&decision);
+        let request = self.relay_request(decision);
         self.send(&address, request);
         true
     }
 
-    pub(super) fn relay_request(&self, seq: u64, change: ViewChange) -> Request {
-        Request::ViewChange {
-            from: self.me.clone(),
+    /// Stamps a change made here, and records it as the last of its
+    /// address.
+    pub(super) fn decide(&mut self, change: ViewChange) -> Decision {
+        self.view_stamp += 1;
+        let decision = Decision {
             change,
-            seq,
+            stamp: self.view_stamp,
+            by: self.me.id.clone(),
+        };
+        self.record(decision.clone());
+        decision
+    }
+
+    /// Every last decision this replica knows, for a join.
+    pub(super) fn decisions(&self) -> Vec<Decision> {
+        self.decisions.values().cloned().collect()
+    }
+
+    /// Applies the decisions another replica knows that come after the ones
+    /// known here.
+    pub(super) fn learn_decisions(&mut self, decisions: Vec<Decision>, now: Millis) {
+        for decision in decisions {
+            self.apply_decision(decision, now);
         }
     }
 
-    /// Numbers an operator's change and queues it for every member, those
-    /// suspected down included (they are back soon, or never); returns its
-    /// number.
-    pub(super) fn relay(&mut self, change: ViewChange) -> u64 {
-        self.view_changes += 1;
-        let seq = self.view_changes;
+    /// A peer knows other view changes than this replica (its digest
+    /// differs): a join, which carries every decision both ways, brings
+    /// each what it lacks.
+    pub(super) fn catch_up_decisions(&mut self, peer: &SocketAddress, decided: u64, now: Millis) {
+        if decided != self.decided {
+            self.rejoin(peer, now);
+        }
+    }
+
+    /// Records `decision` as the last of its address.
+    fn record(&mut self, decision: Decision) {
+        let address = decision.change.address().clone();
+        if let Some(old) = self.decisions.insert(address, decision.clone()) {
+            self.decided = self.decided.wrapping_sub(digest(&old));
+        }
+        self.decided = self.decided.wrapping_add(digest(&decision));
+    }
+
+    fn relay_request(&self, decision: Decision) -> Request {
+        Request::ViewChange {
+            from: self.me.clone(),
+            decision,
+        }
+    }
+
+    /// Queues a decision for every member, those suspected down included
+    /// (they are back soon, or never).
+    fn relay(&mut self, decision: &Decision) {
         let members = self.view.peers().chain(self.view.suspects());
         let peers: Vec<SocketAddress> = members.map(|(a, _)| a.clone()).collect();
         for peer in peers {
             let relays = self.relays.entry(peer.clone()).or_default();
-            relays.changes.push_back((seq, change.clone()));
+            relays.changes.push_back(decision.clone());
             self.send_relay(&peer, None);
         }
-        seq
     }
 
     /// Sends `peer` the oldest change it has not acknowledged, unless one is
@@ -74,11 +130,11 @@ impl Replica {
         if relays.in_flight || now.is_some_and(|t| t < relays.retry_at) {
             return;
         }
-        let Some((seq, change)) = relays.changes.front().cloned() else {
+        let Some(decision) = relays.changes.front().cloned() else {
             return;
         };
         relays.in_flight = true;
-        let request = self.relay_request(seq, change);
+        let request = self.relay_request(decision);
         self.send(peer, request);
     }
 
@@ -144,8 +200,20 @@ impl Replica {
         }
     }
 
-    pub(super) fn apply_view_change(&mut self, change: ViewChange, now: Millis) {
-        match change {
+    /// Applies `decision` if it comes after the last decision known for its
+    /// address. Returns whether it did.
+    pub(super) fn apply_decision(&mut self, decision: Decision, now: Millis) -> bool {
+        let address = decision.change.address().clone();
+        if self
+            .decisions
+            .get(&address)
+            .is_some_and(|known| !decision.follows(known))
+        {
+            return false;
+        }
+        self.view_stamp = self.view_stamp.max(decision.stamp);
+        self.record(decision.clone());
+        match decision.change {
             ViewChange::Add(address) if address != self.me.address => {
                 if self.view.add(&address, now) {
                     info!(peer = %address, "replica added to the view (relayed)");
@@ -165,5 +233,27 @@ impl Replica {
             }
             ViewChange::Add(_) => {}
         }
+        true
     }
+}
+
+/// A stable 64-bit digest of a decision (FNV-1a over its parts); a set's
+/// digest is the wrapping sum of its members', whatever their order.
+fn digest(decision: &Decision) -> u64 {
+    let (added, address) = match &decision.change {
+        ViewChange::Add(a) => (1u8, a),
+        ViewChange::Remove(a) => (0u8, a),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts: [&[u8]; 4] = [
+        address.as_str().as_bytes(),
+        &[added],
+        &decision.stamp.to_le_bytes(),
+        decision.by.as_str().as_bytes(),
+    ];
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }

@@ -62,6 +62,35 @@ pub enum ViewChange {
     Remove(SocketAddress),
 }
 
+impl ViewChange {
+    /// The address changed.
+    pub fn address(&self) -> &SocketAddress {
+        match self {
+            ViewChange::Add(a) | ViewChange::Remove(a) => a,
+        }
+    }
+}
+
+/// A view change with its Lamport stamp: of two changes of one address,
+/// the one with the larger `(stamp, by)` is the last, whatever order they
+/// arrive in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The change.
+    pub change: ViewChange,
+    /// Larger than the stamp of every change known where it was made.
+    pub stamp: u64,
+    /// The replica where it was made.
+    pub by: ReplicaId,
+}
+
+impl Decision {
+    /// Whether this decision comes after `other` (of the same address).
+    pub fn follows(&self, other: &Decision) -> bool {
+        (self.stamp, &self.by) > (other.stamp, &other.by)
+    }
+}
+
 /// A request from one replica to another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +112,10 @@ pub enum Request {
         /// reported in its clock: the receiver may retire them too.
         #[serde(default)]
         retired: Vec<Retired>,
+        /// A digest of the view changes the sender knows: a receiver whose
+        /// own differs joins the sender, and each learns what it lacks.
+        #[serde(default)]
+        decided: u64,
     },
     /// Asks for every version the sender lacks, given what it has applied.
     Pull {
@@ -110,6 +143,9 @@ pub enum Request {
         /// identity, so a member that knows writes of it must refuse it.
         #[serde(default)]
         fresh: bool,
+        /// The last view change it knows of each address changed.
+        #[serde(default)]
+        decisions: Vec<Decision>,
     },
     /// Asks for one page of a copy of the whole state.
     Snapshot {
@@ -121,14 +157,11 @@ pub enum Request {
     },
     /// Relays an operator's view change.
     ViewChange {
-        /// The replica where the operator made the change.
+        /// The sender.
         from: Member,
-        /// The change.
-        change: ViewChange,
-        /// Its number among the changes made at `from` (from 1), so that a
-        /// change sent again after a lost acknowledgement is applied once.
-        #[serde(default)]
-        seq: u64,
+        /// The change, stamped: one sent again, or overtaken by a later
+        /// change of its address, changes nothing.
+        decision: Decision,
     },
 }
 
@@ -236,6 +269,10 @@ pub struct Start {
     pub retired: Vec<Retired>,
     /// The newest delete of each writer whose tombstone the sender forgot.
     pub collected: VectorClock,
+    /// The largest Lamport time of a delete whose tombstone the sender
+    /// forgot.
+    #[serde(default)]
+    pub collected_lamport: u64,
     /// The sender's Lamport clock.
     pub lamport: u64,
     /// Writes waiting in the sender's delivery buffer.
@@ -351,6 +388,9 @@ pub enum Reply {
         /// names.
         #[serde(default)]
         retired: Vec<Retired>,
+        /// A digest of the view changes the replier knows.
+        #[serde(default)]
+        decided: u64,
     },
     /// Answer to a pull: what the asker lacks.
     Pull {
@@ -379,6 +419,9 @@ pub enum Reply {
         /// Every incarnation the replier has retired.
         #[serde(default)]
         retired: Vec<Retired>,
+        /// The last view change it knows of each address changed.
+        #[serde(default)]
+        decisions: Vec<Decision>,
     },
     /// Answer to a snapshot request: one page of the state.
     Snapshot {

@@ -61,7 +61,12 @@
 //! in order and retried until each acknowledges it (a change lost on the way
 //! would leave the views different for good); changes are numbered, so one
 //! sent again is applied once. An address removed that way is refused until
-//! it joins again.
+//! it joins again; a replica refused so serves no client until the
+//! replicas that refused it hear it again (its store may lack what they
+//! forgot since, and its clients' contexts may no longer name it).
+//! Changes are stamped, so every replica agrees on the last
+//! change of each address, and they also travel in joins, so a replica
+//! that was away learns them when it meets the others again.
 //!
 //! # Implementation caveats
 //!
@@ -69,17 +74,16 @@
 //!   an empty store that copies the state of a live member.
 //! - Views are decided locally: under a partial partition two replicas may
 //!   disagree about a third until the links heal.
-//! - Operator changes are ordered per replica that made them, not across
-//!   replicas: if one replica removes an address and another adds it back
-//!   while the removal is still on its way to a third (cut off or down),
-//!   the third may apply them in the wrong order and keep its view apart.
-//!   Lamport-stamped changes, copied to joining replicas, would close this.
 //! - A replica cut off for longer than the suspect timeout serves what it
-//!   has until it meets the others again. A client that crosses the
-//!   partition with a context pruned of an incarnation the others retired
-//!   meanwhile may read there what that incarnation overwrote. Once the
-//!   replicas meet, the one that lacks what the other forgot stops
-//!   answering until it has copied it.
+//!   has until it meets the others again, and so does one restarted while
+//!   cut off from every member (past the start-up grace it starts a store
+//!   of its own). A client that crosses the partition with a context
+//!   pruned of an incarnation the others retired meanwhile may read there
+//!   what that incarnation overwrote. Once the replicas meet, the one that
+//!   lacks what the other forgot stops answering until it has copied it.
+//! - An operator's view change is acknowledged once the replica that took
+//!   it applied it; if that replica dies before relaying it to any member,
+//!   the change is lost.
 
 mod client;
 mod gc;
@@ -87,9 +91,13 @@ mod join;
 mod membership;
 pub mod message;
 mod peers;
+#[cfg(test)]
+mod regressions;
 mod retire;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod sim_chaos;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
@@ -106,7 +114,8 @@ use crate::causal::{CausalContext, DeliveryBuffer, Knowledge, Metadata, ReplicaI
 use crate::store::{Store, Value};
 
 pub use message::{
-    Kind, Member, Page, Refusal, Reply, Request, Start, StateTransfer, Versions, ViewChange, Write,
+    Decision, Kind, Member, Page, Refusal, Reply, Request, Start, StateTransfer, Versions,
+    ViewChange, Write,
 };
 pub use view::{Heard, View};
 
@@ -206,6 +215,9 @@ pub enum Wait {
     NotReady,
     /// The replica is shutting down and takes no more writes.
     ShuttingDown,
+    /// A member told this replica it was removed from the view: what it
+    /// holds may lack what the others have forgotten since.
+    Removed,
 }
 
 /// What a client learns from an answer, and the context it should keep.
@@ -304,6 +316,8 @@ pub struct Stats {
     pub ready: bool,
     /// Whether it is shutting down.
     pub draining: bool,
+    /// Whether a member refused it as removed from the view.
+    pub removed: bool,
     /// Entries of the applied clock.
     pub clock_entries: usize,
     /// Incarnations retired.
@@ -327,12 +341,11 @@ pub struct Handover {
     pub best: u64,
 }
 
-/// Operator view changes (numbered) relayed to one member and not
-/// acknowledged yet, oldest first. They go one at a time, so that they
-/// apply in order.
+/// Operator view changes relayed to one member and not acknowledged yet,
+/// oldest first. They go one at a time.
 #[derive(Debug, Default)]
 struct Relays {
-    changes: VecDeque<(u64, ViewChange)>,
+    changes: VecDeque<Decision>,
     in_flight: bool,
     retry_at: Millis,
 }
@@ -364,13 +377,23 @@ pub struct Replica {
     /// The newest delete of each writer whose tombstone was forgotten here
     /// or by a replica whose state this one copied.
     collected: VectorClock,
+    /// The largest Lamport time of those deletes.
+    collected_lamport: u64,
     gc: Gc,
     draining: bool,
+    /// The peers that refused this replica as removed from the view and
+    /// did not hear it since: while one is still known, no client is
+    /// served (see [`Replica::is_removed`]).
+    removed_by: BTreeSet<SocketAddress>,
     outbox: Vec<Effect>,
     relays: BTreeMap<SocketAddress, Relays>,
     dns_misses: BTreeMap<SocketAddress, u32>,
-    view_changes: u64,
-    relayed: BTreeMap<ReplicaId, u64>,
+    /// The largest stamp of a view change known here.
+    view_stamp: u64,
+    /// The last view change known of each address changed.
+    decisions: BTreeMap<SocketAddress, Decision>,
+    /// A digest of `decisions`, for heartbeats.
+    decided: u64,
     progress: u64,
     writes_issued: u64,
     writes_applied: u64,
@@ -417,12 +440,15 @@ impl Replica {
             rejoined: BTreeMap::new(),
             told_gone: BTreeMap::new(),
             collected: VectorClock::new(),
+            collected_lamport: 0,
             draining: false,
+            removed_by: BTreeSet::new(),
             outbox: Vec::new(),
             relays: BTreeMap::new(),
             dns_misses: BTreeMap::new(),
-            view_changes: 0,
-            relayed: BTreeMap::new(),
+            view_stamp: 0,
+            decisions: BTreeMap::new(),
+            decided: 0,
             progress: 0,
             writes_issued: 0,
             writes_applied: 0,
@@ -459,10 +485,21 @@ impl Replica {
         self.sync == Sync::Synced
     }
 
-    /// Whether clients are served: synced, and not copying a state it must
-    /// hold first.
+    /// Whether clients are served: synced, not copying a state it must
+    /// hold first, and not removed from the view.
     pub fn is_ready(&self) -> bool {
-        self.is_synced() && !self.transfer.as_ref().is_some_and(Transfer::blocks_clients)
+        self.is_synced()
+            && !self.is_removed()
+            && !self.transfer.as_ref().is_some_and(Transfer::blocks_clients)
+    }
+
+    /// Whether a replica this one still knows removed it from the view
+    /// and has not heard it since. Others may have retired writes this
+    /// replica never saw and pruned them from their clients' contexts: it
+    /// cannot tell such a context from one that names nothing, so it serves
+    /// no client until it is heard again (and copies what it lacks).
+    pub fn is_removed(&self) -> bool {
+        self.removed_by.iter().any(|a| self.view.knows(a))
     }
 
     /// Whether a state copy is in progress.
@@ -491,6 +528,7 @@ impl Replica {
             synced: self.is_synced(),
             ready: self.is_ready() && !self.draining,
             draining: self.draining,
+            removed: self.is_removed(),
             clock_entries: self.known.clock().len(),
             retired: self.known.retired_len(),
             writes_issued: self.writes_issued,
@@ -518,6 +556,7 @@ impl Replica {
             retired: self.known.retired().collect(),
             collected: self.collected.clone(),
             fresh: !self.is_synced(),
+            decisions: self.decisions(),
         }
     }
 }

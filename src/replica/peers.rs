@@ -3,14 +3,18 @@
 //!
 //! A request is heard only from a replica that joined: a member or
 //! suspect this replica knows (by address and incarnation). Anything else
-//! is refused with [`Refusal::Rejoin`], and a join follows. Heartbeats and
-//! pulls further need the sender to be *vetted* (it holds everything this
-//! replica forgot; see [`super::join`]). Replication batches are accepted
-//! from any known member once this replica holds a copy of the state:
-//! they only come from replicas that vetted this incarnation (a queue is
-//! dropped when its peer restarts).
+//! is refused with [`Refusal::Rejoin`], and a join follows. Heartbeats,
+//! pulls and replication batches further need the sender to be *trusted*
+//! (each holds everything the other forgot; see [`super::join`]), and
+//! pulls and replication batches need this replica to hold a copy of the
+//! state (a starting replica's store is a copy in progress).
+//!
+//! A replica refused as removed from the view answers with a join (it
+//! carries the view changes this replica knows: the one that added it
+//! back, if it heard it) and serves no client until the replicas that
+//! refused it hear it again.
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::address::SocketAddress;
 use crate::causal::VectorClock;
@@ -29,38 +33,43 @@ impl Replica {
                 retired,
                 collected,
                 fresh,
+                decisions,
                 ..
-            } => self.on_join(&from, clock, retired, collected, fresh, now),
+            } => {
+                self.learn_decisions(decisions, now);
+                self.on_join(&from, clock, retired, collected, fresh, now)
+            }
             Request::Snapshot { cursor, .. } => self.page(cursor),
-            Request::ViewChange { change, seq, .. } => {
+            Request::ViewChange { decision, .. } => {
                 if self.view.touch(&from, now) == Heard::Evicted {
                     return self.refuse(Refusal::Removed);
                 }
-                // A change sent again after a lost acknowledgement may come
-                // after later ones: apply each change once.
-                let last = self.relayed.entry(from.id.clone()).or_default();
-                if seq == 0 || seq > *last {
-                    *last = seq.max(*last);
-                    self.apply_view_change(change, now);
-                }
+                self.apply_decision(decision, now);
                 self.ack()
             }
-            Request::Replicate { writes, .. } => match self.hear(&from, now) {
-                Heard::Evicted => self.refuse(Refusal::Removed),
-                Heard::Unknown => self.refuse(Refusal::Rejoin),
+            Request::Replicate { writes, .. } => {
                 // A starting replica may lack what a write's dependencies
                 // no longer name: it takes writes once it holds a copy.
-                _ if !self.is_synced() => self.refuse(Refusal::NotReady),
-                _ => {
-                    self.receive(writes, now);
-                    self.ack()
+                if let Err(refusal) = self.hear_trusted(&from, now) {
+                    return self.refuse(refusal);
                 }
-            },
-            Request::Heartbeat { clock, retired, .. } => {
-                if let Err(refusal) = self.hear_vetted(&from, now) {
+                if !self.is_synced() {
+                    return self.refuse(Refusal::NotReady);
+                }
+                self.receive(writes, now);
+                self.ack()
+            }
+            Request::Heartbeat {
+                clock,
+                retired,
+                decided,
+                ..
+            } => {
+                if let Err(refusal) = self.hear_trusted(&from, now) {
                     return self.refuse(refusal);
                 }
                 self.adopt(&retired);
+                self.catch_up_decisions(&from.address, decided, now);
                 let reported = self.with_retirements(clock, &retired);
                 let answer = self.retirements_for(Some(&reported));
                 self.note_clock(&from.address, reported, now);
@@ -68,11 +77,16 @@ impl Replica {
                     from: self.me.clone(),
                     clock: self.known.clock().clone(),
                     retired: answer,
+                    decided: self.decided,
                 }
             }
             Request::Pull { clock, .. } => {
-                if let Err(refusal) = self.hear_vetted(&from, now) {
+                if let Err(refusal) = self.hear_trusted(&from, now) {
                     return self.refuse(refusal);
+                }
+                // A starting replica's store is a copy in progress.
+                if !self.is_synced() {
+                    return self.refuse(Refusal::NotReady);
                 }
                 Reply::Pull {
                     from: self.me.clone(),
@@ -95,12 +109,14 @@ impl Replica {
         }
     }
 
-    /// Hears `from` if it joined and this replica vetted it.
-    fn hear_vetted(&mut self, from: &Member, now: Millis) -> Result<(), Refusal> {
+    /// Hears `from` if it joined and is trusted.
+    fn hear_trusted(&mut self, from: &Member, now: Millis) -> Result<(), Refusal> {
         match self.hear(from, now) {
             Heard::Evicted => Err(Refusal::Removed),
             Heard::Unknown => Err(Refusal::Rejoin),
-            _ if !self.view.peer(&from.address).is_some_and(|p| p.vetted) => Err(Refusal::Rejoin),
+            _ if !self.view.peer(&from.address).is_some_and(|p| p.trusted()) => {
+                Err(Refusal::Rejoin)
+            }
             _ => Ok(()),
         }
     }
@@ -134,6 +150,9 @@ impl Replica {
             self.on_refused(to, kind, *reason, now);
             return;
         }
+        if matches!(kind, Kind::Heartbeat | Kind::Pull | Kind::Join) && self.removed_by.remove(to) {
+            info!(peer = %to, "a member that removed this replica hears it again");
+        }
         if let Reply::Join {
             from,
             view,
@@ -141,8 +160,10 @@ impl Replica {
             vetted,
             clock,
             retired,
+            decisions,
         } = reply
         {
+            self.learn_decisions(decisions, now);
             return self.on_join_reply(&from, view, ready, vetted, clock, retired, now);
         }
         if let Reply::Snapshot { from, page } = reply {
@@ -162,8 +183,10 @@ impl Replica {
                 from,
                 clock,
                 retired,
+                decided,
             } => {
                 self.adopt(&retired);
+                self.catch_up_decisions(&from.address, decided, now);
                 let reported = self.with_retirements(clock, &retired);
                 self.note_clock(&from.address, reported, now);
             }
@@ -190,7 +213,14 @@ impl Replica {
     /// A peer refused a request of `kind`.
     fn on_refused(&mut self, to: &SocketAddress, kind: Kind, reason: Refusal, now: Millis) {
         match reason {
-            Refusal::Removed => {}
+            // A join carries every view change this replica knows: if it
+            // knows the one that added it back, the peer learns it so.
+            Refusal::Removed => {
+                if self.removed_by.insert(to.clone()) {
+                    warn!(peer = %to, "a member removed this replica from the view; serving no client until it hears this replica again");
+                }
+                self.rejoin(to, now);
+            }
             Refusal::Rejoin => self.rejoin(to, now),
             Refusal::NotReady => {
                 if kind == Kind::Snapshot {
@@ -220,9 +250,9 @@ impl Replica {
         let resolved = state
             .lag
             .as_ref()
-            .is_none_or(|(_, target)| known.has_applied(target));
+            .is_none_or(|(_, target)| known.covers(target));
         if resolved {
-            state.lag = (!known.has_applied(&clock)).then(|| (now, clock.clone()));
+            state.lag = (!known.covers(&clock)).then(|| (now, clock.clone()));
         }
         state.clock = Some(clock);
     }
@@ -281,9 +311,9 @@ impl Replica {
         self.send(peer, request);
     }
 
-    /// What the vetted peer at `peer`, which has applied `clock`, lacks of
+    /// What the trusted peer at `peer`, which has applied `clock`, lacks of
     /// this replica's state. Writers the clock does not name and that are
-    /// retired here are skipped: a vetted peer holds all of their writes.
+    /// retired here are skipped: a trusted peer holds all of their writes.
     fn delta_for(&self, peer: &SocketAddress, clock: &VectorClock) -> StateTransfer {
         let recorded = self.view.peer(peer).and_then(|p| p.clock.as_ref());
         let since = |id: &crate::causal::ReplicaId| {
@@ -316,9 +346,7 @@ impl Replica {
     /// The peer's retirements of incarnations this replica named come with
     /// the versions of theirs it lacked: they count as applied.
     fn merge_delta(&mut self, state: StateTransfer, now: Millis) {
-        if state.versions.is_empty()
-            && self.known.has_applied(&state.clock)
-            && state.pending.is_empty()
+        if state.versions.is_empty() && self.known.covers(&state.clock) && state.pending.is_empty()
         {
             self.count_retired(&state.retired);
             return;
@@ -341,7 +369,7 @@ impl Replica {
         pending: Vec<Write>,
         now: Millis,
     ) {
-        if !self.known.has_applied(clock) {
+        if !self.known.covers(clock) {
             self.known.merge(clock);
             self.progress += 1;
         }

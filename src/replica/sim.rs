@@ -29,8 +29,9 @@
 //! applied (its clock and retired incarnations) counts only issued writes,
 //! each with all its dependencies; its store holds, for each key, an issued
 //! version at least as new as the winner among the writes applied (a copy
-//! in pages may bring newer ones early), and never loses a live winner (a
-//! tombstone may be forgotten). While a copy is being merged the store is
+//! in pages may bring newer ones early; an older tombstone may stand where
+//! a newer one was forgotten), and never loses a live winner (a tombstone
+//! may be forgotten). While a copy is being merged the store is
 //! not audited. Every client read must return a version no older, in the
 //! key's order, than one its session wrote or read before (read-your-
 //! writes, monotonic reads), and no deleted value its session saw deleted.
@@ -440,6 +441,17 @@ impl Sim {
             match effect {
                 Effect::Send { to, request } => self.send(i, to, request, None),
                 Effect::Replicate { to, write } => {
+                    // A write the replica issued on its own (a replay).
+                    let own = self.nodes[i].as_ref().map(|n| n.replica.me().id.clone());
+                    if own.as_ref() == Some(&write.dot.replica)
+                        && !self.issued.contains_key(&write.dot)
+                    {
+                        self.issued.insert(write.dot.clone(), self.log.len());
+                        let (key, version, deps) =
+                            (write.key.clone(), write.version(), write.deps.clone());
+                        self.log.push(Logged { key, version, deps });
+                    }
+                    let queues = &mut self.nodes[i].as_mut().expect("up").queues;
                     let new = || Queue {
                         generation,
                         ..Queue::default()
@@ -527,32 +539,6 @@ impl Sim {
         }
     }
 
-    /// Runs `ms` while faults strike at random: partitions, heals, crashes,
-    /// restarts and changes of how lossy the network is.
-    pub(super) fn run_chaos(&mut self, ms: Millis) {
-        for _ in 0..ms / STEP {
-            let n = self.nodes.len();
-            let dead: Vec<usize> = (0..n)
-                .filter(|&i| self.nodes[i].is_none() && !self.gone.contains(&i))
-                .collect();
-            match self.rng.below(1000) {
-                0..=2 => self.group = (0..n).map(|_| self.rng.below(3)).collect(),
-                3..=6 => self.group = vec![0; n],
-                7..=8 if dead.len() + 1 < n => {
-                    let victim = self.rng.pick(&self.live());
-                    self.crash(victim);
-                }
-                9..=14 if !dead.is_empty() => {
-                    let i = self.rng.pick(&dead);
-                    self.boot(i);
-                }
-                15..=16 => self.faults = self.rng.pick(&[CALM, LOSSY, ROUGH]),
-                _ => {}
-            }
-            self.step();
-        }
-    }
-
     // ----- clients ---------------------------------------------------------
 
     /// Idle sessions may start an operation at a random replica; waiting
@@ -630,9 +616,11 @@ impl Sim {
         let version = replica.store().get(key);
         assert_eq!(value, version.as_ref().and_then(|v| v.value.clone()));
         let dot = version.as_ref().map(|v| single(&v.dot)).unwrap_or_default();
-        let retired = version
-            .as_ref()
-            .is_some_and(|v| replica.known().is_retired(&v.dot.replica));
+        let retired = version.as_ref().is_some_and(|v| {
+            let record = replica.known().retirement(&v.dot.replica);
+            let within = record.is_some_and(|r| r.last >= v.dot.counter);
+            replica.applied().get(&v.dot.replica) == 0 && within
+        });
         if retired {
             assert!(
                 learned.clock.is_empty(),
@@ -643,21 +631,30 @@ impl Sim {
         }
         // A version written by a replica that crashed before passing it on
         // is lost: no read can be held to it.
+        // So is one of a writer retired while replica `i` was cut off from
+        // every replica that retired it (see `pruned_while_cut_off`).
         let lost: Vec<bool> = self.sessions[s]
             .seen
             .get(key)
-            .map(|v| self.is_lost(&v.dot.replica, v.dot.counter))
+            .map(|v| {
+                self.is_lost(&v.dot.replica, v.dot.counter)
+                    || self.pruned_while_cut_off(i, v, ctx.clock())
+            })
             .into_iter()
             .collect();
         let session = &mut self.sessions[s];
         if let Some(seen) = session.seen.get(key).filter(|_| lost != [true]) {
             let newer = |v: &Version| v == seen || v.supersedes(seen);
-            // Only a forgotten tombstone at least as new may hide what was seen.
+            // Only a forgotten tombstone at least as new may hide what was
+            // seen (an older tombstone may stand in its place, as in the
+            // audit).
             let forgotten = || {
                 let mut deletes = self.log.iter().filter(|w| w.version.value.is_none());
                 deletes.any(|w| w.key == *key && newer(&w.version))
             };
-            let ok = version.as_ref().map_or_else(forgotten, newer);
+            let ok = version.as_ref().map_or_else(forgotten, |v| {
+                newer(v) || (v.value.is_none() && forgotten())
+            });
             let at = &self.addrs[i];
             assert!(
                 ok,
@@ -692,6 +689,37 @@ impl Sim {
     /// running replica has it.
     fn is_lost(&self, id: &ReplicaId, n: u64) -> bool {
         self.lost.contains(id) && self.survived(id) < n
+    }
+
+    /// The documented limit of retirement: `seen` was pruned from the
+    /// session's context `sent` (its writer retired), and replica `i`
+    /// lacks it while no replica that retired the writer counts `i`'s
+    /// incarnation as a trusted member (it evicted or forgot `i`, or `i`
+    /// restarted cut off and started a store of its own). Such a replica
+    /// cannot tell the pruned context from one that names nothing.
+    fn pruned_while_cut_off(&self, i: usize, seen: &Version, sent: &VectorClock) -> bool {
+        let writer = &seen.dot.replica;
+        let r = self.replica(i);
+        if sent.get(writer) >= seen.dot.counter
+            || r.known().contains(&seen.dot)
+            || r.known().is_retired(writer)
+        {
+            return false;
+        }
+        let me = r.me();
+        let retirers: Vec<&Replica> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| &n.replica)
+            .filter(|n| n.known().is_retired(writer))
+            .collect();
+        let trusts = |n: &Replica| {
+            n.view()
+                .member(&me.address)
+                .is_some_and(|p| p.id.as_ref() == Some(&me.id) && p.trusted())
+        };
+        !retirers.is_empty() && !retirers.into_iter().any(trusts)
     }
 
     /// Replica `i` applied only issued writes, each after its dependencies,
@@ -742,8 +770,11 @@ impl Sim {
             if !self.issued.contains_key(&v.dot) {
                 return Err(format!("store holds {key:?}={v:?}, never issued"));
             }
+            // A tombstone may stand where a newer one was forgotten: a copy
+            // brought it from a replica that never saw the newer delete.
             let winner = node.winners.get(&key);
-            if winner.is_some_and(|w| *w != v && !v.supersedes(w)) {
+            let both_deleted = v.is_tombstone() && winner.is_some_and(|w| w.is_tombstone());
+            if !both_deleted && winner.is_some_and(|w| *w != v && !v.supersedes(w)) {
                 return Err(format!("store holds {key:?}={v:?}, older than {winner:?}"));
             }
         }
@@ -790,8 +821,14 @@ impl Sim {
             store.sort_by(|a, b| a.0.cmp(&b.0));
             let state = (store, r.known().effective());
             match &first {
-                Some(f) if *f != state => return Some(format!("{f:?}\n differs from\n{state:?}")),
-                _ => first = Some(state),
+                Some((at, f)) if *f != state => {
+                    let here = &self.addrs[i];
+                    let stats = r.stats();
+                    return Some(format!(
+                        "{at}: {f:?}\n differs from\n{here} {stats:?}: {state:?}"
+                    ));
+                }
+                _ => first = Some((&self.addrs[i], state)),
             }
         }
         None

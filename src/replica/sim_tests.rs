@@ -435,3 +435,50 @@ fn a_restart_under_a_taken_identity_draws_another() {
         sim.settle(CALM);
     });
 }
+
+#[test]
+fn long_partitions_and_crashes_never_break_causality_or_convergence() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3 + seed as usize % 3, LOSSY).with_sessions(5, 100);
+        sim.run_long_chaos(60_000, false);
+        sim.settle(CALM);
+        sim.run(1_000);
+        sim.settle(CALM);
+    });
+}
+
+#[test]
+fn evictions_re_adds_and_long_partitions_never_break_causality_or_convergence() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3 + seed as usize % 3, LOSSY).with_sessions(5, 100);
+        sim.run_long_chaos(60_000, true);
+        sim.settle(CALM);
+        sim.run(1_000);
+        sim.settle(CALM);
+    });
+}
+
+#[test]
+fn a_re_add_reaches_a_replica_the_re_adder_had_forgotten() {
+    for_seeds(5, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let b = sim.addrs[1].clone();
+        assert!(sim.replica_mut(0).view_remove(b.clone()));
+        sim.flush(0);
+        sim.run(2_000);
+        assert!(!sim.replica(2).view().contains(&b), "C applied the removal");
+        // C is cut off long enough for A (and B) to forget it; meanwhile
+        // the operator adds B back at A.
+        sim.group = vec![0, 0, 1];
+        let t = sim.timing.failure_timeout + sim.timing.suspect_timeout + 1_000;
+        sim.run(t);
+        assert!(!sim.replica(0).view().knows(&sim.addrs[2]), "A forgot C");
+        let now = sim.now;
+        assert!(sim.replica_mut(0).view_add(b, now));
+        sim.flush(0);
+        sim.run(2_000);
+        sim.group = vec![0, 0, 0];
+        sim.settle(CALM);
+    });
+}

@@ -5,21 +5,21 @@ use super::*;
 use crate::causal::{Dot, Retirement};
 use crate::store::{Key, Value};
 
-fn addr(text: &str) -> SocketAddress {
+pub(super) fn addr(text: &str) -> SocketAddress {
     SocketAddress::parse(text).unwrap()
 }
 
-fn key(k: &str) -> Key {
+pub(super) fn key(k: &str) -> Key {
     Key::parse(k).unwrap()
 }
 
-fn value(json: &str) -> Option<Value> {
+pub(super) fn value(json: &str) -> Option<Value> {
     Value::from_json(json).unwrap()
 }
 
 /// Hands every request `from` queued for `to` over to `to`, and the
 /// replies back; other effects of `from` are kept.
-fn exchange(from: &mut Replica, to: &mut Replica, now: Millis) {
+pub(super) fn exchange(from: &mut Replica, to: &mut Replica, now: Millis) {
     let mut kept = Vec::new();
     for effect in from.take_effects() {
         match effect {
@@ -71,7 +71,7 @@ fn deliver_writes(from: &mut Replica, to: &mut Replica, now: Millis) {
 }
 
 /// `from` tells `to` what it has applied, as a heartbeat does.
-fn heartbeat(from: &Replica, to: &mut Replica, now: Millis) {
+pub(super) fn heartbeat(from: &Replica, to: &mut Replica, now: Millis) {
     let request = from.heartbeat_for(&to.me().address);
     assert!(matches!(to.handle(request, now), Reply::Heartbeat { .. }));
 }
@@ -192,6 +192,7 @@ fn a_join_under_an_identity_that_wrote_what_the_joiner_lacks_is_refused() {
         retired: Vec::new(),
         collected: VectorClock::new(),
         fresh: true,
+        decisions: Vec::new(),
     };
     assert!(matches!(
         a.handle(impostor, 10),
@@ -254,14 +255,16 @@ fn a_context_naming_a_retired_incarnation_is_satisfied_and_answered_without_it()
             ended: true,
         },
     );
-    // After: satisfied, even for writes it never spread (it ended).
-    let later: VectorClock = [(old.clone(), 5)].into_iter().collect();
-    let read = a
-        .read(&key("k"), &CausalContext::from_clock(later))
-        .unwrap();
+    // After: satisfied, and answered without the entry.
+    let read = a.read(&key("k"), &ctx).unwrap();
     assert_eq!(read.value, value("7"));
     assert!(read.learned.clock.is_empty());
     assert_eq!(read.learned.pruned, Some(VectorClock::new()));
+    // Writes it made beyond the record are waited for, even though it
+    // ended: one may still be on its way to a member.
+    let later: VectorClock = [(old.clone(), 5)].into_iter().collect();
+    let waiting = a.read(&key("k"), &CausalContext::from_clock(later.clone()));
+    assert_eq!(waiting, Err(Wait::Missing(later)));
     // A write's dependencies leave it out too.
     let written = a.write(key("j"), value("1"), &ctx).unwrap();
     let printed = written.learned.metadata(&ctx).to_value();
@@ -353,4 +356,61 @@ fn a_listing_that_resumes_resets_the_count_of_misses() {
         r.set_dns_members(listed, round);
     }
     assert!(r.view().contains(&b));
+}
+
+#[test]
+fn removing_an_address_not_in_the_view_changes_nothing() {
+    let (mut ra, mut rb) = pair();
+    let stranger = addr("10.0.0.9:8085");
+    assert!(
+        !ra.view_remove(stranger.clone()),
+        "not in the view: refused"
+    );
+    assert!(ra.take_effects().is_empty(), "nothing relayed");
+    // The refused removal left no eviction behind: the address joins later.
+    let mut rc = Replica::new(
+        stranger.clone(),
+        "c",
+        &[ra.me().address.clone()],
+        Timing::default(),
+        5,
+    );
+    rc.tick(5);
+    exchange(&mut rc, &mut ra, 5);
+    assert!(ra.view().contains(&stranger));
+    // And a member that is known is still removed.
+    let b = rb.me().address.clone();
+    assert!(ra.view_remove(b.clone()));
+    assert!(!ra.view().contains(&b));
+    rb.take_effects();
+}
+
+#[test]
+fn a_starting_replica_gives_no_pull_its_store_is_a_copy_in_progress() {
+    let (mut a, _) = pair();
+    let view = [addr("10.0.0.1:8085"), addr("10.0.0.3:8085")];
+    let mut starting = Replica::new(addr("10.0.0.3:8085"), "s", &view, Timing::default(), 0);
+    starting.tick(0);
+    exchange(&mut starting, &mut a, 1);
+    a.take_effects();
+    assert!(starting
+        .view()
+        .peer(&a.me().address)
+        .is_some_and(|p| p.trusted()));
+    assert!(!starting.is_synced());
+    let pull = Request::Pull {
+        from: a.me().clone(),
+        clock: VectorClock::new(),
+    };
+    let reply = starting.handle(pull, 2);
+    assert!(
+        matches!(
+            reply,
+            Reply::Refused {
+                reason: Refusal::NotReady,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
 }

@@ -31,7 +31,7 @@ impl Replica {
         for (address, peer) in self.view.peers() {
             if let Some((since, target)) = &peer.lag {
                 if now.saturating_sub(*since) >= self.timing.pull_after
-                    && !self.known.has_applied(target)
+                    && !self.known.covers(target)
                 {
                     lagging.push(address.clone());
                 }

@@ -20,17 +20,23 @@
 //! A starting replica serves no client until its copy is merged. A running
 //! one keeps serving during the copy, unless it lacks writes of an
 //! incarnation the giver retired: contexts no longer name those writes, so
-//! nothing else would make a client wait for them.
+//! nothing else would make a client wait for them. A running replica sets
+//! the versions of writes it does not count aside until the last page is
+//! in: merged at once, they would be served before their writes count
+//! here, and stay so for good if the copy were given up (the giver dead,
+//! the writes perhaps nowhere else).
 
 use std::collections::BTreeMap;
 
 use tracing::{info, warn};
 
 use crate::address::SocketAddress;
-use crate::causal::ReplicaId;
-use crate::store::{Marks, Store};
+use crate::causal::{ReplicaId, VectorClock};
+use crate::store::{Key, Marks, Store, Version};
 
-use super::{Member, Millis, Page, Refusal, Replica, Reply, Request, Start, Sync, Versions};
+use super::{
+    Effect, Member, Millis, Page, Refusal, Replica, Reply, Request, Start, Sync, Versions,
+};
 
 /// Consecutive failed page requests after which a copy is given up.
 const MAX_FAILURES: u32 = 5;
@@ -39,7 +45,7 @@ const MAX_FAILURES: u32 = 5;
 const PAGE_BYTES: usize = 8 << 20;
 
 /// Slots swept per tick once every page is in.
-const SWEEP_SLOTS: u32 = 1 << 18;
+const SWEEP_SLOTS: u32 = 1 << 16;
 
 /// A copy of another replica's state in progress.
 #[derive(Debug)]
@@ -57,6 +63,12 @@ pub(super) struct Transfer {
     /// Where the sweep of untouched slots is, once every page is in.
     sweep: Option<u32>,
     marks: Marks,
+    /// On a running replica: the versions of writes it does not count,
+    /// merged once every page is in.
+    aside: BTreeMap<Key, Version>,
+    /// Values that may have met a delete the other side forgot, replayed
+    /// once the copy is merged (see [`crate::store`]'s copy module).
+    replays: Vec<(Key, Version)>,
     in_flight: bool,
     failures: u32,
     retry_at: Millis,
@@ -88,6 +100,7 @@ impl Replica {
             clock: self.known.clock().clone(),
             retired: self.known.retired().collect(),
             collected: self.collected.clone(),
+            collected_lamport: self.collected_lamport,
             lamport: self.lamport,
             pending: self.buffer.iter().cloned().collect(),
         });
@@ -116,6 +129,8 @@ impl Replica {
             next: Some(0),
             sweep: None,
             marks: Marks::default(),
+            aside: BTreeMap::new(),
+            replays: Vec::new(),
             in_flight: false,
             failures: 0,
             retry_at: now,
@@ -175,10 +190,34 @@ impl Replica {
             self.lamport = self.lamport.max(version.lamport);
         }
         let known = &self.known;
+        let versions = match self.sync {
+            Sync::Synced => {
+                let (counted, new): (Vec<_>, Vec<_>) = versions
+                    .into_iter()
+                    .partition(|(_, v)| known.contains(&v.dot));
+                for (key, version) in new {
+                    self.store.mark(&key, &mut transfer.marks);
+                    match transfer.aside.get(&key) {
+                        Some(held) if !version.supersedes(held) => {}
+                        _ => _ = transfer.aside.insert(key, version),
+                    }
+                }
+                counted
+            }
+            Sync::Joining { .. } => versions,
+        };
+        let seen = |dot: &crate::causal::Dot| known.contains(dot);
         self.store
-            .merge_page(versions, |dot| known.contains(dot), &mut transfer.marks);
+            .merge_page(versions, seen, &mut transfer.marks, 0);
         transfer.next = page.next;
         if page.next.is_none() {
+            let aside: Vec<(Key, Version)> =
+                std::mem::take(&mut transfer.aside).into_iter().collect();
+            let horizon = self.collected_lamport;
+            let met = self
+                .store
+                .merge_page(aside, seen, &mut transfer.marks, horizon);
+            transfer.replays.extend(met);
             transfer.sweep = Some(0);
         }
         self.transfer = Some(transfer);
@@ -201,8 +240,8 @@ impl Replica {
 
     /// Gives up the copy from `from`, if one is in progress. A starting
     /// replica drops the pages it merged: it holds nothing until a copy is
-    /// whole (a running one keeps them: they are versions of real writes,
-    /// which reach it again anyway).
+    /// whole. A running one merged only versions of writes it counts: they
+    /// stay, and what it had set aside goes.
     pub(super) fn abandon_transfer(&mut self, from: &SocketAddress) {
         if self
             .transfer
@@ -230,16 +269,26 @@ impl Replica {
         };
         let retired: BTreeMap<&ReplicaId, u64> =
             start.retired.iter().map(|(id, r)| (id, r.last)).collect();
-        let seen_there = |id: &ReplicaId, n: u64| {
+        let count_there = |id: &ReplicaId| {
             start
                 .clock
                 .get(id)
                 .max(retired.get(id).copied().unwrap_or(0))
-                >= n
         };
-        let (_, next) = self
-            .store
-            .sweep(cursor, SWEEP_SLOTS, &transfer.marks, seen_there);
+        // A starting replica's own versions met nothing: it had none.
+        let horizon = if self.is_synced() {
+            start.collected_lamport
+        } else {
+            0
+        };
+        let next = self.store.sweep(
+            cursor,
+            SWEEP_SLOTS,
+            &transfer.marks,
+            count_there,
+            horizon,
+            &mut transfer.replays,
+        );
         match next {
             Some(cursor) => {
                 transfer.sweep = Some(cursor);
@@ -249,14 +298,37 @@ impl Replica {
         }
     }
 
+    /// Writes again, as this replica's own, the values a merge kept that
+    /// may have met a delete forgotten on one side: above everything, they
+    /// win everywhere, where the tombstone is still held too. A value
+    /// overwritten since is left alone.
+    fn replay(&mut self, replays: Vec<(Key, Version)>) {
+        let mut replayed = 0;
+        for (key, version) in replays {
+            if self.store.get(&key).as_ref() != Some(&version) {
+                continue;
+            }
+            self.issue(key, version.value, VectorClock::new());
+            replayed += 1;
+        }
+        if replayed > 0 {
+            info!(
+                replayed,
+                "values that may have met a forgotten delete written again"
+            );
+        }
+    }
+
     /// Every page is merged and swept: count what the copy accounts for.
     fn finish_transfer(&mut self, transfer: Transfer, now: Millis) {
         let start = transfer.start.expect("a swept copy has begun");
         self.count_retired(&start.retired);
         let grew = !start.collected.covered_by(&self.collected);
         self.collected.merge(&start.collected);
+        self.collected_lamport = self.collected_lamport.max(start.collected_lamport);
         self.progress += 1;
         self.absorb(&start.clock, start.lamport, start.pending, now);
+        self.replay(transfer.replays);
         info!(
             peer = %transfer.from,
             keys = transfer.keys,
@@ -270,13 +342,18 @@ impl Replica {
         // Join every member again: the giver (and any other that asked)
         // can now vet this replica. If what this replica forgot grew by
         // what the giver forgot, members vetted before may not hold it:
-        // their answers vet them anew.
+        // their answers vet them anew. Writes queued before the copy may
+        // be ones the copy's merge replayed, or older than what the giver
+        // forgot: the queues go, and peers pull what they lack instead.
         let request = self.join_request();
         let members: Vec<SocketAddress> = self.view.peers().map(|(a, _)| a.clone()).collect();
         for member in members {
             if let Some(peer) = self.view.peer_mut(&member).filter(|_| grew) {
                 peer.vetted = false;
             }
+            self.outbox.push(Effect::DropQueue {
+                peer: member.clone(),
+            });
             self.rejoined.insert(member.clone(), now);
             self.send(&member, request.clone());
         }

@@ -7,11 +7,11 @@
 //! operator removed is *evicted*: its current incarnation is refused until
 //! it joins again (a restart, or an operator adding it back).
 //!
-//! A peer is *vetted* once it has joined this replica (or this replica it)
-//! and was found to hold everything this replica forgot (see
-//! `join.rs`): only then do they exchange writes. A peer that is
-//! added anew, re-added, or shows up as another incarnation is not vetted
-//! until it joins again.
+//! A peer is *trusted* once it has joined this replica (or this replica
+//! it) and each was found to hold everything the other forgot (see
+//! `join.rs`): only then do they exchange writes. A peer that is added
+//! anew, re-added, or shows up as another incarnation is not trusted until
+//! it joins again.
 
 use std::collections::BTreeMap;
 
@@ -41,8 +41,19 @@ pub struct Peer {
     pub last_pull: Option<Millis>,
     /// Whether a pull from it awaits its reply.
     pub pull_in_flight: bool,
-    /// Whether it joined and holds everything this replica forgot.
+    /// Whether it holds everything this replica forgot (checked when one
+    /// joined the other).
     pub vetted: bool,
+    /// Whether this replica holds everything it forgot (idem).
+    pub covered: bool,
+}
+
+impl Peer {
+    /// Whether writes and deltas may flow between it and this replica:
+    /// each holds everything the other forgot.
+    pub fn trusted(&self) -> bool {
+        self.vetted && self.covered
+    }
 }
 
 impl Peer {
@@ -179,12 +190,11 @@ impl View {
         self.evicted.contains_key(address)
     }
 
-    /// The members that joined and hold everything this replica forgot:
-    /// those that writes are shipped to.
-    pub fn vetted(&self) -> impl Iterator<Item = &SocketAddress> {
+    /// The trusted members: those that writes are shipped to.
+    pub fn trusted(&self) -> impl Iterator<Item = &SocketAddress> {
         self.members
             .iter()
-            .filter(|(_, p)| p.vetted)
+            .filter(|(_, p)| p.trusted())
             .map(|(a, _)| a)
     }
 
@@ -258,11 +268,14 @@ impl View {
     /// incarnation than the one removed (it restarted and joins again). A
     /// join the removed incarnation sent before its removal arrived stays
     /// refused.
-    pub fn pardon(&mut self, member: &Member) {
+    /// Returns whether it cleared one.
+    pub fn pardon(&mut self, member: &Member) -> bool {
         let removed = self.evicted.get(&member.address);
-        if removed.is_some_and(|e| e.id.as_ref() != Some(&member.id)) {
+        let pardoned = removed.is_some_and(|e| e.id.as_ref() != Some(&member.id));
+        if pardoned {
             self.evicted.remove(&member.address);
         }
+        pardoned
     }
 
     /// Records a sign of life from `member`, readmitting or adding it.
@@ -296,6 +309,7 @@ impl View {
             peer.clock = None;
             peer.lag = None;
             peer.vetted = false;
+            peer.covered = false;
         }
         peer.last_heard = now;
         heard

@@ -28,6 +28,18 @@
 //!
 //! The pages mark the slots they touched ([`Marks`]); the sweep walks the
 //! slots a batch at a time.
+//!
+//! # Writes that met a forgotten delete
+//!
+//! The rule keeps a version the other side never saw, for a key the other
+//! side does not hold. That key may have held a tombstone there, forgotten,
+//! of a delete *concurrent* with the version: by the conflict rule the
+//! delete wins where its tombstone is still held, and the version wins
+//! where it was forgotten. Left so, replicas would disagree for good. So
+//! the merge also reports such versions when their Lamport time is not
+//! above the newest tombstone the side that lacks them has forgotten (it
+//! may have been one of them); the replica replays them as writes of its
+//! own, above everything, and they win everywhere.
 
 use std::fmt;
 use std::sync::Arc;
@@ -171,57 +183,74 @@ impl Store {
     }
 
     /// Merges one page of another replica's copy (see the module's rule);
-    /// `seen_here` tells whether this replica has seen a write. Returns how
-    /// many versions were kept.
+    /// `seen_here` tells whether this replica has seen a write. Returns the
+    /// values it took for keys it did not hold whose Lamport time is not
+    /// above `replay_below` (see the module's last section).
     pub fn merge_page(
         &mut self,
         entries: Vec<(Key, Version)>,
         seen_here: impl Fn(&Dot) -> bool,
         marks: &mut Marks,
-    ) -> usize {
+        replay_below: u64,
+    ) -> Vec<(Key, Version)> {
         self.reserve(entries.len());
-        let mut kept = 0;
+        let mut replays = Vec::new();
         for (key, version) in entries {
             match self.find(key.as_str()) {
                 Some(i) => {
                     marks.set(i);
-                    kept += self.replace(i, &key, &version) as usize;
+                    self.replace(i, &key, &version);
                 }
                 // Seen here and not held: deleted here, tombstone forgotten.
                 None if seen_here(&version.dot) => {}
                 None => {
+                    if version.value.is_some() && version.lamport <= replay_below {
+                        replays.push((key.clone(), version.clone()));
+                    }
                     let i = self.insert(key, &version);
                     marks.set(i);
-                    kept += 1;
                 }
             }
         }
-        kept
+        replays
+    }
+
+    /// Marks the slot of `key`, if it is held, as touched by a copy.
+    pub fn mark(&self, key: &Key, marks: &mut Marks) {
+        if let Some(i) = self.find(key.as_str()) {
+            marks.set(i);
+        }
     }
 
     /// Ends the merge of a copy, `budget` slots from `start` at a time:
     /// drops the local versions the copy did not carry though the other
-    /// replica had seen their writes (`seen_there`). Returns how many were
-    /// dropped and where to go on, if the slots are not done.
+    /// replica had applied their writes (`count_there(writer)` of each
+    /// writer's writes); of those it keeps, pushes onto `replays` the values
+    /// whose Lamport time is not above `replay_below`. Returns where to go
+    /// on, if the slots are not done.
     pub fn sweep(
         &mut self,
         start: u32,
         budget: u32,
         marks: &Marks,
-        seen_there: impl Fn(&ReplicaId, u64) -> bool,
-    ) -> (usize, Option<u32>) {
+        count_there: impl Fn(&ReplicaId) -> u64,
+        replay_below: u64,
+        replays: &mut Vec<(Key, Version)>,
+    ) -> Option<u32> {
+        let counted: Vec<u64> = self.origins.ids().iter().map(count_there).collect();
         let end = start.saturating_add(budget).min(self.slot_count());
-        let mut dropped = 0;
         for i in start..end {
             let slot = &self.slots[i as usize];
             if slot.is_vacant() || marks.get(i) {
                 continue;
             }
-            if seen_there(self.origins.id(slot.origin), slot.counter) {
+            if slot.counter <= counted[slot.origin as usize] {
                 self.remove_at(i);
-                dropped += 1;
+            } else if slot.value().is_some() && slot.lamport <= replay_below {
+                let entry = self.entry_at(i);
+                replays.push((entry.to_key(), entry.to_version()));
             }
         }
-        (dropped, (end < self.slot_count()).then_some(end))
+        (end < self.slot_count()).then_some(end)
     }
 }

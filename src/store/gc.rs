@@ -19,6 +19,8 @@ pub struct Collected {
     /// The newest forgotten delete of each writer: a replica that has not
     /// applied these may still hold what they deleted.
     pub deletes: VectorClock,
+    /// The largest Lamport time of a forgotten delete.
+    pub lamport: u64,
     /// Whether the round has walked every tombstone.
     pub done: bool,
 }
@@ -43,12 +45,13 @@ impl Store {
             if !slot.is_tombstone() {
                 continue;
             }
-            let (origin, counter) = (slot.origin, slot.counter);
+            let (origin, counter, lamport) = (slot.origin, slot.counter, slot.lamport);
             let id = self.origins.id(origin);
             if counter <= stable(id) {
                 if collected.deletes.get(id) < counter {
                     collected.deletes.set(id.clone(), counter);
                 }
+                collected.lamport = collected.lamport.max(lamport);
                 self.remove_at(i);
                 collected.forgotten += 1;
             } else {

@@ -82,31 +82,32 @@ fn delta_lists_only_unseen_versions() {
 }
 
 /// Merges `theirs` (with what its replica has seen) into `mine` (with what
-/// this one has seen), a page of `page` keys at a time.
+/// this one has seen), a page of `page` keys at a time; returns the values
+/// either side reports for replay, given the Lamport time of the newest
+/// delete each side forgot (`here`, `there`).
 fn merge(
     mine: &mut Store,
-    seen_here: &VectorClock,
+    (seen_here, here): (&VectorClock, u64),
     theirs: &Store,
-    seen_there: &VectorClock,
+    (seen_there, there): (&VectorClock, u64),
     page: usize,
-) {
+) -> Vec<(Key, Version)> {
     let mut marks = Marks::default();
     let mut cursor = Some(0);
+    let mut replays = Vec::new();
     while let Some(start) = cursor {
         let (image, next) = theirs.image_page(start, page, usize::MAX);
-        mine.merge_page(
-            image.iter().collect(),
-            |d| seen_here.contains(d),
-            &mut marks,
-        );
+        let seen = |d: &Dot| seen_here.contains(d);
+        replays.extend(mine.merge_page(image.iter().collect(), seen, &mut marks, here));
         cursor = next;
     }
     let mut cursor = Some(0);
     while let Some(start) = cursor {
-        cursor = mine
-            .sweep(start, 2, &marks, |w, n| seen_there.get(w) >= n)
-            .1;
+        let count = |w: &ReplicaId| seen_there.get(w);
+        cursor = mine.sweep(start, 2, &marks, count, there, &mut replays);
     }
+    replays.sort_by(|a, b| a.0.cmp(&b.0));
+    replays
 }
 
 #[test]
@@ -121,7 +122,7 @@ fn a_merged_copy_brings_back_nothing_either_side_deleted() {
     theirs.apply(key("y"), ver(val("2"), "a", 2, 2));
     theirs.apply(key("only-there"), ver(val("6"), "c", 2, 3));
     let seen_there = clock(&[("a", 2), ("c", 2)]);
-    merge(&mut mine, &seen_here, &theirs, &seen_there, 1);
+    merge(&mut mine, (&seen_here, 0), &theirs, (&seen_there, 0), 1);
     assert_eq!(
         held(&mine)
             .iter()
@@ -133,7 +134,7 @@ fn a_merged_copy_brings_back_nothing_either_side_deleted() {
     let mut mine2 = Store::new();
     mine2.apply(key("x"), ver(val("1"), "a", 1, 1));
     mine2.apply(key("only-here"), ver(val("5"), "b", 2, 3));
-    merge(&mut theirs, &seen_there, &mine2, &seen_here, 3);
+    merge(&mut theirs, (&seen_there, 0), &mine2, (&seen_here, 0), 3);
     assert_eq!(held(&theirs), held(&mine));
 }
 
@@ -144,15 +145,39 @@ fn a_merged_copy_keeps_what_the_other_side_never_saw_and_resolves_the_rest() {
     mine.apply(key("new"), ver(val("7"), "a", 2, 2));
     let mut theirs = Store::new();
     theirs.apply(key("k"), ver(val("2"), "b", 1, 2));
-    merge(
+    let replays = merge(
         &mut mine,
-        &clock(&[("a", 2)]),
+        (&clock(&[("a", 2)]), 0),
         &theirs,
-        &clock(&[("a", 1), ("b", 1)]),
+        (&clock(&[("a", 1), ("b", 1)]), 0),
         10,
     );
+    assert!(replays.is_empty(), "no delete was forgotten");
     assert_eq!(mine.value(&key("k")), val("2"));
     assert_eq!(mine.value(&key("new")), val("7"));
+}
+
+#[test]
+fn values_that_may_have_met_a_forgotten_delete_are_reported_for_replay() {
+    // There, k was deleted (lamport 9) and the tombstone forgotten; here,
+    // k was written concurrently (lamport 5), unseen there. Here also
+    // holds j written later (lamport 12), and there holds m (lamport 3),
+    // unseen here, while here forgot a delete of lamport 4.
+    let mut mine = Store::new();
+    mine.apply(key("k"), ver(val("1"), "b", 1, 5));
+    mine.apply(key("j"), ver(val("2"), "b", 2, 12));
+    let mut theirs = Store::new();
+    theirs.apply(key("m"), ver(val("3"), "c", 1, 3));
+    let replays = merge(
+        &mut mine,
+        (&clock(&[("b", 2)]), 4),
+        &theirs,
+        (&clock(&[("c", 1)]), 9),
+        10,
+    );
+    let keys: Vec<&str> = replays.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["k", "m"], "j is above every forgotten delete");
+    assert_eq!(mine.len(), 3, "all are kept");
 }
 
 #[test]

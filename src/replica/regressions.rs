@@ -1,0 +1,314 @@
+//! Interleavings a review of the protocol found wrong, each pinned by the
+//! test that showed it: hand-wired replicas, every message delivered (or
+//! not) by the test.
+
+use super::tests::{addr, exchange, heartbeat, key, value};
+use super::*;
+use crate::causal::Dot;
+
+/// The writes `from` queued, taken from its effects (the rest dropped).
+fn writes_of(from: &mut Replica) -> Vec<Write> {
+    from.take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Replicate { write, .. } => Some(Write::clone(&write)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `writes` of `from` arrive at `to` in one batch.
+fn hand(from: &Member, writes: Vec<Write>, to: &mut Replica, now: Millis) {
+    let request = Request::Replicate {
+        from: from.clone(),
+        writes,
+    };
+    let reply = to.handle(request, now);
+    assert!(matches!(reply, Reply::Ack { .. }), "{reply:?}");
+}
+
+/// Three replicas of a new store that joined each other.
+fn trio() -> [Replica; 3] {
+    let addrs = [
+        addr("10.0.0.1:8085"),
+        addr("10.0.0.2:8085"),
+        addr("10.0.0.3:8085"),
+    ];
+    let mut rs = ["a", "b", "c"].map(|inc| inc.to_string());
+    let mut rs: [Replica; 3] = std::array::from_fn(|i| {
+        let inc = std::mem::take(&mut rs[i]);
+        Replica::new(addrs[i].clone(), &inc, &addrs, Timing::default(), 0)
+    });
+    for now in [0, 1, 2] {
+        for r in rs.iter_mut() {
+            r.tick(now);
+        }
+        for i in 0..3 {
+            for j in 0..3 {
+                if i != j {
+                    let [x, y] = rs.get_disjoint_mut([i, j]).expect("distinct");
+                    exchange(x, y, now);
+                }
+            }
+        }
+    }
+    for r in rs.iter_mut() {
+        assert!(r.is_ready());
+        r.take_effects();
+    }
+    rs
+}
+
+/// The context a client keeps after `read`.
+fn context_after(read: &ReadResult, sent: &CausalContext) -> CausalContext {
+    CausalContext::parse(Some(&read.learned.metadata(sent).to_value())).unwrap()
+}
+
+/// C's second write is on the wire to B when C crashes; C restarts as C2,
+/// and A retires C (ended) at its first write. B then applies the second
+/// and serves it: a context naming it must make A wait, not read stale
+/// data, and B's write that depends on it must wait at A.
+#[test]
+fn a_write_of_an_ended_incarnation_still_on_its_way_is_waited_for() {
+    let [mut a, mut b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let c_member = c.me().clone();
+    c.write(key("k"), value("1"), &empty).unwrap();
+    let first = writes_of(&mut c);
+    hand(&c_member, first.clone(), &mut a, 10);
+    hand(&c_member, first, &mut b, 10);
+    heartbeat(&b, &mut a, 20);
+    c.write(key("k"), value("2"), &empty).unwrap();
+    let second = writes_of(&mut c);
+    drop(c);
+    // C restarts as C2, joins A and reports (the clock it copied) A's.
+    let view = [
+        a.me().address.clone(),
+        b.me().address.clone(),
+        c_member.address.clone(),
+    ];
+    let c2 = Replica::new(c_member.address.clone(), "c2", &view, Timing::default(), 30);
+    assert!(matches!(
+        a.handle(c2.join_request(), 30),
+        Reply::Join { .. }
+    ));
+    let report = Request::Heartbeat {
+        from: c2.me().clone(),
+        clock: a.applied().clone(),
+        retired: Vec::new(),
+        decided: 0,
+    };
+    assert!(matches!(a.handle(report, 40), Reply::Heartbeat { .. }));
+    a.tick(50);
+    a.take_effects();
+    assert!(a.known().is_retired(&c_member.id), "A retired C");
+    // The write on the wire reaches B; a client reads it there, writes j.
+    hand(&c_member, second, &mut b, 60);
+    let read = b.read(&key("k"), &empty).unwrap();
+    assert_eq!(read.value, value("2"));
+    let ctx = context_after(&read, &empty);
+    b.write(key("j"), value("3"), &ctx).unwrap();
+    let b_member = b.me().clone();
+    hand(&b_member, writes_of(&mut b), &mut a, 70);
+    let second_dot = Dot::new(c_member.id.clone(), 2);
+    assert!(!a.known().contains(&second_dot));
+    assert_eq!(a.known().count(&b_member.id), 0, "B's write applied early");
+    assert!(matches!(a.read(&key("k"), &ctx), Err(Wait::Missing(_))));
+}
+
+/// A running replica copying a member's state gives the copy up (the giver
+/// died) after merging a page holding a write only the giver had: it must
+/// not keep serving a version of a write it does not count.
+#[test]
+fn an_abandoned_copy_leaves_no_version_of_an_uncounted_write() {
+    let [mut a, mut b, mut c] = trio();
+    c.timing.page_keys = 1;
+    let empty = CausalContext::empty();
+    let c_member = c.me().clone();
+    c.write(key("k"), value("1"), &empty).unwrap();
+    c.write(key("z"), value("1"), &empty).unwrap();
+    let both = writes_of(&mut c);
+    hand(&c_member, both.clone(), &mut a, 10);
+    hand(&c_member, both, &mut b, 10);
+    // C overwrites k; the write is still in C's queues when A copies.
+    c.write(key("k"), value("2"), &empty).unwrap();
+    writes_of(&mut c);
+    a.start_transfer(&c_member.address, false, 20);
+    exchange(&mut a, &mut c, 20);
+    assert!(a.is_copying());
+    drop(c);
+    for t in 0..10 {
+        let now = 1000 + t * 600;
+        a.tick(now);
+        for effect in a.take_effects() {
+            if let Effect::Send { to, request } = effect {
+                if to == c_member.address {
+                    let failed = Err("connection refused".into());
+                    a.on_reply(&to, request.kind(), failed, now);
+                }
+            }
+        }
+    }
+    assert!(!a.is_copying(), "the copy was given up");
+    let read = a.read(&key("k"), &empty).unwrap();
+    assert_eq!(
+        read.value,
+        value("1"),
+        "A serves a version it does not count"
+    );
+    let ctx = context_after(&read, &empty);
+    assert!(a.read(&key("k"), &ctx).is_ok());
+}
+
+/// A tombstone written by an incarnation retired after the gc barrier was
+/// taken must wait for that barrier's successor: a write concurrent with
+/// the delete may still be on its way, and must meet the tombstone.
+#[test]
+fn a_retired_writer_s_tombstone_waits_for_concurrent_writes() {
+    let [mut a, mut m, mut x] = trio();
+    let empty = CausalContext::empty();
+    let (xm, mm) = (x.me().clone(), m.me().clone());
+    // A tombstone exists, so that a gc barrier is taken at t=5000.
+    m.write(key("t"), value("1"), &empty).unwrap();
+    m.write(key("t"), None, &empty).unwrap();
+    let ws = writes_of(&mut m);
+    hand(&mm, ws.clone(), &mut a, 10);
+    hand(&mm, ws, &mut x, 10);
+    for n in 0..5 {
+        x.write(key(&format!("x{n}")), value("1"), &empty).unwrap();
+    }
+    x.write(key("K"), value("1"), &empty).unwrap();
+    let ws = writes_of(&mut x);
+    hand(&xm, ws.clone(), &mut a, 20);
+    hand(&xm, ws, &mut m, 20);
+    heartbeat(&m, &mut a, 30);
+    heartbeat(&x, &mut a, 30);
+    a.tick(5000);
+    a.take_effects();
+    // M writes K, concurrently with X's delete of K, which wins by rank;
+    // M's write is on a slow link to A.
+    m.write(key("K"), value("2"), &empty).unwrap();
+    let slow = writes_of(&mut m);
+    let read = x.read(&key("K"), &empty).unwrap();
+    x.write(key("K"), None, &context_after(&read, &empty))
+        .unwrap();
+    let delete = writes_of(&mut x);
+    hand(&xm, delete.clone(), &mut a, 5100);
+    hand(&xm, delete, &mut m, 5100);
+    assert!(m.store().get(&key("K")).unwrap().is_tombstone());
+    // M reports; X ends and A retires it.
+    heartbeat(&m, &mut a, 5200);
+    let view = [
+        a.me().address.clone(),
+        mm.address.clone(),
+        xm.address.clone(),
+    ];
+    let x2 = Replica::new(xm.address.clone(), "x2", &view, Timing::default(), 5300);
+    assert!(matches!(
+        a.handle(x2.join_request(), 5300),
+        Reply::Join { .. }
+    ));
+    let report = Request::Heartbeat {
+        from: x2.me().clone(),
+        clock: a.applied().clone(),
+        retired: Vec::new(),
+        decided: 0,
+    };
+    assert!(matches!(a.handle(report, 5300), Reply::Heartbeat { .. }));
+    a.tick(5400);
+    a.take_effects();
+    assert!(a.known().is_retired(&xm.id), "A retired X");
+    // The M-A link is down a while (M a suspect), then heals.
+    for t in (5450..=10100).step_by(50) {
+        a.tick(t);
+        a.take_effects();
+    }
+    heartbeat(&m, &mut a, 10150);
+    hand(&mm, slow, &mut a, 10200);
+    let at_a = a.store().get(&key("K")).map(|v| v.value);
+    let at_m = m.store().get(&key("K")).map(|v| v.value);
+    assert_eq!(at_a, at_m, "the stores disagree on K");
+}
+
+/// The operator removes B at A, C applies the removal, and A adds B back
+/// but only B hears of it before A is gone. C refuses B as removed; B's
+/// answer is a join, which carries the decision that added it back: C
+/// learns it and hears B again.
+#[test]
+fn a_re_add_only_the_re_added_replica_heard_reaches_the_others_through_it() {
+    let [mut a, mut b, mut c] = trio();
+    let b_address = b.me().address.clone();
+    assert!(a.view_remove(b_address.clone()));
+    exchange(&mut a, &mut c, 10);
+    exchange(&mut a, &mut b, 10);
+    assert!(!c.view().contains(&b_address), "C applied the removal");
+    assert!(a.view_add(b_address.clone(), 20));
+    exchange(&mut a, &mut b, 20);
+    a.take_effects();
+    drop(a);
+    // B heartbeats C: refused as removed, it joins C instead.
+    b.take_effects();
+    let c_address = c.me().address.clone();
+    let beat = b.heartbeat_for(&c_address);
+    let reply = c.handle(beat, 30);
+    assert!(
+        matches!(
+            reply,
+            Reply::Refused {
+                reason: Refusal::Removed,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    b.on_reply(&c_address, Kind::Heartbeat, Ok(reply), 30);
+    exchange(&mut b, &mut c, 31);
+    assert!(c.view().contains(&b_address), "C learned the re-add from B");
+}
+
+/// The operator removes C at A while C is cut off; A and B go on, and
+/// what C never saw may be retired and pruned from clients' contexts. When
+/// C is refused as removed it must serve no client (it cannot tell a
+/// pruned context from one that names nothing), and it serves again once
+/// it is added back and a member answers its join.
+#[test]
+fn a_replica_refused_as_removed_serves_no_client_until_added_back() {
+    let [mut a, mut b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let c_address = c.me().address.clone();
+    c.write(key("k"), value("1"), &empty).unwrap();
+    c.take_effects();
+    assert!(a.view_remove(c_address.clone()));
+    exchange(&mut a, &mut b, 10);
+    a.take_effects();
+    let a_address = a.me().address.clone();
+    let beat = c.heartbeat_for(&a_address);
+    let reply = a.handle(beat, 20);
+    assert!(
+        matches!(
+            reply,
+            Reply::Refused {
+                reason: Refusal::Removed,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    c.on_reply(&a_address, Kind::Heartbeat, Ok(reply), 20);
+    assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
+    assert_eq!(
+        c.write(key("k"), value("2"), &empty).unwrap_err(),
+        Wait::Removed
+    );
+    assert!(!c.stats().ready && c.stats().removed);
+    // C's answer to the refusal was a join; refused again while removed.
+    exchange(&mut c, &mut a, 30);
+    assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
+    // Added back: C's next join is answered and it serves again.
+    assert!(a.view_add(c_address.clone(), 40));
+    exchange(&mut a, &mut c, 40);
+    c.rejoin(&a_address, 10_000);
+    exchange(&mut c, &mut a, 10_000);
+    assert!(c.stats().ready, "{:?}", c.stats());
+    assert_eq!(c.read(&key("k"), &empty).unwrap().value, value("1"));
+}
