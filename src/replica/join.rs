@@ -43,7 +43,7 @@
 //! member it joins: one that knows writes of that identity refuses it
 //! ([`Refusal::IdentityInUse`]) and the joiner draws another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{debug, info, warn};
 
@@ -311,9 +311,16 @@ impl Replica {
             return;
         }
         self.last_seed_probe = now;
-        let unknown: Vec<SocketAddress> = self
-            .seeds
-            .iter()
+        // An address an operator added (and did not remove since) is a
+        // seed too: forgotten after a long silence, it is still meant to
+        // be in the view, and may be in no one's `VIEW`.
+        let added = self.decisions.values().filter_map(|d| match &d.change {
+            ViewChange::Add(address) if *address != self.me.address => Some(address),
+            _ => None,
+        });
+        let candidates: BTreeSet<&SocketAddress> = self.seeds.iter().chain(added).collect();
+        let unknown: Vec<SocketAddress> = candidates
+            .into_iter()
             .filter(|a| !self.view.knows(a) && !self.view.is_evicted(a))
             .cloned()
             .collect();

@@ -55,7 +55,8 @@
 //! becomes a suspect and leaves the view, its queue dropped. Suspects keep
 //! being probed and the first reply readmits them; a suspect silent for the
 //! suspect timeout is forgotten. The addresses of `VIEW` (and of
-//! `VIEW_DNS`) are seeds: one that is not known is sent a join now and then,
+//! `VIEW_DNS`), and those an operator added and did not remove since, are
+//! seeds: one that is not known is sent a join now and then,
 //! so that replicas that forgot each other across a long partition find
 //! each other again. An operator's view change is relayed to every member,
 //! in order and retried until each acknowledges it (a change lost on the way

@@ -316,8 +316,21 @@ impl Sim {
 
     /// Starts the incarnation `incarnation` at address `i`.
     pub(super) fn boot_as(&mut self, i: usize, incarnation: &str) {
+        let view = self.addrs.clone();
+        self.boot_with(i, incarnation, &view);
+    }
+
+    /// Starts a new incarnation at address `i`, its `VIEW` naming only the
+    /// addresses of `seeds`.
+    pub(super) fn boot_seeded(&mut self, i: usize, seeds: &[usize]) {
+        let incarnation = format!("inc{}", self.fresh());
+        let view: Vec<SocketAddress> = seeds.iter().map(|&j| self.addrs[j].clone()).collect();
+        self.boot_with(i, &incarnation, &view);
+    }
+
+    fn boot_with(&mut self, i: usize, incarnation: &str, view: &[SocketAddress]) {
         let (me, now) = (self.addrs[i].clone(), self.now);
-        let replica = Replica::new(me, incarnation, &self.addrs, self.timing.clone(), now);
+        let replica = Replica::new(me, incarnation, view, self.timing.clone(), now);
         self.nodes[i] = Some(Node {
             replica,
             epoch: self.fresh(),

@@ -211,6 +211,33 @@ fn view_change_via_api_reaches_all_members() {
 
 // ----- the long life of a store ---------------------------------------
 
+/// C starts alone and an operator adds it at B; it is in no one's `VIEW`.
+/// Cut off past the suspect timeout, it and the others forget each other:
+/// the operator's addition keeps it a seed, so they meet again.
+#[test]
+fn a_replica_only_an_operator_added_is_found_again_once_everyone_forgot_it() {
+    for_seeds(5, |seed| {
+        let mut sim = Sim::new(seed, 2, CALM);
+        sim.settle(CALM);
+        let c = sim.add_address();
+        sim.boot_seeded(c, &[c]);
+        sim.run(1_000);
+        let (added, now) = (sim.addrs[c].clone(), sim.now);
+        assert!(sim.replica_mut(1).view_add(added.clone(), now));
+        sim.flush(1);
+        sim.run(3_000);
+        sim.assert_views(&[0, 1, c], &[0, 1, c]);
+        sim.group = vec![0, 0, 1];
+        sim.run(2 * sim.timing.suspect_timeout);
+        assert!(!sim.replica(0).view().knows(&added), "A forgot C");
+        assert!(sim.replica(c).view().len() == 1, "C forgot everyone");
+        sim.group = vec![0; 3];
+        sim.run(3 * sim.timing.seed_interval);
+        sim.assert_views(&[0, 1, c], &[0, 1, c]);
+        sim.settle(CALM);
+    });
+}
+
 /// Long enough for a silent replica to be forgotten and the tombstones it
 /// held back to be collected (suspect timeout, then a few gc rounds).
 fn forgetting_time(sim: &Sim) -> u64 {
