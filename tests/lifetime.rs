@@ -336,6 +336,7 @@ async fn deleting_a_suspect_from_the_view_answers_200_and_reaches_every_member()
 async fn an_evicted_replica_added_back_brings_back_nothing_deleted() {
     let mut c = Options::default()
         .env("SUSPECT_TIMEOUT_MS", 6000)
+        .causal_wait_ms(1000)
         .start(3)
         .await;
     let evicted = c.addr(2).to_string();
@@ -358,7 +359,23 @@ async fn an_evicted_replica_added_back_brings_back_nothing_deleted() {
     })
     .await;
 
+    // Back, it is refused as removed and serves no client: what it holds
+    // may be what the others deleted and forgot.
     c.resume(2);
+    c.wait_health(&[2], "refused as removed", DEADLINE, |_, h| {
+        match h["removed"].as_bool() {
+            Some(true) => Ok(()),
+            other => Err(format!("removed: {other:?}")),
+        }
+    })
+    .await;
+    let (some, _) = keys.first().expect("keys were written");
+    let r = c.get(2, some, &json!("")).await;
+    assert_eq!(r.status, 503, "GET at the removed replica: {r:?}");
+    assert_eq!(
+        r.body["error"], "Replica was removed from the view: it serves again once added back",
+        "{r:?}"
+    );
     let r = c.change_view(1, true, &evicted).await;
     assert_eq!(r.status, 201, "PUT of replica 2 back into the view: {r:?}");
     c.wait_views(&[0, 1, 2], &c.expected_view(&[0, 1, 2])).await;

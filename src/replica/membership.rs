@@ -221,17 +221,28 @@ impl Replica {
             }
             ViewChange::Remove(address) if address == self.me.address => {
                 warn!(
+                    by = %decision.by,
                     "this replica was removed from the view; peers will refuse it until it rejoins"
                 );
+                // Like a refusal as removed: no client is served until the
+                // decider hears this replica again.
+                if let Ok(by) = SocketAddress::parse(decision.by.address()) {
+                    self.removed_by.insert(by);
+                }
             }
             ViewChange::Remove(address) => {
                 if self.view.remove(&address, None) {
                     info!(peer = %address, "replica removed from the view (relayed)");
                 }
+                self.removed_by.remove(&address);
                 self.relays.remove(&address);
                 self.outbox.push(Effect::DropQueue { peer: address });
             }
-            ViewChange::Add(_) => {}
+            ViewChange::Add(_) => {
+                // Added back: a replica that still refuses this one as
+                // removed says so again.
+                self.removed_by.clear();
+            }
         }
         true
     }

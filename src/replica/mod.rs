@@ -383,8 +383,8 @@ pub struct Replica {
     gc: Gc,
     draining: bool,
     /// The peers that refused this replica as removed from the view and
-    /// did not hear it since: while one is still known, no client is
-    /// served (see [`Replica::is_removed`]).
+    /// did not hear it since (nor were forgotten): while there is one, no
+    /// client is served (see [`Replica::is_removed`]).
     removed_by: BTreeSet<SocketAddress>,
     outbox: Vec<Effect>,
     relays: BTreeMap<SocketAddress, Relays>,
@@ -494,13 +494,14 @@ impl Replica {
             && !self.transfer.as_ref().is_some_and(Transfer::blocks_clients)
     }
 
-    /// Whether a replica this one still knows removed it from the view
-    /// and has not heard it since. Others may have retired writes this
+    /// Whether a replica removed this one from the view and has not heard
+    /// it since (nor been forgotten here since, nor has this replica heard
+    /// that it was added back). Others may have retired writes this
     /// replica never saw and pruned them from their clients' contexts: it
     /// cannot tell such a context from one that names nothing, so it serves
     /// no client until it is heard again (and copies what it lacks).
     pub fn is_removed(&self) -> bool {
-        self.removed_by.iter().any(|a| self.view.knows(a))
+        !self.removed_by.is_empty()
     }
 
     /// Whether a state copy is in progress.

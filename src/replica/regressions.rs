@@ -312,3 +312,18 @@ fn a_replica_refused_as_removed_serves_no_client_until_added_back() {
     assert!(c.stats().ready, "{:?}", c.stats());
     assert_eq!(c.read(&key("k"), &empty).unwrap().value, value("1"));
 }
+
+/// The relay of its own removal reaches C: it stops serving at once, and
+/// the relay of its re-add lets it serve again.
+#[test]
+fn a_replica_told_of_its_own_removal_serves_no_client_until_added_back() {
+    let [mut a, _b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let c_address = c.me().address.clone();
+    assert!(a.view_remove(c_address.clone()));
+    exchange(&mut a, &mut c, 10);
+    assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
+    assert!(a.view_add(c_address, 20));
+    exchange(&mut a, &mut c, 20);
+    assert!(c.read(&key("k"), &empty).is_ok(), "{:?}", c.stats());
+}

@@ -69,6 +69,7 @@ impl Replica {
             self.relays.remove(&peer);
             self.dns_misses.remove(&peer);
             self.rejoined.remove(&peer);
+            self.removed_by.remove(&peer);
             self.outbox.push(Effect::DropQueue { peer });
         }
         self.view.expire_evictions(now);
