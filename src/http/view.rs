@@ -9,6 +9,7 @@ use super::{parse_json, read_body};
 use crate::address::SocketAddress;
 use crate::error::{ApiError, Error};
 use crate::node::Node;
+use crate::replica::ViewChange;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/key-value-store-view", web::get().to(get))
@@ -41,6 +42,15 @@ async fn read_address(
     }
 }
 
+/// Makes `change` once the replica takes view changes (it holds a copy of
+/// the state: see [`crate::replica::Replica::change_view`]), waiting like
+/// a client request; 503 if it does not in time.
+async fn change(node: &Node, change: ViewChange, method: &Method) -> Result<bool, ApiError> {
+    node.serve(|node| node.with_replica(|replica, now| replica.change_view(change.clone(), now)))
+        .await
+        .map_err(|_| ApiError::new(Error::NotReady, method))
+}
+
 async fn get(node: web::Data<Node>) -> HttpResponse {
     let view = node.read_replica(|replica| replica.view().print());
     HttpResponse::Ok().json(json!({"message": "View retrieved successfully", "view": view}))
@@ -49,7 +59,7 @@ async fn get(node: web::Data<Node>) -> HttpResponse {
 async fn put(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
     let address = read_address(&node, payload, &method).await?;
-    if node.with_replica(|replica, now| replica.view_add(address, now)) {
+    if change(&node, ViewChange::Add(address), &method).await? {
         Ok(HttpResponse::Created()
             .json(json!({"message": "Replica added successfully to the view"})))
     } else {
@@ -71,7 +81,7 @@ async fn delete(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResp
             &method,
         ));
     }
-    if node.with_replica(|replica, _| replica.view_remove(address)) {
+    if change(&node, ViewChange::Remove(address), &method).await? {
         Ok(HttpResponse::Ok()
             .json(json!({"message": "Replica deleted successfully from the view"})))
     } else {

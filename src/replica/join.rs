@@ -100,7 +100,7 @@ impl Replica {
         }
         // A join is how an evicted address comes back: a new incarnation
         // undoes the removal, as if an operator added it back.
-        if self.view.pardon(from) {
+        if self.view.pardon(from, fresh) {
             self.decide(ViewChange::Add(from.address.clone()));
         }
         let heard = self.hear_join(from, now);
@@ -313,9 +313,10 @@ impl Replica {
         self.last_seed_probe = now;
         // An address an operator added (and did not remove since) is a
         // seed too: forgotten after a long silence, it is still meant to
-        // be in the view, and may be in no one's `VIEW`.
+        // be in the view, and may be in no one's `VIEW`. Under `VIEW_DNS`,
+        // DNS alone says who the seeds are.
         let added = self.decisions.values().filter_map(|d| match &d.change {
-            ViewChange::Add(address) if *address != self.me.address => Some(address),
+            ViewChange::Add(address) if *address != self.me.address && !self.dns => Some(address),
             _ => None,
         });
         let candidates: BTreeSet<&SocketAddress> = self.seeds.iter().chain(added).collect();

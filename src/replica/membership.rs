@@ -21,9 +21,25 @@ use tracing::{info, warn};
 
 use crate::address::SocketAddress;
 
-use super::{Decision, Effect, Millis, Replica, Request, ViewChange, DNS_MISSES_TO_LEAVE};
+use super::{Decision, Effect, Millis, Replica, Request, ViewChange, Wait, DNS_MISSES_TO_LEAVE};
 
 impl Replica {
+    /// An operator's view change, as the API takes it: refused while this
+    /// replica holds no copy of the state, for it does not know yet the
+    /// changes made before it started (a change stamped now could come
+    /// before them, and be undone when it learns them). Otherwise whether
+    /// it changed the view (see [`Replica::view_add`] and
+    /// [`Replica::view_remove`]).
+    pub fn change_view(&mut self, change: ViewChange, now: Millis) -> Result<bool, Wait> {
+        if !self.is_synced() {
+            return Err(Wait::NotReady);
+        }
+        Ok(match change {
+            ViewChange::Add(address) => self.view_add(address, now),
+            ViewChange::Remove(address) => self.view_remove(address),
+        })
+    }
+
     /// An operator adds `address` to the view here; the change is relayed
     /// to every member. Returns `false` if it was a member already.
     pub fn view_add(&mut self, address: SocketAddress, now: Millis) -> bool {
@@ -48,6 +64,7 @@ impl Replica {
         self.view.remove(&address, None);
         info!(peer = %address, "replica removed from the view by request");
         self.relays.remove(&address);
+        self.removed_by.remove(&address);
         self.outbox.push(Effect::DropQueue {
             peer: address.clone(),
         });
@@ -172,6 +189,7 @@ impl Replica {
             return;
         }
         let resolved: BTreeSet<SocketAddress> = resolved.into_iter().collect();
+        self.dns = true;
         self.seeds = resolved
             .iter()
             .filter(|a| **a != self.me.address)
@@ -194,6 +212,7 @@ impl Replica {
                 let expires = now + self.timing.suspect_timeout;
                 self.view.remove(&address, Some(expires));
                 self.relays.remove(&address);
+                self.removed_by.remove(&address);
                 info!(peer = %address, "replica no longer listed in DNS; removed from the view");
                 self.outbox.push(Effect::DropQueue { peer: address });
             }
@@ -225,9 +244,12 @@ impl Replica {
                     "this replica was removed from the view; peers will refuse it until it rejoins"
                 );
                 // Like a refusal as removed: no client is served until the
-                // decider hears this replica again.
+                // decider hears this replica again (if it is one this
+                // replica can meet: a member, suspect or seed).
                 if let Ok(by) = SocketAddress::parse(decision.by.address()) {
-                    self.removed_by.insert(by);
+                    if self.view.knows(&by) || self.seeds.contains(&by) {
+                        self.removed_by.insert(by, now);
+                    }
                 }
             }
             ViewChange::Remove(address) => {
@@ -238,11 +260,7 @@ impl Replica {
                 self.relays.remove(&address);
                 self.outbox.push(Effect::DropQueue { peer: address });
             }
-            ViewChange::Add(_) => {
-                // Added back: a replica that still refuses this one as
-                // removed says so again.
-                self.removed_by.clear();
-            }
+            ViewChange::Add(_) => {}
         }
         true
     }

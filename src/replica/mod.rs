@@ -382,10 +382,13 @@ pub struct Replica {
     collected_lamport: u64,
     gc: Gc,
     draining: bool,
-    /// The peers that refused this replica as removed from the view and
-    /// did not hear it since (nor were forgotten): while there is one, no
-    /// client is served (see [`Replica::is_removed`]).
-    removed_by: BTreeSet<SocketAddress>,
+    /// The peers that refused this replica as removed from the view (or
+    /// decided its removal) and did not hear it since, with when they last
+    /// did: while there is one, no client is served (see
+    /// [`Replica::is_removed`]).
+    removed_by: BTreeMap<SocketAddress, Millis>,
+    /// Whether the view follows a DNS name (`VIEW_DNS`).
+    dns: bool,
     outbox: Vec<Effect>,
     relays: BTreeMap<SocketAddress, Relays>,
     dns_misses: BTreeMap<SocketAddress, u32>,
@@ -443,7 +446,8 @@ impl Replica {
             collected: VectorClock::new(),
             collected_lamport: 0,
             draining: false,
-            removed_by: BTreeSet::new(),
+            removed_by: BTreeMap::new(),
+            dns: false,
             outbox: Vec::new(),
             relays: BTreeMap::new(),
             dns_misses: BTreeMap::new(),
@@ -495,8 +499,7 @@ impl Replica {
     }
 
     /// Whether a replica removed this one from the view and has not heard
-    /// it since (nor been forgotten here since, nor has this replica heard
-    /// that it was added back). Others may have retired writes this
+    /// it since (nor was it forgotten or removed here since). Others may have retired writes this
     /// replica never saw and pruned them from their clients' contexts: it
     /// cannot tell such a context from one that names nothing, so it serves
     /// no client until it is heard again (and copies what it lacks).

@@ -150,7 +150,9 @@ impl Replica {
             self.on_refused(to, kind, *reason, now);
             return;
         }
-        if matches!(kind, Kind::Heartbeat | Kind::Pull | Kind::Join) && self.removed_by.remove(to) {
+        if matches!(kind, Kind::Heartbeat | Kind::Pull | Kind::Join)
+            && self.removed_by.remove(to).is_some()
+        {
             info!(peer = %to, "a member that removed this replica hears it again");
         }
         if let Reply::Join {
@@ -190,7 +192,16 @@ impl Replica {
                 let reported = self.with_retirements(clock, &retired);
                 self.note_clock(&from.address, reported, now);
             }
-            Reply::Pull { state, .. } => self.merge_delta(state, now),
+            Reply::Pull { from, state } => {
+                // A peer that lost this replica's trust since the pull was
+                // sent (removed and added back, forgotten and met again)
+                // may hold what this replica forgot: its state is copied,
+                // not merged.
+                let trusted = self.view.member(&from.address).is_some_and(|p| p.trusted());
+                if trusted {
+                    self.merge_delta(state, now);
+                }
+            }
         }
     }
 
@@ -216,8 +227,13 @@ impl Replica {
             // A join carries every view change this replica knows: if it
             // knows the one that added it back, the peer learns it so.
             Refusal::Removed => {
-                if self.removed_by.insert(to.clone()) {
+                if self.removed_by.insert(to.clone(), now).is_none() {
                     warn!(peer = %to, "a member removed this replica from the view; serving no client until it hears this replica again");
+                }
+                // A refusal is a sign of life: the refuser is not forgotten
+                // (and dropped from `removed_by`) while it keeps refusing.
+                if let Some(peer) = self.view.peer_mut(to) {
+                    peer.last_heard = now;
                 }
                 self.rejoin(to, now);
             }
@@ -299,7 +315,8 @@ impl Replica {
         let recent = state
             .last_pull
             .is_some_and(|t| now.saturating_sub(t) < interval);
-        if state.pull_in_flight || recent {
+        // Only a trusted peer's versions may be merged (see `on_reply`).
+        if state.pull_in_flight || recent || !state.trusted() {
             return;
         }
         state.pull_in_flight = true;

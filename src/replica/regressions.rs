@@ -313,10 +313,11 @@ fn a_replica_refused_as_removed_serves_no_client_until_added_back() {
     assert_eq!(c.read(&key("k"), &empty).unwrap().value, value("1"));
 }
 
-/// The relay of its own removal reaches C: it stops serving at once, and
-/// the relay of its re-add lets it serve again.
+/// The relay of its own removal reaches C: it stops serving at once. The
+/// relay of its re-add is not enough (a replica that removed it may not
+/// know): it serves again once A, which removed it, hears it.
 #[test]
-fn a_replica_told_of_its_own_removal_serves_no_client_until_added_back() {
+fn a_replica_told_of_its_own_removal_serves_no_client_until_heard_again() {
     let [mut a, _b, mut c] = trio();
     let empty = CausalContext::empty();
     let c_address = c.me().address.clone();
@@ -325,5 +326,76 @@ fn a_replica_told_of_its_own_removal_serves_no_client_until_added_back() {
     assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
     assert!(a.view_add(c_address, 20));
     exchange(&mut a, &mut c, 20);
+    assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
+    let a_address = a.me().address.clone();
+    let beat = c.heartbeat_for(&a_address);
+    let reply = a.handle(beat, 30);
+    c.on_reply(&a_address, Kind::Heartbeat, Ok(reply), 30);
+    // (A re-added C as a new member: C is asked to join it first.)
+    exchange(&mut c, &mut a, 31);
     assert!(c.read(&key("k"), &empty).is_ok(), "{:?}", c.stats());
+}
+
+/// A keeps refusing C as removed: C does not forget A (a refusal is a sign
+/// of life), so it does not start serving when A would have been forgotten.
+#[test]
+fn a_replica_that_keeps_refusing_is_not_forgotten() {
+    let [mut a, _b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let (a_address, c_address) = (a.me().address.clone(), c.me().address.clone());
+    assert!(a.view_remove(c_address));
+    a.take_effects();
+    let timeout = c.timing.suspect_timeout + c.timing.failure_timeout;
+    let mut now = 10;
+    while now < 2 * timeout {
+        let beat = c.heartbeat_for(&a_address);
+        let reply = a.handle(beat, now);
+        c.on_reply(&a_address, Kind::Heartbeat, Ok(reply), now);
+        c.tick(now);
+        c.take_effects();
+        now += 500;
+    }
+    assert!(c.view().knows(&a_address), "C forgot A");
+    assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
+}
+
+/// A pulls from B; before the answer, an operator removes B and adds it
+/// back at A (B may now hold what A forgot meanwhile). B's answer must not
+/// be merged: only a trusted peer's versions are, and A sends no pull to a
+/// peer it does not trust.
+#[test]
+fn a_pull_answered_by_a_peer_no_longer_trusted_is_not_merged() {
+    let [mut a, mut b, _c] = trio();
+    let empty = CausalContext::empty();
+    b.write(key("k"), value("1"), &empty).unwrap();
+    b.take_effects();
+    let b_address = b.me().address.clone();
+    let wanted = b.applied().clone();
+    a.catch_up(&wanted, 10);
+    let pulls: Vec<Request> = a
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, request } if to == b_address && request.kind() == Kind::Pull => {
+                Some(request)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pulls.len(), 1, "A pulls from B");
+    assert!(a.view_remove(b_address.clone()));
+    assert!(a.view_add(b_address.clone(), 20));
+    a.take_effects();
+    let reply = b.handle(pulls.into_iter().next().unwrap(), 30);
+    assert!(matches!(reply, Reply::Pull { .. }), "{reply:?}");
+    a.on_reply(&b_address, Kind::Pull, Ok(reply), 30);
+    assert!(
+        a.store().get(&key("k")).is_none(),
+        "merged an untrusted peer's versions"
+    );
+    a.catch_up(&wanted, 40_000);
+    let pulled = a.take_effects().into_iter().any(|e| {
+        matches!(e, Effect::Send { to, request } if to == b_address && request.kind() == Kind::Pull)
+    });
+    assert!(!pulled, "pulled from a peer not trusted");
 }

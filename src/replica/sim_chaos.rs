@@ -4,7 +4,7 @@
 //! timeout, an operator's evictions and re-adds).
 
 use super::sim::{Sim, CALM, LOSSY, ROUGH, STEP};
-use super::Millis;
+use super::{Millis, ViewChange};
 
 /// An operator removed `victim` at `at`; it is added back at `back`.
 struct Eviction {
@@ -49,6 +49,7 @@ impl Sim {
         let n = self.nodes.len();
         let mut heal_at: Option<Millis> = None;
         let mut evicted: Vec<Eviction> = Vec::new();
+        let mut re_added: Vec<usize> = Vec::new();
         for _ in 0..ms / STEP {
             let now = self.now;
             if heal_at.is_some_and(|t| now >= t) {
@@ -59,8 +60,10 @@ impl Sim {
                 .iter()
                 .position(|e| now >= e.back && self.nodes[e.at].is_some());
             if let Some(pos) = due {
-                let e = evicted.remove(pos);
-                self.add_back(&e);
+                // Refused while the replica is starting: tried again later.
+                if self.add_back(&evicted[pos]) {
+                    re_added.push(evicted.remove(pos).victim);
+                }
             }
             let dead: Vec<usize> = (0..n).filter(|&i| self.nodes[i].is_none()).collect();
             match self.rng.below(1000) {
@@ -78,7 +81,8 @@ impl Sim {
                     let at = self.rng.pick(&self.live());
                     let victim = self.rng.below(n as u64) as usize;
                     let address = self.addrs[victim].clone();
-                    if at != victim && self.replica_mut(at).view_remove(address) {
+                    let change = ViewChange::Remove(address);
+                    if at != victim && self.replica_mut(at).change_view(change, now) == Ok(true) {
                         self.flush(at);
                         let back = now + 2000 + self.rng.below(2 * self.timing.suspect_timeout);
                         evicted.push(Eviction { victim, at, back });
@@ -103,14 +107,58 @@ impl Sim {
             if self.nodes[e.at].is_none() {
                 self.boot(e.at);
             }
-            self.add_back(&e);
+            self.group = vec![0; n];
+            self.add_back_until_taken(&e);
+            re_added.push(e.victim);
+        }
+        self.redo_lost_re_adds(&re_added);
+    }
+
+    /// A re-add is lost if the replica that took it crashed before passing
+    /// it on (a documented limit): once the network is healed a while, the
+    /// operator sees the address still removed somewhere and adds it back
+    /// again there.
+    fn redo_lost_re_adds(&mut self, re_added: &[usize]) {
+        self.group = vec![0; self.nodes.len()];
+        self.run(5_000);
+        for &victim in re_added {
+            let address = &self.addrs[victim];
+            let removed_at = self.live().into_iter().find(|&i| {
+                i != victim
+                    && self
+                        .replica(i)
+                        .decisions()
+                        .iter()
+                        .any(|d| matches!(&d.change, ViewChange::Remove(a) if a == address))
+            });
+            if let Some(at) = removed_at {
+                let e = Eviction {
+                    victim,
+                    at,
+                    back: self.now,
+                };
+                self.add_back_until_taken(&e);
+            }
         }
     }
 
-    /// The operator adds the evicted replica back where it removed it.
-    fn add_back(&mut self, e: &Eviction) {
+    fn add_back_until_taken(&mut self, e: &Eviction) {
+        let mut tries = 0;
+        while !self.add_back(e) {
+            tries += 1;
+            assert!(tries < 1000, "{} never took the re-add", self.addrs[e.at]);
+            self.step();
+        }
+    }
+
+    /// The operator adds the evicted replica back where it removed it;
+    /// whether the replica took the change (it refuses while starting).
+    fn add_back(&mut self, e: &Eviction) -> bool {
         let (address, now) = (self.addrs[e.victim].clone(), self.now);
-        self.replica_mut(e.at).view_add(address, now);
+        let taken = self
+            .replica_mut(e.at)
+            .change_view(ViewChange::Add(address), now);
         self.flush(e.at);
+        taken.is_ok()
     }
 }

@@ -414,3 +414,19 @@ fn a_starting_replica_gives_no_pull_its_store_is_a_copy_in_progress() {
         "{reply:?}"
     );
 }
+
+#[test]
+fn a_starting_replica_takes_no_view_change() {
+    let (a, b) = (addr("10.0.0.1:8085"), addr("10.0.0.2:8085"));
+    let mut r = Replica::new(a.clone(), "a", &[a, b.clone()], Timing::default(), 0);
+    let c = addr("10.0.0.3:8085");
+    assert_eq!(
+        r.change_view(ViewChange::Add(c.clone()), 1),
+        Err(Wait::NotReady)
+    );
+    assert_eq!(r.change_view(ViewChange::Remove(b), 1), Err(Wait::NotReady));
+    assert!(!r.view().contains(&c), "a refused change changed the view");
+    let (mut ra, _) = pair();
+    assert_eq!(ra.change_view(ViewChange::Add(c.clone()), 2), Ok(true));
+    assert_eq!(ra.change_view(ViewChange::Add(c), 3), Ok(false));
+}

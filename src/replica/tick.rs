@@ -73,6 +73,11 @@ impl Replica {
             self.outbox.push(Effect::DropQueue { peer });
         }
         self.view.expire_evictions(now);
+        // A refuser this replica no longer knows, silent as long as a
+        // suspect may be: it cannot hear this replica again.
+        let (view, timeout) = (&self.view, self.timing.suspect_timeout);
+        self.removed_by
+            .retain(|a, t| view.knows(a) || now.saturating_sub(*t) < timeout);
     }
 
     /// Heartbeats to members every heartbeat interval, probes to suspects

@@ -267,11 +267,15 @@ impl View {
     /// Clears the eviction of `member`'s address if it is another
     /// incarnation than the one removed (it restarted and joins again). A
     /// join the removed incarnation sent before its removal arrived stays
-    /// refused.
+    /// refused. When the incarnation removed is not known here, only a
+    /// `fresh` joiner (one that holds no state yet) is taken for a new one.
     /// Returns whether it cleared one.
-    pub fn pardon(&mut self, member: &Member) -> bool {
+    pub fn pardon(&mut self, member: &Member, fresh: bool) -> bool {
         let removed = self.evicted.get(&member.address);
-        let pardoned = removed.is_some_and(|e| e.id.as_ref() != Some(&member.id));
+        let pardoned = removed.is_some_and(|e| match &e.id {
+            Some(id) => *id != member.id,
+            None => fresh,
+        });
         if pardoned {
             self.evicted.remove(&member.address);
         }
@@ -437,12 +441,31 @@ mod tests {
         view.remove(&old.address, None);
         view.remove(&old.address, None);
         // A join the removed incarnation sent before its removal.
-        view.pardon(&old);
+        assert!(!view.pardon(&old, false));
+        assert!(!view.pardon(&old, true));
         assert_eq!(view.hear_from(&old, 2), Heard::Evicted);
         // Nor does a view that names it, sent before the removal.
         assert!(!view.learn(&old.address, 3));
         let restarted = member("10.0.0.2:8085", "b");
-        view.pardon(&restarted);
+        assert!(view.pardon(&restarted, false));
+        assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
+    }
+
+    #[test]
+    fn an_eviction_of_an_unknown_incarnation_is_cleared_only_by_a_fresh_joiner() {
+        let mut view = View::new(addr("10.0.0.1:8085"), &[addr("10.0.0.2:8085")], 0);
+        let address = addr("10.0.0.2:8085");
+        assert!(
+            view.remove(&address, None),
+            "a seed not heard yet is removed"
+        );
+        // Whoever joins holding state may be the incarnation removed.
+        let running = member("10.0.0.2:8085", "a");
+        assert!(!view.pardon(&running, false));
+        assert_eq!(view.hear_from(&running, 2), Heard::Evicted);
+        // One that holds nothing yet started after the removal.
+        let restarted = member("10.0.0.2:8085", "b");
+        assert!(view.pardon(&restarted, true));
         assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
     }
 
