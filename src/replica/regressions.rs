@@ -59,6 +59,38 @@ fn trio() -> [Replica; 3] {
     rs
 }
 
+/// `old` restarts as incarnation `inc` (its `VIEW`: A, `peers` and
+/// itself), joins A and reports A's clock (the one it copied) from `now`;
+/// A retires `old` at its tick at `tick_at`.
+fn restart_and_retire(
+    a: &mut Replica,
+    peers: &[SocketAddress],
+    old: &Member,
+    inc: &str,
+    (now, tick_at): (Millis, Millis),
+) {
+    let mut view = vec![a.me().address.clone(), old.address.clone()];
+    view.extend_from_slice(peers);
+    let restarted = Replica::new(old.address.clone(), inc, &view, Timing::default(), now);
+    assert!(matches!(
+        a.handle(restarted.join_request(), now),
+        Reply::Join { .. }
+    ));
+    let report = Request::Heartbeat {
+        from: restarted.me().clone(),
+        clock: a.applied().clone(),
+        retired: Vec::new(),
+        decided: 0,
+    };
+    assert!(matches!(
+        a.handle(report, now + 10),
+        Reply::Heartbeat { .. }
+    ));
+    a.tick(tick_at);
+    a.take_effects();
+    assert!(a.known().is_retired(&old.id), "A retired {}", old.id);
+}
+
 /// The context a client keeps after `read`.
 fn context_after(read: &ReadResult, sent: &CausalContext) -> CausalContext {
     CausalContext::parse(Some(&read.learned.metadata(sent).to_value())).unwrap()
@@ -82,26 +114,8 @@ fn a_write_of_an_ended_incarnation_still_on_its_way_is_waited_for() {
     let second = writes_of(&mut c);
     drop(c);
     // C restarts as C2, joins A and reports (the clock it copied) A's.
-    let view = [
-        a.me().address.clone(),
-        b.me().address.clone(),
-        c_member.address.clone(),
-    ];
-    let c2 = Replica::new(c_member.address.clone(), "c2", &view, Timing::default(), 30);
-    assert!(matches!(
-        a.handle(c2.join_request(), 30),
-        Reply::Join { .. }
-    ));
-    let report = Request::Heartbeat {
-        from: c2.me().clone(),
-        clock: a.applied().clone(),
-        retired: Vec::new(),
-        decided: 0,
-    };
-    assert!(matches!(a.handle(report, 40), Reply::Heartbeat { .. }));
-    a.tick(50);
-    a.take_effects();
-    assert!(a.known().is_retired(&c_member.id), "A retired C");
+    let peers = [b.me().address.clone()];
+    restart_and_retire(&mut a, &peers, &c_member, "c2", (30, 50));
     // The write on the wire reaches B; a client reads it there, writes j.
     hand(&c_member, second, &mut b, 60);
     let read = b.read(&key("k"), &empty).unwrap();
@@ -198,26 +212,7 @@ fn a_retired_writer_s_tombstone_waits_for_concurrent_writes() {
     assert!(m.store().get(&key("K")).unwrap().is_tombstone());
     // M reports; X ends and A retires it.
     heartbeat(&m, &mut a, 5200);
-    let view = [
-        a.me().address.clone(),
-        mm.address.clone(),
-        xm.address.clone(),
-    ];
-    let x2 = Replica::new(xm.address.clone(), "x2", &view, Timing::default(), 5300);
-    assert!(matches!(
-        a.handle(x2.join_request(), 5300),
-        Reply::Join { .. }
-    ));
-    let report = Request::Heartbeat {
-        from: x2.me().clone(),
-        clock: a.applied().clone(),
-        retired: Vec::new(),
-        decided: 0,
-    };
-    assert!(matches!(a.handle(report, 5300), Reply::Heartbeat { .. }));
-    a.tick(5400);
-    a.take_effects();
-    assert!(a.known().is_retired(&xm.id), "A retired X");
+    restart_and_retire(&mut a, &[mm.address.clone()], &xm, "x2", (5300, 5400));
     // The M-A link is down a while (M a suspect), then heals.
     for t in (5450..=10100).step_by(50) {
         a.tick(t);
