@@ -91,6 +91,21 @@ fn restart_and_retire(
     assert!(a.known().is_retired(&old.id), "A retired {}", old.id);
 }
 
+/// `from` heartbeats `to`, which refuses it as removed from the view.
+fn refused_as_removed(from: &mut Replica, to: &mut Replica, now: Millis) {
+    let address = to.me().address.clone();
+    let reply = to.handle(from.heartbeat_for(&address), now);
+    let removed = matches!(
+        reply,
+        Reply::Refused {
+            reason: Refusal::Removed,
+            ..
+        }
+    );
+    assert!(removed, "{reply:?}");
+    from.on_reply(&address, Kind::Heartbeat, Ok(reply), now);
+}
+
 /// The context a client keeps after `read`.
 fn context_after(read: &ReadResult, sent: &CausalContext) -> CausalContext {
     CausalContext::parse(Some(&read.learned.metadata(sent).to_value())).unwrap()
@@ -212,7 +227,13 @@ fn a_retired_writer_s_tombstone_waits_for_concurrent_writes() {
     assert!(m.store().get(&key("K")).unwrap().is_tombstone());
     // M reports; X ends and A retires it.
     heartbeat(&m, &mut a, 5200);
-    restart_and_retire(&mut a, &[mm.address.clone()], &xm, "x2", (5300, 5400));
+    restart_and_retire(
+        &mut a,
+        std::slice::from_ref(&mm.address),
+        &xm,
+        "x2",
+        (5300, 5400),
+    );
     // The M-A link is down a while (M a suspect), then heals.
     for t in (5450..=10100).step_by(50) {
         a.tick(t);
@@ -243,20 +264,7 @@ fn a_re_add_only_the_re_added_replica_heard_reaches_the_others_through_it() {
     drop(a);
     // B heartbeats C: refused as removed, it joins C instead.
     b.take_effects();
-    let c_address = c.me().address.clone();
-    let beat = b.heartbeat_for(&c_address);
-    let reply = c.handle(beat, 30);
-    assert!(
-        matches!(
-            reply,
-            Reply::Refused {
-                reason: Refusal::Removed,
-                ..
-            }
-        ),
-        "{reply:?}"
-    );
-    b.on_reply(&c_address, Kind::Heartbeat, Ok(reply), 30);
+    refused_as_removed(&mut b, &mut c, 30);
     exchange(&mut b, &mut c, 31);
     assert!(c.view().contains(&b_address), "C learned the re-add from B");
 }
@@ -277,19 +285,7 @@ fn a_replica_refused_as_removed_serves_no_client_until_added_back() {
     exchange(&mut a, &mut b, 10);
     a.take_effects();
     let a_address = a.me().address.clone();
-    let beat = c.heartbeat_for(&a_address);
-    let reply = a.handle(beat, 20);
-    assert!(
-        matches!(
-            reply,
-            Reply::Refused {
-                reason: Refusal::Removed,
-                ..
-            }
-        ),
-        "{reply:?}"
-    );
-    c.on_reply(&a_address, Kind::Heartbeat, Ok(reply), 20);
+    refused_as_removed(&mut c, &mut a, 20);
     assert_eq!(c.read(&key("k"), &empty), Err(Wait::Removed));
     assert_eq!(
         c.write(key("k"), value("2"), &empty).unwrap_err(),
