@@ -227,10 +227,14 @@ impl View {
     }
 
     /// Adds `address`, learned from another member's view, unless it is a
-    /// member already or an operator removed it (the other member's view
-    /// may predate the removal). Returns whether it was added.
+    /// member already, a suspect (this replica saw it stop answering: it is
+    /// probed, and readmitted when it answers, not on hearsay), or an
+    /// operator removed it (the other member's view may predate the
+    /// removal). Returns whether it was added.
     pub fn learn(&mut self, address: &SocketAddress, now: Millis) -> bool {
-        !self.evicted.contains_key(address) && self.add(address, now)
+        !self.evicted.contains_key(address)
+            && !self.suspects.contains_key(address)
+            && self.add(address, now)
     }
 
     /// An operator (a relayed change, or DNS) removes `address`: it leaves
@@ -467,6 +471,20 @@ mod tests {
         let restarted = member("10.0.0.2:8085", "b");
         assert!(view.pardon(&restarted, true));
         assert_eq!(view.hear_from(&restarted, 3), Heard::Added);
+    }
+
+    #[test]
+    fn a_suspect_is_not_readmitted_on_hearsay() {
+        let mut view = View::new(addr("10.0.0.1:8085"), &[addr("10.0.0.2:8085")], 0);
+        let b = member("10.0.0.2:8085", "b");
+        view.hear_from(&b, 100);
+        assert_eq!(view.expire(5000, 3000), vec![b.address.clone()]);
+        assert!(
+            !view.learn(&b.address, 5100),
+            "a suspect learned from a view"
+        );
+        assert!(!view.contains(&b.address));
+        assert_eq!(view.hear_from(&b, 5200), Heard::Readmitted);
     }
 
     #[test]
