@@ -2198,6 +2198,7 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         Request::Snapshot {
             from: forged.clone(),
             cursor: 0,
+            fresh: false,
         },
         Request::ViewChange {
             from: real[0].clone(),
@@ -2285,6 +2286,7 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
     let body = serde_json::to_value(Request::Snapshot {
         from: real[0].clone(),
         cursor: 0,
+        fresh: false,
     })
     .expect("serialize");
     let r = c

@@ -55,7 +55,9 @@ async fn handle(
     }
     // A page of a copy only looks at the state: other readers go on.
     let reply = match request {
-        Request::Snapshot { cursor, .. } => node.read_replica(|replica| replica.page(cursor)),
+        Request::Snapshot { cursor, fresh, .. } => {
+            node.read_replica(|replica| replica.page(cursor, fresh))
+        }
         request => node.with_replica(|replica, now| replica.handle(request, now)),
     };
     if !matches!(kind, Kind::Snapshot | Kind::Pull) {

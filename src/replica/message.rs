@@ -154,6 +154,9 @@ pub enum Request {
         /// The slot the page starts at: 0 for the first page.
         #[serde(default)]
         cursor: u32,
+        /// Whether the sender holds no copy of the state yet (it starts).
+        #[serde(default)]
+        fresh: bool,
     },
     /// Relays an operator's view change.
     ViewChange {

@@ -39,7 +39,7 @@ impl Replica {
                 self.learn_decisions(decisions, now);
                 self.on_join(&from, clock, retired, collected, fresh, now)
             }
-            Request::Snapshot { cursor, .. } => self.page(cursor),
+            Request::Snapshot { cursor, fresh, .. } => self.page(cursor, fresh),
             Request::ViewChange { decision, .. } => {
                 if self.view.touch(&from, now) == Heard::Evicted {
                     return self.refuse(Refusal::Removed);

@@ -390,3 +390,26 @@ fn a_pull_answered_by_a_peer_no_longer_trusted_is_not_merged() {
     });
     assert!(!pulled, "pulled from a peer not trusted");
 }
+
+/// Three replicas that each lack what another forgot all copy at once: a
+/// running replica that is copying must still give its state to another
+/// running one (or they wait on each other for good), never to one that
+/// is starting.
+#[test]
+fn a_running_replica_that_is_copying_gives_its_state_to_running_ones_only() {
+    let [mut a, _b, c] = trio();
+    a.start_transfer(&c.me().address, true, 10);
+    assert!(!a.is_ready(), "a blocking copy makes A not ready");
+    assert!(
+        matches!(a.page(0, false), Reply::Snapshot { .. }),
+        "a running copier was refused"
+    );
+    let refused = matches!(
+        a.page(0, true),
+        Reply::Refused {
+            reason: Refusal::NotReady,
+            ..
+        }
+    );
+    assert!(refused, "a starting replica got the state of one not ready");
+}

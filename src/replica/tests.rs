@@ -161,6 +161,7 @@ fn a_replica_that_holds_no_copy_gives_none_and_a_starting_one_serves_no_client()
             id: ReplicaId::new(b.as_str(), "b"),
         },
         cursor: 0,
+        fresh: true,
     };
     assert!(matches!(
         ra.handle(snapshot, 1),

@@ -85,9 +85,20 @@ impl Transfer {
 
 impl Replica {
     /// Page `cursor` of this replica's state, for a replica copying it
-    /// (what [`Request::Snapshot`] is answered with).
-    pub fn page(&self, cursor: u32) -> Reply {
-        if !self.is_ready() || self.draining {
+    /// (what [`Request::Snapshot`] is answered with; `fresh` if that one
+    /// is starting). Refused unless this replica is ready, but for one
+    /// detail: a running replica that is itself copying what another
+    /// forgot still gives its state to another running one. Replicas that
+    /// each lack what another forgot (after a partition that split them
+    /// three ways) would otherwise wait on each other for good; a running
+    /// replica's state is whole, and the copier merges it by the same
+    /// rule as any other.
+    pub fn page(&self, cursor: u32, fresh: bool) -> Reply {
+        let gives = match fresh {
+            true => self.is_ready(),
+            false => self.is_synced() && !self.is_removed(),
+        };
+        if !gives || self.draining {
             return Reply::Refused {
                 from: self.me.clone(),
                 reason: Refusal::NotReady,
@@ -155,6 +166,7 @@ impl Replica {
         let request = Request::Snapshot {
             from: self.me.clone(),
             cursor,
+            fresh: !self.is_synced(),
         };
         self.send(&to, request);
     }
