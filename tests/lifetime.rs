@@ -390,6 +390,31 @@ async fn an_evicted_replica_added_back_brings_back_nothing_deleted() {
 }
 
 #[actix_web::test]
+async fn a_live_replica_removed_and_added_back_serves_again_at_once() {
+    let c = Options::default().start(3).await;
+    let removed = c.addr(2).to_string();
+    let ctx = put(&c, 0, "before", json!("x"), &json!("")).await;
+    let r = c.change_view(0, false, &removed).await;
+    assert_eq!(r.status, 200, "DELETE of replica 2 from the view: {r:?}");
+    c.wait_views(&[0, 1], &c.expected_view(&[0, 1])).await;
+    c.wait_health(&[2], "told it was removed", DEADLINE, |_, h| {
+        match h["removed"].as_bool() {
+            Some(true) => Ok(()),
+            other => Err(format!("removed: {other:?}")),
+        }
+    })
+    .await;
+    let r = c.change_view(0, true, &removed).await;
+    assert_eq!(r.status, 201, "PUT of replica 2 back into the view: {r:?}");
+    // A client at the re-added replica is served as soon as it is heard
+    // again (the request waits that long, well within the causal wait).
+    let r = c.get(2, "before", &ctx).await;
+    assert_eq!(r.status, 200, "GET at the re-added replica: {r:?}");
+    assert_eq!(r.body["value"], "x", "{r:?}");
+    c.wait_views(&[0, 1, 2], &c.expected_view(&[0, 1, 2])).await;
+}
+
+#[actix_web::test]
 async fn a_replica_paused_past_the_suspect_timeout_comes_back_without_resurrection_and_serves_the_latest_context(
 ) {
     let mut c = Options::default()
