@@ -201,7 +201,7 @@ impl Replica {
         Request::Heartbeat {
             from: self.me.clone(),
             clock: self.known.clock().clone(),
-            retired: self.retirements_for(self.view.peer(peer).and_then(|p| p.clock.as_ref())),
+            retired: self.retirements_told(peer),
             decided: self.decided,
         }
     }

@@ -63,16 +63,21 @@ impl Replica {
         }
         self.view.remove(&address, None);
         info!(peer = %address, "replica removed from the view by request");
-        self.relays.remove(&address);
-        self.removed_by.remove(&address);
-        self.outbox.push(Effect::DropQueue {
-            peer: address.clone(),
-        });
+        self.let_go(address.clone());
         let decision = self.decide(ViewChange::Remove(address.clone()));
         self.relay(&decision);
         let request = self.relay_request(decision);
         self.send(&address, request);
         true
+    }
+
+    /// Drops what this replica keeps for `peer`, which left the view (or
+    /// was forgotten): the view changes queued for it, its refusal of this
+    /// replica, and its replication queue.
+    pub(super) fn let_go(&mut self, peer: SocketAddress) {
+        self.relays.remove(&peer);
+        self.removed_by.remove(&peer);
+        self.outbox.push(Effect::DropQueue { peer });
     }
 
     /// Stamps a change made here, and records it as the last of its
@@ -211,10 +216,8 @@ impl Replica {
                 self.dns_misses.remove(&address);
                 let expires = now + self.timing.suspect_timeout;
                 self.view.remove(&address, Some(expires));
-                self.relays.remove(&address);
-                self.removed_by.remove(&address);
                 info!(peer = %address, "replica no longer listed in DNS; removed from the view");
-                self.outbox.push(Effect::DropQueue { peer: address });
+                self.let_go(address);
             }
         }
     }
@@ -256,9 +259,7 @@ impl Replica {
                 if self.view.remove(&address, None) {
                     info!(peer = %address, "replica removed from the view (relayed)");
                 }
-                self.removed_by.remove(&address);
-                self.relays.remove(&address);
-                self.outbox.push(Effect::DropQueue { peer: address });
+                self.let_go(address);
             }
             ViewChange::Add(_) => {}
         }

@@ -56,18 +56,18 @@
 //! being probed and the first reply readmits them; a suspect silent for the
 //! suspect timeout is forgotten. The addresses of `VIEW` (and of
 //! `VIEW_DNS`), and those an operator added and did not remove since, are
-//! seeds: one that is not known is sent a join now and then,
-//! so that replicas that forgot each other across a long partition find
-//! each other again. An operator's view change is relayed to every member,
+//! seeds: one that is not known is sent a join now and then, so that
+//! replicas that forgot each other across a long partition find each other
+//! again. An operator's view change is relayed to every member,
 //! in order and retried until each acknowledges it (a change lost on the way
-//! would leave the views different for good); changes are numbered, so one
-//! sent again is applied once. An address removed that way is refused until
-//! it joins again; a replica refused so serves no client until the
-//! replicas that refused it hear it again (its store may lack what they
-//! forgot since, and its clients' contexts may no longer name it).
-//! Changes are stamped, so every replica agrees on the last
-//! change of each address, and they also travel in joins, so a replica
-//! that was away learns them when it meets the others again.
+//! would leave the views different for good). Changes are stamped, so one
+//! sent again changes nothing and every replica agrees on the last change
+//! of each address; they also travel in joins, so a replica that was away
+//! learns them when it meets the others again. An address removed that way
+//! is refused until it joins again; a replica refused so serves no client
+//! until the replicas that refused it hear it again (its store may lack
+//! what they forgot since, and its clients' contexts may no longer name
+//! it).
 //!
 //! # Implementation caveats
 //!
@@ -499,10 +499,11 @@ impl Replica {
     }
 
     /// Whether a replica removed this one from the view and has not heard
-    /// it since (nor was it forgotten or removed here since). Others may have retired writes this
-    /// replica never saw and pruned them from their clients' contexts: it
-    /// cannot tell such a context from one that names nothing, so it serves
-    /// no client until it is heard again (and copies what it lacks).
+    /// it since (nor was it forgotten or removed here since). Others may
+    /// have retired writes this replica never saw and pruned them from
+    /// their clients' contexts: it cannot tell such a context from one that
+    /// names nothing, so it serves no client until it is heard again (and
+    /// copies what it lacks).
     pub fn is_removed(&self) -> bool {
         !self.removed_by.is_empty()
     }

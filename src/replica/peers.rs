@@ -17,7 +17,7 @@
 use tracing::{debug, info, warn};
 
 use crate::address::SocketAddress;
-use crate::causal::VectorClock;
+use crate::causal::{Retired, VectorClock};
 
 use super::{
     Heard, Kind, Member, Millis, Refusal, Replica, Reply, Request, StateTransfer, Versions, Write,
@@ -68,15 +68,11 @@ impl Replica {
                 if let Err(refusal) = self.hear_trusted(&from, now) {
                     return self.refuse(refusal);
                 }
-                self.adopt(&retired);
-                self.catch_up_decisions(&from.address, decided, now);
-                let reported = self.with_retirements(clock, &retired);
-                let answer = self.retirements_for(Some(&reported));
-                self.note_clock(&from.address, reported, now);
+                self.on_heartbeat(&from.address, clock, retired, decided, now);
                 Reply::Heartbeat {
                     from: self.me.clone(),
                     clock: self.known.clock().clone(),
-                    retired: answer,
+                    retired: self.retirements_told(&from.address),
                     decided: self.decided,
                 }
             }
@@ -186,12 +182,7 @@ impl Replica {
                 clock,
                 retired,
                 decided,
-            } => {
-                self.adopt(&retired);
-                self.catch_up_decisions(&from.address, decided, now);
-                let reported = self.with_retirements(clock, &retired);
-                self.note_clock(&from.address, reported, now);
-            }
+            } => self.on_heartbeat(&from.address, clock, retired, decided, now),
             Reply::Pull { from, state } => {
                 // A peer that lost this replica's trust since the pull was
                 // sent (removed and added back, forgotten and met again)
@@ -254,6 +245,23 @@ impl Replica {
             info!(peer = %member.address, "replica is back; readmitted to the view");
         }
         heard
+    }
+
+    /// What a heartbeat (sent or answered) of `peer` tells: the
+    /// retirements it made, whether it knows other view changes, and the
+    /// clock it has applied.
+    fn on_heartbeat(
+        &mut self,
+        peer: &SocketAddress,
+        clock: VectorClock,
+        retired: Vec<Retired>,
+        decided: u64,
+        now: Millis,
+    ) {
+        self.adopt(&retired);
+        self.catch_up_decisions(peer, decided, now);
+        let reported = self.with_retirements(clock, &retired);
+        self.note_clock(peer, reported, now);
     }
 
     /// Records the applied clock `peer` reported, to pull what it has and

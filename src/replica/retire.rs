@@ -31,6 +31,8 @@ use tracing::info;
 
 use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
 
+use crate::address::SocketAddress;
+
 use super::Replica;
 
 impl Replica {
@@ -46,6 +48,12 @@ impl Replica {
                 self.known.is_retired(id).then(|| (id.clone(), retired))
             })
             .collect()
+    }
+
+    /// This replica's retirements of the incarnations `peer` last reported
+    /// applying: what a heartbeat to it (or an answer) tells.
+    pub(super) fn retirements_told(&self, peer: &SocketAddress) -> Vec<Retired> {
+        self.retirements_for(self.view.peer(peer).and_then(|p| p.clock.as_ref()))
     }
 
     /// `clock` with the retirements a peer told of as entries: what the

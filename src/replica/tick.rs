@@ -66,11 +66,9 @@ impl Replica {
         }
         for peer in self.view.forget(now, self.timing.suspect_timeout) {
             info!(%peer, "replica silent past the suspect timeout; forgotten");
-            self.relays.remove(&peer);
             self.dns_misses.remove(&peer);
             self.rejoined.remove(&peer);
-            self.removed_by.remove(&peer);
-            self.outbox.push(Effect::DropQueue { peer });
+            self.let_go(peer);
         }
         self.view.expire_evictions(now);
         // A refuser this replica no longer knows, silent as long as a
