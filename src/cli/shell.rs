@@ -3,10 +3,9 @@
 //!
 //! On a terminal it offers line editing and a history kept in the state
 //! directory; from a pipe it reads lines silently (no prompt), so scripts
-//! can feed it. Lines are split into words like a POSIX shell does for
-//! simple cases: a word starting with `'` or `"` runs to the matching
-//! quote (`\"` and `\\` escape inside double quotes); quotes inside a word
-//! are kept, so `put k {"a":1}` stores a JSON object.
+//! can feed it. Lines are split into words exactly as a POSIX shell splits
+//! them (by [`shlex`]), so a line behaves as it would after `kvctl` on the
+//! command line: quote a JSON value in single quotes, `put k '{"a":1}'`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -193,40 +192,9 @@ pub async fn run_line(runner: &mut Runner, line: &str, json: bool) -> Step {
     }
 }
 
-/// Splits a shell line into words (see the module doc for the quoting).
+/// Splits a shell line into words as a POSIX shell does.
 pub fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let Some(&first) = chars.peek() else {
-            return Ok(words);
-        };
-        let mut word = String::new();
-        if first == '\'' || first == '"' {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    c if c == first => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' if first == '"' && matches!(chars.peek(), Some('"' | '\\')) => {
-                        word.push(chars.next().expect("peeked"));
-                    }
-                    c => word.push(c),
-                }
-            }
-            if !closed {
-                return Err(format!("unterminated {first} quote"));
-            }
-        }
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-            word.push(c);
-        }
-        words.push(word);
-    }
+    shlex::split(line).ok_or_else(|| "unterminated quote or trailing backslash".to_string())
 }
 
 #[cfg(test)]
@@ -249,10 +217,13 @@ mod tests {
             words(r#"put k '{"a": [1, 2]}'"#),
             ["put", "k", r#"{"a": [1, 2]}"#]
         );
-        assert_eq!(words(r#"put k {"a":1}"#), ["put", "k", r#"{"a":1}"#]);
+        // Quotes inside a word are a shell's, not part of the value.
+        assert_eq!(words(r#"put k {"a":1}"#), ["put", "k", "{a:1}"]);
+        assert_eq!(words(r"put k hello\ world"), ["put", "k", "hello world"]);
         assert_eq!(words("put k ''"), ["put", "k", ""]);
         assert!(words("").is_empty());
         assert!(split_words("put k 'open").is_err());
         assert!(split_words("put k \"open").is_err());
+        assert!(split_words("put k end\\").is_err());
     }
 }
