@@ -43,6 +43,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod incarnation;
 pub mod metrics;
 pub mod node;
 pub mod queues;

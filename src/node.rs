@@ -176,7 +176,7 @@ impl Node {
                 let _ = self.jobs.send(Job::Send { to, request });
             }
             Effect::Reincarnate => {
-                let incarnation = new_incarnation();
+                let incarnation = crate::incarnation::fresh();
                 let me = self.with_replica(|replica, _| {
                     replica.reincarnate(&incarnation);
                     replica.me().clone()
@@ -290,10 +290,4 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// A fresh incarnation: 64 random bits, as 16 hex digits.
-pub fn new_incarnation() -> String {
-    let random = uuid::Uuid::new_v4().as_u128() as u64;
-    format!("{random:016x}")
 }

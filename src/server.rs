@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use tracing::info;
+use tracing_actix_web::TracingLogger;
 
 use crate::address::SocketAddress;
 use crate::config::Config;
 use crate::http;
-use crate::node::{new_incarnation, Node};
+use crate::node::Node;
 use crate::transport;
 
 /// How often the replica's timers are advanced.
@@ -34,9 +35,10 @@ pub struct Running {
 }
 
 /// Binds the HTTP server and starts the transport, the ticker and the
-/// signal watch. Must be called inside an actix system; await `server` to
-/// run until a signal.
-pub fn start(mut config: Config) -> std::io::Result<Running> {
+/// signal watch, for a replica that is `incarnation` (see
+/// [`crate::incarnation`]). Must be called inside an actix system; await
+/// `server` to run until a signal.
+pub fn start(mut config: Config, incarnation: &str) -> std::io::Result<Running> {
     if let Some(name) = &config.view_dns {
         // Seed the view from DNS, so that the start-up sync has members to
         // copy from; the answer may take a moment while the name appears.
@@ -57,11 +59,12 @@ pub fn start(mut config: Config) -> std::io::Result<Running> {
     }
     let listen = config.listen;
     let workers = config.workers;
-    let (node, jobs) = Node::new(config, &new_incarnation(), transport::start_drain);
+    let (node, jobs) = Node::new(config, incarnation, transport::start_drain);
     let app_node = web::Data::from(node.clone());
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(actix_web::middleware::from_fn(http::observe))
+            .wrap(actix_web::middleware::from_fn(http::record_metrics))
+            .wrap(TracingLogger::<http::RequestSpan>::new())
             .configure(|c| http::configure(c, app_node.clone()))
     })
     .workers(workers)

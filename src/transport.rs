@@ -239,9 +239,8 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
 
 /// `base` plus up to half of it at random, so peers do not retry in step.
 fn jitter(base: Duration) -> Duration {
-    let random = uuid::Uuid::new_v4().as_u128() as u64;
-    let spread = base.as_millis() as u64 / 2 + 1;
-    base + Duration::from_millis(random % spread)
+    let spread = base.as_millis() as u64 / 2;
+    base + Duration::from_millis(rand::random_range(0..=spread))
 }
 
 #[cfg(test)]

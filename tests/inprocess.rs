@@ -29,7 +29,7 @@ fn config(port: u16) -> Config {
 async fn a_lone_in_process_replica_serves_the_key_value_api() {
     // The socket address names a port nobody listens on; clients use the
     // bound one. A lone replica never needs to reach itself.
-    let running = causalkv::server::start(config(1)).unwrap();
+    let running = causalkv::server::start(config(1), &causalkv::incarnation::fresh()).unwrap();
     let server = running.server.handle();
     actix_rt::spawn(running.server);
     let host = running.local_addr.to_string();

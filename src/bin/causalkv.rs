@@ -56,7 +56,9 @@ fn main() -> ExitCode {
 
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let running = causalkv::server::start(config)?;
+        // A replica without a disk is someone new at every start.
+        let incarnation = causalkv::incarnation::fresh();
+        let running = causalkv::server::start(config, &incarnation)?;
         running.server.await
     });
     match result {

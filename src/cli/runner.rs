@@ -415,7 +415,7 @@ mod tests {
             ..Args::default()
         })
         .unwrap();
-        let running = crate::server::start(config).unwrap();
+        let running = crate::server::start(config, &crate::incarnation::fresh()).unwrap();
         let handle = running.server.handle();
         actix_rt::spawn(running.server);
         (handle, running.local_addr.to_string())
