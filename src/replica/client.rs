@@ -7,10 +7,10 @@ use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, VectorClock};
 use crate::store::{Key, Value};
 
-use super::{
-    single, Effect, Handover, Learned, Millis, Outcome, ReadResult, Replica, Request, Wait, Write,
-    WriteResult,
-};
+use super::message::{Request, Write};
+use super::outputs::{Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult};
+use super::state::{single, Replica};
+use super::timing::Millis;
 
 impl Replica {
     /// The writes `context` names that are not applied here.

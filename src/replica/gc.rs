@@ -22,45 +22,15 @@
 
 use tracing::debug;
 
-use std::collections::BTreeSet;
+use crate::causal::VectorClock;
 
-use crate::address::SocketAddress;
-use crate::causal::{ReplicaId, VectorClock};
-
-use super::{Millis, Replica};
+use super::state::{Replica, Stable};
+use super::timing::Millis;
 
 /// Tombstones walked per tick while a collection round lasts.
 const GC_BATCH: usize = 1 << 16;
 
 /// The state of tombstone collection.
-#[derive(Debug)]
-pub(super) struct Gc {
-    last_round: Millis,
-    /// The stable clock taken last time, and what must be applied before
-    /// it may be used.
-    barrier: Option<(Stable, VectorClock)>,
-    /// The stable clock of the round in progress.
-    round: Option<Stable>,
-}
-
-/// A stable clock, and the members and suspects (by incarnation, when
-/// known) whose clocks it was taken from.
-#[derive(Debug)]
-struct Stable {
-    clock: VectorClock,
-    had_say: BTreeSet<(SocketAddress, Option<ReplicaId>)>,
-}
-
-impl Gc {
-    pub(super) fn new(now: Millis) -> Self {
-        Gc {
-            last_round: now,
-            barrier: None,
-            round: None,
-        }
-    }
-}
-
 impl Replica {
     /// Walks a batch of the round in progress; every gc interval, starts
     /// the round whose barrier passed and sets the next barrier.

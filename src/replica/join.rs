@@ -50,7 +50,11 @@ use tracing::{debug, info, warn};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
 
-use super::{Effect, Heard, Member, Millis, Refusal, Replica, Reply, Sync, ViewChange};
+use super::message::{Member, Refusal, Reply, ViewChange};
+use super::outputs::Effect;
+use super::peer::Heard;
+use super::state::{Replica, Sync};
+use super::timing::Millis;
 
 impl Replica {
     /// Whether a replica that applied `clock` and retired `retired` holds

@@ -21,7 +21,10 @@ use tracing::{info, warn};
 
 use crate::address::SocketAddress;
 
-use super::{Decision, Effect, Millis, Replica, Request, ViewChange, Wait, DNS_MISSES_TO_LEAVE};
+use super::message::{Decision, Request, ViewChange};
+use super::outputs::{Effect, Wait};
+use super::state::Replica;
+use super::timing::{Millis, DNS_MISSES_TO_LEAVE};
 
 impl Replica {
     /// An operator's view change, as the API takes it: refused while this

@@ -19,9 +19,10 @@ use tracing::{debug, info, warn};
 use crate::address::SocketAddress;
 use crate::causal::{Retired, VectorClock};
 
-use super::{
-    Heard, Kind, Member, Millis, Refusal, Replica, Reply, Request, StateTransfer, Versions, Write,
-};
+use super::message::{Kind, Member, Refusal, Reply, Request, StateTransfer, Versions, Write};
+use super::peer::Heard;
+use super::state::Replica;
+use super::timing::Millis;
 
 impl Replica {
     /// Handles a request from a peer and returns the reply.

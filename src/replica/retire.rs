@@ -33,7 +33,7 @@ use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
 
 use crate::address::SocketAddress;
 
-use super::Replica;
+use super::state::Replica;
 
 impl Replica {
     /// This replica's retirements of the incarnations `clock` names.

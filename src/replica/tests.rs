@@ -2,6 +2,8 @@
 //! simulated cluster in `sim.rs` covers the protocol as a whole).
 
 use super::*;
+use crate::address::SocketAddress;
+use crate::causal::{CausalContext, ReplicaId, VectorClock};
 use crate::causal::{Dot, Retirement};
 use crate::store::{Key, Value};
 

@@ -6,8 +6,10 @@ use tracing::{info, warn};
 
 use crate::address::SocketAddress;
 
-use super::view::Peer;
-use super::{Effect, Millis, Replica};
+use super::outputs::Effect;
+use super::peer::Peer;
+use super::state::Replica;
+use super::timing::Millis;
 
 /// How long writes stuck in the delivery buffer wait between two rounds of
 /// pulls for their prerequisites.

@@ -34,9 +34,10 @@ use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, VectorClock};
 use crate::store::{Key, Marks, Store, Version};
 
-use super::{
-    Effect, Member, Millis, Page, Refusal, Replica, Reply, Request, Start, Sync, Versions,
-};
+use super::message::{Member, Page, Refusal, Reply, Request, Start, Versions};
+use super::outputs::Effect;
+use super::state::{Replica, Sync, Transfer};
+use super::timing::Millis;
 
 /// Consecutive failed page requests after which a copy is given up.
 const MAX_FAILURES: u32 = 5;
@@ -46,42 +47,6 @@ const PAGE_BYTES: usize = 8 << 20;
 
 /// Slots swept per tick once every page is in.
 const SWEEP_SLOTS: u32 = 1 << 16;
-
-/// A copy of another replica's state in progress.
-#[derive(Debug)]
-pub(super) struct Transfer {
-    from: SocketAddress,
-    /// The giver's incarnation, from its first page: every page must come
-    /// from the same one.
-    giver: Option<ReplicaId>,
-    /// Whether clients wait until the copy is merged.
-    blocking: bool,
-    /// What the copy accounts for, from its first page.
-    start: Option<Start>,
-    /// The cursor of the page to ask for next; `None` once every page is in.
-    next: Option<u32>,
-    /// Where the sweep of untouched slots is, once every page is in.
-    sweep: Option<u32>,
-    marks: Marks,
-    /// On a running replica: the versions of writes it does not count,
-    /// merged once every page is in.
-    aside: BTreeMap<Key, Version>,
-    /// Values that may have met a delete the other side forgot, replayed
-    /// once the copy is merged (see [`crate::store`]'s copy module).
-    replays: Vec<(Key, Version)>,
-    in_flight: bool,
-    failures: u32,
-    retry_at: Millis,
-    pages: u32,
-    keys: usize,
-}
-
-impl Transfer {
-    /// Whether clients wait until the copy is merged.
-    pub(super) fn blocks_clients(&self) -> bool {
-        self.blocking
-    }
-}
 
 impl Replica {
     /// Page `cursor` of this replica's state, for a replica copying it
