@@ -46,7 +46,8 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use super::{Key, Store, Value, Version};
+use super::table::Store;
+use super::value::{Key, Value, Version};
 use crate::causal::{Dot, ReplicaId};
 
 /// A copy of some of a store's versions (see [`Store::image_page`]).
@@ -169,7 +170,7 @@ impl Store {
         for (origin, id) in self.origins.ids().iter().enumerate() {
             if let Some(n) = after(id) {
                 let origin = origin as u32;
-                let held = |i, counter| super::holds(&self.slots, i, origin, counter);
+                let held = |i, counter| super::table::holds(&self.slots, i, origin, counter);
                 self.origins.after(origin, n, &mut slots, held);
             }
         }

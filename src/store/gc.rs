@@ -9,7 +9,7 @@
 
 use crate::causal::{ReplicaId, VectorClock};
 
-use super::Store;
+use super::table::Store;
 
 /// What one batch of tombstone collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

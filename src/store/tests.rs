@@ -1,5 +1,5 @@
 use super::*;
-use crate::causal::{ReplicaId, VectorClock};
+use crate::causal::{Dot, ReplicaId, VectorClock};
 
 fn key(k: &str) -> Key {
     Key::parse(k).unwrap()

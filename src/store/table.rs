@@ -1,0 +1,345 @@
+//! The store's slot table: every key's winning version, one dense slot per
+//! key, found through a hash table of slot numbers.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::causal::Dot;
+
+use super::origins::Origins;
+use super::value::{Key, Value, Version};
+
+/// The contents of one replica: the winning version of every key.
+///
+/// Laid out for memory, since a replica holds every key: each key is one
+/// `Slot` in a dense vector, its key and value text side by side in one
+/// allocation, its dot naming the writer by a small number instead of the
+/// writer's identity. A hash table of slot numbers finds a key's slot; a
+/// slot never moves while its key is stored (a removed key's slot is
+/// reused), so a slot number is also a stable cursor for scans.
+#[derive(Default, Clone)]
+pub struct Store {
+    pub(super) slots: Vec<Slot>,
+    /// Vacant slots, reused before the vector grows.
+    pub(super) vacant: Vec<u32>,
+    pub(super) index: HashTable<u32>,
+    pub(super) hasher: DefaultHashBuilder,
+    pub(super) origins: Origins,
+    pub(super) tombstones: usize,
+    /// Slots that became tombstones, in no particular order (some may have
+    /// changed since): what tombstone collection walks instead of the store.
+    pub(super) tombs: Vec<u32>,
+    /// Where the tombstone collection in progress has got to in `tombs`.
+    pub(super) gc_cursor: usize,
+}
+
+/// One stored key.
+#[derive(Clone, Default)]
+pub(super) struct Slot {
+    /// The key followed by the value's JSON text (nothing for a tombstone);
+    /// empty in a vacant slot.
+    pub(super) text: Box<str>,
+    pub(super) counter: u64,
+    pub(super) lamport: u64,
+    /// The writer, as its number in [`Origins`].
+    pub(super) origin: u32,
+    /// Length of the key at the start of `text`, in bytes (at most 200).
+    pub(super) key_len: u8,
+}
+
+impl Slot {
+    pub(super) fn key(&self) -> &str {
+        &self.text[..self.key_len as usize]
+    }
+
+    pub(super) fn value(&self) -> Option<&str> {
+        let value = &self.text[self.key_len as usize..];
+        (!value.is_empty()).then_some(value)
+    }
+
+    pub(super) fn is_vacant(&self) -> bool {
+        self.key_len == 0
+    }
+
+    pub(super) fn is_tombstone(&self) -> bool {
+        !self.is_vacant() && self.text.len() == self.key_len as usize
+    }
+}
+
+/// A stored key's version, borrowed from the store.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    pub(super) slot: &'a Slot,
+    pub(super) origins: &'a Origins,
+}
+
+impl<'a> Entry<'a> {
+    /// The key as text.
+    pub fn key(&self) -> &'a str {
+        self.slot.key()
+    }
+
+    /// The value's JSON text, or `None` for a tombstone.
+    pub fn value_json(&self) -> Option<&'a str> {
+        self.slot.value()
+    }
+
+    /// The value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<Value> {
+        self.slot.value().map(|json| Value(Arc::from(json)))
+    }
+
+    /// Whether this is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.slot.is_tombstone()
+    }
+
+    /// The write that produced this version.
+    pub fn dot(&self) -> Dot {
+        Dot::new(self.origins.id(self.slot.origin).clone(), self.slot.counter)
+    }
+
+    /// That write's Lamport timestamp.
+    pub fn lamport(&self) -> u64 {
+        self.slot.lamport
+    }
+
+    /// The key, owned.
+    pub fn to_key(&self) -> Key {
+        Key(CompactString::from(self.key()))
+    }
+
+    /// The version, owned.
+    pub fn to_version(&self) -> Version {
+        Version {
+            value: self.value(),
+            dot: self.dot(),
+            lamport: self.slot.lamport,
+        }
+    }
+
+    /// Whether `version` beats this one by the conflict rule.
+    pub(super) fn beaten_by(&self, version: &Version) -> bool {
+        let mine: super::value::Rank = (
+            self.slot.lamport,
+            self.origins.id(self.slot.origin),
+            self.slot.counter,
+        );
+        version.rank() > mine
+    }
+}
+
+impl fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key())
+            .field("version", &self.to_version())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("keys", &self.len())
+            .field("tombstones", &self.tombstones)
+            .finish()
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(super) fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub(super) fn find(&self, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hash(key), |&i| slots[i as usize].key() == key)
+            .copied()
+    }
+
+    pub(super) fn entry_at(&self, i: u32) -> Entry<'_> {
+        Entry {
+            slot: &self.slots[i as usize],
+            origins: &self.origins,
+        }
+    }
+
+    /// The current version of `key`, tombstones included.
+    pub fn entry(&self, key: &Key) -> Option<Entry<'_>> {
+        self.find(key.as_str()).map(|i| self.entry_at(i))
+    }
+
+    /// The current version of `key`, tombstones included, owned.
+    pub fn get(&self, key: &Key) -> Option<Version> {
+        self.entry(key).map(|e| e.to_version())
+    }
+
+    /// The current value of `key`, if it is live.
+    pub fn value(&self, key: &Key) -> Option<Value> {
+        self.entry(key).and_then(|e| e.value())
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.index.len() - self.tombstones
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of tombstones held.
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    /// Number of slots, vacant ones included: the end of a scan by slot.
+    pub fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// The slot for `key` at `version`, reusing `text`'s allocation (an
+    /// overwrite of the same size allocates nothing).
+    pub(super) fn make_slot(&mut self, key: &Key, version: &Version, text: Box<str>) -> Slot {
+        let key = key.as_str();
+        let value = version.value.as_ref().map_or("", |v| v.as_json());
+        let mut text = String::from(text);
+        text.clear();
+        text.reserve_exact(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
+        Slot {
+            text: text.into_boxed_str(),
+            counter: version.dot.counter,
+            lamport: version.lamport,
+            origin: self.origins.intern(&version.dot.replica),
+            key_len: u8::try_from(key.len()).expect("keys are at most 200 bytes"),
+        }
+    }
+
+    /// Offers `version` for `key`; it is kept if it beats the current one.
+    /// Returns whether it was kept.
+    pub fn apply(&mut self, key: Key, version: Version) -> bool {
+        match self.find(key.as_str()) {
+            Some(i) => self.replace(i, &key, &version),
+            None => {
+                self.insert(key, &version);
+                true
+            }
+        }
+    }
+
+    /// Offers `version` for the key in slot `i`.
+    pub(super) fn replace(&mut self, i: u32, key: &Key, version: &Version) -> bool {
+        let current = self.entry_at(i);
+        if !current.beaten_by(version) {
+            return false;
+        }
+        let was_tombstone = current.is_tombstone();
+        self.tombstones -= was_tombstone as usize;
+        let old = &mut self.slots[i as usize];
+        let origin = old.origin;
+        let text = std::mem::take(&mut old.text);
+        self.origins.release(origin);
+        self.slots[i as usize] = self.make_slot(key, version, text);
+        self.placed(i);
+        true
+    }
+
+    /// Stores `key`, absent so far, at `version`; returns its slot.
+    pub(super) fn insert(&mut self, key: Key, version: &Version) -> u32 {
+        let slot = self.make_slot(&key, version, Box::default());
+        let i = match self.vacant.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 keys")
+            }
+        };
+        let hash = self.hash(key.as_str());
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+        self.placed(i);
+        i
+    }
+
+    /// Books the version just placed in slot `i`.
+    pub(super) fn placed(&mut self, i: u32) {
+        let slot = &self.slots[i as usize];
+        let origin = slot.origin;
+        if self.origins.hold(origin, slot.counter, i) {
+            let slots = &self.slots;
+            self.origins
+                .squeeze(origin, |s, c| holds(slots, s, origin, c));
+        }
+        let slot = &self.slots[i as usize];
+        if slot.is_tombstone() {
+            self.tombstones += 1;
+            self.tombs.push(i);
+        }
+    }
+
+    /// Removes the key in slot `i`, leaving the slot vacant.
+    pub(super) fn remove_at(&mut self, i: u32) {
+        let hash = self.hash(self.slots[i as usize].key());
+        let found = self.index.find_entry(hash, |&j| j == i);
+        if let Ok(found) = found {
+            found.remove();
+        }
+        let slot = std::mem::take(&mut self.slots[i as usize]);
+        self.origins.release(slot.origin);
+        self.tombstones -= slot.is_tombstone() as usize;
+        self.vacant.push(i);
+    }
+
+    /// Every key with its version, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.slots
+            .iter()
+            .filter(|s| !s.is_vacant())
+            .map(|slot| Entry {
+                slot,
+                origins: &self.origins,
+            })
+    }
+
+    /// Makes room for `more` keys.
+    pub(super) fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.vacant.len());
+        self.slots.reserve(more);
+        let Store {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(more, |&j| hasher.hash_one(slots[j as usize].key()));
+    }
+}
+
+/// Whether slot `i` holds the version `counter` of the writer numbered
+/// `origin` (a writer's log may name versions overwritten since).
+pub(super) fn holds(slots: &[Slot], i: u32, origin: u32, counter: u64) -> bool {
+    let slot = &slots[i as usize];
+    !slot.is_vacant() && slot.origin == origin && slot.counter == counter
+}
