@@ -103,6 +103,9 @@ def pip_install(packages, notes):
     log("installing " + " ".join(packages) + " with pip (--user)")
     try:
         r = run(argv, check=False, timeout=900)
+        if r.returncode != 0 and "--break-system-packages" in (r.stdout or ""):
+            # a pip older than 23.0.1 does not know the flag (nor needs it)
+            r = run([a for a in argv if a != "--break-system-packages"], check=False, timeout=900)
     except OSError as e:
         notes.append(f"pip install {' '.join(packages)} failed: {e}")
         return
