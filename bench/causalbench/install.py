@@ -133,7 +133,7 @@ def ensure_modules(names, notes, may_install=True):
         if missing:
             pip_install(sorted(MODULES[n][1] for n in missing), notes)
             missing = [n for n in missing if not importable(n)]
+    why = "could not be installed" if may_install else "is missing (--no-install)"
     for n in missing:
-        notes.append(f"the Python module {n} ({MODULES[n][0]} or pip's {MODULES[n][1]}) "
-                     "could not be installed")
+        notes.append(f"the Python module {n} ({MODULES[n][0]} or pip's {MODULES[n][1]}) {why}")
     return {n for n in names if n not in missing}
