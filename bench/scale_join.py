@@ -37,9 +37,9 @@ process exits, when its key count has not moved for `stall_secs` (a copy
 that failed for good, e.g. one refused as too large), or at the deadline;
 a figure never reached is None.
 
-Python 3 standard library only. This module imports nothing from run.py
-(which runs as __main__); run.py hands in what it needs (its HTTP client,
-its log function, its key names).
+Python 3 standard library only. This module imports nothing from the
+benchmark's package (bench/causalbench/): its scale part hands in what it
+needs (its HTTP client, its log function, its key names).
 """
 
 import http.client

@@ -1,0 +1,28 @@
+"""The causalkv benchmark, run by bench/run.py (see its docstring for what
+it measures and how to run it). One module, one job:
+
+- cli       the command line (argparse: modes, defaults) and main: a run or
+            a report written again from BENCHMARKS.json (--report-from)
+- runner    one run: install, build, the parts in order, each figure the
+            median of its runs under a CPU meter on a quiet machine
+- parts     the parts comparing systems: HTTP ceiling, causalkv, etcd, Redis
+- lag       replication lag probes under a background PUT load
+- scale     RSS and throughput by key count, joins, 3 against 5 replicas
+- servers   starting causalkv, the ceiling, etcd and Redis on loopback and
+            waiting until they serve
+- procs     the processes a run started, stopped exactly, by PID; free ports
+- load      wrk (with bench/*.lua), the built-in Python generator,
+            redis-benchmark, and parsing what they print
+- client    HTTP to the servers (one request, or a persistent connection)
+- measures  CPU and RSS from /proc; the CPU meter of one measurement
+- install   apt-get of missing tools; redis-py and matplotlib (apt or pip)
+- build     cargo build of the working tree or of a --rev
+- machine   the machine and the versions the report names
+- tables    the figures as tables: targets (PASS/FAIL), details, scale
+- report    BENCHMARKS.md, BENCHMARKS.json and the printed tables
+- chart     BENCHMARKS.svg with matplotlib
+- base      shared: paths, log, ToolError, medians, key names, commands
+
+bench/scale_join.py (outside the package, named in the report) measures a
+fresh replica's join; scale and tables use it.
+"""

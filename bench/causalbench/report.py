@@ -1,0 +1,184 @@
+"""The report of a run: BENCHMARKS.md (the text around the tables),
+BENCHMARKS.json (every figure, read back by --report-from) and the chart
+BENCHMARKS.svg; and the tables printed at the end of a run."""
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's directory)
+
+from . import chart
+from .base import log
+from .tables import (fmt_ms, fmt_rps, get, report_tables, scale_tables,
+                     table_md, table_text)
+
+
+def write_report(bench, out_dir):
+    s, r = bench.s, bench.results
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chart_note = chart.write(r, out_dir / "BENCHMARKS.svg")
+    notes = list(bench.notes)  # what BENCHMARKS.json keeps: no chart note
+    if chart_note:
+        log(f"NO CHART: {chart_note}")
+        notes.append(f"chart: {chart_note}")
+    (th, targets), (dh, details) = report_tables(r)
+    scale = scale_tables(r)
+    lag = r.get("lag")
+    md = ["# Benchmarks", ""]
+    md.append(f"Produced by `{' '.join(['python3', 'bench/run.py'] + s.argv)}` on "
+              f"{bench.started:%Y-%m-%d %H:%M} UTC ({(bench.finished - bench.started).total_seconds() / 60:.1f} min). "
+              "Every HTTP figure: wrk, "
+              f"{s.threads} threads, {s.connections} connections, {s.duration} s, {s.keys:,} keys of "
+              f"{s.value_size}-byte values, the median of {s.repeat} run(s) (the runs of the ceiling and "
+              "of Redis alternate with those of causalkv at one replica, so that their ratios "
+              "compare runs made side by side); servers with "
+              f"{s.workers} workers; everything on one machine, over loopback. "
+              "Re-run with `python3 bench/run.py` (see the README's Benchmarks section).")
+    md += ["", "## Targets", "", table_md(th, targets), ""]
+    if chart_note is None:
+        md += ["![throughput](BENCHMARKS.svg)", ""]
+    md += ["## Throughput, latency and CPU", "", table_md(dh, details), ""]
+    md += ["*server CPU*: cores used by the system's processes from /proc/<pid>/stat, in total "
+           "and per replica or member (the one under load first; for Redis: master + replicas); *CPU µs/req*: server CPU time per request; *other CPU*: cores busy "
+           "on the machine outside the servers, the load generator and this tool (0 means a quiet "
+           "machine). Spread: wrk with one thread per replica "
+           f"({get(r, 'causalkv', 'spread_shape', 'threads') or 3} threads, "
+           f"{get(r, 'causalkv', 'spread_shape', 'connections') or s.connections} connections). "
+           "etcd GET is a "
+           "linearizable `/v3/kv/range` against member 1. Redis numbers come from redis-benchmark "
+           "(RESP, its own client): a reference, not a peer.", ""]
+    if lag:
+        md += ["## Replication lag", "",
+               table_md(("measure", "p50 ms", "p99 ms"), [
+                   ("write at A visible at B (polling B without context)", fmt_ms(lag.get("poll_p50")),
+                    fmt_ms(lag.get("poll_p99"))),
+                   ("GET at B with the PUT's context (waits for / pulls the write)",
+                    fmt_ms(lag.get("ctx_p50")), fmt_ms(lag.get("ctx_p99"))),
+                   ("baseline GET round trip at B", fmt_ms(lag.get("base_p50")),
+                    fmt_ms(lag.get("base_p99"))),
+               ]), "",
+               f"{lag.get('samples')} probes of each kind per run (median of runs), with a "
+               f"background PUT load at replica A of {fmt_rps(lag.get('bg_rps'))} PUT/s "
+               f"(target: half the maximum PUT rate, {fmt_rps(lag.get('target_rps'))}; "
+               f"{lag.get('connections')} connections each waiting {lag.get('delay_ms')} ms between "
+               "requests, as wrk has no fixed-rate mode). A probe PUTs a fresh value at A and "
+               "then GETs the key at B (alternately each other replica) until the value shows; "
+               "lag = from the PUT's answer to the answer showing it, less the median GET round "
+               f"trip. Probes that never saw the value (5 s): {lag.get('timeouts', 0):.0f}. "
+               f"{lag.get('note') or ''}", ""]
+    if scale or r.get("bigjoin"):
+        md += ["## Scale", ""]
+    if scale:
+        sc = r["scale"]
+        md += [table_md(*scale), ""]
+        md += ["RSS from /proc/<pid>/status (VmRSS), per replica, minus the RSS of the same "
+               "process before loading, divided by the keys. GET/PUT against one replica over all "
+               "the keys loaded. Redis: the master's RSS, same keys and values, loaded through a "
+               "pipeline of SETs.", ""]
+        j = sc.get("join")
+        if j:
+            held_text = "never" if j["held_secs"] is None else f"{j['held_secs']:.2f} s"
+            md += [f"**Join.** A fresh fourth replica started with `VIEW` naming the three and "
+                   f"itself answered `/health` after {fmt_ms(j['answer_secs'])} s and held all "
+                   f"{j['keys']:,} keys after "
+                   f"{held_text}"
+                   f" (synced after {fmt_ms(j['synced_secs'])} s; last count {j['last_keys']:,}). "
+                   f"Meanwhile one client sent GETs and PUTs (90/10, with context) round-robin to "
+                   f"the three: {j['probe_ok']} answered, {j['probe_failed']} failed, latency p50 "
+                   f"{fmt_ms(j['probe_p50'])} ms, p99 {fmt_ms(j['probe_p99'])} ms, max "
+                   f"{fmt_ms(j['probe_max'])} ms. {scale_join.rss_sentence(j)}".rstrip(), ""]
+    if r.get("bigjoin"):
+        md += [bigjoin_paragraph(r["bigjoin"], s.value_size), ""]
+    ck = r.get("causalkv", {})
+    if ck.get("rss_after"):
+        md += [f"RSS of the three-replica cluster of the throughput figures: "
+               f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_empty'])} MiB empty, "
+               f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_loaded'])} MiB with {s.keys:,} keys, "
+               f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_after'])} MiB after every figure "
+               "(the same keys, overwritten many times).", ""]
+    if notes:
+        md += ["## Skipped or changed", ""] + [f"- {n}" for n in notes] + [""]
+    md += ["## Machine", "", table_md(("", ""), list(bench.machine.items())), ""]
+    md += ["## Versions", "", table_md(("", ""), list(bench.versions.items())), ""]
+    md += ["## Commands", "", "One representative of each command the run used (ports and "
+           "temp dirs change from run to run; wrk scripts are in `bench/`, settings passed in "
+           "the environment):", "", "```sh"]
+    for label, cmd in bench.commands.items():
+        md += [f"# {label}", cmd]
+    md += ["```", ""]
+    (out_dir / "BENCHMARKS.md").write_text("\n".join(md))
+    (out_dir / "BENCHMARKS.json").write_text(json.dumps({
+        "settings": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(s).items()
+                     if k != "tmp"},
+        "started": bench.started.isoformat(), "finished": bench.finished.isoformat(),
+        "results": r, "notes": bench.notes, "versions": bench.versions,
+        "machine": bench.machine, "commands": bench.commands,
+    }, indent=1, default=str))
+    return out_dir / "BENCHMARKS.md"
+
+
+def bigjoin_paragraph(j, value_size):
+    """The join of a large store, as a paragraph of BENCHMARKS.md."""
+    ready = ("was ready (`GET /ready` answered 200)" if j.get("ready_via") == "/ready" else
+             "was synced (`/health`; this build has no `/ready`)")
+    if j.get("done_secs") is not None:
+        outcome = (f"held all {j['keys']:,} keys after {j['held_secs']:.2f} s and {ready} after "
+                   f"{j['ready_secs']:.2f} s")
+    else:
+        why = {"exited": f"its process exited with {j.get('exited')}",
+               "stalled": "its key count had stopped moving",
+               "deadline": "the deadline passed"}.get(j.get("outcome"), "the wait ended")
+        outcome = (f"never held every key and was ready: it held {j['last_keys']:,} of "
+                   f"{j['keys']:,} keys when {why} (held all: {fmt_ms(j.get('held_secs'))} s; "
+                   f"ready: {fmt_ms(j.get('ready_secs'))} s)")
+    loaded = [x for x in j.get("members_rss_loaded") or [] if x]
+    rss = (f"; each replica then at {', '.join(f'{x / 2**20:,.0f}' for x in loaded)} MiB RSS"
+           if loaded else "")
+    load_secs = j.get("load_secs")
+    load = (f" in {load_secs:.1f} s ({j['store_keys'] / load_secs:,.0f} keys/s)"
+            if load_secs else "")
+    return (f"**Join of a large store.** Three replicas were loaded with {j['store_keys']:,} keys of "
+            f"{value_size}-byte values through one of them (wrk, `bench/load.lua`){load}{rss}. "
+            f"A fresh fourth replica started with `VIEW` naming the three and itself answered "
+            f"`/health` after {fmt_ms(j['answer_secs'])} s, {outcome}. "
+            f"{scale_join.rss_sentence(j)} Meanwhile one client sent GETs and PUTs (90/10, with "
+            f"context) round-robin to the three: {j['probe_ok']} answered, {j['probe_failed']} "
+            f"failed, latency p50 {fmt_ms(j['probe_p50'])} ms, p99 {fmt_ms(j['probe_p99'])} ms, "
+            f"max {fmt_ms(j['probe_max'])} ms. The measure is `bench/scale_join.py`'s.")
+
+
+def print_tables(bench):
+    r = bench.results
+    (th, targets), (dh, details) = report_tables(r)
+    print()
+    print(table_text(dh, details))
+    lag = r.get("lag")
+    if lag:
+        print(f"\nreplication lag at {fmt_rps(lag.get('bg_rps'))} PUT/s background: visible at a peer "
+              f"p50 {fmt_ms(lag.get('poll_p50'))} ms, p99 {fmt_ms(lag.get('poll_p99'))} ms; "
+              f"GET with context p50 {fmt_ms(lag.get('ctx_p50'))} ms, p99 {fmt_ms(lag.get('ctx_p99'))} ms")
+    scale = scale_tables(r)
+    if scale:
+        print()
+        print(table_text(*scale))
+    print()
+    print(table_text(th, targets))
+    for n in bench.notes:
+        print(f"note: {n}")
+
+
+def load_report(path):
+    """The saved state of a run (BENCHMARKS.json), to write its report again."""
+    data = json.loads(Path(path).read_text())
+    r = data["results"]
+    sc = r.get("scale")
+    if sc:
+        sc["levels"] = {int(k): v for k, v in sc["levels"].items()}
+    s = argparse.Namespace(**data["settings"])
+    return argparse.Namespace(
+        s=s, results=r, notes=data["notes"], versions=data["versions"],
+        machine=data["machine"], commands=data["commands"],
+        started=datetime.datetime.fromisoformat(data["started"]),
+        finished=datetime.datetime.fromisoformat(data["finished"]))

@@ -1,0 +1,236 @@
+"""The figures as tables: the targets (ratios against the project's
+goals, PASS or FAIL), throughput/latency/CPU per system, scale; and the
+formatting they share, as text (printed) or Markdown (BENCHMARKS.md).
+Pure functions of a run's results dict."""
+
+import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's directory)
+
+
+def fmt_rps(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def fmt_ms(x):
+    return "—" if x is None else f"{x:.2f}"
+
+
+def fmt_ratio(x):
+    return "—" if x is None else f"{x:.2f}"
+
+
+def get(d, *path):
+    for p in path:
+        if d is None:
+            return None
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+
+def div(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def target_rows(r):
+    """(what, causalkv, reference, ratio or value, target text, pass?)"""
+    rows = []
+
+    def ratio_row(what, num, den, minimum, unit="req/s"):
+        ratio = div(num, den)
+        ok = None if ratio is None else ratio >= minimum
+        rows.append((what, fmt_rps(num), fmt_rps(den), fmt_ratio(ratio),
+                     f"≥ {minimum:g}" if minimum else "—", ok if minimum else None))
+
+    ck = r.get("causalkv", {})
+    ce = r.get("ceiling", {})
+    ratio_row("GET one replica / HTTP ceiling GET", get(ck, "get_one", "rps"), get(ce, "get", "rps"), 0.85)
+    ratio_row("PUT one replica / HTTP ceiling PUT", get(ck, "put_one", "rps"), get(ce, "put", "rps"), 0.6)
+    ratio_row("PUT / etcd PUT (no fsync)", get(ck, "put_one", "rps"), get(r, "etcd_nofsync", "put", "rps"), 5)
+    ratio_row("PUT / Redis SET (2 replicas)", get(ck, "put_one", "rps"), get(r, "redis", "set", "rps"), 1)
+    lag = r.get("lag")
+    if lag:
+        p99 = lag.get("poll_p99")
+        rows.append((f"replication lag p99 at {fmt_rps(lag.get('bg_rps'))} PUT/s "
+                     f"(½ max {fmt_rps(lag.get('target_rps') * 2)})",
+                     f"{fmt_ms(p99)} ms", "—", f"{fmt_ms(p99)} ms", "≤ 5 ms",
+                     None if p99 is None else p99 <= 5.0))
+    sc = r.get("scale")
+    if sc:
+        levels = sorted(sc["levels"])
+        top, bottom = levels[-1], levels[0]
+        ck_pk = sc["levels"][top]["rss_per_key"]
+        rd_pk = get(sc, "redis", "rss_per_key")
+        ratio = div(ck_pk, rd_pk)
+        rows.append((f"RSS per key at {top:,} keys / Redis", f"{ck_pk:.0f} B",
+                     "—" if rd_pk is None else f"{rd_pk:.0f} B", fmt_ratio(ratio), "≤ 1",
+                     None if ratio is None else ratio <= 1.0))
+        mid = 100_000 if 100_000 in sc["levels"] and top > 100_000 else bottom
+        if top != mid:
+            flat = div(ck_pk, sc["levels"][mid]["rss_per_key"])
+            rows.append((f"RSS per key, {top:,} / {mid:,} keys", f"{ck_pk:.0f} B",
+                         f"{sc['levels'][mid]['rss_per_key']:.0f} B", fmt_ratio(flat), "≤ 1.25",
+                         None if flat is None else flat <= 1.25))
+        if top != bottom:
+            for op in ("get", "put"):
+                a = get(sc, "levels", top, op, "rps")
+                b = get(sc, "levels", bottom, op, "rps")
+                ratio = div(a, b)
+                rows.append((f"{op.upper()} req/s, {top:,} / {bottom:,} keys", fmt_rps(a), fmt_rps(b),
+                             fmt_ratio(ratio), "≥ 0.8", None if ratio is None else ratio >= 0.8))
+        j = sc.get("join")
+        if j:
+            held = j.get("held_secs")
+            rows.append((f"fresh replica holds {j['keys']:,} keys after",
+                         "never" if held is None else f"{held:.2f} s", "—",
+                         "—" if held is None else f"{held:.2f} s", "≤ 5 s",
+                         False if held is None else held <= 5.0))
+            slowest = j.get("probe_max")
+            rows.append(("cluster serves during the join: failed, slowest request",
+                         f"{j['probe_ok']} ok", f"p99 {fmt_ms(j['probe_p99'])} ms",
+                         f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
+                         j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
+    rows += bigjoin_rows(r.get("bigjoin"))
+    # Information, no target.
+    ratio_row("GET one replica / etcd GET (no fsync)", get(ck, "get_one", "rps"),
+              get(r, "etcd_nofsync", "get", "rps"), 0)
+    ratio_row("GET one replica / Redis GET", get(ck, "get_one", "rps"), get(r, "redis", "get", "rps"), 0)
+    ratio_row("90/10 mix one replica / HTTP ceiling mix", get(ck, "mix_one", "rps"), get(ce, "mix", "rps"), 0)
+    ratio_row("PUT / etcd PUT (fsync)", get(ck, "put_one", "rps"), get(r, "etcd_fsync", "put", "rps"), 0)
+    return rows
+
+
+def join_limit_secs(keys):
+    """The target of the join of a large store: 6 s per million keys (the
+    1M join's 5 s, and a fifth more for a copy in many pages), at least 5 s."""
+    return max(5.0, 6.0 * keys / 1e6)
+
+
+def bigjoin_rows(j):
+    """The Targets rows of the join of a large store (none if not run)."""
+    if not j:
+        return []
+    rows = []
+    size = short(j["store_keys"])
+    done = j.get("done_secs")
+    limit = join_limit_secs(j["store_keys"])
+    how = "ready" if j.get("ready_via") == "/ready" else "synced"
+    rows.append((f"fresh replica holds {j['keys']:,} keys and is {how} after",
+                 "never" if done is None else f"{done:.2f} s", "—",
+                 "—" if done is None else f"{done:.2f} s", f"≤ {limit:.0f} s",
+                 False if done is None else done <= limit))
+    slowest = j.get("probe_max")
+    rows.append((f"cluster serves during the {size}-key join: failed, slowest request",
+                 f"{j['probe_ok']} ok", f"p99 {fmt_ms(j['probe_p99'])} ms",
+                 f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
+                 j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
+    giver, joiner = scale_join.peak_ratio(j)
+    if giver is not None or joiner is not None:
+        rows.append((f"peak RSS in the {size}-key join: giver, joiner / a member's RSS before",
+                     f"{scale_join.mib(j.get('giver_rss_peak'))}, "
+                     f"{scale_join.mib(j.get('joiner_rss_peak'))}",
+                     scale_join.mib(j.get("giver_rss_before")),
+                     f"{fmt_ratio(giver)}, {fmt_ratio(joiner)}", "≤ 1.5 each",
+                     giver is not None and joiner is not None and max(giver, joiner) <= 1.5))
+    return rows
+
+
+def detail_rows(r):
+    """(system, operation, target, figure)"""
+    rows = []
+    ck = r.get("causalkv", {})
+    ce = r.get("ceiling", {})
+    for op in ("get", "put", "mix"):
+        if op in ce:
+            rows.append(("HTTP ceiling", op.upper(), "1 server", ce[op]))
+    for op in ("get", "put", "mix"):
+        if f"{op}_one" in ck:
+            rows.append(("causalkv", op.upper(), "1 of 3 replicas", ck[f"{op}_one"]))
+    for op in ("get", "put", "mix"):
+        if f"{op}_spread" in ck:
+            rows.append(("causalkv", op.upper(), "spread over 3", ck[f"{op}_spread"]))
+    for name, label in (("etcd_fsync", "etcd (fsync)"), ("etcd_nofsync", "etcd (--unsafe-no-fsync)")):
+        for op in ("put", "get"):
+            if op in r.get(name, {}):
+                rows.append((label, "PUT" if op == "put" else "GET (range)", "1 of 3 members", r[name][op]))
+    for op in ("set", "get"):
+        if op in r.get("redis", {}):
+            rows.append(("Redis (redis-benchmark)", op.upper(), "master of 3", r["redis"][op]))
+    return rows
+
+
+def fmt_cpu(f):
+    if f.get("cpu") is None:
+        return "—"
+    each = [x for x in f.get("cpu_each") or [] if x is not None]
+    if len(each) > 1:
+        return f"{f['cpu']:.2f} ({' + '.join(f'{x:.2f}' for x in each)})"
+    return f"{f['cpu']:.2f}"
+
+
+def table_text(headers, rows):
+    widths = [max(len(str(h)), *(len(str(row[i])) for row in rows)) if rows else len(str(h))
+              for i, h in enumerate(headers)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for row in rows:
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    return "\n".join(out)
+
+
+def table_md(headers, rows):
+    out = ["| " + " | ".join(str(h) for h in headers) + " |",
+           "|" + "|".join(" --- " for _ in headers) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return "\n".join(out)
+
+
+def mark(ok):
+    return "—" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def report_tables(r):
+    targets = [(w, a, b, c, t, mark(ok)) for w, a, b, c, t, ok in target_rows(r)]
+    th = ("figure", "causalkv", "reference", "ratio / value", "target", "")
+    details = []
+    for system, op, where, f in detail_rows(r):
+        details.append((system, op, where, fmt_rps(f["rps"]), fmt_ms(f["p50"]), fmt_ms(f["p99"]),
+                        fmt_cpu(f), "—" if f.get("cpu_us_per_req") is None else f"{f['cpu_us_per_req']:.0f}",
+                        f"{f.get('cpu_loadgen') or 0:.2f}",
+                        f"{f.get('cpu_other') or 0:.2f}", str(f.get("errors", 0)),
+                        " / ".join(f"{x:,}" for x in f.get("runs", []))))
+    dh = ("system", "op", "against", "req/s", "p50 ms", "p99 ms", "server CPU (cores)",
+          "CPU µs/req", "load gen CPU", "other CPU", "errors", "runs (req/s)")
+    return (th, targets), (dh, details)
+
+
+def scale_tables(r):
+    sc = r.get("scale")
+    if not sc:
+        return None
+    rows = []
+    for lv in sorted(sc["levels"]):
+        row = sc["levels"][lv]
+        rows.append((f"{lv:,}", "3", f"{row['rss_mean'] / 2**20:.1f}", f"{row['rss_per_key']:.0f}",
+                     fmt_rps(row["get"]["rps"]), fmt_ms(row["get"]["p99"]),
+                     fmt_rps(row["put"]["rps"]), fmt_ms(row["put"]["p99"]),
+                     f"{row['load_secs']:.1f}"))
+    if sc.get("five"):
+        lv = sorted(sc["levels"])[0]
+        row = sc["five"]
+        rows.append((f"{lv:,}", "5", f"{row['rss_mean'] / 2**20:.1f}", f"{row['rss_per_key']:.0f}",
+                     fmt_rps(row["get"]["rps"]), fmt_ms(row["get"]["p99"]),
+                     fmt_rps(row["put"]["rps"]), fmt_ms(row["put"]["p99"]), "—"))
+    if sc.get("redis"):
+        rd = sc["redis"]
+        rows.append((f"{rd['keys']:,}", "Redis 1+2", f"{rd['rss'] / 2**20:.1f}", f"{rd['rss_per_key']:.0f}",
+                     "—", "—", "—", "—", "—"))
+    h = ("keys", "replicas", "RSS per replica (MiB)", "RSS B/key", "GET req/s", "GET p99 ms",
+         "PUT req/s", "PUT p99 ms", "load (s)")
+    return h, rows
+
+
+def short(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
+        f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}")
