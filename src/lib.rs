@@ -41,7 +41,6 @@ pub mod causal;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod incarnation;
 pub mod metrics;

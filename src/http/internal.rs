@@ -6,8 +6,8 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
-use super::read_body;
-use crate::error::{ApiError, Error};
+use super::body::read_body;
+use super::error::{ApiError, Error};
 use crate::node::Node;
 use crate::replica::{Kind, Request};
 use crate::transport::{INTERNAL_PREFIX, TOKEN_HEADER};

@@ -5,9 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use super::{parse_json, read_body};
+use super::body::{not_found, parse_json, read_body};
+use super::error::{ApiError, Error};
 use crate::causal::{CausalContext, Metadata};
-use crate::error::{ApiError, Error};
 use crate::node::Node;
 use crate::replica::{Outcome, Wait, WriteResult};
 use crate::store::{Key, KeyError, Value};
@@ -38,11 +38,11 @@ async fn dispatch(
         .strip_prefix(PREFIX)
         .and_then(|t| t.strip_prefix('/'))
     else {
-        return Ok(super::not_found(req).await);
+        return Ok(not_found(req).await);
     };
     let method = req.method().clone();
     if !matches!(method, Method::PUT | Method::GET | Method::DELETE) {
-        return Ok(super::not_found(req).await);
+        return Ok(not_found(req).await);
     }
     let key = parse_key(
         &percent_encoding::percent_decode_str(tail).decode_utf8_lossy(),

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::error::Error;
+use super::error::Error;
 use crate::node::Node;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {

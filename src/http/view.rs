@@ -5,9 +5,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::{parse_json, read_body};
+use super::body::{parse_json, read_body};
+use super::error::{ApiError, Error};
 use crate::address::SocketAddress;
-use crate::error::{ApiError, Error};
 use crate::node::Node;
 use crate::replica::ViewChange;
 
