@@ -10,300 +10,29 @@
 //!
 //! The layers, each testable without a process:
 //!
-//! - [`Cli`] and [`Command`]: the arguments, parsed by clap.
-//! - [`Action`]: a command with its value parsed and read ([`parse_value`]).
-//! - [`Runner`]: runs an action against the store and returns an
-//!   [`Outcome`]: an exit code and the lines to print.
+//! - [`args`]: [`Cli`] and [`Command`], the arguments parsed by clap, and
+//!   the [`Action`] a command becomes ([`parse_value`]).
+//! - [`runner`]: the [`Runner`] runs an action against the store and
+//!   returns an [`Outcome`] ([`outcome`]): an exit code and the lines to
+//!   print, worded by [`render`].
 //! - [`shell`]: the interactive shell (`-i`), reading lines from a terminal
 //!   with editing and history, or from a pipe.
 //!
 //! `src/bin/kvctl.rs` only parses the arguments and calls [`main`].
 
-mod runner;
+pub mod args;
+pub mod outcome;
+pub mod render;
+pub mod runner;
 pub mod shell;
 
-use std::io::Read;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use serde_json::Value;
+use crate::client::{parse_hosts, Client};
 
-use crate::client::{parse_hosts, Client, DEFAULT_HOSTS};
-use crate::session::{default_state_dir, session_path, SessionError, SessionFile};
-
-pub use runner::{Outcome, Runner};
-
-/// Exit code: the command succeeded.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the key does not exist (for `view add`/`remove`: the address
-/// already is / is not a member).
-pub const EXIT_NOT_FOUND: u8 = 1;
-/// Exit code: the command or its input is invalid.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: no replica reachable, or causal dependencies not satisfied in
-/// time at any replica.
-pub const EXIT_UNAVAILABLE: u8 = 3;
-
-const EXIT_CODES: &str = "\
-Exit codes: 0 ok, 1 key not found, 2 usage error, 3 no replica reachable or \
-causal dependencies not satisfied in time.";
-
-/// The command line of `kvctl`.
-#[derive(Parser, Debug, Clone)]
-#[command(
-    name = "kvctl",
-    version,
-    about = "Command-line client for causalkv; every command is causally ordered after the last one",
-    after_help = EXIT_CODES
-)]
-pub struct Cli {
-    /// Replicas to talk to, tried in order (comma-separated ip:port; a bare
-    /// port takes the IP of the host before it).
-    #[arg(long, global = true, env = "CAUSALKV_HOSTS", default_value = DEFAULT_HOSTS)]
-    pub hosts: String,
-
-    /// Name of the session whose causal context commands share.
-    #[arg(long, global = true, env = "KVCTL_SESSION", default_value = crate::session::DEFAULT_SESSION, value_name = "NAME")]
-    pub session: String,
-
-    /// Session file to use instead of the named session's.
-    #[arg(long, global = true, env = "KVCTL_SESSION_FILE", value_name = "PATH")]
-    pub session_file: Option<PathBuf>,
-
-    /// Directory for sessions and shell history (default:
-    /// $XDG_STATE_HOME/kvctl, else ~/.local/state/kvctl).
-    #[arg(long, global = true, env = "KVCTL_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-
-    /// Neither read nor write a session file.
-    #[arg(long, global = true)]
-    pub no_session: bool,
-
-    /// Print the raw JSON response instead of a human-readable one.
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// Seconds allowed for each request to one replica.
-    #[arg(long, global = true, default_value_t = 15, value_name = "SECONDS")]
-    pub timeout: u64,
-
-    /// Start a shell that reads commands line by line.
-    #[arg(short, long)]
-    pub interactive: bool,
-
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// A kvctl command, as typed on the command line or in the shell.
-#[derive(Subcommand, Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Store VALUE at KEY (as JSON when it parses as JSON, else as a string).
-    Put {
-        /// The key.
-        key: String,
-        /// The value; `-` reads it from standard input.
-        #[arg(allow_hyphen_values = true)]
-        value: String,
-        /// Store VALUE as a string even if it parses as JSON.
-        #[arg(long)]
-        string: bool,
-    },
-    /// Print the value of KEY.
-    Get {
-        /// The key.
-        key: String,
-    },
-    /// Delete KEY.
-    Delete {
-        /// The key.
-        key: String,
-    },
-    /// List the replicas in the view, or change the view.
-    View {
-        /// What to change (nothing: list the view).
-        #[command(subcommand)]
-        change: Option<ViewChange>,
-    },
-    /// Show the health of the first replica that answers.
-    Health,
-    /// Show every replica's health, key count and view.
-    Status,
-    /// Show or forget the session's causal context.
-    Session {
-        /// What to do (nothing: show).
-        #[command(subcommand)]
-        action: Option<SessionAction>,
-    },
-}
-
-/// A change to the view.
-#[derive(Subcommand, Debug, Clone, PartialEq)]
-pub enum ViewChange {
-    /// Add the replica at ADDR (ip:port) to the view.
-    Add {
-        /// The replica's address.
-        addr: String,
-    },
-    /// Remove the replica at ADDR (ip:port) from the view.
-    Remove {
-        /// The replica's address.
-        addr: String,
-    },
-}
-
-/// What to do with the session.
-#[derive(Subcommand, Debug, Clone, PartialEq)]
-pub enum SessionAction {
-    /// Print the session file and its causal context.
-    Show,
-    /// Forget the causal context (e.g. after the cluster was replaced).
-    Reset,
-}
-
-/// A command ready to run: its value parsed, standard input read.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Store `value` at `key`.
-    Put {
-        /// The key.
-        key: String,
-        /// The value to store.
-        value: Value,
-    },
-    /// Read `key`.
-    Get {
-        /// The key.
-        key: String,
-    },
-    /// Delete `key`.
-    Delete {
-        /// The key.
-        key: String,
-    },
-    /// List the view.
-    View,
-    /// Add `addr` to the view.
-    ViewAdd {
-        /// The replica's address.
-        addr: String,
-    },
-    /// Remove `addr` from the view.
-    ViewRemove {
-        /// The replica's address.
-        addr: String,
-    },
-    /// The first answering replica's health.
-    Health,
-    /// Every replica's health.
-    Status,
-    /// Print the session.
-    SessionShow,
-    /// Forget the session's context.
-    SessionReset,
-}
-
-impl Command {
-    /// The action this command asks for. A `put` whose value is `-` reads
-    /// it from `stdin` (dropping one trailing newline); without `stdin`
-    /// (in the shell) that is an error.
-    pub fn into_action(self, stdin: Option<&mut dyn Read>) -> Result<Action, String> {
-        Ok(match self {
-            Command::Put { key, value, string } => {
-                let text = if value == "-" {
-                    let stdin =
-                        stdin.ok_or("`-` (read the value from stdin) is not available here")?;
-                    read_value(stdin)?
-                } else {
-                    value
-                };
-                Action::Put {
-                    key,
-                    value: parse_value(&text, string)?,
-                }
-            }
-            Command::Get { key } => Action::Get { key },
-            Command::Delete { key } => Action::Delete { key },
-            Command::View { change: None } => Action::View,
-            Command::View {
-                change: Some(ViewChange::Add { addr }),
-            } => Action::ViewAdd { addr },
-            Command::View {
-                change: Some(ViewChange::Remove { addr }),
-            } => Action::ViewRemove { addr },
-            Command::Health => Action::Health,
-            Command::Status => Action::Status,
-            Command::Session {
-                action: None | Some(SessionAction::Show),
-            } => Action::SessionShow,
-            Command::Session {
-                action: Some(SessionAction::Reset),
-            } => Action::SessionReset,
-        })
-    }
-}
-
-/// The value `kvctl put` stores for `text`: the JSON it parses as, else
-/// the string itself; always the string with `force_string`. `null`
-/// cannot be stored, so it is refused rather than silently turned into
-/// the text "null".
-pub fn parse_value(text: &str, force_string: bool) -> Result<Value, String> {
-    if force_string {
-        return Ok(Value::String(text.to_string()));
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Null) => {
-            Err("null cannot be stored (--string stores the text \"null\")".to_string())
-        }
-        Ok(value) => Ok(value),
-        Err(_) => Ok(Value::String(text.to_string())),
-    }
-}
-
-/// Reads a value from `input`, dropping one trailing newline (as `$(...)`
-/// would drop it, so `echo hello | kvctl put k -` stores "hello").
-fn read_value(input: &mut dyn Read) -> Result<String, String> {
-    let mut text = String::new();
-    input
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    Ok(text)
-}
-
-impl Cli {
-    /// The state directory: `--state-dir`, else the XDG default.
-    pub fn state_dir(&self) -> Option<PathBuf> {
-        self.state_dir.clone().or_else(default_state_dir)
-    }
-
-    /// The session file commands share, or `None` with `--no-session`.
-    pub fn session_file(&self) -> Result<Option<SessionFile>, SessionError> {
-        if self.no_session {
-            return Ok(None);
-        }
-        if let Some(path) = &self.session_file {
-            return Ok(Some(SessionFile::new(path)));
-        }
-        let dir = self.state_dir().ok_or(SessionError::NoStateDir)?;
-        Ok(Some(SessionFile::new(session_path(&dir, &self.session)?)))
-    }
-
-    /// A runner for these options.
-    pub fn runner(&self) -> Result<Runner, String> {
-        let hosts = parse_hosts(&self.hosts)?;
-        let session = self.session_file().map_err(|e| e.to_string())?;
-        let client = Client::with_timeout(hosts, Duration::from_secs(self.timeout.max(1)));
-        Ok(Runner::new(client, session))
-    }
-}
+pub use args::{parse_value, usage_line, Action, Cli, Command, SessionAction, ViewChange};
+pub use outcome::{Outcome, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+pub use runner::Runner;
 
 /// Runs kvctl as the command line says and returns the exit code.
 /// Reads a `-` value from standard input; prints to stdout and stderr.
@@ -312,7 +41,7 @@ pub fn main(cli: Cli) -> u8 {
         Outcome::error(EXIT_USAGE, message).print();
         EXIT_USAGE
     };
-    let mut runner = match cli.runner() {
+    let mut runner = match runner_for(&cli) {
         Ok(runner) => runner,
         Err(e) => return usage(e),
     };
@@ -339,159 +68,10 @@ pub fn main(cli: Cli) -> u8 {
     }
 }
 
-/// The one line to print for a clap error: its first line, without the
-/// `error: ` prefix, pointing at `help` (e.g. `kvctl --help`).
-pub fn usage_line(error: &clap::Error, help: &str) -> String {
-    let text = error.to_string();
-    let first = text.lines().next().unwrap_or("invalid arguments");
-    format!(
-        "{} (see {help})",
-        first.trim_start_matches("error: ").trim_end()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("kvctl").chain(args.iter().copied()))
-    }
-
-    fn action(args: &[&str]) -> Action {
-        let cli = parse(args).unwrap();
-        cli.command.unwrap().into_action(None).unwrap()
-    }
-
-    #[test]
-    fn values_are_json_when_they_parse_else_strings() {
-        assert_eq!(parse_value("1", false).unwrap(), json!(1));
-        assert_eq!(parse_value("-2.5", false).unwrap(), json!(-2.5));
-        assert_eq!(parse_value("true", false).unwrap(), json!(true));
-        assert_eq!(parse_value(r#""quoted""#, false).unwrap(), json!("quoted"));
-        assert_eq!(
-            parse_value(r#"{"a": [1, "x"]}"#, false).unwrap(),
-            json!({"a": [1, "x"]})
-        );
-        assert_eq!(parse_value("hello", false).unwrap(), json!("hello"));
-        assert_eq!(parse_value("{broken", false).unwrap(), json!("{broken"));
-        assert_eq!(parse_value("", false).unwrap(), json!(""));
-        assert_eq!(parse_value("1 2", false).unwrap(), json!("1 2"));
-    }
-
-    #[test]
-    fn string_forces_a_string_and_null_is_refused() {
-        assert_eq!(parse_value("1", true).unwrap(), json!("1"));
-        assert_eq!(parse_value("null", true).unwrap(), json!("null"));
-        assert!(parse_value("null", false).unwrap_err().contains("--string"));
-    }
-
-    #[test]
-    fn commands_parse_into_actions() {
-        assert_eq!(
-            action(&["put", "k", "-5"]),
-            Action::Put {
-                key: "k".into(),
-                value: json!(-5)
-            }
-        );
-        assert_eq!(
-            action(&["put", "--string", "k", "5"]),
-            Action::Put {
-                key: "k".into(),
-                value: json!("5")
-            }
-        );
-        assert_eq!(action(&["get", "k"]), Action::Get { key: "k".into() });
-        assert_eq!(action(&["delete", "k"]), Action::Delete { key: "k".into() });
-        assert_eq!(action(&["view"]), Action::View);
-        assert_eq!(
-            action(&["view", "add", "1.2.3.4:5"]),
-            Action::ViewAdd {
-                addr: "1.2.3.4:5".into()
-            }
-        );
-        assert_eq!(
-            action(&["view", "remove", "1.2.3.4:5"]),
-            Action::ViewRemove {
-                addr: "1.2.3.4:5".into()
-            }
-        );
-        assert_eq!(action(&["health"]), Action::Health);
-        assert_eq!(action(&["status"]), Action::Status);
-        assert_eq!(action(&["session"]), Action::SessionShow);
-        assert_eq!(action(&["session", "show"]), Action::SessionShow);
-        assert_eq!(action(&["session", "reset"]), Action::SessionReset);
-    }
-
-    #[test]
-    fn options_go_before_or_after_the_command() {
-        let cli = parse(&["get", "k", "--json", "--hosts", "9000"]).unwrap();
-        assert!(cli.json);
-        assert_eq!(cli.hosts, "9000");
-        let cli = parse(&["--no-session", "-i"]).unwrap();
-        assert!(cli.no_session && cli.interactive && cli.command.is_none());
-    }
-
-    #[test]
-    fn malformed_command_lines_are_usage_errors() {
-        for args in [
-            &["put", "k"][..],
-            &["get"],
-            &["frobnicate"],
-            &["view", "add"],
-            &["get", "k", "--bogus"],
-        ] {
-            let e = parse(args).unwrap_err();
-            let line = usage_line(&e, "kvctl --help");
-            assert!(!line.contains('\n') && !line.starts_with("error"), "{line}");
-        }
-    }
-
-    #[test]
-    fn a_dash_reads_the_value_from_stdin() {
-        let cli = parse(&["put", "k", "-"]).unwrap();
-        let mut input: &[u8] = b"{\"n\": 1}\n";
-        let action = cli.command.unwrap().into_action(Some(&mut input)).unwrap();
-        assert_eq!(
-            action,
-            Action::Put {
-                key: "k".into(),
-                value: json!({"n": 1})
-            }
-        );
-        let cli = parse(&["put", "--string", "k", "-"]).unwrap();
-        let mut input: &[u8] = b"two\nlines\r\n";
-        let action = cli.command.unwrap().into_action(Some(&mut input)).unwrap();
-        assert_eq!(
-            action,
-            Action::Put {
-                key: "k".into(),
-                value: json!("two\nlines")
-            }
-        );
-        let cli = parse(&["put", "k", "-"]).unwrap();
-        assert!(cli.command.unwrap().into_action(None).is_err());
-    }
-
-    #[test]
-    fn sessions_resolve_to_files_under_the_state_dir() {
-        let cli = parse(&["--state-dir", "/s", "--session", "work", "get", "k"]).unwrap();
-        let session = cli.session_file().unwrap().unwrap();
-        assert_eq!(
-            session.path(),
-            std::path::Path::new("/s/sessions/work.json")
-        );
-        let cli = parse(&["--session-file", "/tmp/x.json", "get", "k"]).unwrap();
-        assert_eq!(
-            cli.session_file().unwrap().unwrap().path(),
-            std::path::Path::new("/tmp/x.json")
-        );
-        let cli = parse(&["--no-session", "--session-file", "/tmp/x", "get", "k"]).unwrap();
-        assert!(cli.session_file().unwrap().is_none());
-        let cli = parse(&["--state-dir", "/s", "--session", "../up", "get", "k"]).unwrap();
-        assert!(cli.session_file().is_err());
-    }
+/// A runner for the command line's hosts, timeout and session.
+pub fn runner_for(cli: &Cli) -> Result<Runner, String> {
+    let hosts = parse_hosts(&cli.hosts)?;
+    let session = cli.session_file().map_err(|e| e.to_string())?;
+    let client = Client::with_timeout(hosts, Duration::from_secs(cli.timeout.max(1)));
+    Ok(Runner::new(client, session))
 }

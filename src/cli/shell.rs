@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use rustyline::error::ReadlineError;
 
-use super::{usage_line, Command, Outcome, Runner, EXIT_OK, EXIT_USAGE};
+use super::args::{usage_line, Command};
+use super::outcome::{Outcome, EXIT_OK, EXIT_USAGE};
+use super::runner::Runner;
 
 /// What `help` prints in the shell.
 pub const HELP: &str = "\

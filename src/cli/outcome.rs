@@ -1,0 +1,62 @@
+//! How a kvctl command ends: its exit code and the lines it prints.
+
+use std::io::Write;
+
+/// Exit code: the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the key does not exist (for `view add`/`remove`: the address
+/// already is / is not a member).
+pub const EXIT_NOT_FOUND: u8 = 1;
+/// Exit code: the command or its input is invalid.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no replica reachable, or causal dependencies not satisfied in
+/// time at any replica.
+pub const EXIT_UNAVAILABLE: u8 = 3;
+
+/// What a command printed and how it ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// The exit code (`EXIT_*`).
+    pub code: u8,
+    /// Lines for standard output.
+    pub stdout: Vec<String>,
+    /// Lines for standard error (one per error).
+    pub stderr: Vec<String>,
+}
+
+impl Outcome {
+    /// Success, printing `lines`.
+    pub fn ok(lines: impl IntoIterator<Item = String>) -> Self {
+        Outcome {
+            code: EXIT_OK,
+            stdout: lines.into_iter().collect(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Failure with `code`, saying `message` on standard error.
+    pub fn error(code: u8, message: impl Into<String>) -> Self {
+        Outcome {
+            code,
+            stdout: Vec::new(),
+            stderr: vec![format!("kvctl: {}", message.into())],
+        }
+    }
+
+    /// Writes the lines to `out` and `err`.
+    pub fn write_to(&self, out: &mut dyn Write, err: &mut dyn Write) {
+        for line in &self.stdout {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        for line in &self.stderr {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Writes the lines to the process's stdout and stderr.
+    pub fn print(&self) {
+        self.write_to(&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    }
+}
