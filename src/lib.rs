@@ -26,7 +26,7 @@
 //! - [`queues`] — the peers' replication queues, filled by the HTTP workers.
 //! - [`transport`] — drains the queues with retry and backoff, and sends
 //!   one-off requests, over awc. The only code that talks to peers.
-//! - [`http`] — actix handlers; [`error`] maps failures to status codes.
+//! - [`http`] — actix handlers; [`http::error`] maps failures to status codes.
 //! - [`server`] — wiring, the ticker, signals and the orderly stop.
 //! - [`config`] — the environment and flags, validated.
 //! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.

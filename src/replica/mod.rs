@@ -1,7 +1,7 @@
 //! The replication protocol as a state machine: inputs in, effects out.
 //!
 //! A [`Replica`] owns one replica's state: its store, what it has applied
-//! ([`Knowledge`]), its delivery buffer and its view. It never does I/O and
+//! ([`Knowledge`](crate::causal::Knowledge)), its delivery buffer and its view. It never does I/O and
 //! never reads the time. Inputs are client operations, requests from
 //! peers, replies to its own requests, and `tick(now)`; outputs are
 //! [`Effect`]s (queue a write for peers, send a request, drop a queue)
@@ -13,7 +13,7 @@
 //!
 //! A client write is applied locally, acknowledged, and queued once per
 //! vetted member of the view ([`Effect::Replicate`]). Receivers hold it in
-//! their [`DeliveryBuffer`] until it is deliverable (see [`crate::causal`]
+//! their [`DeliveryBuffer`](crate::causal::DeliveryBuffer) until it is deliverable (see [`crate::causal`]
 //! for the rule and a worked example), then apply it through the store's
 //! conflict rule. Queues retry until the peer acknowledges or leaves the
 //! view, so a write is never dropped while its target is a member.

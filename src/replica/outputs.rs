@@ -20,7 +20,7 @@ pub enum Effect {
         write: Arc<Write>,
     },
     /// Send `request` to `to` and hand the reply (or the failure) back
-    /// through [`Replica::on_reply`].
+    /// through [`Replica::on_reply`](super::Replica::on_reply).
     Send {
         /// The peer.
         to: SocketAddress,
@@ -33,7 +33,7 @@ pub enum Effect {
         peer: SocketAddress,
     },
     /// The identity drawn for this incarnation is taken: draw another and
-    /// hand it to [`Replica::reincarnate`].
+    /// hand it to [`Replica::reincarnate`](super::Replica::reincarnate).
     Reincarnate,
 }
 

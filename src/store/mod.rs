@@ -2,7 +2,7 @@
 //! concurrent writes.
 //!
 //! Every key holds one [`Version`]: the value (or a tombstone for a delete),
-//! the [`Dot`] of the write that produced it, and that write's Lamport
+//! the [`Dot`](crate::causal::Dot) of the write that produced it, and that write's Lamport
 //! timestamp. Of two versions of a key, the one with the larger
 //! `(lamport, dot)` wins. A write's Lamport timestamp is larger than that of
 //! every write in its causal past, so a write always beats what it
