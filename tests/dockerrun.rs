@@ -13,8 +13,9 @@
 //! without a Docker engine; its commands are checked through `--dry-run`.
 //!
 //! The Dockerfile, docker-compose.yml and the Kubernetes manifests are
-//! checked without network: line by line always, and structurally (parsed
-//! as YAML by Python's `yaml` module) where that module is installed.
+//! checked line by line, and structurally: parsed as YAML by Python's
+//! `yaml` module, which the tests install (PyYAML) if it is missing, and
+//! fail if they cannot.
 //!
 //! Every wait polls with a deadline; nothing sleeps to synchronise.
 
@@ -1425,9 +1426,90 @@ fn dockerfile_builds_the_locked_release_binary_and_runs_it_unprivileged() {
     }
 }
 
-/// The documents of a YAML file as JSON, parsed by Python's `yaml` module;
-/// `None` (after saying so) where that module is not installed.
-fn yaml_documents(path: &Path) -> Option<Vec<Value>> {
+/// Whether `python3` can import the `yaml` module.
+fn python_has_yaml() -> bool {
+    Command::new("python3")
+        .args(["-c", "import yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `program args`, returning what went wrong if it did.
+fn run_quietly(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Makes Python's `yaml` module importable, installing PyYAML if it is
+/// missing (`apt-get install python3-yaml` as root, else `pip install
+/// --user`); panics, saying how to install it, if that fails. Never skips.
+fn ensure_python_yaml() {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let outcome = INSTALLED.get_or_init(|| {
+        if python_has_yaml() {
+            return Ok(());
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut tried = Vec::new();
+        let attempts: Vec<(&str, Vec<&str>)> = if root {
+            vec![
+                ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
+                ("apt-get", vec!["update", "-q"]),
+                ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
+            ]
+        } else {
+            vec![(
+                "python3",
+                vec![
+                    "-m",
+                    "pip",
+                    "install",
+                    "--user",
+                    "--break-system-packages",
+                    "pyyaml",
+                ],
+            )]
+        };
+        for (program, args) in attempts {
+            eprintln!("note: Python's yaml module is missing; running {program} {args:?}");
+            if let Err(e) = run_quietly(program, &args) {
+                tried.push(e);
+            }
+            if python_has_yaml() {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "Python's yaml module is needed to check the YAML files and could not be \
+             installed (install python3-yaml or `pip install pyyaml`): {tried:?}"
+        ))
+    });
+    if let Err(why) = outcome {
+        panic!("{why}");
+    }
+}
+
+/// The documents of a YAML file as JSON, parsed by Python's `yaml` module
+/// (installed first if missing).
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    ensure_python_yaml();
     let out = Command::new("python3")
         .args([
             "-c",
@@ -1439,16 +1521,9 @@ fn yaml_documents(path: &Path) -> Option<Vec<Value>> {
         .expect("python3");
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No module named 'yaml'") {
-            eprintln!(
-                "note: Python's yaml module is not installed; {} checked line by line only",
-                path.display()
-            );
-            return None;
-        }
         panic!("{} is not valid YAML:\n{err}", path.display());
     }
-    Some(serde_json::from_slice(&out.stdout).expect("JSON from python"))
+    serde_json::from_slice(&out.stdout).expect("JSON from python")
 }
 
 /// Asserts that `text` holds every line in `needles` (trimmed, exact).
@@ -1494,9 +1569,7 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
         "healthy means ready"
     );
 
-    let Some(docs) = yaml_documents(&path) else {
-        return;
-    };
+    let docs = yaml_documents(&path);
     assert_eq!(docs.len(), 1);
     let compose = &docs[0];
     let services = compose["services"].as_object().expect("services");
@@ -1628,13 +1701,11 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
         ],
     );
 
-    let (Some(services), Some(sets), Some(pdbs)) = (
+    let (services, sets, pdbs) = (
         yaml_documents(&dir.join("service.yaml")),
         yaml_documents(&dir.join("statefulset.yaml")),
         yaml_documents(&dir.join("pdb.yaml")),
-    ) else {
-        return;
-    };
+    );
     for doc in services.iter().chain(&sets).chain(&pdbs) {
         for key in ["apiVersion", "kind", "metadata"] {
             assert!(!doc[key].is_null(), "every object has {key}: {doc}");
