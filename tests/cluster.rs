@@ -158,12 +158,20 @@ async fn dependencies_are_fetched_from_a_live_peer_when_their_origin_is_stopped(
     c.wait_contents(&[0, 1, 2], &contents(&expected)).await;
 }
 
+/// What a loaded machine may add to a deadline the replicas promise: a
+/// poll of every view, scheduling delays of the replicas' ticks.
+const LOADED_MARGIN: Duration = Duration::from_secs(3);
+
 #[actix_web::test]
 async fn a_crashed_replica_leaves_the_views_of_the_survivors() {
     let mut c = TestCluster::start(3).await;
+    // SPEC: a replica that stops answering leaves the views "within a few
+    // seconds"; the replicas promise it after FAILURE_TIMEOUT_MS of silence.
+    let failure_timeout = Duration::from_millis(c.options().failure_timeout_ms);
+    let bound = failure_timeout + LOADED_MARGIN;
     c.kill(1);
-    let (_, took) = timed(c.wait_views(&[0, 2], &c.expected_view(&[0, 2]))).await;
-    eprintln!("the crash was noticed in {took:?}");
+    let (_, took) = timed(c.wait_views_within(&[0, 2], &c.expected_view(&[0, 2]), bound)).await;
+    eprintln!("the crash was noticed in {took:?} (failure timeout {failure_timeout:?})");
     // The survivors keep serving, and replicate to each other.
     let mut s = Session::new(&c);
     s.put(0, "after-crash", json!(1)).await;
@@ -347,8 +355,12 @@ async fn view_changes_through_the_api_reach_every_member() {
     );
     let three = c.expected_view(&[0, 1, 2]);
     c.wait_views(&[0, 1, 2], &three).await;
+    // An observation window, not a synchronisation: for three failure
+    // timeouts (time for the removed replica's heartbeats and probes to be
+    // heard many times over), it must not come back.
+    let window = 3 * Duration::from_millis(c.options().failure_timeout_ms);
     let observe = std::time::Instant::now();
-    while observe.elapsed() < Duration::from_millis(3 * 1500) {
+    while observe.elapsed() < window {
         for i in 0..3 {
             assert_eq!(
                 c.view(i).await,
@@ -456,9 +468,22 @@ async fn concurrent_writes_to_one_key_converge_everywhere() {
     }
 }
 
+/// How long one request may take while a peer is stopped. Not a latency
+/// target (a loaded machine may take a second or more): a request held back
+/// by the stopped peer would wait at least until the peer leaves the view,
+/// which takes [`STOPPED_PEER_FAILURE_TIMEOUT_MS`], longer than this.
+const UNDELAYED: Duration = Duration::from_secs(3);
+
+/// `FAILURE_TIMEOUT_MS` of the cluster whose peer is stopped: well above
+/// [`UNDELAYED`], so that waiting for the peer to leave the view shows.
+const STOPPED_PEER_FAILURE_TIMEOUT_MS: u64 = 6000;
+
 #[actix_web::test]
 async fn a_stopped_peer_does_not_delay_writes_elsewhere() {
-    let mut c = TestCluster::start(3).await;
+    let mut c = common::Options::default()
+        .failure_timeout_ms(STOPPED_PEER_FAILURE_TIMEOUT_MS)
+        .start(3)
+        .await;
     c.pause(2);
     let mut expected = BTreeMap::new();
     let mut slowest = Duration::ZERO;
@@ -469,13 +494,13 @@ async fn a_stopped_peer_does_not_delay_writes_elsewhere() {
             let key = format!("p{}", n % 7);
             let (_, took) = timed(s.put(at, &key, json!(n))).await;
             assert!(
-                took < Duration::from_secs(1),
+                took < UNDELAYED,
                 "a write took {took:?} while a peer was stopped"
             );
             slowest = slowest.max(took);
             let (_, took) = timed(s.expect(other, &key, &json!(n))).await;
             assert!(
-                took < Duration::from_secs(1),
+                took < UNDELAYED,
                 "a read took {took:?} while a peer was stopped"
             );
             expected.insert(key, Some(json!(n)));
@@ -489,7 +514,7 @@ async fn a_stopped_peer_does_not_delay_writes_elsewhere() {
             let key = format!("q{n}");
             let (_, took) = timed(s.put(n % 2, &key, json!(n))).await;
             assert!(
-                took < Duration::from_secs(1),
+                took < UNDELAYED,
                 "a write took {took:?} while a peer was stopped"
             );
             slowest = slowest.max(took);

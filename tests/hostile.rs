@@ -53,8 +53,11 @@ const FUZZ_WAIT_MS: u64 = 200;
 /// wait: a request that takes this long is a hang).
 const CASE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How fast a normal client must be answered, whatever else is going on.
-const PROMPT: Duration = Duration::from_secs(1);
+/// How long a normal client may wait, whatever else is going on. Not a
+/// latency target (a loaded machine may take a second or more to answer):
+/// the point is that nothing hangs or starves it, and a hang lasts until a
+/// request timeout ([`CASE_TIMEOUT`] and above).
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// Fuzzing batches per test, and cases per batch; the replica is checked
 /// after every batch.
@@ -2087,7 +2090,8 @@ async fn idle_half_open_connections_do_not_starve_clients() {
         }
         idle.push(stream);
     }
-    // Normal clients keep being answered promptly, for a while.
+    // Normal clients keep being answered promptly, for a while (an
+    // observation window, not a synchronisation).
     let started = Instant::now();
     let mut rounds = 0;
     while started.elapsed() < Duration::from_secs(3) || rounds < 5 {
@@ -2272,9 +2276,17 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         }
     }
     eprintln!("{sent} unauthorized internal requests refused");
-    // Give anything wrongly accepted time to show (relayed view changes,
-    // replicated writes).
-    actix_rt::time::sleep(Duration::from_millis(800)).await;
+    // Anything wrongly accepted (a planted write, a relayed view change)
+    // has taken effect everywhere once writes made after it at every
+    // replica are visible at every replica: a fence, not a pause.
+    let mut fence = Vec::new();
+    for i in 0..N {
+        let key = format!("fence-{i}");
+        let r = c.put(i, &key, json!(i), &json!("")).await;
+        assert_eq!(r.status, 201, "fence write at {i}: {r:?}");
+        fence.push((key, Some(json!(i))));
+    }
+    c.wait_contents(&(0..N).collect::<Vec<_>>(), &fence).await;
     for i in 0..N {
         let r = c.get(i, "planted", &json!("")).await;
         assert_eq!(r.status, 404, "an unauthorized write landed at {i}: {r:?}");
@@ -2336,6 +2348,8 @@ async fn forged_contexts_do_not_wedge_a_replica_or_its_peers() {
     ];
     let limit = Duration::from_millis(WAIT_MS) + Duration::from_secs(3);
     let c = &c;
+    // How many forged requests have been answered (or given up on).
+    let forged_answered = &std::cell::Cell::new(0usize);
     let forged = (0..FORGED).map(|n| {
         let ctx = contexts[n % contexts.len()].clone();
         let (method, body) = match n % 3 {
@@ -2354,17 +2368,20 @@ async fn forged_contexts_do_not_wedge_a_replica_or_its_peers() {
                 limit,
             ))
             .await;
+            forged_answered.set(forged_answered.get() + 1);
             (method, ctx, r, t)
         }
     });
     // Normal clients at every replica, for as long as the forged requests
-    // wait: each request answered within PROMPT.
+    // wait: each must get whole rounds done while every forged request is
+    // still waiting (so waiting requests hold no worker and no lock), and
+    // no request of theirs may hang (PROMPT).
     let normal = |at: usize, read_at: usize| async move {
-        let started = Instant::now();
         let mut ctx = json!("");
         let mut n = 0u64;
+        let mut while_all_waited = 0u64;
         let mut slowest = Duration::ZERO;
-        while started.elapsed() < Duration::from_millis(WAIT_MS + 300) {
+        while forged_answered.get() < FORGED {
             let key = format!("normal-{at}-{read_at}");
             let (r, t) = timed(c.put(at, &key, json!(n), &ctx)).await;
             assert!(
@@ -2379,18 +2396,27 @@ async fn forged_contexts_do_not_wedge_a_replica_or_its_peers() {
             ctx = r.ctx();
             slowest = slowest.max(t);
             n += 1;
+            if forged_answered.get() == 0 {
+                while_all_waited += 1;
+            }
+            // Pacing, so that the normal clients do not flood the replicas.
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
-        (at, read_at, slowest, n)
+        (at, read_at, slowest, n, while_all_waited)
     };
     let normals = join_all([normal(0, 0), normal(1, 1), normal(2, 2), normal(1, 2)]);
     let (results, normals) = join(join_all(forged), normals).await;
-    for (at, read_at, slowest, rounds) in normals {
+    for (at, read_at, slowest, rounds, while_all_waited) in normals {
         assert!(
             slowest < PROMPT,
             "a normal client (write at {at}, read at {read_at}) waited {slowest:?}"
         );
         assert!(rounds > 0);
+        assert!(
+            while_all_waited > 0,
+            "a normal client (write at {at}, read at {read_at}) got no round done \
+             while the forged requests waited ({rounds} rounds in all)"
+        );
     }
     for (method, ctx, r, t) in results {
         let r =
@@ -2424,11 +2450,11 @@ async fn forged_contexts_do_not_wedge_a_replica_or_its_peers() {
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let ctx = r.ctx();
+    // A 200 (not a 503) shows the write reached `i` within CAUSAL_WAIT_MS.
     for i in [0, 2] {
-        let (r, t) = timed(c.get(i, "after-forged", &ctx)).await;
+        let r = c.get(i, "after-forged", &ctx).await;
         assert_eq!(r.status, 200, "a write at 1, read at {i}: {r:?}");
         assert_eq!(r.body["value"], json!("still fine"));
-        assert!(t < PROMPT, "a write at 1 took {t:?} to be readable at {i}");
     }
     for i in 0..3 {
         assert_eq!(c.health(i).await["synced"], json!(true));

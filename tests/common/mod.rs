@@ -260,6 +260,11 @@ impl TestCluster {
         panic!("could not find a free port for a lone replica");
     }
 
+    /// The options the replicas were started with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// Number of replicas ever started (killed ones included).
     pub fn len(&self) -> usize {
         self.replicas.len()
@@ -737,8 +742,14 @@ impl TestCluster {
 
     /// Waits until every replica of `at` prints `expected` as its view.
     pub async fn wait_views(&self, at: &[usize], expected: &str) {
+        self.wait_views_within(at, expected, DEADLINE).await
+    }
+
+    /// Waits up to `timeout` until every replica of `at` prints `expected`
+    /// as its view.
+    pub async fn wait_views_within(&self, at: &[usize], expected: &str, timeout: Duration) {
         wait_for(
-            DEADLINE,
+            timeout,
             &format!("views at {at:?} to be {expected}"),
             || async move {
                 let mut seen = Vec::new();
