@@ -6,12 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use common::{timed, wait_for, Reply, TestCluster, DEADLINE};
+use common::{raw, timed, wait_for, Reply, TestCluster, DEADLINE};
 
 /// A client that carries its causal context from request to request, to
 /// whichever replica it talks to.
@@ -535,21 +536,39 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits() {
         .causal_wait_ms(1500)
         .start(1)
         .await;
-    let pid = c.pid(0).to_string();
-    // A request that waits for a write nobody has: in flight for 1.5 s.
+    let addr = c.addr(0).to_string();
+    // A request that waits for a write nobody has: in flight for 1.5 s. It
+    // is pipelined behind a `/health` on one connection: once `/health` is
+    // answered, the replica holds the connection and both requests, so the
+    // waiting one is in flight when the signal comes.
     let forged = json!({"127.0.0.1:9#ffffffff": 1});
-    let request = c.get(0, "k", &forged);
-    let signal = async {
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()));
-    };
-    let (reply, ()) = futures_util::future::join(request, signal).await;
+    let body = json!({ "causal-metadata": forged }).to_string();
+    let mut pipelined = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    pipelined.extend(raw::http_request(
+        &addr,
+        "GET",
+        &common::kv_path("k"),
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    ));
+    let mut stream = raw::connect(&addr, common::REQUEST_TIMEOUT);
+    stream
+        .write_all(&pipelined)
+        .expect("send two pipelined requests");
+    let deadline = std::time::Instant::now() + common::REQUEST_TIMEOUT;
+    let health = raw::read_responses(&mut stream, 1, deadline).expect("/health answered");
+    assert_eq!(health[0].status, 200, "{:?}", health[0]);
+    c.terminate(0);
+    let reply = raw::read_responses(&mut stream, 1, deadline)
+        .expect("the waiting request answered after SIGTERM")
+        .remove(0);
     // Answered in full after its wait, not cut off by the shutdown.
     assert_eq!(reply.status, 503, "{reply:?}");
-    assert_eq!(reply.body["causal-metadata"], forged);
+    assert_eq!(
+        reply.json().map(|b| b["causal-metadata"].clone()),
+        Some(forged),
+        "{reply:?}"
+    );
     let status = c.wait_exit(0, Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status:?}");
 }
