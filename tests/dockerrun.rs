@@ -22,11 +22,10 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -210,13 +209,10 @@ fn write_executable(path: &Path, text: &str) {
 /// A base port with `n` consecutive free loopback ports, outside the
 /// ephemeral range (so outgoing connections do not grab them meanwhile).
 fn free_ports(n: u16) -> u16 {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        ^ (std::process::id() << 8);
-    for attempt in 0..200u32 {
-        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % 12_000) as u16;
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let base = rng.random_range(20_000..32_000);
         let listeners: Vec<_> = (0..n)
             .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
@@ -279,57 +275,41 @@ fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option
     }
 }
 
-// ----- HTTP over std::net --------------------------------------------------
+// ----- HTTP ----------------------------------------------------------------
 
-/// One HTTP/1.1 request to `host` (`ip:port`); `None` if it did not answer.
+/// One HTTP request to `host` (`ip:port`); `None` if it did not answer.
 fn http(method: &str, host: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-    let addr: SocketAddr = host.parse().ok()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
+    thread_local! {
+        static AGENT: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
     }
-    request.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    ));
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{host}{path}"));
+    let sent = AGENT.with(|agent| {
+        match body {
+            Some(body) => agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .ok()?,
+            ),
+            None => agent.run(request.body(()).ok()?),
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+        .ok()
+    });
+    let mut response = sent?;
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().ok()?;
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 fn health(host: &str) -> Option<Value> {
