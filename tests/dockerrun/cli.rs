@@ -1,0 +1,254 @@
+//! Missing tools, bad arguments, the help text, and Docker mode's commands (dry run).
+
+use std::fs;
+use std::path::Path;
+
+use crate::script::{write_executable, Script};
+use crate::support::free_ports;
+use crate::{repo, EXIT_MISSING_TOOL, EXIT_NOT_RUNNING, EXIT_USAGE};
+
+#[test]
+fn missing_tools_and_bad_arguments_fail_clearly() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let empty = dir.path().join("empty-path");
+    fs::create_dir(&empty).unwrap();
+    // Free ports: the script checks them before anything else.
+    let base = free_ports(3).to_string();
+    let base = base.as_str();
+
+    // No cargo (and no docker): local mode cannot build.
+    let run = Script::with_path(&empty)
+        .run(&["--state-dir", state, "--base-port", base])
+        .expect(EXIT_MISSING_TOOL);
+    assert!(run.stdout.contains("Mode: local"), "{}", run.stdout);
+    assert!(
+        run.error_line().contains("cargo not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error_line().contains("--binary"),
+        "says the way out: {}",
+        run.stderr
+    );
+
+    // No docker at all, docker mode requested.
+    let run = Script::with_path(&empty)
+        .run(&[
+            "--state-dir",
+            state,
+            "--base-port",
+            base,
+            "--mode",
+            "docker",
+        ])
+        .expect(EXIT_MISSING_TOOL);
+    assert!(
+        run.error_line().contains("docker is not installed"),
+        "{}",
+        run.stderr
+    );
+
+    // A docker client without an engine (as on a machine with the CLI only).
+    let fake_bin = dir.path().join("fake-docker-bin");
+    fs::create_dir(&fake_bin).unwrap();
+    write_executable(
+        &fake_bin.join("docker"),
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
+         Is the docker daemon running?' >&2\nexit 1\n",
+    );
+    let run = Script::with_path(&fake_bin)
+        .run(&[
+            "--state-dir",
+            state,
+            "--base-port",
+            base,
+            "--mode",
+            "docker",
+        ])
+        .expect(EXIT_MISSING_TOOL);
+    assert!(
+        run.error_line()
+            .contains("Docker engine is not reachable: Cannot connect"),
+        "{}",
+        run.stderr
+    );
+    // ...so auto mode picks local (and here fails on the missing binary).
+    let run = Script::with_path(&fake_bin)
+        .run(&[
+            "--state-dir",
+            state,
+            "--base-port",
+            base,
+            "--binary",
+            "/nonexistent/causalkv",
+        ])
+        .expect(EXIT_USAGE);
+    assert!(
+        run.stdout.contains("Mode: local (no Docker engine"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.error_line()
+            .contains("--binary /nonexistent/causalkv: no such file"),
+        "{}",
+        run.stderr
+    );
+    let run = Script::with_path(&fake_bin)
+        .env("CAUSALKV_BIN", "/nonexistent/causalkv")
+        .run(&["--state-dir", state, "--base-port", base, "--mode", "local"])
+        .expect(EXIT_USAGE);
+    assert!(run.error_line().contains("CAUSALKV_BIN"), "{}", run.stderr);
+
+    // Nothing running: commands that need a store say so.
+    for args in [
+        vec!["status"],
+        vec!["add"],
+        vec!["remove", "x"],
+        vec!["logs", "x"],
+    ] {
+        let mut all = vec!["--state-dir", state];
+        all.extend(args);
+        let run = Script::new().run(&all).expect(EXIT_NOT_RUNNING);
+        assert!(
+            run.error_line().contains("no store is running"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Start-only options elsewhere, unknown commands.
+    let run = Script::new()
+        .run(&["--state-dir", state, "--binary", "x", "status"])
+        .expect(EXIT_USAGE);
+    assert!(
+        run.stderr.contains("--binary only applies to start"),
+        "{}",
+        run.stderr
+    );
+    let run = Script::new().run(&["frobnicate"]).expect(EXIT_USAGE);
+    assert!(run.stderr.contains("invalid choice"), "{}", run.stderr);
+    assert!(!Path::new(state).join("state.json").exists());
+}
+
+#[test]
+fn help_lists_commands_and_exit_codes() {
+    let run = Script::new().run(&["--help"]).expect(0);
+    for word in [
+        "start",
+        "status",
+        "add",
+        "remove",
+        "logs",
+        "stop",
+        "--mode",
+        "--binary",
+        "--base-port",
+        "--state-dir",
+        "Exit codes",
+    ] {
+        assert!(
+            run.stdout.contains(word),
+            "--help lacks {word}:\n{}",
+            run.stdout
+        );
+    }
+    let doc = fs::read_to_string(repo().join("dockerRun.py")).unwrap();
+    assert!(
+        doc.starts_with("#!/usr/bin/env python3\n\"\"\""),
+        "shebang and module docstring"
+    );
+}
+
+#[test]
+fn docker_mode_commands_follow_the_kevindb_layout() {
+    // No Docker engine is needed for a dry run: it only prints the commands.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let empty = dir.path().join("empty-path");
+    fs::create_dir(&empty).unwrap();
+    let run = Script::with_path(&empty)
+        .env("CLUSTER_TOKEN", "s3cret")
+        .run(&[
+            "--state-dir",
+            dir.path().to_str().unwrap(),
+            "start",
+            "--mode",
+            "docker",
+            "--dry-run",
+        ])
+        .expect(0);
+    let out = &run.stdout;
+    let repo_dir = repo();
+    let dockerfile = repo_dir.join("docker").join("Dockerfile");
+    assert!(
+        out.contains(&format!(
+            "+ docker build --tag causalkv:latest --file {} {}",
+            dockerfile.display(),
+            repo_dir.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ docker network create --subnet 10.10.0.0/16 causalkv-net"),
+        "{out}"
+    );
+    let view = "10.10.0.2:8085,10.10.0.3:8085,10.10.0.4:8085";
+    for i in 1..=3 {
+        let ip = format!("10.10.0.{}", 1 + i);
+        let expected = format!(
+            "+ docker run --detach --name causalkv-replica{i} --hostname causalkv-replica{i} \
+             --network causalkv-net --ip {ip} --publish 127.0.0.1:{}:8085 \
+             --env SOCKET_ADDRESS={ip}:8085 --env VIEW={view} --env CLUSTER_TOKEN causalkv:latest",
+            8081 + i
+        );
+        assert!(out.contains(&expected), "missing:\n{expected}\nin:\n{out}");
+    }
+    assert!(!out.contains("s3cret"), "the token stays off command lines");
+    assert!(
+        !dir.path().join("state.json").exists(),
+        "a dry run records nothing"
+    );
+
+    // Another subnet (for machines where 10.10.0.0/16 is taken).
+    let state = dir.path().to_str().unwrap();
+    let run = Script::with_path(&empty)
+        .run(&[
+            "--state-dir",
+            state,
+            "start",
+            "--mode",
+            "docker",
+            "--dry-run",
+            "--subnet",
+            "172.30.0.0/24",
+            "-n",
+            "2",
+            "--base-port",
+            "9000",
+        ])
+        .expect(0);
+    assert!(
+        run.stdout
+            .contains("--ip 172.30.0.3 --publish 127.0.0.1:9001:8085 --env SOCKET_ADDRESS=172.30.0.3:8085 --env VIEW=172.30.0.2:8085,172.30.0.3:8085 causalkv:latest"),
+        "{}",
+        run.stdout
+    );
+    let run = Script::with_path(&empty)
+        .run(&[
+            "--state-dir",
+            state,
+            "--mode",
+            "docker",
+            "--dry-run",
+            "--subnet",
+            "10.10.0.1/16",
+        ])
+        .expect(EXIT_USAGE);
+    assert!(
+        run.error_line().contains("--subnet 10.10.0.1/16"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,419 @@
+//! docker-compose.yml and the Kubernetes manifests, line by line and parsed as YAML.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::repo;
+
+/// Whether `python3` can import the `yaml` module.
+fn python_has_yaml() -> bool {
+    Command::new("python3")
+        .args(["-c", "import yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `program args`, returning what went wrong if it did.
+fn run_quietly(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Makes Python's `yaml` module importable, installing PyYAML if it is
+/// missing (`apt-get install python3-yaml` as root, else `pip install
+/// --user`); panics, saying how to install it, if that fails. Never skips.
+fn ensure_python_yaml() {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let outcome = INSTALLED.get_or_init(|| {
+        if python_has_yaml() {
+            return Ok(());
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut tried = Vec::new();
+        let attempts: Vec<(&str, Vec<&str>)> = if root {
+            vec![
+                ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
+                ("apt-get", vec!["update", "-q"]),
+                ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
+            ]
+        } else {
+            vec![(
+                "python3",
+                vec![
+                    "-m",
+                    "pip",
+                    "install",
+                    "--user",
+                    "--break-system-packages",
+                    "pyyaml",
+                ],
+            )]
+        };
+        for (program, args) in attempts {
+            eprintln!("note: Python's yaml module is missing; running {program} {args:?}");
+            if let Err(e) = run_quietly(program, &args) {
+                tried.push(e);
+            }
+            if python_has_yaml() {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "Python's yaml module is needed to check the YAML files and could not be \
+             installed (install python3-yaml or `pip install pyyaml`): {tried:?}"
+        ))
+    });
+    if let Err(why) = outcome {
+        panic!("{why}");
+    }
+}
+
+/// The documents of a YAML file as JSON, parsed by Python's `yaml` module
+/// (installed first if missing).
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    ensure_python_yaml();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        panic!("{} is not valid YAML:\n{err}", path.display());
+    }
+    serde_json::from_slice(&out.stdout).expect("JSON from python")
+}
+
+/// Asserts that `text` holds every line in `needles` (trimmed, exact).
+fn assert_lines(file: &str, text: &str, needles: &[&str]) {
+    let lines: BTreeSet<&str> = text.lines().map(str::trim).collect();
+    for needle in needles {
+        assert!(lines.contains(needle), "{file} lacks the line {needle:?}");
+    }
+}
+
+#[test]
+fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
+    let path = repo().join("docker/docker-compose.yml");
+    let text = fs::read_to_string(&path).expect("docker/docker-compose.yml");
+    assert!(!text.contains('\t'), "YAML must not contain tabs");
+    assert_lines(
+        "docker-compose.yml",
+        &text,
+        &[
+            "services:",
+            "replica1:",
+            "replica2:",
+            "replica3:",
+            "ipv4_address: 10.10.0.2",
+            "ipv4_address: 10.10.0.3",
+            "ipv4_address: 10.10.0.4",
+            "- \"127.0.0.1:8082:8085\"",
+            "- \"127.0.0.1:8083:8085\"",
+            "- \"127.0.0.1:8084:8085\"",
+            "SOCKET_ADDRESS: 10.10.0.2:8085",
+            "SOCKET_ADDRESS: 10.10.0.3:8085",
+            "SOCKET_ADDRESS: 10.10.0.4:8085",
+            "- subnet: 10.10.0.0/16",
+            "healthcheck:",
+            "dockerfile: docker/Dockerfile",
+            "SUSPECT_TIMEOUT_MS: ${SUSPECT_TIMEOUT_MS:-600000}",
+            "HANDOVER_TIMEOUT_MS: ${HANDOVER_TIMEOUT_MS:-5000}",
+            "stop_grace_period: 20s",
+        ],
+    );
+    assert!(
+        text.contains("http://127.0.0.1:8085/ready"),
+        "healthy means ready"
+    );
+
+    let docs = yaml_documents(&path);
+    assert_eq!(docs.len(), 1);
+    let compose = &docs[0];
+    let services = compose["services"].as_object().expect("services");
+    assert_eq!(services.len(), 3);
+    let view = "10.10.0.2:8085,10.10.0.3:8085,10.10.0.4:8085";
+    for i in 1..=3 {
+        let s = &services[&format!("replica{i}")];
+        let ip = format!("10.10.0.{}", 1 + i);
+        assert_eq!(s["container_name"], json!(format!("causalkv-replica{i}")));
+        assert_eq!(s["image"], json!("causalkv:latest"));
+        assert_eq!(s["build"]["context"], json!(".."));
+        assert_eq!(s["build"]["dockerfile"], json!("docker/Dockerfile"));
+        assert_eq!(s["networks"]["causalkv-net"]["ipv4_address"], json!(ip));
+        assert_eq!(s["ports"], json!([format!("127.0.0.1:{}:8085", 8081 + i)]));
+        assert_eq!(
+            s["environment"]["SOCKET_ADDRESS"],
+            json!(format!("{ip}:8085"))
+        );
+        assert_eq!(s["environment"]["VIEW"], json!(view));
+        let test = s["healthcheck"]["test"]
+            .as_array()
+            .expect("healthcheck test");
+        assert_eq!(test[0], json!("CMD"));
+        assert!(test
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.ends_with("/ready"))));
+        for key in ["interval", "timeout", "retries", "start_period"] {
+            assert!(!s["healthcheck"][key].is_null(), "healthcheck.{key}");
+        }
+        // Optional settings pass through from the shell; the two chosen
+        // with stop_grace_period have a default there, overridable too.
+        let env = s["environment"].as_object().unwrap();
+        let mut defaults = BTreeSet::new();
+        for (key, value) in env {
+            if ["SOCKET_ADDRESS", "VIEW"].contains(&key.as_str()) {
+                continue;
+            }
+            match value.as_str() {
+                None => assert!(value.is_null(), "{key} is passed through, not set: {value}"),
+                Some(text) => {
+                    let default = text
+                        .strip_prefix(&format!("${{{key}:-"))
+                        .and_then(|t| t.strip_suffix('}'))
+                        .unwrap_or_else(|| panic!("{key} is not ${{{key}:-default}}: {text}"));
+                    defaults.insert((key.as_str(), default.parse::<u64>().expect("a number")));
+                }
+            }
+        }
+        let defaults: Vec<_> = defaults.into_iter().collect();
+        assert_eq!(
+            defaults,
+            [
+                ("HANDOVER_TIMEOUT_MS", 5000),
+                ("SUSPECT_TIMEOUT_MS", 600_000)
+            ]
+        );
+        // The hand-over and the 10 s to finish requests fit in the grace.
+        let grace: u64 = s["stop_grace_period"]
+            .as_str()
+            .and_then(|g| g.strip_suffix('s'))
+            .and_then(|g| g.parse().ok())
+            .expect("stop_grace_period in seconds");
+        assert!(5000 / 1000 + 10 < grace, "stop_grace_period {grace}s");
+    }
+    let net = &compose["networks"]["causalkv-net"];
+    assert_eq!(net["name"], json!("causalkv-net"));
+    assert_eq!(net["ipam"]["config"], json!([{"subnet": "10.10.0.0/16"}]));
+}
+
+#[test]
+fn kubernetes_manifests_describe_a_three_replica_statefulset() {
+    let dir = repo().join("docker/k8s");
+    let read = |name: &str| {
+        fs::read_to_string(dir.join(name)).unwrap_or_else(|_| panic!("docker/k8s/{name}"))
+    };
+    let (service, statefulset, pdb) = (
+        read("service.yaml"),
+        read("statefulset.yaml"),
+        read("pdb.yaml"),
+    );
+    for (name, text) in [
+        ("service.yaml", &service),
+        ("statefulset.yaml", &statefulset),
+        ("pdb.yaml", &pdb),
+    ] {
+        assert!(!text.contains('\t'), "{name} contains tabs");
+    }
+    assert_lines(
+        "service.yaml",
+        &service,
+        &[
+            "kind: Service",
+            "name: causalkv-headless",
+            "clusterIP: None",
+            "publishNotReadyAddresses: true",
+            "port: 8085",
+        ],
+    );
+    assert_lines(
+        "statefulset.yaml",
+        &statefulset,
+        &[
+            "kind: StatefulSet",
+            "replicas: 3",
+            "serviceName: causalkv-headless",
+            "fieldPath: status.podIP",
+            "- name: SOCKET_ADDRESS",
+            "value: \"$(POD_IP):8085\"",
+            "- name: VIEW",
+            "- name: VIEW_DNS",
+            "value: \"causalkv-headless.$(POD_NAMESPACE).svc.cluster.local:8085\"",
+            "readinessProbe:",
+            "livenessProbe:",
+            "path: /ready",
+            "path: /health",
+            "- name: SUSPECT_TIMEOUT_MS",
+            "- name: HANDOVER_TIMEOUT_MS",
+            "containerPort: 8085",
+            "runAsNonRoot: true",
+        ],
+    );
+    assert_lines(
+        "pdb.yaml",
+        &pdb,
+        &[
+            "apiVersion: policy/v1",
+            "kind: PodDisruptionBudget",
+            "minAvailable: 2",
+        ],
+    );
+
+    let (services, sets, pdbs) = (
+        yaml_documents(&dir.join("service.yaml")),
+        yaml_documents(&dir.join("statefulset.yaml")),
+        yaml_documents(&dir.join("pdb.yaml")),
+    );
+    for doc in services.iter().chain(&sets).chain(&pdbs) {
+        for key in ["apiVersion", "kind", "metadata"] {
+            assert!(!doc[key].is_null(), "every object has {key}: {doc}");
+        }
+        assert!(doc["metadata"]["name"].is_string(), "named: {doc}");
+        assert!(
+            doc["metadata"]["namespace"].is_null(),
+            "namespace comes from kubectl -n"
+        );
+    }
+
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    assert_eq!(
+        (set["apiVersion"].as_str(), set["kind"].as_str()),
+        (Some("apps/v1"), Some("StatefulSet"))
+    );
+    let spec = &set["spec"];
+    assert_eq!(spec["replicas"], json!(3));
+    assert_eq!(spec["serviceName"], json!("causalkv-headless"));
+    let pod_labels = spec["template"]["metadata"]["labels"]
+        .as_object()
+        .expect("pod labels");
+    let selects_pods = |selector: &Value| {
+        let selector = selector.as_object().expect("selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(selects_pods(&spec["selector"]["matchLabels"]));
+    let containers = spec["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["ports"][0]["containerPort"], json!(8085));
+    let port_name = c["ports"][0]["name"].clone();
+    // Traffic only to replicas that hold the state; restarts only when the
+    // process stops serving.
+    for (probe, path) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
+        assert_eq!(c[probe]["httpGet"]["path"], json!(path), "{probe}");
+        let port = &c[probe]["httpGet"]["port"];
+        assert!(
+            port == &json!(8085) || port == &port_name,
+            "{probe} port {port}"
+        );
+    }
+    let env: Vec<&Value> = c["env"].as_array().expect("env").iter().collect();
+    let position = |name: &str| env.iter().position(|e| e["name"] == json!(name));
+    let var = |name: &str| env[position(name).unwrap_or_else(|| panic!("env {name}"))];
+    assert_eq!(
+        var("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("status.podIP")
+    );
+    assert_eq!(
+        var("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("metadata.namespace")
+    );
+    assert_eq!(var("SOCKET_ADDRESS")["value"], json!("$(POD_IP):8085"));
+    assert_eq!(var("VIEW")["value"], json!("$(POD_IP):8085"));
+    assert_eq!(
+        var("VIEW_DNS")["value"],
+        json!("causalkv-headless.$(POD_NAMESPACE).svc.cluster.local:8085")
+    );
+    // $(VAR) only expands variables defined earlier in the list.
+    for (user, used) in [
+        ("SOCKET_ADDRESS", "POD_IP"),
+        ("VIEW", "POD_IP"),
+        ("VIEW_DNS", "POD_NAMESPACE"),
+    ] {
+        assert!(
+            position(used) < position(user),
+            "{used} must come before {user}"
+        );
+    }
+    for e in &env {
+        if let Some(value) = e["value"].as_str() {
+            assert!(!value.is_empty(), "empty {e}");
+        }
+    }
+    assert_eq!(
+        spec["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        json!(true)
+    );
+    let millis = |name: &str| -> u64 {
+        var(name)["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is a number of ms"))
+    };
+    assert!(
+        millis("SUSPECT_TIMEOUT_MS") >= 300_000,
+        "a suspect outlives Kubernetes' 300 s toleration of an unreachable node"
+    );
+    // The hand-over and the 10 s to finish requests fit in the grace.
+    let grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        millis("HANDOVER_TIMEOUT_MS") / 1000 + 10 < grace,
+        "terminationGracePeriodSeconds {grace}"
+    );
+
+    let headless = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == json!("causalkv-headless"))
+        .expect("the headless service");
+    assert_eq!(headless["kind"], json!("Service"));
+    assert_eq!(headless["spec"]["clusterIP"], json!("None"));
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], json!(true));
+    assert_eq!(headless["spec"]["ports"][0]["port"], json!(8085));
+    for s in &services {
+        assert!(
+            selects_pods(&s["spec"]["selector"]),
+            "service selects the pods: {s}"
+        );
+        let target = &s["spec"]["ports"][0]["targetPort"];
+        assert!(
+            target == &json!(8085) || target == &port_name,
+            "targetPort {target}"
+        );
+    }
+
+    assert_eq!(pdbs.len(), 1);
+    let pdb = &pdbs[0];
+    assert_eq!(pdb["apiVersion"], json!("policy/v1"));
+    assert_eq!(pdb["kind"], json!("PodDisruptionBudget"));
+    assert_eq!(pdb["spec"]["minAvailable"], json!(2));
+    assert!(selects_pods(&pdb["spec"]["selector"]["matchLabels"]));
+}
