@@ -42,7 +42,10 @@ pub(super) fn cyclic_components<E>(g: &DiGraph<(), E>) -> Vec<Vec<NodeIndex>> {
     components
 }
 
-/// The steps `(from, to, weight)` of a shortest path from `from` to `to`
+/// One edge of a path: `(from, to, weight)`.
+pub(super) type Step<N, E> = (N, N, E);
+
+/// The steps of a shortest path from `from` to `to`
 /// in `g` (none when they are the same node); `None` if `to` cannot be
 /// reached. Among paths of one length it takes the one breadth-first
 /// search finds first.
@@ -50,7 +53,7 @@ pub(super) fn shortest_path<G, E>(
     g: G,
     from: G::NodeId,
     to: G::NodeId,
-) -> Option<Vec<(G::NodeId, G::NodeId, E)>>
+) -> Option<Vec<Step<G::NodeId, E>>>
 where
     G: IntoEdges<EdgeWeight = E> + Visitable,
     G::NodeId: Eq + Hash,
