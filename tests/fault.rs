@@ -14,8 +14,18 @@
 //! cargo test --test fault -- --duration 60 --runs 10
 //! ```
 //!
-//! Needs root (network namespaces) and iptables; without them it says so
-//! loudly and skips.
+//! Every seed is one test, `seed_<n>`, run through libtest's own arguments
+//! and output: a filter picks seeds by name, `--list` lists them,
+//! `--nocapture` (or `--show-output`) prints every run's schedule and report
+//! as it finishes (a failing run's report is printed either way). A soak
+//! adds one test, `soak`, that keeps drawing seeds until its time is up.
+//! Runs go one at a time whatever `--test-threads` says: they share one
+//! subnet and want the whole machine.
+//!
+//! The suite needs root (network namespaces), iproute2 (`ip`, `tc`) and
+//! iptables. Without them its tests are ignored, with the reason printed;
+//! when `CI` is set (`true` or `1`) they fail instead, since a CI job that
+//! checks nothing must not pass.
 
 #[path = "fault/checker.rs"]
 mod checker;
@@ -29,8 +39,6 @@ mod nemesis;
 #[allow(dead_code)]
 #[path = "fault/netns.rs"]
 mod netns;
-#[path = "fault/rng.rs"]
-mod rng;
 #[path = "fault/settle.rs"]
 mod settle;
 #[path = "fault/workload.rs"]
@@ -38,147 +46,252 @@ mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// Options from the command line (after `--`).
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+/// Seeds that run every time, so that CI always covers a known schedule.
+const FIXED_SEEDS: [u64; 2] = [1, 2];
+/// What the suite needs, as its messages say it.
+const NEEDS: &str = "Run it as root with iproute2 (ip, tc) and iptables installed.";
+/// Random seeds are drawn below this (short to type when replaying).
+const SEED_BOUND: u64 = 1_000_000;
+
+/// The suite's own options, as `--help` lists them above libtest's.
+const OWN_OPTIONS: &str = "\
+FAULT SUITE OPTIONS (besides libtest's below):
+      --seed <N>       run seed N (repeatable) instead of seeds 1, 2 and random ones
+      --duration <S>   seconds of faults per run [default: 25]
+      --runs <N>       random seeds besides seeds 1 and 2 [default: 2]
+      --soak <S>       add a test `soak` that keeps drawing seeds until S seconds
+                       after the start
+";
+
+/// The suite's own options (after `--`, next to libtest's).
 struct Options {
+    /// `--seed N` (repeatable): run exactly these seeds.
     seeds: Vec<u64>,
+    /// `--duration S`: seconds of faults per run.
     duration: Duration,
+    /// `--soak S`: keep drawing seeds until S seconds after the start.
     soak: Option<Duration>,
-    random_runs: usize,
+    /// `--runs N`: random seeds besides the fixed ones.
+    runs: usize,
 }
 
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        seeds: Vec::new(),
-        duration: Duration::from_secs(25),
-        soak: None,
-        random_runs: 2,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--seed" => options.seeds.push(
-                value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?,
-            ),
-            "--duration" => {
-                options.duration = Duration::from_secs(
-                    value("--duration")?
-                        .parse()
-                        .map_err(|e| format!("--duration: {e}"))?,
-                )
+impl Options {
+    /// Takes the suite's own options out of `argv` (`--name value` or
+    /// `--name=value`) and returns them with the rest, which is libtest's.
+    fn take_from(argv: impl IntoIterator<Item = String>) -> Result<(Options, Vec<String>), String> {
+        let mut options = Options {
+            seeds: Vec::new(),
+            duration: Duration::from_secs(25),
+            soak: None,
+            runs: 2,
+        };
+        let mut rest = Vec::new();
+        let mut argv = argv.into_iter();
+        while let Some(arg) = argv.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_string(), Some(value.to_string())),
+                None => (arg.clone(), None),
+            };
+            if !matches!(name.as_str(), "--seed" | "--duration" | "--soak" | "--runs") {
+                rest.push(arg);
+                continue;
             }
-            "--soak" => {
-                options.soak = Some(Duration::from_secs(
-                    value("--soak")?
-                        .parse()
-                        .map_err(|e| format!("--soak: {e}"))?,
-                ))
+            let value = inline
+                .or_else(|| argv.next())
+                .ok_or(format!("{name} needs a value"))?;
+            let number: u64 = value
+                .parse()
+                .map_err(|e| format!("{name} {value:?}: {e}"))?;
+            match name.as_str() {
+                "--seed" => options.seeds.push(number),
+                "--duration" => options.duration = Duration::from_secs(number),
+                "--soak" => options.soak = Some(Duration::from_secs(number)),
+                _ => options.runs = number as usize,
             }
-            "--runs" => {
-                options.random_runs = value("--runs")?
-                    .parse()
-                    .map_err(|e| format!("--runs: {e}"))?
+        }
+        Ok((options, rest))
+    }
+
+    /// The seeds to run: those asked for, else the fixed ones and `runs`
+    /// random ones (all different).
+    fn seeds(&self) -> Vec<u64> {
+        if !self.seeds.is_empty() {
+            return self.seeds.clone();
+        }
+        let mut seeds = FIXED_SEEDS.to_vec();
+        while seeds.len() < FIXED_SEEDS.len() + self.runs {
+            let seed = rand::random_range(0..SEED_BOUND);
+            if !seeds.contains(&seed) {
+                seeds.push(seed);
             }
-            // Flags cargo's test runner passes to every test binary.
-            "--nocapture" | "--quiet" | "-q" | "--color" | "--test-threads" | "--format" => {
-                if matches!(arg.as_str(), "--color" | "--test-threads" | "--format") {
-                    let _ = args.next();
-                }
-            }
-            other if other.starts_with("--") => return Err(format!("unknown option {other}")),
-            _ => {} // a test-name filter: the suite is one test
+        }
+        seeds
+    }
+}
+
+/// Whether the suite can run here, and what its tests do if not.
+#[derive(Clone)]
+enum Host {
+    /// Root, namespaces and the tools: run.
+    Ready,
+    /// Something is missing and `CI` is not set: ignore, saying why.
+    Skip(String),
+    /// Something is missing and `CI` is set: fail, saying why.
+    Fail(String),
+}
+
+impl Host {
+    fn probe() -> Host {
+        match netns::unavailable() {
+            None => Host::Ready,
+            Some(why) if netns::under_ci() => Host::Fail(format!(
+                "the fault suite cannot run here: {why}; CI is set, so a suite that checks \
+                 nothing fails. {NEEDS}"
+            )),
+            Some(why) => Host::Skip(why),
         }
     }
-    Ok(options)
+
+    /// Prints, above libtest's output, why nothing will be checked.
+    fn announce(&self) {
+        let line = match self {
+            Host::Ready => return,
+            Host::Skip(why) => format!("FAULT SUITE SKIPPED, nothing is checked: {why}. {NEEDS}"),
+            Host::Fail(why) => format!("FAULT SUITE FAILS: {why}"),
+        };
+        let rule = "!".repeat(72);
+        eprintln!("\n{rule}\n!!! {line}\n{rule}\n");
+    }
+
+    /// A test named `name` that runs `run` if this host can.
+    fn trial<F>(&self, name: String, run: F) -> Trial
+    where
+        F: FnOnce() -> Result<(), Failed> + Send + 'static,
+    {
+        match self.clone() {
+            Host::Ready => Trial::test(name, run),
+            // Ignored; run anyway (`--include-ignored`), it says why it did nothing.
+            Host::Skip(why) => {
+                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(why)))
+                    .with_ignored_flag(true)
+            }
+            Host::Fail(why) => Trial::test(name, move || Err(why.into())),
+        }
+    }
+}
+
+/// How one run is carried out and shown.
+#[derive(Clone)]
+struct Run {
+    binary: PathBuf,
+    duration: Duration,
+    /// Print the schedule and report of runs that pass too.
+    verbose: bool,
+}
+
+impl Run {
+    /// Runs `seed`; a failure carries the run's report and where its logs are.
+    fn seed(&self, seed: u64) -> Result<(), Failed> {
+        let header = format!(
+            "fault run: seed {seed} ({:?} of faults)\nreplay with: cargo test --test fault -- \
+             --seed {seed} --duration {}",
+            self.duration,
+            self.duration.as_secs()
+        );
+        if self.verbose {
+            println!("\n=== {header}");
+        }
+        match nemesis::run(seed, self.duration, &self.binary) {
+            Ok(outcome) if outcome.ok => {
+                if self.verbose {
+                    println!("{}", outcome.summary);
+                }
+                Ok(())
+            }
+            Ok(outcome) => Err(format!(
+                "{header}\n\n{}\nFAILED: seed {seed}; logs in {}",
+                outcome.summary,
+                outcome.log_dir.display()
+            )
+            .into()),
+            Err(e) => Err(format!("{header}\nFAILED: seed {seed}: harness error: {e}").into()),
+        }
+    }
+
+    /// Draws seeds and runs them until `end`; fails naming every failed seed.
+    fn soak(&self, end: Instant) -> Result<(), Failed> {
+        let mut runs = 0;
+        let mut failures = Vec::new();
+        while Instant::now() < end {
+            let seed = rand::random_range(0..SEED_BOUND);
+            runs += 1;
+            if let Err(failed) = self.seed(seed) {
+                let report = failed.message().unwrap_or_default().to_string();
+                if self.verbose {
+                    println!("{report}");
+                }
+                failures.push((seed, report));
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let seeds: Vec<u64> = failures.iter().map(|(seed, _)| *seed).collect();
+        let reports: Vec<String> = failures.into_iter().map(|(_, report)| report).collect();
+        Err(format!(
+            "{} of {runs} soak runs failed, seeds {seeds:?}\n\n{}",
+            seeds.len(),
+            reports.join("\n\n")
+        )
+        .into())
+    }
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
+    let started = Instant::now();
+    let (options, libtest_argv) = match Options::take_from(std::env::args()) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("fault suite: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(why) = netns::unavailable() {
-        eprintln!("\n{}\n!!! FAULT SUITE SKIPPED: {why}\n!!! Nothing was checked. Run it as root with iproute2 and iptables installed.\n{}\n", "!".repeat(72), "!".repeat(72));
-        println!("test result: ignored. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
-        return ExitCode::SUCCESS;
+    if libtest_argv.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{OWN_OPTIONS}");
     }
-    let binary = PathBuf::from(
-        std::env::var("CAUSALKV_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_causalkv").to_string()),
-    );
-    let mut seeds = options.seeds.clone();
-    if seeds.is_empty() {
-        seeds.extend([1, 2]);
-        let clock = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let mut r = rng::Rng::new(clock);
-        seeds.extend((0..options.random_runs).map(|_| r.next_u64() % 1_000_000));
+    let mut args = Arguments::from_iter(libtest_argv);
+    if let Some(threads) = args.test_threads.filter(|&n| n > 1) {
+        eprintln!("fault suite: runs one seed at a time (--test-threads {threads} ignored)");
     }
-    let soak_end = options.soak.map(|d| Instant::now() + d);
-    let mut passed = 0;
-    let mut failed = Vec::new();
-    let mut index = 0;
-    loop {
-        let seed = if index < seeds.len() {
-            seeds[index]
-        } else if soak_end.is_some_and(|end| Instant::now() < end) {
-            let mut r = rng::Rng::new(
-                index as u64
-                    ^ SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap()
-                        .as_nanos() as u64,
-            );
-            r.next_u64() % 1_000_000
-        } else {
-            break;
-        };
-        index += 1;
-        println!(
-            "\n=== fault run: seed {seed} ({:?} of faults) ===",
-            options.duration
-        );
-        println!(
-            "    replay with: cargo test --test fault -- --seed {seed} --duration {}",
-            options.duration.as_secs()
-        );
-        match nemesis::run(seed, options.duration, &binary) {
-            Ok(outcome) if outcome.ok => {
-                println!("{}", outcome.summary);
-                passed += 1;
-            }
-            Ok(outcome) => {
-                println!("{}", outcome.summary);
-                println!("FAILED: seed {seed}; logs in {}", outcome.log_dir.display());
-                failed.push(seed);
-            }
-            Err(e) => {
-                println!("FAILED: seed {seed}: harness error: {e}");
-                failed.push(seed);
-            }
-        }
+    args.test_threads = Some(1);
+
+    let host = Host::probe();
+    if !args.list {
+        host.announce();
     }
-    println!("\nfault suite: {passed} passed, {} failed", failed.len());
-    if !failed.is_empty() {
-        println!("failed seeds: {failed:?}");
+    let run = Run {
+        binary: PathBuf::from(
+            std::env::var("CAUSALKV_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_causalkv").to_string()),
+        ),
+        duration: options.duration,
+        verbose: args.nocapture || args.show_output,
+    };
+    let mut trials: Vec<Trial> = options
+        .seeds()
+        .into_iter()
+        .map(|seed| {
+            let run = run.clone();
+            host.trial(format!("seed_{seed}"), move || run.seed(seed))
+        })
+        .collect();
+    if let Some(soak) = options.soak {
+        let end = started + soak;
+        trials.push(host.trial("soak".to_string(), move || run.soak(end)));
     }
-    println!(
-        "test result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    libtest_mimic::run(&args, trials).exit_code()
 }

@@ -112,7 +112,8 @@
 //! # Layout
 //!
 //! This file holds the history model and the entry point, [`check`];
-//! `checker/build.rs` builds the graph, `checker/past.rs` answers questions
+//! `checker/build.rs` builds the graph, `checker/graph.rs` holds the graph
+//! searches (on petgraph), `checker/past.rs` answers questions
 //! about it, `checker/reads.rs` judges client reads, `checker/finals.rs`
 //! the final reads, `checker/arbitration.rs` the conflict rule, and
 //! `checker/report.rs` holds the verdict and how it prints.
@@ -125,6 +126,8 @@ mod arbitration;
 mod build;
 #[path = "checker/finals.rs"]
 mod finals;
+#[path = "checker/graph.rs"]
+mod graph;
 #[path = "checker/past.rs"]
 mod past;
 #[path = "checker/reads.rs"]
@@ -364,15 +367,35 @@ struct Ctx<'a> {
 pub fn check(h: &History) -> Report {
     let mut warnings = Vec::new();
     let mut found = Vec::new();
-    let build::Built {
-        ctx,
-        class,
-        writer_of,
-        reads_from,
-        failed_observed,
-    } = build::build(h, &mut warnings, &mut found);
+    // hb, its cycles and the values no put wrote.
+    let built = build::build(h, &mut warnings, &mut found);
+    let ctx = &built.ctx;
+    let rankings = check_reads(ctx, &built.class, &mut found);
+    let mut lost_to_crash = BTreeSet::new();
+    let (unconverged, finals) = ctx.check_finals(&built.writer_of, &mut found, &mut lost_to_crash);
+    ctx.check_arbitration(rankings, &finals, &mut found);
+    let availability = report::availability(h, &answered(&built.class));
+    let anomalies = anomalies(h, found);
+    Report {
+        convergence_ok: !unconverged
+            && !anomalies
+                .iter()
+                .any(|a| a.kind == AnomalyKind::NotCausallyMaximal),
+        stats: stats(h, &built, &availability),
+        anomalies,
+        lost_to_crash: lost_to_crash
+            .into_iter()
+            .map(|n| h.ops[ctx.nodes[n as usize].op].id)
+            .collect(),
+        availability,
+        warnings,
+    }
+}
 
-    let mut arb = Vec::new();
+/// Judges every client read (one that returned a value, one that found its
+/// key absent); returns the conflict rankings the reads showed.
+fn check_reads(ctx: &Ctx<'_>, class: &[Class<'_>], found: &mut Vec<Found>) -> Vec<ArbEdge> {
+    let mut rankings = Vec::new();
     for n in 0..ctx.nodes.len() as u32 {
         let node = ctx.nodes[n as usize];
         if node.effect != Effect::Read {
@@ -380,25 +403,27 @@ pub fn check(h: &History) -> Report {
         }
         match class[node.op] {
             Class::Read(Some(_)) if ctx.rf[n as usize] != NONE => {
-                ctx.check_value_read(n, &mut found, &mut arb)
+                ctx.check_value_read(n, found, &mut rankings)
             }
-            Class::Read(None) => ctx.check_absent_read(n, &mut found, &mut arb),
+            Class::Read(None) => ctx.check_absent_read(n, found, &mut rankings),
             _ => {}
         }
     }
+    rankings
+}
 
-    let mut lost_to_crash = BTreeSet::new();
-    let (unconverged, finals) = ctx.check_finals(&writer_of, &mut found, &mut lost_to_crash);
-    ctx.check_arbitration(arb, &finals, &mut found);
-
-    let answered: Vec<bool> = class
+/// Per operation: whether it was answered (for availability).
+fn answered(class: &[Class<'_>]) -> Vec<bool> {
+    class
         .iter()
         .map(|c| !matches!(c, Class::FailedPut | Class::FailedDelete | Class::FailedGet))
-        .collect();
-    let availability = report::availability(h, &answered);
+        .collect()
+}
 
+/// The anomalies found, by kind, naming operations by their ids.
+fn anomalies(h: &History, mut found: Vec<Found>) -> Vec<Anomaly> {
     found.sort_by_key(|f| f.kind);
-    let anomalies: Vec<Anomaly> = found
+    found
         .into_iter()
         .map(|f| Anomaly {
             kind: f.kind,
@@ -406,30 +431,20 @@ pub fn check(h: &History) -> Report {
             chain: f.ops.iter().map(|&i| report::render(&h.ops[i])).collect(),
             explanation: f.explanation,
         })
-        .collect();
-    let convergence_ok = !unconverged
-        && !anomalies
-            .iter()
-            .any(|a| a.kind == AnomalyKind::NotCausallyMaximal);
+        .collect()
+}
+
+/// The sizes of what was checked.
+fn stats(h: &History, built: &build::Built<'_>, availability: &Availability) -> Stats {
     let completed = availability.overall.ok;
-    Report {
-        anomalies,
-        lost_to_crash: lost_to_crash
-            .into_iter()
-            .map(|n: u32| h.ops[ctx.nodes[n as usize].op].id)
-            .collect(),
-        availability,
-        convergence_ok,
-        stats: Stats {
-            ops: h.ops.len(),
-            completed,
-            failed: h.ops.len() - completed,
-            failed_writes_observed: failed_observed,
-            sessions: ctx.sessions,
-            keys: ctx.keys.len(),
-            final_reads: h.final_reads.len(),
-            reads_from,
-        },
-        warnings,
+    Stats {
+        ops: h.ops.len(),
+        completed,
+        failed: h.ops.len() - completed,
+        failed_writes_observed: built.failed_observed,
+        sessions: built.ctx.sessions,
+        keys: built.ctx.keys.len(),
+        final_reads: h.final_reads.len(),
+        reads_from: built.reads_from,
     }
 }

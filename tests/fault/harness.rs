@@ -20,11 +20,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
+use rand::rngs::StdRng;
+use rand::RngExt;
 use serde_json::{json, Value};
 
 use super::checker::{Crash, PartitionWindow};
 use super::netns::NetnsCluster;
-use super::rng::Rng;
 use super::workload::Shared;
 
 /// Silence after which a member leaves the view (`FAILURE_TIMEOUT_MS`).
@@ -99,14 +100,14 @@ impl Stage<'_> {
     }
 
     /// A member picked at random.
-    pub fn pick_member(&self, rng: &mut Rng) -> usize {
-        self.members[rng.below(self.members.len())]
+    pub fn pick_member(&self, rng: &mut StdRng) -> usize {
+        self.members[rng.random_range(..self.members.len())]
     }
 
     /// A member other than `not` picked at random (there must be one).
-    pub fn pick_other(&self, rng: &mut Rng, not: usize) -> usize {
+    pub fn pick_other(&self, rng: &mut StdRng, not: usize) -> usize {
         let others: Vec<usize> = self.members.iter().copied().filter(|&m| m != not).collect();
-        others[rng.below(others.len())]
+        others[rng.random_range(..others.len())]
     }
 
     /// The lowest slot that is neither a member nor removed for good.

@@ -35,12 +35,13 @@
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
+use rand::rngs::StdRng;
+use rand::RngExt;
 
 use super::checker::PartitionWindow;
 use super::harness::{
     sleep_ms, Stage, COLLECTION_ROUND, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
 };
-use super::rng::Rng;
 
 /// The long-lived fault a run hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +84,11 @@ impl Lifetime {
 }
 
 /// Injects `fault` now; returns an error only when the harness itself fails.
-pub async fn inject(fault: Lifetime, stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
+pub async fn inject(
+    fault: Lifetime,
+    stage: &mut Stage<'_>,
+    rng: &mut StdRng,
+) -> Result<(), String> {
     if stage.members.len() < 3 {
         // Each of these leaves the store a member short for a while (or
         // for good); with two members left the other faults lose meaning.
@@ -102,7 +107,7 @@ pub async fn inject(fault: Lifetime, stage: &mut Stage<'_>, rng: &mut Rng) -> Re
 }
 
 /// Kills a member for good: it is never restarted and its slot not reused.
-fn remove_for_good(stage: &mut Stage<'_>, rng: &mut Rng) {
+fn remove_for_good(stage: &mut Stage<'_>, rng: &mut StdRng) {
     let victim = stage.pick_member(rng);
     stage.note(format!(
         "remove replica {victim} for good (SIGKILL; never restarted, its slot not reused)"
@@ -117,12 +122,17 @@ fn remove_for_good(stage: &mut Stage<'_>, rng: &mut Rng) {
 /// out of the DNS name), lets the deletes of the workload go on past the
 /// suspect timeout and a collection round, then heals it and brings it
 /// back the same way.
-async fn away_and_back(stage: &mut Stage<'_>, rng: &mut Rng, how: Lifetime) -> Result<(), String> {
+async fn away_and_back(
+    stage: &mut Stage<'_>,
+    rng: &mut StdRng,
+    how: Lifetime,
+) -> Result<(), String> {
     let victim = stage.pick_member(rng);
     let via = stage.pick_other(rng, victim);
     // Long enough for the survivors to forget it and collect the tombstones
     // of the deletes made meanwhile.
-    let away = SUSPECT_TIMEOUT + COLLECTION_ROUND + Duration::from_millis(rng.range(500, 2000));
+    let away =
+        SUSPECT_TIMEOUT + COLLECTION_ROUND + Duration::from_millis(rng.random_range(500..2000));
     let by_dns = how == Lifetime::DnsChange;
     stage.note(if by_dns {
         format!(
@@ -213,12 +223,12 @@ async fn tombstones(stage: &Stage<'_>) -> String {
 
 /// Restarts members one after another, each stopped with SIGKILL or
 /// SIGTERM and started again once the previous one is ready.
-async fn churn(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
-    let restarts = 6 + rng.below(5);
+async fn churn(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), String> {
+    let restarts = 6 + rng.random_range(0..5);
     stage.note(format!("churn: {restarts} restarts in a row"));
     for step in 1..=restarts {
         let victim = stage.pick_member(rng);
-        let graceful = rng.chance(0.5);
+        let graceful = rng.random_bool(0.5);
         let stopped = Instant::now();
         let at = stage.seconds();
         let how = if graceful {

@@ -16,6 +16,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 
 use super::checker::{self, History, PartitionWindow};
 use super::harness::{
@@ -23,7 +26,6 @@ use super::harness::{
 };
 use super::lifetime::{self, Lifetime};
 use super::netns::{NetnsCluster, PORT};
-use super::rng::Rng;
 use super::settle;
 use super::workload::{self, Shared};
 
@@ -88,7 +90,7 @@ async fn drive(
     fault: Lifetime,
     cluster: &mut NetnsCluster,
 ) -> Result<Outcome, String> {
-    let mut rng = Rng::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let http = awc::Client::builder()
         .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
         .timeout(Duration::from_secs(5))
@@ -126,7 +128,7 @@ async fn drive(
         .map(|_| {
             actix_rt::spawn(workload::session(
                 shared.clone(),
-                rng.next_u64(),
+                rng.random::<u64>(),
                 until,
                 request_timeout,
             ))
@@ -137,7 +139,7 @@ async fn drive(
     // or once the short faults are over (see Lifetime::starts_early).
     let early = fault
         .starts_early()
-        .then(|| Instant::now() + Duration::from_millis(rng.range(1500, 5000)));
+        .then(|| Instant::now() + Duration::from_millis(rng.random_range(1500..5000)));
     let mut injected = false;
     while Instant::now() + Duration::from_secs(4) < until {
         if !injected && early.is_some_and(|at| Instant::now() >= at) {
@@ -145,7 +147,7 @@ async fn drive(
             lifetime::inject(fault, &mut stage, &mut rng).await?;
             continue;
         }
-        sleep_ms(rng.range(300, 1500)).await;
+        sleep_ms(rng.random_range(300..1500)).await;
         short_fault(&mut stage, &mut rng).await?;
     }
     match (injected, early) {
@@ -221,9 +223,9 @@ async fn drive(
 }
 
 /// Draws one short fault and plays it out.
-async fn short_fault(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
-    let hold = rng.range(1500, 5000);
-    match rng.below(10) {
+async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), String> {
+    let hold = rng.random_range(1500..5000);
+    match rng.random_range(0..10) {
         0 | 1 => {
             let sides = random_split(rng, &stage.members);
             stage.note(format!("partition {sides:?} for {hold} ms"));
@@ -265,7 +267,7 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String>
         6 if stage.free_slot(CAPACITY).is_some() => add_replica(stage, rng).await?,
         9 => {
             let victim = stage.pick_member(rng);
-            let kbit = [64, 256, 1024][rng.below(3)];
+            let kbit = [64, 256, 1024][rng.random_range(0..3usize)];
             stage.note(format!(
                 "slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms"
             ));
@@ -313,9 +315,9 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String>
 
 /// Adds a replica in a free slot: started with a `VIEW` naming every
 /// member, or alone and then added through the view API.
-async fn add_replica(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String> {
+async fn add_replica(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), String> {
     let slot = stage.free_slot(CAPACITY).expect("a free slot");
-    if rng.chance(0.5) {
+    if rng.random_bool(0.5) {
         // Like starting a container whose VIEW names everyone.
         stage.members.push(slot);
         stage.publish_dns()?;
@@ -341,9 +343,9 @@ async fn add_replica(stage: &mut Stage<'_>, rng: &mut Rng) -> Result<(), String>
 }
 
 /// Splits `members` at random into two non-empty sides.
-fn random_split(rng: &mut Rng, members: &[usize]) -> Vec<Vec<usize>> {
+fn random_split(rng: &mut StdRng, members: &[usize]) -> Vec<Vec<usize>> {
     let mut shuffled = members.to_vec();
-    rng.shuffle(&mut shuffled);
-    let cut = 1 + rng.below(shuffled.len() - 1);
+    shuffled.shuffle(rng);
+    let cut = 1 + rng.random_range(..shuffled.len() - 1);
     vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()]
 }

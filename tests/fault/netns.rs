@@ -19,14 +19,20 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 /// Port every replica listens on, as in the kevinDB convention.
 pub const PORT: u16 = 8085;
 
-/// Why the suite cannot run here.
+/// Why replicas in network namespaces cannot run here, if they cannot:
+/// creating namespaces needs root, and the faults need iproute2 (`ip`,
+/// `tc`) and iptables.
 pub fn unavailable() -> Option<String> {
-    // SAFETY-free check: root is needed to create namespaces.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root: network namespaces cannot be created".into());
+    match Command::new("id").arg("-u").output() {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == "0" => {}
+        Ok(_) => return Some("not running as root: network namespaces cannot be created".into()),
+        Err(e) => {
+            return Some(format!(
+                "cannot tell whether this runs as root (`id -u`: {e})"
+            ))
+        }
     }
-    for tool in ["ip", "iptables"] {
+    for tool in ["ip", "tc", "iptables"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -38,6 +44,12 @@ pub fn unavailable() -> Option<String> {
         }
     }
     None
+}
+
+/// Whether this runs in CI (`CI` set to `true` or `1`), where a test that
+/// cannot run must fail rather than pass having checked nothing.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 fn run(args: &[&str]) -> Result<(), String> {

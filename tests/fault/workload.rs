@@ -8,10 +8,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 use super::checker::{Op, OpKind, OpResult};
-use super::rng::Rng;
 
 /// Keys written by many sessions: conflicts happen here.
 pub const HOT_KEYS: usize = 4;
@@ -54,7 +55,7 @@ pub async fn session(
     until: Instant,
     request_timeout: Duration,
 ) {
-    let mut rng = Rng::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let http = awc::Client::builder()
         .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
         .timeout(request_timeout)
@@ -69,7 +70,7 @@ pub async fn session(
             if s.targets.is_empty() {
                 None
             } else {
-                Some(s.targets[rng.below(s.targets.len())].clone())
+                Some(s.targets[rng.random_range(..s.targets.len())].clone())
             }
         };
         let Some((replica, host)) = target else {
@@ -81,12 +82,12 @@ pub async fn session(
             shared.borrow().allowed.contains(&host),
             "refusing to send traffic to {host}: not a replica of this test cluster"
         );
-        let key = if rng.chance(0.6) {
-            format!("hot{}", rng.below(HOT_KEYS))
+        let key = if rng.random_bool(0.6) {
+            format!("hot{}", rng.random_range(..HOT_KEYS))
         } else {
-            format!("cold{}", rng.below(COLD_KEYS))
+            format!("cold{}", rng.random_range(..COLD_KEYS))
         };
-        let roll = rng.below(100);
+        let roll = rng.random_range(0..100);
         let (kind, method, body) = if roll < 45 {
             (
                 OpKind::Get,
@@ -145,7 +146,7 @@ pub async fn session(
             context = Value::String(String::new());
             unavailable_in_a_row = 0;
         }
-        actix_rt::time::sleep(Duration::from_millis(rng.range(2, 20))).await;
+        actix_rt::time::sleep(Duration::from_millis(rng.random_range(2..20))).await;
     }
 }
 

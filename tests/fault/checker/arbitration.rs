@@ -5,9 +5,12 @@
 //! resolved one conflict differently; it is reported as a Divergence with
 //! the steps of the cycle.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::build::strongly_connected;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::{EdgeRef, NodeFiltered};
+
+use super::graph::{cyclic_components, graph_of, shortest_path};
 use super::{AnomalyKind, ArbEdge, Ctx, Found, FINAL, NONE};
 
 impl Ctx<'_> {
@@ -84,53 +87,33 @@ impl Ctx<'_> {
                     }
                 }
             }
-            let plain: Vec<Vec<u32>> = adj
+            let edges: Vec<(u32, u32, u32)> = adj
                 .iter()
-                .map(|a| a.iter().map(|e| e.0).collect())
+                .enumerate()
+                .flat_map(|(u, out)| out.iter().map(move |&(v, why)| (u as u32, v, why)))
                 .collect();
-            for comp in strongly_connected(&plain) {
-                let inside: HashSet<u32> = comp.iter().copied().collect();
+            let g = graph_of(list.len(), &edges);
+            for comp in cyclic_components(&g) {
+                let inside: HashSet<NodeIndex> = comp.iter().copied().collect();
                 // A ranking edge inside the component, and the way back.
                 let Some((from, to, why)) = comp.iter().find_map(|&u| {
-                    adj[u as usize]
-                        .iter()
-                        .find(|e| e.1 != NONE && inside.contains(&e.0))
-                        .map(|e| (u, e.0, e.1))
+                    g.edges(u)
+                        .find(|e| *e.weight() != NONE && inside.contains(&e.target()))
+                        .map(|e| (u, e.target(), *e.weight()))
                 }) else {
                     continue;
                 };
-                let mut parent: HashMap<u32, (u32, u32)> = HashMap::new();
-                parent.insert(to, (to, NONE));
-                let mut queue = VecDeque::from([to]);
-                while let Some(x) = queue.pop_front() {
-                    if x == from {
-                        break;
-                    }
-                    for &(y, w) in &adj[x as usize] {
-                        if inside.contains(&y) && !parent.contains_key(&y) {
-                            parent.insert(y, (x, w));
-                            queue.push_back(y);
-                        }
-                    }
-                }
-                if !parent.contains_key(&from) {
+                let component = NodeFiltered::from_fn(&g, |n| inside.contains(&n));
+                let Some(back) = shortest_path(&component, to, from) else {
                     continue;
-                }
+                };
                 // Edges of the cycle: from -> to, then to ... -> from.
                 let mut cycle = vec![(from, to, why)];
-                let mut back = Vec::new();
-                let mut x = from;
-                while x != to {
-                    let (p, w) = parent[&x];
-                    back.push((p, x, w));
-                    x = p;
-                }
-                back.reverse();
                 cycle.extend(back);
                 let mut ops = Vec::new();
                 let mut steps = Vec::new();
                 for &(a, b, w) in &cycle {
-                    let (a, b) = (list[a as usize], list[b as usize]);
+                    let (a, b) = (list[a.index()], list[b.index()]);
                     ops.push(a);
                     match w {
                         NONE => steps.push(format!(

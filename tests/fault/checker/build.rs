@@ -4,8 +4,13 @@
 //! per-session counts, and the per-key indexes the checks search.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use petgraph::algo::toposort;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{EdgeRef, NodeFiltered};
+
+use super::graph::{cyclic_components, graph_of, shortest_path};
 use super::{
     AnomalyKind, Class, Ctx, Effect, Found, History, KeyIndex, Node, OpKind, OpResult, NONE,
     PATH_SEARCHES,
@@ -153,10 +158,10 @@ pub(super) fn build<'a>(
     let g = nodes.len();
 
     // Edges: session order, failed puts after their predecessor, reads-from.
-    let mut succ: Vec<Vec<(u32, bool)>> = vec![Vec::new(); g];
+    let mut edges: Vec<(u32, u32, Hb)> = Vec::new();
     for chain in &sess_chain {
         for pair in chain.windows(2) {
-            succ[pair[0] as usize].push((pair[1], false));
+            edges.push((pair[0], pair[1], Hb::Session));
         }
     }
     for (sess, failed) in sess_failed.iter().enumerate() {
@@ -164,7 +169,7 @@ pub(super) fn build<'a>(
             let pos = nodes[f as usize].idx;
             if pos > 0 {
                 let pred = sess_chain[sess][pos as usize - 1];
-                succ[pred as usize].push((f, false));
+                edges.push((pred, f, Hb::Session));
             }
         }
     }
@@ -213,77 +218,12 @@ pub(super) fn build<'a>(
         debug_assert_ne!(wn, NONE, "an observed put is always a node");
         if wn != NONE {
             rf[n] = wn;
-            succ[wn as usize].push((n as u32, true));
+            edges.push((wn, n as u32, Hb::ReadsFrom));
         }
     }
     let reads_from = rf.iter().filter(|&&w| w != NONE).count();
-
-    // hb must be acyclic; report each cycle, then drop the reads-from edges
-    // inside it so the remaining checks see a partial order.
-    let order = loop {
-        let order = topological_order(&succ);
-        if order.len() == g {
-            break order;
-        }
-        let mut placed = vec![false; g];
-        for &u in &order {
-            placed[u as usize] = true;
-        }
-        let left: Vec<u32> = (0..g as u32).filter(|&u| !placed[u as usize]).collect();
-        let mut local = vec![NONE; g];
-        for (i, &u) in left.iter().enumerate() {
-            local[u as usize] = i as u32;
-        }
-        let adj: Vec<Vec<u32>> = left
-            .iter()
-            .map(|&u| {
-                succ[u as usize]
-                    .iter()
-                    .map(|&(v, _)| local[v as usize])
-                    .filter(|&v| v != NONE)
-                    .collect()
-            })
-            .collect();
-        let components = strongly_connected(&adj);
-        if components.is_empty() {
-            // Cannot happen (leftover nodes always contain a cycle); be safe.
-            for &u in &left {
-                succ[u as usize].retain(|&(_, is_rf)| !is_rf);
-            }
-            continue;
-        }
-        for comp in components {
-            let members: Vec<u32> = comp.iter().map(|&i| left[i as usize]).collect();
-            let mut inside = HashSet::new();
-            inside.extend(members.iter().copied());
-            let cycle = shortest_rf_cycle(&succ, &members, &inside);
-            let mut explanation = String::from("happens-before cycle: ");
-            for (i, &u) in cycle.iter().enumerate() {
-                let v = cycle[(i + 1) % cycle.len()];
-                let label = if rf[v as usize] == u {
-                    "reads-from"
-                } else {
-                    "session"
-                };
-                explanation.push_str(&format!("#{} -{label}-> ", h.ops[nodes[u as usize].op].id));
-            }
-            explanation.push_str(&format!("#{}", h.ops[nodes[cycle[0] as usize].op].id));
-            found.push(Found {
-                kind: AnomalyKind::Cycle,
-                ops: cycle.iter().map(|&u| nodes[u as usize].op).collect(),
-                explanation,
-            });
-            for &u in &members {
-                succ[u as usize].retain(|&(v, is_rf)| {
-                    let drop = is_rf && inside.contains(&v);
-                    if drop {
-                        rf[v as usize] = NONE;
-                    }
-                    !drop
-                });
-            }
-        }
-    };
+    let mut hb = graph_of(g, &edges);
+    let order = break_cycles(h, &nodes, &mut hb, &mut rf, found);
 
     // Causal pasts as per-session counts, in topological order.
     let mut vc = vec![0u32; g * sessions];
@@ -296,18 +236,19 @@ pub(super) fn build<'a>(
             *cell = (*cell).max(node.idx + 1);
         }
         row.copy_from_slice(&vc[u * sessions..(u + 1) * sessions]);
-        for &(v, _) in &succ[u] {
-            let target = &mut vc[v as usize * sessions..(v as usize + 1) * sessions];
+        for v in hb.neighbors(NodeIndex::new(u)) {
+            let v = v.index();
+            let target = &mut vc[v * sessions..(v + 1) * sessions];
             for (t, &r) in target.iter_mut().zip(&row) {
                 *t = (*t).max(r);
             }
         }
     }
     let mut readers = vec![Vec::new(); g];
-    for (u, edges) in succ.iter().enumerate() {
-        for &(v, is_rf) in edges {
-            if is_rf {
-                readers[u].push(v);
+    for u in hb.node_indices() {
+        for e in hb.edges(u) {
+            if *e.weight() == Hb::ReadsFrom {
+                readers[u.index()].push(e.target().index() as u32);
             }
         }
     }
@@ -383,143 +324,93 @@ fn intern<'h>(name: &'h str, ids: &mut HashMap<&'h str, usize>, keys: &mut Vec<K
     })
 }
 
-/// Kahn's algorithm; nodes on or behind a cycle are left out.
-pub(super) fn topological_order(succ: &[Vec<(u32, bool)>]) -> Vec<u32> {
-    let mut indegree = vec![0u32; succ.len()];
-    for edges in succ {
-        for &(v, _) in edges {
-            indegree[v as usize] += 1;
-        }
-    }
-    let mut queue: VecDeque<u32> = (0..succ.len() as u32)
-        .filter(|&u| indegree[u as usize] == 0)
-        .collect();
-    let mut order = Vec::with_capacity(succ.len());
-    while let Some(u) = queue.pop_front() {
-        order.push(u);
-        for &(v, _) in &succ[u as usize] {
-            indegree[v as usize] -= 1;
-            if indegree[v as usize] == 0 {
-                queue.push_back(v);
-            }
-        }
-    }
-    order
+/// How one node of hb comes before another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hb {
+    /// Session order (a failed put after its session's predecessor too).
+    Session,
+    /// A put before a read that returned its value.
+    ReadsFrom,
 }
 
-/// Tarjan's algorithm without recursion; returns the components that hold
-/// a cycle (more than one node, or a self-loop).
-pub(super) fn strongly_connected(adj: &[Vec<u32>]) -> Vec<Vec<u32>> {
-    let n = adj.len();
-    let mut index = vec![NONE; n];
-    let mut low = vec![0u32; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut calls: Vec<(usize, usize)> = Vec::new();
-    let mut next = 0u32;
-    let mut out = Vec::new();
-    for root in 0..n {
-        if index[root] != NONE {
-            continue;
+/// hb must be acyclic: reports each cycle (its shortest loop through a
+/// reads-from edge), then drops the reads-from edges inside it so that the
+/// other checks see a partial order. Returns the nodes in topological order.
+fn break_cycles(
+    h: &History,
+    nodes: &[Node],
+    hb: &mut DiGraph<(), Hb>,
+    rf: &mut [u32],
+    found: &mut Vec<Found>,
+) -> Vec<u32> {
+    loop {
+        if let Ok(order) = toposort(&*hb, None) {
+            return order.into_iter().map(|n| n.index() as u32).collect();
         }
-        index[root] = next;
-        low[root] = next;
-        next += 1;
-        stack.push(root);
-        on_stack[root] = true;
-        calls.push((root, 0));
-        while let Some(&(v, i)) = calls.last() {
-            if i < adj[v].len() {
-                calls.last_mut().expect("non-empty").1 += 1;
-                let w = adj[v][i] as usize;
-                if index[w] == NONE {
-                    index[w] = next;
-                    low[w] = next;
-                    next += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    calls.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-                continue;
+        for members in cyclic_components(hb) {
+            let inside: HashSet<NodeIndex> = members.iter().copied().collect();
+            let cycle = shortest_rf_cycle(hb, &members, &inside);
+            let mut explanation = String::from("happens-before cycle: ");
+            for (i, &u) in cycle.iter().enumerate() {
+                let v = cycle[(i + 1) % cycle.len()];
+                let label = if rf[v] == u as u32 {
+                    "reads-from"
+                } else {
+                    "session"
+                };
+                explanation.push_str(&format!("#{} -{label}-> ", h.ops[nodes[u].op].id));
             }
-            calls.pop();
-            if let Some(&(parent, _)) = calls.last() {
-                low[parent] = low[parent].min(low[v]);
-            }
-            if low[v] == index[v] {
-                let mut comp = Vec::new();
-                while let Some(w) = stack.pop() {
-                    on_stack[w] = false;
-                    comp.push(w as u32);
-                    if w == v {
-                        break;
-                    }
+            explanation.push_str(&format!("#{}", h.ops[nodes[cycle[0]].op].id));
+            found.push(Found {
+                kind: AnomalyKind::Cycle,
+                ops: cycle.iter().map(|&u| nodes[u].op).collect(),
+                explanation,
+            });
+            hb.retain_edges(|g, e| {
+                let (u, v) = g.edge_endpoints(e).expect("an edge of the graph");
+                let drop = g[e] == Hb::ReadsFrom && inside.contains(&u) && inside.contains(&v);
+                if drop {
+                    rf[v.index()] = NONE;
                 }
-                if comp.len() > 1 || adj[v].contains(&(v as u32)) {
-                    comp.reverse();
-                    out.push(comp);
-                }
-            }
+                !drop
+            });
         }
     }
-    out
 }
 
 /// The shortest cycle through a reads-from edge inside one strongly
-/// connected component (trying a bounded number of such edges).
+/// connected component (trying a bounded number of such edges), as node
+/// numbers starting at the edge's put.
 fn shortest_rf_cycle(
-    succ: &[Vec<(u32, bool)>],
-    members: &[u32],
-    inside: &HashSet<u32>,
-) -> Vec<u32> {
-    let mut best: Option<Vec<u32>> = None;
-    let mut tried = 0;
-    'edges: for &u in members {
-        for &(v, is_rf) in &succ[u as usize] {
-            if !is_rf || !inside.contains(&v) {
-                continue;
-            }
-            tried += 1;
-            // Breadth-first from v back to u within the component.
-            let mut parent: HashMap<u32, u32> = HashMap::new();
-            parent.insert(v, v);
-            let mut queue = VecDeque::from([v]);
-            let mut reached = v == u;
-            while let Some(x) = queue.pop_front() {
-                if reached {
-                    break;
-                }
-                for &(y, _) in &succ[x as usize] {
-                    if inside.contains(&y) && !parent.contains_key(&y) {
-                        parent.insert(y, x);
-                        if y == u {
-                            reached = true;
-                            break;
-                        }
-                        queue.push_back(y);
-                    }
-                }
-            }
-            if reached {
-                let mut back = vec![u];
-                let mut x = u;
-                while x != v {
-                    x = parent[&x];
-                    back.push(x);
-                }
-                back.reverse(); // v ... u
-                let mut cycle = vec![u];
-                cycle.extend(back.into_iter().filter(|&x| x != u));
-                if best.as_ref().is_none_or(|b| cycle.len() < b.len()) {
-                    best = Some(cycle);
-                }
-            }
-            if tried >= 16 {
-                break 'edges;
-            }
+    hb: &DiGraph<(), Hb>,
+    members: &[NodeIndex],
+    inside: &HashSet<NodeIndex>,
+) -> Vec<usize> {
+    let component = NodeFiltered::from_fn(hb, |n| inside.contains(&n));
+    let rf_edges = members
+        .iter()
+        .flat_map(|&u| hb.edges(u))
+        .filter(|e| *e.weight() == Hb::ReadsFrom && inside.contains(&e.target()))
+        .take(16);
+    let mut best: Option<Vec<usize>> = None;
+    for e in rf_edges {
+        let (u, v) = (e.source(), e.target());
+        // Back from the read to the put, within the component.
+        let Some(back) = shortest_path(&component, v, u) else {
+            continue;
+        };
+        let mut cycle = vec![u.index()];
+        if v != u {
+            cycle.push(v.index());
+            cycle.extend(
+                back.iter()
+                    .map(|&(_, x, _)| x.index())
+                    .filter(|&x| x != u.index()),
+            );
+        }
+        if best.as_ref().is_none_or(|b| cycle.len() < b.len()) {
+            best = Some(cycle);
         }
     }
-    best.unwrap_or_else(|| members.to_vec())
+    best.unwrap_or_else(|| members.iter().map(|n| n.index()).collect())
 }
