@@ -26,9 +26,11 @@
 //! - [`queues`] — the peers' replication queues, filled by the HTTP workers.
 //! - [`transport`] — drains the queues with retry and backoff, and sends
 //!   one-off requests, over awc. The only code that talks to peers.
-//! - [`http`] — actix handlers; [`http::error`] maps failures to status codes.
+//! - [`http`] — actix handlers, one file per group of endpoints;
+//!   [`http::error`] maps failures to status codes.
 //! - [`server`] — wiring, the ticker, signals and the orderly stop.
 //! - [`config`] — the environment and flags, validated.
+//! - [`incarnation`] — fresh replica identities, drawn by the binary.
 //! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.
 //! - [`client`] — a typed client that carries causal context.
 //! - [`session`] — kvctl's session files: the causal context shared by

@@ -9,6 +9,27 @@
 //! with real sockets and a real clock; the simulated cluster in the tests
 //! drives it with a deterministic, adversarial network.
 //!
+//! # What lives where
+//!
+//! - `state.rs`: every field of a [`Replica`] and its read-only accessors.
+//! - `timing.rs`: the clock ([`Millis`]) and the pace ([`Timing`]).
+//! - `message.rs`: every replica-to-replica request and reply.
+//! - `outputs.rs`: what the driver gets back: [`Effect`]s, client answers,
+//!   [`Wait`] reasons, [`Stats`].
+//! - `client.rs`: client reads and writes, and the pulls a waiting client
+//!   asks for.
+//! - `peers.rs`: requests from peers and replies to this replica's own;
+//!   writes received, buffered and applied.
+//! - `tick.rs`: the passing of time: heartbeats, probes, failure detection.
+//! - `view.rs` and `peer.rs`: who is a member, a suspect, evicted; what is
+//!   known of each peer.
+//! - `join.rs`: announcing a replica and deciding who copies whom.
+//! - `transfer.rs`: copying another replica's state, a page at a time.
+//! - `membership.rs`: operator and DNS view changes, stamped and relayed.
+//! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
+//! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
+//!   cluster), `regressions.rs` (interleavings once found wrong).
+//!
 //! # How a write travels
 //!
 //! A client write is applied locally, acknowledged, and queued once per
