@@ -51,24 +51,28 @@ fn ensure_python_yaml() {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
         let mut tried = Vec::new();
+        // Debian's package serves Debian's python3; any other python3 (a
+        // pyenv build, a venv) needs pip.
+        let pip = (
+            "python3",
+            vec![
+                "-m",
+                "pip",
+                "install",
+                "--user",
+                "--break-system-packages",
+                "pyyaml",
+            ],
+        );
         let attempts: Vec<(&str, Vec<&str>)> = if root {
             vec![
                 ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
                 ("apt-get", vec!["update", "-q"]),
                 ("apt-get", vec!["install", "-y", "-q", "python3-yaml"]),
+                pip,
             ]
         } else {
-            vec![(
-                "python3",
-                vec![
-                    "-m",
-                    "pip",
-                    "install",
-                    "--user",
-                    "--break-system-packages",
-                    "pyyaml",
-                ],
-            )]
+            vec![pip]
         };
         for (program, args) in attempts {
             eprintln!("note: Python's yaml module is missing; running {program} {args:?}");
