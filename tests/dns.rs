@@ -1,17 +1,18 @@
 //! `VIEW_DNS` without Kubernetes: replicas in network namespaces whose
 //! `/etc/hosts` maps one name to the replicas' addresses, rewritten as the
 //! "deployment" scales up and down. Needs root (namespaces); without it the
-//! test says so and checks nothing, or fails when `CI` is set (`true` or
-//! `1`), since a CI job that checks nothing must not pass.
+//! test is reported as ignored, with the reason, or fails when `CI` is set
+//! (`true` or `1`), since a CI job that checks nothing must not pass.
 
 #[allow(dead_code)]
 #[path = "fault/netns.rs"]
 mod netns;
 
-use std::io::Write as _;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
+use libtest_mimic::{Arguments, Trial};
 use serde_json::json;
 
 const NAME: &str = "causalkv-headless";
@@ -41,21 +42,35 @@ async fn wait_view(http: &awc::Client, cluster: &netns::NetnsCluster, i: usize, 
     );
 }
 
-#[actix_web::test]
+const TEST: &str = "view_follows_the_replicas_a_dns_name_lists";
+
+/// One test, under libtest's arguments and output: run where namespaces
+/// can be made; elsewhere reported as ignored with the reason, or failed
+/// when `CI` is set (`true` or `1`), since a CI job that checks nothing must
+/// not pass.
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let trial = match netns::unavailable() {
+        None => Trial::test(TEST, || {
+            actix_rt::System::new().block_on(view_follows_the_replicas_a_dns_name_lists());
+            Ok(())
+        }),
+        Some(why) if netns::under_ci() => Trial::test(TEST, move || {
+            Err(format!(
+                "cannot run here: {why}. CI is set, so a test that checks nothing fails; \
+                 run it as root with iproute2 and iptables"
+            )
+            .into())
+        }),
+        Some(why) => {
+            eprintln!("\n!!! {TEST} is ignored, nothing is checked: {why} !!!\n");
+            Trial::test(TEST, || Ok(())).with_ignored_flag(true)
+        }
+    };
+    libtest_mimic::run(&args, vec![trial]).exit_code()
+}
+
 async fn view_follows_the_replicas_a_dns_name_lists() {
-    if let Some(why) = netns::unavailable() {
-        assert!(
-            !netns::under_ci(),
-            "view_follows_the_replicas_a_dns_name_lists cannot run here: {why}. CI is set, so \
-             a test that checks nothing fails; run it as root with iproute2 and iptables"
-        );
-        // Straight to stderr, past the test harness's capture: a skip must show.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!! view_follows_the_replicas_a_dns_name_lists SKIPPED, nothing checked: {why} !!!\n"
-        );
-        return;
-    }
     let subnet = 150 + (std::process::id() % 40) as u8;
     let tag = format!("ckd{subnet}");
     let log_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dns-{tag}"));
