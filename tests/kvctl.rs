@@ -375,7 +375,7 @@ put greeting 'good morning'
 get greeting
 # a comment, then a blank line
 
-put doc {\"a\":[1,2]}
+put doc '{\"a\": [1, 2]}'
 get doc --json
 get missing
 bogus
