@@ -64,6 +64,7 @@ use crate::store::{Key, Value, Version};
 mod audit;
 mod client;
 mod net;
+mod script;
 mod trace;
 
 pub(super) use client::{Logged, Op, Session};
@@ -343,6 +344,8 @@ impl Sim {
                 self.boot(i);
             }
         }
+        let note = "settling: healed, restarted, clients idle".to_string();
+        self.trace.push(self.now, Event::Note(note));
         let rate = std::mem::take(&mut self.client_rate);
         self.sessions.iter_mut().for_each(|s| s.pending = None);
         let deadline = self.now + 60_000;

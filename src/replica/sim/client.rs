@@ -184,7 +184,12 @@ impl Sim {
             Some(Event::Client { session, at, got: was, .. }) if (*session, *at, was) == (s, i, &got));
         if !repeated {
             let op = op.clone();
-            let event = Event::Client { session: s, at: i, op, got };
+            let event = Event::Client {
+                session: s,
+                at: i,
+                op,
+                got,
+            };
             self.trace.push(self.now, event);
         }
         result

@@ -61,7 +61,12 @@ impl Sim {
                             (false, _) => Fate::Handled(None),
                         };
                         let (from, to) = (head.node, t);
-                        let event = Event::Request { from, to, what, fate };
+                        let event = Event::Request {
+                            from,
+                            to,
+                            what,
+                            fate,
+                        };
                         self.trace.push(now, event);
                     }
                     self.flush(t);
@@ -79,7 +84,12 @@ impl Sim {
                         let fate = to.map_or(Fate::Unreachable, |_| Fate::Dropped);
                         let (what, from) = (Sent::of(&request), head.node);
                         let to = target.unwrap_or(usize::MAX);
-                        let event = Event::Request { from, to, what, fate };
+                        let event = Event::Request {
+                            from,
+                            to,
+                            what,
+                            fate,
+                        };
                         self.trace.push(self.now, event);
                     }
                     self.fail(head)
@@ -93,7 +103,12 @@ impl Sim {
                     if head.batch.is_none() || !matches!(what, Answer::Ack) {
                         let (to, kind) = (head.node, head.kind);
                         let from = target.unwrap_or(usize::MAX);
-                        let event = Event::Reply { to, from, kind, what };
+                        let event = Event::Reply {
+                            to,
+                            from,
+                            kind,
+                            what,
+                        };
                         self.trace.push(self.now, event);
                     }
                 }
@@ -204,7 +219,12 @@ impl Sim {
         let reply = self.replica_mut(to).handle(request, now);
         assert!(matches!(reply, Reply::Ack { .. }));
         let fate = Fate::Handled(Some(self.replica(to).stats().buffered));
-        let event = Event::Request { from: i, to, what, fate };
+        let event = Event::Request {
+            from: i,
+            to,
+            what,
+            fate,
+        };
         self.trace.push(now, event);
         self.flush(to);
     }

@@ -142,7 +142,9 @@ pub(super) struct Trace {
 
 impl Default for Trace {
     fn default() -> Trace {
-        let kept = std::env::var("SIM_TRACE_LEN").ok().and_then(|v| v.parse().ok());
+        let kept = std::env::var("SIM_TRACE_LEN")
+            .ok()
+            .and_then(|v| v.parse().ok());
         Trace {
             events: VecDeque::new(),
             kept: kept.unwrap_or(KEPT),
@@ -187,7 +189,9 @@ impl Trace {
     /// The events recorded after the first `since`, oldest first.
     pub(super) fn since(&self, since: u64) -> impl Iterator<Item = &(Millis, Event)> {
         let first = self.count - self.events.len() as u64;
-        self.events.iter().skip(since.saturating_sub(first) as usize)
+        self.events
+            .iter()
+            .skip(since.saturating_sub(first) as usize)
     }
 }
 
@@ -213,7 +217,10 @@ pub(super) fn dot(dot: &Dot) -> String {
 
 /// `{r0#a:2 r1#a:1}`.
 pub(super) fn clock(clock: &VectorClock) -> String {
-    let entries: Vec<String> = clock.iter().map(|(r, n)| format!("{}:{n}", id(r))).collect();
+    let entries: Vec<String> = clock
+        .iter()
+        .map(|(r, n)| format!("{}:{n}", id(r)))
+        .collect();
     format!("{{{}}}", entries.join(" "))
 }
 
@@ -259,7 +266,11 @@ impl fmt::Display for Event {
                             })
                             .collect();
                         let more = n.saturating_sub(named.len());
-                        let more = if more > 0 { format!(", +{more}") } else { "".into() };
+                        let more = if more > 0 {
+                            format!(", +{more}")
+                        } else {
+                            "".into()
+                        };
                         write!(f, "replicate [{}{more}]", named.join(", "))?;
                     }
                     Sent::Other(kind, note) => write!(f, "{}{note}", kind.as_str())?,
@@ -354,7 +365,12 @@ impl Sim {
             return;
         };
         let r = &node.replica;
-        let shown = (r.view().len(), r.stats().suspects, r.is_ready(), r.is_copying());
+        let shown = (
+            r.view().len(),
+            r.stats().suspects,
+            r.is_ready(),
+            r.is_copying(),
+        );
         if node.shown != shown {
             node.shown = shown;
             let event = Event::State {
@@ -373,7 +389,10 @@ impl Sim {
     pub(super) fn report(&self) -> String {
         let mut out = String::new();
         let (kept, count) = (self.trace.events.len(), self.trace.count);
-        let _ = writeln!(out, "---- the simulation's last {kept} of {count} steps ----");
+        let _ = writeln!(
+            out,
+            "---- the simulation's last {kept} of {count} steps ----"
+        );
         for (t, event) in &self.trace.events {
             let _ = writeln!(out, "t={t:<6} {event}");
         }
@@ -385,9 +404,15 @@ impl Sim {
             };
             let _ = writeln!(out, "{}", status(i, &node.replica));
         }
-        let test = std::thread::current().name().unwrap_or("<test>").to_string();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("<test>")
+            .to_string();
         let seed = self.trace.seed;
-        let _ = writeln!(out, "seed {seed}; replay it (SIM_TRACE=1 prints every step):");
+        let _ = writeln!(
+            out,
+            "seed {seed}; replay it (SIM_TRACE=1 prints every step):"
+        );
         let _ = writeln!(out, "  SIM_SEED={seed} cargo test --lib -- {test} --exact");
         out
     }
