@@ -28,6 +28,8 @@ pub(in crate::replica) struct Session {
     pub(super) seen: BTreeMap<Key, Version>,
     /// An operation waiting for its context: at which replica, since when.
     pub(super) pending: Option<(Op, usize, Millis)>,
+    /// The wait last traced for it, not traced again.
+    waits: Option<String>,
 }
 
 /// What a client got: the value read or written, and for a write, what it
@@ -180,8 +182,10 @@ impl Sim {
             Err(Wait::Missing(missing)) => format!("WAITS for {}", trace::clock(missing)),
             Err(wait) => format!("WAITS: {wait:?}"),
         };
-        let repeated = matches!(self.trace.last(),
-            Some(Event::Client { session, at, got: was, .. }) if (*session, *at, was) == (s, i, &got));
+        // A session waiting retries every step: its wait is traced once.
+        let waits = result.is_err().then(|| format!("r{i} {got}"));
+        let repeated = waits.is_some() && waits == self.sessions[s].waits;
+        self.sessions[s].waits = waits;
         if !repeated {
             let op = op.clone();
             let event = Event::Client {

@@ -181,7 +181,7 @@ impl Sim {
         }
         self.note_state(i);
         if let Err(e) = self.audit(i) {
-            panic!("t={} at {}: {e}", self.now, self.addrs[i]);
+            panic!("t={} at r{i} ({}): {e}", self.now, self.addrs[i]);
         }
     }
 
