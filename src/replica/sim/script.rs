@@ -299,8 +299,14 @@ impl goldenscript::Runner for Runner {
                 let up = sim.nodes.get(i).map(Option::is_some);
                 let done = match (name, up) {
                     (_, None) => Err(format!("no replica r{i}")),
-                    ("crash", Some(true)) => Ok(sim.crash(i)),
-                    ("restart", Some(false)) => Ok(self.boot(&mut sim, i)),
+                    ("crash", Some(true)) => {
+                        sim.crash(i);
+                        Ok(())
+                    }
+                    ("restart", Some(false)) => {
+                        self.boot(&mut sim, i);
+                        Ok(())
+                    }
                     _ => Err(format!("cannot {name} r{i}")),
                 };
                 let line = sim.trace.last().map(|e| format!("{e}\n"));
