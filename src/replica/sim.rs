@@ -40,12 +40,20 @@
 //! crash stays buffered, as it must), then checks that every write of an
 //! incarnation that never crashed is applied everywhere.
 //!
+//! A failing test prints the last steps of the simulation, each replica's
+//! state and the command that replays its seed (`sim/trace.rs`).
+//!
 //! The network and the replication queues live in `sim/net.rs`, the
-//! invariants in `sim/audit.rs`, the random faults in `sim_chaos.rs`.
+//! invariants in `sim/audit.rs`, the clients in `sim/client.rs`, the
+//! scripted scenarios in `sim/script.rs`, the random faults in
+//! `sim_chaos.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use serde_json::Value as Json;
 
 use super::{single, Effect, Kind, Millis, Outcome, Replica, Reply, Request, Timing, Wait, Write};
@@ -54,26 +62,37 @@ use crate::causal::{CausalContext, Dot, ReplicaId, VectorClock};
 use crate::store::{Key, Value, Version};
 
 mod audit;
+mod client;
 mod net;
+mod script;
+mod trace;
+
+pub(super) use client::{Logged, Op, Session};
+pub(super) use trace::trace;
+use trace::{trace_at, Event, Trace};
 
 /// Simulated time between two steps.
 pub(super) const STEP: Millis = 10;
 /// How long a client waits for its context before giving up (the 503).
 const CLIENT_WAIT: Millis = 10_000;
 
-/// splitmix64: tiny and good enough to drive a simulation.
-#[derive(Default)]
-pub(super) struct Rng(u64);
+/// The one generator behind every choice of a simulation: the same seed
+/// gives the same run (within one build: `SmallRng` differs between 32-
+/// and 64-bit targets).
+pub(super) struct Rng(SmallRng);
+
+impl Default for Rng {
+    fn default() -> Self {
+        Rng::seeded(0)
+    }
+}
 
 impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    pub(super) fn seeded(seed: u64) -> Rng {
+        Rng(SmallRng::seed_from_u64(seed))
     }
     pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.random_range(0..n.max(1))
     }
     fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
@@ -82,9 +101,7 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
     pub(super) fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i as u64 + 1) as usize);
-        }
+        items.shuffle(&mut self.0);
     }
 }
 
@@ -126,6 +143,8 @@ pub(super) struct Node {
     signature: (u64, usize, usize),
     audited: VectorClock,
     winners: BTreeMap<Key, Version>,
+    /// View size, suspects, readiness and copying, as last traced.
+    shown: (usize, usize, bool, bool),
 }
 
 /// A replication batch: its queue's generation and how many writes it holds.
@@ -147,30 +166,6 @@ enum Body {
     Request(Request, bool),
     /// The answer, or the failure to get one, on its way back to `node`.
     Reply(Result<Reply, String>),
-}
-
-/// A write acknowledged to a client, with the context the client sent.
-#[derive(Debug)]
-pub(super) struct Logged {
-    pub key: Key,
-    pub version: Version,
-    pub deps: VectorClock,
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum Op {
-    Put(Key),
-    Delete(Key),
-    Get(Key),
-}
-
-#[derive(Default)]
-pub(super) struct Session {
-    pub ctx: Json,
-    /// The newest version of each key this session wrote or read.
-    seen: BTreeMap<Key, Version>,
-    /// An operation waiting for its context: at which replica, since when.
-    pending: Option<(Op, usize, Millis)>,
 }
 
 #[derive(Default)]
@@ -195,25 +190,8 @@ pub(super) struct Sim {
     /// Chance per mille per step that an idle session starts an operation.
     pub client_rate: u64,
     pub duplicates: u64,
-}
-
-/// A span naming the replica and the simulated time, for the trace that
-/// `SIM_TRACE=1` prints (see [`trace`]).
-fn trace_at(at: &SocketAddress, now: Millis) -> tracing::span::EnteredSpan {
-    tracing::debug_span!("at", replica = %at, t = now).entered()
-}
-
-/// With `SIM_TRACE=1`, prints every step of the replicas to the test's
-/// output (run one seed: `SIM_SEED=<seed> SIM_TRACE=1 cargo test ...`).
-pub(super) fn trace() {
-    if std::env::var_os("SIM_TRACE").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_test_writer()
-            .with_target(false)
-            .without_time()
-            .try_init();
-    }
+    /// The last steps, printed if the test fails.
+    trace: Trace,
 }
 
 pub(super) fn key(text: &str) -> Key {
@@ -223,12 +201,10 @@ pub(super) fn key(text: &str) -> Key {
 impl Sim {
     /// No replica yet.
     fn empty(seed: u64, faults: Faults) -> Sim {
-        Sim {
-            rng: Rng(seed),
-            faults,
-            timing: sim_timing(),
-            ..Sim::default()
-        }
+        let mut sim = Sim::default();
+        (sim.rng, sim.faults, sim.timing) = (Rng::seeded(seed), faults, sim_timing());
+        sim.trace.seed = seed;
+        sim
     }
 
     /// `n` replicas started one after the other, each with a `VIEW` naming
@@ -253,51 +229,6 @@ impl Sim {
             sim.boot(i);
         }
         sim
-    }
-
-    /// Stops the clients: no new operations, none waiting.
-    pub(super) fn quiet(&mut self) {
-        self.client_rate = 0;
-        self.sessions.iter_mut().for_each(|s| s.pending = None);
-    }
-
-    /// A new session with no context; returns its number.
-    pub(super) fn session(&mut self) -> usize {
-        self.sessions.push(Session::default());
-        self.sessions.len() - 1
-    }
-
-    /// Session `s` runs `op` at replica `i`, waiting (as the network runs)
-    /// until it is served; panics after the client's wait.
-    pub(super) fn until_served(&mut self, s: usize, i: usize, op: Op) -> Option<Value> {
-        let since = self.now;
-        loop {
-            match self.client(s, i, &op) {
-                Ok(value) => return value,
-                Err(wait) => {
-                    if self.now - since >= CLIENT_WAIT {
-                        let known: Vec<String> = self
-                            .live()
-                            .into_iter()
-                            .map(|j| format!("{}: {:?}", self.addrs[j], self.replica(j).known()))
-                            .collect();
-                        panic!("{op:?} at {i} not served: {wait:?}\n{}", known.join("\n"));
-                    }
-                    if let Wait::Missing(missing) = wait {
-                        let now = self.now;
-                        self.replica_mut(i).catch_up(&missing, now);
-                        self.flush(i);
-                    }
-                    self.step();
-                }
-            }
-        }
-    }
-
-    pub(super) fn with_sessions(mut self, count: usize, rate: u64) -> Sim {
-        self.sessions = (0..count).map(|_| Session::default()).collect();
-        self.client_rate = rate;
-        self
     }
 
     pub(super) fn fresh(&mut self) -> u64 {
@@ -344,11 +275,15 @@ impl Sim {
             signature: (0, 0, 0),
             audited: VectorClock::new(),
             winners: BTreeMap::new(),
+            shown: (0, 0, false, false),
         });
+        let id = self.replica(i).me().id.clone();
+        self.trace.push(self.now, Event::Boot(i, id));
     }
 
     pub(super) fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
+            self.trace.push(self.now, Event::Crash(i));
             self.lost.insert(node.replica.me().id.clone());
         }
     }
@@ -372,6 +307,7 @@ impl Sim {
     pub(super) fn step(&mut self) {
         self.now += STEP;
         let now = self.now;
+        self.trace.groups(now, &self.group);
         let later = self.net.split_off(&(now + 1, 0));
         let mut due: Vec<_> = std::mem::replace(&mut self.net, later)
             .into_values()
@@ -399,141 +335,6 @@ impl Sim {
         }
     }
 
-    // ----- clients ---------------------------------------------------------
-
-    /// Idle sessions may start an operation at a random replica; waiting
-    /// ones retry, sometimes elsewhere.
-    fn clients(&mut self) {
-        let live = self.live();
-        for s in 0..self.sessions.len() {
-            let (op, mut at, since) = match self.sessions[s].pending.take() {
-                Some(pending) => pending,
-                None if self.rng.chance(self.client_rate) => {
-                    let shared = key(&format!("k{}", self.rng.below(4)));
-                    let op = match self.rng.below(100) {
-                        0..=14 => Op::Put(key(&format!("u{}", self.fresh()))),
-                        15..=49 => Op::Put(shared),
-                        50..=59 => Op::Delete(shared),
-                        _ => Op::Get(shared),
-                    };
-                    (op, usize::MAX, self.now)
-                }
-                None => continue,
-            };
-            if !live.contains(&at) || self.rng.chance(300) {
-                at = self.rng.pick(&live);
-            }
-            let Err(wait) = self.client(s, at, &op) else {
-                continue;
-            };
-            if self.now - since > CLIENT_WAIT {
-                self.sessions[s] = Session::default();
-            } else {
-                if let Wait::Missing(missing) = wait {
-                    let now = self.now;
-                    self.replica_mut(at).catch_up(&missing, now);
-                    self.flush(at);
-                }
-                self.sessions[s].pending = Some((op, at, since));
-            }
-        }
-    }
-
-    /// Session `s` performs `op` at replica `i` with its latest context:
-    /// the value read or written, or why the replica cannot serve it.
-    pub(super) fn client(&mut self, s: usize, i: usize, op: &Op) -> Result<Option<Value>, Wait> {
-        let sent = self.sessions[s].ctx.clone();
-        let ctx = CausalContext::parse(Some(&sent)).expect("metadata round-trips");
-        let (key, value, learned) = match op {
-            Op::Get(key) => {
-                let read = self.replica(i).read(key, &ctx)?;
-                (key, read.value, read.learned)
-            }
-            Op::Put(key) | Op::Delete(key) => {
-                let value = match op {
-                    Op::Put(_) => Value::from_json(&self.fresh().to_string()).expect("json"),
-                    _ => None,
-                };
-                let _span = trace_at(&self.addrs[i], self.now);
-                tracing::debug!(session = s, ?op, context = %sent, "client write");
-                let replica = self.replica_mut(i);
-                let result = replica.write(key.clone(), value.clone(), &ctx)?;
-                let version = replica.store().get(key);
-                if let Some(version) = version.filter(|_| result.outcome != Outcome::NotFound) {
-                    // It beats everything applied here.
-                    assert_eq!(version.value, value, "a write lost at once");
-                    self.issued.insert(version.dot.clone(), self.log.len());
-                    let (key, deps) = (key.clone(), ctx.clock().clone());
-                    self.log.push(Logged { key, version, deps });
-                }
-                self.flush(i);
-                (key, value, result.learned)
-            }
-        };
-        // The client got, and learned the dot of, the version stored
-        // (nothing, for a retired incarnation's write).
-        let replica = self.replica(i);
-        let version = replica.store().get(key);
-        assert_eq!(value, version.as_ref().and_then(|v| v.value.clone()));
-        let dot = version.as_ref().map(|v| single(&v.dot)).unwrap_or_default();
-        let retired = version.as_ref().is_some_and(|v| {
-            let record = replica.known().retirement(&v.dot.replica);
-            let within = record.is_some_and(|r| r.last >= v.dot.counter);
-            replica.applied().get(&v.dot.replica) == 0 && within
-        });
-        if retired {
-            assert!(
-                learned.clock.is_empty(),
-                "learned a retired incarnation's dot"
-            );
-        } else {
-            assert_eq!(learned.clock, dot);
-        }
-        // A version written by a replica that crashed before passing it on
-        // is lost: no read can be held to it.
-        // So is one of a writer retired while replica `i` was cut off from
-        // every replica that retired it (see `pruned_while_cut_off`).
-        let lost: Vec<bool> = self.sessions[s]
-            .seen
-            .get(key)
-            .map(|v| {
-                self.is_lost(&v.dot.replica, v.dot.counter)
-                    || self.pruned_while_cut_off(i, v, ctx.clock())
-            })
-            .into_iter()
-            .collect();
-        let session = &mut self.sessions[s];
-        if let Some(seen) = session.seen.get(key).filter(|_| lost != [true]) {
-            let newer = |v: &Version| v == seen || v.supersedes(seen);
-            // Only a forgotten tombstone at least as new may hide what was
-            // seen (an older tombstone may stand in its place, as in the
-            // audit).
-            let forgotten = || {
-                let mut deletes = self.log.iter().filter(|w| w.version.value.is_none());
-                deletes.any(|w| w.key == *key && newer(&w.version))
-            };
-            let ok = version.as_ref().map_or_else(forgotten, |v| {
-                newer(v) || (v.value.is_none() && forgotten())
-            });
-            let at = &self.addrs[i];
-            assert!(
-                ok,
-                "session {s}: {op:?} at {at} got {version:?} after {seen:?}"
-            );
-        }
-        if let Some(v) = version {
-            if session.seen.get(key).is_none_or(|seen| v.supersedes(seen)) {
-                session.seen.insert(key.clone(), v);
-            }
-        }
-        let reply = learned.metadata(&ctx).to_value();
-        if learned.clock.covered_by(ctx.clock()) && learned.pruned.is_none() {
-            assert_eq!(reply, sent, "the context is echoed when nothing is new");
-        }
-        session.ctx = reply;
-        Ok(value)
-    }
-
     /// Heals, restarts crashed replicas, idles the clients and runs under
     /// `faults` until every replica holds the same store, clock and view.
     pub(super) fn settle(&mut self, faults: Faults) {
@@ -543,6 +344,8 @@ impl Sim {
                 self.boot(i);
             }
         }
+        let note = "settling: healed, restarted, clients idle".to_string();
+        self.trace.push(self.now, Event::Note(note));
         let rate = std::mem::take(&mut self.client_rate);
         self.sessions.iter_mut().for_each(|s| s.pending = None);
         let deadline = self.now + 60_000;

@@ -2,6 +2,7 @@
 //! loss, duplicates and partitions, and the per-peer replication queues
 //! that carry a replica's [`Effect::Replicate`] as `transport.rs` does.
 
+use super::trace::{Answer, Fate, Sent};
 use super::*;
 
 impl Sim {
@@ -46,8 +47,28 @@ impl Sim {
             Body::Request(request, copy) => match linked.filter(|&t| self.nodes[t].is_some()) {
                 Some(t) if !self.rng.chance(drop) => {
                     let now = self.now;
-                    let _span = trace_at(&self.addrs[t], now);
-                    let reply = self.replica_mut(t).handle(request, now);
+                    let sent = self.traced(head.kind).then(|| Sent::of(&request));
+                    let reply = {
+                        let _span = trace_at(&self.addrs[t], now);
+                        self.replica_mut(t).handle(request, now)
+                    };
+                    if let Some(what) = sent {
+                        let fate = match (copy, head.kind) {
+                            (true, _) => Fate::Duplicate,
+                            (false, Kind::Replicate) => {
+                                Fate::Handled(Some(self.replica(t).stats().buffered))
+                            }
+                            (false, _) => Fate::Handled(None),
+                        };
+                        let (from, to) = (head.node, t);
+                        let event = Event::Request {
+                            from,
+                            to,
+                            what,
+                            fate,
+                        };
+                        self.trace.push(now, event);
+                    }
                     self.flush(t);
                     if copy {
                         self.duplicates += 1;
@@ -58,10 +79,39 @@ impl Sim {
                     }
                 }
                 _ if copy => {}
-                _ => self.fail(head),
+                to => {
+                    if self.traced(head.kind) {
+                        let fate = to.map_or(Fate::Unreachable, |_| Fate::Dropped);
+                        let (what, from) = (Sent::of(&request), head.node);
+                        let to = target.unwrap_or(usize::MAX);
+                        let event = Event::Request {
+                            from,
+                            to,
+                            what,
+                            fate,
+                        };
+                        self.trace.push(self.now, event);
+                    }
+                    self.fail(head)
+                }
             },
             Body::Reply(Ok(_)) if linked.is_none() => self.fail(head),
             Body::Reply(result) => {
+                let alive = self.nodes[head.node].as_ref();
+                if alive.is_some_and(|n| n.epoch == head.epoch) && self.traced(head.kind) {
+                    let what = Answer::of(&result);
+                    if head.batch.is_none() || !matches!(what, Answer::Ack) {
+                        let (to, kind) = (head.node, head.kind);
+                        let from = target.unwrap_or(usize::MAX);
+                        let event = Event::Reply {
+                            to,
+                            from,
+                            kind,
+                            what,
+                        };
+                        self.trace.push(self.now, event);
+                    }
+                }
                 let (now, node) = (self.now, self.nodes[head.node].as_mut());
                 let Some(node) = node.filter(|n| n.epoch == head.epoch) else {
                     return;
@@ -85,6 +135,12 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Whether requests of `kind` are traced: all but heartbeats, which
+    /// are many (the views they change are traced).
+    fn traced(&self, kind: Kind) -> bool {
+        kind != Kind::Heartbeat
     }
 
     /// Carries out the effects replica `i` produced, then audits it.
@@ -123,8 +179,9 @@ impl Sim {
                 }
             }
         }
+        self.note_state(i);
         if let Err(e) = self.audit(i) {
-            panic!("t={} at {}: {e}", self.now, self.addrs[i]);
+            panic!("t={} at r{i} ({}): {e}", self.now, self.addrs[i]);
         }
     }
 
@@ -152,13 +209,23 @@ impl Sim {
 
     /// Hands `to` the whole queue `from` holds for it, off the network.
     pub(in crate::replica) fn deliver_queue(&mut self, from: usize, to: usize) {
+        let i = from;
         let node = self.nodes[from].as_mut().expect("up");
         let queue = node.queues.remove(&self.addrs[to]).expect("a queue");
         let writes = queue.writes.iter().map(|w| Write::clone(w)).collect();
         let (from, now) = (node.replica.me().clone(), self.now);
         let request = Request::Replicate { from, writes };
+        let what = Sent::of(&request);
         let reply = self.replica_mut(to).handle(request, now);
         assert!(matches!(reply, Reply::Ack { .. }));
+        let fate = Fate::Handled(Some(self.replica(to).stats().buffered));
+        let event = Event::Request {
+            from: i,
+            to,
+            what,
+            fate,
+        };
+        self.trace.push(now, event);
         self.flush(to);
     }
 }
