@@ -156,7 +156,8 @@ fn module_named(
 fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph = BTreeMap::new();
     for (name, text) in modules {
-        let code = code_of(text);
+        // A visibility (`pub(in crate::a)`) names a module but imports nothing.
+        let code = code_of(text).replace("pub(in crate::", "pub(in ::");
         let here: Vec<String> = name.split("::").map(str::to_string).collect();
         let parent = &here[..here.len() - 1];
         let mut named = BTreeSet::new();
@@ -164,8 +165,10 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
             named.extend(module_named(modules, &[], &path));
         }
         for path in paths_after(&code, "super::") {
-            // `super::Item` names the parent itself.
-            named.extend(module_named(modules, parent, &path));
+            // `super::Item` names the parent itself; `super::super::` its parent.
+            let ups = path.iter().take_while(|s| *s == "super").count();
+            let base = &parent[..parent.len().saturating_sub(ups)];
+            named.extend(module_named(modules, base, &path[ups..]));
         }
         // A child named without a prefix (`use table::Store;`, `kv::routes`).
         for child in modules
@@ -312,6 +315,7 @@ fn the_check_finds_a_parent_and_a_child_importing_each_other() {
 fn re_exports_sibling_paths_comments_and_tests_are_not_cycles() {
     let tree = Tree::new(&[
         ("lib.rs", "mod store;"),
+        ("store/copy/page.rs", "use super::super::table::Store;\npub(in crate::store) struct Page;"),
         (
             "store/mod.rs",
             "mod table;\nmod copy;\n#[cfg(test)]\nmod tests;\npub use table::Store;\npub use copy::Image;",
@@ -319,7 +323,7 @@ fn re_exports_sibling_paths_comments_and_tests_are_not_cycles() {
         ("store/table.rs", "// see super::copy\npub struct Store;"),
         (
             "store/copy.rs",
-            "use super::table::Store;\npub struct Image;\n#[cfg(test)]\nmod tests {\n    use super::super::*;\n}",
+            "mod page;\nuse super::table::Store;\nuse page::Page;\npub struct Image;\n#[cfg(test)]\nmod tests {\n    use super::super::*;\n}",
         ),
         ("store/tests.rs", "use super::*;"),
     ]);

@@ -4,7 +4,14 @@
 //! [`Sim::pruned_while_cut_off`]), and whether the replicas converged
 //! ([`Sim::divergence`]).
 
-use super::*;
+use std::collections::BTreeMap;
+
+use crate::causal::{Dot, ReplicaId, VectorClock};
+use crate::store::Version;
+
+use super::super::Replica;
+
+use super::cluster::*;
 
 impl Sim {
     /// How many writes of `id` a running replica has.

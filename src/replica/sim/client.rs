@@ -4,40 +4,15 @@
 //! when nothing is new).
 
 use super::trace::{self, Event};
-use super::*;
 
-/// A write acknowledged to a client, with the context the client sent.
-#[derive(Debug)]
-pub(in crate::replica) struct Logged {
-    pub key: Key,
-    pub version: Version,
-    pub deps: VectorClock,
-}
+use crate::causal::CausalContext;
+use crate::store::{Value, Version};
 
-#[derive(Clone, Debug)]
-pub(in crate::replica) enum Op {
-    Put(Key),
-    Delete(Key),
-    Get(Key),
-}
+use super::super::{single, Millis, Outcome, Wait};
 
-#[derive(Default)]
-pub(in crate::replica) struct Session {
-    pub ctx: Json,
-    /// The newest version of each key this session wrote or read.
-    pub(super) seen: BTreeMap<Key, Version>,
-    /// An operation waiting for its context: at which replica, since when.
-    pub(super) pending: Option<(Op, usize, Millis)>,
-    /// The wait last traced for it, not traced again.
-    waits: Option<String>,
-}
-
-/// What a client got: the value read or written, and for a write, what it
-/// did.
-pub(super) struct Served {
-    pub value: Option<Value>,
-    pub outcome: Option<Outcome>,
-}
+use super::cluster::*;
+use super::session::*;
+use super::trace::trace_at;
 
 impl Sim {
     /// Stops the clients: no new operations, none waiting.

@@ -3,7 +3,15 @@
 //! that carry a replica's [`Effect::Replicate`] as `transport.rs` does.
 
 use super::trace::{Answer, Fate, Sent};
-use super::*;
+
+use crate::address::SocketAddress;
+
+use super::super::{Effect, Kind, Reply, Request, Write};
+
+use super::cluster::*;
+use super::rng::*;
+use super::session::Logged;
+use super::trace::{trace_at, Event};
 
 impl Sim {
     fn post(&mut self, head: Head, body: Body) {

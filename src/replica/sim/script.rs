@@ -33,9 +33,16 @@ use std::fmt::Write as _;
 
 use goldenscript::{Command, Context};
 
-use super::client::Served;
 use super::trace::{self, Event};
-use super::*;
+use std::collections::BTreeMap;
+
+use crate::store::{Key, Value, Version};
+
+use super::super::{Millis, Outcome, Wait};
+
+use super::cluster::*;
+use super::rng::*;
+use super::session::*;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

@@ -12,11 +12,19 @@
 //! ring, each replica's state, the seed and the command that replays it.
 //! `SIM_TRACE=1` prints every step of the replicas instead (see [`trace`]).
 
-use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 
-use super::*;
-use crate::replica::{Refusal, ViewChange};
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::Value as Json;
+
+use crate::address::SocketAddress;
+use crate::causal::{CausalContext, Dot, ReplicaId, VectorClock};
+use crate::store::{Key, Version};
+
+use super::super::{Kind, Millis, Refusal, Replica, Reply, Request, ViewChange};
+
+use super::session::Op;
 
 /// How many events a simulation keeps by default.
 pub(super) const KEPT: usize = 200;
@@ -131,13 +139,13 @@ impl Answer {
 
 /// The last events of a simulation, numbered from its start.
 pub(super) struct Trace {
-    events: VecDeque<(Millis, Event)>,
-    kept: usize,
+    pub(super) events: VecDeque<(Millis, Event)>,
+    pub(super) kept: usize,
     /// Events recorded since the start, the forgotten ones included.
     pub(super) count: u64,
     pub(super) seed: u64,
     /// The partition last recorded.
-    groups: Vec<u64>,
+    pub(super) groups: Vec<u64>,
 }
 
 impl Default for Trace {
@@ -348,76 +356,6 @@ impl fmt::Display for Event {
     }
 }
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Op::Put(k) => write!(f, "PUT {}", k.as_str()),
-            Op::Delete(k) => write!(f, "DELETE {}", k.as_str()),
-            Op::Get(k) => write!(f, "GET {}", k.as_str()),
-        }
-    }
-}
-
-impl Sim {
-    /// Records a change of replica `i`'s view, suspects or readiness.
-    pub(super) fn note_state(&mut self, i: usize) {
-        let Some(node) = self.nodes.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        let r = &node.replica;
-        let shown = (
-            r.view().len(),
-            r.stats().suspects,
-            r.is_ready(),
-            r.is_copying(),
-        );
-        if node.shown != shown {
-            node.shown = shown;
-            let event = Event::State {
-                at: i,
-                view: addresses(&r.view().addresses()),
-                suspects: r.suspects(),
-                ready: shown.2,
-                copying: shown.3,
-            };
-            self.trace.push(self.now, event);
-        }
-    }
-
-    /// The trace, each replica's state and how to replay: what a failing
-    /// test prints. Panics nowhere (it runs while a panic unwinds).
-    pub(super) fn report(&self) -> String {
-        let mut out = String::new();
-        let (kept, count) = (self.trace.events.len(), self.trace.count);
-        let _ = writeln!(
-            out,
-            "---- the simulation's last {kept} of {count} steps ----"
-        );
-        for (t, event) in &self.trace.events {
-            let _ = writeln!(out, "t={t:<6} {event}");
-        }
-        let _ = writeln!(out, "---- at t={}, the replicas ----", self.now);
-        for (i, node) in self.nodes.iter().enumerate() {
-            let Some(node) = node else {
-                let _ = writeln!(out, "r{i} down");
-                continue;
-            };
-            let _ = writeln!(out, "{}", status(i, &node.replica));
-        }
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("<test>")
-            .to_string();
-        let seed = self.trace.seed;
-        let _ = writeln!(
-            out,
-            "seed {seed}; replay it (SIM_TRACE=1 prints every step):"
-        );
-        let _ = writeln!(out, "  SIM_SEED={seed} cargo test --lib -- {test} --exact");
-        out
-    }
-}
-
 /// One line on replica `i`: who it is, whether it serves, its view and
 /// suspects, what it has applied, what waits in its buffer.
 pub(super) fn status(i: usize, r: &Replica) -> String {
@@ -439,14 +377,6 @@ pub(super) fn status(i: usize, r: &Replica) -> String {
         let _ = write!(line, " buffered [{}]", waiting.join(" "));
     }
     line
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if std::thread::panicking() && self.trace.count > 0 {
-            eprintln!("{}", self.report());
-        }
-    }
 }
 
 /// A span naming the replica and the simulated time, for the trace that

@@ -1,0 +1,56 @@
+//! The simulated clients' sessions: the context each passes back, what it
+//! has seen, what it waits for; and what it was served.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value as Json;
+
+use crate::causal::VectorClock;
+use crate::store::{Key, Value, Version};
+
+use super::super::outputs::Outcome;
+use super::super::timing::Millis;
+
+/// A write acknowledged to a client, with the context the client sent.
+#[derive(Debug)]
+pub(in crate::replica) struct Logged {
+    pub key: Key,
+    pub version: Version,
+    pub deps: VectorClock,
+}
+
+#[derive(Clone, Debug)]
+pub(in crate::replica) enum Op {
+    Put(Key),
+    Delete(Key),
+    Get(Key),
+}
+
+#[derive(Default)]
+pub(in crate::replica) struct Session {
+    pub ctx: Json,
+    /// The newest version of each key this session wrote or read.
+    pub(in crate::replica) seen: BTreeMap<Key, Version>,
+    /// An operation waiting for its context: at which replica, since when.
+    pub(in crate::replica) pending: Option<(Op, usize, Millis)>,
+    /// The wait last traced for it, not traced again.
+    pub(in crate::replica) waits: Option<String>,
+}
+
+/// What a client got: the value read or written, and for a write, what it
+/// did.
+pub(in crate::replica) struct Served {
+    pub value: Option<Value>,
+    pub outcome: Option<Outcome>,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Put(k) => write!(f, "PUT {}", k.as_str()),
+            Op::Delete(k) => write!(f, "DELETE {}", k.as_str()),
+            Op::Get(k) => write!(f, "GET {}", k.as_str()),
+        }
+    }
+}
