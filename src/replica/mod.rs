@@ -28,7 +28,9 @@
 //! - `membership.rs`: operator and DNS view changes, stamped and relayed.
 //! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
-//!   cluster), `regressions.rs` (interleavings once found wrong).
+//!   cluster: `sim_tests.rs` faults, `sim_lifetime.rs` the long life of a
+//!   store, `sim_chaos.rs` random faults, `sim/scripts/` readable
+//!   scenarios), `regressions.rs` (interleavings once found wrong).
 //!
 //! # How a write travels
 //!
@@ -122,6 +124,8 @@ mod retire;
 mod sim;
 #[cfg(test)]
 mod sim_chaos;
+#[cfg(test)]
+mod sim_lifetime;
 #[cfg(test)]
 mod sim_tests;
 mod state;
