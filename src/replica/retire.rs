@@ -117,9 +117,29 @@ impl Replica {
             self.known.retire(&id, Retirement { last, ended });
             self.collected.set(id.clone(), 0);
             self.told_gone.remove(&id);
+            self.write_orphans_again(&id, last);
         }
         let clock = self.known.clock();
         self.told_gone.retain(|id, _| clock.get(id) > 0);
+    }
+
+    /// Writes again, as this replica's own, the versions of `id` the store
+    /// holds past `last`, the writes its retirement counts. They came in a
+    /// copy whose pages were newer than the clock it accounted for, from a
+    /// giver that ended before this replica pulled what that clock lacked:
+    /// held but counted nowhere, they would never spread, and the replicas
+    /// holding them would differ for good from those that do not. Written
+    /// again, they spread like any write (the conflict rule then sees them
+    /// as this replica's writes, above everything applied here).
+    fn write_orphans_again(&mut self, id: &ReplicaId, last: u64) {
+        let orphans = self.store.delta(|origin| (origin == id).then_some(last));
+        if orphans.is_empty() {
+            return;
+        }
+        info!(replica = %id, last, orphans = orphans.len(), "versions past a retirement written again");
+        for (key, version) in orphans {
+            self.issue(key, version.value, VectorClock::new());
+        }
     }
 
     /// Whether `id` is gone: `Some(true)` if it ended (its address has a
