@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The causalkv benchmark (issue #6): one command, run on one machine.
+"""The causalkv benchmark: one command, run on one machine.
 
     python3 bench/run.py            # the full run (~20-25 min), writes BENCHMARKS.md
     python3 bench/run.py --quick    # a few minutes, 100k keys (1M for the big join), BENCHMARKS.md too

@@ -13,7 +13,7 @@ What one join measures, from the moment the joiner's process is started:
 - when it first answers `/health`, when it holds every key (`keys` in
   `/health`), when it is ready (`GET /ready` answers 200), and the time by
   which both hold (`done_secs`, the figure reported). A node without a
-  `/ready` endpoint (it answers 404: a build older than issue #10) is taken
+  `/ready` endpoint (it answers 404: an older build) is taken
   to be ready once `/health` says `"synced": true`; the result names which
   of the two was used (`ready_via`).
 - peak resident memory during the join, of the joiner and of each of the
@@ -167,7 +167,7 @@ def get_json(addr, path, timeout=2.0):
 
 def readiness(addr, timeout=2.0):
     """What GET /ready says: True (200), False (503), or None when the node
-    has no such endpoint (any other answer: a build before issue #10)."""
+    has no such endpoint (any other answer: an older build)."""
     status, _ = get_json(addr, "/ready", timeout)
     if status == 200:
         return True

@@ -6,7 +6,7 @@
 //! to the next one when a host is unreachable, times out, or answers 503.
 //! Used by the end-to-end tests, and by the command-line client `kvctl`
 //! (see [`crate::cli`]), which also keeps the context between runs in a
-//! session file ([`crate::session`]).
+//! session file ([`crate::cli::session`]).
 
 use std::time::Duration;
 

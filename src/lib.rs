@@ -15,6 +15,7 @@
 //! [`replica::Replica`] state machine decides; the [`store::Store`]
 //! applies; the [`transport`] ships the resulting effects to peers.
 //!
+//! - [`address`] — replica socket addresses, ordered as views print them.
 //! - [`causal`] — vector clocks, client contexts, the delivery buffer. Pure.
 //! - [`store`] — versions, tombstones and the one conflict rule. Pure.
 //! - [`replica`] — the protocol: client operations, peer messages,
@@ -23,7 +24,8 @@
 //! - [`node`] — the state the adapters share: the replica behind a
 //!   read-write lock, the effects it produces handed on, client requests
 //!   waiting for their context, the hand-over when stopping.
-//! - [`queues`] — the peers' replication queues, filled by the HTTP workers.
+//! - [`queues`] — the peers' replication queues, filled by whoever runs a
+//!   step of the replica (mostly the HTTP workers).
 //! - [`transport`] — drains the queues with retry and backoff, and sends
 //!   one-off requests, over awc. The only code that talks to peers.
 //! - [`http`] — actix handlers, one file per group of endpoints;
@@ -33,9 +35,8 @@
 //! - [`incarnation`] — fresh replica identities, drawn by the binary.
 //! - [`metrics`] — what `/metrics` exposes, in the Prometheus text format.
 //! - [`client`] — a typed client that carries causal context.
-//! - [`session`] — kvctl's session files: the causal context shared by
-//!   separate runs, merged under a lock.
 //! - [`cli`] — kvctl, the command-line client: commands, exit codes, the
+//!   session files that carry the causal context between runs, the
 //!   interactive shell (`src/bin/kvctl.rs` only parses arguments).
 
 pub mod address;
@@ -50,6 +51,5 @@ pub mod node;
 pub mod queues;
 pub mod replica;
 pub mod server;
-pub mod session;
 pub mod store;
 pub mod transport;

@@ -1,5 +1,8 @@
 //! The state the adapters share: the replica behind its lock, the peers'
-//! replication queues, the configuration and the metrics.
+//! replication queues, the configuration and the metrics; client requests
+//! waiting for their causal context ([`Node::serve`]: the bounded wait,
+//! the pulls meanwhile, the 503 when it runs out); and the hand-over of
+//! acknowledged writes when the replica stops ([`Node::hand_over`]).
 //!
 //! Every adapter (HTTP handlers, the transport, the ticker) reaches the
 //! replica through a [`Node`]: [`Node::with_replica`] runs a step of the

@@ -1,5 +1,6 @@
 //! The peers' replication queues: one ordered queue of printed writes per
-//! peer, filled by the HTTP workers and drained by the transport.
+//! peer, filled by whoever runs a step of the replica (mostly the HTTP
+//! workers) and drained by the transport.
 //!
 //! Each write is printed once, whatever the number of peers, and appended
 //! to the queue of every peer it goes to. A queue's task (the transport's)
@@ -90,7 +91,7 @@ impl PeerQueue {
     }
 }
 
-/// Every peer's replication queue, filled by the HTTP workers.
+/// Every peer's replication queue.
 #[derive(Default)]
 pub struct Queues {
     peers: Mutex<HashMap<SocketAddress, Arc<PeerQueue>>>,

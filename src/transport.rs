@@ -1,4 +1,5 @@
-//! The only user of awc: ships the replica's effects to its peers.
+//! The only code that talks to peers (over awc): ships the replica's
+//! effects to them.
 //!
 //! Each peer has an ordered queue of writes and a task that sends its front
 //! in batches, retrying with exponential backoff until the peer

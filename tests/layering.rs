@@ -1,8 +1,8 @@
 //! The house rule that keeps `src/` readable: no module imports another
 //! that imports it back, directly or through others. A module is a file
 //! (`store/table.rs` is `store::table`, `store/mod.rs` is `store`); it
-//! imports what its code names through `crate::…`, `super::…` or, in a
-//! `mod.rs`, a child's name. Declaring a child (`mod table;`) is not an
+//! imports what its code names through `crate::…`, `super::…`, `self::…`
+//! or, in a `mod.rs`, a child's name. Declaring a child (`mod table;`) is not an
 //! import, and neither is test-only code (`#[cfg(test)] mod …`), which may
 //! reach anything. So a parent may re-export its children, but a child
 //! names its siblings by their own paths, never through the parent.
@@ -44,8 +44,8 @@ fn modules(root: &Path) -> BTreeMap<String, String> {
     found
 }
 
-/// The code that counts: comments, test-only module declarations and a
-/// trailing `mod tests { … }` left out.
+/// The code that counts: comments, test-only module declarations and
+/// test modules (`#[cfg(test)] mod tests { … }`) left out.
 fn code_of(text: &str) -> String {
     let mut kept = Vec::new();
     let mut lines = text.lines().peekable();
@@ -62,7 +62,16 @@ fn code_of(text: &str) -> String {
                 continue;
             }
             if declares && next.trim_end().ends_with('{') {
-                break; // The test module runs to the end of the file.
+                // A test module: skip it to its closing brace.
+                let mut depth = 0i32;
+                for line in lines.by_ref() {
+                    depth += line.matches('{').count() as i32;
+                    depth -= line.matches('}').count() as i32;
+                    if depth <= 0 && line.contains('}') {
+                        break;
+                    }
+                }
+                continue;
             }
         }
         kept.push(line);
@@ -169,6 +178,9 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
             let ups = path.iter().take_while(|s| *s == "super").count();
             let base = &parent[..parent.len().saturating_sub(ups)];
             named.extend(module_named(modules, base, &path[ups..]));
+        }
+        for path in paths_after(&code, "self::") {
+            named.extend(module_named(modules, &here, &path));
         }
         // A child named without a prefix (`use table::Store;`, `kv::routes`).
         for child in modules
@@ -309,6 +321,29 @@ fn the_check_finds_a_parent_and_a_child_importing_each_other() {
         ),
     ]);
     assert_eq!(tree.cycles(), vec![vec!["store", "store::table"]]);
+}
+
+#[test]
+fn the_check_follows_self_paths() {
+    let tree = Tree::new(&[
+        ("lib.rs", "mod a;"),
+        ("a/mod.rs", "mod inner;\nuse self::inner::X;\npub struct Z;"),
+        ("a/inner.rs", "pub struct X;\nuse super::Z;"),
+    ]);
+    assert_eq!(tree.cycles(), vec![vec!["a", "a::inner"]]);
+}
+
+#[test]
+fn the_check_reads_the_code_after_a_test_module() {
+    let tree = Tree::new(&[
+        ("lib.rs", "mod a; mod b;"),
+        ("a.rs", "pub struct X;\nuse crate::b::Y;"),
+        (
+            "b.rs",
+            "pub struct Y;\n#[cfg(test)]\nmod tests {\n    fn f() {\n    }\n}\nuse crate::a::X;",
+        ),
+    ]);
+    assert_eq!(tree.cycles(), vec![vec!["a", "b"]]);
 }
 
 #[test]

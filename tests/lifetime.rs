@@ -1,5 +1,5 @@
-//! End-to-end tests of a store's life beyond a test run of minutes
-//! (issue #10), against real replica processes: a graceful stop hands its
+//! End-to-end tests of a store's life beyond a test run of minutes,
+//! against real replica processes: a graceful stop hands its
 //! writes over, suspects are forgotten and deletes collected, an evicted or
 //! long-partitioned replica comes back without bringing anything deleted
 //! back, metadata stays bounded over many restarts, readiness is honest and

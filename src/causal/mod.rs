@@ -1,6 +1,11 @@
 //! Causality, with no I/O: vector clocks, client contexts, and the delivery
 //! buffer.
 //!
+//! What lives where: [`clock`] dots, replica identities and vector clocks;
+//! [`context`] the client's `causal-metadata`, parsed and printed;
+//! [`knowledge`] what a replica has applied, retirements included;
+//! [`buffer`] the delivery buffer and its rule.
+//!
 //! # The delivery rule
 //!
 //! Every write is named by a *dot* `(origin, n)`: the `n`-th write issued by

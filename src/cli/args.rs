@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use super::session::{default_state_dir, session_path, SessionError, SessionFile};
 use crate::client::DEFAULT_HOSTS;
-use crate::session::{default_state_dir, session_path, SessionError, SessionFile};
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 ok, 1 key not found, 2 usage error, 3 no replica reachable or \
@@ -29,7 +29,7 @@ pub struct Cli {
     pub hosts: String,
 
     /// Name of the session whose causal context commands share.
-    #[arg(long, global = true, env = "KVCTL_SESSION", default_value = crate::session::DEFAULT_SESSION, value_name = "NAME")]
+    #[arg(long, global = true, env = "KVCTL_SESSION", default_value = super::session::DEFAULT_SESSION, value_name = "NAME")]
     pub session: String,
 
     /// Session file to use instead of the named session's.

@@ -2,7 +2,7 @@
 //!
 //! `kvctl put a 1`, then `kvctl get a` at another replica, reads the write:
 //! every command starts from the causal context of the session and merges
-//! the context it gets back into it ([`crate::session`]), so commands stay
+//! the context it gets back into it ([`crate::cli::session`]), so commands stay
 //! causally ordered across processes without the user passing
 //! `causal-metadata` around. Requests go to the first host that answers
 //! ([`crate::client::Client`] moves on after a connection failure, a
@@ -24,6 +24,7 @@ pub mod args;
 pub mod outcome;
 pub mod render;
 pub mod runner;
+pub mod session;
 pub mod shell;
 
 use std::time::Duration;

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use super::args::Action;
 use super::outcome::{Outcome, EXIT_UNAVAILABLE, EXIT_USAGE};
 use super::render::{render_status, respond, unreachable_outcome};
+use super::session::SessionFile;
 use crate::client::{context_is_empty, merge_contexts, Client};
-use crate::session::SessionFile;
 
 /// Runs actions with one client, keeping the session file up to date.
 pub struct Runner {

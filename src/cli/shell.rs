@@ -3,9 +3,10 @@
 //!
 //! On a terminal it offers line editing and a history kept in the state
 //! directory; from a pipe it reads lines silently (no prompt), so scripts
-//! can feed it. Lines are split into words exactly as a POSIX shell splits
-//! them (by [`shlex`]), so a line behaves as it would after `kvctl` on the
-//! command line: quote a JSON value in single quotes, `put k '{"a":1}'`.
+//! can feed it. Lines are split into words by [`shlex`], with a POSIX
+//! shell's quotes and backslashes (and no expansions), so a line behaves as
+//! it would after `kvctl` on the command line: quote a JSON value in single
+//! quotes, `put k '{"a":1}'`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;

@@ -5,6 +5,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
+use crate::replica::Wait;
+
 /// What went wrong, ordered by what the caller must do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +35,18 @@ pub enum Error {
     /// again once it is added back (503).
     #[error("Replica was removed from the view: it serves again once added back")]
     Removed,
+}
+
+impl From<Wait> for Error {
+    /// Why a request the replica could not serve in time gets a 503.
+    fn from(wait: Wait) -> Self {
+        match wait {
+            Wait::Missing(_) => Error::DependenciesNotSatisfied,
+            Wait::NotReady => Error::NotReady,
+            Wait::ShuttingDown => Error::ShuttingDown,
+            Wait::Removed => Error::Removed,
+        }
+    }
 }
 
 impl Error {

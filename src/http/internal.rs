@@ -71,7 +71,7 @@ async fn handle(
     // print it on the blocking pool, so the worker keeps serving clients.
     let body = web::block(move || serde_json::to_vec(&reply))
         .await
-        .map_err(|e| ApiError::new(Error::BadRequest(format!("shutting down: {e}")), &method))?
+        .map_err(|_| ApiError::new(Error::ShuttingDown, &method))?
         .map_err(|e| {
             ApiError::new(
                 Error::BadRequest(format!("unprintable reply: {e}")),

@@ -132,12 +132,7 @@ fn parse_context(sent: Option<&RawValue>, method: &Method) -> Result<CausalConte
 /// The 503 for a request that could not be served; it carries the
 /// request's context back unchanged.
 fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError {
-    let error = match wait {
-        Wait::Missing(_) => Error::DependenciesNotSatisfied,
-        Wait::NotReady => Error::NotReady,
-        Wait::ShuttingDown => Error::ShuttingDown,
-        Wait::Removed => Error::Removed,
-    };
+    let error = Error::from(wait);
     let metadata = context.reply(&Default::default()).to_value();
     ApiError::new(error, method).with("causal-metadata", metadata)
 }

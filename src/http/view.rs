@@ -48,7 +48,7 @@ async fn read_address(
 async fn change(node: &Node, change: ViewChange, method: &Method) -> Result<bool, ApiError> {
     node.serve(|node| node.with_replica(|replica, now| replica.change_view(change.clone(), now)))
         .await
-        .map_err(|_| ApiError::new(Error::NotReady, method))
+        .map_err(|wait| ApiError::new(Error::from(wait), method))
 }
 
 async fn get(node: web::Data<Node>) -> HttpResponse {

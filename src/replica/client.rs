@@ -7,7 +7,7 @@ use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, VectorClock};
 use crate::store::{Key, Value};
 
-use super::message::{Request, Write};
+use super::message::Write;
 use super::outputs::{Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult};
 use super::state::{single, Replica};
 use super::timing::Millis;
@@ -192,17 +192,6 @@ impl Replica {
         for address in targets {
             let request = self.heartbeat_for(&address);
             self.send(&address, request);
-        }
-    }
-
-    /// A heartbeat for `peer`: this replica's clock, and its retirements
-    /// of incarnations the peer last reported.
-    pub(super) fn heartbeat_for(&self, peer: &SocketAddress) -> Request {
-        Request::Heartbeat {
-            from: self.me.clone(),
-            clock: self.known.clock().clone(),
-            retired: self.retirements_told(peer),
-            decided: self.decided,
         }
     }
 }

@@ -50,7 +50,7 @@ use tracing::{debug, info, warn};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, Retired, Retirement, VectorClock};
 
-use super::message::{Member, Refusal, Reply, ViewChange};
+use super::message::{Member, Refusal, Reply, Request, ViewChange};
 use super::outputs::Effect;
 use super::peer::Heard;
 use super::state::{Replica, Sync};
@@ -358,5 +358,17 @@ impl Replica {
         let id = ReplicaId::new(self.me.address.as_str(), incarnation);
         warn!(old = %self.me.id, new = %id, "identity in use; took a new one");
         self.me.id = id;
+    }
+
+    /// A join announcing this replica and what it knows.
+    pub(super) fn join_request(&self) -> Request {
+        Request::Join {
+            from: self.me.clone(),
+            clock: self.known.clock().clone(),
+            retired: self.known.retired().collect(),
+            collected: self.collected.clone(),
+            fresh: !self.is_synced(),
+            decisions: self.decisions(),
+        }
     }
 }

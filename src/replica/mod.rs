@@ -19,7 +19,7 @@
 //! - `client.rs`: client reads and writes, and the pulls a waiting client
 //!   asks for.
 //! - `peers.rs`: requests from peers and replies to this replica's own;
-//!   writes received, buffered and applied.
+//!   writes received, buffered and applied; anti-entropy (pulls, deltas).
 //! - `tick.rs`: the passing of time: heartbeats, probes, failure detection.
 //! - `view.rs` and `peer.rs`: who is a member, a suspect, evicted; what is
 //!   known of each peer.
@@ -28,9 +28,9 @@
 //! - `membership.rs`: operator and DNS view changes, stamped and relayed.
 //! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
-//!   cluster: `sim_tests.rs` faults, `sim_lifetime.rs` the long life of a
-//!   store, `sim_chaos.rs` random faults, `sim/scripts/` readable
-//!   scenarios), `regressions.rs` (interleavings once found wrong).
+//!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
+//!   `sim_lifetime.rs` (the long life of a store), readable scenarios in
+//!   `sim/scripts/`), `regressions.rs` (interleavings once found wrong).
 //!
 //! # How a write travels
 //!
@@ -122,8 +122,6 @@ mod regressions;
 mod retire;
 #[cfg(test)]
 mod sim;
-#[cfg(test)]
-mod sim_chaos;
 #[cfg(test)]
 mod sim_lifetime;
 #[cfg(test)]

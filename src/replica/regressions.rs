@@ -1,4 +1,4 @@
-//! Interleavings a review of the protocol found wrong, each pinned by the
+//! Interleavings that once went wrong, each pinned by the
 //! test that showed it: hand-wired replicas, every message delivered (or
 //! not) by the test.
 

@@ -4,7 +4,8 @@
 //! [`Sim`] drives N [`Replica`] state machines (`10.0.0.1:8085`, ...) with a
 //! simulated clock (milliseconds, advanced by [`STEP`], every live replica
 //! ticked each step) and a network whose every choice comes from one seeded
-//! PRNG, so a failing seed (named by [`for_seeds`]) replays exactly. It
+//! PRNG, so a failing seed (named by `for_seeds`, `sim/seeds.rs`)
+//! replays exactly. It
 //! models:
 //!
 //! - **One-shot requests** ([`Effect::Send`]): each arrives after a random
@@ -41,27 +42,31 @@
 //! incarnation that never crashed is applied everywhere.
 //!
 //! A failing test prints the last steps of the simulation, each replica's
-//! state and the command that replays its seed (`sim/trace.rs`).
+//! state and the command that replays its seed (`sim/report.rs`).
 //!
 //! What lives where (under `sim/`): `cluster.rs` the simulated cluster and
 //! its steps; `rng.rs` the seeded generator and the network's faults;
 //! `net.rs` the network and the replication queues; `session.rs` and
 //! `client.rs` the clients and their checks; `audit.rs` the invariants;
 //! `trace.rs` the steps recorded and `report.rs` what a failing test
-//! prints; `script.rs` the scripted scenarios (`scripts/*.txt`). The random
-//! faults are in `sim_chaos.rs`.
+//! prints; `chaos.rs` random faults over a long life; `seeds.rs` runs a
+//! test over many seeds; `script.rs` the scripted scenarios
+//! (`scripts/*.txt`).
 
 mod audit;
+mod chaos;
 mod client;
 mod cluster;
 mod net;
 mod report;
 mod rng;
 mod script;
+mod seeds;
 mod session;
 mod trace;
 
-pub(super) use cluster::{key, Sim, STEP};
+pub(super) use cluster::{key, Sim};
 pub(super) use rng::{Faults, CALM, LOSSY, ROUGH};
+pub(super) use seeds::for_seeds;
 pub(super) use session::{Op, Session};
 pub(super) use trace::trace;

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::sim::{key, Op, Sim, CALM, LOSSY};
-use super::sim_tests::for_seeds;
+use super::sim::{for_seeds, key, Op, Sim, CALM, LOSSY};
 use crate::store::Key;
 
 /// C starts alone and an operator adds it at B; it is in no one's `VIEW`.

@@ -3,30 +3,9 @@
 //! of a store is in `sim_lifetime.rs`).
 
 use std::collections::BTreeSet;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::sim::{key, Faults, Op, Session, Sim, CALM, LOSSY, ROUGH};
+use super::sim::{for_seeds, key, Faults, Op, Session, Sim, CALM, LOSSY, ROUGH};
 use crate::store::Key;
-
-/// Runs `test` for `n` seeds; a failure names its seed. `SIM_SEED=<seed>`
-/// replays one, `SIM_SEEDS=<n>` runs more.
-pub(super) fn for_seeds(n: u64, test: impl Fn(u64)) {
-    let var = |name| std::env::var(name).map(|v| v.parse::<u64>().expect("a number"));
-    let seeds: Vec<u64> = match var("SIM_SEED") {
-        Ok(seed) => vec![seed],
-        Err(_) => (0..var("SIM_SEEDS").unwrap_or(n))
-            .map(|s| s * 7919 + 17)
-            .collect(),
-    };
-    super::sim::trace();
-    for seed in seeds {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| test(seed))) {
-            let text = panic.downcast_ref::<String>().map(String::as_str);
-            let text = text.or(panic.downcast_ref::<&str>().copied());
-            panic!("seed {seed}: {}", text.unwrap_or("panicked"));
-        }
-    }
-}
 
 #[test]
 fn writes_reach_every_replica_despite_reordering_and_duplicates() {

@@ -307,18 +307,6 @@ impl Replica {
             request,
         });
     }
-
-    /// A join announcing this replica and what it knows.
-    pub(super) fn join_request(&self) -> Request {
-        Request::Join {
-            from: self.me.clone(),
-            clock: self.known.clock().clone(),
-            retired: self.known.retired().collect(),
-            collected: self.collected.clone(),
-            fresh: !self.is_synced(),
-            decisions: self.decisions(),
-        }
-    }
 }
 
 /// A clock counting the one write `dot`.

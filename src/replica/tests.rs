@@ -1,5 +1,5 @@
 //! Focused tests of single mechanisms, with hand-wired replicas (the
-//! simulated cluster in `sim.rs` covers the protocol as a whole).
+//! simulated cluster, `sim.rs` and `sim/`, covers the protocol as a whole).
 
 use super::*;
 use crate::address::SocketAddress;

@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::address::SocketAddress;
 
+use super::message::Request;
 use super::outputs::Effect;
 use super::peer::Peer;
 use super::state::Replica;
@@ -98,6 +99,17 @@ impl Replica {
         for address in targets {
             let heartbeat = self.heartbeat_for(&address);
             self.send(&address, heartbeat);
+        }
+    }
+
+    /// A heartbeat for `peer`: this replica's clock, and its retirements
+    /// of incarnations the peer last reported.
+    pub(super) fn heartbeat_for(&self, peer: &SocketAddress) -> Request {
+        Request::Heartbeat {
+            from: self.me.clone(),
+            clock: self.known.clock().clone(),
+            retired: self.retirements_told(peer),
+            decided: self.decided,
         }
     }
 }

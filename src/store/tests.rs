@@ -1,3 +1,6 @@
+//! Tests of the store: the conflict rule, deltas, copies and their merge,
+//! tombstone collection and the slot table.
+
 use super::*;
 use crate::causal::{Dot, ReplicaId, VectorClock};
 

@@ -6,7 +6,7 @@
 //! history's final reads.
 //!
 //! [`lifetime_checks`] then polls, within deadlines, the two properties
-//! issue #10 asks of a long-lived store, each reported as a failure of its
+//! a long-lived store must keep, each reported as a failure of its
 //! own:
 //!
 //! * **Tombstones are collected.** Once nothing is deleted any more, every

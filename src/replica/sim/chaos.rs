@@ -3,8 +3,9 @@
 //! those of a long-lived store (partitions longer than the suspect
 //! timeout, an operator's evictions and re-adds).
 
-use super::sim::{Sim, CALM, LOSSY, ROUGH, STEP};
-use super::{Millis, ViewChange};
+use super::super::{Millis, ViewChange};
+use super::cluster::{Sim, STEP};
+use super::rng::{CALM, LOSSY, ROUGH};
 
 /// An operator removed `victim` at `at`; it is added back at `back`.
 struct Eviction {
@@ -16,7 +17,7 @@ struct Eviction {
 impl Sim {
     /// Runs `ms` while faults strike at random: partitions, heals, crashes,
     /// restarts and changes of how lossy the network is.
-    pub(super) fn run_chaos(&mut self, ms: Millis) {
+    pub(in crate::replica) fn run_chaos(&mut self, ms: Millis) {
         for _ in 0..ms / STEP {
             let n = self.nodes.len();
             let dead: Vec<usize> = (0..n)
@@ -45,7 +46,7 @@ impl Sim {
     /// restarts, a changing network and, with `evictions`, an operator
     /// removing a replica at another and adding it back a while later.
     /// Everything removed is added back before it returns.
-    pub(super) fn run_long_chaos(&mut self, ms: Millis, evictions: bool) {
+    pub(in crate::replica) fn run_long_chaos(&mut self, ms: Millis, evictions: bool) {
         let n = self.nodes.len();
         let mut heal_at: Option<Millis> = None;
         let mut evicted: Vec<Eviction> = Vec::new();
