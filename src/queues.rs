@@ -23,11 +23,9 @@ use crate::replica::Write;
 const MAX_QUEUE: usize = 1_000_000;
 
 /// A write waiting in a peer's queue: printed, and when it was queued.
-pub struct Queued {
-    /// When it was queued.
-    pub at: Instant,
-    /// The write, printed.
-    pub json: Arc<RawValue>,
+struct Queued {
+    at: Instant,
+    json: Arc<RawValue>,
 }
 
 /// One peer's ordered queue of writes.
@@ -37,16 +35,29 @@ pub struct PeerQueue {
     pub ready: Notify,
 }
 
+/// The front of a peer's queue, as the transport sends it.
+pub struct Front {
+    /// The oldest writes, at most the batch size asked for.
+    pub batch: Vec<Arc<RawValue>>,
+    /// How many times the queue had been emptied: hand it back to
+    /// [`PeerQueue::ack`].
+    pub emptied: u64,
+    /// Writes in the queue.
+    pub len: usize,
+    /// When the oldest was queued.
+    pub oldest: Option<Instant>,
+}
+
 /// What a peer's queue holds.
 #[derive(Default)]
-pub struct QueueState {
+struct QueueState {
     /// Writes not yet acknowledged, oldest first.
-    pub writes: VecDeque<Queued>,
+    writes: VecDeque<Queued>,
     /// How many times the queue was emptied without an acknowledgement
     /// (overflow): a batch sent before must not acknowledge what follows.
-    pub emptied: u64,
+    emptied: u64,
     /// Whether the queue was dropped (its task ends).
-    pub closed: bool,
+    closed: bool,
 }
 
 impl PeerQueue {
@@ -57,9 +68,39 @@ impl PeerQueue {
         }
     }
 
-    /// The queue's contents, locked.
-    pub fn lock(&self) -> MutexGuard<'_, QueueState> {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Its oldest `max` writes, or `None` once the queue was dropped.
+    pub fn front(&self, max: usize) -> Option<Front> {
+        let state = self.lock();
+        if state.closed {
+            return None;
+        }
+        Some(Front {
+            batch: state
+                .writes
+                .iter()
+                .take(max)
+                .map(|q| q.json.clone())
+                .collect(),
+            emptied: state.emptied,
+            len: state.writes.len(),
+            oldest: state.writes.front().map(|q| q.at),
+        })
+    }
+
+    /// The peer acknowledged the first `n` writes of a [`Front`] taken
+    /// when the queue had been emptied `emptied` times: they leave the
+    /// queue, unless it overflowed since (then they left already, and the
+    /// writes now at its front were not sent).
+    pub fn ack(&self, emptied: u64, n: usize) {
+        let mut state = self.lock();
+        if state.emptied == emptied {
+            let acked = n.min(state.writes.len());
+            state.writes.drain(..acked);
+        }
     }
 
     fn push(&self, json: Arc<RawValue>, at: Instant, peer: &SocketAddress) {

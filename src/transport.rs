@@ -30,11 +30,7 @@ use crate::node::{Job, Node};
 use crate::queues::PeerQueue;
 use crate::replica::{Kind, Member, Reply, Request};
 
-/// Header carrying the cluster token on replica-to-replica requests.
-pub const TOKEN_HEADER: &str = "x-causalkv-token";
-
-/// Path prefix of the replica-to-replica endpoints.
-pub const INTERNAL_PREFIX: &str = "/internal/v1";
+pub use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Most writes sent in one replication request.
 const MAX_BATCH: usize = 512;
@@ -183,23 +179,13 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
     let token = node.config.cluster_token.clone();
     let mut backoff = BACKOFF_MIN;
     loop {
-        let (batch, emptied) = {
-            let state = queue.lock();
-            if state.closed {
-                node.metrics.drop_queue(peer.as_str());
-                return;
-            }
-            let oldest = state.writes.front().map(|q| q.at);
-            node.metrics
-                .set_queue(peer.as_str(), state.writes.len(), oldest);
-            let batch: Vec<Arc<RawValue>> = state
-                .writes
-                .iter()
-                .take(MAX_BATCH)
-                .map(|q| q.json.clone())
-                .collect();
-            (batch, state.emptied)
+        let Some(front) = queue.front(MAX_BATCH) else {
+            node.metrics.drop_queue(peer.as_str());
+            return;
         };
+        node.metrics
+            .set_queue(peer.as_str(), front.len, front.oldest);
+        let (batch, emptied) = (front.batch, front.emptied);
         if batch.is_empty() {
             queue.ready.notified().await;
             continue;
@@ -215,11 +201,7 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
         };
         match outcome {
             Ok(Reply::Ack { .. }) => {
-                let mut state = queue.lock();
-                if state.emptied == emptied {
-                    let acked = batch.len().min(state.writes.len());
-                    state.writes.drain(..acked);
-                }
+                queue.ack(emptied, batch.len());
                 backoff = BACKOFF_MIN;
             }
             outcome => {

@@ -9,8 +9,8 @@ use subtle::ConstantTimeEq;
 use super::body::read_body;
 use super::error::{ApiError, Error};
 use crate::node::Node;
+use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
 use crate::replica::{Kind, Request};
-use crate::transport::{INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Largest replica-to-replica request body (replication batches).
 const MAX_INTERNAL_BODY: usize = 256 << 20;

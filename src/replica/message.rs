@@ -194,6 +194,13 @@ impl Request {
     }
 }
 
+/// Path prefix of the replica-to-replica endpoints: each [`Kind`] is
+/// posted to `<prefix>/<kind>`.
+pub const INTERNAL_PREFIX: &str = "/internal/v1";
+
+/// Header carrying the cluster token on replica-to-replica requests.
+pub const TOKEN_HEADER: &str = "x-causalkv-token";
+
 /// The kinds of [`Request`], for routing replies, logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
