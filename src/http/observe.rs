@@ -24,10 +24,10 @@ pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = request.extensions().get::<RequestId>().copied();
+        // Fields are only computed when the span is enabled (debug).
         tracing::debug_span!(
             "request",
-            id = %id.map(|id| id.to_string()).unwrap_or_default(),
+            id = %request.extensions().get::<RequestId>().map(|id| id.to_string()).unwrap_or_default(),
             method = %request.method(),
             path = %request.path(),
         )

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, VectorClock};
-use crate::store::{Key, Value};
+use crate::store::{Key, Value, Version};
 
 use super::message::Write;
 use super::outputs::{Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult};
@@ -120,6 +120,21 @@ impl Replica {
             write: Arc::new(write),
         });
         dot
+    }
+
+    /// Writes `versions` again as this replica's own, each whose key still
+    /// holds it (one overwritten since is left alone): above everything
+    /// applied here, they spread and win like new writes. Returns how many
+    /// were written.
+    pub(super) fn write_again(&mut self, versions: Vec<(Key, Version)>) -> usize {
+        let mut written = 0;
+        for (key, version) in versions {
+            if self.store.get(&key).as_ref() == Some(&version) {
+                self.issue(key, version.value, VectorClock::new());
+                written += 1;
+            }
+        }
+        written
     }
 
     /// A client waits for `wanted`: ask every live peer that may have the

@@ -133,12 +133,9 @@ impl Replica {
     /// as this replica's writes, above everything applied here).
     fn write_orphans_again(&mut self, id: &ReplicaId, last: u64) {
         let orphans = self.store.delta(|origin| (origin == id).then_some(last));
-        if orphans.is_empty() {
-            return;
-        }
-        info!(replica = %id, last, orphans = orphans.len(), "versions past a retirement written again");
-        for (key, version) in orphans {
-            self.issue(key, version.value, VectorClock::new());
+        let written = self.write_again(orphans);
+        if written > 0 {
+            info!(replica = %id, last, written, "versions past a retirement written again");
         }
     }
 

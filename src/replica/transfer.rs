@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use tracing::{info, warn};
 
 use crate::address::SocketAddress;
-use crate::causal::{ReplicaId, VectorClock};
+use crate::causal::ReplicaId;
 use crate::store::{Key, Marks, Store, Version};
 
 use super::message::{Member, Page, Refusal, Reply, Request, Start, Versions};
@@ -280,14 +280,7 @@ impl Replica {
     /// win everywhere, where the tombstone is still held too. A value
     /// overwritten since is left alone.
     fn replay(&mut self, replays: Vec<(Key, Version)>) {
-        let mut replayed = 0;
-        for (key, version) in replays {
-            if self.store.get(&key).as_ref() != Some(&version) {
-                continue;
-            }
-            self.issue(key, version.value, VectorClock::new());
-            replayed += 1;
-        }
+        let replayed = self.write_again(replays);
         if replayed > 0 {
             info!(
                 replayed,
