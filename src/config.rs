@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::address::SocketAddress;
+use crate::durable::Durability;
 use crate::replica::Timing;
 
 /// Command-line flags; each mirrors an environment variable.
@@ -58,6 +59,20 @@ pub struct Args {
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
+    /// Directory holding the replica's durable state [default: none, the
+    /// state lives in memory only].
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<String>,
+    /// With DATA_DIR: `fsync` answers a write once a (group-committed)
+    /// fsync made it durable (survives power loss); `os` once it is
+    /// written to the OS (survives any crash of the process).
+    #[arg(long, env = "DURABILITY", default_value = "fsync")]
+    pub durability: String,
+    /// With DATA_DIR: if the state there is damaged (beyond a torn journal
+    /// tail), discard it and copy the state from the other replicas under
+    /// a new incarnation, instead of refusing to start.
+    #[arg(long, env = "DISCARD_CORRUPT_STATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub discard_corrupt_state: bool,
 }
 
 /// A validated configuration.
@@ -85,6 +100,12 @@ pub struct Config {
     pub handover_timeout: Duration,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Where the durable state lives; `None`: memory only.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When writes are acknowledged, with a data directory.
+    pub durability: Durability,
+    /// Whether damaged state is discarded rather than refused.
+    pub discard_corrupt_state: bool,
 }
 
 /// A configuration problem, named after the variable at fault.
@@ -164,6 +185,14 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let durability = match args.durability.trim() {
+            "" => Durability::Fsync,
+            text => Durability::parse(text).map_err(|e| bad("DURABILITY", e))?,
+        };
+        let data_dir = args
+            .data_dir
+            .filter(|d| !d.trim().is_empty())
+            .map(std::path::PathBuf::from);
         let timing = Timing {
             heartbeat_interval: args.heartbeat_interval_ms,
             failure_timeout: args.failure_timeout_ms,
@@ -183,6 +212,9 @@ impl Config {
             timing,
             handover_timeout: Duration::from_millis(args.handover_timeout_ms),
             workers,
+            data_dir,
+            durability,
+            discard_corrupt_state: args.discard_corrupt_state,
         })
     }
 }

@@ -44,6 +44,7 @@ pub mod causal;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod durable;
 pub mod http;
 pub mod incarnation;
 pub mod metrics;

@@ -13,8 +13,9 @@
 //! talks: writes go straight into the peers' [`Queues`], the rest through
 //! a channel of [`Job`]s the transport drains.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::address::SocketAddress;
 use crate::causal::CausalContext;
 use crate::config::Config;
+use crate::durable::Disk;
 use crate::metrics::Metrics;
 use crate::queues::{PeerQueue, Queues};
 use crate::replica::{Effect, Member, Millis, Replica, Request, Wait};
@@ -65,6 +67,11 @@ pub struct Node {
     this: Weak<Node>,
     started: Instant,
     me: RwLock<Member>,
+    /// The replica's disk, with `DATA_DIR`.
+    disk: Option<Disk>,
+    /// Writes for peers produced by steps whose batch is not durable yet,
+    /// with that batch's number, oldest first.
+    held: Mutex<VecDeque<(u64, Effect)>>,
     /// The configuration the node runs with.
     pub config: Config,
     /// The replica's metrics.
@@ -72,21 +79,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node for `config` whose replica's identity is drawn from
-    /// `incarnation`; returns the receiving end of its jobs, for the
-    /// transport, which `drainer` belongs to.
+    /// A node for `config` running `replica`, on `disk` if it has one;
+    /// returns the receiving end of its jobs, for the transport, which
+    /// `drainer` belongs to.
     pub fn new(
         config: Config,
-        incarnation: &str,
+        replica: Replica,
+        disk: Option<Disk>,
         drainer: Drainer,
     ) -> (Arc<Node>, mpsc::UnboundedReceiver<Job>) {
-        let replica = Replica::new(
-            config.socket_address.clone(),
-            incarnation,
-            &config.view,
-            config.timing.clone(),
-            0,
-        );
         let me = replica.me().clone();
         let (jobs, receiver) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|this| Node {
@@ -99,9 +100,19 @@ impl Node {
             this: this.clone(),
             started: Instant::now(),
             me: RwLock::new(me),
+            disk,
+            held: Mutex::new(VecDeque::new()),
             config,
             metrics: Metrics::new(),
         });
+        if let Some(disk) = &node.disk {
+            let this = Arc::downgrade(&node);
+            disk.on_durable(move |durable| {
+                if let Some(node) = this.upgrade() {
+                    node.release(durable);
+                }
+            });
+        }
         (node, receiver)
     }
 
@@ -130,23 +141,84 @@ impl Node {
         f(&self.read_lock())
     }
 
-    /// Runs `f` on the replica under its write lock, then ships the effects
-    /// it produced and wakes requests waiting for writes to be applied.
+    /// Runs `f` on the replica under its write lock, saves what it changed
+    /// (with a disk), then ships the effects it produced (writes for peers
+    /// once what they carry is durable here) and wakes requests waiting for
+    /// writes to be applied.
     pub fn with_replica<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> R {
         let now = self.now();
-        let (result, effects, progress) = {
+        let (result, effects, progress, batch) = {
             let mut replica = self.write_lock();
             let result = f(&mut replica, now);
-            (result, replica.take_effects(), replica.progress())
+            let batch = self.disk.as_ref().map_or(0, |d| d.save(&mut replica));
+            (result, replica.take_effects(), replica.progress(), batch)
         };
         for effect in effects {
-            self.carry_out(effect);
+            match (&self.disk, &effect) {
+                (Some(disk), Effect::Replicate { .. }) if disk.durable() < batch => {
+                    self.hold(batch, effect);
+                }
+                _ => self.carry_out(effect),
+            }
         }
         // Most calls apply nothing: skip the channel's lock unless they did.
         if self.published.swap(progress, Ordering::AcqRel) != progress {
             self.progress.send_replace(progress);
         }
         result
+    }
+
+    /// Keeps a write for peers until batch `batch` is durable.
+    fn hold(&self, batch: u64, effect: Effect) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((batch, effect));
+        // The batch may have become durable meanwhile, with nobody left to
+        // release it.
+        if let Some(disk) = &self.disk {
+            self.release(disk.durable());
+        }
+    }
+
+    /// Ships the writes held for batches up to `durable`.
+    fn release(&self, durable: u64) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.front().is_some_and(|(batch, _)| *batch <= durable) {
+            if let Some((_, effect)) = held.pop_front() {
+                self.carry_out(effect);
+            }
+        }
+    }
+
+    /// The replica's disk, with `DATA_DIR`.
+    pub fn disk(&self) -> Option<&Disk> {
+        self.disk.as_ref()
+    }
+
+    /// Waits until everything the replica's steps produced so far is
+    /// durable (at once without a disk); the reason if the disk failed.
+    pub async fn settle(&self) -> Result<(), String> {
+        match &self.disk {
+            None => Ok(()),
+            Some(disk) => disk
+                .settled(disk.committed())
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Why the disk refuses new writes now, if it does.
+    pub fn disk_refusal(&self) -> Option<String> {
+        self.disk.as_ref().and_then(Disk::refusal)
+    }
+
+    /// Makes what the replica saved durable, marks the shutdown clean and
+    /// stops the disk thread (after the last request was answered).
+    pub fn close_disk(&self) {
+        if let Some(disk) = &self.disk {
+            disk.close();
+        }
     }
 
     /// The peers' replication queues.

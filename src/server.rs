@@ -14,8 +14,10 @@ use tracing_actix_web::TracingLogger;
 
 use crate::address::SocketAddress;
 use crate::config::Config;
+use crate::durable::{self, Disk};
 use crate::http;
 use crate::node::Node;
+use crate::replica::Replica;
 use crate::transport;
 
 /// How often the replica's timers are advanced.
@@ -35,13 +37,42 @@ pub struct Running {
 }
 
 /// Binds the HTTP server and starts the transport, the ticker and the
-/// signal watch, for a replica that is `incarnation` (see
+/// signal watch, for a replica in memory that is `incarnation` (see
 /// [`crate::incarnation`]). Must be called inside an actix system; await
 /// `server` to run until a signal.
 pub fn start(mut config: Config, incarnation: &str) -> std::io::Result<Running> {
+    seed_from_dns(&mut config);
+    let replica = fresh_replica(&config, incarnation);
+    launch(config, replica, None)
+}
+
+/// Like [`start`], for a replica on the data directory `opened` (see
+/// [`durable::open`]): the state it held, restored, or a new incarnation
+/// `incarnation` if it held none to trust.
+pub fn start_on_disk(
+    mut config: Config,
+    opened: durable::Opened,
+    incarnation: &str,
+) -> std::io::Result<Running> {
+    seed_from_dns(&mut config);
+    let replica = match opened.restored {
+        Some((saved, store)) => Replica::restore(
+            config.socket_address.clone(),
+            saved,
+            store,
+            &config.view,
+            config.timing.clone(),
+            0,
+        ),
+        None => fresh_replica(&config, incarnation),
+    };
+    launch(config, replica, Some(opened.disk))
+}
+
+/// Seeds the view from `VIEW_DNS`, so that the start-up sync has members
+/// to copy from; the answer may take a moment while the name appears.
+fn seed_from_dns(config: &mut Config) {
     if let Some(name) = &config.view_dns {
-        // Seed the view from DNS, so that the start-up sync has members to
-        // copy from; the answer may take a moment while the name appears.
         let deadline = Instant::now() + STARTUP_DNS_WAIT;
         loop {
             let found = resolve(name);
@@ -57,9 +88,22 @@ pub fn start(mut config: Config, incarnation: &str) -> std::io::Result<Running> 
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+fn fresh_replica(config: &Config, incarnation: &str) -> Replica {
+    Replica::new(
+        config.socket_address.clone(),
+        incarnation,
+        &config.view,
+        config.timing.clone(),
+        0,
+    )
+}
+
+fn launch(config: Config, replica: Replica, disk: Option<Disk>) -> std::io::Result<Running> {
     let listen = config.listen;
     let workers = config.workers;
-    let (node, jobs) = Node::new(config, incarnation, transport::start_drain);
+    let (node, jobs) = Node::new(config, replica, disk, transport::start_drain);
     let app_node = web::Data::from(node.clone());
     let server = HttpServer::new(move || {
         App::new()

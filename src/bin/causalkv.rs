@@ -54,12 +54,34 @@ fn main() -> ExitCode {
         std::process::exit(101);
     }));
 
+    // A replica without a disk (or whose disk holds no state to trust) is
+    // someone new at every start.
+    let incarnation = causalkv::incarnation::fresh();
+    let opened = match &config.data_dir {
+        None => None,
+        Some(dir) => match causalkv::durable::open(
+            dir,
+            config.durability,
+            &config.socket_address,
+            config.discard_corrupt_state,
+        ) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                eprintln!("causalkv: DATA_DIR: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        // A replica without a disk is someone new at every start.
-        let incarnation = causalkv::incarnation::fresh();
-        let running = causalkv::server::start(config, &incarnation)?;
-        running.server.await
+        let running = match opened {
+            Some(opened) => causalkv::server::start_on_disk(config, opened, &incarnation)?,
+            None => causalkv::server::start(config, &incarnation)?,
+        };
+        let node = running.node.clone();
+        let result = running.server.await;
+        node.close_disk();
+        result
     });
     match result {
         Ok(()) => {

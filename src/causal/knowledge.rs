@@ -58,7 +58,7 @@ pub type Retired = (ReplicaId, Retirement);
 
 /// The writes a replica has applied: live incarnations in a vector clock,
 /// retired ones in a record of their own.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Knowledge {
     applied: VectorClock,
     retired: BTreeMap<ReplicaId, Retirement>,

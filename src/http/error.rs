@@ -35,6 +35,10 @@ pub enum Error {
     /// again once it is added back (503).
     #[error("Replica was removed from the view: it serves again once added back")]
     Removed,
+    /// The replica's disk cannot take writes (full, or failing); the write
+    /// was not acknowledged. Reads go on (503).
+    #[error("Disk unavailable ({0}): the write was not acknowledged")]
+    DiskUnavailable(String),
 }
 
 impl From<Wait> for Error {
@@ -59,7 +63,8 @@ impl Error {
             Error::DependenciesNotSatisfied
             | Error::NotReady
             | Error::ShuttingDown
-            | Error::Removed => StatusCode::SERVICE_UNAVAILABLE,
+            | Error::Removed
+            | Error::DiskUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

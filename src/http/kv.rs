@@ -145,11 +145,20 @@ async fn write(
     context: &CausalContext,
     method: &Method,
 ) -> Result<WriteResult, ApiError> {
-    node.serve(|node| {
-        node.with_replica(|replica, _| replica.write(key.clone(), value.clone(), context))
-    })
-    .await
-    .map_err(|wait| unavailable(wait, context, method))
+    if let Some(why) = node.disk_refusal() {
+        return Err(ApiError::new(Error::DiskUnavailable(why), method));
+    }
+    let result = node
+        .serve(|node| {
+            node.with_replica(|replica, _| replica.write(key.clone(), value.clone(), context))
+        })
+        .await
+        .map_err(|wait| unavailable(wait, context, method))?;
+    // Acknowledged only once it is in the journal.
+    node.settle()
+        .await
+        .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
+    Ok(result)
 }
 
 async fn put(
@@ -202,6 +211,9 @@ async fn get(
         .serve_read(&context, |replica, context| replica.read(&key, context))
         .await
         .map_err(|wait| unavailable(wait, &context, &method))?;
+    // Never show what a crash could still take back; a failed disk does
+    // not stop reads.
+    let _ = node.settle().await;
     let metadata = read.learned.metadata(&context);
     Ok(match read.value {
         Some(value) => HttpResponse::Ok().json(Found {

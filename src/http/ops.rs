@@ -34,7 +34,26 @@ async fn health(node: web::Data<Node>) -> HttpResponse {
         "buffered": stats.buffered,
         "clock": stats.clock_entries,
         "retired": stats.retired,
+        "durability": durability(&node),
     }))
+}
+
+/// Where and how the replica keeps its state, and whether its disk takes
+/// writes.
+fn durability(node: &Node) -> serde_json::Value {
+    let Some(disk) = node.disk() else {
+        return json!({"data-dir": null, "mode": "memory", "disk": "none"});
+    };
+    let refusal = disk.refusal();
+    let status = disk.status();
+    json!({
+        "data-dir": disk.dir().display().to_string(),
+        "mode": disk.mode().as_str(),
+        "disk": if refusal.is_some() { "unavailable" } else { "ok" },
+        "problem": refusal,
+        "free-bytes": status.free,
+        "durable-batch": status.durable,
+    })
 }
 
 /// 200 once the replica holds a copy of the state (or started a new

@@ -119,7 +119,7 @@ impl Replica {
     }
 
     /// Records `decision` as the last of its address.
-    fn record(&mut self, decision: Decision) {
+    pub(super) fn record(&mut self, decision: Decision) {
         let address = decision.change.address().clone();
         if let Some(old) = self.decisions.insert(address, decision.clone()) {
             self.decided = self.decided.wrapping_sub(digest(&old));

@@ -120,6 +120,7 @@ mod peers;
 #[cfg(test)]
 mod regressions;
 mod retire;
+pub mod saved;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct Store {
     pub(super) tombs: Vec<u32>,
     /// Where the tombstone collection in progress has got to in `tombs`.
     pub(super) gc_cursor: usize,
+    /// The keys changed since they were last taken, while changes are
+    /// tracked (a replica with a disk mirrors them there).
+    pub(super) changed: Option<Vec<Box<str>>>,
 }
 
 /// One stored key.
@@ -286,6 +289,9 @@ impl Store {
     /// Books the version just placed in slot `i`.
     pub(super) fn placed(&mut self, i: u32) {
         let slot = &self.slots[i as usize];
+        if let Some(changed) = &mut self.changed {
+            changed.push(slot.key().into());
+        }
         let origin = slot.origin;
         if self.origins.hold(origin, slot.counter, i) {
             let slots = &self.slots;
@@ -307,6 +313,9 @@ impl Store {
             found.remove();
         }
         let slot = std::mem::take(&mut self.slots[i as usize]);
+        if let Some(changed) = &mut self.changed {
+            changed.push(slot.key().into());
+        }
         self.origins.release(slot.origin);
         self.tombstones -= slot.is_tombstone() as usize;
         self.vacant.push(i);
@@ -321,6 +330,30 @@ impl Store {
                 slot,
                 origins: &self.origins,
             })
+    }
+
+    /// Starts recording which keys change (see [`Store::take_changed`]).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(Vec::new);
+    }
+
+    /// The keys changed (stored, replaced or removed) since the last call,
+    /// each once, while changes are tracked.
+    pub fn take_changed(&mut self) -> Vec<Box<str>> {
+        let Some(changed) = &mut self.changed else {
+            return Vec::new();
+        };
+        let mut keys = std::mem::take(changed);
+        if keys.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        keys
+    }
+
+    /// The current version of the key `key`, by its text.
+    pub fn get_str(&self, key: &str) -> Option<Version> {
+        self.find(key).map(|i| self.entry_at(i).to_version())
     }
 
     /// Makes room for `more` keys.

@@ -1,0 +1,111 @@
+//! Durable replicas: a replica's state kept under `DATA_DIR`.
+//!
+//! The state lives in `DATA_DIR/db`, a [fjall] database (an LSM tree with
+//! a checksummed journal) with two keyspaces: `data`, every key's winning
+//! version (tombstones included, see [`codec`]), and `meta`, the rest of
+//! the replica's state ([`Saved`](crate::replica::saved::Saved)) and a
+//! record of the last run. After every step of the replica the node saves
+//! what changed as one atomic batch ([`Disk::save`]); answers to clients
+//! and writes to peers wait until that batch is durable: fsynced (group
+//! commit) under `DURABILITY=fsync`, written to the OS under
+//! `DURABILITY=os`. Acknowledged therefore means kept, and the count of
+//! this replica's own writes on disk is never behind an event id anyone
+//! has seen: a replica restarted on its disk keeps its identity safely.
+//!
+//! # When the state is not trusted
+//!
+//! A restarted replica takes a new incarnation, with an empty store that
+//! copies a member's, when what its disk holds may not be all it
+//! acknowledged or was copying: the state was not whole (it was still
+//! copying its first state, or merging a copy), or under `os` the machine
+//! restarted since a run that did not stop cleanly (a power cut may have
+//! lost writes the OS had not written yet, which peers may hold). A torn
+//! journal tail is truncated and logged; other damage stops the replica
+//! with a one-line error naming the file, unless `--discard-corrupt-state`
+//! says to discard it.
+//!
+//! # Bounded disk
+//!
+//! Keys overwritten, and tombstones collected in memory, are overwritten
+//! and removed on disk too; the tree's compaction reclaims their space, and
+//! the journal is trimmed once the tree holds what it recorded.
+//!
+//! [fjall]: https://docs.rs/fjall
+
+mod codec;
+mod disk;
+mod open;
+
+pub use codec::{encode, Decoder};
+pub use disk::{Disk, Status, RESERVE};
+pub use open::{open, OpenError, Opened};
+
+use serde::{Deserialize, Serialize};
+
+/// When a write is acknowledged, with a data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// After a (group-committed) fsync of the journal: survives a power
+    /// cut.
+    Fsync,
+    /// After the journal write reaches the OS: survives any crash of the
+    /// process, not a power cut.
+    Os,
+}
+
+impl Durability {
+    /// The mode named `text` (`fsync` or `os`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "fsync" => Ok(Durability::Fsync),
+            "os" => Ok(Durability::Os),
+            other => Err(format!("must be fsync or os, not {other:?}")),
+        }
+    }
+
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Os => "os",
+        }
+    }
+}
+
+/// The database's directory under `DATA_DIR`.
+const DB: &str = "db";
+/// The keyspace of versions.
+const DATA: &str = "data";
+/// The keyspace of the replica's state and the run record.
+const META: &str = "meta";
+/// The key of the saved state in [`META`].
+const REPLICA: &str = "replica";
+/// The key of the run record in [`META`].
+const RUN: &str = "run";
+
+/// The record of a run: which boot of the machine it ran in, and whether
+/// it stopped cleanly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Run {
+    boot: String,
+    clean: bool,
+    /// Whether it ran under `DURABILITY=os`.
+    os: bool,
+}
+
+impl Run {
+    fn current(clean: bool, mode: Durability) -> Run {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        Run {
+            boot,
+            clean,
+            os: mode == Durability::Os,
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the run record prints")
+    }
+}

@@ -1,0 +1,214 @@
+//! Opening `DATA_DIR` at start: recover the database, decide whether its
+//! state can be trusted, and load it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fjall::PersistMode;
+use tracing::{info, warn};
+
+use super::codec::Decoder;
+use super::disk::{Disk, Handles};
+use super::{Durability, Run, DB, REPLICA, RUN};
+use crate::address::SocketAddress;
+use crate::replica::saved::{Saved, SAVED_FORMAT};
+use crate::store::{Key, Store};
+
+/// A data directory opened.
+pub struct Opened {
+    /// The disk, its thread running.
+    pub disk: Disk,
+    /// The state it held, if there was one to trust.
+    pub restored: Option<(Saved, Store)>,
+}
+
+/// Why a data directory cannot be used: the file (or directory) at fault
+/// and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct OpenError {
+    /// The file or directory at fault.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// What the start-up makes of the state it found.
+enum Found {
+    Restore(Saved, Store),
+    /// Nothing to restore; the reason, when there was state and it is
+    /// thrown away.
+    Nothing(Option<String>),
+}
+
+const DISCARD_HINT: &str =
+    "start with --discard-corrupt-state to discard it and copy the state from the other replicas";
+
+/// Opens (creating it if needed) the data directory `dir` of the replica
+/// at `address`. Damage other than a torn journal tail is an error, unless
+/// `discard_corrupt`: then the state is thrown away and the replica starts
+/// as a new incarnation.
+pub fn open(
+    dir: &Path,
+    mode: Durability,
+    address: &SocketAddress,
+    discard_corrupt: bool,
+) -> Result<Opened, OpenError> {
+    let fail = |path: &Path, problem: String| OpenError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, format!("cannot create: {e}")))?;
+    let path = dir.join(DB);
+    let before = journal_sizes(&path);
+    let handles = match Handles::open(&path, mode) {
+        Ok(handles) => handles,
+        Err(fjall::Error::Locked) => {
+            return Err(fail(&path, "in use by another process".into()));
+        }
+        Err(error) => {
+            let at = damaged_file(&path, &error);
+            if !discard_corrupt {
+                return Err(fail(&at, format!("cannot be read ({error}); {DISCARD_HINT}")));
+            }
+            warn!(file = %at.display(), %error, "the state cannot be read; discarding it (--discard-corrupt-state)");
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| fail(&path, format!("cannot discard: {e}")))?;
+            Handles::open(&path, mode).map_err(|e| fail(&path, format!("cannot create: {e}")))?
+        }
+    };
+    for (file, size) in journal_sizes(&path) {
+        if let Some(&was) = before.get(&file) {
+            if size < was {
+                warn!(file = %file.display(), from = was, to = size, "journal tail truncated: the last write before a crash was incomplete");
+            }
+        }
+    }
+    let found = match read_state(&handles, mode, address) {
+        Ok(found) => found,
+        Err(Damage::Config(problem)) => return Err(fail(dir, problem)),
+        Err(Damage::Corrupt(problem)) if !discard_corrupt => {
+            return Err(fail(&path, format!("{problem}; {DISCARD_HINT}")));
+        }
+        Err(Damage::Corrupt(problem)) => Found::Nothing(Some(format!(
+            "{problem} (discarded: --discard-corrupt-state)"
+        ))),
+    };
+    let restored = match found {
+        Found::Restore(saved, store) => {
+            info!(id = %saved.id, keys = store.len(), dir = %dir.display(), "restored the state from disk");
+            Some((saved, store))
+        }
+        Found::Nothing(why) => {
+            if let Some(why) = why {
+                warn!(why, "the state on disk is not used: starting as a new incarnation that copies the state of a member");
+            }
+            // Clear whatever a copy in progress had written.
+            let cleared = handles.data.clear().and_then(|()| handles.meta.clear());
+            cleared.map_err(|e| fail(&path, format!("cannot clear: {e}")))?;
+            None
+        }
+    };
+    let run = Run::current(false, mode);
+    handles
+        .meta
+        .insert(RUN, run.to_bytes())
+        .and_then(|()| handles.db.persist(PersistMode::SyncAll))
+        .map_err(|e| fail(&path, format!("cannot write: {e}")))?;
+    let established = restored.is_some();
+    Ok(Opened {
+        disk: Disk::start(dir.to_path_buf(), mode, handles, established),
+        restored,
+    })
+}
+
+enum Damage {
+    /// The directory belongs to another replica.
+    Config(String),
+    /// Its contents are damaged.
+    Corrupt(String),
+}
+
+fn read_state(handles: &Handles, mode: Durability, address: &SocketAddress) -> Result<Found, Damage> {
+    let read = |key: &str| {
+        handles
+            .meta
+            .get(key)
+            .map_err(|e| Damage::Corrupt(format!("cannot read the {key} record: {e}")))
+    };
+    let Some(bytes) = read(REPLICA)? else {
+        return Ok(Found::Nothing(None));
+    };
+    let saved: Saved = serde_json::from_slice(&bytes)
+        .map_err(|e| Damage::Corrupt(format!("the saved replica state is damaged: {e}")))?;
+    if saved.format != SAVED_FORMAT {
+        return Err(Damage::Config(format!(
+            "holds state of format {}, this version reads format {SAVED_FORMAT}",
+            saved.format
+        )));
+    }
+    if saved.id.address() != address.as_str() {
+        return Err(Damage::Config(format!(
+            "holds the state of the replica at {}, not {address} (SOCKET_ADDRESS)",
+            saved.id.address()
+        )));
+    }
+    if !saved.whole {
+        return Ok(Found::Nothing(Some(
+            "the last run was still copying a member's state".into(),
+        )));
+    }
+    let last: Option<Run> = read(RUN)?.and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(last) = last {
+        let now = Run::current(false, mode);
+        if last.os && !last.clean && last.boot != now.boot {
+            return Ok(Found::Nothing(Some(
+                "the machine restarted after a run under DURABILITY=os that did not stop cleanly: writes it acknowledged may be lost".into(),
+            )));
+        }
+    }
+    let mut store = Store::new();
+    let mut decoder = Decoder::default();
+    for item in handles.data.iter() {
+        let (key, value) = item
+            .into_inner()
+            .map_err(|e| Damage::Corrupt(format!("cannot read the data: {e}")))?;
+        let text = std::str::from_utf8(&key)
+            .map_err(|_| Damage::Corrupt("a stored key is not UTF-8".into()))?;
+        let key = Key::parse(text)
+            .map_err(|_| Damage::Corrupt(format!("the stored key {text:?} is invalid")))?;
+        let version = decoder
+            .decode(&value)
+            .map_err(|e| Damage::Corrupt(format!("the record of key {text:?} is damaged: {e}")))?;
+        store.apply(key, version);
+    }
+    Ok(Found::Restore(saved, store))
+}
+
+/// The journal files under the database and their sizes.
+fn journal_sizes(path: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut found = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let journal = entry.path().extension().is_some_and(|e| e == "jnl");
+        if let Ok(meta) = entry.metadata() {
+            if journal && meta.is_file() {
+                found.insert(entry.path(), meta.len());
+            }
+        }
+    }
+    found
+}
+
+/// The file an error opening the database is most likely about: the
+/// newest journal for a journal error, else the database directory.
+fn damaged_file(path: &Path, error: &fjall::Error) -> PathBuf {
+    if matches!(error, fjall::Error::JournalRecovery(_)) {
+        if let Some((file, _)) = journal_sizes(path).into_iter().next_back() {
+            return file;
+        }
+    }
+    path.to_path_buf()
+}
