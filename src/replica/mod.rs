@@ -124,6 +124,8 @@ pub mod saved;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod sim_disk;
+#[cfg(test)]
 mod sim_lifetime;
 #[cfg(test)]
 mod sim_tests;

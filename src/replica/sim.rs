@@ -57,6 +57,7 @@ mod audit;
 mod chaos;
 mod client;
 mod cluster;
+mod disk;
 mod net;
 mod report;
 mod rng;

@@ -28,11 +28,15 @@ impl Sim {
                 3..=6 => self.group = vec![0; n],
                 7..=8 if dead.len() + 1 < n => {
                     let victim = self.rng.pick(&self.live());
-                    self.crash(victim);
+                    if self.with_disks && self.rng.below(2) == 0 {
+                        self.crash_keeping_disk(victim);
+                    } else {
+                        self.crash(victim);
+                    }
                 }
                 9..=14 if !dead.is_empty() => {
                     let i = self.rng.pick(&dead);
-                    self.boot(i);
+                    self.restart(i);
                 }
                 15..=16 => self.faults = self.rng.pick(&[CALM, LOSSY, ROUGH]),
                 _ => {}

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::address::SocketAddress;
 use crate::causal::{Dot, ReplicaId, VectorClock};
-use crate::store::{Key, Version};
+use crate::store::{Key, Store, Version};
 
+use super::super::saved::Saved;
 use super::super::{Kind, Millis, Replica, Reply, Request, Timing, Write};
 
 use super::rng::{Faults, Rng};
@@ -91,6 +92,12 @@ pub(in crate::replica) struct Sim {
     pub lost: BTreeSet<ReplicaId>,
     /// Addresses whose replica is gone for good (never restarted).
     pub gone: BTreeSet<usize>,
+    /// What crashed replicas kept on disk, by address (see `disk.rs`).
+    pub(in crate::replica) disks: BTreeMap<usize, (Saved, Store)>,
+    /// Whether random crashes keep the disk (half of them do).
+    pub(in crate::replica) with_disks: bool,
+    /// How many restarts were on a disk.
+    pub(in crate::replica) restored: usize,
     pub sessions: Vec<Session>,
     /// Chance per mille per step that an idle session starts an operation.
     pub client_rate: u64,
@@ -178,6 +185,12 @@ impl Sim {
     ) {
         let (me, now) = (self.addrs[i].clone(), self.now);
         let replica = Replica::new(me, incarnation, view, self.timing.clone(), now);
+        self.disks.remove(&i);
+        self.start_node(i, replica);
+    }
+
+    /// Runs `replica` at address `i`.
+    pub(in crate::replica) fn start_node(&mut self, i: usize, replica: Replica) {
         self.nodes[i] = Some(Node {
             replica,
             epoch: self.fresh(),
@@ -251,7 +264,7 @@ impl Sim {
         (self.group, self.faults) = (vec![0; self.nodes.len()], faults);
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_none() && !self.gone.contains(&i) {
-                self.boot(i);
+                self.restart(i);
             }
         }
         let note = "settling: healed, restarted, clients idle".to_string();
