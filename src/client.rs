@@ -143,6 +143,14 @@ pub struct Client {
     http: awc::Client,
     hosts: Vec<String>,
     context: Value,
+    /// The write concern sent with writes (`w`), if not the default.
+    write_concern: Option<String>,
+}
+
+/// Whether `response` is a 503 for a write that was made but not held by
+/// as many replicas as asked: trying another replica would write again.
+pub fn concern_not_met(response: &Response) -> bool {
+    response.status == 503 && response.body.get("replicas-needed").is_some()
 }
 
 impl Client {
@@ -164,7 +172,15 @@ impl Client {
             http,
             hosts: hosts.into_iter().map(Into::into).collect(),
             context: Value::String(String::new()),
+            write_concern: None,
         }
+    }
+
+    /// Asks every later write to be acknowledged only once `concern`
+    /// replicas hold it (`1`, a number, `majority` or `all`; see the
+    /// README); `None` for the default (the replica that takes it).
+    pub fn set_write_concern(&mut self, concern: Option<String>) {
+        self.write_concern = concern.filter(|c| c.trim() != "1");
     }
 
     /// The hosts, in the order they are tried.
@@ -194,19 +210,19 @@ impl Client {
     /// Puts `value` at `key`.
     pub async fn put(&mut self, key: &str, value: Value) -> Result<Response, ClientError> {
         let body = json!({"value": value, "causal-metadata": self.context});
-        self.causal(Method::PUT, key, body).await
+        self.causal(Method::PUT, key, body, true).await
     }
 
     /// Gets `key`.
     pub async fn get(&mut self, key: &str) -> Result<Response, ClientError> {
         let body = json!({"causal-metadata": self.context});
-        self.causal(Method::GET, key, body).await
+        self.causal(Method::GET, key, body, false).await
     }
 
     /// Deletes `key`.
     pub async fn delete(&mut self, key: &str) -> Result<Response, ClientError> {
         let body = json!({"causal-metadata": self.context});
-        self.causal(Method::DELETE, key, body).await
+        self.causal(Method::DELETE, key, body, true).await
     }
 
     /// The view of the first host that answers.
@@ -288,11 +304,17 @@ impl Client {
         method: Method,
         key: &str,
         body: Value,
+        write: bool,
     ) -> Result<Response, ClientError> {
-        let path = format!("/key-value-store/{}", encode_key(key));
+        let mut path = format!("/key-value-store/{}", encode_key(key));
+        if let Some(w) = self.write_concern.as_ref().filter(|_| write) {
+            path.push_str("?w=");
+            path.push_str(&encode_key(w));
+        }
         let response = self.send(method, &path, Some(body)).await?;
         if let Some(metadata) = response.metadata() {
-            if response.status != 503 {
+            // A write short of its concern was made all the same.
+            if response.status != 503 || concern_not_met(&response) {
                 self.context = metadata.clone();
             }
         }
@@ -314,7 +336,9 @@ impl Client {
         let mut unavailable = None;
         for host in &self.hosts {
             match raw(&self.http, host, method.clone(), path, body.as_ref()).await {
-                Ok(response) if response.status == 503 => unavailable = Some(response),
+                Ok(response) if response.status == 503 && !concern_not_met(&response) => {
+                    unavailable = Some(response)
+                }
                 Ok(response) => return Ok(response),
                 Err(e) => failures.push(format!("{host}: {e}")),
             }

@@ -11,8 +11,9 @@ use super::session::{default_state_dir, session_path, SessionError, SessionFile}
 use crate::client::DEFAULT_HOSTS;
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 ok, 1 key not found, 2 usage error, 3 no replica reachable or \
-causal dependencies not satisfied in time.";
+Exit codes: 0 ok, 1 key not found, 2 usage error, 3 no replica reachable, \
+causal dependencies not satisfied in time, a disk unavailable, or a write \
+held by fewer replicas than --w asked in time (it was made and still spreads).";
 
 /// The command line of `kvctl`.
 #[derive(Parser, Debug, Clone)]
@@ -48,6 +49,12 @@ pub struct Cli {
     /// Print the raw JSON response instead of a human-readable one.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Acknowledge writes only once this many replicas hold them: 1 (the
+    /// default), a number, majority or all. Short of it in time, the write
+    /// is kept and still spreads, and kvctl exits with 3.
+    #[arg(long = "w", global = true, value_name = "W", value_parser = parse_concern)]
+    pub w: Option<String>,
 
     /// Seconds allowed for each request to one replica.
     #[arg(long, global = true, default_value_t = 15, value_name = "SECONDS")]
@@ -417,4 +424,11 @@ mod tests {
         let cli = parse(&["--state-dir", "/s", "--session", "../up", "get", "k"]).unwrap();
         assert!(cli.session_file().is_err());
     }
+}
+
+/// A write concern as `--w` takes it.
+fn parse_concern(text: &str) -> Result<String, String> {
+    crate::node::WriteConcern::parse(text)
+        .map(|_| text.trim().to_ascii_lowercase())
+        .ok_or_else(|| "must be a positive number, majority or all".to_string())
 }

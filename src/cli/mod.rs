@@ -73,6 +73,7 @@ pub fn main(cli: Cli) -> u8 {
 pub fn runner_for(cli: &Cli) -> Result<Runner, String> {
     let hosts = parse_hosts(&cli.hosts)?;
     let session = cli.session_file().map_err(|e| e.to_string())?;
-    let client = Client::with_timeout(hosts, Duration::from_secs(cli.timeout.max(1)));
+    let mut client = Client::with_timeout(hosts, Duration::from_secs(cli.timeout.max(1)));
+    client.set_write_concern(cli.w.clone());
     Ok(Runner::new(client, session))
 }

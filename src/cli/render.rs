@@ -29,6 +29,20 @@ pub(super) fn respond(
 fn render(response: &Response, action: &Action) -> Outcome {
     let ok = |line: &str| Outcome::ok([line.to_string()]);
     match (action, response.status) {
+        (_, 503) if crate::client::concern_not_met(response) => Outcome::error(
+            EXIT_UNAVAILABLE,
+            format!(
+                "the write was made, but only {} of the {} replicas asked for held it in time; \
+                 it is kept and will still spread",
+                response.body["replicas-holding"], response.body["replicas-needed"]
+            ),
+        ),
+        (_, 503) if response.body["error"].as_str().is_some_and(|e| e.starts_with("Disk")) => {
+            Outcome::error(
+                EXIT_UNAVAILABLE,
+                format!("{}", response.body["error"].as_str().unwrap_or_default()),
+            )
+        }
         (_, 503) => Outcome::error(
             EXIT_UNAVAILABLE,
             "causal dependencies not satisfied in time at any replica \

@@ -73,10 +73,12 @@ impl Runner {
             Action::Delete { key } => self.client.delete(key).await,
             _ => unreachable!("not a key-value action"),
         };
+        let made = result.as_ref().is_ok_and(crate::client::concern_not_met);
         let mut outcome = respond(result, action, json);
-        // The client adopted the answer's context unless it was a 503.
+        // The client adopted the answer's context unless it was a 503 (a
+        // write short of its concern was made all the same).
         if let Some(session) = &self.session {
-            if outcome.code != EXIT_UNAVAILABLE {
+            if outcome.code != EXIT_UNAVAILABLE || made {
                 match session.merge(self.client.context()) {
                     Ok(merged) => self.client.set_context(merged),
                     Err(e) => outcome

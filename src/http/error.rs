@@ -39,6 +39,10 @@ pub enum Error {
     /// was not acknowledged. Reads go on (503).
     #[error("Disk unavailable ({0}): the write was not acknowledged")]
     DiskUnavailable(String),
+    /// Fewer replicas than the request's write concern held the write in
+    /// time; it is kept where it was made and still spreads (503).
+    #[error("Write concern not met: the write is kept here and will still spread")]
+    ConcernNotMet,
 }
 
 impl From<Wait> for Error {
@@ -64,7 +68,8 @@ impl Error {
             | Error::NotReady
             | Error::ShuttingDown
             | Error::Removed
-            | Error::DiskUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Error::DiskUnavailable(_)
+            | Error::ConcernNotMet => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -65,12 +65,13 @@ async fn handle(
         request => node.with_replica(|replica, now| replica.handle(request, now)),
     };
     // What a peer is told it may keep (writes acknowledged, versions
-    // pulled, pages copied) is durable here first. Heartbeats go on while
-    // the disk fails, so the others do not take this replica for dead.
+    // pulled, pages copied), or that this replica holds (the clock of a
+    // heartbeat, which write concerns count), is durable here first.
+    // Heartbeats go on while the disk fails, so the others do not take
+    // this replica for dead.
+    let settled = node.settle().await;
     if kind != Kind::Heartbeat {
-        node.settle()
-            .await
-            .map_err(|why| ApiError::new(Error::DiskUnavailable(why), &method))?;
+        settled.map_err(|why| ApiError::new(Error::DiskUnavailable(why), &method))?;
     }
     if !matches!(kind, Kind::Snapshot | Kind::Pull) {
         return Ok(HttpResponse::Ok().json(reply));

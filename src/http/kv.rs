@@ -8,13 +8,17 @@ use serde_json::value::RawValue;
 use super::body::{not_found, parse_json, read_body};
 use super::error::{ApiError, Error};
 use crate::causal::{CausalContext, Metadata};
-use crate::node::Node;
+use crate::node::{Node, WriteConcern};
 use crate::replica::{Outcome, Wait, WriteResult};
 use crate::store::{Key, KeyError, Value};
 
 /// Header that may carry a GET's context (for clients that cannot send a
 /// GET body). The query parameter `causal-metadata` works too.
 pub const CONTEXT_HEADER: &str = "x-causal-metadata";
+
+/// Header that may carry a write's concern (the query parameter `w`
+/// works too): `1`, a number of replicas, `majority` or `all`.
+pub const CONCERN_HEADER: &str = "write-concern";
 
 /// Where the key-value routes live; the rest of the path is the key.
 pub const PREFIX: &str = "/key-value-store";
@@ -49,9 +53,9 @@ async fn dispatch(
         &method,
     )?;
     match method {
-        Method::PUT => put(node, key, payload).await,
+        Method::PUT => put(node, key, write_concern(&req, &method)?, payload).await,
         Method::GET => get(node, key, req, payload).await,
-        _ => delete(node, key, payload).await,
+        _ => delete(node, key, write_concern(&req, &method)?, payload).await,
     }
 }
 
@@ -137,12 +141,40 @@ fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError
     ApiError::new(error, method).with("causal-metadata", metadata)
 }
 
-/// Runs a write once the node can serve `context`.
+/// The write concern asked for by the query parameter `w` or the
+/// `Write-Concern` header (the query wins); one replica by default.
+fn write_concern(req: &HttpRequest, method: &Method) -> Result<WriteConcern, ApiError> {
+    let query = req.query_string();
+    let from_query = if query.is_empty() {
+        None
+    } else {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
+            .ok()
+            .and_then(|q| q.get("w").cloned())
+    };
+    let text = match from_query {
+        Some(text) => text,
+        None => match req.headers().get(CONCERN_HEADER) {
+            Some(h) => h.to_str().unwrap_or("").to_string(),
+            None => return Ok(WriteConcern::One),
+        },
+    };
+    WriteConcern::parse(&text).ok_or_else(|| {
+        ApiError::new(
+            Error::BadRequest("Write concern must be a positive number, majority or all".into()),
+            method,
+        )
+    })
+}
+
+/// Runs a write once the node can serve `context`; with a write concern,
+/// answers once enough replicas hold it.
 async fn write(
     node: &Node,
     key: &Key,
     value: Option<Value>,
     context: &CausalContext,
+    concern: WriteConcern,
     method: &Method,
 ) -> Result<WriteResult, ApiError> {
     if let Some(why) = node.disk_refusal() {
@@ -158,12 +190,23 @@ async fn write(
     node.settle()
         .await
         .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
+    if result.outcome != Outcome::NotFound {
+        let n = result.learned.clock.get(&node.me().id);
+        if let Err((held, needed)) = node.replicated(n, concern).await {
+            let metadata = result.learned.metadata(context).to_value();
+            return Err(ApiError::new(Error::ConcernNotMet, method)
+                .with("causal-metadata", metadata)
+                .with("replicas-holding", held.into())
+                .with("replicas-needed", needed.into()));
+        }
+    }
     Ok(result)
 }
 
 async fn put(
     node: web::Data<Node>,
     key: Key,
+    concern: WriteConcern,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
@@ -174,7 +217,7 @@ async fn put(
         .and_then(Value::from_raw)
         .ok_or_else(|| ApiError::new(Error::BadRequest("Value is missing".into()), &method))?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = write(&node, &key, Some(value), &context, &method).await?;
+    let result = write(&node, &key, Some(value), &context, concern, &method).await?;
     let causal_metadata = result.learned.metadata(&context);
     Ok(match result.outcome {
         Outcome::Created => HttpResponse::Created().json(Done {
@@ -254,13 +297,14 @@ fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
 async fn delete(
     node: web::Data<Node>,
     key: Key,
+    concern: WriteConcern,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::DELETE;
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = write(&node, &key, None, &context, &method).await?;
+    let result = write(&node, &key, None, &context, concern, &method).await?;
     let causal_metadata = result.learned.metadata(&context);
     Ok(match result.outcome {
         Outcome::Deleted => HttpResponse::Ok().json(Done {

@@ -193,6 +193,20 @@ impl Replica {
         handover
     }
 
+    /// How many replicas, this one included, are known to have applied
+    /// this replica's write number `n` (by the clocks they last reported),
+    /// and how many replicas count: the members and the suspects (a member
+    /// that merely stopped answering still counts, so `all` never shrinks
+    /// to whoever is up).
+    pub fn holders(&self, n: u64) -> (usize, usize) {
+        let (mut held, mut members) = (1, 1);
+        for (_, peer) in self.view.peers().chain(self.view.suspects()) {
+            members += 1;
+            held += peer.clock.as_ref().is_some_and(|c| c.get(&self.me.id) >= n) as usize;
+        }
+        (held, members)
+    }
+
     /// Asks every member for its applied clock now (heartbeats out of
     /// turn), so that the hand-over learns soon what each holds.
     pub fn ask_clocks(&mut self, now: Millis) {

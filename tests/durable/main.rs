@@ -1,0 +1,68 @@
+//! End-to-end tests of durable replicas (`DATA_DIR`): real `causalkv`
+//! processes on 127.0.0.1, each with its own data directory, killed with
+//! SIGKILL and restarted; a wiped, a torn and a corrupt directory; a full
+//! disk (a small tmpfs, root only); configuration errors; and memory mode.
+//!
+//! The crate runs under libtest-mimic (libtest's arguments and output) so
+//! that the disk-full test, which needs root to mount a file system, is
+//! reported as ignored, with the reason, where it cannot run; under
+//! `CI=true` (or `1`) it fails instead, since a CI job that checks nothing
+//! must not pass.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client;
+mod config;
+mod crash;
+mod damage;
+mod diskfull;
+mod harness;
+mod recovery;
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Trial};
+
+fn trial(name: &'static str, test: fn()) -> Trial {
+    Trial::test(name, move || {
+        test();
+        Ok(())
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = vec![
+        trial(
+            "crash::all_replicas_killed_at_once_mid_load_three_rounds",
+            crash::all_replicas_killed_at_once_mid_load_three_rounds,
+        ),
+        trial(
+            "recovery::a_wiped_data_dir_comes_back_as_a_new_incarnation_with_every_key",
+            recovery::a_wiped_data_dir_comes_back_as_a_new_incarnation_with_every_key,
+        ),
+        trial(
+            "recovery::without_data_dir_a_restart_takes_a_new_incarnation",
+            recovery::without_data_dir_a_restart_takes_a_new_incarnation,
+        ),
+        trial(
+            "damage::a_torn_journal_tail_is_truncated_logged_and_data_kept",
+            damage::a_torn_journal_tail_is_truncated_logged_and_data_kept,
+        ),
+        trial(
+            "damage::a_corrupt_journal_is_refused_then_discarded_when_asked",
+            damage::a_corrupt_journal_is_refused_then_discarded_when_asked,
+        ),
+        trial(
+            "config::a_bogus_durability_exits_at_once",
+            config::a_bogus_durability_exits_at_once,
+        ),
+        trial(
+            "config::a_data_dir_of_another_address_is_refused",
+            config::a_data_dir_of_another_address_is_refused,
+        ),
+    ];
+    trials.push(diskfull::trial());
+    libtest_mimic::run(&args, trials).exit_code()
+}
