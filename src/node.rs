@@ -438,7 +438,10 @@ mod tests {
     #[test]
     fn write_concerns_parse_and_count_members() {
         assert_eq!(WriteConcern::parse("1"), Some(WriteConcern::One));
-        assert_eq!(WriteConcern::parse(" Majority "), Some(WriteConcern::Majority));
+        assert_eq!(
+            WriteConcern::parse(" Majority "),
+            Some(WriteConcern::Majority)
+        );
         assert_eq!(WriteConcern::parse("all"), Some(WriteConcern::All));
         assert_eq!(WriteConcern::parse("3"), Some(WriteConcern::Count(3)));
         for bad in ["0", "-1", "", "most", "2.5"] {

@@ -280,6 +280,13 @@ pub fn usage_line(error: &clap::Error, help: &str) -> String {
     )
 }
 
+/// A write concern as `--w` takes it.
+fn parse_concern(text: &str) -> Result<String, String> {
+    crate::node::WriteConcern::parse(text)
+        .map(|_| text.trim().to_ascii_lowercase())
+        .ok_or_else(|| "must be a positive number, majority or all".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -424,11 +431,4 @@ mod tests {
         let cli = parse(&["--state-dir", "/s", "--session", "../up", "get", "k"]).unwrap();
         assert!(cli.session_file().is_err());
     }
-}
-
-/// A write concern as `--w` takes it.
-fn parse_concern(text: &str) -> Result<String, String> {
-    crate::node::WriteConcern::parse(text)
-        .map(|_| text.trim().to_ascii_lowercase())
-        .ok_or_else(|| "must be a positive number, majority or all".to_string())
 }

@@ -37,10 +37,17 @@ fn render(response: &Response, action: &Action) -> Outcome {
                 response.body["replicas-holding"], response.body["replicas-needed"]
             ),
         ),
-        (_, 503) if response.body["error"].as_str().is_some_and(|e| e.starts_with("Disk")) => {
+        (_, 503)
+            if response.body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Disk")) =>
+        {
             Outcome::error(
                 EXIT_UNAVAILABLE,
-                format!("{}", response.body["error"].as_str().unwrap_or_default()),
+                response.body["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         }
         (_, 503) => Outcome::error(

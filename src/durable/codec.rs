@@ -16,7 +16,11 @@ const HEADER: usize = 1 + 8 + 8 + 2;
 /// The bytes of `version`.
 pub fn encode(version: &Version) -> Vec<u8> {
     let writer = version.dot.replica.as_str().as_bytes();
-    let value = version.value.as_ref().map_or("", |v| v.as_json()).as_bytes();
+    let value = version
+        .value
+        .as_ref()
+        .map_or("", |v| v.as_json())
+        .as_bytes();
     let mut out = Vec::with_capacity(HEADER + writer.len() + value.len());
     out.push(if version.value.is_some() {
         VALUE

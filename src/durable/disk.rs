@@ -28,7 +28,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::watch;
 
 use super::codec::encode;
-use super::{Durability, DATA, META, REPLICA, RUN};
+use super::layout::{Durability, Run, DATA, DB, META, REPLICA, RUN};
 use crate::replica::Replica;
 
 /// Free space below which writes are refused, so that the journal, the
@@ -52,11 +52,17 @@ pub struct Status {
     pub free: u64,
 }
 
+/// A key and its new version's bytes, or `None` once it is removed.
+type Item = (Box<[u8]>, Option<Vec<u8>>);
+
+/// Called with the number of the last durable batch when it grows.
+type OnDurable = Arc<OnceLock<Box<dyn Fn(u64) + Send + Sync>>>;
+
 /// One step's changes.
 struct Batch {
     seq: u64,
     /// Keys with their new version's bytes, or `None` once removed.
-    items: Vec<(Box<[u8]>, Option<Vec<u8>>)>,
+    items: Vec<Item>,
     meta: Option<Vec<u8>>,
 }
 
@@ -84,7 +90,7 @@ pub struct Disk {
     sender: Mutex<mpsc::Sender<Message>>,
     status: watch::Receiver<Status>,
     committed: AtomicU64,
-    on_durable: Arc<OnceLock<Box<dyn Fn(u64) + Send + Sync>>>,
+    on_durable: OnDurable,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The database, for sizes (the thread owns the writes).
     db: Database,
@@ -126,7 +132,7 @@ impl Disk {
             free,
             ..Status::default()
         });
-        let on_durable: Arc<OnceLock<Box<dyn Fn(u64) + Send + Sync>>> = Arc::default();
+        let on_durable: OnDurable = Arc::default();
         let db = handles.db.clone();
         let thread = {
             let dir = dir.clone();
@@ -236,12 +242,7 @@ impl Disk {
         mirror.established = true;
     }
 
-    fn send(
-        &self,
-        mirror: &mut Mirror,
-        items: Vec<(Box<[u8]>, Option<Vec<u8>>)>,
-        meta: Option<Vec<u8>>,
-    ) -> u64 {
+    fn send(&self, mirror: &mut Mirror, items: Vec<Item>, meta: Option<Vec<u8>>) -> u64 {
         let seq = mirror.next;
         mirror.next += 1;
         self.committed.store(seq, Ordering::Release);
@@ -322,12 +323,7 @@ impl Disk {
             let _ = sender.send(Message::Close(done));
         }
         let _ = wait.recv_timeout(Duration::from_secs(10));
-        if let Some(thread) = self
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = thread.join();
         }
     }
@@ -347,7 +343,7 @@ struct Writer {
     mode: Durability,
     handles: Option<Handles>,
     publish: watch::Sender<Status>,
-    on_durable: Arc<OnceLock<Box<dyn Fn(u64) + Send + Sync>>>,
+    on_durable: OnDurable,
     /// Batches received and not durable yet, oldest first.
     pending: Vec<Batch>,
     retry_at: Instant,
@@ -357,7 +353,11 @@ impl Writer {
     fn run(mut self, receiver: mpsc::Receiver<Message>) {
         loop {
             let failed = self.publish.borrow().failed.is_some();
-            let wait = if failed { RETRY } else { Duration::from_secs(1) };
+            let wait = if failed {
+                RETRY
+            } else {
+                Duration::from_secs(1)
+            };
             let mut close = None;
             match receiver.recv_timeout(wait) {
                 Ok(Message::Batch(batch)) => self.pending.push(batch),
@@ -409,7 +409,8 @@ impl Writer {
                 }
             }
             Err(error) => {
-                let reason: Arc<str> = format!("cannot write to {}: {error}", self.dir.display()).into();
+                let reason: Arc<str> =
+                    format!("cannot write to {}: {error}", self.dir.display()).into();
                 if self.publish.borrow().failed.is_none() {
                     tracing::error!(%reason, "a disk write failed; writes are refused until it works again");
                 }
@@ -425,7 +426,7 @@ impl Writer {
             // A failed write leaves the database refusing writes: open it
             // again (its recovery drops a batch the failure tore).
             self.handles = None;
-            let path = self.dir.join(super::DB);
+            let path = self.dir.join(DB);
             self.handles = Some(Handles::open(&path, self.mode).map_err(|e| e.to_string())?);
         }
         let handles = self.handles.as_ref().expect("opened above");
@@ -462,7 +463,7 @@ impl Writer {
             tracing::error!("stopping with writes the disk did not take");
             return;
         }
-        let run = super::Run::current(true, self.mode);
+        let run = Run::current(true, self.mode);
         let result = handles
             .meta
             .insert(RUN, run.to_bytes())

@@ -34,78 +34,10 @@
 
 mod codec;
 mod disk;
+mod layout;
 mod open;
 
 pub use codec::{encode, Decoder};
 pub use disk::{Disk, Status, RESERVE};
+pub use layout::Durability;
 pub use open::{open, OpenError, Opened};
-
-use serde::{Deserialize, Serialize};
-
-/// When a write is acknowledged, with a data directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// After a (group-committed) fsync of the journal: survives a power
-    /// cut.
-    Fsync,
-    /// After the journal write reaches the OS: survives any crash of the
-    /// process, not a power cut.
-    Os,
-}
-
-impl Durability {
-    /// The mode named `text` (`fsync` or `os`).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "fsync" => Ok(Durability::Fsync),
-            "os" => Ok(Durability::Os),
-            other => Err(format!("must be fsync or os, not {other:?}")),
-        }
-    }
-
-    /// The mode's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Fsync => "fsync",
-            Durability::Os => "os",
-        }
-    }
-}
-
-/// The database's directory under `DATA_DIR`.
-const DB: &str = "db";
-/// The keyspace of versions.
-const DATA: &str = "data";
-/// The keyspace of the replica's state and the run record.
-const META: &str = "meta";
-/// The key of the saved state in [`META`].
-const REPLICA: &str = "replica";
-/// The key of the run record in [`META`].
-const RUN: &str = "run";
-
-/// The record of a run: which boot of the machine it ran in, and whether
-/// it stopped cleanly.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Run {
-    boot: String,
-    clean: bool,
-    /// Whether it ran under `DURABILITY=os`.
-    os: bool,
-}
-
-impl Run {
-    fn current(clean: bool, mode: Durability) -> Run {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|t| t.trim().to_string())
-            .unwrap_or_default();
-        Run {
-            boot,
-            clean,
-            os: mode == Durability::Os,
-        }
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("the run record prints")
-    }
-}

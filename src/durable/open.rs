@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::codec::Decoder;
 use super::disk::{Disk, Handles};
-use super::{Durability, Run, DB, REPLICA, RUN};
+use super::layout::{Durability, Run, DB, REPLICA, RUN};
 use crate::address::SocketAddress;
 use crate::replica::saved::{Saved, SAVED_FORMAT};
 use crate::store::{Key, Store};
@@ -35,7 +35,7 @@ pub struct OpenError {
 
 /// What the start-up makes of the state it found.
 enum Found {
-    Restore(Saved, Store),
+    Restore(Box<(Saved, Store)>),
     /// Nothing to restore; the reason, when there was state and it is
     /// thrown away.
     Nothing(Option<String>),
@@ -69,7 +69,10 @@ pub fn open(
         Err(error) => {
             let at = damaged_file(&path, &error);
             if !discard_corrupt {
-                return Err(fail(&at, format!("cannot be read ({error}); {DISCARD_HINT}")));
+                return Err(fail(
+                    &at,
+                    format!("cannot be read ({error}); {DISCARD_HINT}"),
+                ));
             }
             warn!(file = %at.display(), %error, "the state cannot be read; discarding it (--discard-corrupt-state)");
             std::fs::remove_dir_all(&path)
@@ -95,7 +98,8 @@ pub fn open(
         ))),
     };
     let restored = match found {
-        Found::Restore(saved, store) => {
+        Found::Restore(restored) => {
+            let (saved, store) = *restored;
             info!(id = %saved.id, keys = store.len(), dir = %dir.display(), "restored the state from disk");
             Some((saved, store))
         }
@@ -129,7 +133,11 @@ enum Damage {
     Corrupt(String),
 }
 
-fn read_state(handles: &Handles, mode: Durability, address: &SocketAddress) -> Result<Found, Damage> {
+fn read_state(
+    handles: &Handles,
+    mode: Durability,
+    address: &SocketAddress,
+) -> Result<Found, Damage> {
     let read = |key: &str| {
         handles
             .meta
@@ -182,7 +190,7 @@ fn read_state(handles: &Handles, mode: Durability, address: &SocketAddress) -> R
             .map_err(|e| Damage::Corrupt(format!("the record of key {text:?} is damaged: {e}")))?;
         store.apply(key, version);
     }
-    Ok(Found::Restore(saved, store))
+    Ok(Found::Restore(Box::new((saved, store))))
 }
 
 /// The journal files under the database and their sizes.

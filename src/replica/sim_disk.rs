@@ -19,14 +19,21 @@ fn every_replica_crashing_at_once_comes_back_whole_under_the_same_identity() {
                 sim.restart(i);
             }
             for (i, id) in ids.iter().enumerate() {
-                assert_eq!(&sim.replica(i).me().id, id, "a new identity after a restart");
+                assert_eq!(
+                    &sim.replica(i).me().id,
+                    id,
+                    "a new identity after a restart"
+                );
             }
             // Every acknowledged write is still there, not one is lost
             // (settle checks every write of an incarnation that did not
             // lose its state), and the sessions are served again.
             assert!(sim.lost.is_empty());
             sim.settle(LOSSY);
-            assert!(sim.log.len() > written, "no write was made in round {round}");
+            assert!(
+                sim.log.len() > written,
+                "no write was made in round {round}"
+            );
         }
     });
 }

@@ -307,7 +307,11 @@ impl Cluster {
     /// SIGKILLs every running replica (all signals sent before any is
     /// reaped, so they die at the same instant), then reaps them.
     pub fn kill_all(&mut self) {
-        let mut children: Vec<Child> = self.nodes.iter_mut().filter_map(|n| n.child.take()).collect();
+        let mut children: Vec<Child> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.child.take())
+            .collect();
         for child in &mut children {
             let _ = child.kill();
         }
