@@ -21,6 +21,7 @@
 
 mod cli;
 mod dockerfile;
+mod durable;
 mod failures;
 mod lifecycle;
 mod manifests;

@@ -1,0 +1,188 @@
+//! Every replica's data: kept by `stop`, found again by `start`, deleted by
+//! `stop --purge` (and `remove`), refused under another address.
+//!
+//! Whether a replica really comes back with its keys and identity is the
+//! node's part (DATA_DIR); the tests that check it say so when they fail.
+
+use std::fs;
+
+use serde_json::{json, Value};
+
+use crate::script::Script;
+use crate::store::Store;
+use crate::support::{free_ports, get, health, listening, pid_running, put, wait_for};
+use crate::{binary, DEADLINE, EXIT_USAGE};
+
+const NAMES: [&str; 3] = [
+    "causalkv-replica1",
+    "causalkv-replica2",
+    "causalkv-replica3",
+];
+
+/// Writes `n` keys spread over the replicas; waits until every replica
+/// holds them all. Returns the keys, their values and the last context.
+fn write_keys(store: &Store, n: usize) -> (Vec<(String, Value)>, Value) {
+    let mut ctx = json!("");
+    let mut written = Vec::new();
+    for i in 0..n {
+        let (key, value) = (format!("key{i}"), json!({"n": i}));
+        ctx = put(&store.host((i % 3) as u16), &key, value.clone(), &ctx);
+        written.push((key, value));
+    }
+    for i in 0..3 {
+        let host = store.host(i);
+        wait_for(&format!("{host} to hold {n} keys"), DEADLINE, || {
+            (health(&host)?["keys"] == json!(n)).then_some(())
+        });
+    }
+    (written, ctx)
+}
+
+/// The replica id `/health` reports (`address#incarnation`).
+fn identity(host: &str) -> String {
+    let body = health(host).unwrap_or_else(|| panic!("{host} does not answer /health"));
+    body["replica"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no replica id in {body}"))
+        .to_string()
+}
+
+/// Asserts that `host` serves every key, without a context and with `ctx`.
+fn assert_holds(host: &str, written: &[(String, Value)], ctx: &Value, after: &str) {
+    for (key, value) in written {
+        for context in [&json!(""), ctx] {
+            let (status, body) =
+                get(host, key, context).unwrap_or_else(|| panic!("GET {key} at {host}: no answer"));
+            assert_eq!(
+                (status, &body["value"]),
+                (200, value),
+                "{key} at {host} after {after} (context {context}): {body}; \
+                 the replica must come back with its data (DATA_DIR)"
+            );
+        }
+    }
+}
+
+#[test]
+fn stop_then_start_brings_every_replicas_data_back() {
+    let mut store = Store::start();
+    let (written, ctx) = write_keys(&store, 6);
+    let ids: Vec<String> = (0..3).map(|i| identity(&store.host(i))).collect();
+
+    let run = store.stop().expect(0);
+    assert!(run.stdout.contains("The data is kept in"), "{}", run.stdout);
+    for name in NAMES {
+        assert!(store.data_dir(name).is_dir(), "stop keeps {name}'s data");
+    }
+
+    let run = store.start_again();
+    for i in 0..3 {
+        let host = store.host(i);
+        assert_holds(&host, &written, &ctx, "stop and start");
+        assert_eq!(
+            identity(&host),
+            ids[i as usize],
+            "{host} came back as another replica after stop and start: \
+             it must keep its identity in DATA_DIR"
+        );
+    }
+    assert!(
+        run.stdout
+            .contains("Started on the data of an earlier run: causalkv-replica1, causalkv-replica2, causalkv-replica3."),
+        "{}",
+        run.stdout
+    );
+    store.stop().expect(0);
+}
+
+#[test]
+fn stop_purge_deletes_every_replicas_data() {
+    let mut store = Store::start();
+    write_keys(&store, 2);
+    for name in NAMES {
+        fs::write(store.data_dir(name).join("marker"), name).expect("write into the data dir");
+    }
+
+    // A plain stop keeps the data; `stop --purge` with nothing running
+    // still deletes it.
+    store.stop().expect(0);
+    for name in NAMES {
+        assert!(store.data_dir(name).join("marker").exists());
+    }
+    let run = store.run(&["stop", "--purge"]).expect(0);
+    assert!(run.stdout.contains("Nothing to stop"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Deleted the data of every replica"),
+        "{}",
+        run.stdout
+    );
+    assert!(!store.dir.path().join("data").exists(), "data is left");
+
+    // Started afresh: no keys.
+    store.start_again();
+    for i in 0..3 {
+        let host = store.host(i);
+        assert_eq!(health(&host).expect("health")["keys"], json!(0), "{host}");
+        let (status, _) = get(&host, "key0", &json!("")).expect("GET key0");
+        assert_eq!(status, 404, "key0 at {host} after purge");
+    }
+
+    // `stop --purge` of a running store stops it, then deletes the data.
+    let pids: Vec<u64> = store.replicas().iter().map(|r| r.2).collect();
+    let run = store.run(&["stop", "--purge"]);
+    store.stopped = run.code == 0;
+    let run = run.expect(0);
+    assert!(run.stdout.contains("Stopped."), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Deleted the data of every replica"),
+        "{}",
+        run.stdout
+    );
+    for pid in pids {
+        assert!(!pid_running(pid), "pid {pid} runs after stop --purge");
+    }
+    assert!(!store.dir.path().join("data").exists(), "data is left");
+    assert!(!store.state_path().exists());
+    let run = store.run(&["stop", "--purge"]).expect(0);
+    assert!(run.stdout.contains("No data to delete"), "{}", run.stdout);
+}
+
+#[test]
+fn data_recorded_under_another_address_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state = dir.path().join("state");
+    let base = free_ports(3);
+    // replica2's data, written when the store ran on other ports.
+    let data = state.join("data").join(NAMES[1]);
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("identity"), "127.0.0.1:9001#00112233aabbccdd\n").unwrap();
+    let base_text = base.to_string();
+    let run = Script::new()
+        .run(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "start",
+            "--mode",
+            "local",
+            "--binary",
+            binary(),
+            "--base-port",
+            &base_text,
+        ])
+        .expect(EXIT_USAGE);
+    let line = run.error_line();
+    assert!(
+        line.contains(&format!(
+            "the data of causalkv-replica2 ({}) belongs to 127.0.0.1:9001, not 127.0.0.1:{}",
+            data.display(),
+            base + 1
+        )),
+        "{line}"
+    );
+    assert!(line.contains("--base-port 9000"), "{line}");
+    assert!(line.contains("stop --purge"), "{line}");
+    assert!(!state.join("state.json").exists(), "nothing was started");
+    for port in base..base + 3 {
+        assert!(!listening(&format!("127.0.0.1:{port}")));
+    }
+}
