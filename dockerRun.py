@@ -5,6 +5,8 @@
     python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys, data
     python3 dockerRun.py add             # one more replica; it joins and copies the state
     python3 dockerRun.py remove NAME     # take NAME out of the view, stop it, delete its data
+    python3 dockerRun.py restart NAME    # stop NAME gracefully, start it again with its data
+    python3 dockerRun.py kill NAME       # SIGKILL NAME (a crash); `restart NAME` brings it back
     python3 dockerRun.py logs NAME       # print NAME's log
     python3 dockerRun.py stop            # stop everything `start` and `add` started; data is kept
     python3 dockerRun.py stop --purge    # ... and delete every replica's data
@@ -27,8 +29,8 @@ directory data/<name> of the state directory (e.g.
 .causalkv-run/data/causalkv-replica1), in docker mode in the named volume
 causalkv-data-<replicaN> (e.g. causalkv-data-replica1) mounted at /data.
 `stop` keeps the data: the next `start` (same names, same addresses) finds
-it again and the replicas come back with their keys and identities.
-`stop --purge` deletes it for good,
+it again and the replicas come back with their keys and identities, as does
+a replica brought back with `restart`. `stop --purge` deletes it for good,
 and `remove` deletes the data of the replica it removes. A replica's data
 belongs to its address: start again on the same ports (--base-port) and
 subnet (--subnet), or purge it first.
@@ -36,8 +38,8 @@ subnet (--subnet), or purge it first.
 The optional settings RUST_LOG, CLUSTER_TOKEN, CAUSAL_WAIT_MS, MAX_BODY_BYTES,
 HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS, SUSPECT_TIMEOUT_MS,
 HANDOVER_TIMEOUT_MS, WORKERS and DURABILITY are taken from this script's
-environment at `start` and given to every replica (also to those `add`
-starts later); `start --durability fsync|os` sets DURABILITY too.
+environment at `start` and given to every replica (also to those `add` and
+`restart` start later); `start --durability fsync|os` sets DURABILITY too.
 Nothing else of the environment reaches a replica.
 
 A replica counts as up once it is ready: `GET /ready` answers 200, which a
@@ -46,11 +48,13 @@ answers 503 while it copies). `start` and `add` wait for that; `status`
 shows it. A replica built before `/ready` existed (it answers 404) counts
 as ready once `/health` says `"synced": true`.
 
-`stop` and `remove` send SIGTERM, on which a replica stops
+`stop`, `remove` and `restart` send SIGTERM, on which a replica stops
 taking writes, hands the writes it acknowledged to a live member (for up to
 HANDOVER_TIMEOUT_MS, 5 s by default), finishes the requests in flight (up to
 10 s) and exits; SIGKILL follows only after --grace seconds, by default
 HANDOVER_TIMEOUT_MS plus those 10 s (15 s), so that neither is cut short.
+`kill` sends SIGKILL at once (docker mode: `docker kill`), as a crash would,
+and leaves the replica down until `restart`.
 
 The state (mode, replicas, PIDs or containers, settings) is one JSON file,
 by default .causalkv-run/state.json next to this script (--state-dir DIR to
@@ -71,7 +75,7 @@ Exit codes:
     2  usage error: bad arguments, unknown replica NAME, missing --binary
     3  a required tool is missing: cargo, docker, or a Docker engine
     4  a port needed by a replica is already in use
-    5  no store is running (status, add, remove, logs)
+    5  no store is running (status, add, remove, restart, kill, logs)
   130  interrupted (Ctrl-C); replicas started so far are stopped again
 
 Python 3.8+ standard library only; local mode needs Linux /proc or `ps`.
@@ -850,17 +854,21 @@ def docker_replica(index, host_port, subnet):
     }
 
 
-def launch_local(replica, view, settings, dry_run=False):
-    """Starts one detached replica process; returns its Popen (None in a dry run)."""
+def launch_local(replica, view, settings, dry_run=False, again=False):
+    """Starts one detached replica process; returns its Popen (None in a dry
+    run). `again`: a restart, whose output goes on after the log of the last run."""
     env = {"SOCKET_ADDRESS": replica["address"], "VIEW": view, "LISTEN_ADDRESS": replica["address"], "RUST_BACKTRACE": "1"}
     if replica.get("data_dir"):
         env["DATA_DIR"] = replica["data_dir"]
     env.update(settings)
     if dry_run:
         shown = " ".join(f"{k}={shlex.quote('(set)' if k in SECRET_SETTINGS else v)}" for k, v in env.items())
-        say(f"+ {shown} {shlex.quote(replica['binary'])} >{shlex.quote(replica['log'])} 2>&1 &")
+        say(f"+ {shown} {shlex.quote(replica['binary'])} >{'>' if again else ''}{shlex.quote(replica['log'])} 2>&1 &")
         return None
-    log = open(replica["log"], "wb")
+    log = open(replica["log"], "ab" if again else "wb")
+    if again:
+        log.write(f"--- {PROG} restart {replica['name']}, {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        log.flush()
     try:
         child = subprocess.Popen(
             [replica["binary"]],
@@ -1193,7 +1201,7 @@ def print_started(data, state, settings, earlier=()):
         f"  curl -s -X GET http://{other}/key-value-store/sampleKey -H 'Content-Type: application/json' "
         "-d '{\"causal-metadata\": <the causal-metadata the PUT returned>}'",
         "",
-        f"Then: {me} status | add | remove NAME | logs NAME | stop [--purge]",
+        f"Then: {me} status | add | remove NAME | restart NAME | kill NAME | logs NAME | stop [--purge]",
     )
 
 
@@ -1237,6 +1245,8 @@ def cmd_status(args, state, data=None):
     for row in rows:
         if row["why"]:
             say(f"{row['name']} is not ready: {row['why']}")
+        elif row["status"] == "down":
+            say(f"{row['name']} is down; bring it back with: {self_command(state)} restart {short_name(row['name'])}")
     up = [row for row in rows if row["status"] == "up"]
     ready = [row for row in up if row["ready"] == "yes"]
     views = {row["view"] for row in up}
@@ -1369,6 +1379,102 @@ def cmd_remove(args, state):
     body = next((b for b in (health(r) for r in others) if b), None)
     if body:
         say(f"View now: {body.get('view')}")
+    return EXIT_OK
+
+
+# ----- restart, kill -----------------------------------------------------------
+
+
+def cmd_restart(args, state):
+    state.lock()
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    name = replica["name"]
+    timeout = option(args, "timeout", DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        raise Fail("--timeout must be positive", EXIT_USAGE)
+    grace = getattr(args, "grace", None)
+    grace = default_grace(data) if grace is None else grace
+    settings = data.get("settings", {})
+    if data["mode"] == "docker":
+        problem = docker_engine_error()
+        if problem:
+            raise Fail(problem, EXIT_MISSING_TOOL)
+    elif not os.path.isfile(replica["binary"]):
+        raise Fail(f"the binary {name} was started with is gone: {replica['binary']}")
+    say(f"Restarting {name} at {replica['address']} (data: {data_location(replica)}) ...")
+    if data["mode"] == "docker":
+        outcome = docker_remove_containers([replica["container"]], grace)[replica["container"]]
+    else:
+        outcome = stop_local_replicas([replica], grace)[name]
+    say(f"  {name}: {outcome}.")
+    if outcome.startswith("could not"):
+        raise Fail(f"{name} could not be stopped, so it was not started again")
+    check_ports([(replica["port"], name)], hint=f"{name} comes back on the same port: stop what took it")
+    # The same address, port and data; the view of the whole store.
+    view = ",".join(r["address"] for r in data["replicas"])
+    children = {}
+    try:
+        if data["mode"] == "docker":
+            prepare_volume(state, replica)
+            launch_docker(replica, view, settings)
+        else:
+            prepare_local_data(replica)
+            children[name] = launch_local(replica, view, settings, again=True)
+        state.save(data)
+        await_up(data, [replica], timeout, children)
+    except (Fail, KeyboardInterrupt) as e:
+        say(f"Stopping {name} again (it stays in the store, down) ...")
+        if data["mode"] == "docker":
+            docker_remove_containers([replica["container"]], 2)
+        else:
+            stop_local_replicas([replica], 2, children)
+        state.save(data)
+        if isinstance(e, KeyboardInterrupt):
+            raise Fail("interrupted", EXIT_INTERRUPTED)
+        raise
+    others = [r for r in data["replicas"] if r is not replica]
+    lagging = await_views(data, others, expected_in=[replica["address"]])
+    if lagging:
+        warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
+    body = health(replica) or {}
+    say(
+        f"Restarted {name} at http://{replica['client']} as replica {body.get('replica', '?')} "
+        f"({plural(body.get('keys', '?'), 'key')}; data: {data_location(replica)})."
+    )
+    return EXIT_OK
+
+
+def cmd_kill(args, state):
+    state.lock()
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    name = replica["name"]
+    if data["mode"] == "docker":
+        container = replica["container"]
+        if shutil.which("docker") is None:
+            raise Fail("docker is not installed (not found on PATH), so the container cannot be killed", EXIT_MISSING_TOOL)
+        if container_state(container) != "running":
+            outcome = "was not running"
+        else:
+            result = docker("kill", container, timeout=60)
+            if result.returncode != 0:
+                raise Fail(f"`docker kill {container}` failed: {first_line(result.stderr)}")
+            outcome = f"killed (docker kill {container})"
+    elif not runs_our_binary(replica):
+        outcome = "was not running"
+    else:
+        signal_pid(replica["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while runs_our_binary(replica):
+            if time.monotonic() >= deadline:
+                raise Fail(f"{name} (pid {replica['pid']}) is still running 5s after SIGKILL")
+            time.sleep(POLL)
+        outcome = f"killed (SIGKILL to pid {replica['pid']})"
+    say(
+        f"{name}: {outcome}.",
+        f"Its data is kept ({data_location(replica)}); bring it back with: {self_command(state)} restart {short_name(name)}",
+    )
     return EXIT_OK
 
 
@@ -1569,6 +1675,25 @@ def build_parser():
                    help=f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)")
 
     grace_help = f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)"
+    p = sub.add_parser(
+        "restart", help="stop replica NAME gracefully, then start it again (same address, port and data)",
+        description="Stop replica NAME gracefully (if it runs), then start it again with the same address, port and "
+                    "data, and wait until it is ready. Also brings back a replica that `kill` stopped or that crashed.",
+    )
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS, help=grace_help)
+    p.add_argument("--timeout", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help=f"how long to wait for it to come up (default {DEFAULT_TIMEOUT:g})")
+
+    p = sub.add_parser(
+        "kill", help="SIGKILL replica NAME (docker kill), as a crash would; its data is kept",
+        description="Kill replica NAME at once (SIGKILL; docker mode: docker kill), as a crash would. It is not started "
+                    "again: `status` shows it down until `restart NAME`. Its data is kept.",
+    )
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
+
     p = sub.add_parser("logs", help="print the log of replica NAME", description="Print the log of replica NAME.")
     add_common(p, top=False)
     p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica1 (or replica1, 1, or its address)")
@@ -1594,6 +1719,8 @@ COMMANDS = {
     "status": cmd_status,
     "add": cmd_add,
     "remove": cmd_remove,
+    "restart": cmd_restart,
+    "kill": cmd_kill,
     "logs": cmd_logs,
     "stop": cmd_stop,
 }

@@ -108,6 +108,8 @@ fn missing_tools_and_bad_arguments_fail_clearly() {
         vec!["status"],
         vec!["add"],
         vec!["remove", "x"],
+        vec!["restart", "x"],
+        vec!["kill", "x"],
         vec!["logs", "x"],
     ] {
         let mut all = vec!["--state-dir", state];
@@ -146,6 +148,17 @@ fn missing_tools_and_bad_arguments_fail_clearly() {
         "{}",
         run.stderr
     );
+    for command in ["restart", "kill"] {
+        let run = Script::new()
+            .run(&["--state-dir", state, command])
+            .expect(EXIT_USAGE);
+        assert!(
+            run.stderr
+                .contains("the following arguments are required: NAME"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
     // Nothing running and no data: `stop --purge` has nothing to do.
     let run = Script::new()
         .run(&["--state-dir", state, "stop", "--purge"])
@@ -165,6 +178,8 @@ fn help_lists_commands_and_exit_codes() {
         "remove",
         "logs",
         "stop",
+        "restart",
+        "kill",
         "stop --purge",
         "--mode",
         "--binary",
@@ -181,7 +196,14 @@ fn help_lists_commands_and_exit_codes() {
         );
     }
     // What each new command and option does, in its own --help.
-    for (command, words) in [("stop", &["--purge", "delete every replica's data"][..])] {
+    for (command, words) in [
+        ("stop", &["--purge", "delete every replica's data"][..]),
+        (
+            "restart",
+            &["NAME", "same address, port and", "--grace", "--timeout"][..],
+        ),
+        ("kill", &["NAME", "SIGKILL", "restart NAME"][..]),
+    ] {
         let run = Script::new().run(&[command, "--help"]).expect(0);
         let text = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
         for word in words {

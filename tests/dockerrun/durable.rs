@@ -1,5 +1,6 @@
-//! Every replica's data: kept by `stop`, found again by `start`, deleted by
-//! `stop --purge` (and `remove`), refused under another address.
+//! Every replica's data: kept by `stop`, found again by `start` and
+//! `restart`, deleted by `stop --purge` (and `remove`), refused under
+//! another address.
 //!
 //! Whether a replica really comes back with its keys and identity is the
 //! node's part (DATA_DIR); the tests that check it say so when they fail.
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use crate::script::Script;
 use crate::store::Store;
 use crate::support::{free_ports, get, health, listening, pid_running, put, wait_for};
-use crate::{binary, DEADLINE, EXIT_USAGE};
+use crate::{binary, DEADLINE, EXIT_FAIL, EXIT_USAGE};
 
 const NAMES: [&str; 3] = [
     "causalkv-replica1",
@@ -93,6 +94,129 @@ fn stop_then_start_brings_every_replicas_data_back() {
         run.stdout
     );
     store.stop().expect(0);
+}
+
+#[test]
+fn kill_and_restart_bring_a_replica_back_at_its_address_with_its_data_dir() {
+    let store = Store::start();
+    let (h1, h2) = (store.host(0), store.host(1));
+    let (written, ctx) = write_keys(&store, 3);
+    let before = store.state()["replicas"][1].clone();
+    let pid2 = store.replicas()[1].2;
+
+    // kill: SIGKILL, nothing more; status shows it down, with its data.
+    let run = store.run(&["kill", "replica2"]).expect(0);
+    assert!(
+        run.stdout.contains(&format!(
+            "causalkv-replica2: killed (SIGKILL to pid {pid2})"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("restart replica2"), "{}", run.stdout);
+    assert!(!pid_running(pid2), "pid {pid2} survived kill");
+    assert!(!listening(&h2), "{h2} still answers after kill");
+    assert!(
+        store.data_dir(NAMES[1]).is_dir(),
+        "kill keeps the data directory"
+    );
+    let run = store.run(&["status"]).expect(EXIT_FAIL);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(NAMES[1]))
+        .unwrap_or_else(|| panic!("status lacks replica2:\n{}", run.stdout));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2], "down", "{row}");
+    assert!(row.contains("data/causalkv-replica2"), "{row}");
+    assert!(
+        run.stdout.contains("2 of 3 replicas are up"),
+        "{}",
+        run.stdout
+    );
+    // Killing it again changes nothing.
+    let run = store.run(&["kill", "2"]).expect(0);
+    assert!(run.stdout.contains("was not running"), "{}", run.stdout);
+
+    // A write it misses while down.
+    let ctx = put(&h1, "missed", json!("while down"), &ctx);
+
+    // restart: the same address, port and data directory; ready again.
+    let run = store.run(&["restart", "replica2"]).expect(0);
+    assert!(
+        run.stdout.contains("Restarted causalkv-replica2"),
+        "{}",
+        run.stdout
+    );
+    let after = store.state()["replicas"][1].clone();
+    for field in ["name", "address", "port", "data_dir", "log", "binary"] {
+        assert_eq!(after[field], before[field], "restart changed {field}");
+    }
+    let pid = after["pid"].as_u64().expect("pid");
+    assert!(pid != pid2 && pid_running(pid), "restarted as pid {pid}");
+    assert_holds(&h2, &written, &ctx, "kill and restart");
+    wait_for(
+        "the write it missed at the restarted replica",
+        DEADLINE,
+        || {
+            let (status, body) = get(&h2, "missed", &json!(""))?;
+            (status == 200 && body["value"] == json!("while down")).then_some(())
+        },
+    );
+    let log = fs::read_to_string(after["log"].as_str().unwrap()).expect("log");
+    assert!(
+        log.contains("dockerRun.py restart causalkv-replica2"),
+        "the log goes on after the killed run's:\n{log}"
+    );
+
+    // restart of a running replica: a graceful stop first.
+    let run = store.run(&["restart", "1", "--grace", "20"]).expect(0);
+    assert!(
+        run.stdout.contains("causalkv-replica1: stopped."),
+        "{}",
+        run.stdout
+    );
+    let run = store.run(&["status"]).expect(0);
+    assert!(
+        run.stdout.contains("All 3 replicas are up and ready"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn kill_then_restart_keeps_the_replicas_identity() {
+    let store = Store::start();
+    let (h1, h2) = (store.host(0), store.host(1));
+    let (written, ctx) = write_keys(&store, 4);
+    let (id1, id2) = (identity(&h1), identity(&h2));
+
+    store.run(&["kill", "replica2"]).expect(0);
+    store.run(&["restart", "replica2"]).expect(0);
+    assert_holds(&h2, &written, &ctx, "kill and restart");
+    assert_eq!(
+        identity(&h2),
+        id2,
+        "replica2 came back as another replica after kill and restart: \
+         it must keep its identity in DATA_DIR"
+    );
+
+    store.run(&["restart", "replica1"]).expect(0);
+    assert_holds(&h1, &written, &ctx, "restart");
+    assert_eq!(
+        identity(&h1),
+        id1,
+        "replica1 came back as another replica after a graceful restart: \
+         it must keep its identity in DATA_DIR"
+    );
+    // Its writes are stamped with the id it had: the causal-metadata it
+    // hands out names it as before.
+    let ctx = put(&h2, "after", json!(1), &ctx);
+    let ids: Vec<&String> = ctx.as_object().expect("context").keys().collect();
+    assert!(
+        ids.contains(&&id2),
+        "a write at replica2 after its restart is not stamped {id2}: {ctx}"
+    );
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn local_store_lifecycle() {
     assert_eq!((status, &body["value"]), (200, &json!(3)), "{body}");
 
     // An unknown NAME fails clearly and changes nothing.
-    for command in ["remove", "logs"] {
+    for command in ["remove", "logs", "restart", "kill"] {
         let run = store.run(&[command, "nosuch"]).expect(EXIT_USAGE);
         let line = run.error_line();
         assert!(line.contains("no replica named 'nosuch'"), "{line}");
