@@ -149,6 +149,11 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
             "SUSPECT_TIMEOUT_MS: ${SUSPECT_TIMEOUT_MS:-600000}",
             "HANDOVER_TIMEOUT_MS: ${HANDOVER_TIMEOUT_MS:-5000}",
             "stop_grace_period: 20s",
+            "DATA_DIR: /data",
+            "- replica1-data:/data",
+            "- replica2-data:/data",
+            "- replica3-data:/data",
+            "volumes:",
         ],
     );
     assert!(
@@ -188,10 +193,19 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
         }
         // Optional settings pass through from the shell; the two chosen
         // with stop_grace_period have a default there, overridable too.
+        // Its own named volume at /data, the replica's DATA_DIR; the root
+        // file system stays read-only.
+        assert_eq!(s["volumes"], json!([format!("replica{i}-data:/data")]));
+        assert_eq!(s["environment"]["DATA_DIR"], json!("/data"));
+        assert_eq!(s["read_only"], json!(true));
         let env = s["environment"].as_object().unwrap();
+        assert!(
+            env.contains_key("DURABILITY") && env["DURABILITY"].is_null(),
+            "DURABILITY is passed through from the shell"
+        );
         let mut defaults = BTreeSet::new();
         for (key, value) in env {
-            if ["SOCKET_ADDRESS", "VIEW"].contains(&key.as_str()) {
+            if ["SOCKET_ADDRESS", "VIEW", "DATA_DIR"].contains(&key.as_str()) {
                 continue;
             }
             match value.as_str() {
@@ -220,6 +234,18 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
             .and_then(|g| g.parse().ok())
             .expect("stop_grace_period in seconds");
         assert!(5000 / 1000 + 10 < grace, "stop_grace_period {grace}s");
+    }
+    // The volumes are declared (named, local, kept by `down`).
+    let volumes = compose["volumes"].as_object().expect("top-level volumes");
+    assert_eq!(
+        volumes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["replica1-data", "replica2-data", "replica3-data"]
+    );
+    for (name, volume) in volumes {
+        assert!(
+            volume.is_null() || volume["external"].is_null(),
+            "{name} is made by compose: {volume}"
+        );
     }
     let net = &compose["networks"]["causalkv-net"];
     assert_eq!(net["name"], json!("causalkv-net"));
