@@ -302,6 +302,11 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
             "- name: HANDOVER_TIMEOUT_MS",
             "containerPort: 8085",
             "runAsNonRoot: true",
+            "- name: DATA_DIR",
+            "value: \"/data\"",
+            "mountPath: /data",
+            "volumeClaimTemplates:",
+            "fsGroup: 10001",
         ],
     );
     assert_lines(
@@ -400,6 +405,45 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
     assert_eq!(
         spec["template"]["spec"]["securityContext"]["runAsNonRoot"],
         json!(true)
+    );
+    // Durable storage: a claim per pod from the template "data", mounted
+    // at /data, the replica's DATA_DIR, writable by the image's group.
+    let claims = spec["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert_eq!(claims.len(), 1);
+    let claim = &claims[0];
+    assert_eq!(claim["metadata"]["name"], json!("data"));
+    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    let storage = claim["spec"]["resources"]["requests"]["storage"]
+        .as_str()
+        .expect("a storage request");
+    assert!(
+        storage.ends_with("Gi") || storage.ends_with("Mi"),
+        "storage {storage}"
+    );
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    assert!(
+        mounts.contains(&json!({"name": "data", "mountPath": "/data"})),
+        "the claim is mounted at /data: {mounts:?}"
+    );
+    assert!(
+        spec["template"]["spec"]["volumes"]
+            .as_array()
+            .is_none_or(|v| v.iter().all(|v| v["name"] != json!("data"))),
+        "no pod volume shadows the claim"
+    );
+    assert_eq!(var("DATA_DIR")["value"], json!("/data"));
+    assert!(
+        ["fsync", "os"].contains(&var("DURABILITY")["value"].as_str().unwrap_or("")),
+        "DURABILITY is fsync or os"
+    );
+    let pod_security = &spec["template"]["spec"]["securityContext"];
+    assert_eq!(pod_security["fsGroup"], pod_security["runAsGroup"]);
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"],
+        json!(true),
+        "only the volume is writable"
     );
     let millis = |name: &str| -> u64 {
         var(name)["value"]
