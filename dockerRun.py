@@ -60,7 +60,8 @@ The state (mode, replicas, PIDs or containers, settings) is one JSON file,
 by default .causalkv-run/state.json next to this script (--state-dir DIR to
 put it elsewhere, e.g. to run two stores on different ports); the local
 replicas' logs and data live beside it and are kept after `stop`, and so is
-data.json, the list of docker volumes made for replicas (what `stop --purge`
+data.json, what the data was made for (the address each local replica's data
+was started with, the docker volumes made for replicas: what `stop --purge`
 deletes). The state file is private (mode 0600) because it may hold
 CLUSTER_TOKEN.
 
@@ -112,8 +113,7 @@ NODE_HANDOVER_MS = 5000  # the replica's default HANDOVER_TIMEOUT_MS
 NODE_DRAIN_SECS = 10.0  # how long a replica lets requests in flight finish after the hand-over
 
 DATA_DIR_NAME = "data"  # local mode: replica NAME keeps its state in <state dir>/data/NAME
-DATA_RECORD = "data.json"  # the docker volumes made for replicas; kept by `stop`, for `stop --purge`
-IDENTITY_FILE = "identity"  # in a replica's DATA_DIR: its id, "<SOCKET_ADDRESS>#<incarnation>"
+DATA_RECORD = "data.json"  # what each replica's data was made for; kept by `stop`, for `start` and `stop --purge`
 DURABILITY_MODES = ("fsync", "os")
 
 IMAGE = "causalkv:latest"
@@ -545,34 +545,58 @@ class State:
     def data_dir(self, name):
         return os.path.join(self.data_root(), name)
 
-    def volumes(self):
-        """The docker volumes made for replicas of this state directory
-        (data.json), whether or not a store runs."""
+    def data_record(self):
+        """data.json, kept whether or not a store runs: {"volumes": the
+        docker volumes made for replicas, "addresses": {name: the address
+        the data directory of local replica `name` was last started with}}."""
         path = os.path.join(self.dir, DATA_RECORD)
         try:
             with open(path) as f:
                 record = json.load(f)
         except FileNotFoundError:
-            return []
+            return {"volumes": [], "addresses": {}}
         except (OSError, ValueError) as e:
-            raise Fail(f"cannot read {display_path(path)}: {e}")
-        volumes = record.get("volumes") if isinstance(record, dict) else None
-        if not isinstance(volumes, list) or not all(isinstance(v, str) for v in volumes):
-            raise Fail(f"{display_path(path)} is not a record of this script")
-        return volumes
+            raise Fail(f"cannot read {display_path(path)}: {e}; delete it if no store is running")
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("volumes", []), list)
+            or not isinstance(record.get("addresses", {}), dict)
+        ):
+            raise Fail(f"{display_path(path)} is not a record of this script; delete it if no store is running")
+        return {"volumes": record.get("volumes", []), "addresses": record.get("addresses", {})}
 
-    def save_volumes(self, volumes):
+    def save_data_record(self, record):
         path = os.path.join(self.dir, DATA_RECORD)
-        if not volumes:
+        if not record["volumes"] and not record["addresses"]:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
             return
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"volumes": sorted(set(volumes))}, f, indent=2)
+            json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
         os.replace(tmp, path)
+
+    def volumes(self):
+        return list(self.data_record()["volumes"])
+
+    def save_volumes(self, volumes):
+        record = self.data_record()
+        record["volumes"] = sorted(set(volumes))
+        self.save_data_record(record)
+
+    def data_address(self, name):
+        """The address local replica `name`'s data directory was last started with."""
+        return self.data_record()["addresses"].get(name)
+
+    def set_data_address(self, name, address):
+        record = self.data_record()
+        if address is None:
+            record["addresses"].pop(name, None)
+        else:
+            record["addresses"][name] = address
+        self.save_data_record(record)
 
 
 def require_store(state):
@@ -628,25 +652,20 @@ def data_location(replica):
     return replica.get("volume") or "-"
 
 
-def recorded_address(data_dir):
-    """The SOCKET_ADDRESS a data directory belongs to (the part of the
-    replica id in its identity file before '#'), or None without one."""
-    try:
-        with open(os.path.join(data_dir, IDENTITY_FILE), errors="replace") as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    address = text.split("#", 1)[0].strip()
-    return address if ":" in address else None
+def recorded_address(state, name):
+    """The address local replica `name` last ran at on the data it holds
+    (None when its data directory is empty or was never started)."""
+    return state.data_address(name) if has_data(state.data_dir(name)) else None
 
 
-def check_local_data(name, data_dir, address, hint):
-    """Refuses to start replica `name` at `address` on data recorded under
-    another address (the replica would refuse it anyway, less clearly)."""
-    recorded = recorded_address(data_dir)
+def check_local_data(state, name, address, hint):
+    """Refuses to start replica `name` at `address` on data written at
+    another address, before anything starts (the replica itself would
+    refuse it at start, exiting with an error naming SOCKET_ADDRESS)."""
+    recorded = recorded_address(state, name)
     if recorded is not None and recorded != address:
         raise Fail(
-            f"the data of {name} ({display_path(data_dir)}) belongs to {recorded}, not {address}; {hint}",
+            f"the data of {name} ({display_path(state.data_dir(name))}) belongs to {recorded}, not {address}; {hint}",
             EXIT_USAGE,
         )
 
@@ -658,9 +677,9 @@ def has_data(data_dir):
         return False
 
 
-def prepare_local_data(replica, dry_run=False):
-    """Makes the replica's data directory unless it exists; returns whether
-    it holds data of an earlier run."""
+def prepare_local_data(state, replica, dry_run=False):
+    """Makes the replica's data directory unless it exists and records the
+    address it is started with; returns whether it holds data of an earlier run."""
     path = replica.get("data_dir")
     if not path:
         return False
@@ -672,6 +691,7 @@ def prepare_local_data(replica, dry_run=False):
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as e:
         raise Fail(f"cannot make the data directory of {replica['name']} ({display_path(path)}): {e.strerror}")
+    state.set_data_address(replica["name"], replica["address"])
     return earlier
 
 
@@ -1048,8 +1068,7 @@ def cmd_start(args, state):
     if mode == "local":
         for i in range(1, n + 1):
             name = f"{NAME_PREFIX}{i}"
-            path = state.data_dir(name)
-            check_local_data(name, path, f"127.0.0.1:{base_port + i - 1}", start_hint(state, path, i))
+            check_local_data(state, name, f"127.0.0.1:{base_port + i - 1}", start_hint(state, name, i))
 
     if mode == "docker":
         replicas = [docker_replica(i, base_port + i - 1, subnet) for i in range(1, n + 1)]
@@ -1076,7 +1095,7 @@ def cmd_start(args, state):
                 prepare_volume(state, r, dry_run=True)
                 launch_docker(r, view, settings, dry_run=True)
             else:
-                prepare_local_data(r, dry_run=True)
+                prepare_local_data(state, r, dry_run=True)
                 launch_local(r, view, settings, dry_run=True)
         return EXIT_OK
 
@@ -1089,7 +1108,7 @@ def cmd_start(args, state):
         data["image"] = IMAGE
         earlier = [r["name"] for r in replicas if prepare_volume(state, r)]
     else:
-        earlier = [r["name"] for r in replicas if prepare_local_data(r)]
+        earlier = [r["name"] for r in replicas if prepare_local_data(state, r)]
 
     children = {}
     try:
@@ -1122,9 +1141,9 @@ def cmd_start(args, state):
     return EXIT_OK
 
 
-def start_hint(state, data_dir, index):
-    """How to get past data recorded under another address (see check_local_data)."""
-    port = (recorded_address(data_dir) or "").rpartition(":")[2]
+def start_hint(state, name, index):
+    """How to get past data written at another address (see check_local_data)."""
+    port = (recorded_address(state, name) or "").rpartition(":")[2]
     base = int(port) - index + 1 if port.isdigit() else 0
     again = f"start on the ports it was started on (--base-port {base}), or " if base >= 1 else ""
     return f"{again}delete the data of every replica with: {self_command(state)} stop --purge"
@@ -1282,17 +1301,17 @@ def cmd_add(args, state):
             raise Fail(f"the binary the store was started with is gone: {binary}")
         port = option(args, "port", data["base_port"] + index - 1)
         replica = local_replica(state, binary, index, port)
-        path = replica["data_dir"]
-        recorded = recorded_address(path) or ""
+        recorded = recorded_address(state, replica["name"]) or ""
         again = f"add it at the port it had (--port {recorded.rpartition(':')[2]}), or " if recorded.startswith("127.0.0.1:") else ""
-        check_local_data(replica["name"], path, replica["address"], f"{again}delete that data first: rm -r {shlex.quote(display_path(path))}")
+        where = shlex.quote(display_path(replica["data_dir"]))
+        check_local_data(state, replica["name"], replica["address"], f"{again}delete that data first: rm -r {where}")
     check_ports([(replica["port"], replica["name"])], hint="pick another port with add --port PORT")
     view = ",".join([r["address"] for r in members] + [replica["address"]])
     say(f"Adding {replica['name']} at {replica['address']} with VIEW={view} ...")
     if data["mode"] == "docker":
         earlier = prepare_volume(state, replica)
     else:
-        earlier = prepare_local_data(replica)
+        earlier = prepare_local_data(state, replica)
     say(f"Its data: {data_location(replica)}" + (" (from an earlier run)." if earlier else "."))
     children = {}
     try:
@@ -1371,6 +1390,7 @@ def cmd_remove(args, state):
         warn(f"the data of {replica['name']} ({where}) is kept: it is still running")
     elif replica.get("data_dir"):
         say(f"{replica['name']}'s data ({where}): {delete_local_data(replica['data_dir'])}.")
+        state.set_data_address(replica["name"], None)
     elif replica.get("volume"):
         say(f"{replica['name']}'s data (volume {where}): {delete_volumes(state, [replica['volume']])[replica['volume']]}.")
     lagging = await_views(data, others, expected_out=[replica["address"]])
@@ -1419,7 +1439,7 @@ def cmd_restart(args, state):
             prepare_volume(state, replica)
             launch_docker(replica, view, settings)
         else:
-            prepare_local_data(replica)
+            prepare_local_data(state, replica)
             children[name] = launch_local(replica, view, settings, again=True)
         state.save(data)
         await_up(data, [replica], timeout, children)
@@ -1532,15 +1552,20 @@ def purge_data(state, data):
         if r.get("volume") and r["volume"] not in volumes:
             volumes.append(r["volume"])
     root = state.data_root()
-    if not os.path.lexists(root) and not volumes:
-        say("No data to delete.")
-        return
+    found = os.path.lexists(root) or volumes
     failed = []
     if os.path.lexists(root):
         what = delete_local_data(root)
         say(f"  data {display_path(root)}: {what}")
         if what.startswith("could not"):
             failed.append(display_path(root))
+    if not os.path.lexists(root):
+        record = state.data_record()
+        record["addresses"] = {}
+        state.save_data_record(record)
+    if not found:
+        say("No data to delete.")
+        return
     if volumes:
         if shutil.which("docker") is None:
             raise Fail(f"docker is not installed (not found on PATH), so the volumes {', '.join(volumes)} cannot be deleted", EXIT_MISSING_TOOL)

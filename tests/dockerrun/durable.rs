@@ -9,7 +9,6 @@ use std::fs;
 
 use serde_json::{json, Value};
 
-use crate::script::Script;
 use crate::store::Store;
 use crate::support::{free_ports, get, health, listening, pid_running, put, wait_for};
 use crate::{binary, DEADLINE, EXIT_FAIL, EXIT_USAGE};
@@ -272,41 +271,72 @@ fn stop_purge_deletes_every_replicas_data() {
 }
 
 #[test]
-fn data_recorded_under_another_address_is_refused() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let state = dir.path().join("state");
-    let base = free_ports(3);
-    // replica2's data, written when the store ran on other ports.
-    let data = state.join("data").join(NAMES[1]);
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("identity"), "127.0.0.1:9001#00112233aabbccdd\n").unwrap();
-    let base_text = base.to_string();
-    let run = Script::new()
+fn data_written_at_another_address_is_refused() {
+    let mut store = Store::start();
+    write_keys(&store, 1);
+    store.stop().expect(0);
+    // What the replica left in its data directory (written here too, so
+    // that the check does not depend on what the node writes there).
+    fs::write(store.data_dir(NAMES[1]).join("written-by-test"), "").unwrap();
+
+    // The same state directory on other ports: replica2's data was written
+    // at base + 1.
+    let other = free_ports(3);
+    let other_text = other.to_string();
+    let run = store
         .run(&[
-            "--state-dir",
-            state.to_str().unwrap(),
             "start",
             "--mode",
             "local",
             "--binary",
             binary(),
             "--base-port",
-            &base_text,
+            &other_text,
         ])
         .expect(EXIT_USAGE);
     let line = run.error_line();
     assert!(
         line.contains(&format!(
-            "the data of causalkv-replica2 ({}) belongs to 127.0.0.1:9001, not 127.0.0.1:{}",
-            data.display(),
-            base + 1
+            "the data of causalkv-replica1 ({}) belongs to 127.0.0.1:{}, not 127.0.0.1:{other}",
+            store.data_dir(NAMES[0]).display(),
+            store.base
+        )) || line.contains(&format!(
+            "the data of causalkv-replica2 ({}) belongs to 127.0.0.1:{}, not 127.0.0.1:{}",
+            store.data_dir(NAMES[1]).display(),
+            store.base + 1,
+            other + 1
         )),
         "{line}"
     );
-    assert!(line.contains("--base-port 9000"), "{line}");
+    assert!(
+        line.contains(&format!("--base-port {}", store.base)),
+        "{line}"
+    );
     assert!(line.contains("stop --purge"), "{line}");
-    assert!(!state.join("state.json").exists(), "nothing was started");
-    for port in base..base + 3 {
+    assert!(!store.state_path().exists(), "nothing was started");
+    for port in other..other + 3 {
         assert!(!listening(&format!("127.0.0.1:{port}")));
     }
+
+    // Once purged, the other ports are fine.
+    store.run(&["stop", "--purge"]).expect(0);
+    let run = store
+        .run(&[
+            "start",
+            "--mode",
+            "local",
+            "--binary",
+            binary(),
+            "--base-port",
+            &other_text,
+        ])
+        .expect(0);
+    store.stopped = false;
+    assert!(
+        run.stdout.contains("causalkv is running: 3 replicas"),
+        "{}",
+        run.stdout
+    );
+    store.run(&["stop"]).expect(0);
+    store.stopped = true;
 }
