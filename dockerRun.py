@@ -2,11 +2,14 @@
 """Start, inspect, grow, shrink and stop a causalkv store on this machine.
 
     python3 dockerRun.py                 # = start: three replicas, then how to reach them
-    python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys
+    python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys, data
     python3 dockerRun.py add             # one more replica; it joins and copies the state
-    python3 dockerRun.py remove NAME     # take NAME out of the view, then stop it
+    python3 dockerRun.py remove NAME     # take NAME out of the view, stop it, delete its data
+    python3 dockerRun.py restart NAME    # stop NAME gracefully, start it again with its data
+    python3 dockerRun.py kill NAME       # SIGKILL NAME (a crash); `restart NAME` brings it back
     python3 dockerRun.py logs NAME       # print NAME's log
-    python3 dockerRun.py stop            # stop everything `start` and `add` started
+    python3 dockerRun.py stop            # stop everything `start` and `add` started; data is kept
+    python3 dockerRun.py stop --purge    # ... and delete every replica's data
 
 Two modes, chosen automatically (force one with --mode):
 
@@ -21,10 +24,22 @@ local   otherwise: builds target/release/causalkv with `cargo build --release`
         processes at 127.0.0.1:8082.. (change with --base-port), listening on
         loopback only, each logging to a file in the state directory.
 
+Every replica keeps its state on disk (DATA_DIR): in local mode in the
+directory data/<name> of the state directory (e.g.
+.causalkv-run/data/causalkv-replica1), in docker mode in the named volume
+causalkv-data-<replicaN> (e.g. causalkv-data-replica1) mounted at /data.
+`stop` keeps the data: the next `start` (same names, same addresses) finds
+it again and the replicas come back with their keys and identities, as does
+a replica brought back with `restart`. `stop --purge` deletes it for good,
+and `remove` deletes the data of the replica it removes. A replica's data
+belongs to its address: start again on the same ports (--base-port) and
+subnet (--subnet), or purge it first.
+
 The optional settings RUST_LOG, CLUSTER_TOKEN, CAUSAL_WAIT_MS, MAX_BODY_BYTES,
 HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS, SUSPECT_TIMEOUT_MS,
-HANDOVER_TIMEOUT_MS and WORKERS are taken from this script's environment at
-`start` and given to every replica (also to those `add` starts later).
+HANDOVER_TIMEOUT_MS, WORKERS and DURABILITY are taken from this script's
+environment at `start` and given to every replica (also to those `add` and
+`restart` start later); `start --durability fsync|os` sets DURABILITY too.
 Nothing else of the environment reaches a replica.
 
 A replica counts as up once it is ready: `GET /ready` answers 200, which a
@@ -33,17 +48,22 @@ answers 503 while it copies). `start` and `add` wait for that; `status`
 shows it. A replica built before `/ready` existed (it answers 404) counts
 as ready once `/health` says `"synced": true`.
 
-`stop` and `remove` send SIGTERM, on which a replica stops taking writes,
-hands the writes it acknowledged to a live member (for up to
+`stop`, `remove` and `restart` send SIGTERM, on which a replica stops
+taking writes, hands the writes it acknowledged to a live member (for up to
 HANDOVER_TIMEOUT_MS, 5 s by default), finishes the requests in flight (up to
 10 s) and exits; SIGKILL follows only after --grace seconds, by default
 HANDOVER_TIMEOUT_MS plus those 10 s (15 s), so that neither is cut short.
+`kill` sends SIGKILL at once (docker mode: `docker kill`), as a crash would,
+and leaves the replica down until `restart`.
 
 The state (mode, replicas, PIDs or containers, settings) is one JSON file,
 by default .causalkv-run/state.json next to this script (--state-dir DIR to
 put it elsewhere, e.g. to run two stores on different ports); the local
-replicas' logs live beside it and are kept after `stop`. The file is private
-(mode 0600) because it may hold CLUSTER_TOKEN.
+replicas' logs and data live beside it and are kept after `stop`, and so is
+data.json, what the data was made for (the address each local replica's data
+was started with, the docker volumes made for replicas: what `stop --purge`
+deletes). The state file is private (mode 0600) because it may hold
+CLUSTER_TOKEN.
 
 `start` when a store is already running starts nothing: it says so, prints
 the status and exits 0. A state file left by a store whose replicas are all
@@ -56,7 +76,7 @@ Exit codes:
     2  usage error: bad arguments, unknown replica NAME, missing --binary
     3  a required tool is missing: cargo, docker, or a Docker engine
     4  a port needed by a replica is already in use
-    5  no store is running (status, add, remove, logs)
+    5  no store is running (status, add, remove, restart, kill, logs)
   130  interrupted (Ctrl-C); replicas started so far are stopped again
 
 Python 3.8+ standard library only; local mode needs Linux /proc or `ps`.
@@ -92,11 +112,18 @@ DEFAULT_TIMEOUT = 60.0
 NODE_HANDOVER_MS = 5000  # the replica's default HANDOVER_TIMEOUT_MS
 NODE_DRAIN_SECS = 10.0  # how long a replica lets requests in flight finish after the hand-over
 
+DATA_DIR_NAME = "data"  # local mode: replica NAME keeps its state in <state dir>/data/NAME
+DATA_RECORD = "data.json"  # what each replica's data was made for; kept by `stop`, for `start` and `stop --purge`
+DURABILITY_MODES = ("fsync", "os")
+
 IMAGE = "causalkv:latest"
 DOCKERFILE = os.path.join("docker", "Dockerfile")
 NETWORK = "causalkv-net"
 SUBNET = "10.10.0.0/16"  # replica i (1-based) gets the subnet's address 1+i: 10.10.0.<1+i>
 CONTAINER_PORT = 8085
+VOLUME_PREFIX = "causalkv-data-"  # docker mode: replica causalkv-replicaN keeps its state in the volume causalkv-data-replicaN
+CONTAINER_DATA_DIR = "/data"  # where that volume is mounted (DATA_DIR in the container)
+VOLUME_LABEL = "causalkv.replica"  # label of the volumes this script makes: the replica's name
 
 # Settings passed from this script's environment to every replica.
 PASSED_SETTINGS = (
@@ -109,6 +136,7 @@ PASSED_SETTINGS = (
     "SUSPECT_TIMEOUT_MS",
     "HANDOVER_TIMEOUT_MS",
     "WORKERS",
+    "DURABILITY",
 )
 SECRET_SETTINGS = ("CLUSTER_TOKEN",)
 
@@ -510,6 +538,66 @@ class State:
     def log_path(self, name):
         return os.path.join(self.dir, f"{name}.log")
 
+    def data_root(self):
+        """Local mode: where the replicas' data directories live."""
+        return os.path.join(self.dir, DATA_DIR_NAME)
+
+    def data_dir(self, name):
+        return os.path.join(self.data_root(), name)
+
+    def data_record(self):
+        """data.json, kept whether or not a store runs: {"volumes": the
+        docker volumes made for replicas, "addresses": {name: the address
+        the data directory of local replica `name` was last started with}}."""
+        path = os.path.join(self.dir, DATA_RECORD)
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            return {"volumes": [], "addresses": {}}
+        except (OSError, ValueError) as e:
+            raise Fail(f"cannot read {display_path(path)}: {e}; delete it if no store is running")
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("volumes", []), list)
+            or not isinstance(record.get("addresses", {}), dict)
+        ):
+            raise Fail(f"{display_path(path)} is not a record of this script; delete it if no store is running")
+        return {"volumes": record.get("volumes", []), "addresses": record.get("addresses", {})}
+
+    def save_data_record(self, record):
+        path = os.path.join(self.dir, DATA_RECORD)
+        if not record["volumes"] and not record["addresses"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+
+    def volumes(self):
+        return list(self.data_record()["volumes"])
+
+    def save_volumes(self, volumes):
+        record = self.data_record()
+        record["volumes"] = sorted(set(volumes))
+        self.save_data_record(record)
+
+    def data_address(self, name):
+        """The address local replica `name`'s data directory was last started with."""
+        return self.data_record()["addresses"].get(name)
+
+    def set_data_address(self, name, address):
+        record = self.data_record()
+        if address is None:
+            record["addresses"].pop(name, None)
+        else:
+            record["addresses"][name] = address
+        self.save_data_record(record)
+
 
 def require_store(state):
     data = state.load()
@@ -541,6 +629,119 @@ def is_alive(data, replica):
     if data["mode"] == "local":
         return runs_our_binary(replica)
     return container_state(replica["container"]) == "running"
+
+
+# ----- data ------------------------------------------------------------------
+
+
+def short_name(name):
+    """replica1 for causalkv-replica1."""
+    return name[len("causalkv-") :]
+
+
+def volume_name(name):
+    """Docker mode: the volume holding replica `name`'s data."""
+    return VOLUME_PREFIX + short_name(name)
+
+
+def data_location(replica):
+    """Where a replica keeps its data, as shown: its directory or volume
+    ("-" for one started by a version of this script that gave it none)."""
+    if replica.get("data_dir"):
+        return display_path(replica["data_dir"])
+    return replica.get("volume") or "-"
+
+
+def recorded_address(state, name):
+    """The address local replica `name` last ran at on the data it holds
+    (None when its data directory is empty or was never started)."""
+    return state.data_address(name) if has_data(state.data_dir(name)) else None
+
+
+def check_local_data(state, name, address, hint):
+    """Refuses to start replica `name` at `address` on data written at
+    another address, before anything starts (the replica itself would
+    refuse it at start, exiting with an error naming SOCKET_ADDRESS)."""
+    recorded = recorded_address(state, name)
+    if recorded is not None and recorded != address:
+        raise Fail(
+            f"the data of {name} ({display_path(state.data_dir(name))}) belongs to {recorded}, not {address}; {hint}",
+            EXIT_USAGE,
+        )
+
+
+def has_data(data_dir):
+    try:
+        return bool(os.listdir(data_dir))
+    except OSError:
+        return False
+
+
+def prepare_local_data(state, replica, dry_run=False):
+    """Makes the replica's data directory unless it exists and records the
+    address it is started with; returns whether it holds data of an earlier run."""
+    path = replica.get("data_dir")
+    if not path:
+        return False
+    if dry_run:
+        say(f"+ mkdir -p -m 700 {shlex.quote(path)}")
+        return False
+    earlier = has_data(path)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise Fail(f"cannot make the data directory of {replica['name']} ({display_path(path)}): {e.strerror}")
+    state.set_data_address(replica["name"], replica["address"])
+    return earlier
+
+
+def prepare_volume(state, replica, dry_run=False):
+    """Makes the replica's docker volume unless it exists, and records it
+    for `stop --purge`; returns whether it existed (data of an earlier run)."""
+    name = replica.get("volume")
+    if not name:
+        return False
+    create = ["volume", "create", "--label", f"{VOLUME_LABEL}={replica['name']}", name]
+    if dry_run:
+        say("+ docker " + shlex.join(create))
+        return False
+    existed = docker("volume", "inspect", name, timeout=30).returncode == 0
+    if not existed:
+        result = docker(*create, timeout=60)
+        if result.returncode != 0:
+            raise Fail(f"cannot create the volume {name} for {replica['name']}: {first_line(result.stderr)}")
+    volumes = state.volumes()
+    if name not in volumes:
+        state.save_volumes(volumes + [name])
+    return existed
+
+
+def delete_local_data(path):
+    """Deletes a data directory; returns what happened."""
+    if not os.path.lexists(path):
+        return "was not there"
+    try:
+        shutil.rmtree(path)
+    except OSError as e:
+        return f"could not be deleted: {e.strerror}"
+    return "deleted"
+
+
+def delete_volumes(state, names):
+    """`docker volume rm` each of `names` (their containers must be gone);
+    returns {name: what happened} and forgets the volumes that are gone."""
+    outcome = {}
+    for name in names:
+        result = docker("volume", "rm", name, timeout=60)
+        if result.returncode == 0:
+            outcome[name] = "deleted"
+        elif "no such volume" in (result.stderr or "").lower():
+            outcome[name] = "was not there"
+        else:
+            outcome[name] = "could not be deleted: " + first_line(result.stderr)
+    gone = {name for name, what in outcome.items() if not what.startswith("could not")}
+    state.save_volumes([v for v in state.volumes() if v not in gone])
+    return outcome
 
 
 # ----- start -----------------------------------------------------------------
@@ -636,6 +837,7 @@ def local_replica(state, binary, index, port):
         "port": port,
         "binary": binary,
         "log": state.log_path(name),
+        "data_dir": state.data_dir(name),  # DATA_DIR: kept by `stop`, found again by the next `start`
         "pid": None,
         "starttime": None,
     }
@@ -668,18 +870,25 @@ def docker_replica(index, host_port, subnet):
         "address": f"{docker_ip(subnet, index)}:{CONTAINER_PORT}",
         "client": f"127.0.0.1:{host_port}",
         "port": host_port,
+        "volume": volume_name(name),  # mounted at /data (DATA_DIR): kept by `stop`
     }
 
 
-def launch_local(replica, view, settings, dry_run=False):
-    """Starts one detached replica process; returns its Popen (None in a dry run)."""
+def launch_local(replica, view, settings, dry_run=False, again=False):
+    """Starts one detached replica process; returns its Popen (None in a dry
+    run). `again`: a restart, whose output goes on after the log of the last run."""
     env = {"SOCKET_ADDRESS": replica["address"], "VIEW": view, "LISTEN_ADDRESS": replica["address"], "RUST_BACKTRACE": "1"}
+    if replica.get("data_dir"):
+        env["DATA_DIR"] = replica["data_dir"]
     env.update(settings)
     if dry_run:
         shown = " ".join(f"{k}={shlex.quote('(set)' if k in SECRET_SETTINGS else v)}" for k, v in env.items())
-        say(f"+ {shown} {shlex.quote(replica['binary'])} >{shlex.quote(replica['log'])} 2>&1 &")
+        say(f"+ {shown} {shlex.quote(replica['binary'])} >{'>' if again else ''}{shlex.quote(replica['log'])} 2>&1 &")
         return None
-    log = open(replica["log"], "wb")
+    log = open(replica["log"], "ab" if again else "wb")
+    if again:
+        log.write(f"--- {PROG} restart {replica['name']}, {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        log.flush()
     try:
         child = subprocess.Popen(
             [replica["binary"]],
@@ -708,9 +917,15 @@ def docker_run_args(replica, view, settings):
         "--network", NETWORK,
         "--ip", replica["address"].split(":")[0],
         "--publish", f"127.0.0.1:{replica['port']}:{CONTAINER_PORT}",
+    ]
+    if replica.get("volume"):
+        args += ["--volume", f"{replica['volume']}:{CONTAINER_DATA_DIR}"]
+    args += [
         "--env", f"SOCKET_ADDRESS={replica['address']}",
         "--env", f"VIEW={view}",
     ]
+    if replica.get("volume"):
+        args += ["--env", f"DATA_DIR={CONTAINER_DATA_DIR}"]
     for key in sorted(settings):
         # `--env NAME` passes the value from our environment: secrets stay off the command line.
         args += ["--env", key if key in SECRET_SETTINGS else f"{key}={settings[key]}"]
@@ -817,7 +1032,10 @@ def cmd_start(args, state):
             )
             cmd_status(args, state, data)
             return EXIT_OK
-        say(f"Discarding the state of a previous store whose replicas are all gone ({display_path(state.path)}).")
+        say(
+            f"Discarding the state of a previous store whose replicas are all gone ({display_path(state.path)}); "
+            "their data is kept."
+        )
         if not dry_run:
             if data["mode"] == "docker":
                 docker_remove_containers([r["container"] for r in data["replicas"]], 0)
@@ -839,12 +1057,18 @@ def cmd_start(args, state):
     else:
         mode, why = choose_mode(requested)
     settings = passed_settings()
+    if getattr(args, "durability", None):
+        settings["DURABILITY"] = args.durability
     say(f"Mode: {mode} ({why}).")
     if dry_run:
         say("Dry run: these commands would run (nothing is started):")
     else:
         # Before a build that may take minutes (and again before launching).
         check_ports([(base_port + i - 1, f"{NAME_PREFIX}{i}") for i in range(1, n + 1)])
+    if mode == "local":
+        for i in range(1, n + 1):
+            name = f"{NAME_PREFIX}{i}"
+            check_local_data(state, name, f"127.0.0.1:{base_port + i - 1}", start_hint(state, name, i))
 
     if mode == "docker":
         replicas = [docker_replica(i, base_port + i - 1, subnet) for i in range(1, n + 1)]
@@ -867,7 +1091,12 @@ def cmd_start(args, state):
             say("+ docker " + shlex.join(docker_build_args()))
             say(f"+ docker network create --subnet {subnet} {NETWORK}")
         for r in replicas:
-            (launch_docker if mode == "docker" else launch_local)(r, view, settings, dry_run=True)
+            if mode == "docker":
+                prepare_volume(state, r, dry_run=True)
+                launch_docker(r, view, settings, dry_run=True)
+            else:
+                prepare_local_data(state, r, dry_run=True)
+                launch_local(r, view, settings, dry_run=True)
         return EXIT_OK
 
     check_ports([(r["port"], r["name"]) for r in replicas])
@@ -877,6 +1106,9 @@ def cmd_start(args, state):
         data["network"] = NETWORK
         data["subnet"] = subnet
         data["image"] = IMAGE
+        earlier = [r["name"] for r in replicas if prepare_volume(state, r)]
+    else:
+        earlier = [r["name"] for r in replicas if prepare_local_data(state, r)]
 
     children = {}
     try:
@@ -905,8 +1137,16 @@ def cmd_start(args, state):
     lagging = await_views(data, replicas, expected_in=[r["address"] for r in replicas])
     if lagging:
         warn("not every replica lists all the others yet: " + ", ".join(r["name"] for r in lagging))
-    print_started(data, state, settings)
+    print_started(data, state, settings, earlier)
     return EXIT_OK
+
+
+def start_hint(state, name, index):
+    """How to get past data written at another address (see check_local_data)."""
+    port = (recorded_address(state, name) or "").rpartition(":")[2]
+    base = int(port) - index + 1 if port.isdigit() else 0
+    again = f"start on the ports it was started on (--base-port {base}), or " if base >= 1 else ""
+    return f"{again}delete the data of every replica with: {self_command(state)} stop --purge"
 
 
 def docker_build_args():
@@ -948,7 +1188,7 @@ def prepare_docker(replicas, subnet, build=True):
     return True
 
 
-def print_started(data, state, settings):
+def print_started(data, state, settings, earlier=()):
     replicas = data["replicas"]
     n = len(replicas)
     where = "local processes" if data["mode"] == "local" else f"docker containers on {NETWORK} ({data['subnet']})"
@@ -956,10 +1196,17 @@ def print_started(data, state, settings):
     width = max(len(r["name"]) for r in replicas)
     for r in replicas:
         if data["mode"] == "local":
-            extra = f"pid {r['pid']}, log {display_path(r['log'])}"
+            extra = f"pid {r['pid']}, log {display_path(r['log'])}, data {data_location(r)}"
         else:
-            extra = f"container address {r['address']}"
+            extra = f"container address {r['address']}, data in volume {data_location(r)}"
         say(f"  {r['name']:<{width}}  http://{r['client']}  ({extra})")
+    if data["mode"] == "local":
+        kept = f"Data: each replica keeps its state in {display_path(state.data_root())}/<name>"
+    else:
+        kept = f"Data: each replica keeps its state in the docker volume {VOLUME_PREFIX}<replicaN>, mounted at {CONTAINER_DATA_DIR}"
+    say(f"{kept}; `stop` keeps it for the next start, `stop --purge` deletes it.")
+    if earlier:
+        say(f"Started on the data of an earlier run: {', '.join(earlier)}.")
     if settings:
         say(f"Settings given to every replica: {describe_settings(settings)}")
     first = replicas[0]["client"]
@@ -973,7 +1220,7 @@ def print_started(data, state, settings):
         f"  curl -s -X GET http://{other}/key-value-store/sampleKey -H 'Content-Type: application/json' "
         "-d '{\"causal-metadata\": <the causal-metadata the PUT returned>}'",
         "",
-        f"Then: {me} status | add | remove NAME | logs NAME | stop",
+        f"Then: {me} status | add | remove NAME | restart NAME | kill NAME | logs NAME | stop [--purge]",
     )
 
 
@@ -999,7 +1246,7 @@ def replica_row(data, r):
     keys = str(body.get("keys", "?")) if body else "-"
     view = body.get("view", "?") if body else "-"
     shown = {True: "yes", False: "no", None: "-"}[ready]
-    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "view": view}
+    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "data": data_location(r), "view": view}
 
 
 def cmd_status(args, state, data=None):
@@ -1007,9 +1254,9 @@ def cmd_status(args, state, data=None):
     rows = [replica_row(data, r) for r in data["replicas"]]
     say(f"causalkv: {len(rows)} replica{'s' if len(rows) != 1 else ''}, {data['mode']} mode (state: {display_path(state.path)})")
     if data["mode"] == "local":
-        columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("READY", "ready"), ("PID", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("READY", "ready"), ("PID", "process"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
     else:
-        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("KEYS", "keys"), ("VIEW", "view")]
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
     widths = [max([len(title)] + [len(row[key]) for row in rows]) for title, key in columns]
     lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
     for line in lines:
@@ -1017,6 +1264,8 @@ def cmd_status(args, state, data=None):
     for row in rows:
         if row["why"]:
             say(f"{row['name']} is not ready: {row['why']}")
+        elif row["status"] == "down":
+            say(f"{row['name']} is down; bring it back with: {self_command(state)} restart {short_name(row['name'])}")
     up = [row for row in rows if row["status"] == "up"]
     ready = [row for row in up if row["ready"] == "yes"]
     views = {row["view"] for row in up}
@@ -1052,9 +1301,18 @@ def cmd_add(args, state):
             raise Fail(f"the binary the store was started with is gone: {binary}")
         port = option(args, "port", data["base_port"] + index - 1)
         replica = local_replica(state, binary, index, port)
+        recorded = recorded_address(state, replica["name"]) or ""
+        again = f"add it at the port it had (--port {recorded.rpartition(':')[2]}), or " if recorded.startswith("127.0.0.1:") else ""
+        where = shlex.quote(display_path(replica["data_dir"]))
+        check_local_data(state, replica["name"], replica["address"], f"{again}delete that data first: rm -r {where}")
     check_ports([(replica["port"], replica["name"])], hint="pick another port with add --port PORT")
     view = ",".join([r["address"] for r in members] + [replica["address"]])
     say(f"Adding {replica['name']} at {replica['address']} with VIEW={view} ...")
+    if data["mode"] == "docker":
+        earlier = prepare_volume(state, replica)
+    else:
+        earlier = prepare_local_data(state, replica)
+    say(f"Its data: {data_location(replica)}" + (" (from an earlier run)." if earlier else "."))
     children = {}
     try:
         if data["mode"] == "docker":
@@ -1125,12 +1383,118 @@ def cmd_remove(args, state):
     say(f"{replica['name']}: {outcome}" + (f" (pid {replica['pid']})." if replica.get("pid") else "."))
     data["replicas"].remove(replica)
     state.save(data)
+    # Out of the store for good: a replica started later under its name
+    # starts afresh instead of on the state of one the others removed.
+    where = data_location(replica)
+    if outcome.startswith("could not"):
+        warn(f"the data of {replica['name']} ({where}) is kept: it is still running")
+    elif replica.get("data_dir"):
+        say(f"{replica['name']}'s data ({where}): {delete_local_data(replica['data_dir'])}.")
+        state.set_data_address(replica["name"], None)
+    elif replica.get("volume"):
+        say(f"{replica['name']}'s data (volume {where}): {delete_volumes(state, [replica['volume']])[replica['volume']]}.")
     lagging = await_views(data, others, expected_out=[replica["address"]])
     if lagging:
         warn(f"{replica['address']} is still in the view of: " + ", ".join(r["name"] for r in lagging))
     body = next((b for b in (health(r) for r in others) if b), None)
     if body:
         say(f"View now: {body.get('view')}")
+    return EXIT_OK
+
+
+# ----- restart, kill -----------------------------------------------------------
+
+
+def cmd_restart(args, state):
+    state.lock()
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    name = replica["name"]
+    timeout = option(args, "timeout", DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        raise Fail("--timeout must be positive", EXIT_USAGE)
+    grace = getattr(args, "grace", None)
+    grace = default_grace(data) if grace is None else grace
+    settings = data.get("settings", {})
+    if data["mode"] == "docker":
+        problem = docker_engine_error()
+        if problem:
+            raise Fail(problem, EXIT_MISSING_TOOL)
+    elif not os.path.isfile(replica["binary"]):
+        raise Fail(f"the binary {name} was started with is gone: {replica['binary']}")
+    say(f"Restarting {name} at {replica['address']} (data: {data_location(replica)}) ...")
+    if data["mode"] == "docker":
+        outcome = docker_remove_containers([replica["container"]], grace)[replica["container"]]
+    else:
+        outcome = stop_local_replicas([replica], grace)[name]
+    say(f"  {name}: {outcome}.")
+    if outcome.startswith("could not"):
+        raise Fail(f"{name} could not be stopped, so it was not started again")
+    check_ports([(replica["port"], name)], hint=f"{name} comes back on the same port: stop what took it")
+    # The same address, port and data; the view of the whole store.
+    view = ",".join(r["address"] for r in data["replicas"])
+    children = {}
+    try:
+        if data["mode"] == "docker":
+            prepare_volume(state, replica)
+            launch_docker(replica, view, settings)
+        else:
+            prepare_local_data(state, replica)
+            children[name] = launch_local(replica, view, settings, again=True)
+        state.save(data)
+        await_up(data, [replica], timeout, children)
+    except (Fail, KeyboardInterrupt) as e:
+        say(f"Stopping {name} again (it stays in the store, down) ...")
+        if data["mode"] == "docker":
+            docker_remove_containers([replica["container"]], 2)
+        else:
+            stop_local_replicas([replica], 2, children)
+        state.save(data)
+        if isinstance(e, KeyboardInterrupt):
+            raise Fail("interrupted", EXIT_INTERRUPTED)
+        raise
+    others = [r for r in data["replicas"] if r is not replica]
+    lagging = await_views(data, others, expected_in=[replica["address"]])
+    if lagging:
+        warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
+    body = health(replica) or {}
+    say(
+        f"Restarted {name} at http://{replica['client']} as replica {body.get('replica', '?')} "
+        f"({plural(body.get('keys', '?'), 'key')}; data: {data_location(replica)})."
+    )
+    return EXIT_OK
+
+
+def cmd_kill(args, state):
+    state.lock()
+    data = require_store(state)
+    replica = find_replica(data, args.name)
+    name = replica["name"]
+    if data["mode"] == "docker":
+        container = replica["container"]
+        if shutil.which("docker") is None:
+            raise Fail("docker is not installed (not found on PATH), so the container cannot be killed", EXIT_MISSING_TOOL)
+        if container_state(container) != "running":
+            outcome = "was not running"
+        else:
+            result = docker("kill", container, timeout=60)
+            if result.returncode != 0:
+                raise Fail(f"`docker kill {container}` failed: {first_line(result.stderr)}")
+            outcome = f"killed (docker kill {container})"
+    elif not runs_our_binary(replica):
+        outcome = "was not running"
+    else:
+        signal_pid(replica["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while runs_our_binary(replica):
+            if time.monotonic() >= deadline:
+                raise Fail(f"{name} (pid {replica['pid']}) is still running 5s after SIGKILL")
+            time.sleep(POLL)
+        outcome = f"killed (SIGKILL to pid {replica['pid']})"
+    say(
+        f"{name}: {outcome}.",
+        f"Its data is kept ({data_location(replica)}); bring it back with: {self_command(state)} restart {short_name(name)}",
+    )
     return EXIT_OK
 
 
@@ -1180,13 +1544,50 @@ def cmd_logs(args, state):
 # ----- stop ------------------------------------------------------------------
 
 
+def purge_data(state, data):
+    """`stop --purge`: deletes the data directories under the state directory
+    and the docker volumes made for its replicas (their containers gone)."""
+    volumes = list(state.volumes())
+    for r in (data or {}).get("replicas", []):
+        if r.get("volume") and r["volume"] not in volumes:
+            volumes.append(r["volume"])
+    root = state.data_root()
+    found = os.path.lexists(root) or volumes
+    failed = []
+    if os.path.lexists(root):
+        what = delete_local_data(root)
+        say(f"  data {display_path(root)}: {what}")
+        if what.startswith("could not"):
+            failed.append(display_path(root))
+    if not os.path.lexists(root):
+        record = state.data_record()
+        record["addresses"] = {}
+        state.save_data_record(record)
+    if not found:
+        say("No data to delete.")
+        return
+    if volumes:
+        if shutil.which("docker") is None:
+            raise Fail(f"docker is not installed (not found on PATH), so the volumes {', '.join(volumes)} cannot be deleted", EXIT_MISSING_TOOL)
+        for volume, what in delete_volumes(state, volumes).items():
+            say(f"  volume {volume}: {what}")
+            if what.startswith("could not"):
+                failed.append(volume)
+    if failed:
+        raise Fail("could not delete the data in: " + ", ".join(failed))
+    say("Deleted the data of every replica.")
+
+
 def cmd_stop(args, state):
+    purge = getattr(args, "purge", False)
     data = None
-    if os.path.exists(state.path):
+    if os.path.exists(state.path) or (purge and os.path.isdir(state.dir)):
         state.lock()
         data = state.load()
     if data is None:
         say(f"Nothing to stop: no store is running (no state in {display_path(state.dir)}).")
+        if purge:
+            purge_data(state, None)
         return EXIT_OK
     grace = getattr(args, "grace", None)
     grace = default_grace(data) if grace is None else grace
@@ -1210,25 +1611,36 @@ def cmd_stop(args, state):
         elif "not found" not in (result.stderr or ""):
             warn(f"cannot remove the network {data['network']}: {first_line(result.stderr)}")
     if failed:
-        raise Fail("could not stop: " + ", ".join(failed) + f"; the state is kept in {display_path(state.path)}")
+        raise Fail(
+            "could not stop: " + ", ".join(failed) + f"; the state is kept in {display_path(state.path)}"
+            + ("; no data was deleted" if purge else "")
+        )
     state.delete()
-    if data["mode"] == "local":
-        say(f"Stopped. Logs are kept in {display_path(state.dir)}.")
+    if purge:
+        purge_data(state, data)
+        kept = ""
+    elif data["mode"] == "local":
+        kept = f" The data is kept in {display_path(state.data_root())} (`stop --purge` deletes it)."
     else:
-        say("Stopped.")
+        volumes = ", ".join(r["volume"] for r in data["replicas"] if r.get("volume"))
+        kept = f" The data is kept in the volumes {volumes} (`stop --purge` deletes them)." if volumes else ""
+    if data["mode"] == "local":
+        say(f"Stopped. Logs are kept in {display_path(state.dir)}.{kept}")
+    else:
+        say(f"Stopped.{kept}")
     return EXIT_OK
 
 
 # ----- command line ----------------------------------------------------------
 
-START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "dry_run")
+START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "dry_run", "durability")
 
 
 def add_common(parser, top):
     default = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--state-dir", metavar="DIR", default=default,
-        help=f"where the state file and local logs live (default: {display_path(DEFAULT_STATE_DIR)})",
+        help=f"where the state file, local logs and local data live (default: {display_path(DEFAULT_STATE_DIR)})",
     )
 
 
@@ -1250,6 +1662,9 @@ def add_start_options(parser):
                         help=f"how long to wait for the replicas to come up (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--dry-run", action="store_true", default=s,
                         help="print the commands start would run, run nothing")
+    parser.add_argument("--durability", choices=DURABILITY_MODES, default=s,
+                        help="DURABILITY of every replica: fsync (a write is answered once on disk) or os "
+                             "(once handed to the OS); unset: the replica's default (fsync)")
 
 
 def build_parser():
@@ -1268,7 +1683,7 @@ def build_parser():
     add_common(p, top=False)
     add_start_options(p)
 
-    p = sub.add_parser("status", help="each replica: name, address, up/down, ready, its view and key count", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its view and key count.")
+    p = sub.add_parser("status", help="each replica: name, address, up/down, ready, key count, data, view", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its key count, where its data lives and its view.")
     add_common(p, top=False)
 
     p = sub.add_parser("add", help="start one more replica; it joins the store and copies its state", description="Start one more replica; it joins the store and copies its state.")
@@ -1278,11 +1693,31 @@ def build_parser():
     p.add_argument("--timeout", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
                    help=f"how long to wait for it to come up (default {DEFAULT_TIMEOUT:g})")
 
-    p = sub.add_parser("remove", help="remove replica NAME from the view (DELETE at another member), then stop it", description="Remove replica NAME from the view (DELETE at another member), then stop it.")
+    p = sub.add_parser("remove", help="remove replica NAME from the view (DELETE at another member), stop it, delete its data", description="Remove replica NAME from the view (DELETE at another member), then stop it and delete its data.")
     add_common(p, top=False)
     p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
     p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
                    help=f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)")
+
+    grace_help = f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)"
+    p = sub.add_parser(
+        "restart", help="stop replica NAME gracefully, then start it again (same address, port and data)",
+        description="Stop replica NAME gracefully (if it runs), then start it again with the same address, port and "
+                    "data, and wait until it is ready. Also brings back a replica that `kill` stopped or that crashed.",
+    )
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS, help=grace_help)
+    p.add_argument("--timeout", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help=f"how long to wait for it to come up (default {DEFAULT_TIMEOUT:g})")
+
+    p = sub.add_parser(
+        "kill", help="SIGKILL replica NAME (docker kill), as a crash would; its data is kept",
+        description="Kill replica NAME at once (SIGKILL; docker mode: docker kill), as a crash would. It is not started "
+                    "again: `status` shows it down until `restart NAME`. Its data is kept.",
+    )
+    add_common(p, top=False)
+    p.add_argument("name", metavar="NAME", help="e.g. causalkv-replica2 (or replica2, 2, or its address)")
 
     p = sub.add_parser("logs", help="print the log of replica NAME", description="Print the log of replica NAME.")
     add_common(p, top=False)
@@ -1290,14 +1725,30 @@ def build_parser():
     p.add_argument("--tail", type=int, metavar="N", default=argparse.SUPPRESS, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", default=argparse.SUPPRESS, help="keep printing new lines")
 
-    p = sub.add_parser("stop", help="stop every replica this state directory started (and remove the network)", description="Stop every replica this state directory started (and remove the network).")
+    p = sub.add_parser(
+        "stop", help="stop every replica this state directory started (and remove the network); their data is kept",
+        description="Stop every replica this state directory started (and remove the network). Their data is kept: "
+                    "the next start brings it back. With --purge, delete it too.",
+    )
     add_common(p, top=False)
-    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
-                   help=f"time between SIGTERM and SIGKILL (default: HANDOVER_TIMEOUT_MS + {NODE_DRAIN_SECS:g} s, {default_grace():g} s unless set)")
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=argparse.SUPPRESS, help=grace_help)
+    p.add_argument("--purge", action="store_true", default=argparse.SUPPRESS,
+                   help=f"also delete every replica's data for good: the directories under {DATA_DIR_NAME}/ of the "
+                        f"state directory and the docker volumes made for the replicas ({VOLUME_PREFIX}...); "
+                        "also when no store is running")
     return parser
 
 
-COMMANDS = {"start": cmd_start, "status": cmd_status, "add": cmd_add, "remove": cmd_remove, "logs": cmd_logs, "stop": cmd_stop}
+COMMANDS = {
+    "start": cmd_start,
+    "status": cmd_status,
+    "add": cmd_add,
+    "remove": cmd_remove,
+    "restart": cmd_restart,
+    "kill": cmd_kill,
+    "logs": cmd_logs,
+    "stop": cmd_stop,
+}
 
 
 def main(argv=None):

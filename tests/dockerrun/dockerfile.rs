@@ -113,10 +113,26 @@ fn dockerfile_builds_the_locked_release_binary_and_runs_it_unprivileged() {
     );
     assert!(find("ENTRYPOINT")[0].1.contains("/usr/local/bin/causalkv"));
 
+    // /data, where the orchestrations mount each replica's volume, exists
+    // in the runtime image and belongs to the user the replica runs as (a
+    // new docker volume mounted there takes that owner).
+    let user_ids = users[0].1.as_str();
+    let user_ids = if user_ids.contains(':') {
+        user_ids.to_string()
+    } else {
+        format!("{user_ids}:{user_ids}")
+    };
+    assert!(
+        find("RUN").iter().any(|r| r.2 > runtime_start
+            && r.1.contains("mkdir /data")
+            && r.1.contains(&format!("chown {user_ids} /data"))),
+        "the runtime stage makes /data owned by {user_ids}"
+    );
+
     // Configured only through the environment at run time: nothing baked in.
     for kw in ["ENV", "ARG"] {
         for i in find(kw) {
-            for var in ["SOCKET_ADDRESS", "VIEW"] {
+            for var in ["SOCKET_ADDRESS", "VIEW", "DATA_DIR", "DURABILITY"] {
                 assert!(
                     !i.1.split(['=', ' ']).any(|w| w == var),
                     "{kw} bakes in {var}: {i:?}"

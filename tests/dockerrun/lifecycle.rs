@@ -42,6 +42,20 @@ fn local_store_lifecycle() {
         json!({"WORKERS": "2"}),
         "settings are passed on"
     );
+    // Each replica has a data directory of its own, passed as DATA_DIR.
+    assert!(
+        out.contains("Data: each replica keeps its state in"),
+        "says where the data lives: {out}"
+    );
+    for (i, (name, _, _)) in replicas.iter().enumerate() {
+        let dir = store.data_dir(name);
+        assert!(dir.is_dir(), "{} was not made", dir.display());
+        assert_eq!(
+            store.state()["replicas"][i]["data_dir"],
+            json!(dir.to_str().unwrap()),
+            "the state records {name}'s data directory"
+        );
+    }
     let all3: BTreeSet<String> = [&a1, &a2, &a3].into_iter().cloned().collect();
     for (name, address, pid) in &replicas {
         assert!(pid_running(*pid), "{name} (pid {pid}) is not running");
@@ -108,7 +122,7 @@ fn local_store_lifecycle() {
     assert_eq!((status, &body["value"]), (200, &json!(3)), "{body}");
 
     // An unknown NAME fails clearly and changes nothing.
-    for command in ["remove", "logs"] {
+    for command in ["remove", "logs", "restart", "kill"] {
         let run = store.run(&[command, "nosuch"]).expect(EXIT_USAGE);
         let line = run.error_line();
         assert!(line.contains("no replica named 'nosuch'"), "{line}");
@@ -143,6 +157,16 @@ fn local_store_lifecycle() {
         !pid_running(pid2),
         "the removed replica (pid {pid2}) still runs"
     );
+    // Out of the store for good: its data goes too.
+    assert!(
+        run.stdout.contains("causalkv-replica2's data"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !store.data_dir("causalkv-replica2").exists(),
+        "remove deletes the removed replica's data"
+    );
     let rest: BTreeSet<String> = [&a1, &a3, &a4].into_iter().cloned().collect();
     for host in [&a1, &a3, &a4] {
         wait_for(
@@ -171,7 +195,7 @@ fn local_store_lifecycle() {
     let columns: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
         columns,
-        ["NAME", "ADDRESS", "STATUS", "READY", "PID", "KEYS", "VIEW"],
+        ["NAME", "ADDRESS", "STATUS", "READY", "PID", "KEYS", "DATA", "VIEW"],
         "{header}"
     );
     assert!(
@@ -199,6 +223,10 @@ fn local_store_lifecycle() {
         assert!(
             line.split_whitespace().any(|w| w == "3"),
             "shows 3 keys: {line}"
+        );
+        assert!(
+            line.contains(&format!("data/{name}")),
+            "shows its data directory: {line}"
         );
     }
     assert!(!run.stdout.contains("causalkv-replica2"), "{}", run.stdout);
@@ -241,6 +269,14 @@ fn local_store_lifecycle() {
     let all_pids: Vec<u64> = before.iter().map(|r| r.2).chain([pid2, pid4]).collect();
     let run = store.stop().expect(0);
     assert!(run.stdout.contains("Stopped."), "{}", run.stdout);
+    assert!(run.stdout.contains("The data is kept in"), "{}", run.stdout);
+    for name in [
+        "causalkv-replica1",
+        "causalkv-replica3",
+        "causalkv-replica4",
+    ] {
+        assert!(store.data_dir(name).is_dir(), "stop keeps {name}'s data");
+    }
     for pid in all_pids {
         assert!(!pid_running(pid), "pid {pid} still runs after stop");
     }

@@ -10,7 +10,15 @@
 //! that `status` shows readiness as it changes. Its error paths (a taken
 //! port, an unknown replica, missing tools, a replica that does not come
 //! up) must fail with a clear message and a documented exit code. Docker mode cannot run
-//! without a Docker engine; its commands are checked through `--dry-run`.
+//! without a Docker engine; its commands are checked through `--dry-run`, and
+//! end to end against a stand-in `docker` that records every command and
+//! runs stand-in replicas.
+//!
+//! Every replica's data (a directory under the state directory, or a docker
+//! volume) is checked too: kept by `stop`, found again by `start` and
+//! `restart`, deleted by `stop --purge`. The tests that need the node to
+//! keep its state in DATA_DIR (keys and identities back after stop and
+//! start, or kill and restart) say so when they fail.
 //!
 //! The Dockerfile, docker-compose.yml and the Kubernetes manifests are
 //! checked line by line, and structurally: parsed as YAML by Python's
@@ -21,6 +29,8 @@
 
 mod cli;
 mod dockerfile;
+mod dockermode;
+mod durable;
 mod failures;
 mod lifecycle;
 mod manifests;

@@ -149,6 +149,11 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
             "SUSPECT_TIMEOUT_MS: ${SUSPECT_TIMEOUT_MS:-600000}",
             "HANDOVER_TIMEOUT_MS: ${HANDOVER_TIMEOUT_MS:-5000}",
             "stop_grace_period: 20s",
+            "DATA_DIR: /data",
+            "- replica1-data:/data",
+            "- replica2-data:/data",
+            "- replica3-data:/data",
+            "volumes:",
         ],
     );
     assert!(
@@ -188,10 +193,19 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
         }
         // Optional settings pass through from the shell; the two chosen
         // with stop_grace_period have a default there, overridable too.
+        // Its own named volume at /data, the replica's DATA_DIR; the root
+        // file system stays read-only.
+        assert_eq!(s["volumes"], json!([format!("replica{i}-data:/data")]));
+        assert_eq!(s["environment"]["DATA_DIR"], json!("/data"));
+        assert_eq!(s["read_only"], json!(true));
         let env = s["environment"].as_object().unwrap();
+        assert!(
+            env.contains_key("DURABILITY") && env["DURABILITY"].is_null(),
+            "DURABILITY is passed through from the shell"
+        );
         let mut defaults = BTreeSet::new();
         for (key, value) in env {
-            if ["SOCKET_ADDRESS", "VIEW"].contains(&key.as_str()) {
+            if ["SOCKET_ADDRESS", "VIEW", "DATA_DIR"].contains(&key.as_str()) {
                 continue;
             }
             match value.as_str() {
@@ -220,6 +234,18 @@ fn compose_file_runs_three_replicas_on_the_kevindb_subnet() {
             .and_then(|g| g.parse().ok())
             .expect("stop_grace_period in seconds");
         assert!(5000 / 1000 + 10 < grace, "stop_grace_period {grace}s");
+    }
+    // The volumes are declared (named, local, kept by `down`).
+    let volumes = compose["volumes"].as_object().expect("top-level volumes");
+    assert_eq!(
+        volumes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["replica1-data", "replica2-data", "replica3-data"]
+    );
+    for (name, volume) in volumes {
+        assert!(
+            volume.is_null() || volume["external"].is_null(),
+            "{name} is made by compose: {volume}"
+        );
     }
     let net = &compose["networks"]["causalkv-net"];
     assert_eq!(net["name"], json!("causalkv-net"));
@@ -276,6 +302,11 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
             "- name: HANDOVER_TIMEOUT_MS",
             "containerPort: 8085",
             "runAsNonRoot: true",
+            "- name: DATA_DIR",
+            "value: \"/data\"",
+            "mountPath: /data",
+            "volumeClaimTemplates:",
+            "fsGroup: 10001",
         ],
     );
     assert_lines(
@@ -374,6 +405,45 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
     assert_eq!(
         spec["template"]["spec"]["securityContext"]["runAsNonRoot"],
         json!(true)
+    );
+    // Durable storage: a claim per pod from the template "data", mounted
+    // at /data, the replica's DATA_DIR, writable by the image's group.
+    let claims = spec["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert_eq!(claims.len(), 1);
+    let claim = &claims[0];
+    assert_eq!(claim["metadata"]["name"], json!("data"));
+    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    let storage = claim["spec"]["resources"]["requests"]["storage"]
+        .as_str()
+        .expect("a storage request");
+    assert!(
+        storage.ends_with("Gi") || storage.ends_with("Mi"),
+        "storage {storage}"
+    );
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    assert!(
+        mounts.contains(&json!({"name": "data", "mountPath": "/data"})),
+        "the claim is mounted at /data: {mounts:?}"
+    );
+    assert!(
+        spec["template"]["spec"]["volumes"]
+            .as_array()
+            .is_none_or(|v| v.iter().all(|v| v["name"] != json!("data"))),
+        "no pod volume shadows the claim"
+    );
+    assert_eq!(var("DATA_DIR")["value"], json!("/data"));
+    assert!(
+        ["fsync", "os"].contains(&var("DURABILITY")["value"].as_str().unwrap_or("")),
+        "DURABILITY is fsync or os"
+    );
+    let pod_security = &spec["template"]["spec"]["securityContext"];
+    assert_eq!(pod_security["fsGroup"], pod_security["runAsGroup"]);
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"],
+        json!(true),
+        "only the volume is writable"
     );
     let millis = |name: &str| -> u64 {
         var(name)["value"]

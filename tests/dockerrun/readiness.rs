@@ -11,7 +11,7 @@ use crate::{DEADLINE, EXIT_FAIL};
 /// `not-ready` makes it not ready; `old` makes it a build without `/ready`
 /// (404), whose `/health` then says `"synced": false` while `not-ready`
 /// exists. `/health` itself always answers 200, as a live replica's does.
-const FAKE_REPLICA: &str = r#"
+pub(crate) const FAKE_REPLICA: &str = r#"
 import json, os
 from http.server import BaseHTTPRequestHandler, HTTPServer
 

@@ -100,6 +100,9 @@ impl Script {
             "SUSPECT_TIMEOUT_MS",
             "HANDOVER_TIMEOUT_MS",
             "WORKERS",
+            "DURABILITY",
+            "DATA_DIR",
+            "DISCARD_CORRUPT_STATE",
         ] {
             command.env_remove(key);
         }

@@ -37,18 +37,10 @@ impl Store {
             let base = free_ports(5);
             let script = Script::new().env("WORKERS", "2");
             let state_dir = dir.path().to_str().expect("utf-8 path").to_string();
-            let base_text = base.to_string();
-            let start = script.run(&[
-                "--state-dir",
-                &state_dir,
-                "start",
-                "--mode",
-                "local",
-                "--binary",
-                binary(),
-                "--base-port",
-                &base_text,
-            ]);
+            let mut args = vec!["--state-dir".to_string(), state_dir];
+            args.extend(start_args(base));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let start = script.run(&args);
             if start.code == EXIT_PORT_IN_USE {
                 eprintln!(
                     "a port was taken meanwhile ({}); trying others",
@@ -116,6 +108,42 @@ impl Store {
         self.stopped = run.code == 0;
         run
     }
+
+    /// `start` again, exactly as the first time (same ports, same state
+    /// directory), after a `stop`; asserts that it succeeded.
+    pub(crate) fn start_again(&mut self) -> Run {
+        let args = start_args(self.base);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.stopped = false;
+        self.run(&args).expect(0)
+    }
+
+    /// The client address of the replica at `index` (0-based), by the ports
+    /// `start` gives them.
+    pub(crate) fn host(&self, index: u16) -> String {
+        format!("127.0.0.1:{}", self.base + index)
+    }
+
+    /// Where `start` keeps the data of replica `name`.
+    pub(crate) fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("data").join(name)
+    }
+}
+
+/// `start` in local mode with the binary cargo built, on ports from `base`.
+fn start_args(base: u16) -> Vec<String> {
+    [
+        "start",
+        "--mode",
+        "local",
+        "--binary",
+        binary(),
+        "--base-port",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain([base.to_string()])
+    .collect()
 }
 
 impl Drop for Store {
