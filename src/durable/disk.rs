@@ -1,34 +1,36 @@
-//! The disk of a running replica: the mirror of its state, kept by one
-//! thread that owns every write to the journal.
+//! The disk of a running replica: the mirror of its state.
 //!
 //! After each step of the replica, [`Disk::save`] (under the replica's
-//! lock, so batches are numbered in the order the steps ran) turns what
-//! changed into one batch: the new version of every key changed and, when
-//! it changed, the [`Saved`](crate::replica::saved::Saved) state. The
-//! disk thread commits batches in that order and then, in `fsync` mode,
-//! makes them durable with one fsync for every batch that arrived while
-//! the last one ran (group commit). The number of the last durable batch
-//! is published; answers and writes to peers wait until it covers the
-//! step that produced them ([`Disk::settled`]).
+//! lock, so batches are numbered and written in the order the steps ran)
+//! turns what changed into one batch: the new version of every key
+//! changed, each entry of the applied clock that changed, and the rest of
+//! the replica's state ([`Saved`](crate::replica::saved::Saved)) when it
+//! changed. It commits the batch to the journal at once, which writes it
+//! to the OS: under `DURABILITY=os` the batch is then durable. Under
+//! `fsync`, the sync thread ([`super::sync`]) makes every batch committed
+//! so far durable with one `fdatasync` of the journal, however many
+//! arrived while the last one ran (group commit). The number of the last
+//! durable batch is published; answers and writes to peers wait until it
+//! covers the step that produced them ([`Disk::settled`]).
 //!
-//! A write or fsync that fails is never reported durable: the batches stay
-//! with the thread, waiters are told, and the thread tries again (reopening
-//! the database, which drops a batch torn by the failure) every half
-//! second until it succeeds. While the disk failed, or the file system has
-//! less than [`RESERVE`] bytes free, [`Disk::refusal`] says why new writes
-//! are refused.
+//! A write or sync that fails is never reported durable: the batches not
+//! known to be durable are kept, waiters are told, new batches wait behind
+//! them, and the sync thread tries again (reopening the database, whose
+//! recovery drops a batch the failure tore) until it works. While the
+//! disk failed, or the file system has less than [`RESERVE`] bytes free,
+//! [`Disk::refusal`] says why new writes are refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::watch;
 
 use super::codec::encode;
-use super::layout::{Durability, Run, DATA, DB, META, REPLICA, RUN};
+use super::layout::{clock_key, Durability, DATA, META, REPLICA};
+use crate::causal::VectorClock;
 use crate::replica::Replica;
 
 /// Free space below which writes are refused, so that the journal, the
@@ -38,10 +40,7 @@ pub const RESERVE: u64 = 8 << 20;
 /// How many keys one batch of a full copy of the store holds.
 const DUMP_BATCH: usize = 65_536;
 
-/// How often a failed disk is tried again.
-const RETRY: Duration = Duration::from_millis(500);
-
-/// What the disk thread publishes.
+/// What the disk publishes.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
     /// The last batch that is durable (see the module doc).
@@ -52,48 +51,20 @@ pub struct Status {
     pub free: u64,
 }
 
-/// A key and its new version's bytes, or `None` once it is removed.
-type Item = (Box<[u8]>, Option<Vec<u8>>);
+/// A key and its new bytes, or `None` once it is removed.
+pub(super) type Item = (Box<[u8]>, Option<Vec<u8>>);
 
 /// Called with the number of the last durable batch when it grows.
-type OnDurable = Arc<OnceLock<Box<dyn Fn(u64) + Send + Sync>>>;
+pub(super) type OnDurable = OnceLock<Box<dyn Fn(u64) + Send + Sync>>;
 
 /// One step's changes.
-struct Batch {
-    seq: u64,
-    /// Keys with their new version's bytes, or `None` once removed.
-    items: Vec<Item>,
-    meta: Option<Vec<u8>>,
-}
-
-enum Message {
-    Batch(Batch),
-    /// Make everything durable, mark the shutdown clean, and stop.
-    Close(mpsc::Sender<()>),
-}
-
-/// What [`Disk::save`] keeps between steps (under the replica's lock).
-struct Mirror {
-    /// Whether the disk holds the replica's whole store (so only changes
-    /// need writing).
-    established: bool,
-    /// The last saved state written, to skip writing it unchanged.
-    last_meta: Vec<u8>,
-    next: u64,
-}
-
-/// The handle a node keeps on its disk.
-pub struct Disk {
-    dir: PathBuf,
-    mode: Durability,
-    mirror: Mutex<Mirror>,
-    sender: Mutex<mpsc::Sender<Message>>,
-    status: watch::Receiver<Status>,
-    committed: AtomicU64,
-    on_durable: OnDurable,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// The database, for sizes (the thread owns the writes).
-    db: Database,
+pub(super) struct Batch {
+    pub(super) seq: u64,
+    /// Keys with their new version's bytes.
+    pub(super) data: Vec<Item>,
+    /// Records of the replica's state: the saved state when it changed,
+    /// and each clock entry that changed.
+    pub(super) meta: Vec<Item>,
 }
 
 /// The database and its keyspaces.
@@ -104,21 +75,123 @@ pub(super) struct Handles {
 }
 
 impl Handles {
-    pub(super) fn open(path: &std::path::Path, mode: Durability) -> fjall::Result<Handles> {
+    pub(super) fn open(path: &Path) -> fjall::Result<Handles> {
+        // Each commit is written to the OS at once; under fsync the sync
+        // thread makes the journal durable.
         let db = Database::builder(path)
-            // In fsync mode a batch waits in the journal's buffer until
-            // the group's `persist` writes and syncs it; in os mode each
-            // commit is written to the OS at once.
-            .manual_journal_persist(mode == Durability::Fsync)
+            .manual_journal_persist(false)
+            .max_journaling_size(JOURNALS)
             .open()?;
         let data = db.keyspace(DATA, KeyspaceCreateOptions::default)?;
         let meta = db.keyspace(META, KeyspaceCreateOptions::default)?;
         Ok(Handles { db, data, meta })
     }
+
+    /// Commits `batches` as one atomic batch: a crash keeps a prefix of
+    /// the steps, never part of one.
+    pub(super) fn commit<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a Batch>,
+    ) -> fjall::Result<()> {
+        let mut write = self.db.batch();
+        for batch in batches {
+            for (keyspace, items) in [(&self.data, &batch.data), (&self.meta, &batch.meta)] {
+                for (key, value) in items {
+                    match value {
+                        Some(bytes) => write.insert(keyspace, &**key, bytes.as_slice()),
+                        None => write.remove(keyspace, &**key),
+                    }
+                }
+            }
+        }
+        write.commit()
+    }
+}
+
+/// Journal bytes kept before the tree must hold what they recorded: disk
+/// use stays within this (plus the tree) whatever the write rate.
+const JOURNALS: u64 = 64 << 20;
+
+/// What the disk keeps under its lock.
+pub(super) struct Inner {
+    /// The database; `None` while a failed one is being reopened.
+    pub(super) handles: Option<Handles>,
+    /// Batches committed but not known durable (under fsync), then, once
+    /// the disk failed, every batch not known durable: written again when
+    /// it works.
+    pub(super) unsure: Vec<Batch>,
+    /// Whether the disk holds the replica's whole store (so only changes
+    /// need writing).
+    established: bool,
+    /// The fingerprint of the saved state last written, to skip writing
+    /// it unchanged.
+    fingerprint: u64,
+    /// The applied clock as last written, entry by entry.
+    clock: VectorClock,
+    next: u64,
+}
+
+/// What the disk and its sync thread share.
+pub(super) struct Shared {
+    pub(super) dir: PathBuf,
+    pub(super) mode: Durability,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) publish: watch::Sender<Status>,
+    /// The last batch committed.
+    pub(super) committed: AtomicU64,
+    /// Set when there is work for the sync thread; `None` asks it to stop.
+    pub(super) work: Mutex<Option<bool>>,
+    pub(super) wake: Condvar,
+    pub(super) on_durable: OnDurable,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the sync thread.
+    pub(super) fn nudge(&self) {
+        let mut work = self.work.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(work) = work.as_mut() {
+            *work = true;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Marks batches up to `durable` durable and tells who waits.
+    pub(super) fn durable(&self, durable: u64) {
+        self.publish.send_modify(|s| {
+            s.durable = s.durable.max(durable);
+            s.failed = None;
+        });
+        if let Some(f) = self.on_durable.get() {
+            f(durable);
+        }
+    }
+
+    /// Records that the disk failed, with `error`.
+    pub(super) fn failed(&self, error: &dyn std::fmt::Display) {
+        let reason: Arc<str> = format!("cannot write to {}: {error}", self.dir.display()).into();
+        if self.publish.borrow().failed.is_none() {
+            tracing::error!(%reason, "a disk write failed; writes are refused until it works again");
+        }
+        self.publish.send_modify(|s| s.failed = Some(reason));
+        self.nudge();
+    }
+}
+
+/// The handle a node keeps on its disk.
+pub struct Disk {
+    shared: Arc<Shared>,
+    status: watch::Receiver<Status>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The database, for sizes.
+    db: Database,
 }
 
 impl Disk {
-    /// Starts the disk thread on opened `handles`. `established` says the
+    /// Starts the sync thread on opened `handles`. `established` says the
     /// database already mirrors the replica's store (a restored replica).
     pub(super) fn start(
         dir: PathBuf,
@@ -126,135 +199,140 @@ impl Disk {
         handles: Handles,
         established: bool,
     ) -> Disk {
-        let (sender, receiver) = mpsc::channel();
-        let free = free_space(&dir);
+        let free = super::sync::free_space(&dir);
         let (publish, status) = watch::channel(Status {
             free,
             ..Status::default()
         });
-        let on_durable: OnDurable = Arc::default();
         let db = handles.db.clone();
-        let thread = {
-            let dir = dir.clone();
-            let on_durable = on_durable.clone();
-            std::thread::Builder::new()
-                .name("disk".into())
-                .spawn(move || {
-                    Writer {
-                        dir,
-                        mode,
-                        handles: Some(handles),
-                        publish,
-                        on_durable,
-                        pending: Vec::new(),
-                        retry_at: Instant::now(),
-                    }
-                    .run(receiver)
-                })
-                .expect("the disk thread starts")
-        };
-        Disk {
+        let shared = Arc::new(Shared {
             dir,
             mode,
-            mirror: Mutex::new(Mirror {
+            inner: Mutex::new(Inner {
+                handles: Some(handles),
+                unsure: Vec::new(),
                 established,
-                last_meta: Vec::new(),
+                fingerprint: 0,
+                clock: VectorClock::new(),
                 next: 1,
             }),
-            sender: Mutex::new(sender),
-            status,
+            publish,
             committed: AtomicU64::new(0),
-            on_durable,
+            work: Mutex::new(Some(false)),
+            wake: Condvar::new(),
+            on_durable: OnceLock::new(),
+        });
+        let thread = super::sync::spawn(shared.clone());
+        Disk {
+            shared,
+            status,
             thread: Mutex::new(Some(thread)),
             db,
         }
     }
 
     /// The data directory.
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
 
     /// The durability mode.
     pub fn mode(&self) -> Durability {
-        self.mode
+        self.shared.mode
     }
 
-    /// Calls `f` with the number of the last durable batch whenever it
-    /// grows (from the disk thread). Set once.
+    /// Calls `f` (from the sync thread) with the number of the last
+    /// durable batch whenever it grows past one a step had to wait for.
+    /// Set once.
     pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
-        let _ = self.on_durable.set(Box::new(f));
+        let _ = self.shared.on_durable.set(Box::new(f));
     }
 
-    /// Hands what the replica's last step changed to the disk thread, and
-    /// returns the number of the batch that holds it (the last one, if the
-    /// step changed nothing). Call under the replica's lock, after every
-    /// step.
+    /// Writes what the replica's last step changed, and returns the number
+    /// of the batch that holds it (the last one, if the step changed
+    /// nothing). Call under the replica's lock, after every step.
     pub fn save(&self, replica: &mut Replica) -> u64 {
-        let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
-        if !mirror.established {
+        let mut inner = self.shared.lock();
+        if !inner.established {
             if !replica.is_synced() {
                 // Copying its first state: nothing worth keeping yet.
-                return mirror.next - 1;
+                return inner.next - 1;
             }
-            self.dump(&mut mirror, replica);
-            return mirror.next - 1;
+            self.dump(&mut inner, replica);
+            return inner.next - 1;
         }
         let changed = replica.take_changed();
-        let meta = serde_json::to_vec(&replica.saved()).expect("the saved state prints");
-        let meta = (meta != mirror.last_meta).then_some(meta);
-        if changed.is_empty() && meta.is_none() {
-            return mirror.next - 1;
+        let meta = state_records(&mut inner, replica);
+        if changed.is_empty() && meta.is_empty() {
+            return inner.next - 1;
         }
         let store = replica.store();
-        let items = changed
+        let data = changed
             .into_iter()
             .map(|key| {
                 let version = store.get_str(&key).map(|v| encode(&v));
                 (Box::<[u8]>::from(key.as_bytes()), version)
             })
             .collect();
-        if let Some(meta) = &meta {
-            mirror.last_meta.clone_from(meta);
-        }
-        self.send(&mut mirror, items, meta)
+        self.write(&mut inner, data, meta)
     }
 
     /// Writes the whole store and state of a replica that just got one
     /// (copied from a member, or started a new store), then tracks its
     /// changes.
-    fn dump(&self, mirror: &mut Mirror, replica: &mut Replica) {
+    fn dump(&self, inner: &mut Inner, replica: &mut Replica) {
         replica.track_changes();
         let _ = replica.take_changed();
-        let mut items = Vec::with_capacity(DUMP_BATCH.min(replica.store().len()));
+        let mut data = Vec::with_capacity(DUMP_BATCH.min(replica.store().len()));
         for entry in replica.store().iter() {
-            items.push((
+            data.push((
                 Box::<[u8]>::from(entry.key().as_bytes()),
                 Some(encode(&entry.to_version())),
             ));
-            if items.len() == DUMP_BATCH {
-                self.send(mirror, std::mem::take(&mut items), None);
+            if data.len() == DUMP_BATCH {
+                self.write(inner, std::mem::take(&mut data), Vec::new());
             }
         }
-        let meta = serde_json::to_vec(&replica.saved()).expect("the saved state prints");
-        mirror.last_meta.clone_from(&meta);
-        self.send(mirror, items, Some(meta));
-        mirror.established = true;
+        let meta = state_records(inner, replica);
+        self.write(inner, data, meta);
+        inner.established = true;
     }
 
-    fn send(&self, mirror: &mut Mirror, items: Vec<Item>, meta: Option<Vec<u8>>) -> u64 {
-        let seq = mirror.next;
-        mirror.next += 1;
-        self.committed.store(seq, Ordering::Release);
-        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        // The thread only stops at close, after which nothing is saved.
-        let _ = sender.send(Message::Batch(Batch { seq, items, meta }));
+    /// Commits one batch (unless the disk failed: then it waits with the
+    /// others) and returns its number.
+    fn write(&self, inner: &mut Inner, data: Vec<Item>, meta: Vec<Item>) -> u64 {
+        let seq = inner.next;
+        inner.next += 1;
+        let batch = Batch { seq, data, meta };
+        let shared = &self.shared;
+        if shared.publish.borrow().failed.is_some() || inner.handles.is_none() {
+            inner.unsure.push(batch);
+            return seq;
+        }
+        let handles = inner.handles.as_ref().expect("checked above");
+        if let Err(error) = handles.commit([&batch]) {
+            inner.unsure.push(batch);
+            shared.failed(&error);
+            return seq;
+        }
+        shared.committed.store(seq, Ordering::Release);
+        match shared.mode {
+            Durability::Os => {
+                shared
+                    .publish
+                    .send_modify(|s| s.durable = s.durable.max(seq));
+            }
+            Durability::Fsync => {
+                inner.unsure.push(batch);
+                shared.nudge();
+            }
+        }
         seq
     }
 
-    /// The number of the last batch handed to the disk thread.
+    /// The number of the last batch written.
     pub fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+        self.shared.lock().next - 1
     }
 
     /// The number of the last durable batch.
@@ -262,7 +340,7 @@ impl Disk {
         self.status.borrow().durable
     }
 
-    /// What the disk thread last published.
+    /// What the disk last published.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
@@ -283,12 +361,11 @@ impl Disk {
         let result = status
             .wait_for(|s| s.durable >= seq || s.failed.is_some())
             .await
-            .map(|s| s.failed.clone());
+            .map(|s| (s.durable, s.failed.clone()));
         match result {
-            Ok(None) => Ok(()),
-            Ok(Some(failed)) if self.durable() < seq => Err(failed),
-            Ok(Some(_)) => Ok(()),
-            Err(_) => Err("the disk is closed".into()),
+            Ok((durable, _)) if durable >= seq => Ok(()),
+            Ok((_, Some(failed))) => Err(failed),
+            _ => Err("the disk is closed".into()),
         }
     }
 
@@ -302,7 +379,7 @@ impl Disk {
         (status.free < RESERVE).then(|| {
             format!(
                 "no space left on the device of {} ({} bytes free, {} needed)",
-                self.dir.display(),
+                self.shared.dir.display(),
                 status.free,
                 RESERVE
             )
@@ -315,161 +392,44 @@ impl Disk {
     }
 
     /// Makes everything durable, marks the shutdown clean, and stops the
-    /// disk thread. Nothing is saved afterwards.
+    /// sync thread. Nothing is saved afterwards.
     pub fn close(&self) {
-        let (done, wait) = mpsc::channel();
         {
-            let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = sender.send(Message::Close(done));
+            let mut work = self.shared.work.lock().unwrap_or_else(|p| p.into_inner());
+            *work = None;
+            self.shared.wake.notify_one();
         }
-        let _ = wait.recv_timeout(Duration::from_secs(10));
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
 }
 
-/// Free bytes on the file system of `dir` (`u64::MAX` if it cannot tell).
-fn free_space(dir: &std::path::Path) -> u64 {
-    match rustix::fs::statvfs(dir) {
-        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
-        Err(_) => u64::MAX,
-    }
-}
-
-/// The disk thread.
-struct Writer {
-    dir: PathBuf,
-    mode: Durability,
-    handles: Option<Handles>,
-    publish: watch::Sender<Status>,
-    on_durable: OnDurable,
-    /// Batches received and not durable yet, oldest first.
-    pending: Vec<Batch>,
-    retry_at: Instant,
-}
-
-impl Writer {
-    fn run(mut self, receiver: mpsc::Receiver<Message>) {
-        loop {
-            let failed = self.publish.borrow().failed.is_some();
-            let wait = if failed {
-                RETRY
-            } else {
-                Duration::from_secs(1)
-            };
-            let mut close = None;
-            match receiver.recv_timeout(wait) {
-                Ok(Message::Batch(batch)) => self.pending.push(batch),
-                Ok(Message::Close(done)) => close = Some(done),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            while close.is_none() {
-                match receiver.try_recv() {
-                    Ok(Message::Batch(batch)) => self.pending.push(batch),
-                    Ok(Message::Close(done)) => close = Some(done),
-                    Err(_) => break,
-                }
-            }
-            let free = free_space(&self.dir);
-            self.publish.send_if_modified(|s| {
-                let changed = s.free != free;
-                s.free = free;
-                changed
-            });
-            if !self.pending.is_empty() && (!failed || Instant::now() >= self.retry_at) {
-                self.write_pending();
-            }
-            if let Some(done) = close {
-                self.close();
-                let _ = done.send(());
-                return;
-            }
+/// The records of the replica's state that changed since the last step:
+/// each entry of its applied clock (a write changes only its writer's),
+/// and the saved state when its fingerprint changed.
+fn state_records(inner: &mut Inner, replica: &Replica) -> Vec<Item> {
+    let mut records = Vec::new();
+    let clock = replica.applied();
+    for (id, n) in clock.iter() {
+        if inner.clock.get(id) != n {
+            records.push((clock_key(id), Some(n.to_le_bytes().to_vec())));
         }
     }
-
-    /// Commits every pending batch in order and makes them durable.
-    fn write_pending(&mut self) {
-        let result = self.try_write();
-        match result {
-            Ok(()) => {
-                let durable = self.pending.last().map_or(0, |b| b.seq);
-                self.pending.clear();
-                let recovered = self.publish.borrow().failed.is_some();
-                if recovered {
-                    tracing::warn!(dir = %self.dir.display(), "the disk works again; writes resume");
-                }
-                self.publish.send_modify(|s| {
-                    s.durable = s.durable.max(durable);
-                    s.failed = None;
-                });
-                if let Some(f) = self.on_durable.get() {
-                    f(durable);
-                }
-            }
-            Err(error) => {
-                let reason: Arc<str> =
-                    format!("cannot write to {}: {error}", self.dir.display()).into();
-                if self.publish.borrow().failed.is_none() {
-                    tracing::error!(%reason, "a disk write failed; writes are refused until it works again");
-                }
-                self.publish.send_modify(|s| s.failed = Some(reason));
-                self.retry_at = Instant::now() + RETRY;
-            }
+    for (id, _) in inner.clock.iter() {
+        if clock.get(id) == 0 {
+            records.push((clock_key(id), None));
         }
     }
-
-    fn try_write(&mut self) -> Result<(), String> {
-        let failed = self.publish.borrow().failed.is_some();
-        if failed || self.handles.is_none() {
-            // A failed write leaves the database refusing writes: open it
-            // again (its recovery drops a batch the failure tore).
-            self.handles = None;
-            let path = self.dir.join(DB);
-            self.handles = Some(Handles::open(&path, self.mode).map_err(|e| e.to_string())?);
-        }
-        let handles = self.handles.as_ref().expect("opened above");
-        for batch in &self.pending {
-            let mut write = handles.db.batch();
-            for (key, value) in &batch.items {
-                match value {
-                    Some(bytes) => write.insert(&handles.data, &**key, bytes.as_slice()),
-                    None => write.remove(&handles.data, &**key),
-                }
-            }
-            if let Some(meta) = &batch.meta {
-                write.insert(&handles.meta, REPLICA, meta.as_slice());
-            }
-            write.commit().map_err(|e| e.to_string())?;
-        }
-        if self.mode == Durability::Fsync {
-            handles
-                .db
-                .persist(PersistMode::SyncAll)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+    if !records.is_empty() {
+        inner.clock = clock.clone();
     }
-
-    fn close(&mut self) {
-        if !self.pending.is_empty() {
-            self.write_pending();
-        }
-        let Some(handles) = &self.handles else {
-            return;
-        };
-        if !self.pending.is_empty() {
-            tracing::error!("stopping with writes the disk did not take");
-            return;
-        }
-        let run = Run::current(true, self.mode);
-        let result = handles
-            .meta
-            .insert(RUN, run.to_bytes())
-            .and_then(|()| handles.db.persist(PersistMode::SyncAll));
-        if let Err(error) = result {
-            tracing::error!(%error, "could not mark the shutdown clean");
-        }
+    let fingerprint = replica.saved_fingerprint();
+    if fingerprint != inner.fingerprint {
+        inner.fingerprint = fingerprint;
+        let saved = serde_json::to_vec(&replica.saved()).expect("the saved state prints");
+        records.push((REPLICA.as_bytes().into(), Some(saved)));
     }
+    records
 }

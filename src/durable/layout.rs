@@ -44,6 +44,14 @@ pub(super) const REPLICA: &str = "replica";
 /// The key of the run record in [`META`].
 pub(super) const RUN: &str = "run";
 
+/// The prefix of the applied clock's records in [`META`], one per writer.
+pub(super) const CLOCK: &str = "clock/";
+
+/// The key of `id`'s clock record.
+pub(super) fn clock_key(id: &crate::causal::ReplicaId) -> Box<[u8]> {
+    format!("{CLOCK}{}", id.as_str()).into_bytes().into()
+}
+
 /// The record of a run: which boot of the machine it ran in, and whether
 /// it stopped cleanly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

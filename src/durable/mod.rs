@@ -36,6 +36,7 @@ mod codec;
 mod disk;
 mod layout;
 mod open;
+mod sync;
 
 pub use codec::{encode, Decoder};
 pub use disk::{Disk, Status, RESERVE};

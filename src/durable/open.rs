@@ -9,8 +9,9 @@ use tracing::{info, warn};
 
 use super::codec::Decoder;
 use super::disk::{Disk, Handles};
-use super::layout::{Durability, Run, DB, REPLICA, RUN};
+use super::layout::{Durability, Run, CLOCK, DB, REPLICA, RUN};
 use crate::address::SocketAddress;
+use crate::causal::{ReplicaId, VectorClock};
 use crate::replica::saved::{Saved, SAVED_FORMAT};
 use crate::store::{Key, Store};
 
@@ -61,7 +62,7 @@ pub fn open(
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, format!("cannot create: {e}")))?;
     let path = dir.join(DB);
     let before = journal_sizes(&path);
-    let handles = match Handles::open(&path, mode) {
+    let handles = match Handles::open(&path) {
         Ok(handles) => handles,
         Err(fjall::Error::Locked) => {
             return Err(fail(&path, "in use by another process".into()));
@@ -77,7 +78,7 @@ pub fn open(
             warn!(file = %at.display(), %error, "the state cannot be read; discarding it (--discard-corrupt-state)");
             std::fs::remove_dir_all(&path)
                 .map_err(|e| fail(&path, format!("cannot discard: {e}")))?;
-            Handles::open(&path, mode).map_err(|e| fail(&path, format!("cannot create: {e}")))?
+            Handles::open(&path).map_err(|e| fail(&path, format!("cannot create: {e}")))?
         }
     };
     for (file, size) in journal_sizes(&path) {
@@ -147,7 +148,7 @@ fn read_state(
     let Some(bytes) = read(REPLICA)? else {
         return Ok(Found::Nothing(None));
     };
-    let saved: Saved = serde_json::from_slice(&bytes)
+    let mut saved: Saved = serde_json::from_slice(&bytes)
         .map_err(|e| Damage::Corrupt(format!("the saved replica state is damaged: {e}")))?;
     if saved.format != SAVED_FORMAT {
         return Err(Damage::Config(format!(
@@ -175,6 +176,21 @@ fn read_state(
             )));
         }
     }
+    let mut clock = VectorClock::new();
+    for item in handles.meta.prefix(CLOCK) {
+        let (key, value) = item
+            .into_inner()
+            .map_err(|e| Damage::Corrupt(format!("cannot read the clock: {e}")))?;
+        let id = std::str::from_utf8(&key[CLOCK.len()..])
+            .ok()
+            .and_then(|t| ReplicaId::parse(t).ok());
+        let n = <[u8; 8]>::try_from(&*value).ok().map(u64::from_le_bytes);
+        let (Some(id), Some(n)) = (id, n) else {
+            return Err(Damage::Corrupt("a clock record is damaged".into()));
+        };
+        clock.set(id, n);
+    }
+    saved.known.merge(&clock);
     let mut store = Store::new();
     let mut decoder = Decoder::default();
     for item in handles.data.iter() {
@@ -193,21 +209,43 @@ fn read_state(
     Ok(Found::Restore(Box::new((saved, store))))
 }
 
-/// The journal files under the database and their sizes.
+/// The journal files under the database and how much of each was
+/// written: up to its last byte that is not zero (journal files are made
+/// longer than what they hold, and recovery trims that room away, which
+/// is no loss).
 fn journal_sizes(path: &Path) -> BTreeMap<PathBuf, u64> {
     let mut found = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(path) else {
         return found;
     };
     for entry in entries.flatten() {
-        let journal = entry.path().extension().is_some_and(|e| e == "jnl");
-        if let Ok(meta) = entry.metadata() {
-            if journal && meta.is_file() {
-                found.insert(entry.path(), meta.len());
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "jnl") {
+            if let Ok(written) = written_length(&path) {
+                found.insert(path, written);
             }
         }
     }
     found
+}
+
+/// The length of `path` without the zeros at its end.
+fn written_length(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut end = file.metadata()?.len();
+    let mut chunk = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let len = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk[..len])?;
+        if let Some(i) = chunk[..len].iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The file an error opening the database is most likely about: the

@@ -47,9 +47,12 @@ pub struct Saved {
     pub id: ReplicaId,
     /// Whether the state was whole: synced and not merging a copy.
     pub whole: bool,
-    /// What is applied here.
+    /// What is applied here. The disk writes this record only when the
+    /// rest of it changes, and keeps the applied clock entry by entry
+    /// besides: it merges them in before restoring.
     pub known: Knowledge,
-    /// The Lamport time.
+    /// The Lamport time when the record was written; a restore takes the
+    /// largest of it and those of the versions stored.
     pub lamport: u64,
     /// The newest collected delete of each writer.
     pub collected: VectorClock,
@@ -86,6 +89,21 @@ impl Replica {
         }
     }
 
+    /// A fingerprint of what [`Replica::saved`] holds besides the applied
+    /// clock and the Lamport time (which the disk keeps by other means):
+    /// it changes whenever that does, so the rest is written only then.
+    pub fn saved_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.is_whole(), &self.me.id, &self.collected).hash(&mut h);
+        (self.collected_lamport, &self.told_gone, self.view_stamp).hash(&mut h);
+        (self.decided, self.decisions.len()).hash(&mut h);
+        for (id, r) in self.known.retired() {
+            (id, r.last, r.ended).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// Starts recording which keys of the store change, for the disk.
     pub fn track_changes(&mut self) {
         self.store.track_changes();
@@ -111,7 +129,10 @@ impl Replica {
         replica.me.id = saved.id;
         replica.writes_issued = saved.known.count(&replica.me.id);
         replica.known = saved.known;
-        replica.lamport = saved.lamport;
+        replica.lamport = saved
+            .lamport
+            .max(store.max_lamport())
+            .max(saved.collected_lamport);
         replica.store = store;
         replica.collected = saved.collected;
         replica.collected_lamport = saved.collected_lamport;

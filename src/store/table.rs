@@ -332,6 +332,11 @@ impl Store {
             })
     }
 
+    /// The largest Lamport time of a stored version (0 when empty).
+    pub fn max_lamport(&self) -> u64 {
+        self.slots.iter().map(|s| s.lamport).max().unwrap_or(0)
+    }
+
     /// Starts recording which keys change (see [`Store::take_changed`]).
     pub fn track_changes(&mut self) {
         self.changed.get_or_insert_with(Vec::new);

@@ -1,0 +1,214 @@
+//! The sync thread: group commit under `fsync`, free space, and the
+//! repair of a failed disk.
+//!
+//! Under `fsync` it waits for batches committed since the last sync, reads
+//! the number of the last one, and `fdatasync`s the journal through a file
+//! of its own: not through the database, whose own sync holds the journal
+//! while it waits for the device, which would stall every commit (and the
+//! replica with it) for that long. Syncing the newest journal file is
+//! enough: the database syncs a journal file when it starts the next one,
+//! and the number is read before the directory is listed, so every batch
+//! up to it is in a file synced by then. Journal files are preallocated,
+//! so syncing their data is enough (`fdatasync`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fjall::PersistMode;
+
+use super::disk::{Handles, Shared};
+use super::layout::{Durability, Run, DB, RUN};
+
+/// How often a failed disk is tried again, and free space looked at when
+/// nothing happens.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Free bytes on the file system of `dir` (`u64::MAX` if it cannot tell).
+pub(super) fn free_space(dir: &Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+        Err(_) => u64::MAX,
+    }
+}
+
+pub(super) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("disk-sync".into())
+        .spawn(move || Syncer::new(shared).run())
+        .expect("the disk's sync thread starts")
+}
+
+struct Syncer {
+    shared: Arc<Shared>,
+    /// Journal files opened for syncing, by path.
+    journals: BTreeMap<PathBuf, File>,
+    last_free: Instant,
+    retry_at: Instant,
+}
+
+impl Syncer {
+    fn new(shared: Arc<Shared>) -> Syncer {
+        Syncer {
+            shared,
+            journals: BTreeMap::new(),
+            last_free: Instant::now(),
+            retry_at: Instant::now(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let stop = self.wait();
+            if self.last_free.elapsed() >= Duration::from_millis(100) || stop {
+                self.look_at_free_space();
+            }
+            if self.shared.publish.borrow().failed.is_some() {
+                if Instant::now() >= self.retry_at || stop {
+                    self.repair();
+                }
+            } else if self.shared.mode == Durability::Fsync {
+                self.sync();
+            }
+            if stop {
+                self.close();
+                return;
+            }
+        }
+    }
+
+    /// Waits for work (or the retry interval); whether to stop.
+    fn wait(&self) -> bool {
+        let mut work = self.shared.work.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match *work {
+                None => return true,
+                Some(true) => {
+                    *work = Some(false);
+                    return false;
+                }
+                Some(false) => {
+                    let (next, timeout) = self
+                        .shared
+                        .wake
+                        .wait_timeout(work, RETRY)
+                        .unwrap_or_else(|p| p.into_inner());
+                    work = next;
+                    if timeout.timed_out() {
+                        return work.is_none();
+                    }
+                }
+            }
+        }
+    }
+
+    fn look_at_free_space(&mut self) {
+        self.last_free = Instant::now();
+        let free = free_space(&self.shared.dir);
+        self.shared.publish.send_if_modified(|s| {
+            let changed = s.free != free;
+            s.free = free;
+            changed
+        });
+    }
+
+    /// Makes every batch committed so far durable.
+    fn sync(&mut self) {
+        let target = self.shared.committed.load(Ordering::Acquire);
+        if target <= self.shared.publish.borrow().durable {
+            return;
+        }
+        match self.sync_journal() {
+            Ok(()) => {
+                self.shared.lock().unsure.retain(|b| b.seq > target);
+                self.shared.durable(target);
+            }
+            Err(error) => self.shared.failed(&error),
+        }
+    }
+
+    /// `fdatasync`s the newest journal file (see the module doc).
+    fn sync_journal(&mut self) -> std::io::Result<()> {
+        let db = self.shared.dir.join(DB);
+        let newest = std::fs::read_dir(&db)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
+            .max_by_key(|p| journal_number(p));
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        self.journals.retain(|path, _| *path == newest);
+        if !self.journals.contains_key(&newest) {
+            let file = File::options().read(true).open(&newest)?;
+            self.journals.insert(newest.clone(), file);
+        }
+        self.journals[&newest].sync_data()
+    }
+
+    /// Tries to bring a failed disk back: reopen the database (a failed
+    /// write leaves it refusing writes; its recovery drops a torn batch),
+    /// write every batch not known durable again, and sync.
+    fn repair(&mut self) {
+        self.retry_at = Instant::now() + RETRY;
+        let mut inner = self.shared.lock();
+        inner.handles = None;
+        let path = self.shared.dir.join(DB);
+        let result = Handles::open(&path).and_then(|handles| {
+            handles.commit(&inner.unsure)?;
+            handles.db.persist(PersistMode::SyncAll)?;
+            Ok(handles)
+        });
+        match result {
+            Ok(handles) => {
+                inner.handles = Some(handles);
+                let last = inner.unsure.last().map(|b| b.seq);
+                inner.unsure.clear();
+                drop(inner);
+                self.journals.clear();
+                if let Some(last) = last {
+                    self.shared.committed.store(last, Ordering::Release);
+                }
+                tracing::warn!(dir = %self.shared.dir.display(), "the disk works again; writes resume");
+                let durable = last.unwrap_or(self.shared.publish.borrow().durable);
+                self.shared.durable(durable);
+            }
+            Err(error) => {
+                drop(inner);
+                tracing::debug!(%error, "the disk still fails");
+            }
+        }
+    }
+
+    /// At shutdown: makes everything durable and marks the run clean.
+    fn close(&mut self) {
+        if self.shared.publish.borrow().failed.is_some() {
+            tracing::error!("stopping with writes the disk did not take");
+            return;
+        }
+        let inner = self.shared.lock();
+        let Some(handles) = &inner.handles else {
+            return;
+        };
+        let run = Run::current(true, self.shared.mode);
+        let result = handles
+            .meta
+            .insert(RUN, run.to_bytes())
+            .and_then(|()| handles.db.persist(PersistMode::SyncAll));
+        if let Err(error) = result {
+            tracing::error!(%error, "could not mark the shutdown clean");
+        }
+    }
+}
+
+/// The number in a journal file's name (`<n>.jnl`).
+fn journal_number(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
