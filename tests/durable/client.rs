@@ -72,6 +72,8 @@ pub fn call(
         .map(str::to_string);
     let bytes = response
         .body_mut()
+        .with_config()
+        .limit(64 << 20)
         .read_to_vec()
         .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();

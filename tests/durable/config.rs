@@ -14,7 +14,8 @@ const EXIT: Duration = Duration::from_secs(15);
 
 pub fn a_bogus_durability_exits_at_once() {
     let mut cluster = Cluster::new(1, Data::Durable);
-    let forms: [(&[(&str, &str)], &[&str]); 2] = [
+    type Form<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let forms: [Form; 2] = [
         (&[("DURABILITY", "bogus")], &[]),
         (&[], &["--durability", "bogus"]),
     ];

@@ -123,7 +123,7 @@ impl Session {
                 ));
             }
             let ctx = r.ctx();
-            if !ctx.as_object().is_some_and(|o| !o.is_empty()) {
+            if ctx.as_object().is_none_or(|o| o.is_empty()) {
                 return Err(format!("{what}: no context in {}", r.text));
             }
             self.ctx = ctx;

@@ -87,9 +87,11 @@ pub fn a_torn_journal_tail_is_truncated_logged_and_data_kept() {
     let mut cluster = Cluster::start(1, Data::Durable);
     let id = cluster.replica_id(0);
     let mut expected = Vec::new();
-    // Round 0: the journal fjall created (preallocated: the torn batch
-    // lands after its zeros). Round 1: the journal as recovery left it
-    // (cut to what it holds: the torn batch follows the last batch).
+    // Round 0: the journal as fjall created it (preallocated to 64 MiB of
+    // zeros: the torn batch lands after them). Round 1: the journal as
+    // recovery left it (cut to what it holds: the torn batch directly
+    // follows the last batch). The truncation is checked in the files, not
+    // only in the log: the torn batch's marker must be gone.
     for round in 0..2 {
         let (written_now, _) = write_keys(
             &cluster,
@@ -233,4 +235,83 @@ pub fn a_corrupt_journal_is_refused_then_discarded_when_asked() {
     cluster.restart(2);
     assert_eq!(cluster.replica_id(2), after);
     client::wait_contents(&[cluster.addr(2).to_string()], &expected);
+}
+
+/// SPEC: a torn tail is truncated, other corruption stops the replica. A
+/// batch in the middle of the journal whose end marker is damaged (its
+/// trailer no longer reads `FJL`) is not a torn tail: batches follow it.
+/// The replica must refuse to start, or start with every acknowledged
+/// write, never start without the writes recorded after the damage.
+pub fn a_damaged_batch_in_the_middle_of_the_journal_is_not_taken_for_a_torn_tail() {
+    let mut cluster = Cluster::start(1, Data::Durable);
+    let (expected, _) = write_keys(&cluster, "mid-", 40, |j| json!({"j": j}));
+    cluster.kill(0);
+
+    let data_dir = cluster.data_dir(0).to_path_buf();
+    let journal = journals(&data_dir).pop().expect("a journal");
+    let bytes = std::fs::read(&journal).expect("read journal");
+    let used = written(&bytes);
+    // An end marker: tag 3, an 8-byte checksum, then the trailer `FJL`.
+    let trailers: Vec<usize> = (9..used.len().saturating_sub(2))
+        .filter(|&p| &used[p..p + 3] == b"FJL" && used[p - 9] == 3)
+        .collect();
+    assert!(
+        trailers.len() >= 10,
+        "found {} batch end markers in {}",
+        trailers.len(),
+        journal.display()
+    );
+    let at = (trailers[trailers.len() / 2] + 2) as u64;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .expect("open journal");
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at)).expect("seek");
+    file.write_all(b"X").expect("write");
+    file.sync_all().expect("sync");
+    eprintln!(
+        "damaged the end marker of batch {} of {} at byte {at} of {}",
+        trailers.len() / 2 + 1,
+        trailers.len(),
+        journal.display()
+    );
+
+    match cluster.try_restart(0) {
+        Err((status, stderr)) => {
+            assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+            let errors: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.starts_with("causalkv: "))
+                .collect();
+            assert_eq!(errors.len(), 1, "stderr:\n{stderr}");
+            assert!(
+                errors[0].contains(&*data_dir.to_string_lossy()),
+                "{}",
+                errors[0]
+            );
+        }
+        Ok(()) => {
+            let mut lost = Vec::new();
+            for (key, want) in &expected {
+                let r = client::peek(cluster.addr(0), key).expect("GET");
+                let seen = (r.status == 200).then(|| r.body["value"].clone());
+                if &seen != want {
+                    lost.push(format!("{key}: {} (acknowledged {want:?})", r.status));
+                }
+            }
+            let log = cluster.log_text(0);
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("journal tail truncated"))
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "the replica started (same identity: {}) without {} of {} acknowledged writes: \
+                 {lost:?}; its log says: {said:?}",
+                cluster.replica_id(0),
+                lost.len(),
+                expected.len()
+            );
+        }
+    }
 }

@@ -2,6 +2,11 @@
 //! mounts (root only) and then fills. Writes are refused with a JSON 503,
 //! reads go on, writes resume once space is back, and nothing acknowledged
 //! is lost across a SIGKILL and restart.
+//!
+//! A write meets a full disk in two ways, each tested on its own (so that
+//! neither depends on timing): the file system has less than the reserve
+//! (8 MiB) free, and the replica refuses the write up front; or the reserve
+//! is free but the write is bigger, and writing it fails (ENOSPC).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,35 +17,67 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::client;
-use crate::common::DEADLINE;
+use crate::common::{Reply, DEADLINE};
 use crate::harness::{Cluster, Data};
-
-const NAME: &str =
-    "diskfull::a_full_disk_refuses_writes_keeps_reads_and_recovers_without_losing_a_write";
 
 /// The size of the file system the replica writes to.
 const SIZE: &str = "48m";
 
-/// The test, or why it cannot run here: reported as ignored, with the
-/// reason, or failed under `CI=true` (or `1`).
-pub fn trial() -> Trial {
-    match unavailable() {
-        None => Trial::test(NAME, || {
-            a_full_disk_refuses_writes_keeps_reads_and_recovers();
-            Ok(())
-        }),
-        Some(why) if under_ci() => Trial::test(NAME, move || {
-            Err(format!(
-                "cannot run here: {why}. CI is set, so a test that checks nothing fails; \
-                 run it as root (mounting a tmpfs)"
-            )
-            .into())
-        }),
-        Some(why) => {
-            eprintln!("\n!!! {NAME} is ignored, nothing is checked: {why} !!!\n");
-            Trial::test(NAME, || Ok(())).with_ignored_flag(true)
-        }
-    }
+const MIB: u64 = 1 << 20;
+
+/// The free space below which the replica refuses writes (the contract's
+/// RESERVE).
+const RESERVE: u64 = 8 * MIB;
+
+/// The size of a write bigger than what is free above the reserve.
+const BIG: usize = 12 << 20;
+
+/// How long writes may take to resume once space is back (the contract
+/// says a couple of seconds; generous for a loaded machine).
+const RESUME: Duration = Duration::from_secs(15);
+
+/// The root-only tests: each runs, or is reported as ignored with the
+/// reason where a tmpfs cannot be mounted, or fails there under `CI=true`
+/// (or `1`).
+pub fn trials() -> Vec<Trial> {
+    let tests: [(&'static str, fn()); 3] = [
+        (
+            "diskfull::a_nearly_full_disk_refuses_writes_keeps_reads_and_resumes_without_losing_a_write",
+            a_nearly_full_disk_refuses_writes_keeps_reads_and_resumes,
+        ),
+        (
+            "diskfull::after_a_write_fails_for_lack_of_space_writes_resume_once_space_is_back",
+            after_a_write_fails_for_lack_of_space_writes_resume,
+        ),
+        (
+            "diskfull::a_write_that_failed_for_lack_of_space_leaves_no_event_id_to_reissue_after_a_crash",
+            a_write_that_failed_leaves_no_event_id_to_reissue,
+        ),
+    ];
+    let why = unavailable();
+    tests
+        .into_iter()
+        .map(|(name, test)| match &why {
+            None => Trial::test(name, move || {
+                test();
+                Ok(())
+            }),
+            Some(why) if under_ci() => {
+                let why = why.clone();
+                Trial::test(name, move || {
+                    Err(format!(
+                        "cannot run here: {why}. CI is set, so a test that checks nothing \
+                         fails; run it as root (it mounts a tmpfs)"
+                    )
+                    .into())
+                })
+            }
+            Some(why) => {
+                eprintln!("\n!!! {name} is ignored, nothing is checked: {why} !!!\n");
+                Trial::test(name, || Ok(())).with_ignored_flag(true)
+            }
+        })
+        .collect()
 }
 
 fn under_ci() -> bool {
@@ -118,25 +155,59 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Writes zeros to `path` until the file system is full (bounded: the
-/// file system is small).
-fn fill(path: &PathBuf) -> u64 {
-    let mut file = std::fs::File::create(path).expect("create the filler");
-    let mut total = 0u64;
-    for chunk in [1 << 20, 4096, 512] {
-        let buf = vec![0u8; chunk];
-        for _ in 0..1024 {
-            match file.write(&buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n as u64,
-            }
-        }
-    }
-    let _ = file.sync_all();
-    total
+/// A file filling the file system.
+struct Filler {
+    path: PathBuf,
+    file: std::fs::File,
 }
 
-fn is_disk_unavailable(r: &crate::common::Reply, method: &str) -> bool {
+impl Filler {
+    /// Writes zeros to `dir/filler` until the file system is full
+    /// (bounded: the file system is small).
+    fn fill(dir: &Path) -> Filler {
+        let path = dir.join("filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler");
+        let mut total = 0u64;
+        for chunk in [1 << 20, 4096, 512] {
+            let buf = vec![0u8; chunk];
+            for _ in 0..1024 {
+                match file.write(&buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n as u64,
+                }
+            }
+        }
+        let _ = file.sync_all();
+        eprintln!("filled the file system with {total} bytes");
+        Filler { path, file }
+    }
+
+    /// Gives `bytes` back to the file system.
+    fn leave_free(&self, bytes: u64) {
+        let len = self.file.metadata().expect("filler").len();
+        self.file
+            .set_len(len.saturating_sub(bytes))
+            .expect("shorten the filler");
+    }
+
+    fn remove(self) {
+        std::fs::remove_file(&self.path).expect("remove the filler");
+    }
+}
+
+/// Waits until the free space replica 0 reports (`/health`) satisfies
+/// `ok`; returns it.
+fn wait_free(cluster: &Cluster, what: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    client::poll(DEADLINE, what, || {
+        let health = cluster.health(0);
+        match health["durability"]["free-bytes"].as_u64() {
+            Some(free) if ok(free) => Ok(free),
+            _ => Err(health.to_string()),
+        }
+    })
+}
+
+fn is_disk_unavailable(r: &Reply, method: &str) -> bool {
     r.status == 503
         && r.body["error"]
             .as_str()
@@ -144,85 +215,124 @@ fn is_disk_unavailable(r: &crate::common::Reply, method: &str) -> bool {
         && r.body["message"] == json!(format!("Error in {method}"))
 }
 
-fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
-    // Dropped in reverse order: the replica is killed before the unmount.
+fn assert_disk_unavailable(r: &Reply, method: &str, what: &str) {
+    r.assert_json();
+    assert!(
+        is_disk_unavailable(r, method),
+        "{what} must get 503 `Disk unavailable`, message `Error in {method}`: {r:?}"
+    );
+}
+
+/// A value of `len` characters that does not compress.
+fn incompressible(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ALPHABET[(state >> 58) as usize] as char
+        })
+        .collect()
+}
+
+/// Keys and what they must hold; keys in doubt (a write refused: not
+/// acknowledged, so it may or may not take effect) and what they may hold.
+#[derive(Default)]
+struct Expected {
+    exact: Vec<(String, Option<Value>)>,
+    in_doubt: Vec<(String, Vec<Option<Value>>)>,
+}
+
+impl Expected {
+    fn check(&self, addr: &str) {
+        client::wait_contents(&[addr.to_string()], &self.exact);
+        for (key, allowed) in &self.in_doubt {
+            let r = client::peek(addr, key).expect("GET");
+            let seen = match r.status {
+                200 => Some(r.body["value"].clone()),
+                404 => None,
+                _ => panic!("GET {key}: {r:?}"),
+            };
+            assert!(
+                allowed.contains(&seen),
+                "{key} holds {}, expected one of {} options",
+                short(&format!("{seen:?}")),
+                allowed.len()
+            );
+        }
+    }
+}
+
+fn short(text: &str) -> String {
+    if text.len() > 200 {
+        format!("{}... ({} bytes)", &text[..200], text.len())
+    } else {
+        text.to_string()
+    }
+}
+
+/// A replica on a fresh tmpfs of [`SIZE`], with 20 keys written through
+/// it; returns them and the last context.
+fn replica_on_tmpfs() -> (Tmpfs, Cluster, Expected, Value) {
     let fs = Tmpfs::mount(SIZE).unwrap_or_else(|e| panic!("{e}"));
-    let mut cluster = Cluster::start(1, Data::Under(fs.path().to_path_buf()));
-    let addr = cluster.addr(0).to_string();
-    let mut expected: Vec<(String, Option<Value>)> = Vec::new();
+    let limit = (2 * BIG).to_string();
+    let cluster = Cluster::start_with(
+        1,
+        Data::Under(fs.path().to_path_buf()),
+        &[("MAX_BODY_BYTES", &limit)],
+    );
+    let mut expected = Expected::default();
     let mut ctx = json!("");
     for j in 0..20 {
         let key = format!("before-full-{j}");
-        let r = client::put(&addr, &key, &json!(j), &ctx).expect("PUT");
+        let r = client::put(cluster.addr(0), &key, &json!(j), &ctx).expect("PUT");
         assert_eq!(r.status, 201, "{r:?}");
         ctx = r.ctx();
-        expected.push((key, Some(json!(j))));
+        expected.exact.push((key, Some(json!(j))));
     }
+    (fs, cluster, expected, ctx)
+}
 
-    let filler = fs.path().join("filler");
-    let filled = fill(&filler);
-    eprintln!("filled the file system with {filled} bytes");
-
-    // Writes are refused (those acknowledged before the replica noticed
-    // must be kept like any other).
+/// Writes new keys until one is refused; those acknowledged meanwhile
+/// must be kept like any other. Returns the refused answer.
+fn write_until_refused(addr: &str, expected: &mut Expected, ctx: &mut Value) -> Reply {
     let mut n = 0;
-    let refused = client::poll(DEADLINE, "a write refused with `Disk unavailable`", || {
+    client::poll(DEADLINE, "a write refused with `Disk unavailable`", || {
         n += 1;
         let key = format!("while-full-{n}");
-        let r = client::put(&addr, &key, &json!(n), &ctx)?;
+        let r = client::put(addr, &key, &json!(n), ctx)?;
         match r.status {
             200 | 201 => {
-                ctx = r.ctx();
-                expected.push((key, Some(json!(n))));
+                *ctx = r.ctx();
+                expected.exact.push((key, Some(json!(n))));
                 Err("acknowledged".to_string())
             }
-            _ => Ok((key, r)),
+            _ => {
+                expected.in_doubt.push((key, vec![None, Some(json!(n))]));
+                Ok(r)
+            }
         }
-    });
-    let (refused_key, r) = refused;
-    r.assert_json();
-    assert!(
-        is_disk_unavailable(&r, "PUT"),
-        "a write to a full disk must get 503 `Disk unavailable`: {r:?}"
-    );
-    eprintln!("refused: {}", r.text);
-    expected.push((refused_key, None));
+    })
+}
 
-    let (victim, value) = expected[0].clone();
-    let r = client::delete(&addr, &victim, &ctx).expect("DELETE");
-    r.assert_json();
-    assert!(
-        is_disk_unavailable(&r, "DELETE"),
-        "a DELETE on a full disk must get 503 `Disk unavailable`: {r:?}"
-    );
-    // Reads go on, and the refused writes were not applied.
-    let r = client::get(&addr, &victim, &ctx).expect("GET");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(Some(&r.body["value"]), value.as_ref(), "{r:?}");
-    client::wait_contents(std::slice::from_ref(&addr), &expected);
-    let health = cluster.health(0);
-    assert_eq!(
-        health["durability"]["disk"],
-        json!("unavailable"),
-        "{health}"
-    );
-
-    // Space returns: writes work again.
-    std::fs::remove_file(&filler).expect("remove the filler");
+/// Polls small writes until one is accepted (within [`RESUME`]).
+fn wait_writes_resume(addr: &str, expected: &mut Expected, ctx: &mut Value) {
     let freed = Instant::now();
     let mut n = 0;
-    client::poll(DEADLINE, "a write accepted once space is back", || {
+    client::poll(RESUME, "writes accepted again once space is back", || {
         n += 1;
         let key = format!("after-space-{n}");
-        let r = client::put(&addr, &key, &json!(n), &ctx)?;
+        let r = client::put(addr, &key, &json!(n), ctx)?;
         match r.status {
             200 | 201 => {
-                ctx = r.ctx();
-                expected.push((key, Some(json!(n))));
+                *ctx = r.ctx();
+                expected.exact.push((key, Some(json!(n))));
                 Ok(())
             }
             503 if is_disk_unavailable(&r, "PUT") => {
-                expected.push((key, None));
+                expected.in_doubt.push((key, vec![None, Some(json!(n))]));
                 Err(r.text)
             }
             _ => panic!("unexpected answer while space returns: {r:?}"),
@@ -232,7 +342,10 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         "writes accepted again {:?} after the space was freed",
         freed.elapsed()
     );
-    client::poll(Duration::from_secs(10), "/health disk ok", || {
+}
+
+fn wait_disk_ok(cluster: &Cluster) {
+    client::poll(RESUME, "/health durability.disk ok", || {
         let health = cluster.health(0);
         if health["durability"]["disk"] == json!("ok") {
             Ok(())
@@ -240,11 +353,178 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
             Err(health.to_string())
         }
     });
+}
+
+/// Less than the reserve free: writes refused up front.
+fn a_nearly_full_disk_refuses_writes_keeps_reads_and_resumes() {
+    // Dropped in reverse order: the replica is killed before the unmount.
+    let (fs, mut cluster, mut expected, mut ctx) = replica_on_tmpfs();
+    let addr = cluster.addr(0).to_string();
+    let filler = Filler::fill(fs.path());
+    filler.leave_free(2 * MIB);
+    wait_free(&cluster, "free space below the reserve", |f| f < RESERVE);
+
+    let r = write_until_refused(&addr, &mut expected, &mut ctx);
+    assert_disk_unavailable(&r, "PUT", "a write to a nearly full disk");
+    eprintln!("refused: {}", r.text);
+    let (victim, value) = expected.exact.remove(0);
+    let r = client::delete(&addr, &victim, &ctx).expect("DELETE");
+    assert_disk_unavailable(&r, "DELETE", "a DELETE on a nearly full disk");
+    expected.in_doubt.push((victim, vec![value, None]));
+
+    // Reads go on (200 and 404).
+    expected.check(&addr);
+    let r = client::get(&addr, "never-written", &ctx).expect("GET");
+    assert_eq!(r.status, 404, "{r:?}");
+    let health = cluster.health(0);
+    assert_eq!(
+        health["durability"]["disk"],
+        json!("unavailable"),
+        "{health}"
+    );
+
+    filler.remove();
+    wait_writes_resume(&addr, &mut expected, &mut ctx);
+    wait_disk_ok(&cluster);
 
     // Nothing acknowledged is lost.
     cluster.kill(0);
     cluster.restart(0);
-    client::wait_contents(std::slice::from_ref(&addr), &expected);
+    expected.check(&addr);
+    drop(cluster);
+    drop(fs);
+}
+
+/// The reserve is free but a write is bigger: writing it fails. Returns
+/// the big key and value.
+fn fail_a_big_write(
+    fs: &Tmpfs,
+    cluster: &Cluster,
+    expected: &mut Expected,
+    ctx: &Value,
+) -> (Filler, String, Value) {
+    let filler = Filler::fill(fs.path());
+    filler.leave_free(RESERVE + 2 * MIB);
+    // Once the replica has seen the filler: the reserve is free, so the
+    // write is not refused up front, but it does not fit.
+    let free = wait_free(
+        cluster,
+        "free space above the reserve and below the write",
+        |f| (RESERVE..BIG as u64).contains(&f),
+    );
+    let key = "too-big".to_string();
+    let value = json!(incompressible(BIG));
+    let r = client::put(cluster.addr(0), &key, &value, ctx).expect("PUT");
+    assert!(
+        r.status != 200 && r.status != 201,
+        "a {BIG}-byte write with {free} bytes free was acknowledged: {}",
+        short(&r.text)
+    );
+    assert_disk_unavailable(&r, "PUT", "a write bigger than the free space");
+    eprintln!("refused ({free} bytes free): {}", r.text);
+    expected
+        .in_doubt
+        .push((key.clone(), vec![None, Some(value.clone())]));
+    (filler, key, value)
+}
+
+/// After a write failed with ENOSPC: writes refused, reads go on, and
+/// writes resume once space is back.
+fn after_a_write_fails_for_lack_of_space_writes_resume() {
+    let (fs, mut cluster, mut expected, mut ctx) = replica_on_tmpfs();
+    let addr = cluster.addr(0).to_string();
+    let (filler, _, _) = fail_a_big_write(&fs, &cluster, &mut expected, &ctx);
+
+    let r = write_until_refused(&addr, &mut expected, &mut ctx);
+    assert_disk_unavailable(&r, "PUT", "a write after a failed write");
+    expected.check(&addr);
+    let health = cluster.health(0);
+    assert_eq!(
+        health["durability"]["disk"],
+        json!("unavailable"),
+        "{health}"
+    );
+
+    filler.remove();
+    wait_writes_resume(&addr, &mut expected, &mut ctx);
+    wait_disk_ok(&cluster);
+
+    cluster.kill(0);
+    cluster.restart(0);
+    expected.check(&addr);
+    drop(cluster);
+    drop(fs);
+}
+
+/// The count a context gives replica `id` (0 if it does not name it).
+fn count(ctx: &Value, id: &str) -> u64 {
+    ctx.get(id).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// SPEC: a replica never issues an event id another write already has,
+/// and a client passing back its context reads monotonically. A write
+/// that failed for lack of space, if readers are nevertheless shown it
+/// (with its event id in their context), must not vanish in a crash with
+/// its id issued again.
+fn a_write_that_failed_leaves_no_event_id_to_reissue() {
+    let (fs, mut cluster, mut expected, ctx) = replica_on_tmpfs();
+    let addr = cluster.addr(0).to_string();
+    let id = cluster.replica_id(0);
+    let (filler, key, value) = fail_a_big_write(&fs, &cluster, &mut expected, &ctx);
+
+    // What a client reading the refused key is told.
+    let read = client::get(&addr, &key, &json!("")).expect("GET");
+    let seen = match read.status {
+        200 => Some(read.body["value"].clone()),
+        404 => None,
+        _ => panic!("GET {key} on a full disk: {}", short(&read.text)),
+    };
+    assert!(seen.is_none() || seen == Some(value.clone()));
+    let highest = count(&ctx, &id).max(count(&read.ctx(), &id));
+    eprintln!(
+        "the refused write of {key} is {} to readers; the read's context: {}",
+        if seen.is_some() {
+            "visible"
+        } else {
+            "not visible"
+        },
+        read.ctx()
+    );
+
+    // A crash while the disk is full; space back; a restart on the disk.
+    cluster.kill(0);
+    filler.remove();
+    cluster.restart(0);
+    assert_eq!(
+        cluster.replica_id(0),
+        id,
+        "the replica came back as another incarnation"
+    );
+    expected.check(&addr);
+
+    let r = client::put(&addr, "after-the-crash", &json!(1), &json!("")).expect("PUT");
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+    let issued = count(&r.ctx(), &id);
+    assert!(
+        issued > highest,
+        "event id {id}:{issued} issued twice: before the crash, GET {key} (a write refused \
+         with 503 `Disk unavailable`) answered {} with causal-metadata {} (the refused write, \
+         served with that id); after a SIGKILL and restart, a new PUT answered {}",
+        read.status,
+        read.ctx(),
+        r.text
+    );
+    if let Some(v) = seen {
+        let again = client::get(&addr, &key, &read.ctx()).expect("GET");
+        assert!(
+            again.status == 200 && again.body["value"] == v,
+            "monotonic reads: {key} was read with context {}, after the crash the same \
+             context reads {} {}",
+            read.ctx(),
+            again.status,
+            short(&again.text)
+        );
+    }
     drop(cluster);
     drop(fs);
 }

@@ -39,7 +39,21 @@ struct Node {
 enum SpawnError {
     /// Its port was taken (worth trying again).
     PortTaken,
+    /// It exited: its status and log.
+    Exited(ExitStatus, String),
     Other(String),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::PortTaken => write!(f, "its port was taken"),
+            SpawnError::Exited(status, log) => {
+                write!(f, "process exited with {status}; log:\n{log}")
+            }
+            SpawnError::Other(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// A set of replica processes forming one store.
@@ -47,13 +61,24 @@ pub struct Cluster {
     dir: Option<tempfile::TempDir>,
     view: String,
     nodes: Vec<Node>,
+    /// Settings every process of the cluster gets.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Starts `n` replicas whose `VIEW` lists all of them; waits until
     /// each is ready and every view lists all of them.
     pub fn start(n: usize, data: Data) -> Cluster {
+        Cluster::start_with(n, data, &[])
+    }
+
+    /// Starts `n` replicas with `env` added to their settings.
+    pub fn start_with(n: usize, data: Data, env: &[(&str, &str)]) -> Cluster {
         let mut cluster = Cluster::new(n, data);
+        cluster.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for attempt in 1..=5 {
             for i in 0..n {
                 cluster.spawn(i, &[], &[]);
@@ -63,7 +88,7 @@ impl Cluster {
                 match cluster.await_ready(i) {
                     Ok(()) => {}
                     Err(SpawnError::PortTaken) => port_taken = true,
-                    Err(SpawnError::Other(e)) => panic!("replica {i} did not start: {e}"),
+                    Err(e) => panic!("replica {i} did not start: {e}"),
                 }
             }
             if !port_taken {
@@ -106,6 +131,7 @@ impl Cluster {
             dir: Some(dir),
             view: String::new(),
             nodes,
+            env: Vec::new(),
         };
         cluster.assign_addresses();
         cluster
@@ -144,11 +170,6 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
-    /// The view every replica prints once they agree.
-    pub fn view(&self) -> &str {
-        &self.view
-    }
-
     /// The `DATA_DIR` of replica `i`.
     pub fn data_dir(&self, i: usize) -> &Path {
         self.nodes[i]
@@ -168,6 +189,7 @@ impl Cluster {
     fn spawn(&mut self, i: usize, env: &[(&str, &str)], args: &[&str]) {
         let dir = self.dir.as_ref().expect("directory").path().to_path_buf();
         let view = self.view.clone();
+        let common_env = self.env.clone();
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "replica {i} is still running");
         let run = node.logs.len();
@@ -190,6 +212,9 @@ impl Cluster {
         if let Some(data_dir) = &node.data_dir {
             command.env("DATA_DIR", data_dir);
         }
+        for (k, v) in &common_env {
+            command.env(k, v);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
@@ -211,9 +236,7 @@ impl Cluster {
                 if log.contains("cannot listen") || log.contains("in use") {
                     return Err(SpawnError::PortTaken);
                 }
-                return Err(SpawnError::Other(format!(
-                    "process exited with {status}; log:\n{log}"
-                )));
+                return Err(SpawnError::Exited(status, log));
             }
             match client::call("GET", self.addr(i), "/ready", None, client::POLLING) {
                 Ok(r) if r.status == 200 && r.body["ready"] == json!(true) => return Ok(()),
@@ -269,7 +292,22 @@ impl Cluster {
                 Err(SpawnError::PortTaken) => {
                     panic!("replica {i} cannot bind {} again", self.addr(i))
                 }
-                Err(SpawnError::Other(e)) => panic!("replica {i} did not restart: {e}"),
+                Err(e) => panic!("replica {i} did not restart: {e}"),
+            }
+        }
+        panic!("replica {i} cannot bind {} again", self.addr(i));
+    }
+
+    /// Starts replica `i` again: `Ok` once it is ready, or its exit
+    /// status and log if it exits first.
+    pub fn try_restart(&mut self, i: usize) -> Result<(), (ExitStatus, String)> {
+        for _ in 0..50 {
+            self.spawn(i, &[], &[]);
+            match self.await_ready(i) {
+                Ok(()) => return Ok(()),
+                Err(SpawnError::Exited(status, log)) => return Err((status, log)),
+                Err(SpawnError::PortTaken) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => panic!("replica {i} did not restart: {e}"),
             }
         }
         panic!("replica {i} cannot bind {} again", self.addr(i));
@@ -289,7 +327,7 @@ impl Cluster {
             match self.await_ready(i) {
                 Ok(()) => {}
                 Err(SpawnError::PortTaken) => self.restart(i),
-                Err(SpawnError::Other(e)) => panic!("replica {i} did not restart: {e}"),
+                Err(e) => panic!("replica {i} did not restart: {e}"),
             }
         }
     }

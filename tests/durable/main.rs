@@ -4,10 +4,10 @@
 //! disk (a small tmpfs, root only); configuration errors; and memory mode.
 //!
 //! The crate runs under libtest-mimic (libtest's arguments and output) so
-//! that the disk-full test, which needs root to mount a file system, is
-//! reported as ignored, with the reason, where it cannot run; under
-//! `CI=true` (or `1`) it fails instead, since a CI job that checks nothing
-//! must not pass.
+//! that the disk-full tests, which need root to mount a file system, are
+//! reported as ignored, with the reason, where they cannot run; under
+//! `CI=true` (or `1`) they fail instead, since a CI job that checks
+//! nothing must not pass.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             damage::a_corrupt_journal_is_refused_then_discarded_when_asked,
         ),
         trial(
+            "damage::a_damaged_batch_in_the_middle_of_the_journal_is_not_taken_for_a_torn_tail",
+            damage::a_damaged_batch_in_the_middle_of_the_journal_is_not_taken_for_a_torn_tail,
+        ),
+        trial(
             "config::a_bogus_durability_exits_at_once",
             config::a_bogus_durability_exits_at_once,
         ),
@@ -63,6 +67,6 @@ fn main() -> ExitCode {
             config::a_data_dir_of_another_address_is_refused,
         ),
     ];
-    trials.push(diskfull::trial());
+    trials.extend(diskfull::trials());
     libtest_mimic::run(&args, trials).exit_code()
 }
