@@ -195,6 +195,9 @@ impl Node {
             let batch = self.disk.as_ref().map_or(0, |d| d.save(&mut replica));
             (result, replica.take_effects(), replica.progress(), batch)
         };
+        if let Some(disk) = &self.disk {
+            disk.flush();
+        }
         for effect in effects {
             match (&self.disk, &effect) {
                 (Some(disk), Effect::Replicate { .. }) if disk.durable() < batch => {
@@ -250,9 +253,10 @@ impl Node {
         }
     }
 
-    /// Why the disk refuses new writes now, if it does.
-    pub fn disk_refusal(&self) -> Option<String> {
-        self.disk.as_ref().and_then(Disk::refusal)
+    /// Why the disk refuses a write bringing `incoming` bytes now, if it
+    /// does.
+    pub fn disk_refusal(&self, incoming: usize) -> Option<String> {
+        self.disk.as_ref().and_then(|d| d.refusal(incoming))
     }
 
     /// Makes what the replica saved durable, marks the shutdown clean and

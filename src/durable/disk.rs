@@ -13,23 +13,28 @@
 //! durable batch is published; answers and writes to peers wait until it
 //! covers the step that produced them ([`Disk::settled`]).
 //!
-//! A write or sync that fails is never reported durable: the batches not
-//! known to be durable are kept, waiters are told, new batches wait behind
-//! them, and the sync thread tries again (reopening the database, whose
-//! recovery drops a batch the failure tore) until it works. While the
-//! disk failed, or the file system has less than [`RESERVE`] bytes free,
-//! [`Disk::refusal`] says why new writes are refused.
+//! A full disk is met before it fails a write: while the file system has
+//! less than [`RESERVE`] bytes free (besides twice what the write brings),
+//! [`Disk::refusal`] says why writes are refused, before they are applied;
+//! they resume once there is room. A write or sync that fails all the same
+//! (an I/O error, the space taken by something else meanwhile) stops the
+//! replica at once ([`fail_stop`]): the step it belonged to was applied in
+//! memory but is not on disk, so carrying on would either acknowledge
+//! what may not be kept or, after a crash, issue its event id again for
+//! another write. Nothing the step produced has left the replica (its
+//! answers and writes for peers wait until it is durable), and a restart
+//! recovers the state on disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::watch;
 
 use super::codec::encode;
-use super::layout::{clock_key, Durability, DATA, META, REPLICA};
+use super::layout::{clock_key, Durability, BATCH, DATA, META, REPLICA};
 use crate::causal::VectorClock;
 use crate::replica::Replica;
 
@@ -45,10 +50,20 @@ const DUMP_BATCH: usize = 65_536;
 pub struct Status {
     /// The last batch that is durable (see the module doc).
     pub durable: u64,
-    /// Why the disk failed, while it does.
-    pub failed: Option<Arc<str>>,
-    /// Free bytes on the data directory's file system, when last looked.
+    /// Free bytes on the data directory's file system, when last looked
+    /// (less what was written since).
     pub free: u64,
+}
+
+/// Stops the process: a write to the data directory failed (see the
+/// module doc).
+pub(super) fn fail_stop(dir: &Path, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(dir = %dir.display(), %error, "a write to the data directory failed; stopping rather than acknowledge what may not be kept");
+    eprintln!(
+        "causalkv: DATA_DIR: {}: a write failed ({error}); stopped so that nothing unkept is acknowledged",
+        dir.display()
+    );
+    std::process::exit(1)
 }
 
 /// A key and its new bytes, or `None` once it is removed.
@@ -59,6 +74,8 @@ pub(super) type OnDurable = OnceLock<Box<dyn Fn(u64) + Send + Sync>>;
 
 /// One step's changes.
 pub(super) struct Batch {
+    /// Its number, recorded with it.
+    #[allow(dead_code)]
     pub(super) seq: u64,
     /// Keys with their new version's bytes.
     pub(super) data: Vec<Item>,
@@ -76,10 +93,12 @@ pub(super) struct Handles {
 
 impl Handles {
     pub(super) fn open(path: &Path) -> fjall::Result<Handles> {
-        // Each commit is written to the OS at once; under fsync the sync
-        // thread makes the journal durable.
+        // A commit only appends to the journal's buffer: the buffer is
+        // written to the OS by [`Disk::flush`] (os) or the sync thread
+        // (fsync), outside the replica's lock, once for all the commits
+        // waiting.
         let db = Database::builder(path)
-            .manual_journal_persist(false)
+            .manual_journal_persist(true)
             .max_journaling_size(JOURNALS)
             .open()?;
         let data = db.keyspace(DATA, KeyspaceCreateOptions::default)?;
@@ -114,12 +133,7 @@ const JOURNALS: u64 = 64 << 20;
 
 /// What the disk keeps under its lock.
 pub(super) struct Inner {
-    /// The database; `None` while a failed one is being reopened.
-    pub(super) handles: Option<Handles>,
-    /// Batches committed but not known durable (under fsync), then, once
-    /// the disk failed, every batch not known durable: written again when
-    /// it works.
-    pub(super) unsure: Vec<Batch>,
+    pub(super) handles: Handles,
     /// Whether the disk holds the replica's whole store (so only changes
     /// need writing).
     established: bool,
@@ -134,6 +148,8 @@ pub(super) struct Inner {
 /// What the disk and its sync thread share.
 pub(super) struct Shared {
     pub(super) dir: PathBuf,
+    /// The database, to write its journal's buffer out.
+    pub(super) db: Database,
     pub(super) mode: Durability,
     pub(super) inner: Mutex<Inner>,
     pub(super) publish: watch::Sender<Status>,
@@ -161,23 +177,11 @@ impl Shared {
 
     /// Marks batches up to `durable` durable and tells who waits.
     pub(super) fn durable(&self, durable: u64) {
-        self.publish.send_modify(|s| {
-            s.durable = s.durable.max(durable);
-            s.failed = None;
-        });
+        self.publish
+            .send_modify(|s| s.durable = s.durable.max(durable));
         if let Some(f) = self.on_durable.get() {
             f(durable);
         }
-    }
-
-    /// Records that the disk failed, with `error`.
-    pub(super) fn failed(&self, error: &dyn std::fmt::Display) {
-        let reason: Arc<str> = format!("cannot write to {}: {error}", self.dir.display()).into();
-        if self.publish.borrow().failed.is_none() {
-            tracing::error!(%reason, "a disk write failed; writes are refused until it works again");
-        }
-        self.publish.send_modify(|s| s.failed = Some(reason));
-        self.nudge();
     }
 }
 
@@ -186,38 +190,38 @@ pub struct Disk {
     shared: Arc<Shared>,
     status: watch::Receiver<Status>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// The database, for sizes.
-    db: Database,
 }
 
 impl Disk {
     /// Starts the sync thread on opened `handles`. `established` says the
-    /// database already mirrors the replica's store (a restored replica).
+    /// database already mirrors the replica's store (a restored replica);
+    /// `last` is the number of the last batch on disk: numbers go on from
+    /// there.
     pub(super) fn start(
         dir: PathBuf,
         mode: Durability,
         handles: Handles,
         established: bool,
+        last: u64,
     ) -> Disk {
         let free = super::sync::free_space(&dir);
         let (publish, status) = watch::channel(Status {
             free,
-            ..Status::default()
+            durable: last,
         });
-        let db = handles.db.clone();
         let shared = Arc::new(Shared {
             dir,
+            db: handles.db.clone(),
             mode,
             inner: Mutex::new(Inner {
-                handles: Some(handles),
-                unsure: Vec::new(),
+                handles,
                 established,
                 fingerprint: 0,
                 clock: VectorClock::new(),
-                next: 1,
+                next: last + 1,
             }),
             publish,
-            committed: AtomicU64::new(0),
+            committed: AtomicU64::new(last),
             work: Mutex::new(Some(false)),
             wake: Condvar::new(),
             on_durable: OnceLock::new(),
@@ -227,7 +231,6 @@ impl Disk {
             shared,
             status,
             thread: Mutex::new(Some(thread)),
-            db,
         }
     }
 
@@ -298,41 +301,56 @@ impl Disk {
         inner.established = true;
     }
 
-    /// Commits one batch (unless the disk failed: then it waits with the
-    /// others) and returns its number.
+    /// Commits one batch and returns its number.
     fn write(&self, inner: &mut Inner, data: Vec<Item>, meta: Vec<Item>) -> u64 {
         let seq = inner.next;
         inner.next += 1;
+        let mut meta = meta;
+        meta.push((BATCH.as_bytes().into(), Some(seq.to_le_bytes().to_vec())));
         let batch = Batch { seq, data, meta };
+        let bytes: usize = (batch.data.iter().chain(&batch.meta))
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
         let shared = &self.shared;
-        if shared.publish.borrow().failed.is_some() || inner.handles.is_none() {
-            inner.unsure.push(batch);
-            return seq;
-        }
-        let handles = inner.handles.as_ref().expect("checked above");
-        if let Err(error) = handles.commit([&batch]) {
-            inner.unsure.push(batch);
-            shared.failed(&error);
-            return seq;
+        if let Err(error) = inner.handles.commit([&batch]) {
+            fail_stop(&shared.dir, &error);
         }
         shared.committed.store(seq, Ordering::Release);
-        match shared.mode {
-            Durability::Os => {
-                shared
-                    .publish
-                    .send_modify(|s| s.durable = s.durable.max(seq));
-            }
-            Durability::Fsync => {
-                inner.unsure.push(batch);
-                shared.nudge();
-            }
+        shared
+            .publish
+            .send_modify(|s| s.free = s.free.saturating_sub(bytes as u64));
+        if shared.mode == Durability::Fsync {
+            shared.nudge();
         }
         seq
     }
 
-    /// The number of the last batch written.
+    /// Under `os`: writes the journal's buffer to the OS, making every
+    /// batch committed so far durable. Call after a step, once its lock
+    /// is released (under `fsync` the sync thread does it).
+    pub fn flush(&self) {
+        let shared = &self.shared;
+        if shared.mode != Durability::Os {
+            return;
+        }
+        let target = shared.committed.load(Ordering::Acquire);
+        if self.status.borrow().durable >= target {
+            return;
+        }
+        if let Err(error) = shared.db.persist(PersistMode::Buffer) {
+            fail_stop(&shared.dir, &error);
+        }
+        shared.publish.send_if_modified(|s| {
+            let grew = s.durable < target;
+            s.durable = s.durable.max(target);
+            grew
+        });
+    }
+
+    /// The number of the last batch written (every step's batch is
+    /// written before its lock is released).
     pub fn committed(&self) -> u64 {
-        self.shared.lock().next - 1
+        self.shared.committed.load(Ordering::Acquire)
     }
 
     /// The number of the last durable batch.
@@ -345,50 +363,33 @@ impl Disk {
         self.status.borrow().clone()
     }
 
-    /// Waits until batch `seq` is durable; the reason, if the disk failed
-    /// first.
+    /// Waits until batch `seq` is durable (an error only once the disk
+    /// is closed, at shutdown).
     pub async fn settled(&self, seq: u64) -> Result<(), Arc<str>> {
-        {
-            let status = self.status.borrow();
-            if status.durable >= seq {
-                return Ok(());
-            }
-            if let Some(failed) = &status.failed {
-                return Err(failed.clone());
-            }
+        if self.status.borrow().durable >= seq {
+            return Ok(());
         }
         let mut status = self.status.clone();
-        let result = status
-            .wait_for(|s| s.durable >= seq || s.failed.is_some())
-            .await
-            .map(|s| (s.durable, s.failed.clone()));
-        match result {
-            Ok((durable, _)) if durable >= seq => Ok(()),
-            Ok((_, Some(failed))) => Err(failed),
-            _ => Err("the disk is closed".into()),
-        }
+        let result = status.wait_for(|s| s.durable >= seq).await.map(|_| ());
+        result.map_err(|_| "the disk is closed".into())
     }
 
-    /// Why new writes are refused now: the disk failed, or is (nearly)
-    /// full.
-    pub fn refusal(&self) -> Option<String> {
-        let status = self.status.borrow();
-        if let Some(failed) = &status.failed {
-            return Some(format!("{failed}"));
-        }
-        (status.free < RESERVE).then(|| {
+    /// Why a write bringing `incoming` bytes is refused now: the file
+    /// system is (nearly) full.
+    pub fn refusal(&self, incoming: usize) -> Option<String> {
+        let free = self.status.borrow().free;
+        let needed = RESERVE.saturating_add(2 * incoming as u64);
+        (free < needed).then(|| {
             format!(
-                "no space left on the device of {} ({} bytes free, {} needed)",
+                "no space left on the device of {}: {free} bytes free, {needed} needed",
                 self.shared.dir.display(),
-                status.free,
-                RESERVE
             )
         })
     }
 
     /// Bytes the database takes on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
+        self.shared.lock().handles.db.disk_space().unwrap_or(0)
     }
 
     /// Makes everything durable, marks the shutdown clean, and stops the

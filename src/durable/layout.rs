@@ -44,6 +44,15 @@ pub(super) const REPLICA: &str = "replica";
 /// The key of the run record in [`META`].
 pub(super) const RUN: &str = "run";
 
+/// The key of the number of the last batch written, in [`META`] (every
+/// batch writes it).
+pub(super) const BATCH: &str = "batch";
+
+/// The file, beside the database, where the sync thread notes the number
+/// of the last batch it knows durable: a journal that comes back without
+/// it was damaged, not torn (see `open.rs`).
+pub(super) const SYNCED: &str = "synced-batch";
+
 /// The prefix of the applied clock's records in [`META`], one per writer.
 pub(super) const CLOCK: &str = "clock/";
 

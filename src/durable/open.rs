@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::codec::Decoder;
 use super::disk::{Disk, Handles};
-use super::layout::{Durability, Run, CLOCK, DB, REPLICA, RUN};
+use super::layout::{Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, VectorClock};
 use crate::replica::saved::{Saved, SAVED_FORMAT};
@@ -88,7 +88,8 @@ pub fn open(
             }
         }
     }
-    let found = match read_state(&handles, mode, address) {
+    let noted = read_note(dir);
+    let found = match read_state(&handles, mode, address, noted) {
         Ok(found) => found,
         Err(Damage::Config(problem)) => return Err(fail(dir, problem)),
         Err(Damage::Corrupt(problem)) if !discard_corrupt => {
@@ -98,10 +99,12 @@ pub fn open(
             "{problem} (discarded: --discard-corrupt-state)"
         ))),
     };
+    let mut last = 0;
     let restored = match found {
         Found::Restore(restored) => {
             let (saved, store) = *restored;
             info!(id = %saved.id, keys = store.len(), dir = %dir.display(), "restored the state from disk");
+            last = last_batch(&handles);
             Some((saved, store))
         }
         Found::Nothing(why) => {
@@ -111,6 +114,12 @@ pub fn open(
             // Clear whatever a copy in progress had written.
             let cleared = handles.data.clear().and_then(|()| handles.meta.clear());
             cleared.map_err(|e| fail(&path, format!("cannot clear: {e}")))?;
+            let note = dir.join(SYNCED);
+            if let Err(e) = std::fs::remove_file(&note) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(fail(&note, format!("cannot remove: {e}")));
+                }
+            }
             None
         }
     };
@@ -122,7 +131,7 @@ pub fn open(
         .map_err(|e| fail(&path, format!("cannot write: {e}")))?;
     let established = restored.is_some();
     Ok(Opened {
-        disk: Disk::start(dir.to_path_buf(), mode, handles, established),
+        disk: Disk::start(dir.to_path_buf(), mode, handles, established, last),
         restored,
     })
 }
@@ -138,6 +147,7 @@ fn read_state(
     handles: &Handles,
     mode: Durability,
     address: &SocketAddress,
+    noted: u64,
 ) -> Result<Found, Damage> {
     let read = |key: &str| {
         handles
@@ -175,6 +185,16 @@ fn read_state(
                 "the machine restarted after a run under DURABILITY=os that did not stop cleanly: writes it acknowledged may be lost".into(),
             )));
         }
+    }
+    // A torn tail loses only what was not durable yet; a journal missing
+    // batches noted durable lost them to damage in its middle (its
+    // recovery takes any broken batch for the torn last one).
+    let last = last_batch(handles);
+    if last < noted {
+        return Err(Damage::Corrupt(format!(
+            "the journal is damaged: it lost batches {}..={noted}, which were durable",
+            last + 1
+        )));
     }
     let mut clock = VectorClock::new();
     for item in handles.meta.prefix(CLOCK) {
@@ -257,4 +277,21 @@ fn damaged_file(path: &Path, error: &fjall::Error) -> PathBuf {
         }
     }
     path.to_path_buf()
+}
+
+/// The number of the last batch in the database (0 if none).
+fn last_batch(handles: &Handles) -> u64 {
+    let bytes = handles.meta.get(BATCH).ok().flatten();
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(&*b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The number of the last batch noted durable beside the database (0 if
+/// none).
+fn read_note(dir: &Path) -> u64 {
+    std::fs::read(dir.join(SYNCED))
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes)
 }

@@ -1,5 +1,4 @@
-//! The sync thread: group commit under `fsync`, free space, and the
-//! repair of a failed disk.
+//! The sync thread: group commit under `fsync`, and free space.
 //!
 //! Under `fsync` it waits for batches committed since the last sync, reads
 //! the number of the last one, and `fdatasync`s the journal through a file
@@ -21,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
 
-use super::disk::{Handles, Shared};
-use super::layout::{Durability, Run, DB, RUN};
+use super::disk::{fail_stop, Shared};
+use super::layout::{Durability, Run, DB, RUN, SYNCED};
 
-/// How often a failed disk is tried again, and free space looked at when
-/// nothing happens.
-const RETRY: Duration = Duration::from_millis(500);
+/// How often free space is looked at when nothing happens.
+const IDLE: Duration = Duration::from_millis(500);
 
 /// Free bytes on the file system of `dir` (`u64::MAX` if it cannot tell).
 pub(super) fn free_space(dir: &Path) -> u64 {
@@ -47,17 +45,26 @@ struct Syncer {
     shared: Arc<Shared>,
     /// Journal files opened for syncing, by path.
     journals: BTreeMap<PathBuf, File>,
+    /// Where the last batch known durable is noted, and the number noted.
+    note: Option<File>,
+    noted: u64,
     last_free: Instant,
-    retry_at: Instant,
 }
 
 impl Syncer {
     fn new(shared: Arc<Shared>) -> Syncer {
+        let note = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(shared.dir.join(SYNCED))
+            .ok();
         Syncer {
             shared,
+            note,
             journals: BTreeMap::new(),
+            noted: 0,
             last_free: Instant::now(),
-            retry_at: Instant::now(),
         }
     }
 
@@ -67,13 +74,10 @@ impl Syncer {
             if self.last_free.elapsed() >= Duration::from_millis(100) || stop {
                 self.look_at_free_space();
             }
-            if self.shared.publish.borrow().failed.is_some() {
-                if Instant::now() >= self.retry_at || stop {
-                    self.repair();
-                }
-            } else if self.shared.mode == Durability::Fsync {
+            if self.shared.mode == Durability::Fsync {
                 self.sync();
             }
+            self.note_durable();
             if stop {
                 self.close();
                 return;
@@ -95,7 +99,7 @@ impl Syncer {
                     let (next, timeout) = self
                         .shared
                         .wake
-                        .wait_timeout(work, RETRY)
+                        .wait_timeout(work, IDLE)
                         .unwrap_or_else(|p| p.into_inner());
                     work = next;
                     if timeout.timed_out() {
@@ -122,12 +126,29 @@ impl Syncer {
         if target <= self.shared.publish.borrow().durable {
             return;
         }
-        match self.sync_journal() {
-            Ok(()) => {
-                self.shared.lock().unsure.retain(|b| b.seq > target);
-                self.shared.durable(target);
+        let written = self.shared.db.persist(PersistMode::Buffer);
+        match written
+            .map_err(std::io::Error::other)
+            .and_then(|()| self.sync_journal())
+        {
+            Ok(()) => self.shared.durable(target),
+            Err(error) => fail_stop(&self.shared.dir, &error),
+        }
+    }
+
+    /// Notes the last batch known durable beside the database (written to
+    /// the OS, not synced: after a power cut the note may be older than
+    /// the journal, never newer, as the journal was synced first).
+    fn note_durable(&mut self) {
+        use std::os::unix::fs::FileExt;
+        let durable = self.shared.publish.borrow().durable;
+        if durable == self.noted {
+            return;
+        }
+        if let Some(note) = &self.note {
+            if note.write_all_at(&durable.to_le_bytes(), 0).is_ok() {
+                self.noted = durable;
             }
-            Err(error) => self.shared.failed(&error),
         }
     }
 
@@ -150,57 +171,17 @@ impl Syncer {
         self.journals[&newest].sync_data()
     }
 
-    /// Tries to bring a failed disk back: reopen the database (a failed
-    /// write leaves it refusing writes; its recovery drops a torn batch),
-    /// write every batch not known durable again, and sync.
-    fn repair(&mut self) {
-        self.retry_at = Instant::now() + RETRY;
-        let mut inner = self.shared.lock();
-        inner.handles = None;
-        let path = self.shared.dir.join(DB);
-        let result = Handles::open(&path).and_then(|handles| {
-            handles.commit(&inner.unsure)?;
-            handles.db.persist(PersistMode::SyncAll)?;
-            Ok(handles)
-        });
-        match result {
-            Ok(handles) => {
-                inner.handles = Some(handles);
-                let last = inner.unsure.last().map(|b| b.seq);
-                inner.unsure.clear();
-                drop(inner);
-                self.journals.clear();
-                if let Some(last) = last {
-                    self.shared.committed.store(last, Ordering::Release);
-                }
-                tracing::warn!(dir = %self.shared.dir.display(), "the disk works again; writes resume");
-                let durable = last.unwrap_or(self.shared.publish.borrow().durable);
-                self.shared.durable(durable);
-            }
-            Err(error) => {
-                drop(inner);
-                tracing::debug!(%error, "the disk still fails");
-            }
-        }
-    }
-
     /// At shutdown: makes everything durable and marks the run clean.
     fn close(&mut self) {
-        if self.shared.publish.borrow().failed.is_some() {
-            tracing::error!("stopping with writes the disk did not take");
-            return;
-        }
         let inner = self.shared.lock();
-        let Some(handles) = &inner.handles else {
-            return;
-        };
+        let handles = &inner.handles;
         let run = Run::current(true, self.shared.mode);
         let result = handles
             .meta
             .insert(RUN, run.to_bytes())
             .and_then(|()| handles.db.persist(PersistMode::SyncAll));
         if let Err(error) = result {
-            tracing::error!(%error, "could not mark the shutdown clean");
+            fail_stop(&self.shared.dir, &error);
         }
     }
 }

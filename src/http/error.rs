@@ -35,9 +35,9 @@ pub enum Error {
     /// again once it is added back (503).
     #[error("Replica was removed from the view: it serves again once added back")]
     Removed,
-    /// The replica's disk cannot take writes (full, or failing); the write
-    /// was not acknowledged. Reads go on (503).
-    #[error("Disk unavailable ({0}): the write was not acknowledged")]
+    /// The replica's disk has no room for the write, which was not made;
+    /// reads go on, and writes once there is room (503).
+    #[error("Disk unavailable ({0}): the write was not made")]
     DiskUnavailable(String),
     /// Fewer replicas than the request's write concern held the write in
     /// time; it is kept where it was made and still spreads (503).

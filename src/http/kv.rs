@@ -177,7 +177,8 @@ async fn write(
     concern: WriteConcern,
     method: &Method,
 ) -> Result<WriteResult, ApiError> {
-    if let Some(why) = node.disk_refusal() {
+    let incoming = key.as_str().len() + value.as_ref().map_or(0, |v| v.as_json().len());
+    if let Some(why) = node.disk_refusal(incoming) {
         return Err(ApiError::new(Error::DiskUnavailable(why), method));
     }
     let result = node

@@ -44,7 +44,7 @@ fn durability(node: &Node) -> serde_json::Value {
     let Some(disk) = node.disk() else {
         return json!({"data-dir": null, "mode": "memory", "disk": "none"});
     };
-    let refusal = disk.refusal();
+    let refusal = disk.refusal(0);
     let status = disk.status();
     json!({
         "data-dir": disk.dir().display().to_string(),

@@ -46,8 +46,8 @@ pub fn trials() -> Vec<Trial> {
             a_nearly_full_disk_refuses_writes_keeps_reads_and_resumes,
         ),
         (
-            "diskfull::after_a_write_fails_for_lack_of_space_writes_resume_once_space_is_back",
-            after_a_write_fails_for_lack_of_space_writes_resume,
+            "diskfull::a_write_bigger_than_the_free_space_is_refused_before_it_is_made_and_smaller_ones_go_on",
+            a_write_bigger_than_the_free_space_is_refused,
         ),
         (
             "diskfull::a_write_that_failed_for_lack_of_space_leaves_no_event_id_to_reissue_after_a_crash",
@@ -428,26 +428,48 @@ fn fail_a_big_write(
     (filler, key, value)
 }
 
-/// After a write failed with ENOSPC: writes refused, reads go on, and
-/// writes resume once space is back.
-fn after_a_write_fails_for_lack_of_space_writes_resume() {
+/// A write bigger than the free space (but with the reserve free) is
+/// refused before it is made, so the disk never fails under it; smaller
+/// writes that fit go on meanwhile, and the big one is taken once space
+/// is back. Nothing acknowledged is lost.
+fn a_write_bigger_than_the_free_space_is_refused() {
     let (fs, mut cluster, mut expected, mut ctx) = replica_on_tmpfs();
     let addr = cluster.addr(0).to_string();
-    let (filler, _, _) = fail_a_big_write(&fs, &cluster, &mut expected, &ctx);
-
-    let r = write_until_refused(&addr, &mut expected, &mut ctx);
-    assert_disk_unavailable(&r, "PUT", "a write after a failed write");
-    expected.check(&addr);
-    let health = cluster.health(0);
+    let (filler, key, value) = fail_a_big_write(&fs, &cluster, &mut expected, &ctx);
+    // Refused up front: not made, at this replica or anywhere.
+    expected.in_doubt.retain(|(k, _)| *k != key);
+    expected.exact.push((key.clone(), None));
+    let r = client::peek(&addr, &key).expect("GET");
     assert_eq!(
-        health["durability"]["disk"],
-        json!("unavailable"),
-        "{health}"
+        r.status,
+        404,
+        "the refused write was made: {}",
+        short(&r.text)
     );
 
+    // A small write fits: taken, and kept.
+    let r = client::put(&addr, "small-while-full", &json!("fits"), &ctx).expect("PUT");
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+    ctx = r.ctx();
+    expected
+        .exact
+        .push(("small-while-full".into(), Some(json!("fits"))));
+    expected.check(&addr);
+
     filler.remove();
-    wait_writes_resume(&addr, &mut expected, &mut ctx);
     wait_disk_ok(&cluster);
+    let big = client::poll(RESUME, "the big write taken once space is back", || {
+        let r = client::put(&addr, &key, &value, &ctx)?;
+        match r.status {
+            200 | 201 => Ok(r),
+            503 if is_disk_unavailable(&r, "PUT") => Err(short(&r.text)),
+            _ => panic!("unexpected answer while space returns: {}", short(&r.text)),
+        }
+    });
+    ctx = big.ctx();
+    expected.exact.retain(|(k, _)| *k != key);
+    expected.exact.push((key.clone(), Some(value.clone())));
+    wait_writes_resume(&addr, &mut expected, &mut ctx);
 
     cluster.kill(0);
     cluster.restart(0);
