@@ -13,7 +13,7 @@ use super::layout::{Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, VectorClock};
 use crate::replica::saved::{Saved, SAVED_FORMAT};
-use crate::store::{Key, Store};
+use crate::store::{Key, Store, Version};
 
 /// A data directory opened.
 pub struct Opened {
@@ -62,6 +62,7 @@ pub fn open(
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, format!("cannot create: {e}")))?;
     let path = dir.join(DB);
     let before = journal_sizes(&path);
+    let started = std::time::Instant::now();
     let handles = match Handles::open(&path) {
         Ok(handles) => handles,
         Err(fjall::Error::Locked) => {
@@ -88,6 +89,7 @@ pub fn open(
             }
         }
     }
+    let opened_in = started.elapsed();
     let noted = read_note(dir);
     let found = match read_state(&handles, mode, address, noted) {
         Ok(found) => found,
@@ -103,7 +105,7 @@ pub fn open(
     let restored = match found {
         Found::Restore(restored) => {
             let (saved, store) = *restored;
-            info!(id = %saved.id, keys = store.len(), dir = %dir.display(), "restored the state from disk");
+            info!(id = %saved.id, keys = store.len(), dir = %dir.display(), recovered_ms = opened_in.as_millis() as u64, loaded_ms = (started.elapsed() - opened_in).as_millis() as u64, "restored the state from disk");
             last = last_batch(&handles);
             Some((saved, store))
         }
@@ -211,21 +213,7 @@ fn read_state(
         clock.set(id, n);
     }
     saved.known.merge(&clock);
-    let mut store = Store::new();
-    let mut decoder = Decoder::default();
-    for item in handles.data.iter() {
-        let (key, value) = item
-            .into_inner()
-            .map_err(|e| Damage::Corrupt(format!("cannot read the data: {e}")))?;
-        let text = std::str::from_utf8(&key)
-            .map_err(|_| Damage::Corrupt("a stored key is not UTF-8".into()))?;
-        let key = Key::parse(text)
-            .map_err(|_| Damage::Corrupt(format!("the stored key {text:?} is invalid")))?;
-        let version = decoder
-            .decode(&value)
-            .map_err(|e| Damage::Corrupt(format!("the record of key {text:?} is damaged: {e}")))?;
-        store.apply(key, version);
-    }
+    let store = load_store(handles)?;
     Ok(Found::Restore(Box::new((saved, store))))
 }
 
@@ -294,4 +282,53 @@ fn read_note(dir: &Path) -> u64 {
         .ok()
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
         .map_or(0, u64::from_le_bytes)
+}
+
+/// Reads every stored version into a store: one thread reads and decodes
+/// the database while this one fills the store.
+fn load_store(handles: &Handles) -> Result<Store, Damage> {
+    const CHUNK: usize = 16_384;
+    let mut store = Store::new();
+    store.reserve_keys(handles.data.approximate_len());
+    let data = handles.data.clone();
+    let (send, receive) = std::sync::mpsc::sync_channel::<Result<Vec<(Key, Version)>, Damage>>(4);
+    let reader = std::thread::spawn(move || {
+        let mut decoder = Decoder::default();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for item in data.iter() {
+            let decoded = item
+                .into_inner()
+                .map_err(|e| Damage::Corrupt(format!("cannot read the data: {e}")))
+                .and_then(|(key, value)| decode(&mut decoder, &key, &value));
+            match decoded {
+                Ok(pair) => chunk.push(pair),
+                Err(damage) => {
+                    let _ = send.send(Err(damage));
+                    return;
+                }
+            }
+            if chunk.len() == CHUNK && send.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                return;
+            }
+        }
+        let _ = send.send(Ok(chunk));
+    });
+    for chunk in receive {
+        for (key, version) in chunk? {
+            store.insert_absent(key, &version);
+        }
+    }
+    let _ = reader.join();
+    Ok(store)
+}
+
+fn decode(decoder: &mut Decoder, key: &[u8], value: &[u8]) -> Result<(Key, Version), Damage> {
+    let text =
+        std::str::from_utf8(key).map_err(|_| Damage::Corrupt("a stored key is not UTF-8".into()))?;
+    let key = Key::parse(text)
+        .map_err(|_| Damage::Corrupt(format!("the stored key {text:?} is invalid")))?;
+    let version = decoder
+        .decode(value)
+        .map_err(|e| Damage::Corrupt(format!("the record of key {text:?} is damaged: {e}")))?;
+    Ok((key, version))
 }

@@ -332,6 +332,18 @@ impl Store {
             })
     }
 
+    /// Stores `key`, which must be absent, at `version` (loading a store
+    /// whose keys are known distinct, without looking each up first).
+    pub fn insert_absent(&mut self, key: Key, version: &Version) {
+        debug_assert!(self.find(key.as_str()).is_none(), "{key:?} is stored");
+        self.insert(key, version);
+    }
+
+    /// Makes room for `more` keys.
+    pub fn reserve_keys(&mut self, more: usize) {
+        self.reserve(more);
+    }
+
     /// The largest Lamport time of a stored version (0 when empty).
     pub fn max_lamport(&self) -> u64 {
         self.slots.iter().map(|s| s.lamport).max().unwrap_or(0)
