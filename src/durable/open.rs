@@ -168,12 +168,11 @@ fn read_state(
             saved.format
         )));
     }
-    if saved.id.address() != address.as_str() {
-        return Err(Damage::Config(format!(
-            "holds the state of the replica at {}, not {address} (SOCKET_ADDRESS)",
-            saved.id.address()
-        )));
-    }
+    // A replica that moved (a pod re-created with another IP) keeps what
+    // its disk holds, as a new incarnation at its new address: like a
+    // replica that copied the state of the one it was, it names no event
+    // id of the old identity again.
+    let moved = saved.id.address() != address.as_str();
     if !saved.whole {
         return Ok(Found::Nothing(Some(
             "the last run was still copying a member's state".into(),
@@ -214,6 +213,11 @@ fn read_state(
     }
     saved.known.merge(&clock);
     let store = load_store(handles)?;
+    if moved {
+        let id = ReplicaId::new(address.as_str(), &crate::incarnation::fresh());
+        warn!(old = %saved.id, new = %id, "the state on disk was written at another address (SOCKET_ADDRESS changed): kept, under a new incarnation");
+        saved.id = id;
+    }
     Ok(Found::Restore(Box::new((saved, store))))
 }
 

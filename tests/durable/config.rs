@@ -1,6 +1,7 @@
 //! Configuration errors of durable replicas: each stops the process at
 //! once with one line.
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -38,7 +39,10 @@ pub fn a_bogus_durability_exits_at_once() {
     }
 }
 
-pub fn a_data_dir_of_another_address_is_refused() {
+/// A replica that moved (its data directory used at another address, as
+/// a pod re-created with another IP) keeps the keys it holds, under a new
+/// incarnation at its new address: it never writes under the old identity.
+pub fn a_data_dir_moved_to_another_address_keeps_its_keys_under_a_new_incarnation() {
     let mut cluster = Cluster::start(1, Data::Durable);
     let r = client::put(cluster.addr(0), "owned", &json!("by the first"), &json!("")).expect("PUT");
     assert_eq!(r.status, 201, "{r:?}");
@@ -46,33 +50,49 @@ pub fn a_data_dir_of_another_address_is_refused() {
     cluster.kill(0);
 
     let other = format!("127.0.0.1:{}", free_ports(1)[0]);
-    let env = [("SOCKET_ADDRESS", other.as_str()), ("VIEW", other.as_str())];
-    let (status, stderr) = cluster.run_to_exit(0, &env, &[], EXIT);
+    let mut moved = Child(
+        Command::new(env!("CARGO_BIN_EXE_causalkv"))
+            .env("SOCKET_ADDRESS", &other)
+            .env("VIEW", &other)
+            .env("DATA_DIR", cluster.data_dir(0))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the node starts"),
+    );
+    let got = client::poll(Duration::from_secs(30), "the moved replica serving", || {
+        if let Ok(Some(status)) = moved.0.try_wait() {
+            panic!("the replica exited with {status} at its new address");
+        }
+        let r = client::peek(&other, "owned")?;
+        match r.status {
+            200 => Ok(r),
+            status => Err(format!("{status}")),
+        }
+    });
+    assert_eq!(got.body["value"], json!("by the first"), "{got:?}");
+    let new_id = got.ctx().as_object().and_then(|o| o.keys().next().cloned());
+    let r = client::put(&other, "after the move", &json!(1), &got.ctx()).expect("PUT");
+    assert_eq!(r.status, 201, "{r:?}");
+    let names: Vec<String> = r.ctx().as_object().unwrap().keys().cloned().collect();
     assert!(
-        !status.success(),
-        "a data directory of {} used at {other} must be refused; stderr: {stderr}",
-        cluster.addr(0)
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("causalkv: "))
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "exactly one stderr line must start `causalkv: `; stderr:\n{stderr}"
+        names.iter().any(|n| n.starts_with(&format!("{other}#"))),
+        "the write at {other} was made under {names:?}"
     );
     assert!(
-        errors[0].contains("SOCKET_ADDRESS"),
-        "the error must name SOCKET_ADDRESS: {}",
-        errors[0]
+        names.iter().all(|n| *n == id || n.starts_with(&format!("{other}#"))),
+        "{names:?}"
     );
+    assert_eq!(new_id.as_deref(), Some(id.as_str()), "the old write keeps its id");
+    drop(moved);
+}
 
-    // The directory is still its owner's.
-    cluster.restart(0);
-    assert_eq!(cluster.replica_id(0), id);
-    client::wait_contents(
-        &cluster.addrs(),
-        &[("owned".to_string(), Some(json!("by the first")))],
-    );
+/// Kills the child it holds when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

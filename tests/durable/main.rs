@@ -63,8 +63,8 @@ fn main() -> ExitCode {
             config::a_bogus_durability_exits_at_once,
         ),
         trial(
-            "config::a_data_dir_of_another_address_is_refused",
-            config::a_data_dir_of_another_address_is_refused,
+            "config::a_data_dir_moved_to_another_address_keeps_its_keys_under_a_new_incarnation",
+            config::a_data_dir_moved_to_another_address_keeps_its_keys_under_a_new_incarnation,
         ),
     ];
     trials.extend(diskfull::trials());
