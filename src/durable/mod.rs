@@ -2,7 +2,7 @@
 //!
 //! The state lives in `DATA_DIR/db`, a [fjall] database (an LSM tree with
 //! a checksummed journal) with two keyspaces: `data`, every key's winning
-//! version (tombstones included, see [`codec`]), and `meta`, the rest of
+//! version (tombstones included, laid out by `codec.rs`), and `meta`, the rest of
 //! the replica's state ([`Saved`](crate::replica::saved::Saved)) and a
 //! record of the last run. After every step of the replica the node saves
 //! what changed as one atomic batch ([`Disk::save`]); answers to clients

@@ -27,9 +27,11 @@
 //! - `transfer.rs`: copying another replica's state, a page at a time.
 //! - `membership.rs`: operator and DNS view changes, stamped and relayed.
 //! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
+//! - `saved.rs`: what a replica with a disk keeps there, and its restore.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
 //!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
-//!   `sim_lifetime.rs` (the long life of a store), readable scenarios in
+//!   `sim_lifetime.rs` (the long life of a store), `sim_disk.rs` (crashes
+//!   that keep the disk), readable scenarios in
 //!   `sim/scripts/`), `regressions.rs` (interleavings once found wrong).
 //!
 //! # How a write travels
@@ -94,8 +96,10 @@
 //!
 //! # Implementation caveats
 //!
-//! - State lives in memory. A restarted replica is a new incarnation with
-//!   an empty store that copies the state of a live member.
+//! - Without a disk, state lives in memory: a restarted replica is a new
+//!   incarnation with an empty store that copies the state of a live
+//!   member. With one, the driver saves every step and a restarted replica
+//!   is restored as the same incarnation ([`saved`]).
 //! - Views are decided locally: under a partial partition two replicas may
 //!   disagree about a third until the links heal.
 //! - A replica cut off for longer than the suspect timeout serves what it
