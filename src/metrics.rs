@@ -15,6 +15,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::durable::Disk;
 use crate::replica::Stats;
 
 /// Latency buckets, in seconds: from 100 µs to the causal wait and beyond.
@@ -32,6 +33,10 @@ pub struct Metrics {
     pub latency: HistogramVec,
     keys: IntGauge,
     tombstones: IntGauge,
+    disk_bytes: IntGauge,
+    disk_free: IntGauge,
+    durable_batch: IntGauge,
+    syncs: IntCounter,
     buffered: IntGauge,
     view_size: IntGauge,
     synced: IntGauge,
@@ -86,6 +91,22 @@ impl Metrics {
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let metrics = Metrics {
             keys: gauge("causalkv_keys", "Live keys stored"),
+            disk_bytes: gauge(
+                "causalkv_disk_bytes",
+                "Bytes the durable state takes under DATA_DIR (0 without one)",
+            ),
+            disk_free: gauge(
+                "causalkv_disk_free_bytes",
+                "Free bytes on the file system of DATA_DIR (0 without one)",
+            ),
+            durable_batch: gauge(
+                "causalkv_durable_batch",
+                "Number of the last batch of changes known durable on disk",
+            ),
+            syncs: counter(
+                "causalkv_disk_syncs_total",
+                "Journal syncs (each covers every write waiting for it)",
+            ),
             tombstones: gauge("causalkv_tombstones", "Tombstones of deleted keys held"),
             buffered: gauge(
                 "causalkv_delivery_buffer_writes",
@@ -163,6 +184,10 @@ impl Metrics {
             Box::new(metrics.ready.clone()),
             Box::new(metrics.suspects.clone()),
             Box::new(metrics.clock_entries.clone()),
+            Box::new(metrics.disk_bytes.clone()),
+            Box::new(metrics.disk_free.clone()),
+            Box::new(metrics.durable_batch.clone()),
+            Box::new(metrics.syncs.clone()),
             Box::new(metrics.retired.clone()),
             Box::new(metrics.writes_issued.clone()),
             Box::new(metrics.writes_applied.clone()),
@@ -224,8 +249,15 @@ impl Metrics {
     }
 
     /// The metrics in the Prometheus text format, with the replica's
-    /// figures as of `stats`.
-    pub fn render(&self, stats: &Stats) -> String {
+    /// figures as of `stats` and its disk's, if it has one.
+    pub fn render(&self, stats: &Stats, disk: Option<&Disk>) -> String {
+        if let Some(disk) = disk {
+            let status = disk.status();
+            self.disk_bytes.set(disk.disk_bytes() as i64);
+            self.disk_free.set(status.free.min(i64::MAX as u64) as i64);
+            self.durable_batch.set(status.durable as i64);
+            catch_up(&self.syncs, status.syncs);
+        }
         self.keys.set(stats.keys as i64);
         self.tombstones.set(stats.tombstones as i64);
         self.buffered.set(stats.buffered as i64);
@@ -283,7 +315,7 @@ mod tests {
             writes_issued: 5,
             ..Stats::default()
         };
-        let text = m.render(&stats);
+        let text = m.render(&stats, None);
         assert!(text.contains("causalkv_keys 7"), "{text}");
         for line in [
             "causalkv_suspects 1",
@@ -306,7 +338,7 @@ mod tests {
             "{text}"
         );
         m.drop_queue("10.0.0.2:8085");
-        assert!(!m.render(&stats).contains("10.0.0.2:8085"));
+        assert!(!m.render(&stats, None).contains("10.0.0.2:8085"));
     }
 
     #[test]
@@ -319,7 +351,7 @@ mod tests {
         m.record_request(KV_ROUTE, "GET", 404, ms);
         m.record_request(KV_ROUTE, "PATCH", 404, ms);
         m.record_request("/health", "GET", 200, ms);
-        let text = m.render(&Stats::default());
+        let text = m.render(&Stats::default(), None);
         for line in [
             r#"causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="201"} 3"#,
             r#"causalkv_http_requests_total{method="GET",route="/key-value-store/{key}",status="404"} 1"#,

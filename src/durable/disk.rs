@@ -53,6 +53,8 @@ pub struct Status {
     /// Free bytes on the data directory's file system, when last looked
     /// (less what was written since).
     pub free: u64,
+    /// Journal syncs made (under `fsync`).
+    pub syncs: u64,
 }
 
 /// Stops the process: a write to the data directory failed (see the
@@ -208,6 +210,7 @@ impl Disk {
         let (publish, status) = watch::channel(Status {
             free,
             durable: last,
+            syncs: 0,
         });
         let shared = Arc::new(Shared {
             dir,

@@ -131,7 +131,10 @@ impl Syncer {
             .map_err(std::io::Error::other)
             .and_then(|()| self.sync_journal())
         {
-            Ok(()) => self.shared.durable(target),
+            Ok(()) => {
+                self.shared.publish.send_modify(|s| s.syncs += 1);
+                self.shared.durable(target);
+            }
             Err(error) => fail_stop(&self.shared.dir, &error),
         }
     }

@@ -83,5 +83,5 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
     let stats = node.read_replica(|replica| replica.stats());
     HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
-        .body(node.metrics.render(&stats))
+        .body(node.metrics.render(&stats, node.disk()))
 }
