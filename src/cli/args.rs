@@ -319,6 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn write_concerns_are_checked_on_the_command_line() {
+        assert_eq!(
+            parse(&["--w", "Majority", "put", "k", "1"])
+                .unwrap()
+                .w
+                .as_deref(),
+            Some("majority")
+        );
+        assert_eq!(
+            parse(&["put", "k", "1", "--w", "2"]).unwrap().w.as_deref(),
+            Some("2")
+        );
+        assert_eq!(parse(&["get", "k"]).unwrap().w, None);
+        for bad in ["0", "most", ""] {
+            assert!(parse(&["--w", bad, "put", "k", "1"]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn string_forces_a_string_and_null_is_refused() {
         assert_eq!(parse_value("1", true).unwrap(), json!("1"));
         assert_eq!(parse_value("null", true).unwrap(), json!("null"));

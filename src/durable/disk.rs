@@ -34,7 +34,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::watch;
 
 use super::codec::encode;
-use super::layout::{clock_key, Durability, BATCH, DATA, META, REPLICA};
+use super::layout::{clock_key, free_space, Durability, BATCH, DATA, META, REPLICA};
 use crate::causal::VectorClock;
 use crate::replica::Replica;
 
@@ -195,7 +195,7 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Starts the sync thread on opened `handles`. `established` says the
+    /// Starts the sync thread (with `spawn`) on opened `handles`. `established` says the
     /// database already mirrors the replica's store (a restored replica);
     /// `last` is the number of the last batch on disk: numbers go on from
     /// there.
@@ -205,8 +205,9 @@ impl Disk {
         handles: Handles,
         established: bool,
         last: u64,
+        spawn: impl FnOnce(Arc<Shared>) -> JoinHandle<()>,
     ) -> Disk {
-        let free = super::sync::free_space(&dir);
+        let free = free_space(&dir);
         let (publish, status) = watch::channel(Status {
             free,
             durable: last,
@@ -229,7 +230,7 @@ impl Disk {
             wake: Condvar::new(),
             on_durable: OnceLock::new(),
         });
-        let thread = super::sync::spawn(shared.clone());
+        let thread = spawn(shared.clone());
         Disk {
             shared,
             status,

@@ -87,3 +87,11 @@ impl Run {
         serde_json::to_vec(self).expect("the run record prints")
     }
 }
+
+/// Free bytes on the file system of `dir` (`u64::MAX` if it cannot tell).
+pub(super) fn free_space(dir: &std::path::Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+        Err(_) => u64::MAX,
+    }
+}

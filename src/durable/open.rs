@@ -133,7 +133,14 @@ pub fn open(
         .map_err(|e| fail(&path, format!("cannot write: {e}")))?;
     let established = restored.is_some();
     Ok(Opened {
-        disk: Disk::start(dir.to_path_buf(), mode, handles, established, last),
+        disk: Disk::start(
+            dir.to_path_buf(),
+            mode,
+            handles,
+            established,
+            last,
+            super::sync::spawn,
+        ),
         restored,
     })
 }

@@ -21,18 +21,10 @@ use std::time::{Duration, Instant};
 use fjall::PersistMode;
 
 use super::disk::{fail_stop, Shared};
-use super::layout::{Durability, Run, DB, RUN, SYNCED};
+use super::layout::{free_space, Durability, Run, DB, RUN, SYNCED};
 
 /// How often free space is looked at when nothing happens.
 const IDLE: Duration = Duration::from_millis(500);
-
-/// Free bytes on the file system of `dir` (`u64::MAX` if it cannot tell).
-pub(super) fn free_space(dir: &Path) -> u64 {
-    match rustix::fs::statvfs(dir) {
-        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
-        Err(_) => u64::MAX,
-    }
-}
 
 pub(super) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
     std::thread::Builder::new()

@@ -13,6 +13,7 @@
 mod common;
 
 mod client;
+mod concern;
 mod config;
 mod crash;
 mod damage;
@@ -34,6 +35,10 @@ fn trial(name: &'static str, test: fn()) -> Trial {
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let mut trials = vec![
+        trial(
+            "concern::a_write_waits_for_its_concern_and_is_kept_when_it_is_not_met",
+            concern::a_write_waits_for_its_concern_and_is_kept_when_it_is_not_met,
+        ),
         trial(
             "crash::all_replicas_killed_at_once_mid_load_three_rounds",
             crash::all_replicas_killed_at_once_mid_load_three_rounds,
