@@ -1,11 +1,15 @@
 //! The fault-injection suite: real replicas in network namespaces, client
 //! sessions hopping between them, a seeded nemesis (partitions, one-way
-//! cuts, crashes, restarts, pauses, replicas added and removed, and one
+//! cuts, crashes, restarts, pauses, replicas added and removed, one
 //! long-lived fault per run: a churn of restarts, a replica removed for
-//! good, an eviction and re-add, a DNS change), then heal, settle, read
-//! every key everywhere, and check the whole history for causal+ anomalies,
-//! divergence, lost writes and deleted values coming back, and the store
-//! for tombstones left uncollected and metadata beyond its bound.
+//! good, an eviction and re-add, a DNS change; and in every run, since
+//! every replica keeps its state in a `DATA_DIR` of its own: every replica
+//! killed at once and started again on its disk, and one replica's disk
+//! deleted), then heal, settle, read every key everywhere, and check the
+//! whole history for causal+ anomalies, divergence, lost writes (a crash
+//! that kept the replica's disk excuses none), deleted values coming back
+//! and identities that changed across a restart on a kept disk, and the
+//! store for tombstones left uncollected and metadata beyond its bound.
 //!
 //! ```text
 //! cargo test --test fault                       # CI: fixed + random seeds, ~3 min
@@ -29,6 +33,8 @@
 
 #[path = "fault/checker.rs"]
 mod checker;
+#[path = "fault/durability.rs"]
+mod durability;
 #[path = "fault/harness.rs"]
 mod harness;
 #[path = "fault/lifetime.rs"]

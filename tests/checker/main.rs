@@ -5,12 +5,15 @@
 //! brought back by a new put, failed writes, writes lost in a crash) pass,
 //! and a long history from a simulated causal+ store passes while mutated
 //! copies (a stale read, a replica that disagrees, a replica that forgets a
-//! delete) do not.
+//! delete) do not. Crashes that kept the replica's state (its DATA_DIR)
+//! excuse nothing, a lost disk excuses only what no other replica held,
+//! and identities must survive a restart on the kept state.
 //!
 //! This file holds the history builder and the expectations; the tests are
 //! grouped by theme: `clean.rs` (legitimate histories, failed writes),
 //! `anomalies.rs` (one history per anomaly kind), `resurrection.rs`
-//! (deleted values coming back), `output.rs` (availability, printing,
+//! (deleted values coming back), `durability.rs` (crashes with and without
+//! the replica's disk, identities), `output.rs` (availability, printing,
 //! JSON), `sim.rs` (a simulated causal+ store and its long histories).
 
 #[path = "../fault/checker.rs"]
@@ -18,13 +21,14 @@ mod checker;
 
 mod anomalies;
 mod clean;
+mod durability;
 mod output;
 mod resurrection;
 mod sim;
 
 use checker::{
     check, AnomalyKind, Crash, FinalRead, History, Op, OpKind, OpResult, PartitionWindow, Ratio,
-    Report,
+    Report, Restart,
 };
 
 /// Builds histories: each op gets the next id and a fresh 10 us slot,
@@ -129,11 +133,39 @@ impl Builder {
         )
     }
 
+    /// A crash that loses the replica's state (no disk, or its disk
+    /// deleted): what only it held may be gone.
     fn crash(&mut self, replica: usize) {
         self.t += 10;
         self.h.crashes.push(Crash {
             replica,
             at_us: self.t,
+            kept_state: false,
+        });
+    }
+
+    /// `replicas` killed at one instant and started again on the state
+    /// they kept (DATA_DIR): nothing they acknowledged may be gone.
+    fn crash_kept(&mut self, replicas: &[usize]) {
+        self.t += 10;
+        for &replica in replicas {
+            self.h.crashes.push(Crash {
+                replica,
+                at_us: self.t,
+                kept_state: true,
+            });
+        }
+    }
+
+    /// Replica `replica`'s identity before and after a restart.
+    fn restart(&mut self, replica: usize, kept_state: bool, before: &str, after: &str) {
+        self.t += 10;
+        self.h.restarts.push(Restart {
+            replica,
+            at_us: self.t,
+            kept_state,
+            before: before.into(),
+            after: after.into(),
         });
     }
 

@@ -182,14 +182,34 @@ fn a_delete_lost_in_a_crash_may_let_its_value_return() {
     expect_clean(&b.check());
 
     // A crash after the read does not excuse it (the final value is
-    // excused: the delete may have died with its replica afterwards).
+    // excused: the delete may have died with its replica afterwards, since
+    // no other replica is known to have held it).
+    let mut b = Builder::default();
+    let a = b.put(0, 0, "x", "a");
+    let d = b.del(0, 1, "x");
+    let read = b.get(0, 1, "x", Some("a"));
+    b.crash(1);
+    b.finals(&[0, 2], "x", Some("a"));
+    expect_resurrection(&b.check(), &[a, d, read]);
+
+    // Read at replica 2, which answered with the delete in the session's
+    // context, so it held the delete and kept it: the final value is a
+    // resurrection too.
     let mut b = Builder::default();
     let a = b.put(0, 0, "x", "a");
     let d = b.del(0, 1, "x");
     let read = b.get(0, 2, "x", Some("a"));
     b.crash(1);
     b.finals(&[0, 2], "x", Some("a"));
-    expect_resurrection(&b.check(), &[a, d, read]);
+    let report = b.check();
+    assert_eq!(report.count(AnomalyKind::Resurrection), 2, "{report}");
+    assert_eq!(report.anomalies.len(), 2, "{report}");
+    expect(&report, AnomalyKind::Resurrection, &[a, d, read]);
+    let last = report.anomalies.last().unwrap();
+    assert!(
+        last.explanation.contains("had reached replica 2 (#2"),
+        "{report}"
+    );
 }
 
 #[test]

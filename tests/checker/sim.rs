@@ -1,6 +1,7 @@
 //! A simulated causal+ store: its long histories pass, and mutated copies
 //! (a stale read, a replica that disagrees, a replica that forgets a
-//! delete) are caught.
+//! delete, a write forgotten across a crash of every replica that kept its
+//! disk) are caught.
 
 use std::collections::HashMap;
 
@@ -332,6 +333,72 @@ fn a_replica_that_forgets_a_delete_is_caught() {
     );
     assert_eq!(report.count(AnomalyKind::Divergence), 1, "{report}");
     assert!(!report.convergence_ok);
+}
+
+#[test]
+fn a_write_lost_when_every_replica_crashed_with_its_disk_is_caught() {
+    let history = Sim::new(13, 3).run(3_000, 6, 8);
+    let crash_all = |h: &mut History, at_us: u64, kept_state: bool| {
+        for replica in 0..3 {
+            h.crashes.push(Crash {
+                replica,
+                at_us,
+                kept_state,
+            });
+        }
+    };
+    // Every replica killed at once halfway and started again on its disk:
+    // the simulated store loses nothing, so the history stays clean.
+    let mut kept = history.clone();
+    let mid = kept.ops[kept.ops.len() / 2].invoked_us;
+    crash_all(&mut kept, mid, true);
+    expect_clean(&check(&kept));
+
+    // A key whose final value a session wrote after an older value of its
+    // own: the store forgets the newer put and ends with the older value.
+    let mut own: HashMap<(usize, String), String> = HashMap::new();
+    let mut target = None;
+    for op in &history.ops {
+        let (OpKind::Put { value }, OpResult::Written) = (&op.kind, &op.result) else {
+            continue;
+        };
+        let older = own.insert((op.session, op.key.clone()), value.clone());
+        let final_here = history
+            .final_reads
+            .iter()
+            .filter(|f| f.key == op.key)
+            .all(|f| f.value.as_ref() == Some(value));
+        if let (Some(older), true) = (older, final_here) {
+            target = Some((op.id, op.key.clone(), older));
+        }
+    }
+    let (lost, key, older) = target.expect("the simulation produces such a key");
+    let mut broken = history.clone();
+    for f in broken.final_reads.iter_mut().filter(|f| f.key == key) {
+        f.value = Some(older.clone());
+    }
+    let end = broken
+        .ops
+        .iter()
+        .filter_map(|o| o.completed_us)
+        .max()
+        .unwrap()
+        + 1;
+
+    // The disks were kept: the forgotten put is a lost write.
+    let mut with_disks = broken.clone();
+    crash_all(&mut with_disks, end, true);
+    let report = check(&with_disks);
+    expect(&report, AnomalyKind::LostWrite, &[lost]);
+    assert!(report.lost_to_crash.is_empty(), "{report}");
+
+    // Every replica lost its state: anything may be gone, nothing is
+    // flagged, and the put is listed as lost to the crash.
+    let mut without = broken.clone();
+    crash_all(&mut without, end, false);
+    let report = check(&without);
+    assert_eq!(report.count(AnomalyKind::LostWrite), 0, "{report}");
+    assert!(report.lost_to_crash.contains(&lost), "{report}");
 }
 
 /// `cargo test --release --test checker -- --ignored --nocapture` times a

@@ -86,16 +86,34 @@
 //! * **Lost writes**: an acknowledged put that is not the final value though
 //!   the final value's write is hb-before it, or the final value is absent
 //!   while every delete of the key is hb-before it (LostWrite, reported for
-//!   the latest such puts). A put whose replica crashed after acknowledging
-//!   it is excused and listed in [`Report::lost_to_crash`] instead.
-//! * **Crashes excuse client reads too.** A write whose replica crashed
-//!   after acknowledging it and before a read completed may be gone by the
-//!   time of that read, even though the read's session depends on it: once
-//!   the store has retired the crashed incarnation, a context naming the
-//!   write is satisfied rather than refused (SPEC: incarnations that are
-//!   gone are retired). Client reads therefore ignore such writes when they
-//!   ask what must be visible (stale reads, absences, resurrections); an
-//!   eviction from the view is recorded as a crash for the same reason.
+//!   the latest such puts). A write is excused, and a lost put listed in
+//!   [`Report::lost_to_crash`] instead, only when its replica *lost its
+//!   state* after acknowledging it (a crash that did not keep its
+//!   `DATA_DIR`: a replica without a disk, a disk deleted, an eviction
+//!   that ends with a copy of the state, a replica never started again)
+//!   and no replica that kept its state is known to have held it. An
+//!   operation answered at another replica before the loss, with the write
+//!   in its causal past, shows that replica had applied it (a replica
+//!   serves a request only once it has applied its context); unless that
+//!   replica lost its state later too, the write must survive. A crash
+//!   that kept the state (SIGKILL or SIGTERM, started again on the same
+//!   `DATA_DIR`; [`Crash::kept_state`]) excuses nothing: acknowledged
+//!   means on disk, so after every replica is killed at once and started
+//!   again, every acknowledged write is still there.
+//! * **Lost state excuses client reads too.** A write whose replica lost
+//!   its state after acknowledging it and before a read completed may be
+//!   gone by the time of that read, even though the read's session depends
+//!   on it: once the store has retired the crashed incarnation, a context
+//!   naming the write is satisfied rather than refused (SPEC: incarnations
+//!   that are gone are retired), and the replicas that hold the write may
+//!   not have passed it on yet. Client reads therefore ignore such writes
+//!   when they ask what must be visible (stale reads, absences,
+//!   resurrections); an eviction from the view is recorded as such a crash
+//!   for the same reason. A crash that kept the state excuses no read: the
+//!   incarnation is not gone, and a replica must wait for its writes.
+//! * **Incarnation**: a replica stopped and started again on the state it
+//!   kept comes back under the same identity; one that lost its state
+//!   comes back under a new one ([`History::restarts`]).
 //! * **Availability**: the share of operations answered (not Failed),
 //!   overall and per partition side during each partition window.
 //!
@@ -105,8 +123,10 @@
 //! the store's real causal order (absent reads and failed deletes create no
 //! edges, so a session that found a key absent and later reads its old value
 //! again is not flagged unless a delete it depends on is known), the
-//! tie-break rule is unknown, and a write whose replica crashed is excused
-//! from everything that would need it to survive. Memory is
+//! tie-break rule is unknown, and a write whose replica lost its state is
+//! excused from everything that would need it to survive unless a replica
+//! that kept its state is known to have held it (only answered operations
+//! show that; a write passed on silently is excused all the same). Memory is
 //! O(successful ops x sessions).
 //!
 //! # Layout
@@ -214,14 +234,40 @@ pub struct FinalRead {
     pub at_us: u64,
 }
 
-/// A replica was killed, or evicted from the view (its unreplicated writes
-/// may be lost).
+/// A replica was killed, evicted from the view, or lost its disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Crash {
     /// The replica killed or evicted.
     pub replica: usize,
     /// When.
     pub at_us: u64,
+    /// Whether the replica came back with everything it had: stopped
+    /// (SIGKILL or SIGTERM) and started again on the `DATA_DIR` it kept.
+    /// Such a crash excuses nothing. Otherwise (no disk, its disk deleted,
+    /// evicted and given a copy of the state when it came back, or never
+    /// started again) the writes only it held may be lost. Histories saved
+    /// before replicas had disks lack the field: their crashes lost state.
+    #[serde(default)]
+    pub kept_state: bool,
+}
+
+/// A replica's identity (`address#incarnation`) before it was stopped and
+/// once it was back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// The replica.
+    pub replica: usize,
+    /// When it was stopped (the first stop since its identity was seen).
+    pub at_us: u64,
+    /// Whether every stop in between kept its state (its `DATA_DIR`): then
+    /// it must come back under the same identity; otherwise under a new
+    /// one (a replica that lost what it wrote must not issue its event ids
+    /// again).
+    pub kept_state: bool,
+    /// Its identity before.
+    pub before: String,
+    /// Its identity once it was ready again.
+    pub after: String,
 }
 
 /// A network partition between `start_us` and `end_us`.
@@ -244,6 +290,9 @@ pub struct History {
     pub final_reads: Vec<FinalRead>,
     /// Crashes the nemesis caused.
     pub crashes: Vec<Crash>,
+    /// Identities before and after restarts.
+    #[serde(default)]
+    pub restarts: Vec<Restart>,
     /// Partitions the nemesis caused.
     pub partitions: Vec<PartitionWindow>,
 }
@@ -356,10 +405,18 @@ struct Ctx<'a> {
     /// For read nodes: the node read from, NONE if absent or unknown.
     rf: Vec<u32>,
     keys: Vec<KeyIndex>,
-    /// Crash times of each replica, in order.
+    /// Times each replica lost its state (crashes that did not keep it),
+    /// in order.
     crashes: HashMap<usize, Vec<u64>>,
-    /// Per node: lost by the end (its replica crashed after acknowledging it).
+    /// Times each replica crashed and kept its state, in order.
+    kept_crashes: HashMap<usize, Vec<u64>>,
+    /// Per node: may be lost by the end (its replica lost its state after
+    /// acknowledging it, and it had not reached a replica that kept it).
     excused: Vec<bool>,
+    /// Per node: an operation answered at another replica, with the node in
+    /// its causal past, before the node's replica lost its state, at a
+    /// replica that did not lose its state afterwards (NONE if none).
+    held_by: Vec<u32>,
     searches_left: Cell<usize>,
 }
 
@@ -374,6 +431,7 @@ pub fn check(h: &History) -> Report {
     let mut lost_to_crash = BTreeSet::new();
     let (unconverged, finals) = ctx.check_finals(&built.writer_of, &mut found, &mut lost_to_crash);
     ctx.check_arbitration(rankings, &finals, &mut found);
+    check_restarts(h, &mut found);
     let availability = report::availability(h, &answered(&built.class));
     let anomalies = anomalies(h, found);
     Report {
@@ -412,6 +470,29 @@ fn check_reads(ctx: &Ctx<'_>, class: &[Class<'_>], found: &mut Vec<Found>) -> Ve
     rankings
 }
 
+/// Identities across restarts: the same after stops that kept the state,
+/// a new one after any stop that lost it.
+fn check_restarts(h: &History, found: &mut Vec<Found>) {
+    for r in &h.restarts {
+        let explanation = match (r.kept_state, r.before == r.after) {
+            (true, false) => format!(
+                "replica {} was stopped at {}us and started again on the state it kept (DATA_DIR), but came back as {}, not {}: a new incarnation, which does not hold what the old one acknowledged",
+                r.replica, r.at_us, r.after, r.before
+            ),
+            (false, true) => format!(
+                "replica {} lost its state at {}us (its DATA_DIR deleted) but came back under its old identity {}: it may issue event ids that writes already have",
+                r.replica, r.at_us, r.before
+            ),
+            _ => continue,
+        };
+        found.push(Found {
+            kind: AnomalyKind::Incarnation,
+            ops: Vec::new(),
+            explanation,
+        });
+    }
+}
+
 /// Per operation: whether it was answered (for availability).
 fn answered(class: &[Class<'_>]) -> Vec<bool> {
     class
@@ -446,5 +527,8 @@ fn stats(h: &History, built: &build::Built<'_>, availability: &Availability) -> 
         keys: built.ctx.keys.len(),
         final_reads: h.final_reads.len(),
         reads_from: built.reads_from,
+        crashes_kept_state: h.crashes.iter().filter(|c| c.kept_state).count(),
+        crashes_lost_state: h.crashes.iter().filter(|c| !c.kept_state).count(),
+        restarts: h.restarts.len(),
     }
 }

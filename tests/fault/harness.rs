@@ -6,15 +6,22 @@
 //!
 //! Every fault goes through a [`Stage`], so that the bookkeeping a fault
 //! needs is done the same way each time: a replica that is killed or
-//! evicted is recorded as a crash (its unreplicated writes may be lost), a
-//! replica the sessions must not use leaves their targets before it goes
-//! and comes back only once it is ready, and in runs whose replicas find
-//! each other by DNS the name lists exactly the members after every change.
+//! evicted is recorded as a crash, saying whether it kept its state (every
+//! replica keeps it in a `DATA_DIR` of its own: a replica killed and
+//! started again on it loses nothing) or lost it (its disk deleted, evicted
+//! and given a copy of the state, never started again: its unreplicated
+//! writes may be lost); a replica stopped and started again has its
+//! identity checked once it is back (the same on its kept state, a new one
+//! without it); a replica the sessions must not use leaves their targets
+//! before it goes and comes back only once it is ready, and in runs whose
+//! replicas find each other by DNS the name lists exactly the members
+//! after every change.
 //!
 //! The HTTP helpers here are the harness's own probes (readiness, `/health`,
 //! the view API); the sessions have their own client and never share it.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 use serde_json::{json, Value};
 
-use super::checker::{Crash, PartitionWindow};
+use super::checker::{Crash, PartitionWindow, Restart};
 use super::netns::NetnsCluster;
 use super::workload::Shared;
 
@@ -63,6 +70,15 @@ pub struct Stage<'a> {
     pub crashes: Vec<Crash>,
     /// Partitions, and when.
     pub partitions: Vec<PartitionWindow>,
+    /// The identity (`address#incarnation`) each slot last reported.
+    pub ids: BTreeMap<usize, String>,
+    /// Slots stopped since their identity was last seen: when, and whether
+    /// every stop kept the state.
+    pub stopped: BTreeMap<usize, (u64, bool)>,
+    /// Identities before and after each restart, once seen.
+    pub restarts: Vec<Restart>,
+    /// Keys the nemesis's own probe writes use (read at the end too).
+    pub probe_keys: Vec<String>,
 }
 
 impl Stage<'_> {
@@ -87,16 +103,117 @@ impl Stage<'_> {
         let _ = writeln!(self.log, "           -> {line}");
     }
 
-    /// Records that slot `i`'s unreplicated writes may be lost from now on.
-    pub fn record_crash(&mut self, i: usize) {
+    /// Records that slot `i` crashed or was evicted: it keeps what it
+    /// acknowledged (`kept_state`: it starts again on its `DATA_DIR`), or
+    /// its unreplicated writes may be lost from now on.
+    pub fn record_crash(&mut self, i: usize, kept_state: bool) {
         let at_us = self.now_us();
-        self.crashes.push(Crash { replica: i, at_us });
+        self.crashes.push(Crash {
+            replica: i,
+            at_us,
+            kept_state,
+        });
     }
 
-    /// SIGKILL, recorded.
+    /// Records that slot `i` was stopped and will be started again, on the
+    /// state it kept or without it; the identity it comes back under is
+    /// checked once it is seen again ([`Stage::learn_identity`]).
+    pub fn record_stop(&mut self, i: usize, kept_state: bool) {
+        self.record_crash(i, kept_state);
+        let at_us = self.now_us();
+        if self.ids.contains_key(&i) {
+            let entry = self.stopped.entry(i).or_insert((at_us, true));
+            entry.1 &= kept_state;
+        }
+    }
+
+    /// SIGKILL; it will be started again on the state it kept.
     pub fn crash(&mut self, i: usize) {
         self.cluster.crash(i);
-        self.record_crash(i);
+        self.record_stop(i, true);
+    }
+
+    /// SIGKILL, and it is never started again on that state: what only it
+    /// held may be lost. Its `DATA_DIR` is deleted, as an operator who
+    /// removes a replica deletes its data, so that a replica added later in
+    /// the slot starts afresh.
+    pub fn crash_for_good(&mut self, i: usize) -> Result<(), String> {
+        self.cluster.crash(i);
+        self.record_crash(i, false);
+        self.stopped.remove(&i);
+        self.ids.remove(&i);
+        self.cluster.wipe_state(i)
+    }
+
+    /// Slot `i` reported identity `id`: if it was stopped since its last
+    /// one, the restart is recorded for the checker (which wants the same
+    /// identity after stops that kept the state, a new one otherwise).
+    pub fn learn_identity(&mut self, i: usize, id: String) {
+        let before = self.ids.insert(i, id.clone());
+        let Some((at_us, kept_state)) = self.stopped.remove(&i) else {
+            return;
+        };
+        if let Some(before) = before {
+            self.restarts.push(Restart {
+                replica: i,
+                at_us,
+                kept_state,
+                before,
+                after: id,
+            });
+        }
+    }
+
+    /// Polls until slot `i`, just started again, is ready
+    /// ([`Stage::wait_ready`]) and notes under the current fault the
+    /// identity it came back under.
+    pub async fn wait_back(&mut self, i: usize) -> Result<(), String> {
+        let seen = self.restarts.len();
+        self.wait_ready(i).await?;
+        let line = self.restarts[seen..]
+            .iter()
+            .find(|r| r.replica == i)
+            .map(|r| {
+                let (before, after) = (&r.before, &r.after);
+                match (r.kept_state, before == after) {
+                    (true, true) => {
+                        format!("replica {i} is back as {after}, its identity unchanged")
+                    }
+                    (false, false) => {
+                        format!("replica {i} is back as a new incarnation, {after} (was {before})")
+                    }
+                    (true, false) => format!(
+                        "replica {i} is back as {after}, NOT {before}, though it kept its state"
+                    ),
+                    (false, true) => {
+                        format!("replica {i} is back as {after} though it lost its state")
+                    }
+                }
+            });
+        if let Some(line) = line {
+            self.detail(line);
+        }
+        Ok(())
+    }
+
+    /// Asks every member stopped since its identity was last seen for its
+    /// identity now, and records the restarts (see [`Stage::learn_identity`]).
+    pub async fn check_identities(&mut self) {
+        let waiting: Vec<usize> = self
+            .stopped
+            .keys()
+            .copied()
+            .filter(|i| self.members.contains(i))
+            .collect();
+        for i in waiting {
+            let id = self.health(i).await.and_then(|h| identity(&h));
+            match id {
+                Some(id) => self.learn_identity(i, id),
+                None => self.note(format!(
+                    "the identity of replica {i} could not be read after its restart"
+                )),
+            }
+        }
     }
 
     /// A member picked at random.
@@ -186,19 +303,23 @@ impl Stage<'_> {
     }
 
     /// Polls until slot `i` is ready: its readiness endpoint answers 200
-    /// (or, for a binary without one, `/health` does).
-    pub async fn wait_ready(&self, i: usize) -> Result<(), String> {
+    /// (or, for a binary without one, `/health` does). The identity it
+    /// reports is learnt ([`Stage::learn_identity`]).
+    pub async fn wait_ready(&mut self, i: usize) -> Result<(), String> {
         let host = self.cluster.address(i);
         self.cluster.check_target(&host);
         let deadline = Instant::now() + READY_DEADLINE;
         while Instant::now() < deadline {
             let ready = causalkv::client::raw(&self.http, &host, Method::GET, "/ready", None).await;
-            let ok = match ready {
-                Ok(r) if r.status == 404 => self.health(i).await.is_some(),
-                Ok(r) => r.status == 200,
-                Err(_) => false,
+            let ready = match ready {
+                Ok(r) if r.status == 404 => self.health(i).await,
+                Ok(r) if r.status == 200 => Some(r.body),
+                _ => None,
             };
-            if ok {
+            if let Some(body) = ready {
+                if let Some(id) = identity(&body) {
+                    self.learn_identity(i, id);
+                }
                 return Ok(());
             }
             sleep_ms(100).await;
@@ -207,6 +328,11 @@ impl Stage<'_> {
             "replica {i} ({host}) did not become ready within {READY_DEADLINE:?}; see its log"
         ))
     }
+}
+
+/// The replica id in a `/ready` or `/health` body.
+fn identity(body: &Value) -> Option<String> {
+    body.get("replica")?.as_str().map(str::to_string)
 }
 
 /// Sleeps `ms` milliseconds without blocking the sessions.

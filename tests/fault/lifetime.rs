@@ -23,14 +23,16 @@
 //! deleted value back shows up there as a Resurrection.
 //!
 //! A replica that is cut off and evicted (or dropped from DNS) is recorded
-//! as a crash twice: once it is out of the store, because the others may
-//! then retire its incarnation and stop waiting for the writes it could not
-//! pass on; and when it is added back, because the copy of the state it
-//! then takes may drop them (a request that was still in flight to it when
-//! it was cut off may have been acknowledged in between). Every stop in
-//! a churn is recorded as a crash too, SIGTERM included: a graceful stop
-//! hands its writes to one live peer, which the next step of the churn may
-//! kill, so their loss is not a bug the history could prove.
+//! as a crash that lost its state twice: once it is out of the store,
+//! because the others may then retire its incarnation and stop waiting for
+//! the writes it could not pass on; and when it is added back, because the
+//! copy of the state it then takes may drop them (a request that was still
+//! in flight to it when it was cut off may have been acknowledged in
+//! between). A replica removed for good is killed and never started again:
+//! what only it held may be lost. Every stop in a churn, SIGKILL or
+//! SIGTERM, is recorded as a crash that kept the state: the replica starts
+//! again on its `DATA_DIR`, so nothing it acknowledged may be lost, and it
+//! must come back under the same identity.
 
 use std::time::{Duration, Instant};
 
@@ -98,7 +100,7 @@ pub async fn inject(
     match fault {
         Lifetime::Churn => churn(stage, rng).await,
         Lifetime::RemoveForGood => {
-            remove_for_good(stage, rng);
+            remove_for_good(stage, rng)?;
             stage.publish_dns()
         }
         Lifetime::EvictAndReadd => away_and_back(stage, rng, Lifetime::EvictAndReadd).await,
@@ -107,7 +109,7 @@ pub async fn inject(
 }
 
 /// Kills a member for good: it is never restarted and its slot not reused.
-fn remove_for_good(stage: &mut Stage<'_>, rng: &mut StdRng) {
+fn remove_for_good(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), String> {
     let victim = stage.pick_member(rng);
     stage.note(format!(
         "remove replica {victim} for good (SIGKILL; never restarted, its slot not reused)"
@@ -115,7 +117,7 @@ fn remove_for_good(stage: &mut Stage<'_>, rng: &mut StdRng) {
     stage.stop_targeting(victim);
     stage.members.retain(|&m| m != victim);
     stage.retired.push(victim);
-    stage.crash(victim);
+    stage.crash_for_good(victim)
 }
 
 /// Cuts a member off and takes it out of the store (a view `DELETE`, or
@@ -169,7 +171,7 @@ async fn away_and_back(
             "view DELETE of replica {victim} at {via}: {answer:?}"
         ));
     }
-    stage.record_crash(victim);
+    stage.record_crash(victim, false);
     let left = tombstones(stage).await;
     sleep_ms(away.as_millis() as u64).await;
     let before_return = tombstones(stage).await;
@@ -184,7 +186,7 @@ async fn away_and_back(
         end_us: stage.now_us(),
         sides,
     });
-    stage.record_crash(victim);
+    stage.record_crash(victim, false);
     stage.members.push(victim);
     stage.publish_dns()?;
     if !by_dns {
@@ -237,9 +239,9 @@ async fn churn(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), String> {
             stage.cluster.crash(victim);
             "SIGKILL".to_string()
         };
-        stage.record_crash(victim);
+        stage.record_stop(victim, true);
         stage.cluster.start(victim, &stage.members)?;
-        let ready = stage.wait_ready(victim).await;
+        let ready = stage.wait_back(victim).await;
         stage.detail(format!(
             "{step}/{restarts} at {at:.1}s: replica {victim} {how}; {} {:.1} s after the stop",
             if ready.is_ok() {

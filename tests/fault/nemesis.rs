@@ -7,7 +7,13 @@
 //! links, replicas added and removed, a crash inside a partition), with one
 //! long-lived fault per run, chosen by the seed (`lifetime.rs`: a churn of
 //! restarts, a replica removed for good, an eviction and re-add, a DNS
-//! change). Every fault adds a line to the run's log; the summary prints it.
+//! change), and with the two faults of replicas that keep their state on
+//! disk, at times drawn from the seed (`durability.rs`: every replica
+//! killed at once and started again on its disk; one replica's disk
+//! deleted). Every replica runs with a `DATA_DIR` of its own, kept across
+//! its restarts; `DURABILITY` is `os` for odd seeds and `fsync` (the
+//! default) for even ones, so the fixed seeds 1 and 2 cover both. Every
+//! fault adds a line to the run's log; the summary prints it.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -21,6 +27,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use super::checker::{self, History, PartitionWindow};
+use super::durability::{self, DiskFault};
 use super::harness::{
     sleep_ms, Stage, DNS_NAME, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
 };
@@ -62,6 +69,7 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
     let fault = Lifetime::for_seed(seed);
     let millis = |d: Duration| d.as_millis().to_string();
     let mut env = vec![
+        ("DURABILITY".to_string(), durability_mode(seed).to_string()),
         ("RUST_LOG".to_string(), "info,causalkv=debug".to_string()),
         ("CAUSAL_WAIT_MS".to_string(), CAUSAL_WAIT_MS.to_string()),
         ("FAILURE_TIMEOUT_MS".to_string(), millis(FAILURE_TIMEOUT)),
@@ -78,10 +86,31 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
         ));
     }
     let mut cluster = NetnsCluster::create(&tag, subnet, CAPACITY, binary, &log_dir, env)?;
+    let data = cluster.keep_state()?;
     let system = actix_rt::System::new();
     let mut outcome = system.block_on(drive(seed, duration, fault, &mut cluster))?;
+    if !outcome.ok {
+        if let Some(kept) = cluster.keep_state_dirs() {
+            let _ = writeln!(outcome.summary, "DATA_DIRs kept in {}", kept.display());
+        }
+    } else {
+        let _ = writeln!(
+            outcome.summary,
+            "DATA_DIRs were under {} (deleted)",
+            data.display()
+        );
+    }
     outcome.log_dir = log_dir;
     Ok(outcome)
+}
+
+/// `DURABILITY` for a run: `os` for odd seeds, `fsync` for even ones.
+fn durability_mode(seed: u64) -> &'static str {
+    if seed % 2 == 1 {
+        "os"
+    } else {
+        "fsync"
+    }
 }
 
 async fn drive(
@@ -112,6 +141,10 @@ async fn drive(
         log: String::new(),
         crashes: Vec::new(),
         partitions: Vec::new(),
+        ids: Default::default(),
+        stopped: Default::default(),
+        restarts: Vec::new(),
+        probe_keys: Vec::new(),
     };
     stage.publish_dns()?;
     for i in stage.members.clone() {
@@ -140,6 +173,21 @@ async fn drive(
     let early = fault
         .starts_early()
         .then(|| Instant::now() + Duration::from_millis(rng.random_range(1500..5000)));
+    // The faults of replicas with disks, in every run: every replica
+    // crashed at once in the first half of the faults, a disk lost in the
+    // second half (later if a long-lived fault is still playing out).
+    let window = duration.saturating_sub(Duration::from_secs(4));
+    let mut disk_faults = vec![
+        (
+            Instant::now() + window.mul_f64(rng.random_range(0.2..0.45)),
+            DiskFault::CrashAll,
+        ),
+        (
+            Instant::now() + window.mul_f64(rng.random_range(0.55..0.8)),
+            DiskFault::LoseDisk,
+        ),
+    ];
+    let mut probes = Vec::new();
     let mut injected = false;
     while Instant::now() + Duration::from_secs(4) < until {
         if !injected && early.is_some_and(|at| Instant::now() >= at) {
@@ -147,8 +195,18 @@ async fn drive(
             lifetime::inject(fault, &mut stage, &mut rng).await?;
             continue;
         }
+        if let Some(due) = disk_faults.iter().position(|&(at, _)| Instant::now() >= at) {
+            let (_, disk_fault) = disk_faults.remove(due);
+            durability::inject(disk_fault, &mut stage, &mut rng, &mut probes).await?;
+            continue;
+        }
         sleep_ms(rng.random_range(300..1500)).await;
         short_fault(&mut stage, &mut rng).await?;
+    }
+    // Those the faults before left no time for still happen, while the
+    // sessions finish.
+    for (_, disk_fault) in disk_faults {
+        durability::inject(disk_fault, &mut stage, &mut rng, &mut probes).await?;
     }
     match (injected, early) {
         (true, _) => {}
@@ -168,15 +226,19 @@ async fn drive(
         }
     }
     let healed_at = Instant::now();
-    let keys = workload::all_keys();
+    let mut keys = workload::all_keys();
+    keys.extend(stage.probe_keys.iter().cloned());
     let (final_reads, views_ok, view_report) = settle::settle(&stage, &keys).await;
     let settle_time = healed_at.elapsed();
     let (collection, metadata) = settle::lifetime_checks(&stage, &keys).await;
+    // The identities of replicas restarted since they were last seen.
+    stage.check_identities().await;
 
     let history = History {
         ops: shared.borrow().ops.clone(),
         final_reads,
         crashes: stage.crashes.clone(),
+        restarts: stage.restarts.clone(),
         partitions: stage.partitions.clone(),
     };
     let report = checker::check(&history);
@@ -191,11 +253,31 @@ async fn drive(
             ));
         }
     }
+    // Restarts that kept the state (or not) and the identity (or not).
+    let restarts = |kept: bool, same: bool| {
+        history
+            .restarts
+            .iter()
+            .filter(|r| r.kept_state == kept && (r.before == r.after) == same)
+            .count()
+    };
     let mut summary = String::new();
     let _ = writeln!(
         summary,
-        "nemesis schedule (seed {seed}, long-lived fault {fault:?}):\n{}",
+        "nemesis schedule (seed {seed}, long-lived fault {fault:?}, every replica with a DATA_DIR of its own, DURABILITY={}):\n{}",
+        durability_mode(seed),
         stage.log
+    );
+    let _ = writeln!(
+        summary,
+        "faults of replicas with disks: every replica crashed at once {} time(s), a disk lost {} time(s); identities checked on {} restart(s): {} kept on a kept disk, {} new after a lost one, {} WRONG; probe writes:\n{}",
+        stage.log.matches("CRASH EVERY REPLICA AT ONCE").count(),
+        stage.log.matches("LOSE A REPLICA'S DISK:").count(),
+        history.restarts.len(),
+        restarts(true, true),
+        restarts(false, false),
+        restarts(true, false) + restarts(false, true),
+        durability::outcomes(&probes, &history.final_reads)
     );
     let _ = writeln!(
         summary,
@@ -303,10 +385,12 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
             stage.stop_targeting(victim);
             stage.publish_dns()?;
             let via = stage.pick_member(rng);
-            stage.note(format!("remove replica {victim} (view DELETE at {via})"));
+            stage.note(format!(
+                "remove replica {victim} (view DELETE at {via}; SIGKILL, its DATA_DIR deleted)"
+            ));
             let answer = stage.change_view(via, Method::DELETE, victim).await;
             stage.detail(format!("{answer:?}"));
-            stage.crash(victim);
+            stage.crash_for_good(victim)?;
         }
         _ => {}
     }

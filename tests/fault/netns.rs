@@ -7,6 +7,11 @@
 //! that hangs without dying), and a DNS name whose addresses are rewritten
 //! in every namespace's `/etc/hosts` (`VIEW_DNS` without a DNS server).
 //!
+//! Replicas may keep their state on disk ([`NetnsCluster::keep_state`]):
+//! each slot (each address) then has a `DATA_DIR` of its own in a
+//! temporary directory, kept across its restarts until it is deleted
+//! ([`NetnsCluster::wipe_state`]) or the cluster is dropped.
+//!
 //! The harness only ever addresses the replicas it created: every address
 //! it hands out lies in the subnet of its own bridge, and
 //! [`NetnsCluster::check_target`] refuses anything else.
@@ -103,6 +108,9 @@ pub struct NetnsCluster {
     env: Vec<(String, String)>,
     blocked: BTreeSet<(usize, usize)>,
     slowed: BTreeSet<usize>,
+    /// Where each slot's `DATA_DIR` lives, once replicas keep their state
+    /// (deleted with the cluster, after its processes).
+    data: Option<tempfile::TempDir>,
 }
 
 impl NetnsCluster {
@@ -128,6 +136,7 @@ impl NetnsCluster {
             env,
             blocked: BTreeSet::new(),
             slowed: BTreeSet::new(),
+            data: None,
         };
         cluster.teardown_network();
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
@@ -201,6 +210,47 @@ impl NetnsCluster {
         self.slots[i].child.is_some()
     }
 
+    /// From now on every replica started keeps its state in a `DATA_DIR`
+    /// of its own slot (address), under a new temporary directory, which
+    /// is returned.
+    pub fn keep_state(&mut self) -> Result<PathBuf, String> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("causalkv-{}-data-", self.tag))
+            .tempdir()
+            .map_err(|e| format!("a temporary directory for DATA_DIRs: {e}"))?;
+        let path = root.path().to_path_buf();
+        self.data = Some(root);
+        Ok(path)
+    }
+
+    /// Slot `i`'s `DATA_DIR`, when replicas keep their state: named after
+    /// its address, the same for every process started in the slot.
+    pub fn data_dir(&self, i: usize) -> Option<PathBuf> {
+        let name = self.slots[i].address.replace([':', '.'], "_");
+        Some(self.data.as_ref()?.path().join(name))
+    }
+
+    /// Deletes slot `i`'s `DATA_DIR` (its replica must not run): the next
+    /// replica started there has no state (a lost disk).
+    pub fn wipe_state(&mut self, i: usize) -> Result<(), String> {
+        assert!(self.slots[i].child.is_none(), "slot {i} still runs");
+        let Some(dir) = self.data_dir(i) else {
+            return Ok(());
+        };
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("deleting {}: {e}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the `DATA_DIR`s after the cluster is dropped (to look at after
+    /// a failed run); returns where they are.
+    pub fn keep_state_dirs(&mut self) -> Option<PathBuf> {
+        Some(self.data.take()?.keep())
+    }
+
     /// Starts a replica in slot `i` whose `VIEW` lists `view` (slot indices).
     pub fn start(&mut self, i: usize, view: &[usize]) -> Result<(), String> {
         self.start_with_env(i, view, &[])
@@ -215,6 +265,7 @@ impl NetnsCluster {
     ) -> Result<(), String> {
         assert!(self.slots[i].child.is_none(), "slot {i} already runs");
         let view: Vec<String> = view.iter().map(|&j| self.address(j)).collect();
+        let data_dir = self.data_dir(i);
         let slot = &mut self.slots[i];
         slot.starts += 1;
         let log_path = self.log_dir.join(format!("replica{i}.{}.log", slot.starts));
@@ -226,6 +277,7 @@ impl NetnsCluster {
             .env("SOCKET_ADDRESS", &slot.address)
             .env("VIEW", view.join(","))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(data_dir.map(|dir| ("DATA_DIR", dir)))
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -282,6 +334,25 @@ impl NetnsCluster {
             let _ = child.wait();
         }
         self.slots[i].paused = false;
+    }
+
+    /// SIGKILL to every running replica of `slots` at one instant (paused
+    /// ones are continued first, so that none is stopped any later than
+    /// the others), then waits until each is gone.
+    pub fn crash_all(&mut self, slots: &[usize]) {
+        for &i in slots {
+            self.resume(i);
+        }
+        let mut killed = Vec::new();
+        for &i in slots {
+            if let Some(mut child) = self.slots[i].child.take() {
+                let _ = child.kill();
+                killed.push(child);
+            }
+        }
+        for mut child in killed {
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM: asks the replica to stop gracefully; [`NetnsCluster::reap`]

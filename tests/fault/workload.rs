@@ -77,80 +77,103 @@ pub async fn session(
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Only the cluster's own replicas are ever addressed.
-        assert!(
-            shared.borrow().allowed.contains(&host),
-            "refusing to send traffic to {host}: not a replica of this test cluster"
-        );
         let key = if rng.random_bool(0.6) {
             format!("hot{}", rng.random_range(..HOT_KEYS))
         } else {
             format!("cold{}", rng.random_range(..COLD_KEYS))
         };
         let roll = rng.random_range(0..100);
-        let (kind, method, body) = if roll < 45 {
-            (
-                OpKind::Get,
-                Method::GET,
-                json!({"causal-metadata": context}),
-            )
+        let kind = if roll < 45 {
+            OpKind::Get
         } else if roll < 88 {
             counter += 1;
-            let value = format!("s{id}-{counter}");
-            let body = json!({"value": value, "causal-metadata": context});
-            (OpKind::Put { value }, Method::PUT, body)
-        } else {
-            (
-                OpKind::Delete,
-                Method::DELETE,
-                json!({"causal-metadata": context}),
-            )
-        };
-        let invoked_us = shared.borrow().now_us();
-        let path = format!("/key-value-store/{key}");
-        let answer = causalkv::client::raw(&http, &host, method, &path, Some(&body)).await;
-        let completed_us = shared.borrow().now_us();
-        let (result, completed) = match answer {
-            Ok(response) => {
-                let result = interpret(&kind, response.status, &response.body);
-                if !matches!(result, OpResult::Failed(_)) {
-                    if let Some(m) = response.body.get("causal-metadata") {
-                        context = m.clone();
-                    }
-                }
-                (result, Some(completed_us))
+            OpKind::Put {
+                value: format!("s{id}-{counter}"),
             }
-            Err(e) => (OpResult::Failed(e), None),
+        } else {
+            OpKind::Delete
         };
-        let failed = matches!(result, OpResult::Failed(_));
-        {
-            let mut s = shared.borrow_mut();
-            let op_id = s.ops.len();
-            s.ops.push(Op {
-                id: op_id,
-                session: id,
-                replica,
-                key,
-                kind,
-                invoked_us,
-                completed_us: completed,
-                result,
-            });
-        }
+        let target = (replica, host.as_str());
+        let (result, answered) = request(&shared, &http, id, target, key, kind, &mut context).await;
         // A session whose context names writes nobody can deliver (lost in
         // a crash) would wait forever: after a few refusals it starts over
-        // as a new session.
-        unavailable_in_a_row = if failed { unavailable_in_a_row + 1 } else { 0 };
+        // as a new session. Requests nobody answered (the replica is down,
+        // every replica is, or it hangs) are no refusal: the session keeps
+        // its context, to check after the replicas are back, and waits a
+        // little before it tries again.
+        let refused = answered && matches!(result, OpResult::Failed(_));
+        unavailable_in_a_row = if refused { unavailable_in_a_row + 1 } else { 0 };
         if unavailable_in_a_row >= 4 {
             id = new_session(&shared);
             context = Value::String(String::new());
             unavailable_in_a_row = 0;
         }
+        if !answered {
+            actix_rt::time::sleep(Duration::from_millis(rng.random_range(50..150))).await;
+        }
         actix_rt::time::sleep(Duration::from_millis(rng.random_range(2..20))).await;
     }
 }
 
-fn new_session(shared: &Rc<RefCell<Shared>>) -> usize {
+/// Sends one request of session `session` to slot `replica` at `host`,
+/// passing `context` and taking the one answered back (kept when the
+/// request failed), and records it in the history; returns its result and
+/// whether there was an answer at all.
+pub async fn request(
+    shared: &Rc<RefCell<Shared>>,
+    http: &awc::Client,
+    session: usize,
+    (replica, host): (usize, &str),
+    key: String,
+    kind: OpKind,
+    context: &mut Value,
+) -> (OpResult, bool) {
+    // Only the cluster's own replicas are ever addressed.
+    assert!(
+        shared.borrow().allowed.iter().any(|a| a == host),
+        "refusing to send traffic to {host}: not a replica of this test cluster"
+    );
+    let (method, body) = match &kind {
+        OpKind::Get => (Method::GET, json!({"causal-metadata": context})),
+        OpKind::Put { value } => (
+            Method::PUT,
+            json!({"value": value, "causal-metadata": context}),
+        ),
+        OpKind::Delete => (Method::DELETE, json!({"causal-metadata": context})),
+    };
+    let invoked_us = shared.borrow().now_us();
+    let path = format!("/key-value-store/{key}");
+    let answer = causalkv::client::raw(http, host, method, &path, Some(&body)).await;
+    let completed_us = shared.borrow().now_us();
+    let (result, completed) = match answer {
+        Ok(response) => {
+            let result = interpret(&kind, response.status, &response.body);
+            if !matches!(result, OpResult::Failed(_)) {
+                if let Some(m) = response.body.get("causal-metadata") {
+                    *context = m.clone();
+                }
+            }
+            (result, Some(completed_us))
+        }
+        Err(e) => (OpResult::Failed(e), None),
+    };
+    let mut s = shared.borrow_mut();
+    let id = s.ops.len();
+    s.ops.push(Op {
+        id,
+        session,
+        replica,
+        key,
+        kind,
+        invoked_us,
+        completed_us: completed,
+        result: result.clone(),
+    });
+    (result, completed.is_some())
+}
+
+/// A new session id (the sessions' own, and the nemesis's probes).
+pub fn new_session(shared: &Rc<RefCell<Shared>>) -> usize {
     let mut s = shared.borrow_mut();
     s.sessions += 1;
     s.sessions - 1

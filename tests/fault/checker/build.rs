@@ -279,12 +279,19 @@ pub(super) fn build<'a>(
     }
 
     // Crash times per replica, in order: a write may be lost once its
-    // replica crashed after acknowledging it.
+    // replica lost its state after acknowledging it; a crash that kept the
+    // state only shows in explanations.
     let mut crashes: HashMap<usize, Vec<u64>> = HashMap::new();
+    let mut kept_crashes: HashMap<usize, Vec<u64>> = HashMap::new();
     for c in &h.crashes {
-        crashes.entry(c.replica).or_default().push(c.at_us);
+        let times = if c.kept_state {
+            &mut kept_crashes
+        } else {
+            &mut crashes
+        };
+        times.entry(c.replica).or_default().push(c.at_us);
     }
-    for times in crashes.values_mut() {
+    for times in crashes.values_mut().chain(kept_crashes.values_mut()) {
         times.sort_unstable();
     }
 
@@ -300,11 +307,22 @@ pub(super) fn build<'a>(
         rf,
         keys,
         crashes,
+        kept_crashes,
         excused: Vec::new(),
+        held_by: Vec::new(),
         searches_left: Cell::new(PATH_SEARCHES),
     };
-    // Excused from surviving to the end: lost by the time of the final reads.
-    ctx.excused = (0..g as u32).map(|n| ctx.lost_by(n, u64::MAX)).collect();
+    // Excused from surviving to the end: its replica lost its state after
+    // acknowledging it, and no replica that kept its state held it then.
+    ctx.held_by = (0..g as u32)
+        .map(|n| match ctx.lost_at(n) {
+            Some(at) => ctx.held_elsewhere(n, at).unwrap_or(NONE),
+            None => NONE,
+        })
+        .collect();
+    ctx.excused = (0..g as u32)
+        .map(|n| ctx.lost_at(n).is_some() && ctx.held_by[n as usize] == NONE)
+        .collect();
     Built {
         ctx,
         class,

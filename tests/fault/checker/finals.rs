@@ -152,8 +152,9 @@ impl Ctx<'_> {
                     kind: AnomalyKind::LostWrite,
                     ops: self.ops_of(&chain),
                     explanation: format!(
-                        "acknowledged {} is lost: {why}, and its replica did not crash after acknowledging it",
-                        self.describe(p)
+                        "acknowledged {} is lost: {why}, and {}",
+                        self.describe(p),
+                        self.must_survive(p)
                     ),
                 });
             }
@@ -179,8 +180,8 @@ impl Ctx<'_> {
     ) -> bool {
         let k = &self.keys[key];
         let wfd = self.describe(wf);
-        // An acknowledged delete after wf whose replica did not crash: the
-        // value was deleted, and no other put can have written it again.
+        // An acknowledged delete after wf that is not excused: the value was
+        // deleted, and no other put can have written it again.
         let resurrected_by = k
             .deletes
             .values()
@@ -192,9 +193,10 @@ impl Ctx<'_> {
                 kind: AnomalyKind::Resurrection,
                 ops: self.ops_of(&self.path(wf, d)),
                 explanation: format!(
-                    "the final value of {} at replica(s) {replicas:?} comes from {wfd}, but {} deleted it: the delete causally follows the put, was acknowledged, and its replica did not crash, so a deleted value came back",
+                    "the final value of {} at replica(s) {replicas:?} comes from {wfd}, but {} deleted it: the delete causally follows the put, was acknowledged, and {}, so a deleted value came back",
                     k.name,
-                    self.describe(d)
+                    self.describe(d),
+                    self.must_survive(d)
                 ),
             });
         }
@@ -234,9 +236,10 @@ impl Ctx<'_> {
                 kind: AnomalyKind::NotCausallyMaximal,
                 ops: self.ops_of(&self.path(wf, w)),
                 explanation: format!(
-                    "the final value of {} comes from {wfd}, but {} causally follows it and its replica did not crash",
+                    "the final value of {} comes from {wfd}, but {} causally follows it and {}",
                     k.name,
-                    self.describe(w)
+                    self.describe(w),
+                    self.must_survive(w)
                 ),
             });
         }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{Ctx, Effect, Op, OpKind, OpResult};
+use super::{Ctx, Effect, Op, OpKind, OpResult, NONE};
 
 /// Index of the last entry with chain index below `count`.
 pub(super) fn last_below(list: &[(u32, u32)], count: u32) -> Option<u32> {
@@ -78,21 +78,100 @@ impl Ctx<'_> {
         out
     }
 
-    /// Whether write `w` may have been lost by time `t`: its replica
-    /// crashed (or was evicted) after acknowledging it (for a failed put:
-    /// after it was sent) and no later than `t`.
-    pub(super) fn lost_by(&self, w: u32, t: u64) -> bool {
-        let node = self.nodes[w as usize];
+    /// Since when write `w` is on its replica: when it was acknowledged
+    /// (for a failed put: when it was sent).
+    fn since(&self, w: u32) -> u64 {
         let op = self.op(w);
-        let since = if node.chain {
+        if self.nodes[w as usize].chain {
             op.completed_us.unwrap_or(op.invoked_us)
         } else {
             op.invoked_us
+        }
+    }
+
+    /// The first time `replica` crashed in `times` at or after `since`.
+    fn first_crash(times: &HashMap<usize, Vec<u64>>, replica: usize, since: u64) -> Option<u64> {
+        let times = times.get(&replica)?;
+        times.get(times.partition_point(|&c| c < since)).copied()
+    }
+
+    /// When write `w`'s replica first lost its state (crashed without
+    /// keeping it, or was evicted) after acknowledging it, if it did.
+    pub(super) fn lost_at(&self, w: u32) -> Option<u64> {
+        Self::first_crash(&self.crashes, self.op(w).replica, self.since(w))
+    }
+
+    /// Whether write `w` may have been lost by time `t`: its replica lost
+    /// its state after acknowledging it (for a failed put: after it was
+    /// sent) and no later than `t`.
+    pub(super) fn lost_by(&self, w: u32, t: u64) -> bool {
+        self.lost_at(w).is_some_and(|c| c <= t)
+    }
+
+    /// An operation that shows write `w` had reached a replica that kept
+    /// it, at a replica other than `w`'s that did not lose its state from
+    /// the time the request was sent on: a read there that returned `w`'s
+    /// value (whenever it was), or an operation answered there before
+    /// `lost_at` (when `w`'s replica lost its state, so its incarnation was
+    /// not retired yet and the request's context naming `w` was honoured)
+    /// with `w` in its causal past. `None` if there is none.
+    pub(super) fn held_elsewhere(&self, w: u32, lost_at: u64) -> Option<u32> {
+        let origin = self.op(w).replica;
+        let kept_from = |op: &Op| {
+            op.replica != origin
+                && Self::first_crash(&self.crashes, op.replica, op.invoked_us).is_none()
         };
-        self.crashes.get(&op.replica).is_some_and(|times| {
-            let first = times.partition_point(|&c| c < since);
-            times.get(first).is_some_and(|&c| c <= t)
-        })
+        if let Some(&r) = self.readers[w as usize]
+            .iter()
+            .find(|&&r| kept_from(self.op(r)))
+        {
+            return Some(r);
+        }
+        for chain in &self.sess_chain {
+            // Pasts only grow along a session's chain.
+            let first = chain.partition_point(|&o| !self.in_row(w, self.row(o)));
+            for &o in &chain[first..] {
+                let op = self.op(o);
+                // A session's ops complete in order.
+                if op.completed_us.is_none_or(|done| done >= lost_at) {
+                    break;
+                }
+                if kept_from(op) {
+                    return Some(o);
+                }
+            }
+        }
+        None
+    }
+
+    /// Why write `w` must survive (it is not excused), as a clause that
+    /// follows "and": its replica kept its state, or it had reached one
+    /// that did.
+    pub(super) fn must_survive(&self, w: u32) -> String {
+        let replica = self.op(w).replica;
+        let holder = self.held_by[w as usize];
+        if holder != NONE {
+            let op = self.op(holder);
+            let how = if self.rf[holder as usize] == w {
+                "returned its value"
+            } else {
+                "was answered there with it in its causal past"
+            };
+            return format!(
+                "though replica {replica} lost its state afterwards, the write had reached replica {} (#{} {how}), which did not lose its state",
+                op.replica, op.id
+            );
+        }
+        let kept = self.kept_crashes.get(&replica).map_or(0, |times| {
+            times.iter().filter(|&&c| c >= self.since(w)).count()
+        });
+        if kept > 0 {
+            format!(
+                "its replica crashed {kept} time(s) after acknowledging it but every time started again on the state it kept (DATA_DIR), which holds every write it acknowledged"
+            )
+        } else {
+            "its replica did not crash after acknowledging it".to_string()
+        }
     }
 
     /// The last entry of `list` with chain index below `count` that is not

@@ -143,7 +143,8 @@ impl Ctx<'_> {
     /// Read `r` returned the value of `w1`: reports a Resurrection, and
     /// returns true, when an acknowledged delete of the key that causally
     /// follows `w1` is in the read's causal past and was not lost (its
-    /// replica did not crash between acknowledging it and time `by`).
+    /// replica did not lose its state between acknowledging it and time
+    /// `by`).
     fn check_resurrection(&self, r: u32, w1: u32, by: u64, found: &mut Vec<Found>) -> bool {
         let node = self.nodes[r as usize];
         let k = &self.keys[node.key];

@@ -35,11 +35,14 @@ pub enum AnomalyKind {
     NotCausallyMaximal,
     /// An acknowledged put vanished without a crash to explain it.
     LostWrite,
+    /// A replica came back under a new identity though it kept its state,
+    /// or under its old one though it lost it.
+    Incarnation,
 }
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 12] = [
+    pub const ALL: [AnomalyKind; 13] = [
         AnomalyKind::Cycle,
         AnomalyKind::ValueNeverWritten,
         AnomalyKind::StaleRead,
@@ -52,6 +55,7 @@ impl AnomalyKind {
         AnomalyKind::Divergence,
         AnomalyKind::NotCausallyMaximal,
         AnomalyKind::LostWrite,
+        AnomalyKind::Incarnation,
     ];
 }
 
@@ -166,6 +170,15 @@ pub struct Stats {
     pub final_reads: usize,
     /// Reads whose value names the put they read from.
     pub reads_from: usize,
+    /// Crashes after which the replica came back with its state.
+    #[serde(default)]
+    pub crashes_kept_state: usize,
+    /// Crashes that lost the replica's state (disk deleted, evicted, ...).
+    #[serde(default)]
+    pub crashes_lost_state: usize,
+    /// Restarts whose identity was checked.
+    #[serde(default)]
+    pub restarts: usize,
 }
 
 /// The verdict on a history.
@@ -251,6 +264,11 @@ impl fmt::Display for Report {
             let ids: Vec<String> = self.lost_to_crash.iter().map(|i| format!("#{i}")).collect();
             writeln!(f, "lost to crash: {} put(s): {}", ids.len(), ids.join(" "))?;
         }
+        writeln!(
+            f,
+            "crashes: {} kept the replica's state (excusing nothing), {} lost it; identity checked on {} restart(s)",
+            s.crashes_kept_state, s.crashes_lost_state, s.restarts
+        )?;
         writeln!(f, "availability: overall {}", self.availability.overall)?;
         for w in &self.availability.windows {
             let sides: Vec<String> = w
