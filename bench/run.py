@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The causalkv benchmark: one command, run on one machine.
 
-    python3 bench/run.py            # the full run (~20-25 min), writes BENCHMARKS.md
-    python3 bench/run.py --quick    # a few minutes, 100k keys (1M for the big join), BENCHMARKS.md too
+    python3 bench/run.py            # the full run (~25-30 min), writes BENCHMARKS.md
+    python3 bench/run.py --quick    # a few minutes, 100k keys (1M for the big join and the
+                                    # durable store), BENCHMARKS.md too
     python3 bench/run.py --smoke    # seconds; CI; writes to a temp dir
 
 What it measures, with the same load generator settings for every HTTP system
@@ -33,6 +34,14 @@ values, the median of --repeat runs):
    fourth replica joins while a client keeps sending requests: the time until
    it holds every key and is ready, the peak RSS of the member it copies from
    and of the joiner, and what the cluster served meanwhile.
+7. Durability (bench/causalbench/durable.py): PUT at one of three replicas
+   with DATA_DIR under DURABILITY=fsync and os against the same replicas in
+   memory, and GET with DATA_DIR against the HTTP ceiling, their runs
+   alternating; a durable replica holding --durable-keys keys (1,000,000;
+   smoke 2,000) killed with SIGKILL and restarted on its data: the time to
+   GET /ready and to every key; its disk (du of DATA_DIR) and RSS per key,
+   beside Redis's (append-only file, RDB dump, RSS) and etcd's (data dir,
+   RSS) holding the same keys (etcd: 100,000 with --quick).
 
 It installs what it lacks with apt-get (a part whose tool cannot be installed
 is skipped with a note), builds causalkv and the ceiling with cargo, starts

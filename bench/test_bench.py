@@ -6,7 +6,10 @@ BENCHMARKS.json. No server, no network, no install.
     python3 -m unittest discover bench
 """
 
+import argparse
+import datetime
 import io
+import os
 import tempfile
 import unittest
 from contextlib import redirect_stderr
@@ -16,6 +19,7 @@ from unittest import mock
 from causalbench import chart, cli, install, report, tables
 from causalbench.base import ROOT, median, percentile
 from causalbench.load import Load, parse_redis_benchmark, parse_wrk
+from causalbench.measures import disk_usage
 
 
 def figure(rps, p50=1.0, p99=2.0):
@@ -103,6 +107,177 @@ class Tables(unittest.TestCase):
         self.assertEqual(tables.fmt_cpu({"cpu": None}), "—")
 
 
+def durable_results(put_fsync=45_000, ready=0.4, held=0.5, same=True, etcd_keys=1_000_000):
+    """A run's results with the durable part (1M keys), etcd's fsync PUT,
+    Redis and etcd weighed."""
+    n = 1_000_000
+    mib = 2**20
+    return {
+        "etcd_fsync": {"put": figure(4_000)},
+        "durable": {
+            "keys": 10_000,
+            "figures": {"put_memory": figure(50_000), "put_fsync": figure(put_fsync),
+                        "put_os": figure(48_000), "get_fsync": figure(95_000),
+                        "get_ceiling": figure(100_000),
+                        "modes": {"memory": "memory", "fsync": "fsync", "os": "os"}},
+            "store": {
+                "keys": n, "load_secs": 50.0, "settle_secs": 4.2, "settled": True,
+                "disk": [{"bytes": 300 * n, "journals": 64 * mib, "apparent": 1, "files": 9},
+                         {"bytes": 200 * n, "journals": 32 * mib, "apparent": 1, "files": 9},
+                         {"bytes": 210 * n, "journals": 32 * mib, "apparent": 1, "files": 9}],
+                "rss_empty": [10 * mib] * 3, "rss": [10 * mib + 400 * n, 10 * mib + 300 * n, None],
+                "replica": "127.0.0.1:1",
+                "recovery": {"keys": n, "answer_secs": 0.1, "ready_secs": ready, "held_secs": held,
+                             "last_keys": n if held is not None else 10, "exited": None,
+                             "identity_before": "127.0.0.1:1#aa",
+                             "identity_after": "127.0.0.1:1#aa" if same else "127.0.0.1:1#bb",
+                             "same_identity": same, "tail_truncated": False},
+                "after_restart": {"settle_secs": 3.1, "settled": True,
+                                  "disk": {"bytes": 190 * n, "journals": 0, "apparent": 1,
+                                           "files": 5},
+                                  "rss": 10 * mib + 350 * n, "all_hold_keys": True}},
+            "redis": {"keys": n, "load_secs": 9.0, "rss": 220 * n, "rss_per_key": 209.0,
+                      "aof": {"bytes": 150 * n}, "rdb": {"bytes": 120 * n}},
+            "etcd": {"keys": etcd_keys, "load_secs": 80.0, "rss": [1, 2, 3],
+                     "members": [{"bytes": 380 * etcd_keys, "db": 183 * etcd_keys,
+                                  "wal": 190 * etcd_keys}] * 3,
+                     "rss_per_key": [500.0, 450.0, None]},
+        },
+    }
+
+
+class Durable(unittest.TestCase):
+    def test_no_durable_part_no_rows(self):
+        r = {"causalkv": {"put_one": figure(50_000)}}
+        whats = [row[0] for row in tables.target_rows(r)]
+        self.assertFalse([w for w in whats if "DATA_DIR" in w or "SIGKILL" in w])
+        self.assertIsNone(tables.durable_disk_table(r))
+        self.assertEqual(tables.durable_detail_rows(r), [])
+
+    def test_targets(self):
+        rows = {row[0]: row for row in tables.target_rows(durable_results())}
+        self.assertEqual(rows["PUT DATA_DIR fsync / PUT in memory"][1:],
+                         ("45,000", "50,000", "0.90", "≥ 0.8", True))
+        self.assertEqual(rows["PUT DATA_DIR fsync / etcd PUT (fsync)"][1:],
+                         ("45,000", "4,000", "11.25", "≥ 10", True))
+        self.assertEqual(rows["GET DATA_DIR fsync / HTTP ceiling GET"][3:],
+                         ("0.95", "≥ 0.85", True))
+        rec = rows["durable replica with 1,000,000 keys restarted after SIGKILL: "
+                   "ready, holds every key after"]
+        self.assertEqual(rec[1:], ("0.40 s, 0.50 s", "—", "0.50 s", "≤ 2 s", True))
+        info = rows["PUT DATA_DIR os / PUT in memory"]  # information: no verdict
+        self.assertEqual(info[3:], ("0.96", "—", None))
+        slow = {row[0]: row for row in tables.target_rows(durable_results(put_fsync=30_000))}
+        self.assertFalse(slow["PUT DATA_DIR fsync / PUT in memory"][-1])
+        self.assertFalse(slow["PUT DATA_DIR fsync / etcd PUT (fsync)"][-1])
+
+    def test_recovery_verdicts(self):
+        def row(**kw):
+            return tables.recovery_row(durable_results(**kw)["durable"]["store"]["recovery"])
+        self.assertTrue(row()[-1])
+        self.assertFalse(row(held=2.5)[-1])
+        never = row(held=None)
+        self.assertEqual(never[1], "0.40 s, never")
+        self.assertEqual((never[3], never[-1]), ("never", False))
+        # Back under another identity: it copied the keys from a peer.
+        other = row(same=False)
+        self.assertEqual((other[3], other[-1]), ("0.50 s, as a new identity", False))
+
+    def test_missing_references_give_no_verdict(self):
+        r = durable_results()
+        del r["etcd_fsync"]
+        del r["durable"]["figures"]["get_ceiling"]
+        rows = {row[0]: row for row in tables.target_rows(r)}
+        self.assertIsNone(rows["PUT DATA_DIR fsync / etcd PUT (fsync)"][-1])
+        self.assertEqual(rows["GET DATA_DIR fsync / HTTP ceiling GET"][2:],
+                         ("—", "—", "≥ 0.85", None))
+        (_, targets), _ = tables.report_tables(r)
+        marks = {t[0]: t[-1] for t in targets}
+        self.assertEqual(marks["PUT DATA_DIR fsync / etcd PUT (fsync)"], "—")
+        self.assertEqual(marks["PUT DATA_DIR fsync / PUT in memory"], "PASS")
+
+    def test_detail_rows(self):
+        rows = tables.durable_detail_rows(durable_results())
+        self.assertEqual([(s, op) for s, op, _, _ in rows],
+                         [("HTTP ceiling", "GET"), ("causalkv, DATA_DIR fsync", "GET"),
+                          ("causalkv, in memory", "PUT"), ("causalkv, DATA_DIR fsync", "PUT"),
+                          ("causalkv, DATA_DIR os", "PUT")])
+        cells = tables.detail_cells(*rows[3])
+        self.assertEqual(len(cells), len(tables.DETAIL_HEADERS))
+        self.assertEqual(cells[3], "45,000")
+
+    def test_disk_table(self):
+        r = durable_results()
+        r["scale"] = {"levels": {1_000_000: {"rss_per_key": 196.4}}}
+        h, rows = tables.durable_disk_table(r)
+        self.assertTrue(all(len(row) == len(h) for row in rows))
+        by = {row[0]: row for row in rows}
+        first = by["causalkv, DATA_DIR fsync: the replica loaded through, after the load"]
+        self.assertEqual(first[1:6], ("1,000,000", "286.1", "300", "67", "400"))
+        others = by["causalkv, DATA_DIR fsync: the other two replicas, after the load"]
+        self.assertEqual(others[3:6], ("200, 210", "34, 34", "300, —"))
+        after = by["causalkv, DATA_DIR fsync: the replica loaded through, restarted after SIGKILL"]
+        self.assertEqual(after[3:6], ("190", "0", "350"))
+        self.assertEqual(by["causalkv in memory (scale part)"][5], "196")
+        self.assertEqual(by["Redis, append-only file (everysec): the master"][3:6],
+                         ("150", "(all of it)", "209"))
+        self.assertEqual(by["Redis, RDB dump (SAVE): the master"][3], "120")
+        etcd = by["etcd (fsync): member 1"]
+        self.assertEqual(etcd[3:6], ("380", "190", "500"))
+        self.assertIn("bbolt file: 183 B/key", etcd[6])
+        self.assertEqual(by["etcd (fsync): members 2 and 3"][5], "450, —")
+
+    def test_report_section(self):
+        r = durable_results(etcd_keys=100_000)
+        s = argparse.Namespace(argv=["--quick"], threads=2, connections=32, duration=3,
+                               keys=10_000, value_size=100, repeat=1, workers=2)
+        now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        bench = argparse.Namespace(s=s, results=r, notes=[], started=now, finished=now,
+                                   machine={}, versions={}, commands={})
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(chart, "write", return_value=None):
+            text = report.write_report(bench, Path(tmp)).read_text()
+        self.assertIn("## Durability", text)
+        self.assertIn("| PUT DATA_DIR fsync / PUT in memory | 45,000 | 50,000 | 0.90 | ≥ 0.8 | PASS |",
+                      text)
+        self.assertIn("`GET /ready` answered 200 after 0.40 s, and `/health` counted all "
+                      "1,000,000 keys after 0.50 s.", text)
+        self.assertIn("It came back with the same identity", text)
+        self.assertIn("**etcd held 100,000 keys, not 1,000,000**", text)
+        self.assertLess(text.index("## Durability"), text.index("## Machine"))
+
+    def test_recovery_paragraph_failures(self):
+        st = durable_results(held=None, same=False)["durable"]["store"]
+        st["recovery"]["exited"] = 1
+        st["settled"] = False
+        text = report.recovery_paragraph(st, 100)
+        self.assertIn("counted all 1,000,000 keys after never (it counted 10 when the wait "
+                      "ended).", text)
+        self.assertIn("Its process exited with status 1", text)
+        self.assertIn("under another identity (127.0.0.1:1#bb, not 127.0.0.1:1#aa)", text)
+        self.assertIn("not quite after the 4 s", text)
+
+    def test_disk_usage(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp) / "db"
+            d.mkdir()
+            (d / "a.jnl").write_bytes(b"x" * 10_000)
+            with open(d / "sparse", "wb") as f:  # a hole: no block allocated
+                f.truncate(1 << 20)
+            os.link(d / "a.jnl", d / "b.jnl")  # one file, two names: counted once
+            got = disk_usage(tmp)
+            jnl = disk_usage(d, "*.jnl")
+            self.assertEqual((jnl["files"], jnl["apparent"]), (1, 10_000))
+            self.assertGreaterEqual(jnl["bytes"], 10_000)
+            self.assertEqual(got["files"], 2)
+            self.assertEqual(got["apparent"], 10_000 + (1 << 20))
+            self.assertLess(got["bytes"], 1 << 20)  # the hole does not count
+            self.assertGreater(got["bytes"], jnl["bytes"])  # the directories do
+            self.assertEqual(disk_usage(d / "a.jnl")["apparent"], 10_000)
+            self.assertEqual(disk_usage(Path(tmp) / "absent"),
+                             {"bytes": 0, "apparent": 0, "files": 0})
+
+
 class Chart(unittest.TestCase):
     def test_panels(self):
         r = {"causalkv": {"get_one": figure(90_000)},
@@ -124,10 +299,14 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(q.skip, {"etcd", "redis"})
         full = cli.parse_args([])
         self.assertEqual((full.duration, full.repeat, full.join_keys), (10, 3, 10_000_000))
+        self.assertEqual((s.durable_keys, q.durable_keys, full.durable_keys),
+                         (2000, 1_000_000, 1_000_000))
+        self.assertEqual(cli.parse_args(["--skip", "durable", "--durable-keys", "5"]).skip,
+                         {"durable"})
 
     def test_bad_arguments(self):
         for argv in (["--skip", "nothing"], ["--threads", "4", "--connections", "2"],
-                     ["--smoke", "--quick"], ["--duration", "0"]):
+                     ["--smoke", "--quick"], ["--duration", "0"], ["--durable-keys", "0"]):
             with self.subTest(argv=argv), redirect_stderr(io.StringIO()):
                 with self.assertRaises(SystemExit):
                     cli.parse_args(argv)

@@ -7,18 +7,23 @@ it measures and how to run it). One module, one job:
             median of its runs under a CPU meter on a quiet machine
 - parts     the parts comparing systems: HTTP ceiling, causalkv, etcd, Redis
 - lag       replication lag probes under a background PUT load
+- durable   DATA_DIR (fsync, os) against memory and the ceiling, a restart
+            after SIGKILL, bytes per key on disk beside Redis and etcd
 - scale     RSS and throughput by key count, joins, 3 against 5 replicas
 - servers   starting causalkv, the ceiling, etcd and Redis on loopback and
             waiting until they serve
 - procs     the processes a run started, stopped exactly, by PID; free ports
 - load      wrk (with bench/*.lua), the built-in Python generator,
-            redis-benchmark, and parsing what they print
+            redis-benchmark, and parsing what they print; etcd loaded in
+            transactions
 - client    HTTP to the servers (one request, or a persistent connection)
-- measures  CPU and RSS from /proc; the CPU meter of one measurement
+- measures  CPU and RSS from /proc; the CPU meter of one measurement;
+            the disk a directory takes (du)
 - install   apt-get of missing tools; redis-py and matplotlib (apt or pip)
 - build     cargo build of the working tree or of a --rev
 - machine   the machine and the versions the report names
-- tables    the figures as tables: targets (PASS/FAIL), details, scale
+- tables    the figures as tables: targets (PASS/FAIL), details, scale,
+            durability
 - report    BENCHMARKS.md, BENCHMARKS.json and the printed tables
 - chart     BENCHMARKS.svg with matplotlib
 - base      shared: paths, log, ToolError, medians, key names, commands

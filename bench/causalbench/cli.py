@@ -14,7 +14,7 @@ from .base import LOADGENS, ROOT, ToolError, log
 from .install import ensure_modules
 from .report import load_report, print_tables, write_report
 from .runner import Bench
-from .tables import detail_rows
+from .tables import detail_rows, durable_detail_rows
 
 
 def parse_args(argv):
@@ -23,10 +23,12 @@ def parse_args(argv):
         description="The causalkv benchmark: causalkv (3 replicas) against an HTTP ceiling, "
                     "etcd and Redis on this machine; writes BENCHMARKS.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Modes: default = the full run (~20-25 min); --quick = 3 s figures, 1 run, "
-               "100k keys at most for the scale part and 1M for the join of a large store (a "
-               "few minutes); --smoke = CI: 1 s figures, 1,000 keys, causalkv and the ceiling "
-               "only, a join of 5,000 keys, report in a temp dir.")
+        epilog="Modes: default = the full run (~25-30 min); --quick = 3 s figures, 1 run, "
+               "100k keys at most for the scale part, 1M for the join of a large store and "
+               "for the durable store (100k for etcd's) (a few minutes); --smoke = CI: 1 s "
+               "figures, 1,000 keys, causalkv (in memory and with DATA_DIR) and the ceiling "
+               "only, a join of 5,000 keys, a durable store of 2,000 keys, report in a temp "
+               "dir.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="seconds-long run for CI (report in a temp dir)")
     mode.add_argument("--quick", action="store_true", help="shorter figures, 1 run, 100k keys at most")
@@ -41,9 +43,13 @@ def parse_args(argv):
     p.add_argument("--scale-keys", type=int, help="largest key count of the scale part (default 1000000)")
     p.add_argument("--join-keys", type=int, help="keys of the store a fresh replica joins in the "
                    "bigjoin part (default 10000000; quick 1000000; smoke 5000)")
+    p.add_argument("--durable-keys", type=int, help="keys of the durable store that is weighed "
+                   "on disk and restarted after SIGKILL (default 1000000; quick 1000000; "
+                   "smoke 2000)")
     p.add_argument("--lag-samples", type=int, help="lag probes of each kind per run (default 500)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: "
-                   "ceiling,causalkv,lag,etcd,redis,scale,bigjoin (the join of a large store)")
+                   "ceiling,causalkv,lag,etcd,redis,durable (DATA_DIR: throughput, restart, "
+                   "bytes per key),scale,bigjoin (the join of a large store)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.svg "
                    "(default: the repository root; smoke: a temp dir)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get or pip")
@@ -59,22 +65,23 @@ def parse_args(argv):
     args.argv = list(argv)
     if args.smoke:
         dflt = dict(duration=1, repeat=1, keys=1000, scale_keys=2000, lag_samples=20,
-                    join_keys=5000)
+                    join_keys=5000, durable_keys=2000)
     elif args.quick:
         dflt = dict(duration=3, repeat=1, keys=10000, scale_keys=100_000, lag_samples=200,
-                    join_keys=1_000_000)
+                    join_keys=1_000_000, durable_keys=1_000_000)
     else:
         dflt = dict(duration=10, repeat=3, keys=10000, scale_keys=1_000_000, lag_samples=500,
-                    join_keys=10_000_000)
+                    join_keys=10_000_000, durable_keys=1_000_000)
     for k, v in dflt.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "scale", "bigjoin"}
+    unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "durable", "scale",
+                           "bigjoin"}
     if unknown:
         p.error(f"unknown parts to skip: {', '.join(sorted(unknown))}")
     for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size",
-                 "join_keys"):
+                 "join_keys", "durable_keys"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.connections < args.threads:
@@ -141,7 +148,9 @@ def main(argv=None):
         return 1
     if s.smoke:
         broken = [f"{system} {op} {where}: {f['errors']} errors"
-                  for system, op, where, f in detail_rows(bench.results) if f.get("errors")]
+                  for system, op, where, f in
+                  detail_rows(bench.results) + durable_detail_rows(bench.results)
+                  if f.get("errors")]
         if broken:
             log("smoke: error answers: " + "; ".join(broken))
             return 1

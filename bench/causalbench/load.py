@@ -240,4 +240,47 @@ class Load:
             raise ToolError(f"loading keys: {len(errors)} error answers")
 
 
+def etcd_txn_load(addr, first, count, value64, threads=4, batch=128, deadline=1800):
+    """Writes keys [first, first+count) once each into etcd at addr, `batch`
+    puts per transaction (POST /v3/kv/txn; etcd takes 128 operations per
+    transaction by default) from `threads` connections: far faster than one
+    PUT per request, which commits (fsyncs) once per key. Returns the
+    seconds it took."""
+    starts = list(range(first, first + count, batch))
+    errors = []
+    end = time.monotonic() + deadline
+    t0 = time.monotonic()
+
+    def worker(i):
+        c = Client(addr, timeout=60)
+        try:
+            for b in starts[i::threads]:
+                if errors or time.monotonic() > end:
+                    return
+                ops = [{"requestPut": {"key": base64.b64encode(key_name(k).encode()).decode(),
+                                       "value": value64}}
+                       for k in range(b, min(first + count, b + batch))]
+                try:
+                    st, body = c.request("POST", "/v3/kv/txn", json.dumps({"success": ops}))
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+                    return
+                if st != 200:
+                    errors.append(f"{st} {body[:200]!r}")
+                    return
+        finally:
+            c.close()
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise ToolError(f"loading etcd in transactions: {errors[0]}")
+    if time.monotonic() > end:
+        raise ToolError(f"loading etcd in transactions: not done in {deadline} s")
+    return time.monotonic() - t0
+
+
 # ---------------------------------------------------------------- systems

@@ -37,7 +37,7 @@ def machine_info():
         pass
     try:
         fs = run(["df", "-T", tempfile.gettempdir()], check=False).stdout.splitlines()[-1].split()[1]
-        info["temp dir filesystem (etcd data)"] = f"{tempfile.gettempdir()} ({fs})"
+        info["temp dir filesystem (data of etcd, Redis, causalkv DATA_DIR)"] = f"{tempfile.gettempdir()} ({fs})"
     except (OSError, IndexError):
         pass
     return info

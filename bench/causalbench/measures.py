@@ -1,11 +1,14 @@
 """Reading what processes use, from /proc: CPU ticks of one process, the
 busy ticks of the whole machine, resident memory (VmRSS), and the CPU
 meter that splits one measurement's CPU between the servers, the load
-generators, this tool and everything else.
+generators, this tool and everything else; and the disk space a data
+directory takes (what du counts).
 
 /proc read directly: a few lines each, and no dependency (psutil would read
 the same files)."""
 
+import fnmatch
+import os
 import resource
 import time
 
@@ -84,5 +87,37 @@ class CpuMeter:
         self.loadgen_cores += seconds / wall
         self.other_cores = max(0.0, self.other_cores - seconds / wall)
 
+
+def disk_usage(path, pattern=None):
+    """What `du` counts under path (a directory or one file): the bytes of
+    the blocks allocated (st_blocks: preallocated space counts, holes do
+    not; directories count; a file with several links once), besides the
+    files' apparent size and their count. `pattern` (fnmatch, on the name):
+    only the files it matches, no directory. A path that does not exist:
+    zeros."""
+    total = apparent = files = 0
+    seen = set()
+    if os.path.isdir(path):
+        entries = []
+        for d, _, names in os.walk(path):
+            if pattern is None:
+                entries.append((d, True))
+            entries += [(os.path.join(d, n), False) for n in names
+                        if pattern is None or fnmatch.fnmatch(n, pattern)]
+    else:
+        entries = [(path, False)]
+    for p, is_dir in entries:
+        try:
+            st = os.lstat(p)
+        except OSError:  # removed meanwhile (a compaction), or absent
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512
+        if not is_dir:
+            apparent += st.st_size
+            files += 1
+    return {"bytes": total, "apparent": apparent, "files": files}
 
 # ------------------------------------------------------------------- http

@@ -11,8 +11,9 @@ import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's direct
 
 from . import chart
 from .base import log
-from .tables import (fmt_ms, fmt_rps, get, report_tables, scale_tables,
-                     table_md, table_text)
+from .tables import (DETAIL_HEADERS, detail_cells, durable_detail_rows, durable_disk_table,
+                     fmt_ms, fmt_rps, fmt_s, get, report_tables, scale_tables, table_md,
+                     table_text)
 
 
 def write_report(bench, out_dir):
@@ -98,6 +99,8 @@ def write_report(bench, out_dir):
                f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_loaded'])} MiB with {s.keys:,} keys, "
                f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_after'])} MiB after every figure "
                "(the same keys, overwritten many times).", ""]
+    if r.get("durable"):
+        md += durable_section(r, s)
     if notes:
         md += ["## Skipped or changed", ""] + [f"- {n}" for n in notes] + [""]
     md += ["## Machine", "", table_md(("", ""), list(bench.machine.items())), ""]
@@ -149,6 +152,98 @@ def bigjoin_paragraph(j, value_size):
             f"max {fmt_ms(j['probe_max'])} ms. The measure is `bench/scale_join.py`'s.")
 
 
+def durable_section(r, s):
+    """The Durability section of BENCHMARKS.md: the figures with DATA_DIR,
+    the restart after SIGKILL, bytes per key, and how each was measured."""
+    d = r["durable"]
+    keys = d.get("keys", s.keys)
+    md = ["## Durability", ""]
+    rows = durable_detail_rows(r)
+    if rows:
+        md += [table_md(DETAIL_HEADERS, [detail_cells(*row) for row in rows]), ""]
+    md += ["Three clusters of three replicas ran at once: one in memory, one whose replicas "
+           "were started with `DATA_DIR` (each a directory of its own under the run's temp dir, "
+           "on the file system the Machine table names) and `DURABILITY=fsync` (the default: an "
+           "answer waits until its write is fsynced, with group commit), one with `DATA_DIR` and "
+           "`DURABILITY=os` (it waits until the write is handed to the OS). Each was loaded with "
+           f"the same {keys:,} keys and given a real causal context; the load went to one "
+           "replica, with the wrk settings of the figures above. The PUT runs of the three "
+           "alternate (memory, fsync, os, memory, ...), and the GET runs of the fsync cluster "
+           "alternate with those of an HTTP ceiling started for the purpose, so that each ratio "
+           "compares runs made side by side. The etcd PUT (fsync) of the targets is the etcd "
+           "part's figure, from another moment of the run.", ""]
+    st = d.get("store")
+    if st:
+        md += [recovery_paragraph(st, s.value_size), ""]
+    disk = durable_disk_table(r)
+    if disk:
+        md += [table_md(*disk), ""]
+        md += [disk_note(d), ""]
+    return md
+
+
+def recovery_paragraph(st, value_size):
+    """The restart after SIGKILL, as a paragraph of BENCHMARKS.md."""
+    n, rec = st["keys"], st["recovery"]
+    settled = (f"after {st['settle_secs']:.0f} s" if st.get("settled") else
+               f"not quite after the {st['settle_secs']:.0f} s the tool waits at most")
+    text = (f"**Restart after SIGKILL.** A fresh three-replica cluster with `DATA_DIR` "
+            f"(fsync) was loaded with {n:,} keys of {value_size}-byte values through one "
+            f"replica (wrk, `bench/load.lua`, 64 connections, the scale part's fill) in "
+            f"{st['load_secs']:.1f} s ({n / st['load_secs']:,.0f} keys/s), then left to settle "
+            f"(the replicas idle and the du of their directories steady for a few seconds: "
+            f"{settled}). The replica loaded through was then killed with SIGKILL and started "
+            "again at once with the same settings and `DATA_DIR`. From the start of its new "
+            f"process it answered after {fmt_s(rec.get('answer_secs'))}, `GET /ready` answered "
+            f"200 after {fmt_s(rec.get('ready_secs'))}, and `/health` counted all "
+            f"{rec['keys']:,} keys after {fmt_s(rec.get('held_secs'))}")
+    if rec.get("held_secs") is None and rec.get("last_keys") is not None:
+        text += f" (it counted {rec['last_keys']:,} when the wait ended)"
+    text += "."
+    if rec.get("exited") is not None:
+        text += f" Its process exited with status {rec['exited']} (see its log)."
+    same = rec.get("same_identity")
+    if same is True:
+        text += " It came back with the same identity (the `replica` of `/health`)"
+    elif same is False:
+        text += (f" It came back under another identity ({rec.get('identity_after')}, not "
+                 f"{rec.get('identity_before')}): it started over and copied the keys from a "
+                 "peer, which is no recovery")
+    if same is not None:
+        text += {True: "; its log reported a torn journal tail, truncated.",
+                 False: "; its log reported no torn journal tail.",
+                 None: "."}[rec.get("tail_truncated")]
+    after = st.get("after_restart") or {}
+    if after.get("all_hold_keys") is False:
+        text += " After the restart the three replicas did not all hold every key within 30 s."
+    return text
+
+
+def disk_note(d):
+    """How the bytes per key were measured (the note under the table)."""
+    n = d["store"]["keys"]
+    text = ("*disk*: `du` of each directory once settled (the blocks allocated: the "
+            "preallocated space of a journal or WAL counts); *RSS*: VmRSS less that of the "
+            "same process before the load, divided by the keys.")
+    if d.get("redis"):
+        text += (" Redis: a master and two replicas started with `--appendonly yes "
+                 "--appendfsync everysec` (its default rewrite settings), loaded with the "
+                 "same keys and values through a pipeline of SETs; its append-only directory "
+                 "once the replicas held every key and no rewrite was under way, then its "
+                 "RDB file after `SAVE`.")
+    et = d.get("etcd")
+    if et:
+        text += (" etcd: three members (fsync), loaded in transactions of 128 puts (one put "
+                 "per request commits once per key: far slower); its data directory holds the "
+                 "bbolt file and the WAL, in preallocated segments of 64 MiB.")
+        if et["keys"] < n:
+            text += (f" **etcd held {et['keys']:,} keys, not {n:,}**: loading it takes about "
+                     "a minute and a half per million keys on this kind of machine, so this "
+                     "mode loads fewer; its WAL's preallocated segments then weigh more per "
+                     "key, and its bbolt file alone is the figure to compare.")
+    return text
+
+
 def print_tables(bench):
     r = bench.results
     (th, targets), (dh, details) = report_tables(r)
@@ -163,6 +258,14 @@ def print_tables(bench):
     if scale:
         print()
         print(table_text(*scale))
+    rows = durable_detail_rows(r)
+    if rows:
+        print()
+        print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
+    disk = durable_disk_table(r)
+    if disk:
+        print()
+        print(table_text(*disk))
     print()
     print(table_text(th, targets))
     for n in bench.notes:

@@ -1,7 +1,7 @@
 """One benchmark run: installs what it lacks, builds, then runs the parts
 in order, each figure the median of its runs under a CPU meter, waiting
 for a quiet machine before each run. The parts themselves live in parts.py
-(the ceiling, causalkv, etcd, Redis), lag.py and scale.py."""
+(the ceiling, causalkv, etcd, Redis), lag.py, durable.py and scale.py."""
 
 import datetime
 import random
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .base import CLK_TCK, COMMANDS, ToolError, log, median
 from .build import build, checkout
+from .durable import DurablePart
 from .install import ensure_modules, install_tools
 from .lag import LagPart
 from .load import Load
@@ -21,7 +22,7 @@ from .procs import Procs
 from .scale import ScaleParts
 
 
-class Bench(SystemParts, LagPart, ScaleParts):
+class Bench(SystemParts, LagPart, DurablePart, ScaleParts):
     """One run: its settings (`s`), notes, results, and the processes it
     started; the parts are the methods of the mixins."""
 
@@ -153,7 +154,10 @@ class Bench(SystemParts, LagPart, ScaleParts):
             parts += [("redis", self.part_redis)]
         parts += [("causalkv", self.part_causalkv)]
         if not s.smoke:
-            parts += [("etcd", self.part_etcd), ("scale", self.part_scale)]
+            parts += [("etcd", self.part_etcd)]
+        parts += [("durable", self.part_durable)]
+        if not s.smoke:
+            parts += [("scale", self.part_scale)]
         parts += [("bigjoin", self.part_bigjoin)]
         for name, fn in parts:
             if name in s.skip:

@@ -9,6 +9,7 @@ import json
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 from .base import ToolError, key_name
 from .client import http_request
@@ -17,7 +18,11 @@ from .procs import free_ports
 
 
 class CausalKV:
-    def __init__(self, procs, binary, n, workers, tag):
+    """n replicas on loopback. With `durability` (fsync or os), each keeps
+    its state in a DATA_DIR of its own under `data_root` (see data_dir),
+    removed when the cluster is stopped; without, memory only."""
+
+    def __init__(self, procs, binary, n, workers, tag, durability=None, data_root=None):
         self.procs = procs
         self.binary = binary
         self.workers = workers
@@ -25,6 +30,14 @@ class CausalKV:
         self.addrs = [f"127.0.0.1:{p}" for p in free_ports(n)]
         self.proc = {}
         self.extra_keys = set()  # keys other than key:N written
+        self.durability = durability
+        self.data_root = Path(data_root) if durability else None
+
+    def data_dir(self, addr):
+        """The DATA_DIR of the replica at addr (None in memory)."""
+        if self.data_root is None:
+            return None
+        return self.data_root / f"{self.tag}-data-{addr.rsplit(':', 1)[1]}"
 
     def start_replica(self, addr, view):
         env = {
@@ -34,8 +47,13 @@ class CausalKV:
             "WORKERS": self.workers,
             "RUST_LOG": "info",
         }
+        label = "causalkv replica"
+        if self.durability:
+            env["DATA_DIR"] = self.data_dir(addr)
+            env["DURABILITY"] = self.durability
+            label = f"causalkv replica (DATA_DIR, {self.durability})"
         p = self.procs.start(f"{self.tag}-{addr.rsplit(':', 1)[1]}", [self.binary], env,
-                             label="causalkv replica")
+                             label=label)
         self.proc[addr] = p
         return p
 
@@ -122,6 +140,8 @@ class CausalKV:
     def stop(self):
         for a in list(self.proc):
             self.procs.stop(self.proc.pop(a))
+        for a in self.addrs if self.data_root is not None else ():
+            shutil.rmtree(self.data_dir(a), ignore_errors=True)
 
 
 class Ceiling:
@@ -210,7 +230,10 @@ class Redis:
     """A Redis master and two replicas on loopback, spoken to with redis-py
     (the module `redis`, imported here: callers check it is installed)."""
 
-    def __init__(self, procs, tmp, tag):
+    def __init__(self, procs, tmp, tag, aof=False):
+        """aof: each server keeps an append-only file (appendfsync
+        everysec, Redis's default with AOF; its own appenddirname in the
+        shared --dir); else no persistence at all, as in the figures."""
         import redis
 
         self.redis = redis
@@ -219,15 +242,18 @@ class Redis:
         self.dir = tempfile.mkdtemp(prefix=f"{tag}-", dir=tmp)
         self.p = []
         for i, port in enumerate(self.ports):
+            persist = (["--appendonly", "yes", "--appendfsync", "everysec",
+                        "--appenddirname", f"aof-{port}"] if aof else ["--appendonly", "no"])
             argv = [
                 "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--dbfilename", f"dump-{port}.rdb",
+                *persist, "--dir", self.dir, "--dbfilename", f"dump-{port}.rdb",
                 "--daemonize", "no",
             ]
             if i > 0:
                 argv += ["--replicaof", "127.0.0.1", self.ports[0]]
+            label = "redis master" if i == 0 else "redis replica"
             self.p.append(procs.start(f"{tag}-{port}", argv,
-                                      label="redis master" if i == 0 else "redis replica"))
+                                      label=label + (" (AOF)" if aof else "")))
         end = time.monotonic() + 30
         while True:
             try:

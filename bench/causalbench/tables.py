@@ -91,13 +91,76 @@ def target_rows(r):
                          f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
                          j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
     rows += bigjoin_rows(r.get("bigjoin"))
+    rows += durable_rows(r)
     # Information, no target.
     ratio_row("GET one replica / etcd GET (no fsync)", get(ck, "get_one", "rps"),
               get(r, "etcd_nofsync", "get", "rps"), 0)
     ratio_row("GET one replica / Redis GET", get(ck, "get_one", "rps"), get(r, "redis", "get", "rps"), 0)
     ratio_row("90/10 mix one replica / HTTP ceiling mix", get(ck, "mix_one", "rps"), get(ce, "mix", "rps"), 0)
     ratio_row("PUT / etcd PUT (fsync)", get(ck, "put_one", "rps"), get(r, "etcd_fsync", "put", "rps"), 0)
+    if r.get("durable"):
+        f = r["durable"].get("figures") or {}
+        ratio_row("PUT DATA_DIR os / PUT in memory", get(f, "put_os", "rps"),
+                  get(f, "put_memory", "rps"), 0)
     return rows
+
+
+# The targets of durable replicas (DATA_DIR).
+DURABLE_PUT_VS_MEMORY = 0.8
+DURABLE_PUT_VS_ETCD = 10
+DURABLE_GET_VS_CEILING = 0.85
+RECOVERY_LIMIT_SECS = 2.0
+
+
+def ratio_target(what, num, den, minimum):
+    """A Targets row: num/den against a minimum (no verdict when either
+    figure is missing)."""
+    ratio = div(num, den)
+    return (what, fmt_rps(num), fmt_rps(den), fmt_ratio(ratio), f"≥ {minimum:g}",
+            None if ratio is None else ratio >= minimum)
+
+
+def durable_rows(r):
+    """The Targets rows of the durable part (none if it did not run): PUT
+    with DATA_DIR (fsync) against PUT in memory and etcd's PUT (fsync, from
+    the etcd part), GET against the ceiling's, and the restart after
+    SIGKILL."""
+    d = r.get("durable")
+    if not d:
+        return []
+    f = d.get("figures") or {}
+    fsync_put = get(f, "put_fsync", "rps")
+    rows = [
+        ratio_target("PUT DATA_DIR fsync / PUT in memory", fsync_put, get(f, "put_memory", "rps"),
+                     DURABLE_PUT_VS_MEMORY),
+        ratio_target("PUT DATA_DIR fsync / etcd PUT (fsync)", fsync_put,
+                     get(r, "etcd_fsync", "put", "rps"), DURABLE_PUT_VS_ETCD),
+        ratio_target("GET DATA_DIR fsync / HTTP ceiling GET", get(f, "get_fsync", "rps"),
+                     get(f, "get_ceiling", "rps"), DURABLE_GET_VS_CEILING),
+    ]
+    rec = get(d, "store", "recovery")
+    if rec:
+        rows.append(recovery_row(rec))
+    return rows
+
+
+def fmt_s(x):
+    return "never" if x is None else f"{x:.2f} s"
+
+
+def recovery_row(rec, limit=RECOVERY_LIMIT_SECS):
+    """The restart after SIGKILL: the time to ready and to every key, the
+    larger against the limit; a replica that came back under another
+    identity (it copied its keys from a peer) fails whatever the time."""
+    ready, held = rec.get("ready_secs"), rec.get("held_secs")
+    worst = None if ready is None or held is None else max(ready, held)
+    value = fmt_s(worst)
+    if rec.get("same_identity") is False:
+        value += ", as a new identity"
+    ok = worst is not None and worst <= limit and rec.get("same_identity") is not False
+    return (f"durable replica with {rec['keys']:,} keys restarted after SIGKILL: "
+            "ready, holds every key after", f"{fmt_s(ready)}, {fmt_s(held)}", "—", value,
+            f"≤ {limit:g} s", ok)
 
 
 def join_limit_secs(keys):
@@ -190,19 +253,115 @@ def mark(ok):
     return "—" if ok is None else ("PASS" if ok else "FAIL")
 
 
+DETAIL_HEADERS = ("system", "op", "against", "req/s", "p50 ms", "p99 ms", "server CPU (cores)",
+                  "CPU µs/req", "load gen CPU", "other CPU", "errors", "runs (req/s)")
+
+
+def detail_cells(system, op, where, f):
+    """One row of a throughput table (DETAIL_HEADERS)."""
+    return (system, op, where, fmt_rps(f["rps"]), fmt_ms(f["p50"]), fmt_ms(f["p99"]),
+            fmt_cpu(f), "—" if f.get("cpu_us_per_req") is None else f"{f['cpu_us_per_req']:.0f}",
+            f"{f.get('cpu_loadgen') or 0:.2f}",
+            f"{f.get('cpu_other') or 0:.2f}", str(f.get("errors", 0)),
+            " / ".join(f"{x:,}" for x in f.get("runs", [])))
+
+
 def report_tables(r):
     targets = [(w, a, b, c, t, mark(ok)) for w, a, b, c, t, ok in target_rows(r)]
     th = ("figure", "causalkv", "reference", "ratio / value", "target", "")
-    details = []
-    for system, op, where, f in detail_rows(r):
-        details.append((system, op, where, fmt_rps(f["rps"]), fmt_ms(f["p50"]), fmt_ms(f["p99"]),
-                        fmt_cpu(f), "—" if f.get("cpu_us_per_req") is None else f"{f['cpu_us_per_req']:.0f}",
-                        f"{f.get('cpu_loadgen') or 0:.2f}",
-                        f"{f.get('cpu_other') or 0:.2f}", str(f.get("errors", 0)),
-                        " / ".join(f"{x:,}" for x in f.get("runs", []))))
-    dh = ("system", "op", "against", "req/s", "p50 ms", "p99 ms", "server CPU (cores)",
-          "CPU µs/req", "load gen CPU", "other CPU", "errors", "runs (req/s)")
-    return (th, targets), (dh, details)
+    details = [detail_cells(*row) for row in detail_rows(r)]
+    return (th, targets), (DETAIL_HEADERS, details)
+
+
+def durable_detail_rows(r):
+    """(system, operation, target, figure) of the durable part's figures."""
+    f = get(r, "durable", "figures") or {}
+    rows = []
+    for key, system, op, where in (
+            ("get_ceiling", "HTTP ceiling", "GET", "1 server"),
+            ("get_fsync", "causalkv, DATA_DIR fsync", "GET", "1 of 3 replicas"),
+            ("put_memory", "causalkv, in memory", "PUT", "1 of 3 replicas"),
+            ("put_fsync", "causalkv, DATA_DIR fsync", "PUT", "1 of 3 replicas"),
+            ("put_os", "causalkv, DATA_DIR os", "PUT", "1 of 3 replicas")):
+        if f.get(key):
+            rows.append((system, op, where, f[key]))
+    return rows
+
+
+def per_key(total, keys):
+    return "—" if total is None or not keys else f"{total / keys:,.0f}"
+
+
+def mib_list(values):
+    return ", ".join("—" if v is None else f"{v / 2**20:,.1f}" for v in values)
+
+
+def durable_disk_table(r):
+    """Bytes per key on disk and in memory: the durable causalkv replicas
+    (after the load, settled; the replica restarted after SIGKILL), and
+    beside them Redis (AOF, RDB) and etcd (data directory) holding the same
+    keys, and causalkv in memory (the scale part, when it held as many).
+    (headers, rows), or None."""
+    d = r.get("durable")
+    st = (d or {}).get("store")
+    if not st:
+        return None
+    n = st["keys"]
+    rows = []
+    disk, rss, rss0 = st["disk"], st["rss"], st["rss_empty"]
+
+    def rss_key(a, b, keys):
+        return "—" if a is None or b is None else f"{(a - b) / keys:,.0f}"
+
+    rows.append(("causalkv, DATA_DIR fsync: the replica loaded through, after the load",
+                 f"{n:,}", mib_list([disk[0]["bytes"]]), per_key(disk[0]["bytes"], n),
+                 per_key(disk[0].get("journals"), n), rss_key(rss[0], rss0[0], n),
+                 "du of DATA_DIR (journals: db/*.jnl)"))
+    if len(disk) > 1:
+        rows.append(("causalkv, DATA_DIR fsync: the other two replicas, after the load",
+                     f"{n:,}", mib_list([x["bytes"] for x in disk[1:]]),
+                     ", ".join(per_key(x["bytes"], n) for x in disk[1:]),
+                     ", ".join(per_key(x.get("journals"), n) for x in disk[1:]),
+                     ", ".join(rss_key(a, b, n) for a, b in zip(rss[1:], rss0[1:])),
+                     "the same, copies made by replication"))
+    after = st.get("after_restart") or {}
+    if after.get("disk"):
+        rows.append(("causalkv, DATA_DIR fsync: the replica loaded through, restarted after "
+                     "SIGKILL", f"{n:,}", mib_list([after["disk"]["bytes"]]),
+                     per_key(after["disk"]["bytes"], n), per_key(after["disk"].get("journals"), n),
+                     rss_key(after.get("rss"), rss0[0], n), "the same, once settled again"))
+    lv = get(r, "scale", "levels")
+    if lv:
+        mem = lv.get(n, lv.get(str(n)))
+        if mem:
+            rows.append(("causalkv in memory (scale part)", f"{n:,}", "—", "—", "—",
+                         f"{mem['rss_per_key']:,.0f}", "RSS, mean of the three replicas"))
+    rd = d.get("redis")
+    if rd:
+        k = rd["keys"]
+        rows.append(("Redis, append-only file (everysec): the master", f"{k:,}",
+                     mib_list([rd["aof"]["bytes"]]), per_key(rd["aof"]["bytes"], k), "(all of it)",
+                     "—" if rd.get("rss_per_key") is None else f"{rd['rss_per_key']:,.0f}",
+                     "du of its appendonlydir after the SETs"))
+        rows.append(("Redis, RDB dump (SAVE): the master", f"{k:,}", mib_list([rd["rdb"]["bytes"]]),
+                     per_key(rd["rdb"]["bytes"], k), "—", "—", "the dump file after SAVE"))
+    et = d.get("etcd")
+    if et:
+        k, m = et["keys"], et["members"]
+        rows.append(("etcd (fsync): member 1", f"{k:,}", mib_list([m[0]["bytes"]]),
+                     per_key(m[0]["bytes"], k), per_key(m[0]["wal"], k),
+                     "—" if et["rss_per_key"][0] is None else f"{et['rss_per_key'][0]:,.0f}",
+                     f"du of its data dir (bbolt file: {per_key(m[0]['db'], k)} B/key; WAL)"))
+        if len(m) > 1:
+            rows.append(("etcd (fsync): members 2 and 3", f"{k:,}",
+                         mib_list([x["bytes"] for x in m[1:]]),
+                         ", ".join(per_key(x["bytes"], k) for x in m[1:]),
+                         ", ".join(per_key(x["wal"], k) for x in m[1:]),
+                         ", ".join("—" if x is None else f"{x:,.0f}" for x in et["rss_per_key"][1:]),
+                         "the same"))
+    h = ("store", "keys", "on disk (MiB)", "disk B/key", "of which journal / WAL B/key",
+         "RSS B/key", "measured")
+    return h, rows
 
 
 def scale_tables(r):
