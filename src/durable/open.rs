@@ -248,11 +248,14 @@ fn journal_sizes(path: &Path) -> BTreeMap<PathBuf, u64> {
     found
 }
 
-/// The length of `path` without the zeros at its end.
+/// The length of `path` without the zeros at its end. The room a journal
+/// file is made with is a hole in a sparse file, skipped at once where the
+/// file system says where data ends.
 fn written_length(path: &Path) -> std::io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
-    let mut end = file.metadata()?.len();
+    let len = file.metadata()?.len();
+    let mut end = data_end(&file).unwrap_or(len).min(len);
     let mut chunk = vec![0u8; 1 << 16];
     while end > 0 {
         let start = end.saturating_sub(chunk.len() as u64);
@@ -265,6 +268,23 @@ fn written_length(path: &Path) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Where the last stretch of data of `file` ends: past it there are only
+/// holes (`None` where the file system cannot tell).
+fn data_end(file: &std::fs::File) -> Option<u64> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut at = 0;
+    // A journal has a few stretches at most; the bound only guards against
+    // a file system answering oddly.
+    for _ in 0..1024 {
+        let hole = seek(file, SeekFrom::Hole(at)).ok()?;
+        match seek(file, SeekFrom::Data(hole)) {
+            Ok(data) if data > hole => at = data,
+            _ => return Some(hole),
+        }
+    }
+    None
 }
 
 /// The file an error opening the database is most likely about: the
