@@ -141,18 +141,21 @@ fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError
     ApiError::new(error, method).with("causal-metadata", metadata)
 }
 
+/// The query parameter `name` of `req`, decoded.
+fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    let query = req.query_string();
+    if query.is_empty() {
+        return None;
+    }
+    web::Query::<std::collections::HashMap<String, String>>::from_query(query)
+        .ok()
+        .and_then(|q| q.get(name).cloned())
+}
+
 /// The write concern asked for by the query parameter `w` or the
 /// `Write-Concern` header (the query wins); one replica by default.
 fn write_concern(req: &HttpRequest, method: &Method) -> Result<WriteConcern, ApiError> {
-    let query = req.query_string();
-    let from_query = if query.is_empty() {
-        None
-    } else {
-        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
-            .ok()
-            .and_then(|q| q.get("w").cloned())
-    };
-    let text = match from_query {
+    let text = match query_param(req, "w") {
         Some(text) => text,
         None => match req.headers().get(CONCERN_HEADER) {
             Some(h) => h.to_str().unwrap_or("").to_string(),
@@ -272,14 +275,7 @@ async fn get(
 /// A GET's context from the `causal-metadata` query parameter or the
 /// `X-Causal-Metadata` header: JSON text, or a plain string.
 fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
-    let query = req.query_string();
-    let from_query = if query.is_empty() {
-        None
-    } else {
-        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
-            .ok()
-            .and_then(|q| q.get("causal-metadata").cloned())
-    };
+    let from_query = query_param(req, "causal-metadata");
     let header = || {
         req.headers()
             .get(CONTEXT_HEADER)
