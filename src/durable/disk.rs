@@ -74,18 +74,6 @@ pub(super) type Item = (Box<[u8]>, Option<Vec<u8>>);
 /// Called with the number of the last durable batch when it grows.
 pub(super) type OnDurable = OnceLock<Box<dyn Fn(u64) + Send + Sync>>;
 
-/// One step's changes.
-pub(super) struct Batch {
-    /// Its number, recorded with it.
-    #[allow(dead_code)]
-    pub(super) seq: u64,
-    /// Keys with their new version's bytes.
-    pub(super) data: Vec<Item>,
-    /// Records of the replica's state: the saved state when it changed,
-    /// and each clock entry that changed.
-    pub(super) meta: Vec<Item>,
-}
-
 /// The database and its keyspaces.
 pub(super) struct Handles {
     pub(super) db: Database,
@@ -108,20 +96,16 @@ impl Handles {
         Ok(Handles { db, data, meta })
     }
 
-    /// Commits `batches` as one atomic batch: a crash keeps a prefix of
-    /// the steps, never part of one.
-    pub(super) fn commit<'a>(
-        &self,
-        batches: impl IntoIterator<Item = &'a Batch>,
-    ) -> fjall::Result<()> {
+    /// Commits one step's changes as one atomic batch: `data`, keys with
+    /// their new version's bytes, and `meta`, records of the replica's
+    /// state. A crash keeps a prefix of the steps, never part of one.
+    fn commit(&self, data: &[Item], meta: &[Item]) -> fjall::Result<()> {
         let mut write = self.db.batch();
-        for batch in batches {
-            for (keyspace, items) in [(&self.data, &batch.data), (&self.meta, &batch.meta)] {
-                for (key, value) in items {
-                    match value {
-                        Some(bytes) => write.insert(keyspace, &**key, bytes.as_slice()),
-                        None => write.remove(keyspace, &**key),
-                    }
+        for (keyspace, items) in [(&self.data, data), (&self.meta, meta)] {
+            for (key, value) in items {
+                match value {
+                    Some(bytes) => write.insert(keyspace, &**key, bytes.as_slice()),
+                    None => write.remove(keyspace, &**key),
                 }
             }
         }
@@ -144,7 +128,6 @@ pub(super) struct Inner {
     fingerprint: u64,
     /// The applied clock as last written, entry by entry.
     clock: VectorClock,
-    next: u64,
 }
 
 /// What the disk and its sync thread share.
@@ -155,7 +138,7 @@ pub(super) struct Shared {
     pub(super) mode: Durability,
     pub(super) inner: Mutex<Inner>,
     pub(super) publish: watch::Sender<Status>,
-    /// The last batch committed.
+    /// The last batch committed (set under the lock of [`Inner`]).
     pub(super) committed: AtomicU64,
     /// Set when there is work for the sync thread; `None` asks it to stop.
     pub(super) work: Mutex<Option<bool>>,
@@ -222,7 +205,6 @@ impl Disk {
                 established,
                 fingerprint: 0,
                 clock: VectorClock::new(),
-                next: last + 1,
             }),
             publish,
             committed: AtomicU64::new(last),
@@ -260,18 +242,23 @@ impl Disk {
     /// nothing). Call under the replica's lock, after every step.
     pub fn save(&self, replica: &mut Replica) -> u64 {
         let mut inner = self.shared.lock();
+        if inner.established {
+            // Already so, but for a replica just restored: the disk held
+            // its store before it did.
+            replica.track_changes();
+        }
         if !inner.established {
             if !replica.is_synced() {
                 // Copying its first state: nothing worth keeping yet.
-                return inner.next - 1;
+                return self.committed();
             }
             self.dump(&mut inner, replica);
-            return inner.next - 1;
+            return self.committed();
         }
         let changed = replica.take_changed();
         let meta = state_records(&mut inner, replica);
         if changed.is_empty() && meta.is_empty() {
-            return inner.next - 1;
+            return self.committed();
         }
         let store = replica.store();
         let data = changed
@@ -289,7 +276,6 @@ impl Disk {
     /// changes.
     fn dump(&self, inner: &mut Inner, replica: &mut Replica) {
         replica.track_changes();
-        let _ = replica.take_changed();
         let mut data = Vec::with_capacity(DUMP_BATCH.min(replica.store().len()));
         for entry in replica.store().iter() {
             data.push((
@@ -307,16 +293,14 @@ impl Disk {
 
     /// Commits one batch and returns its number.
     fn write(&self, inner: &mut Inner, data: Vec<Item>, meta: Vec<Item>) -> u64 {
-        let seq = inner.next;
-        inner.next += 1;
+        let shared = &self.shared;
+        let seq = shared.committed.load(Ordering::Acquire) + 1;
         let mut meta = meta;
         meta.push((BATCH.as_bytes().into(), Some(seq.to_le_bytes().to_vec())));
-        let batch = Batch { seq, data, meta };
-        let bytes: usize = (batch.data.iter().chain(&batch.meta))
+        let bytes: usize = (data.iter().chain(&meta))
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
             .sum();
-        let shared = &self.shared;
-        if let Err(error) = inner.handles.commit([&batch]) {
+        if let Err(error) = inner.handles.commit(&data, &meta) {
             fail_stop(&shared.dir, &error);
         }
         shared.committed.store(seq, Ordering::Release);

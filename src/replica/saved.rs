@@ -142,7 +142,6 @@ impl Replica {
             replica.record(decision);
         }
         replica.sync = Sync::Synced;
-        replica.store.track_changes();
         // Announce the same incarnation to the members again: they vet it
         // as they would any replica they know, and both sides exchange
         // what the other missed.

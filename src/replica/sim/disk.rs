@@ -22,8 +22,7 @@ impl Sim {
         };
         self.trace.push(self.now, Event::Crash(i));
         if node.replica.is_whole() {
-            let mut store = node.replica.store().clone();
-            let _ = store.take_changed();
+            let store = node.replica.store().clone();
             self.disks.insert(i, (node.replica.saved(), store));
         } else {
             self.lost.insert(node.replica.me().id.clone());
