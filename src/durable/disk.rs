@@ -1,16 +1,23 @@
 //! The disk of a running replica: the mirror of its state.
 //!
 //! After each step of the replica, [`Disk::save`] (under the replica's
-//! lock, so batches are numbered and written in the order the steps ran)
-//! turns what changed into one batch: the new version of every key
-//! changed, each entry of the applied clock that changed, and the rest of
-//! the replica's state ([`Saved`](crate::replica::saved::Saved)) when it
-//! changed. It commits the batch to the journal at once, which writes it
-//! to the OS: under `DURABILITY=os` the batch is then durable. Under
-//! `fsync`, the sync thread ([`super::sync`]) makes every batch committed
-//! so far durable with one `fdatasync` of the journal, however many
-//! arrived while the last one ran (group commit). The number of the last
-//! durable batch is published; answers and writes to peers wait until it
+//! lock, so steps are numbered in the order they ran) stages what the step
+//! changed: the new version of every key changed, each entry of the
+//! applied clock that changed, and the rest of the replica's state
+//! ([`Saved`](crate::replica::saved::Saved)) when it changed. Staging only
+//! encodes them into memory; a key changed again before its stage is
+//! committed is written once, in its last version.
+//!
+//! The committer takes everything staged and commits it to the journal as
+//! one atomic batch, in step order, and writes the journal to the OS. Under
+//! `DURABILITY=os` whoever needs a step durable commits (a request waiting
+//! for its answer, for its own step and every one staged before it), and
+//! the batch is then durable. Under `fsync` the sync thread
+//! ([`super::sync`]) commits and `fdatasync`s the journal, however many
+//! steps were staged while the last sync ran (group commit), so the
+//! replica never waits for the device under its lock. A crash therefore
+//! keeps a prefix of the steps, never part of one. The number of the last
+//! durable step is published; answers and writes to peers wait until it
 //! covers the step that produced them ([`Disk::settled`]).
 //!
 //! A full disk is met before it fails a write: while the file system has
@@ -25,10 +32,12 @@
 //! answers and writes for peers wait until it is durable), and a restart
 //! recovers the state on disk.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::watch;
@@ -45,10 +54,10 @@ pub const RESERVE: u64 = 8 << 20;
 /// How many keys one batch of a full copy of the store holds.
 const DUMP_BATCH: usize = 65_536;
 
-/// What the disk publishes.
+/// What the disk reports.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
-    /// The last batch that is durable (see the module doc).
+    /// The last step that is durable (see the module doc).
     pub durable: u64,
     /// Free bytes on the data directory's file system, when last looked
     /// (less what was written since).
@@ -71,7 +80,7 @@ pub(super) fn fail_stop(dir: &Path, error: &dyn std::fmt::Display) -> ! {
 /// A key and its new bytes, or `None` once it is removed.
 pub(super) type Item = (Box<[u8]>, Option<Vec<u8>>);
 
-/// Called with the number of the last durable batch when it grows.
+/// Called with the number of the last durable step when it grows.
 pub(super) type OnDurable = OnceLock<Box<dyn Fn(u64) + Send + Sync>>;
 
 /// The database and its keyspaces.
@@ -83,10 +92,9 @@ pub(super) struct Handles {
 
 impl Handles {
     pub(super) fn open(path: &Path) -> fjall::Result<Handles> {
-        // A commit only appends to the journal's buffer: the buffer is
-        // written to the OS by [`Disk::flush`] (os) or the sync thread
-        // (fsync), outside the replica's lock, once for all the commits
-        // waiting.
+        // A commit only appends to the journal's buffer: the committer
+        // writes the buffer to the OS (and syncs it, under `fsync`) once
+        // for every step it commits.
         let db = Database::builder(path)
             .manual_journal_persist(true)
             .max_journaling_size(JOURNALS)
@@ -96,76 +104,183 @@ impl Handles {
         Ok(Handles { db, data, meta })
     }
 
-    /// Commits one step's changes as one atomic batch: `data`, keys with
-    /// their new version's bytes, and `meta`, records of the replica's
-    /// state. A crash keeps a prefix of the steps, never part of one.
-    fn commit(&self, data: &[Item], meta: &[Item]) -> fjall::Result<()> {
+    /// Commits changes as one atomic batch: `data`, keys with their new
+    /// version's bytes, and `meta`, records of the replica's state.
+    fn commit<'a>(
+        &self,
+        data: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        meta: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> fjall::Result<()> {
         let mut write = self.db.batch();
-        for (keyspace, items) in [(&self.data, data), (&self.meta, meta)] {
-            for (key, value) in items {
-                match value {
-                    Some(bytes) => write.insert(keyspace, &**key, bytes.as_slice()),
-                    None => write.remove(keyspace, &**key),
-                }
-            }
-        }
+        let mut add = |keyspace: &Keyspace, (key, value): (&[u8], Option<&[u8]>)| match value {
+            Some(bytes) => write.insert(keyspace, key, bytes),
+            None => write.remove(keyspace, key),
+        };
+        data.into_iter().for_each(|item| add(&self.data, item));
+        meta.into_iter().for_each(|item| add(&self.meta, item));
         write.commit()
     }
+}
+
+/// An item as the batch takes it.
+fn item((key, value): &Item) -> (&[u8], Option<&[u8]>) {
+    (key, value.as_deref())
 }
 
 /// Journal bytes kept before the tree must hold what they recorded: disk
 /// use stays within this (plus the tree) whatever the write rate.
 const JOURNALS: u64 = 64 << 20;
 
-/// What the disk keeps under its lock.
-pub(super) struct Inner {
-    pub(super) handles: Handles,
-    /// Whether the disk holds the replica's whole store (so only changes
-    /// need writing).
+/// Changes by key: the last one staged for each.
+type Changes = HashMap<Box<[u8]>, Option<Vec<u8>>>;
+
+/// What [`Disk::save`] keeps, under the lock of the replica's steps.
+pub(super) struct Staged {
+    /// Whether the database holds the replica's whole store (so only
+    /// changes need writing).
     established: bool,
-    /// The fingerprint of the saved state last written, to skip writing
+    /// The fingerprint of the saved state last staged, to skip writing
     /// it unchanged.
     fingerprint: u64,
-    /// The applied clock as last written, entry by entry.
+    /// The applied clock as last staged, entry by entry.
     clock: VectorClock,
+    /// Changes of steps not committed yet.
+    data: Changes,
+    meta: Changes,
+    /// The number of the last step staged.
+    last: u64,
+}
+
+/// Wakes the sync thread: cheap when it is awake already.
+#[derive(Default)]
+pub(super) struct Wake {
+    work: AtomicBool,
+    stop: AtomicBool,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        let _lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cond.notify_one();
+    }
+
+    /// Says there is work.
+    pub(super) fn nudge(&self) {
+        if !self.work.swap(true, Ordering::AcqRel) {
+            self.notify();
+        }
+    }
+
+    /// Asks the thread to stop.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.notify();
+    }
+
+    /// Waits for work or a stop, at most `timeout`; whether to stop.
+    pub(super) fn wait(&self, timeout: Duration) -> bool {
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return true;
+            }
+            if self.work.swap(false, Ordering::AcqRel) {
+                return false;
+            }
+            let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            // A nudge between the look above and this lock finds the
+            // thread waiting below (it notifies under the lock).
+            if self.work.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire) {
+                continue;
+            }
+            let (_lock, waited) = self
+                .cond
+                .wait_timeout(lock, timeout)
+                .unwrap_or_else(|p| p.into_inner());
+            if waited.timed_out() {
+                return self.stop.load(Ordering::Acquire);
+            }
+        }
+    }
 }
 
 /// What the disk and its sync thread share.
 pub(super) struct Shared {
     pub(super) dir: PathBuf,
-    /// The database, to write its journal's buffer out.
-    pub(super) db: Database,
     pub(super) mode: Durability,
-    pub(super) inner: Mutex<Inner>,
-    pub(super) publish: watch::Sender<Status>,
-    /// The last batch committed (set under the lock of [`Inner`]).
-    pub(super) committed: AtomicU64,
-    /// Set when there is work for the sync thread; `None` asks it to stop.
-    pub(super) work: Mutex<Option<bool>>,
-    pub(super) wake: Condvar,
-    pub(super) on_durable: OnDurable,
+    staged: Mutex<Staged>,
+    /// The database, behind the lock that keeps commits in step order.
+    committer: Mutex<Handles>,
+    /// The number of the last step staged.
+    saved: AtomicU64,
+    /// The number of the last durable step, for those who wait on it.
+    durable: watch::Sender<u64>,
+    /// See [`Status`].
+    pub(super) free: AtomicU64,
+    pub(super) syncs: AtomicU64,
+    pub(super) wake: Wake,
+    on_durable: OnDurable,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// The database, once nobody else commits.
+    pub(super) fn committer(&self) -> MutexGuard<'_, Handles> {
+        lock(&self.committer)
     }
 
-    /// Wakes the sync thread.
-    pub(super) fn nudge(&self) {
-        let mut work = self.work.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(work) = work.as_mut() {
-            *work = true;
+    /// The number of the last step staged.
+    pub(super) fn saved(&self) -> u64 {
+        self.saved.load(Ordering::Acquire)
+    }
+
+    /// The number of the last durable step.
+    pub(super) fn durable(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    /// Commits every step staged so far as one batch, with the committer
+    /// held; returns the number of the last step committed. The caller
+    /// then writes the journal out (and syncs it) before calling
+    /// [`Shared::made_durable`] with that number.
+    pub(super) fn commit_staged(&self, handles: &Handles) -> u64 {
+        let (data, mut meta, last) = {
+            let mut staged = lock(&self.staged);
+            let last = staged.last;
+            if staged.data.is_empty() && staged.meta.is_empty() {
+                return last;
+            }
+            (
+                std::mem::take(&mut staged.data),
+                std::mem::take(&mut staged.meta),
+                last,
+            )
+        };
+        meta.insert(BATCH.as_bytes().into(), Some(last.to_le_bytes().to_vec()));
+        if let Err(error) = handles.commit(
+            data.iter().map(|(k, v)| (&**k, v.as_deref())),
+            meta.iter().map(|(k, v)| (&**k, v.as_deref())),
+        ) {
+            fail_stop(&self.dir, &error);
         }
-        self.wake.notify_one();
+        last
     }
 
-    /// Marks batches up to `durable` durable and tells who waits.
-    pub(super) fn durable(&self, durable: u64) {
-        self.publish
-            .send_modify(|s| s.durable = s.durable.max(durable));
-        if let Some(f) = self.on_durable.get() {
-            f(durable);
+    /// Marks steps up to `durable` durable and tells who waits.
+    pub(super) fn made_durable(&self, durable: u64) {
+        let grew = self.durable.send_if_modified(|d| {
+            let grew = *d < durable;
+            *d = (*d).max(durable);
+            grew
+        });
+        if grew {
+            if let Some(f) = self.on_durable.get() {
+                f(durable);
+            }
         }
     }
 }
@@ -173,15 +288,14 @@ impl Shared {
 /// The handle a node keeps on its disk.
 pub struct Disk {
     shared: Arc<Shared>,
-    status: watch::Receiver<Status>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Disk {
-    /// Starts the sync thread (with `spawn`) on opened `handles`. `established` says the
-    /// database already mirrors the replica's store (a restored replica);
-    /// `last` is the number of the last batch on disk: numbers go on from
-    /// there.
+    /// Starts the sync thread (with `spawn`) on opened `handles`.
+    /// `established` says the database already mirrors the replica's store
+    /// (a restored replica); `last` is the number of the last step on
+    /// disk: numbers go on from there.
     pub(super) fn start(
         dir: PathBuf,
         mode: Durability,
@@ -191,31 +305,28 @@ impl Disk {
         spawn: impl FnOnce(Arc<Shared>) -> JoinHandle<()>,
     ) -> Disk {
         let free = free_space(&dir);
-        let (publish, status) = watch::channel(Status {
-            free,
-            durable: last,
-            syncs: 0,
-        });
         let shared = Arc::new(Shared {
             dir,
-            db: handles.db.clone(),
             mode,
-            inner: Mutex::new(Inner {
-                handles,
+            staged: Mutex::new(Staged {
                 established,
                 fingerprint: 0,
                 clock: VectorClock::new(),
+                data: Changes::new(),
+                meta: Changes::new(),
+                last,
             }),
-            publish,
-            committed: AtomicU64::new(last),
-            work: Mutex::new(Some(false)),
-            wake: Condvar::new(),
+            committer: Mutex::new(handles),
+            saved: AtomicU64::new(last),
+            durable: watch::channel(last).0,
+            free: AtomicU64::new(free),
+            syncs: AtomicU64::new(0),
+            wake: Wake::default(),
             on_durable: OnceLock::new(),
         });
         let thread = spawn(shared.clone());
         Disk {
             shared,
-            status,
             thread: Mutex::new(Some(thread)),
         }
     }
@@ -230,51 +341,83 @@ impl Disk {
         self.shared.mode
     }
 
-    /// Calls `f` (from the sync thread) with the number of the last
-    /// durable batch whenever it grows past one a step had to wait for.
-    /// Set once.
+    /// Calls `f` with the number of the last durable step whenever it
+    /// grows. Set once.
     pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
         let _ = self.shared.on_durable.set(Box::new(f));
     }
 
-    /// Writes what the replica's last step changed, and returns the number
-    /// of the batch that holds it (the last one, if the step changed
-    /// nothing). Call under the replica's lock, after every step.
+    /// Stages what the replica's last step changed, and returns the number
+    /// of that step (the last one, if the step changed nothing). Call under
+    /// the replica's lock, after every step.
     pub fn save(&self, replica: &mut Replica) -> u64 {
-        let mut inner = self.shared.lock();
-        if inner.established {
-            // Already so, but for a replica just restored: the disk held
-            // its store before it did.
-            replica.track_changes();
-        }
-        if !inner.established {
+        let shared = &self.shared;
+        let mut staged = lock(&shared.staged);
+        if !staged.established {
             if !replica.is_synced() {
                 // Copying its first state: nothing worth keeping yet.
-                return self.committed();
+                return staged.last;
             }
-            self.dump(&mut inner, replica);
-            return self.committed();
+            drop(staged);
+            return self.dump(replica);
         }
+        // Already so, but for a replica just restored: the disk held its
+        // store before it did.
+        replica.track_changes();
         let changed = replica.take_changed();
-        let meta = state_records(&mut inner, replica);
-        if changed.is_empty() && meta.is_empty() {
-            return self.committed();
+        let mut bytes = stage_state(&mut staged, replica);
+        if changed.is_empty() && bytes == 0 {
+            return staged.last;
         }
         let store = replica.store();
-        let data = changed
-            .into_iter()
-            .map(|key| {
-                let version = store.get_str(&key).map(|v| encode(&v));
-                (Box::<[u8]>::from(key.as_bytes()), version)
-            })
-            .collect();
-        self.write(&mut inner, data, meta)
+        for key in changed {
+            let version = store.get_str(&key).map(|v| encode(&v));
+            bytes += key.len() + version.as_ref().map_or(0, Vec::len);
+            staged
+                .data
+                .insert(Box::<[u8]>::from(key.as_bytes()), version);
+        }
+        staged.last += 1;
+        let step = staged.last;
+        shared.saved.store(step, Ordering::Release);
+        drop(staged);
+        self.wrote(bytes);
+        if shared.mode == Durability::Fsync {
+            shared.wake.nudge();
+        }
+        step
+    }
+
+    /// Counts `bytes` as taken from the free space.
+    fn wrote(&self, bytes: usize) {
+        let _ = (self.shared.free).fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+            Some(free.saturating_sub(bytes as u64))
+        });
     }
 
     /// Writes the whole store and state of a replica that just got one
     /// (copied from a member, or started a new store), then tracks its
-    /// changes.
-    fn dump(&self, inner: &mut Inner, replica: &mut Replica) {
+    /// changes; returns the number of the last step written.
+    fn dump(&self, replica: &mut Replica) -> u64 {
+        let shared = &self.shared;
+        let handles = shared.committer();
+        // Nothing is staged before the first dump: every step so far is
+        // committed.
+        let mut last = shared.commit_staged(&handles);
+        let mut commit = |data: &mut Vec<Item>, meta: &[Item]| {
+            last += 1;
+            let number = (BATCH.as_bytes().into(), Some(last.to_le_bytes().to_vec()));
+            let meta = meta.iter().chain([&number]).map(item);
+            if let Err(error) = handles.commit(data.iter().map(item), meta) {
+                fail_stop(&shared.dir, &error);
+            }
+            let bytes: usize = data
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum();
+            self.wrote(bytes);
+            data.clear();
+        };
         replica.track_changes();
         let mut data = Vec::with_capacity(DUMP_BATCH.min(replica.store().len()));
         for entry in replica.store().iter() {
@@ -283,89 +426,84 @@ impl Disk {
                 Some(encode(&entry.to_version())),
             ));
             if data.len() == DUMP_BATCH {
-                self.write(inner, std::mem::take(&mut data), Vec::new());
+                commit(&mut data, &[]);
             }
         }
-        let meta = state_records(inner, replica);
-        self.write(inner, data, meta);
-        inner.established = true;
-    }
-
-    /// Commits one batch and returns its number.
-    fn write(&self, inner: &mut Inner, data: Vec<Item>, meta: Vec<Item>) -> u64 {
-        let shared = &self.shared;
-        let seq = shared.committed.load(Ordering::Acquire) + 1;
-        let mut meta = meta;
-        meta.push((BATCH.as_bytes().into(), Some(seq.to_le_bytes().to_vec())));
-        let bytes: usize = (data.iter().chain(&meta))
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-            .sum();
-        if let Err(error) = inner.handles.commit(&data, &meta) {
-            fail_stop(&shared.dir, &error);
-        }
-        shared.committed.store(seq, Ordering::Release);
-        shared
-            .publish
-            .send_modify(|s| s.free = s.free.saturating_sub(bytes as u64));
+        let mut staged = lock(&shared.staged);
+        stage_state(&mut staged, replica);
+        let meta: Vec<Item> = staged.meta.drain().collect();
+        commit(&mut data, &meta);
+        staged.established = true;
+        staged.last = last;
+        shared.saved.store(last, Ordering::Release);
+        drop(staged);
+        drop(handles);
+        self.flush();
         if shared.mode == Durability::Fsync {
-            shared.nudge();
+            shared.wake.nudge();
         }
-        seq
+        last
     }
 
-    /// Under `os`: writes the journal's buffer to the OS, making every
-    /// batch committed so far durable. Call after a step, once its lock
-    /// is released (under `fsync` the sync thread does it).
+    /// Under `os`: commits every step staged so far and writes the journal
+    /// to the OS, making them durable, unless another caller did. Call
+    /// after a step, once the replica's lock is released (under `fsync`
+    /// the sync thread does it).
     pub fn flush(&self) {
         let shared = &self.shared;
         if shared.mode != Durability::Os {
             return;
         }
-        let target = shared.committed.load(Ordering::Acquire);
-        if self.status.borrow().durable >= target {
+        let target = shared.saved();
+        if shared.durable() >= target {
             return;
         }
-        if let Err(error) = shared.db.persist(PersistMode::Buffer) {
+        let handles = shared.committer();
+        if shared.durable() >= target {
+            return;
+        }
+        let last = shared.commit_staged(&handles);
+        if let Err(error) = handles.db.persist(PersistMode::Buffer) {
             fail_stop(&shared.dir, &error);
         }
-        shared.publish.send_if_modified(|s| {
-            let grew = s.durable < target;
-            s.durable = s.durable.max(target);
-            grew
-        });
+        shared.made_durable(last);
     }
 
-    /// The number of the last batch written (every step's batch is
-    /// written before its lock is released).
+    /// The number of the last step staged (every step is staged before its
+    /// lock is released).
     pub fn committed(&self) -> u64 {
-        self.shared.committed.load(Ordering::Acquire)
+        self.shared.saved()
     }
 
-    /// The number of the last durable batch.
+    /// The number of the last durable step.
     pub fn durable(&self) -> u64 {
-        self.status.borrow().durable
+        self.shared.durable()
     }
 
-    /// What the disk last published.
+    /// What the disk reports now.
     pub fn status(&self) -> Status {
-        self.status.borrow().clone()
+        Status {
+            durable: self.durable(),
+            free: self.shared.free.load(Ordering::Acquire),
+            syncs: self.shared.syncs.load(Ordering::Acquire),
+        }
     }
 
-    /// Waits until batch `seq` is durable (an error only once the disk
-    /// is closed, at shutdown).
+    /// Waits until step `seq` is durable (an error only once the disk is
+    /// closed, at shutdown).
     pub async fn settled(&self, seq: u64) -> Result<(), Arc<str>> {
-        if self.status.borrow().durable >= seq {
+        if self.durable() >= seq {
             return Ok(());
         }
-        let mut status = self.status.clone();
-        let result = status.wait_for(|s| s.durable >= seq).await.map(|_| ());
+        let mut durable = self.shared.durable.subscribe();
+        let result = durable.wait_for(|d| *d >= seq).await.map(|_| ());
         result.map_err(|_| "the disk is closed".into())
     }
 
     /// Why a write bringing `incoming` bytes is refused now: the file
     /// system is (nearly) full.
     pub fn refusal(&self, incoming: usize) -> Option<String> {
-        let free = self.status.borrow().free;
+        let free = self.shared.free.load(Ordering::Acquire);
         let needed = RESERVE.saturating_add(2 * incoming as u64);
         (free < needed).then(|| {
             format!(
@@ -377,48 +515,52 @@ impl Disk {
 
     /// Bytes the database takes on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.shared.lock().handles.db.disk_space().unwrap_or(0)
+        self.shared.committer().db.disk_space().unwrap_or(0)
     }
 
     /// Makes everything durable, marks the shutdown clean, and stops the
     /// sync thread. Nothing is saved afterwards.
     pub fn close(&self) {
-        {
-            let mut work = self.shared.work.lock().unwrap_or_else(|p| p.into_inner());
-            *work = None;
-            self.shared.wake.notify_one();
-        }
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.shared.wake.stop();
+        let thread = lock(&self.thread).take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
 }
 
-/// The records of the replica's state that changed since the last step:
-/// each entry of its applied clock (a write changes only its writer's),
-/// and the saved state when its fingerprint changed.
-fn state_records(inner: &mut Inner, replica: &Replica) -> Vec<Item> {
-    let mut records = Vec::new();
+/// Stages the records of the replica's state that changed since the last
+/// step: each entry of its applied clock (a write changes only its
+/// writer's), and the saved state when its fingerprint changed. Returns
+/// how many bytes they take.
+fn stage_state(staged: &mut Staged, replica: &Replica) -> usize {
+    let mut bytes = 0;
+    let mut record = |staged: &mut Staged, key: Box<[u8]>, value: Option<Vec<u8>>| {
+        bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        staged.meta.insert(key, value);
+    };
     let clock = replica.applied();
     for (id, n) in clock.iter() {
-        if inner.clock.get(id) != n {
-            records.push((clock_key(id), Some(n.to_le_bytes().to_vec())));
+        if staged.clock.get(id) != n {
+            record(staged, clock_key(id), Some(n.to_le_bytes().to_vec()));
+            staged.clock.set(id.clone(), n);
         }
     }
-    for (id, _) in inner.clock.iter() {
-        if clock.get(id) == 0 {
-            records.push((clock_key(id), None));
+    if staged.clock.len() > clock.len() {
+        let gone: Vec<_> = (staged.clock.iter())
+            .filter(|(id, _)| clock.get(id) == 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            record(staged, clock_key(&id), None);
+            staged.clock.set(id, 0);
         }
-    }
-    if !records.is_empty() {
-        inner.clock = clock.clone();
     }
     let fingerprint = replica.saved_fingerprint();
-    if fingerprint != inner.fingerprint {
-        inner.fingerprint = fingerprint;
+    if fingerprint != staged.fingerprint {
+        staged.fingerprint = fingerprint;
         let saved = serde_json::to_vec(&replica.saved()).expect("the saved state prints");
-        records.push((REPLICA.as_bytes().into(), Some(saved)));
+        record(staged, REPLICA.as_bytes().into(), Some(saved));
     }
-    records
+    bytes
 }

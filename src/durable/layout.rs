@@ -44,12 +44,12 @@ pub(super) const REPLICA: &str = "replica";
 /// The key of the run record in [`META`].
 pub(super) const RUN: &str = "run";
 
-/// The key of the number of the last batch written, in [`META`] (every
-/// batch writes it).
+/// The key of the number of the last step written, in [`META`] (every
+/// batch writes the number of its last step).
 pub(super) const BATCH: &str = "batch";
 
 /// The file, beside the database, where the sync thread notes the number
-/// of the last batch it knows durable: a journal that comes back without
+/// of the last step it knows durable: a journal that comes back without
 /// it was damaged, not torn (see `open.rs`).
 pub(super) const SYNCED: &str = "synced-batch";
 

@@ -4,11 +4,11 @@
 //! a checksummed journal) with two keyspaces: `data`, every key's winning
 //! version (tombstones included, laid out by `codec.rs`), and `meta`, the rest of
 //! the replica's state ([`Saved`](crate::replica::saved::Saved)) and a
-//! record of the last run. After every step of the replica the node saves
-//! what changed as one atomic batch ([`Disk::save`]); answers to clients
-//! and writes to peers wait until that batch is durable: fsynced (group
-//! commit) under `DURABILITY=fsync`, written to the OS under
-//! `DURABILITY=os`. Acknowledged therefore means kept, and the count of
+//! record of the last run. After every step of the replica the node stages
+//! what changed ([`Disk::save`]); the steps staged are committed together
+//! as one atomic batch, and answers to clients and writes to peers wait
+//! until the batch holding their step is durable: fsynced (group commit)
+//! under `DURABILITY=fsync`, written to the OS under `DURABILITY=os`. Acknowledged therefore means kept, and the count of
 //! this replica's own writes on disk is never behind an event id anyone
 //! has seen: a replica restarted on its disk keeps its identity safely.
 //!

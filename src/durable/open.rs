@@ -200,7 +200,7 @@ fn read_state(
     let last = last_batch(handles);
     if last < noted {
         return Err(Damage::Corrupt(format!(
-            "the journal is damaged: it lost batches {}..={noted}, which were durable",
+            "the journal is damaged: it lost steps {}..={noted}, which were durable",
             last + 1
         )));
     }
@@ -298,7 +298,7 @@ fn damaged_file(path: &Path, error: &fjall::Error) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The number of the last batch in the database (0 if none).
+/// The number of the last step in the database (0 if none).
 fn last_batch(handles: &Handles) -> u64 {
     let bytes = handles.meta.get(BATCH).ok().flatten();
     bytes
@@ -306,7 +306,7 @@ fn last_batch(handles: &Handles) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
-/// The number of the last batch noted durable beside the database (0 if
+/// The number of the last step noted durable beside the database (0 if
 /// none).
 fn read_note(dir: &Path) -> u64 {
     std::fs::read(dir.join(SYNCED))

@@ -1,18 +1,13 @@
 //! The sync thread: group commit under `fsync`, and free space.
 //!
-//! Under `fsync` it waits for batches committed since the last sync, reads
-//! the number of the last one, and `fdatasync`s the journal through a file
-//! of its own: not through the database, whose own sync holds the journal
-//! while it waits for the device, which would stall every commit (and the
-//! replica with it) for that long. Syncing the newest journal file is
-//! enough: the database syncs a journal file when it starts the next one,
-//! and the number is read before the directory is listed, so every batch
-//! up to it is in a file synced by then. Journal files are preallocated,
-//! so syncing their data is enough (`fdatasync`).
+//! Under `fsync` it waits for steps staged since the last sync, commits
+//! them all as one batch and `fdatasync`s the journal (the database syncs
+//! a journal file when it starts the next one, so syncing the newest is
+//! enough). Steps staged meanwhile wait for the next round: however many
+//! there are, they take one sync. The replica's steps only stage their
+//! changes, so they never wait for the device.
 
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +16,7 @@ use std::time::{Duration, Instant};
 use fjall::PersistMode;
 
 use super::disk::{fail_stop, Shared};
-use super::layout::{free_space, Durability, Run, DB, RUN, SYNCED};
+use super::layout::{free_space, Durability, Run, RUN, SYNCED};
 
 /// How often free space is looked at when nothing happens.
 const IDLE: Duration = Duration::from_millis(500);
@@ -35,9 +30,7 @@ pub(super) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
 
 struct Syncer {
     shared: Arc<Shared>,
-    /// Journal files opened for syncing, by path.
-    journals: BTreeMap<PathBuf, File>,
-    /// Where the last batch known durable is noted, and the number noted.
+    /// Where the last step known durable is noted, and the number noted.
     note: Option<File>,
     noted: u64,
     last_free: Instant,
@@ -54,7 +47,6 @@ impl Syncer {
         Syncer {
             shared,
             note,
-            journals: BTreeMap::new(),
             noted: 0,
             last_free: Instant::now(),
         }
@@ -62,7 +54,7 @@ impl Syncer {
 
     fn run(mut self) {
         loop {
-            let stop = self.wait();
+            let stop = self.shared.wake.wait(IDLE);
             if self.last_free.elapsed() >= Duration::from_millis(100) || stop {
                 self.look_at_free_space();
             }
@@ -77,66 +69,34 @@ impl Syncer {
         }
     }
 
-    /// Waits for work (or the retry interval); whether to stop.
-    fn wait(&self) -> bool {
-        let mut work = self.shared.work.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            match *work {
-                None => return true,
-                Some(true) => {
-                    *work = Some(false);
-                    return false;
-                }
-                Some(false) => {
-                    let (next, timeout) = self
-                        .shared
-                        .wake
-                        .wait_timeout(work, IDLE)
-                        .unwrap_or_else(|p| p.into_inner());
-                    work = next;
-                    if timeout.timed_out() {
-                        return work.is_none();
-                    }
-                }
-            }
-        }
-    }
-
     fn look_at_free_space(&mut self) {
         self.last_free = Instant::now();
         let free = free_space(&self.shared.dir);
-        self.shared.publish.send_if_modified(|s| {
-            let changed = s.free != free;
-            s.free = free;
-            changed
-        });
+        self.shared.free.store(free, Ordering::Release);
     }
 
-    /// Makes every batch committed so far durable.
+    /// Commits every step staged so far and makes it durable.
     fn sync(&mut self) {
-        let target = self.shared.committed.load(Ordering::Acquire);
-        if target <= self.shared.publish.borrow().durable {
+        let shared = &self.shared;
+        if shared.saved() <= shared.durable() {
             return;
         }
-        let written = self.shared.db.persist(PersistMode::Buffer);
-        match written
-            .map_err(std::io::Error::other)
-            .and_then(|()| self.sync_journal())
-        {
-            Ok(()) => {
-                self.shared.publish.send_modify(|s| s.syncs += 1);
-                self.shared.durable(target);
-            }
-            Err(error) => fail_stop(&self.shared.dir, &error),
+        let handles = shared.committer();
+        let last = shared.commit_staged(&handles);
+        if let Err(error) = handles.db.persist(PersistMode::SyncData) {
+            fail_stop(&shared.dir, &error);
         }
+        drop(handles);
+        shared.syncs.fetch_add(1, Ordering::AcqRel);
+        shared.made_durable(last);
     }
 
-    /// Notes the last batch known durable beside the database (written to
+    /// Notes the last step known durable beside the database (written to
     /// the OS, not synced: after a power cut the note may be older than
     /// the journal, never newer, as the journal was synced first).
     fn note_durable(&mut self) {
         use std::os::unix::fs::FileExt;
-        let durable = self.shared.publish.borrow().durable;
+        let durable = self.shared.durable();
         if durable == self.noted {
             return;
         }
@@ -147,44 +107,21 @@ impl Syncer {
         }
     }
 
-    /// `fdatasync`s the newest journal file (see the module doc).
-    fn sync_journal(&mut self) -> std::io::Result<()> {
-        let db = self.shared.dir.join(DB);
-        let newest = std::fs::read_dir(&db)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
-            .max_by_key(|p| journal_number(p));
-        let Some(newest) = newest else {
-            return Ok(());
-        };
-        self.journals.retain(|path, _| *path == newest);
-        if !self.journals.contains_key(&newest) {
-            let file = File::options().read(true).open(&newest)?;
-            self.journals.insert(newest.clone(), file);
-        }
-        self.journals[&newest].sync_data()
-    }
-
     /// At shutdown: makes everything durable and marks the run clean.
     fn close(&mut self) {
-        let inner = self.shared.lock();
-        let handles = &inner.handles;
-        let run = Run::current(true, self.shared.mode);
+        let shared = &self.shared;
+        let handles = shared.committer();
+        let last = shared.commit_staged(&handles);
+        let run = Run::current(true, shared.mode);
         let result = handles
             .meta
             .insert(RUN, run.to_bytes())
             .and_then(|()| handles.db.persist(PersistMode::SyncAll));
         if let Err(error) = result {
-            fail_stop(&self.shared.dir, &error);
+            fail_stop(&shared.dir, &error);
         }
+        drop(handles);
+        shared.made_durable(last);
+        self.note_durable();
     }
-}
-
-/// The number in a journal file's name (`<n>.jnl`).
-fn journal_number(path: &Path) -> u64 {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
