@@ -427,7 +427,7 @@ def log_tail(path, lines=LOG_TAIL):
 # ----- docker ----------------------------------------------------------------
 
 
-def docker(*args, capture=True, timeout=None):
+def docker(*args, capture=True, timeout=None, env=None):
     """Runs `docker ARGS`; returns CompletedProcess (never raises on failure)."""
     try:
         return subprocess.run(
@@ -436,6 +436,7 @@ def docker(*args, capture=True, timeout=None):
             stderr=subprocess.PIPE if capture else None,
             text=True,
             timeout=timeout,
+            env=env,
         )
     except FileNotFoundError:
         raise Fail("docker is not installed (not found on PATH)", EXIT_MISSING_TOOL)
@@ -465,10 +466,21 @@ def docker_engine_error():
 
 def container_state(name):
     """'running', 'exited', ... or None when there is no such container."""
-    result = docker("inspect", "--type", "container", "--format", "{{.State.Status}}", name, timeout=30)
+    return container_states(name)[0]
+
+
+def container_states(name):
+    """The container's state ('running', 'exited', ...) and health ('starting',
+    'healthy', 'unhealthy', or '-' for an image without a HEALTHCHECK), or
+    (None, '-') when there is no such container."""
+    result = docker(
+        "inspect", "--type", "container", "--format",
+        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}", name, timeout=30,
+    )
     if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+        return None, "-"
+    state, _, health = result.stdout.strip().partition(" ")
+    return state or None, health or "-"
 
 
 def docker_remove_containers(names, grace):
@@ -909,7 +921,7 @@ def launch_local(replica, view, settings, dry_run=False, again=False):
     return child
 
 
-def docker_run_args(replica, view, settings):
+def docker_run_args(replica, view, settings, image):
     args = [
         "run", "--detach",
         "--name", replica["container"],
@@ -929,12 +941,12 @@ def docker_run_args(replica, view, settings):
     for key in sorted(settings):
         # `--env NAME` passes the value from our environment: secrets stay off the command line.
         args += ["--env", key if key in SECRET_SETTINGS else f"{key}={settings[key]}"]
-    args.append(IMAGE)
+    args.append(image)
     return args
 
 
-def launch_docker(replica, view, settings, dry_run=False):
-    args = docker_run_args(replica, view, settings)
+def launch_docker(replica, view, settings, image, dry_run=False):
+    args = docker_run_args(replica, view, settings, image)
     if dry_run:
         say("+ docker " + shlex.join(args))
         return
@@ -947,6 +959,8 @@ def launch_docker(replica, view, settings, dry_run=False):
     except subprocess.TimeoutExpired:
         raise Fail(f"`docker run` for {replica['name']} did not finish within 120s")
     if result.returncode != 0:
+        # `docker run` may have created the container before failing to start it.
+        docker("rm", "--force", replica["container"], timeout=60)
         raise Fail(f"cannot start container {replica['container']}: {first_line(result.stderr)}")
 
 
@@ -1070,6 +1084,10 @@ def cmd_start(args, state):
             name = f"{NAME_PREFIX}{i}"
             check_local_data(state, name, f"127.0.0.1:{base_port + i - 1}", start_hint(state, name, i))
 
+    # docker mode: the image given with --image, run as is, or ours, built
+    # from docker/Dockerfile unless --no-build.
+    image = getattr(args, "image", None) or IMAGE
+    build = getattr(args, "image", None) is None and not getattr(args, "no_build", False)
     if mode == "docker":
         replicas = [docker_replica(i, base_port + i - 1, subnet) for i in range(1, n + 1)]
     else:
@@ -1087,13 +1105,13 @@ def cmd_start(args, state):
     }
 
     if dry_run:
-        if mode == "docker":
+        if mode == "docker" and build:
             say("+ docker " + shlex.join(docker_build_args()))
             say(f"+ docker network create --subnet {subnet} {NETWORK}")
         for r in replicas:
             if mode == "docker":
                 prepare_volume(state, r, dry_run=True)
-                launch_docker(r, view, settings, dry_run=True)
+                launch_docker(r, view, settings, image, dry_run=True)
             else:
                 prepare_local_data(state, r, dry_run=True)
                 launch_local(r, view, settings, dry_run=True)
@@ -1102,10 +1120,10 @@ def cmd_start(args, state):
     check_ports([(r["port"], r["name"]) for r in replicas])
     created_network = False
     if mode == "docker":
-        created_network = prepare_docker(replicas, subnet, build=not getattr(args, "no_build", False))
+        created_network = prepare_docker(replicas, subnet, image, build)
         data["network"] = NETWORK
         data["subnet"] = subnet
-        data["image"] = IMAGE
+        data["image"] = image
         earlier = [r["name"] for r in replicas if prepare_volume(state, r)]
     else:
         earlier = [r["name"] for r in replicas if prepare_local_data(state, r)]
@@ -1115,7 +1133,7 @@ def cmd_start(args, state):
         say(f"Starting {n} replica{'s' if n != 1 else ''} ...")
         for r in replicas:
             if mode == "docker":
-                launch_docker(r, view, settings)
+                launch_docker(r, view, settings, image)
             else:
                 children[r["name"]] = launch_local(r, view, settings)
             data["replicas"].append(r)
@@ -1153,7 +1171,7 @@ def docker_build_args():
     return ["build", "--tag", IMAGE, "--file", os.path.join(REPO, DOCKERFILE), REPO]
 
 
-def prepare_docker(replicas, subnet, build=True):
+def prepare_docker(replicas, subnet, image, build):
     """Builds the image and makes sure the network exists; returns whether
     it created the network."""
     taken = [r["container"] for r in replicas if container_state(r["container"]) is not None]
@@ -1164,10 +1182,18 @@ def prepare_docker(replicas, subnet, build=True):
         )
     if build:
         say(f"Building the image {IMAGE} from {DOCKERFILE} ...")
-        result = docker(*docker_build_args(), capture=False)
+        env = None
+        if os.environ.get("DOCKER_BUILDKIT") is None and docker("buildx", "version", timeout=30).returncode != 0:
+            # A docker CLI of version 23 or later without its buildx plugin
+            # refuses to build unless told to use the classic builder.
+            say("(docker buildx is not installed: building with the classic builder, DOCKER_BUILDKIT=0)")
+            env = dict(os.environ, DOCKER_BUILDKIT="0")
+        result = docker(*docker_build_args(), capture=False, env=env)
         if result.returncode != 0:
             raise Fail(f"build failed: `docker build` exited with {result.returncode} (see its output above)")
-    elif docker("image", "inspect", IMAGE, timeout=30).returncode != 0:
+    elif docker("image", "inspect", image, timeout=30).returncode != 0:
+        if image != IMAGE:
+            raise Fail(f"--image: there is no image {image} in this Docker engine", EXIT_USAGE)
         raise Fail(f"--no-build: there is no image {IMAGE}; build it or drop --no-build", EXIT_USAGE)
     existing = docker("network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", NETWORK, timeout=30)
     if existing.returncode == 0:
@@ -1232,7 +1258,7 @@ def replica_row(data, r):
         running = runs_our_binary(r)
         process = str(r["pid"]) if running else "-"
     else:
-        cstate = container_state(r["container"])
+        cstate, container_health = container_states(r["container"])
         running = cstate == "running"
         process = cstate or "missing"
     body = health(r) if running else None
@@ -1246,7 +1272,10 @@ def replica_row(data, r):
     keys = str(body.get("keys", "?")) if body else "-"
     view = body.get("view", "?") if body else "-"
     shown = {True: "yes", False: "no", None: "-"}[ready]
-    return {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "data": data_location(r), "view": view}
+    row = {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "data": data_location(r), "view": view}
+    if data["mode"] != "local":
+        row["health"] = container_health
+    return row
 
 
 def cmd_status(args, state, data=None):
@@ -1256,7 +1285,7 @@ def cmd_status(args, state, data=None):
     if data["mode"] == "local":
         columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("READY", "ready"), ("PID", "process"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
     else:
-        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
+        columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("HEALTH", "health"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
     widths = [max([len(title)] + [len(row[key]) for row in rows]) for title, key in columns]
     lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
     for line in lines:
@@ -1316,7 +1345,7 @@ def cmd_add(args, state):
     children = {}
     try:
         if data["mode"] == "docker":
-            launch_docker(replica, view, settings)
+            launch_docker(replica, view, settings, data.get("image", IMAGE))
         else:
             children[replica["name"]] = launch_local(replica, view, settings)
         data["replicas"].append(replica)
@@ -1437,7 +1466,7 @@ def cmd_restart(args, state):
     try:
         if data["mode"] == "docker":
             prepare_volume(state, replica)
-            launch_docker(replica, view, settings)
+            launch_docker(replica, view, settings, data.get("image", IMAGE))
         else:
             prepare_local_data(state, replica)
             children[name] = launch_local(replica, view, settings, again=True)
@@ -1633,7 +1662,7 @@ def cmd_stop(args, state):
 
 # ----- command line ----------------------------------------------------------
 
-START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "dry_run", "durability")
+START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "image", "dry_run", "durability")
 
 
 def add_common(parser, top):
@@ -1658,6 +1687,8 @@ def add_start_options(parser):
                         help=f"docker mode: the network's subnet; replica i gets its address 1+i (default {SUBNET})")
     parser.add_argument("--no-build", action="store_true", default=s,
                         help="use the existing image / target/release/causalkv as is")
+    parser.add_argument("--image", metavar="NAME", default=s,
+                        help=f"docker mode: run the image NAME as is (built or imported beforehand) instead of building {IMAGE}")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", default=s,
                         help=f"how long to wait for the replicas to come up (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--dry-run", action="store_true", default=s,

@@ -14,7 +14,7 @@ use std::process::Command;
 use crate::readiness::FAKE_REPLICA;
 use crate::script::{real_python, write_executable, Run, Script};
 use crate::support::{free_ports, listening, pid_running};
-use crate::EXIT_FAIL;
+use crate::{EXIT_FAIL, EXIT_USAGE};
 
 /// The stand-in engine. State lives under $FAKE_DOCKER_ROOT: `calls` (one
 /// line per command, as the shell would write it), `volumes/`, `networks/`
@@ -61,6 +61,8 @@ command = argv[0] if argv else ""
 name = argv[-1] if argv else ""
 if command == "info":
     print("27.0-fake")
+elif command == "image" and argv[1] == "inspect" and name.startswith("missing"):
+    fail(f"Error response from daemon: No such image: {name}")
 elif command in ("build", "image"):
     pass
 elif command == "network":
@@ -439,4 +441,56 @@ fn docker_mode_keeps_each_replicas_volume_until_purged() {
     for host in &hosts {
         assert!(!listening(host), "{host} still answers");
     }
+}
+
+#[test]
+fn docker_mode_runs_a_given_image_as_is_and_refuses_one_that_is_not_there() {
+    let docker = FakeDocker::new();
+    let base = free_ports(2).to_string();
+    let start = |image: &'static str| {
+        [
+            "start",
+            "--mode",
+            "docker",
+            "-n",
+            "1",
+            "--base-port",
+            &base,
+            "--image",
+            image,
+        ]
+        .map(str::to_string)
+    };
+    let args = start("missing/causalkv:none");
+    let run = docker
+        .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .expect(EXIT_USAGE);
+    assert!(
+        run.stderr
+            .contains("--image: there is no image missing/causalkv:none"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !docker.calls().iter().any(|c| c.starts_with("run ")),
+        "{:#?}",
+        docker.calls()
+    );
+
+    let args = start("ci/causalkv:test");
+    docker
+        .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .expect(0);
+    docker.run(&["add"]).expect(0);
+    let calls = docker.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("build")),
+        "no build with --image: {calls:#?}"
+    );
+    let runs: Vec<&String> = calls.iter().filter(|c| c.starts_with("run ")).collect();
+    assert_eq!(runs.len(), 2, "{calls:#?}");
+    for run in runs {
+        assert!(run.ends_with(" ci/causalkv:test"), "{run}");
+    }
+    docker.run(&["stop", "--grace", "2", "--purge"]).expect(0);
 }
