@@ -14,7 +14,8 @@
 Two modes, chosen automatically (force one with --mode):
 
 docker  when a Docker engine answers (`docker info` succeeds): builds the image
-        causalkv:latest from docker/Dockerfile, creates the network causalkv-net
+        causalkv:latest from docker/Dockerfile (or runs the image given with
+        --image NAME as it is), creates the network causalkv-net
         (subnet 10.10.0.0/16) and runs containers causalkv-replica1..N at
         10.10.0.2..:8085, published on 127.0.0.1:8082.. (the kevinDB layout:
         SOCKET_ADDRESS=10.10.0.<1+i>:8085, VIEW lists every replica; use
