@@ -99,7 +99,11 @@ impl Handles {
             .manual_journal_persist(true)
             .max_journaling_size(JOURNALS)
             .open()?;
-        let data = db.keyspace(DATA, KeyspaceCreateOptions::default)?;
+        // A smaller write buffer than fjall's 64 MiB: what a restart
+        // replays from the journal is at most this (plus `meta`'s).
+        let data = db.keyspace(DATA, || {
+            KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE)
+        })?;
         let meta = db.keyspace(META, KeyspaceCreateOptions::default)?;
         Ok(Handles { db, data, meta })
     }
@@ -126,6 +130,9 @@ impl Handles {
 fn item((key, value): &Item) -> (&[u8], Option<&[u8]>) {
     (key, value.as_deref())
 }
+
+/// The largest write buffer of the `data` keyspace.
+const MEMTABLE: u64 = 16 << 20;
 
 /// Journal bytes kept before the tree must hold what they recorded: disk
 /// use stays within this (plus the tree) whatever the write rate.
