@@ -52,5 +52,6 @@ pub mod node;
 pub mod queues;
 pub mod replica;
 pub mod server;
+pub mod shard;
 pub mod store;
 pub mod transport;
