@@ -14,8 +14,11 @@
 Two modes, chosen automatically (force one with --mode):
 
 docker  when a Docker engine answers (`docker info` succeeds): builds the image
-        causalkv:latest from docker/Dockerfile (or runs the image given with
-        --image NAME as it is), creates the network causalkv-net
+        causalkv:latest from docker/Dockerfile (where its build stage cannot
+        run, e.g. no rust:1-slim-bookworm and no registry: the binary is
+        built here with cargo and the image from the Dockerfile's runtime
+        stage; --image NAME runs a given image as it is instead), creates
+        the network causalkv-net
         (subnet 10.10.0.0/16) and runs containers causalkv-replica1..N at
         10.10.0.2..:8085, published on 127.0.0.1:8082.. (the kevinDB layout:
         SOCKET_ADDRESS=10.10.0.<1+i>:8085, VIEW lists every replica; use
@@ -96,6 +99,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -119,6 +123,11 @@ DURABILITY_MODES = ("fsync", "os")
 
 IMAGE = "causalkv:latest"
 DOCKERFILE = os.path.join("docker", "Dockerfile")
+# The base images of docker/Dockerfile's build and runtime stages, and the
+# glibc of the runtime one (Debian bookworm's).
+BUILDER_IMAGE = "rust:1-slim-bookworm"
+RUNTIME_IMAGE = "debian:bookworm-slim"
+RUNTIME_GLIBC = (2, 36)
 NETWORK = "causalkv-net"
 SUBNET = "10.10.0.0/16"  # replica i (1-based) gets the subnet's address 1+i: 10.10.0.<1+i>
 CONTAINER_PORT = 8085
@@ -1172,6 +1181,78 @@ def docker_build_args():
     return ["build", "--tag", IMAGE, "--file", os.path.join(REPO, DOCKERFILE), REPO]
 
 
+def build_env():
+    """The environment for `docker build`: the classic builder where the
+    docker CLI (version 23 or later) lacks its buildx plugin, without which
+    it refuses to build."""
+    if os.environ.get("DOCKER_BUILDKIT") is None and docker("buildx", "version", timeout=30).returncode != 0:
+        say("(docker buildx is not installed: building with the classic builder, DOCKER_BUILDKIT=0)")
+        return dict(os.environ, DOCKER_BUILDKIT="0")
+    return None
+
+
+def build_image():
+    """Builds IMAGE from docker/Dockerfile. Where that fails (its build
+    stage's image is not here and no registry can be reached, or the build
+    cannot download the crates), builds the binary on this host with cargo
+    and the image from the Dockerfile's runtime stage around it."""
+    say(f"Building the image {IMAGE} from {DOCKERFILE} ...")
+    env = build_env()
+    result = docker(*docker_build_args(), capture=False, env=env)
+    if result.returncode == 0:
+        return
+    failed = f"build failed: `docker build` exited with {result.returncode} (see its output above)"
+    try:
+        dockerfile = runtime_stage_dockerfile()
+    except Fail as e:
+        raise Fail(f"{failed}; {e.message}")
+    problem = host_build_problem()
+    if problem:
+        raise Fail(f"{failed}; it cannot be built on this host instead: {problem}")
+    warn(
+        f"`docker build` of {DOCKERFILE} failed (above): e.g. no {BUILDER_IMAGE} here and no registry to pull it "
+        "from, or no way to download the crates inside the build. Building the binary on this host instead "
+        "and the image from the Dockerfile's runtime stage around it."
+    )
+    binary = resolve_binary(argparse.Namespace(), dry_run=False)
+    with tempfile.TemporaryDirectory(prefix="causalkv-image-") as context:
+        shutil.copy2(binary, os.path.join(context, "causalkv"))
+        with open(os.path.join(context, "Dockerfile"), "w") as f:
+            f.write(dockerfile)
+        say(f"Building the image {IMAGE} from the runtime stage of {DOCKERFILE} and {display_path(binary)} ...")
+        result = docker("build", "--tag", IMAGE, context, capture=False, env=env)
+    if result.returncode != 0:
+        raise Fail(f"build failed: `docker build` of the runtime stage exited with {result.returncode} (see its output above)")
+
+
+def runtime_stage_dockerfile(text=None):
+    """docker/Dockerfile from its runtime stage on, taking the binary from
+    the build context (a file named causalkv) instead of the build stage."""
+    if text is None:
+        with open(os.path.join(REPO, DOCKERFILE)) as f:
+            text = f.read()
+    start = text.find(f"FROM {RUNTIME_IMAGE}")
+    copy = "COPY --from=builder /src/target/release/causalkv /usr/local/bin/causalkv"
+    if start < 0 or copy not in text[start:]:
+        raise Fail(f"{DOCKERFILE} has no runtime stage `FROM {RUNTIME_IMAGE}` taking `{copy}`")
+    return text[start:].replace(copy, "COPY causalkv /usr/local/bin/causalkv")
+
+
+def host_build_problem():
+    """Why a binary built on this host would not do for the image, or None."""
+    if shutil.which("cargo") is None:
+        return "cargo is not installed (not found on PATH)"
+    version = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
+    parts = version.split()[-1].split(".") if version.startswith("glibc ") else []
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return f"this host's C library ({version or 'unknown'}) is not glibc"
+    glibc = (int(parts[0]), int(parts[1]))
+    if glibc > RUNTIME_GLIBC:
+        wanted = ".".join(map(str, RUNTIME_GLIBC))
+        return f"this host's glibc {glibc[0]}.{glibc[1]} is newer than the image's {wanted}: a binary built here would not run there"
+    return None
+
+
 def prepare_docker(replicas, subnet, image, build):
     """Builds the image and makes sure the network exists; returns whether
     it created the network."""
@@ -1182,16 +1263,7 @@ def prepare_docker(replicas, subnet, image, build):
             f"remove it with: docker rm -f {' '.join(taken)}"
         )
     if build:
-        say(f"Building the image {IMAGE} from {DOCKERFILE} ...")
-        env = None
-        if os.environ.get("DOCKER_BUILDKIT") is None and docker("buildx", "version", timeout=30).returncode != 0:
-            # A docker CLI of version 23 or later without its buildx plugin
-            # refuses to build unless told to use the classic builder.
-            say("(docker buildx is not installed: building with the classic builder, DOCKER_BUILDKIT=0)")
-            env = dict(os.environ, DOCKER_BUILDKIT="0")
-        result = docker(*docker_build_args(), capture=False, env=env)
-        if result.returncode != 0:
-            raise Fail(f"build failed: `docker build` exited with {result.returncode} (see its output above)")
+        build_image()
     elif docker("image", "inspect", image, timeout=30).returncode != 0:
         if image != IMAGE:
             raise Fail(f"--image: there is no image {image} in this Docker engine", EXIT_USAGE)

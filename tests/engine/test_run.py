@@ -4,10 +4,8 @@
 """
 
 import sys
-import tempfile
 import unittest
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,21 +37,21 @@ class Checks(unittest.TestCase):
 
 
 class Dockerfile(unittest.TestCase):
+    """dockerRun.py's runtime stage, which the docker mode falls back to."""
+
     def test_the_runtime_stage_takes_the_binary_from_the_context(self):
-        stage = run.runtime_stage_dockerfile()
+        stage = run.dockerRun.runtime_stage_dockerfile()
         self.assertTrue(stage.startswith(f"FROM {run.BASE_IMAGE}"))
         self.assertIn("COPY causalkv /usr/local/bin/causalkv", stage)
         self.assertNotIn("--from=builder", stage)
         self.assertIn("HEALTHCHECK", stage)
 
     def test_a_dockerfile_without_the_expected_copy_is_refused(self):
-        with tempfile.TemporaryDirectory() as repo:
-            (Path(repo) / "docker").mkdir()
-            (Path(repo) / "docker" / "Dockerfile").write_text(
-                "FROM rust AS builder\nFROM debian:bookworm-slim\nCOPY --from=builder /x /usr/local/bin/causalkv\n"
-            )
-            with mock.patch.object(run, "REPO", Path(repo)), self.assertRaises(run.Failed):
-                run.runtime_stage_dockerfile()
+        text = "FROM rust AS builder\nFROM debian:bookworm-slim\nCOPY --from=builder /x /usr/local/bin/causalkv\n"
+        with self.assertRaises(run.dockerRun.Fail):
+            run.dockerRun.runtime_stage_dockerfile(text)
+        with self.assertRaises(run.dockerRun.Fail):
+            run.dockerRun.runtime_stage_dockerfile("FROM alpine\n")
 
 
 class Iptables(unittest.TestCase):
