@@ -66,12 +66,7 @@ fn a_delete_gone_after_a_crash_with_the_disk_is_a_resurrection() {
     b.finals(&ALL, "x", Some("a"));
     let report = b.check();
     expect_only(&report, AnomalyKind::Resurrection, &[a, g, d]);
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("every time started again on the state it kept"),
-        "{report}"
-    );
+    expect_explanation(&report, "every time started again on the state it kept");
 
     // Lost with its replica's state, the delete may be gone.
     let mut b = Builder::default();
@@ -203,11 +198,9 @@ fn identities_hold_across_restarts_on_the_kept_state() {
     b.restart(0, true, "10.0.0.2:8085#a1", "10.0.0.2:8085#a2");
     let report = b.check();
     expect_only(&report, AnomalyKind::Incarnation, &[]);
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("came back as 10.0.0.2:8085#a2, not 10.0.0.2:8085#a1"),
-        "{report}"
+    expect_explanation(
+        &report,
+        "came back as 10.0.0.2:8085#a2, not 10.0.0.2:8085#a1",
     );
 
     // Its disk was deleted, yet it came back under its old identity.
@@ -215,12 +208,7 @@ fn identities_hold_across_restarts_on_the_kept_state() {
     b.restart(1, false, "10.0.0.3:8085#b1", "10.0.0.3:8085#b1");
     let report = b.check();
     expect_only(&report, AnomalyKind::Incarnation, &[]);
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("came back under its old identity 10.0.0.3:8085#b1"),
-        "{report}"
-    );
+    expect_explanation(&report, "came back under its old identity 10.0.0.3:8085#b1");
 }
 
 #[test]

@@ -211,6 +211,12 @@ fn expect_only(report: &Report, kind: AnomalyKind, ops: &[usize]) {
     assert_eq!(report.anomalies[0].ops, ops, "chain of {kind}:\n{report}");
 }
 
+/// The first anomaly's explanation says `says`.
+fn expect_explanation(report: &Report, says: &str) {
+    let text = &report.anomalies[0].explanation;
+    assert!(text.contains(says), "{report}");
+}
+
 fn expect_clean(report: &Report) {
     assert!(report.is_ok(), "expected a clean history; got:\n{report}");
     assert!(report.convergence_ok, "{report}");

@@ -7,8 +7,7 @@ use super::*;
 /// The report's only anomaly is a Resurrection whose explanation says so.
 fn expect_resurrection(report: &Report, ops: &[usize]) {
     expect_only(report, AnomalyKind::Resurrection, ops);
-    let text = &report.anomalies[0].explanation;
-    assert!(text.contains("a deleted value came back"), "{report}");
+    expect_explanation(report, "a deleted value came back");
 }
 
 #[test]
@@ -25,12 +24,7 @@ fn detects_a_read_of_a_value_whose_delete_is_in_its_past() {
     let read = b.get(3, 2, "x", Some("a"));
     let report = b.check();
     expect_resurrection(&report, &[a, g1, p1, g2, d, pz, g3, read]);
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("#4 delete(x), which causally follows it"),
-        "{report}"
-    );
+    expect_explanation(&report, "#4 delete(x), which causally follows it");
     // A client read does not decide convergence.
     assert!(report.convergence_ok, "{report}");
 }
@@ -45,12 +39,7 @@ fn detects_a_read_of_a_value_the_sessions_own_delete_removed() {
     b.finals(&ALL, "x", None);
     let report = b.check();
     expect_resurrection(&report, &[a, g, d, read]);
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("the session's own earlier #2 delete(x)"),
-        "{report}"
-    );
+    expect_explanation(&report, "the session's own earlier #2 delete(x)");
 
     // It wins over the session labels: here the session's own later put
     // also overwrote the value.
@@ -75,12 +64,7 @@ fn detects_a_final_value_deleted_causally_after_it() {
     let report = b.check();
     expect_resurrection(&report, &[a, g, d]);
     assert!(!report.convergence_ok, "{report}");
-    assert!(
-        report.anomalies[0]
-            .explanation
-            .contains("at replica(s) [0, 1, 2]"),
-        "{report}"
-    );
+    expect_explanation(&report, "at replica(s) [0, 1, 2]");
 
     // A returning replica keeps the deleted value while the others agree
     // it is gone: divergence, and the value it holds is a resurrection.
