@@ -246,10 +246,7 @@ impl Node {
     pub async fn settle(&self) -> Result<(), String> {
         match &self.disk {
             None => Ok(()),
-            Some(disk) => disk
-                .settled(disk.committed())
-                .await
-                .map_err(|e| e.to_string()),
+            Some(disk) => disk.settled(disk.staged()).await.map_err(|e| e.to_string()),
         }
     }
 

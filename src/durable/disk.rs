@@ -478,7 +478,7 @@ impl Disk {
 
     /// The number of the last step staged (every step is staged before its
     /// lock is released).
-    pub fn committed(&self) -> u64 {
+    pub fn staged(&self) -> u64 {
         self.shared.saved()
     }
 
