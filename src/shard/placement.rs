@@ -119,9 +119,8 @@ impl Layout {
     }
 
     /// The partitions whose shard differs between this layout and `other`.
-    pub fn moved_to(&self, other: &Layout) -> impl Iterator<Item = usize> + '_ {
-        let other = other.owners.clone();
-        (0..PARTITIONS).filter(move |&p| self.owners[p] != other[p])
+    pub fn moved_to<'a>(&'a self, other: &'a Layout) -> impl Iterator<Item = usize> + 'a {
+        (0..PARTITIONS).filter(move |&p| self.owners[p] != other.owners[p])
     }
 }
 

@@ -109,12 +109,12 @@ def eventually(what, probe, timeout=60.0, every=0.5):
     while time.monotonic() < deadline:
         try:
             last = probe()
-        except (OSError, ValueError, Failed) as e:
+            if last:
+                return last
+        except (OSError, ValueError):
+            last = None  # not answering yet
+        except Failed as e:
             last = e
-            if not isinstance(e, Failed):
-                last = None
-        if last and not isinstance(last, Exception):
-            return last
         time.sleep(every)
     raise Failed(f"{what}: not within {timeout:g}s (last: {last!r})")
 
