@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 use serde_json::Value;
 
-use super::checker::{FinalRead, OpKind, OpResult, PartitionWindow};
+use super::checker::{FinalRead, OpKind, OpResult};
 use super::harness::{sleep_ms, Stage};
 use super::workload;
 
@@ -118,13 +118,7 @@ async fn crash_all(
         stage.record_stop(m, true);
     }
     if isolated {
-        stage.cluster.heal()?;
-        let end_us = stage.now_us();
-        stage.partitions.push(PartitionWindow {
-            start_us,
-            end_us,
-            sides,
-        });
+        stage.heal(start_us, sides)?;
     }
     let killed = Instant::now();
     for &m in &members {
@@ -214,13 +208,7 @@ async fn lose_disk(
     stage.cluster.crash(victim);
     stage.cluster.wipe_state(victim)?;
     stage.record_stop(victim, false);
-    stage.cluster.heal()?;
-    let end_us = stage.now_us();
-    stage.partitions.push(PartitionWindow {
-        start_us,
-        end_us,
-        sides,
-    });
+    stage.heal(start_us, sides)?;
     let killed = Instant::now();
     stage.cluster.start(victim, &stage.members)?;
     match stage.wait_back(victim).await {

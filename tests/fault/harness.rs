@@ -127,6 +127,19 @@ impl Stage<'_> {
         }
     }
 
+    /// Heals every cut and records the partition `sides` held since
+    /// `start_us` (for the checker's partition windows).
+    pub fn heal(&mut self, start_us: u64, sides: Vec<Vec<usize>>) -> Result<(), String> {
+        self.cluster.heal()?;
+        let end_us = self.now_us();
+        self.partitions.push(PartitionWindow {
+            start_us,
+            end_us,
+            sides,
+        });
+        Ok(())
+    }
+
     /// SIGKILL; it will be started again on the state it kept.
     pub fn crash(&mut self, i: usize) {
         self.cluster.crash(i);

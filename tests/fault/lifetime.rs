@@ -40,7 +40,6 @@ use awc::http::Method;
 use rand::rngs::StdRng;
 use rand::RngExt;
 
-use super::checker::PartitionWindow;
 use super::harness::{
     sleep_ms, Stage, COLLECTION_ROUND, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
 };
@@ -180,12 +179,7 @@ async fn away_and_back(
     ));
 
     // Back: heal, and add it again the way it was taken out.
-    stage.cluster.heal()?;
-    stage.partitions.push(PartitionWindow {
-        start_us,
-        end_us: stage.now_us(),
-        sides,
-    });
+    stage.heal(start_us, sides)?;
     stage.record_crash(victim, false);
     stage.members.push(victim);
     stage.publish_dns()?;

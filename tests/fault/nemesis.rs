@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use super::checker::{self, History, PartitionWindow};
+use super::checker::{self, History};
 use super::durability::{self, DiskFault};
 use super::harness::{
     sleep_ms, Stage, DNS_NAME, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
@@ -314,13 +314,7 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
             stage.cluster.partition(&sides)?;
             let start_us = stage.now_us();
             sleep_ms(hold).await;
-            stage.cluster.heal()?;
-            let end_us = stage.now_us();
-            stage.partitions.push(PartitionWindow {
-                start_us,
-                end_us,
-                sides,
-            });
+            stage.heal(start_us, sides)?;
         }
         2 => {
             let from = stage.pick_member(rng);
@@ -371,13 +365,7 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
             sleep_ms(hold / 3).await;
             stage.cluster.start(victim, &stage.members)?;
             sleep_ms(hold / 3).await;
-            stage.cluster.heal()?;
-            let end_us = stage.now_us();
-            stage.partitions.push(PartitionWindow {
-                start_us,
-                end_us,
-                sides,
-            });
+            stage.heal(start_us, sides)?;
         }
         7 if stage.members.len() > 3 => {
             let victim = stage.pick_member(rng);
