@@ -68,6 +68,11 @@ pub struct Args {
     /// written to the OS (survives any crash of the process).
     #[arg(long, env = "DURABILITY", default_value = "fsync")]
     pub durability: String,
+    /// Split the store into this many shards (every node of VIEW started
+    /// with the same count); unset: one shard holding every key, or, in a
+    /// store started sharded, a node that waits for add-member.
+    #[arg(long, env = "SHARD_COUNT")]
+    pub shard_count: Option<String>,
     /// With DATA_DIR: if the state there is damaged (beyond a torn journal
     /// tail), discard it and copy the state from the other replicas under
     /// a new incarnation, instead of refusing to start.
@@ -106,6 +111,8 @@ pub struct Config {
     pub durability: Durability,
     /// Whether damaged state is discarded rather than refused.
     pub discard_corrupt_state: bool,
+    /// The shard count the store starts with (`SHARD_COUNT`), if sharded.
+    pub shard_count: Option<u32>,
 }
 
 /// A configuration problem, named after the variable at fault.
@@ -193,6 +200,27 @@ impl Config {
             .data_dir
             .filter(|d| !d.trim().is_empty())
             .map(std::path::PathBuf::from);
+        let shard_count = match args.shard_count.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=crate::shard::MAX_SHARDS).contains(&n) => Some(n),
+                _ => {
+                    return Err(bad(
+                        "SHARD_COUNT",
+                        format!(
+                            "{text:?} is not a shard count (1 to {})",
+                            crate::shard::MAX_SHARDS
+                        ),
+                    ))
+                }
+            },
+        };
+        if shard_count.is_some() && data_dir.is_some() {
+            return Err(bad(
+                "SHARD_COUNT",
+                "cannot be combined with DATA_DIR yet: sharded replicas keep their state in memory",
+            ));
+        }
         let timing = Timing {
             heartbeat_interval: args.heartbeat_interval_ms,
             failure_timeout: args.failure_timeout_ms,
@@ -215,6 +243,7 @@ impl Config {
             data_dir,
             durability,
             discard_corrupt_state: args.discard_corrupt_state,
+            shard_count,
         })
     }
 }
@@ -264,6 +293,23 @@ mod tests {
         let mut a = args("10.0.0.1:8085", "");
         a.view_dns = Some("no port".into());
         assert_eq!(Config::from_args(a).unwrap_err().variable, "VIEW_DNS");
+    }
+
+    #[test]
+    fn shard_count_is_a_small_positive_number_and_memory_only() {
+        let mut a = args("10.0.0.1:80", "10.0.0.1:80");
+        a.shard_count = Some("2".into());
+        assert_eq!(Config::from_args(a.clone()).unwrap().shard_count, Some(2));
+        for bad in ["0", "-1", "two", "100000"] {
+            a.shard_count = Some(bad.into());
+            assert_eq!(
+                Config::from_args(a.clone()).unwrap_err().variable,
+                "SHARD_COUNT"
+            );
+        }
+        a.shard_count = Some("2".into());
+        a.data_dir = Some("/tmp/x".into());
+        assert_eq!(Config::from_args(a).unwrap_err().variable, "SHARD_COUNT");
     }
 
     #[test]

@@ -30,6 +30,10 @@
 //!   one-off requests, over awc. The only code that talks to peers.
 //! - [`http`] — actix handlers, one file per group of endpoints;
 //!   [`http::error`] maps failures to status codes.
+//! - [`shard`] — placement of keys in shards, the shard map, what a node
+//!   knows of the others. Pure.
+//! - [`sharding`] — a sharded store's talking: the map's exchange,
+//!   requests relayed to the key's shard, add-member and the reshard.
 //! - [`server`] — wiring, the ticker, signals and the orderly stop.
 //! - [`config`] — the environment and flags, validated.
 //! - [`incarnation`] — fresh replica identities, drawn by the binary.
@@ -53,5 +57,6 @@ pub mod queues;
 pub mod replica;
 pub mod server;
 pub mod shard;
+pub mod sharding;
 pub mod store;
 pub mod transport;

@@ -27,6 +27,7 @@ use crate::durable::Disk;
 use crate::metrics::Metrics;
 use crate::queues::{PeerQueue, Queues};
 use crate::replica::{Effect, Member, Millis, Replica, Request, Wait};
+use crate::shard::Cluster;
 
 /// How often a waiting request asks peers again for what it misses.
 const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
@@ -114,6 +115,8 @@ pub struct Node {
     /// Writes for peers produced by steps whose batch is not durable yet,
     /// with that batch's number, oldest first.
     held: Mutex<VecDeque<(u64, Effect)>>,
+    /// What the node knows of the other shards, in a sharded store.
+    cluster: std::sync::OnceLock<Cluster>,
     /// The configuration the node runs with.
     pub config: Config,
     /// The replica's metrics.
@@ -144,6 +147,7 @@ impl Node {
             me: RwLock::new(me),
             disk,
             held: Mutex::new(VecDeque::new()),
+            cluster: std::sync::OnceLock::new(),
             config,
             metrics: Metrics::new(),
         });
@@ -161,6 +165,71 @@ impl Node {
     /// This incarnation.
     pub fn me(&self) -> Member {
         self.me.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the node knows of the other shards; `None` in an unsharded
+    /// store.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
+    }
+
+    /// Makes the node a node of a sharded store (once).
+    pub fn set_cluster(&self, cluster: Cluster) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Runs `f` on the replica under its write lock; if it returns a new
+    /// replica (this node changed shard group), that one takes the old
+    /// one's place: every queue of the old one is dropped and writes held
+    /// for it are discarded (it handed its writes over first).
+    pub fn replace_replica(&self, f: impl FnOnce(&mut Replica, Millis) -> Option<Replica>) {
+        let now = self.now();
+        let replaced = {
+            let mut replica = self.write_lock();
+            match f(&mut replica, now) {
+                Some(new) => {
+                    let old = std::mem::replace(&mut *replica, new);
+                    *self.me.write().unwrap_or_else(|p| p.into_inner()) = replica.me().clone();
+                    Some(old)
+                }
+                None => None,
+            }
+        };
+        let Some(old) = replaced else {
+            return;
+        };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for (peer, _) in old.view().peers().chain(old.view().suspects()) {
+            self.queues.drop_queue(peer);
+        }
+        let progress = self.with_replica(|replica, now| {
+            replica.tick(now);
+            replica.progress()
+        });
+        self.progress
+            .send_replace(progress.max(self.published.load(Ordering::Acquire) + 1));
+    }
+
+    /// Waits (up to the hand-over timeout) until every member holds every
+    /// write this replica acknowledged; returns whether they do.
+    pub async fn writes_held_by_members(&self) -> bool {
+        let deadline = Instant::now() + self.config.handover_timeout;
+        loop {
+            let handover = self.with_replica(|replica, now| {
+                let handover = replica.handover();
+                if !handover.lacking.is_empty() {
+                    replica.ask_clocks(now);
+                }
+                handover
+            });
+            if handover.written == 0 || handover.lacking.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Milliseconds since the node started (the protocol's clock).
@@ -317,7 +386,7 @@ impl Node {
         // The common case: served at once.
         let wait = match attempt(self) {
             Ok(result) => return Ok(result),
-            Err(Wait::ShuttingDown) => return Err(Wait::ShuttingDown),
+            Err(wait @ (Wait::ShuttingDown | Wait::Moved)) => return Err(wait),
             Err(wait) => wait,
         };
         // Subscribe before trying again, so no progress made in between is
@@ -347,7 +416,7 @@ impl Node {
             let _ = tokio::time::timeout_at(wake, progress.changed()).await;
             wait = match attempt(self) {
                 Ok(result) => return Ok(result),
-                Err(Wait::ShuttingDown) => return Err(Wait::ShuttingDown),
+                Err(wait @ (Wait::ShuttingDown | Wait::Moved)) => return Err(wait),
                 Err(wait) => wait,
             };
         }

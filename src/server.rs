@@ -18,6 +18,8 @@ use crate::durable::{self, Disk};
 use crate::http;
 use crate::node::Node;
 use crate::replica::Replica;
+use crate::shard::Cluster;
+use crate::sharding;
 use crate::transport;
 
 /// How often the replica's timers are advanced.
@@ -42,8 +44,26 @@ pub struct Running {
 /// `server` to run until a signal.
 pub fn start(mut config: Config, incarnation: &str) -> std::io::Result<Running> {
     seed_from_dns(&mut config);
-    let replica = fresh_replica(&config, incarnation);
-    launch(config, replica, None)
+    let Some(count) = config.shard_count else {
+        let replica = fresh_replica(&config, incarnation);
+        return launch(config, replica, None);
+    };
+    // Sharded: the replica of this node's shard group, whose view is the
+    // shard's members.
+    let (map, incarnation, members) = sharding::start(&config.socket_address, &config.view, count);
+    let replica = Replica::new(
+        config.socket_address.clone(),
+        &incarnation,
+        &members,
+        config.timing.clone(),
+        0,
+    );
+    let cluster = Cluster::new(
+        config.socket_address.clone(),
+        map,
+        Duration::from_millis(config.timing.failure_timeout),
+    );
+    launch_with(config, replica, None, Some(cluster))
 }
 
 /// Like [`start`], for a replica on the data directory `opened` (see
@@ -101,9 +121,21 @@ fn fresh_replica(config: &Config, incarnation: &str) -> Replica {
 }
 
 fn launch(config: Config, replica: Replica, disk: Option<Disk>) -> std::io::Result<Running> {
+    launch_with(config, replica, disk, None)
+}
+
+fn launch_with(
+    config: Config,
+    replica: Replica,
+    disk: Option<Disk>,
+    cluster: Option<Cluster>,
+) -> std::io::Result<Running> {
     let listen = config.listen;
     let workers = config.workers;
     let (node, jobs) = Node::new(config, replica, disk, transport::start_drain);
+    if let Some(cluster) = cluster {
+        node.set_cluster(cluster);
+    }
     let app_node = web::Data::from(node.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -120,6 +152,11 @@ fn launch(config: Config, replica: Replica, disk: Option<Disk>) -> std::io::Resu
     let server = server.run();
     transport::spawn(node.clone(), jobs);
     spawn_ticker(node.clone());
+    // Sharded nodes exchange the shard map; an unsharded one with others
+    // in its view asks them whether the store is sharded.
+    if node.cluster().is_some() || node.config.view.len() > 1 {
+        sharding::spawn(node.clone());
+    }
     spawn_signal_watch(node.clone(), server.handle());
     if let Some(name) = node.config.view_dns.clone() {
         spawn_dns_watch(node.clone(), name);

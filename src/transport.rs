@@ -30,7 +30,7 @@ use crate::node::{Job, Node};
 use crate::queues::PeerQueue;
 use crate::replica::{Kind, Member, Reply, Request};
 
-pub use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
+pub use crate::replica::message::{GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Most writes sent in one replication request.
 const MAX_BATCH: usize = 512;
@@ -75,15 +75,45 @@ fn new_client() -> awc::Client {
         .finish()
 }
 
+/// What a replica-to-replica request must carry: the cluster token, if
+/// one is set, and the sender's shard group, in a sharded store.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// The cluster token.
+    pub token: Option<String>,
+    /// The sender's shard group.
+    pub group: Option<String>,
+}
+
+impl Credentials {
+    /// What `node` sends now.
+    pub fn of(node: &Node) -> Credentials {
+        Credentials {
+            token: node.config.cluster_token.clone(),
+            group: node.me().id.group().map(str::to_string),
+        }
+    }
+
+    fn apply(&self, mut builder: awc::ClientRequest) -> awc::ClientRequest {
+        if let Some(token) = &self.token {
+            builder = builder.insert_header((TOKEN_HEADER, token.as_str()));
+        }
+        if let Some(group) = &self.group {
+            builder = builder.insert_header((GROUP_HEADER, group.as_str()));
+        }
+        builder
+    }
+}
+
 /// Sends `request` to `to` and decodes the reply.
 pub async fn call(
     client: &awc::Client,
     to: &SocketAddress,
     request: &Request,
-    token: Option<&str>,
+    credentials: &Credentials,
 ) -> Result<Reply, String> {
     let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    exchange(client, to, request.kind(), body, token).await
+    exchange(client, to, request.kind(), body, credentials).await
 }
 
 /// Posts `body`, a request of `kind`, to `to` and decodes the reply.
@@ -92,17 +122,15 @@ async fn exchange(
     to: &SocketAddress,
     kind: Kind,
     body: Vec<u8>,
-    token: Option<&str>,
+    credentials: &Credentials,
 ) -> Result<Reply, String> {
     let url = format!("http://{to}{INTERNAL_PREFIX}/{}", kind.as_str());
     let exchange = async {
-        let mut builder = client
+        let builder = client
             .post(url)
             .timeout(deadline(kind))
             .insert_header(("content-type", "application/json"));
-        if let Some(token) = token {
-            builder = builder.insert_header((TOKEN_HEADER, token));
-        }
+        let builder = credentials.apply(builder);
         let mut response = builder.send_body(body).await.map_err(|e| e.to_string())?;
         let status = response.status();
         let bytes = response
@@ -126,6 +154,107 @@ async fn exchange(
     match tokio::time::timeout(deadline(kind), exchange).await {
         Ok(result) => result,
         Err(_) => Err(format!("no reply within {:?}", deadline(kind))),
+    }
+}
+
+/// Posts `body` as JSON to `path` at `to` (a shard-map request between
+/// nodes) within `deadline`, and decodes the reply.
+pub async fn post_json<T: Serialize, R: serde::de::DeserializeOwned>(
+    to: &SocketAddress,
+    path: &str,
+    body: &T,
+    credentials: &Credentials,
+    deadline: Duration,
+) -> Result<R, String> {
+    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let client = client();
+    let exchange = async {
+        let builder = client
+            .post(format!("http://{to}{path}"))
+            .timeout(deadline)
+            .insert_header(("content-type", "application/json"));
+        let mut response = credentials
+            .apply(builder)
+            .send_body(body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response
+            .body()
+            .limit(MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+        }
+        serde_json::from_slice::<R>(&bytes).map_err(|e| format!("bad reply: {e}"))
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no reply within {deadline:?}")),
+    }
+}
+
+/// A client request relayed to the node that serves it.
+pub struct Forwarded {
+    /// The answer's status.
+    pub status: u16,
+    /// The answer's content type, if it named one.
+    pub content_type: Option<String>,
+    /// The answer's headers worth relaying (`ETag`).
+    pub etag: Option<String>,
+    /// The answer's body.
+    pub body: actix_web::web::Bytes,
+}
+
+/// Header counting how many times a client request was forwarded, so
+/// that nodes whose shard maps disagree do not pass it around forever.
+pub const HOPS_HEADER: &str = "x-causalkv-hops";
+
+/// Relays a client request (`method`, `path_and_query`, the headers worth
+/// keeping and the body) to `to`, within `deadline`.
+pub async fn forward(
+    to: &SocketAddress,
+    method: actix_web::http::Method,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: actix_web::web::Bytes,
+    deadline: Duration,
+) -> Result<Forwarded, String> {
+    let client = client();
+    let exchange = async {
+        let mut builder = client
+            .request(method, format!("http://{to}{path_and_query}"))
+            .timeout(deadline);
+        for (name, value) in headers {
+            builder = builder.insert_header((name.as_str(), value.as_str()));
+        }
+        let mut response = builder.send_body(body).await.map_err(|e| e.to_string())?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header("content-type");
+        let etag = header("etag");
+        let status = response.status().as_u16();
+        let body = response
+            .body()
+            .limit(MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Forwarded {
+            status,
+            content_type,
+            etag,
+            body,
+        })
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {deadline:?}")),
     }
 }
 
@@ -156,13 +285,7 @@ pub fn spawn(node: Arc<Node>, mut jobs: mpsc::UnboundedReceiver<Job>) {
 
 async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request) {
     let kind = request.kind();
-    let result = call(
-        &client(),
-        &to,
-        &request,
-        node.config.cluster_token.as_deref(),
-    )
-    .await;
+    let result = call(&client(), &to, &request, &Credentials::of(&node)).await;
     node.with_replica(|replica, now| replica.on_reply(&to, kind, result, now));
 }
 
@@ -176,7 +299,9 @@ pub fn start_drain(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>) 
 /// the thread that started it.
 async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>) {
     let client = client();
-    let token = node.config.cluster_token.clone();
+    // A queue belongs to one incarnation: a node that changes shard group
+    // drops every queue.
+    let credentials = Credentials::of(&node);
     let mut backoff = BACKOFF_MIN;
     loop {
         let Some(front) = queue.front(MAX_BATCH) else {
@@ -196,7 +321,7 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
             writes: &batch,
         };
         let outcome = match serde_json::to_vec(&request) {
-            Ok(body) => exchange(&client, &peer, Kind::Replicate, body, token.as_deref()).await,
+            Ok(body) => exchange(&client, &peer, Kind::Replicate, body, &credentials).await,
             Err(e) => Err(e.to_string()),
         };
         match outcome {

@@ -71,6 +71,15 @@ impl ReplicaId {
         &self.0
     }
 
+    /// The shard group this incarnation replicates in, for a sharded
+    /// store: the incarnation part's text before its first `.`
+    /// (`10.10.0.2:8085#s1e1.1f3a` is in group `s1e1`); `None` for an
+    /// unsharded replica, whose incarnation has no `.`.
+    pub fn group(&self) -> Option<&str> {
+        let (_, incarnation) = self.0.rsplit_once('#')?;
+        incarnation.split_once('.').map(|(group, _)| group)
+    }
+
     /// The address part: the text before the last `#` (all of it if there
     /// is none).
     pub fn address(&self) -> &str {
@@ -286,6 +295,14 @@ mod tests {
 
     fn id(name: &str) -> ReplicaId {
         ReplicaId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_sharded_identity_names_its_group_and_an_unsharded_one_none() {
+        assert_eq!(id("10.0.0.2:8085#s1e3.00c0ffee").group(), Some("s1e3"));
+        assert_eq!(id("10.0.0.2:8085#00c0ffee").group(), None);
+        assert_eq!(id("10.0.0.2:8085").group(), None);
+        assert_eq!(id("10.0.0.2:8085#s2e1.00c0ffee").address(), "10.0.0.2:8085");
     }
 
     #[test]

@@ -58,16 +58,65 @@ pub type Retired = (ReplicaId, Retirement);
 
 /// The writes a replica has applied: live incarnations in a vector clock,
 /// retired ones in a record of their own.
+///
+/// In a sharded store it belongs to one shard group (see
+/// [`ReplicaId::group`]) and counts only that group's incarnations: an
+/// entry naming another group's is *foreign*, met here by definition (that
+/// group's members check it), never counted in the clock. It keeps instead
+/// the *foreign frontier*: every foreign entry in the dependencies of the
+/// writes applied here, which reads hand to clients so that a write's
+/// dependencies in other shards are honoured wherever it is read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Knowledge {
     applied: VectorClock,
     retired: BTreeMap<ReplicaId, Retirement>,
+    /// The shard group counted here; `None`: unsharded, every entry counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<std::sync::Arc<str>>,
+    /// The foreign entries of the dependencies of the writes applied here.
+    #[serde(default, skip_serializing_if = "VectorClock::is_empty")]
+    foreign: VectorClock,
 }
 
 impl Knowledge {
     /// Nothing applied, nothing retired.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Nothing applied, nothing retired, counting only the incarnations of
+    /// shard group `group` (every one for `None`).
+    pub fn in_group(group: Option<&str>) -> Self {
+        Knowledge {
+            group: group.map(std::sync::Arc::from),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `id` belongs to another shard group than this one.
+    pub fn is_foreign(&self, id: &ReplicaId) -> bool {
+        self.group
+            .as_deref()
+            .is_some_and(|group| id.group() != Some(group))
+    }
+
+    /// The foreign frontier: what the writes applied here depended on in
+    /// other shard groups (empty unsharded).
+    pub fn foreign(&self) -> &VectorClock {
+        &self.foreign
+    }
+
+    /// Adds the foreign entries of `deps` (a write's dependencies, or a
+    /// peer's frontier) to the foreign frontier.
+    pub fn note_foreign(&mut self, deps: &VectorClock) {
+        if self.group.is_none() {
+            return;
+        }
+        for (id, n) in deps.iter() {
+            if self.is_foreign(id) && self.foreign.get(id) < n {
+                self.foreign.set(id.clone(), n);
+            }
+        }
     }
 
     /// The clock of the incarnations that are not retired: what heartbeats
@@ -90,7 +139,7 @@ impl Knowledge {
     /// Whether a dependency on the first `n` writes of `id` is met here:
     /// they are counted by the clock or by the retirement record.
     pub fn satisfies(&self, id: &ReplicaId, n: u64) -> bool {
-        self.count(id) >= n
+        self.count(id) >= n || self.is_foreign(id)
     }
 
     /// The entries of `wanted` that are not met here.
@@ -160,7 +209,7 @@ impl Knowledge {
 
     /// Counts the write `dot` (and, by the delivery order, those before it).
     pub fn observe(&mut self, dot: &Dot) {
-        if !self.contains(dot) {
+        if !self.contains(dot) && !self.is_foreign(&dot.replica) {
             self.applied.set(dot.replica.clone(), dot.counter);
         }
     }
@@ -168,7 +217,7 @@ impl Knowledge {
     /// Counts every write `clock` counts.
     pub fn merge(&mut self, clock: &VectorClock) {
         for (id, n) in clock.iter() {
-            if self.count(id) < n {
+            if self.count(id) < n && !self.is_foreign(id) {
                 self.applied.set(id.clone(), n);
             }
         }
@@ -210,6 +259,25 @@ mod tests {
 
     fn clock(entries: &[(&str, u64)]) -> VectorClock {
         entries.iter().map(|(n, c)| (id(n), *c)).collect()
+    }
+
+    #[test]
+    fn another_groups_entries_are_met_never_counted_and_kept_as_the_frontier() {
+        let mut k = Knowledge::in_group(Some("s1e1"));
+        let deps = clock(&[("a#s1e1.x", 2), ("b#s2e1.y", 5), ("c#old", 1)]);
+        // Only the own group's entry is wanted.
+        assert_eq!(k.missing(&deps), clock(&[("a#s1e1.x", 2)]));
+        k.merge(&deps);
+        assert_eq!(k.clock(), &clock(&[("a#s1e1.x", 2)]));
+        assert!(k.covers(&deps));
+        k.note_foreign(&deps);
+        k.note_foreign(&clock(&[("b#s2e1.y", 3), ("a#s1e1.x", 9)]));
+        assert_eq!(k.foreign(), &clock(&[("b#s2e1.y", 5), ("c#old", 1)]));
+        // Unsharded, every entry counts and nothing is foreign.
+        let mut all = Knowledge::new();
+        assert_eq!(all.missing(&deps), deps);
+        all.note_foreign(&deps);
+        assert!(all.foreign().is_empty());
     }
 
     #[test]

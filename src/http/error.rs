@@ -16,6 +16,19 @@ pub enum Error {
     /// The key or socket address named does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with this node's state: a replica-to-replica
+    /// request from another shard group, a reshard while another runs
+    /// (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// No node of a key's shard could be reached, or a reshard could not
+    /// finish; retry later (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Sharded: the key is no longer this node's to serve (the request is
+    /// sent where it now lives); 503 if that cannot be done.
+    #[error("The key moved to another shard; retry the request")]
+    Moved,
     /// A replica-to-replica request without the right cluster token (401).
     #[error("missing or wrong cluster token")]
     Unauthorized,
@@ -53,6 +66,10 @@ impl From<Wait> for Error {
             Wait::NotReady => Error::NotReady,
             Wait::ShuttingDown => Error::ShuttingDown,
             Wait::Removed => Error::Removed,
+            Wait::Moving => Error::Unavailable(
+                "The key is moving to another shard: the reshard did not finish in time".into(),
+            ),
+            Wait::Moved => Error::Moved,
         }
     }
 }
@@ -64,7 +81,10 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::DependenciesNotSatisfied
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_)
+            | Error::Moved
+            | Error::DependenciesNotSatisfied
             | Error::NotReady
             | Error::ShuttingDown
             | Error::Removed

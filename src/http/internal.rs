@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use super::body::read_body;
 use super::error::{ApiError, Error};
 use crate::node::Node;
-use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
+use crate::replica::message::{GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
 use crate::replica::{Kind, Request};
 
 /// Largest replica-to-replica request body (replication batches).
@@ -24,6 +24,41 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// Refuses a replica-to-replica request from another shard group (or
+/// from a node that is no longer of this one's): each group replicates
+/// on its own.
+pub(super) fn check_token(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
+    if let Some(token) = node.config.cluster_token.as_deref() {
+        let sent = req.headers().get(TOKEN_HEADER).map(|h| h.as_bytes());
+        // Compared in constant time: the time taken must not tell an
+        // attacker how much of a guess was right.
+        let matches = sent.is_some_and(|s| bool::from(s.ct_eq(token.as_bytes())));
+        if !matches {
+            return Err(ApiError::new(Error::Unauthorized, &Method::POST));
+        }
+    }
+    Ok(())
+}
+
+fn check_group(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
+    let sent = req
+        .headers()
+        .get(GROUP_HEADER)
+        .and_then(|h| h.to_str().ok());
+    let me = node.me();
+    if sent != me.id.group() {
+        return Err(ApiError::new(
+            Error::Conflict(format!(
+                "this node replicates in shard group {}, not {}",
+                me.id.group().unwrap_or("(unsharded)"),
+                sent.unwrap_or("(unsharded)")
+            )),
+            &Method::POST,
+        ));
+    }
+    Ok(())
+}
+
 async fn handle(
     node: web::Data<Node>,
     req: HttpRequest,
@@ -31,15 +66,8 @@ async fn handle(
     kind: Kind,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::POST;
-    if let Some(token) = node.config.cluster_token.as_deref() {
-        let sent = req.headers().get(TOKEN_HEADER).map(|h| h.as_bytes());
-        // Compared in constant time: the time taken must not tell an
-        // attacker how much of a guess was right.
-        let matches = sent.is_some_and(|s| bool::from(s.ct_eq(token.as_bytes())));
-        if !matches {
-            return Err(ApiError::new(Error::Unauthorized, &method));
-        }
-    }
+    check_token(&node, &req)?;
+    check_group(&node, &req)?;
     let body = read_body(payload, MAX_INTERNAL_BODY, &method).await?;
     let request: Request = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

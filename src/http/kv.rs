@@ -9,8 +9,11 @@ use super::body::{not_found, parse_json, read_body};
 use super::error::{ApiError, Error};
 use crate::causal::{CausalContext, Metadata};
 use crate::node::{Node, WriteConcern};
-use crate::replica::{Outcome, Wait, WriteResult};
+use crate::replica::{Outcome, Replica, Wait, WriteResult};
+use crate::shard::ShardId;
+use crate::sharding;
 use crate::store::{Key, KeyError, Value};
+use crate::transport::HOPS_HEADER;
 
 /// Header that may carry a GET's context (for clients that cannot send a
 /// GET body). The query parameter `causal-metadata` works too.
@@ -52,11 +55,126 @@ async fn dispatch(
         &percent_encoding::percent_decode_str(tail).decode_utf8_lossy(),
         &method,
     )?;
-    match method {
-        Method::PUT => put(node, key, write_concern(&req, &method)?, payload).await,
-        Method::GET => get(node, key, req, payload).await,
-        _ => delete(node, key, write_concern(&req, &method)?, payload).await,
+    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+    if node.cluster().is_some() {
+        return sharded(node, key, req, body, method).await;
     }
+    serve_here(node, key, req, body, method, None).await
+}
+
+/// Serves a key-value request at this node; `shard` is the key's shard,
+/// in a sharded store.
+async fn serve_here(
+    node: web::Data<Node>,
+    key: Key,
+    req: HttpRequest,
+    body: web::Bytes,
+    method: Method,
+    shard: Option<ShardId>,
+) -> Result<HttpResponse, ApiError> {
+    match method {
+        Method::PUT => put(node, key, write_concern(&req, &method)?, body, shard).await,
+        Method::GET => get(node, key, req, body, shard).await,
+        _ => delete(node, key, write_concern(&req, &method)?, body, shard).await,
+    }
+}
+
+/// Most times a client request is relayed between nodes (their shard maps
+/// may briefly disagree).
+const MAX_HOPS: u32 = 2;
+
+/// Headers of a client request that a relay keeps.
+const RELAYED_HEADERS: [&str; 5] = [
+    "content-type",
+    CONTEXT_HEADER,
+    CONCERN_HEADER,
+    "if-match",
+    "if-none-match",
+];
+
+/// A sharded store: serves the request here if this node holds the key's
+/// shard, else relays it to a member of that shard.
+async fn sharded(
+    node: web::Data<Node>,
+    key: Key,
+    req: HttpRequest,
+    body: web::Bytes,
+    method: Method,
+) -> Result<HttpResponse, ApiError> {
+    let hops = super::relay::hops(&req);
+    let mut moved = false;
+    for _ in 0..3 {
+        let (shard, here) = match node.cluster() {
+            Some(cluster) => {
+                let (shard, mine) = cluster.place(key.as_str());
+                let group = cluster.with_map(|m| m.shard(shard).map(|s| s.group.clone()));
+                let current = node.me().id.group().map(str::to_string);
+                (shard, mine && group.is_some() && group == current)
+            }
+            None => break,
+        };
+        if here {
+            match serve_here(
+                node.clone(),
+                key.clone(),
+                req.clone(),
+                body.clone(),
+                method.clone(),
+                Some(shard),
+            )
+            .await
+            {
+                Err(e) if matches!(e.error, Error::Moved) => {
+                    moved = true;
+                    continue;
+                }
+                answer => return answer,
+            }
+        }
+        if hops >= MAX_HOPS {
+            break;
+        }
+        let mut headers: Vec<(String, String)> = RELAYED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = req.headers().get(*name)?.to_str().ok()?;
+                Some((name.to_string(), value.to_string()))
+            })
+            .collect();
+        headers.push((HOPS_HEADER.to_string(), (hops + 1).to_string()));
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or(req.path(), |p| p.as_str());
+        let answer = sharding::relay(&node, shard, method.clone(), path, &headers, body.clone())
+            .await
+            .map_err(|e| ApiError::new(Error::Unavailable(e), &method))?;
+        return Ok(super::relay::relayed(answer));
+    }
+    let why = if moved {
+        Error::Moved
+    } else {
+        Error::Unavailable("no node of the key's shard could take the request".into())
+    };
+    Err(ApiError::new(why, &method))
+}
+
+/// Sharded: whether this node serves `key` now (its shard's group is
+/// this replica's), and, for a write, whether the key is not moving.
+fn may_serve(node: &Node, replica: &Replica, key: &Key, writing: bool) -> Result<(), Wait> {
+    let Some(cluster) = node.cluster() else {
+        return Ok(());
+    };
+    let (shard, mine) = cluster.place(key.as_str());
+    let group = replica.me().id.group();
+    let same_group = cluster.with_map(|m| m.shard(shard).map(|s| s.group.as_str()) == group);
+    if !mine || !same_group {
+        return Err(Wait::Moved);
+    }
+    if writing && cluster.is_moving(key.as_str()) {
+        return Err(Wait::Moving);
+    }
+    Ok(())
 }
 
 /// A key-value request body.
@@ -84,6 +202,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 #[derive(Serialize)]
 struct Found<'a> {
     message: &'static str,
+    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
+    shard_id: Option<ShardId>,
     #[serde(rename = "causal-metadata")]
     causal_metadata: Metadata<'a>,
     value: &'a RawValue,
@@ -95,6 +215,8 @@ struct Done<'a> {
     #[serde(rename = "causal-metadata")]
     causal_metadata: Metadata<'a>,
     message: &'static str,
+    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
+    shard_id: Option<ShardId>,
 }
 
 /// A GET or DELETE of a key that does not exist.
@@ -106,15 +228,22 @@ struct Missing<'a> {
     does_exist: bool,
     error: &'static str,
     message: &'static str,
+    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
+    shard_id: Option<ShardId>,
 }
 
 impl<'a> Missing<'a> {
-    fn new(message: &'static str, causal_metadata: Metadata<'a>) -> Self {
+    fn new(
+        message: &'static str,
+        causal_metadata: Metadata<'a>,
+        shard_id: Option<ShardId>,
+    ) -> Self {
         Missing {
             causal_metadata,
             does_exist: false,
             error: "Key does not exist",
             message,
+            shard_id,
         }
     }
 }
@@ -186,7 +315,10 @@ async fn write(
     }
     let result = node
         .serve(|node| {
-            node.with_replica(|replica, _| replica.write(key.clone(), value.clone(), context))
+            node.with_replica(|replica, _| {
+                may_serve(node, replica, key, true)?;
+                replica.write(key.clone(), value.clone(), context)
+            })
         })
         .await
         .map_err(|wait| unavailable(wait, context, method))?;
@@ -211,10 +343,10 @@ async fn put(
     node: web::Data<Node>,
     key: Key,
     concern: WriteConcern,
-    payload: web::Payload,
+    body: web::Bytes,
+    shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
-    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let value = request
         .value
@@ -227,10 +359,12 @@ async fn put(
         Outcome::Created => HttpResponse::Created().json(Done {
             causal_metadata,
             message: "Added successfully",
+            shard_id,
         }),
         Outcome::Updated => HttpResponse::Ok().json(Done {
             causal_metadata,
             message: "Updated successfully",
+            shard_id,
         }),
         Outcome::Deleted | Outcome::NotFound => unreachable!("a put never deletes"),
     })
@@ -240,10 +374,10 @@ async fn get(
     node: web::Data<Node>,
     key: Key,
     req: HttpRequest,
-    payload: web::Payload,
+    body: web::Bytes,
+    shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::GET;
-    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let outside;
     let sent = match request.causal_metadata {
@@ -255,7 +389,10 @@ async fn get(
     };
     let context = parse_context(sent, &method)?;
     let read = node
-        .serve_read(&context, |replica, context| replica.read(&key, context))
+        .serve_read(&context, |replica, context| {
+            may_serve(&node, replica, &key, false)?;
+            replica.read(&key, context)
+        })
         .await
         .map_err(|wait| unavailable(wait, &context, &method))?;
     // Never show what a crash could still take back; a failed disk does
@@ -265,10 +402,11 @@ async fn get(
     Ok(match read.value {
         Some(value) => HttpResponse::Ok().json(Found {
             message: "Retrieved successfully",
+            shard_id,
             causal_metadata: metadata,
             value: value.as_raw(),
         }),
-        None => HttpResponse::NotFound().json(Missing::new("Error in GET", metadata)),
+        None => HttpResponse::NotFound().json(Missing::new("Error in GET", metadata, shard_id)),
     })
 }
 
@@ -295,10 +433,10 @@ async fn delete(
     node: web::Data<Node>,
     key: Key,
     concern: WriteConcern,
-    payload: web::Payload,
+    body: web::Bytes,
+    shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::DELETE;
-    let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     let request: KvBody = parse_json(&body, &method)?;
     let context = parse_context(request.causal_metadata, &method)?;
     let result = write(&node, &key, None, &context, concern, &method).await?;
@@ -307,10 +445,13 @@ async fn delete(
         Outcome::Deleted => HttpResponse::Ok().json(Done {
             causal_metadata,
             message: "Deleted successfully",
+            shard_id,
         }),
-        Outcome::NotFound => {
-            HttpResponse::NotFound().json(Missing::new("Error in DELETE", causal_metadata))
-        }
+        Outcome::NotFound => HttpResponse::NotFound().json(Missing::new(
+            "Error in DELETE",
+            causal_metadata,
+            shard_id,
+        )),
         Outcome::Created | Outcome::Updated => unreachable!("a delete never puts"),
     })
 }

@@ -3,6 +3,9 @@
 //!
 //! - [`kv`]: `/key-value-store/<key>`, the client API.
 //! - [`view`]: `/key-value-store-view`, membership by operators.
+//! - [`relay`]: requests relayed to the node that serves their key.
+//! - [`shard`]: `/key-value-store-shard/...`, the shards, add-member and
+//!   reshard; the shard map's internal endpoints.
 //! - [`internal`]: the replica-to-replica endpoints (replicate, heartbeat,
 //!   pull, join, snapshot pages, view changes).
 //! - [`ops`]: `/health`, `/ready`, `/metrics`.
@@ -16,6 +19,8 @@ pub mod internal;
 pub mod kv;
 pub mod observe;
 pub mod ops;
+pub mod relay;
+pub mod shard;
 pub mod view;
 
 use actix_web::web;
@@ -30,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
     cfg.app_data(node)
         .configure(kv::routes)
         .configure(view::routes)
+        .configure(shard::routes)
         .configure(internal::routes)
         .configure(ops::routes)
         .default_service(web::to(body::not_found));

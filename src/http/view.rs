@@ -52,14 +52,25 @@ async fn change(node: &Node, change: ViewChange, method: &Method) -> Result<bool
 }
 
 async fn get(node: web::Data<Node>) -> HttpResponse {
-    let view = node.read_replica(|replica| replica.view().print());
+    let view = match node.cluster() {
+        // Sharded: every node of the store that is up, whatever its shard.
+        Some(cluster) => {
+            let live: Vec<String> = cluster.live().iter().map(ToString::to_string).collect();
+            live.join(",")
+        }
+        None => node.read_replica(|replica| replica.view().print()),
+    };
     HttpResponse::Ok().json(json!({"message": "View retrieved successfully", "view": view}))
 }
 
 async fn put(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
     let address = read_address(&node, payload, &method).await?;
-    if change(&node, ViewChange::Add(address), &method).await? {
+    let added = match node.cluster() {
+        Some(_) => crate::sharding::add_node(&node, address).await,
+        None => change(&node, ViewChange::Add(address), &method).await?,
+    };
+    if added {
         Ok(HttpResponse::Created()
             .json(json!({"message": "Replica added successfully to the view"})))
     } else {
@@ -81,7 +92,11 @@ async fn delete(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResp
             &method,
         ));
     }
-    if change(&node, ViewChange::Remove(address), &method).await? {
+    let removed = match node.cluster() {
+        Some(_) => crate::sharding::remove_node(&node, address).await,
+        None => change(&node, ViewChange::Remove(address), &method).await?,
+    };
+    if removed {
         Ok(HttpResponse::Ok()
             .json(json!({"message": "Replica deleted successfully from the view"})))
     } else {

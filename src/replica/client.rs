@@ -37,7 +37,10 @@ impl Replica {
     /// What a client learns from the version with `dot`: nothing when its
     /// writer is retired (every member has it).
     fn learn(&self, dot: &Dot) -> VectorClock {
-        let clock = single(dot);
+        let mut clock = single(dot);
+        // Sharded: what the writes applied here depended on in other
+        // shards, which the dot alone does not tell their members.
+        clock.merge(self.known.foreign());
         self.known.prune(&clock).unwrap_or(clock)
     }
 
@@ -101,6 +104,7 @@ impl Replica {
     /// member. Returns its dot.
     pub(super) fn issue(&mut self, key: Key, value: Option<Value>, deps: VectorClock) -> Dot {
         let dot = self.known.increment(&self.me.id);
+        self.known.note_foreign(&deps);
         self.lamport += 1;
         let write = Write {
             key: key.clone(),

@@ -201,6 +201,10 @@ pub const INTERNAL_PREFIX: &str = "/internal/v1";
 /// Header carrying the cluster token on replica-to-replica requests.
 pub const TOKEN_HEADER: &str = "x-causalkv-token";
 
+/// Header naming the sender's shard group on replica-to-replica requests
+/// (sharded stores only): a replica answers only its own group's.
+pub const GROUP_HEADER: &str = "x-causalkv-group";
+
 /// The kinds of [`Request`], for routing replies, logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -257,6 +261,10 @@ pub struct StateTransfer {
     /// The sender's retirements of incarnations the asker's clock names.
     #[serde(default)]
     pub retired: Vec<Retired>,
+    /// The sender's foreign frontier (sharded): what those versions may
+    /// depend on in other shards.
+    #[serde(default, skip_serializing_if = "VectorClock::is_empty")]
+    pub foreign: VectorClock,
 }
 
 /// One page of a copy of a replica's whole state.
@@ -287,6 +295,10 @@ pub struct Start {
     pub lamport: u64,
     /// Writes waiting in the sender's delivery buffer.
     pub pending: Vec<Write>,
+    /// The sender's foreign frontier (sharded): what the copied versions
+    /// may depend on in other shards.
+    #[serde(default, skip_serializing_if = "VectorClock::is_empty")]
+    pub foreign: VectorClock,
 }
 
 /// Why a replica refused a request.

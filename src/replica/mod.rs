@@ -28,6 +28,7 @@
 //! - `membership.rs`: operator and DNS view changes, stamped and relayed.
 //! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
 //! - `saved.rs`: what a replica with a disk keeps there, and its restore.
+//! - `reshard.rs`: keys handed between shards when the store is resharded.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
 //!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
 //!   `sim_lifetime.rs` (the long life of a store), `sim_disk.rs` (crashes
@@ -123,6 +124,7 @@ mod peer;
 mod peers;
 #[cfg(test)]
 mod regressions;
+mod reshard;
 mod retire;
 pub mod saved;
 #[cfg(test)]

@@ -49,6 +49,12 @@ pub enum Wait {
     /// A member told this replica it was removed from the view: what it
     /// holds may lack what the others have forgotten since.
     Removed,
+    /// Sharded: the key is moving to another shard (a reshard is under
+    /// way); its writes wait until the new placement holds.
+    Moving,
+    /// Sharded: the key is no longer this node's to serve (the shard map
+    /// changed); the request goes where the key now lives.
+    Moved,
 }
 
 /// What a client learns from an answer, and the context it should keep.

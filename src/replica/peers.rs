@@ -301,6 +301,7 @@ impl Replica {
         for write in ready {
             debug!(key = %write.key, dot = %write.dot, "applied write");
             self.lamport = self.lamport.max(write.lamport);
+            self.known.note_foreign(&write.deps);
             let version = write.version();
             self.store.apply(write.key, version);
         }
@@ -361,6 +362,7 @@ impl Replica {
                 .cloned()
                 .collect(),
             retired: self.retirements_for(Some(clock)),
+            foreign: self.known.foreign().clone(),
         }
     }
 
@@ -377,6 +379,7 @@ impl Replica {
             self.count_retired(&state.retired);
             return;
         }
+        self.known.note_foreign(&state.foreign);
         for (key, version) in state.versions.into_list() {
             if !self.known.contains(&version.dot) {
                 self.lamport = self.lamport.max(version.lamport);

@@ -171,6 +171,7 @@ impl Replica {
             id: ReplicaId::new(address.as_str(), incarnation),
             address: address.clone(),
         };
+        let known = Knowledge::in_group(me.id.group());
         let seeds = initial.iter().filter(|a| **a != address).cloned().collect();
         let view = View::new(address, initial, now);
         let sync = Sync::Joining {
@@ -185,7 +186,7 @@ impl Replica {
             gc: Gc::new(now),
             last_seed_probe: now,
             timing,
-            known: Knowledge::new(),
+            known,
             lamport: 0,
             store: Store::new(),
             buffer: DeliveryBuffer::new(),

@@ -79,6 +79,7 @@ impl Replica {
             collected_lamport: self.collected_lamport,
             lamport: self.lamport,
             pending: self.buffer.iter().cloned().collect(),
+            foreign: self.known.foreign().clone(),
         });
         Reply::Snapshot {
             from: self.me.clone(),
@@ -293,6 +294,7 @@ impl Replica {
     fn finish_transfer(&mut self, transfer: Transfer, now: Millis) {
         let start = transfer.start.expect("a swept copy has begun");
         self.count_retired(&start.retired);
+        self.known.note_foreign(&start.foreign);
         let grew = !start.collected.covered_by(&self.collected);
         self.collected.merge(&start.collected);
         self.collected_lamport = self.collected_lamport.max(start.collected_lamport);

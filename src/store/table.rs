@@ -321,6 +321,21 @@ impl Store {
         self.vacant.push(i);
     }
 
+    /// Forgets, without a tombstone, every key `keep` refuses (the keys a
+    /// reshard moved to another shard); returns how many were forgotten.
+    pub fn retain_keys(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let gone: Vec<u32> = (0..self.slot_count())
+            .filter(|&i| {
+                let slot = &self.slots[i as usize];
+                !slot.is_vacant() && !keep(slot.key())
+            })
+            .collect();
+        for &i in &gone {
+            self.remove_at(i);
+        }
+        gone.len()
+    }
+
     /// Every key with its version, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
         self.slots

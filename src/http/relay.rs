@@ -1,0 +1,29 @@
+//! Client requests relayed between the nodes of a sharded store: how many
+//! times a request was relayed, and the answer given back as it came.
+
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::transport::{Forwarded, HOPS_HEADER};
+
+/// How many times the request was relayed already.
+pub(super) fn hops(req: &HttpRequest) -> u32 {
+    req.headers()
+        .get(HOPS_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The answer of the node a request was relayed to, as it gave it.
+pub(super) fn relayed(answer: Forwarded) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+    let mut response = HttpResponse::build(status);
+    if let Some(content_type) = answer.content_type {
+        response.insert_header(("content-type", content_type));
+    }
+    if let Some(etag) = answer.etag {
+        response.insert_header(("etag", etag));
+    }
+    response.body(answer.body)
+}

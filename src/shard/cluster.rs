@@ -1,0 +1,305 @@
+//! What a node of a sharded store knows of the others: the shard map it
+//! holds, which nodes answered lately, a reshard it prepared, and the keys
+//! other shards handed it for that reshard. No I/O: `crate::sharding`
+//! does the talking.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::address::SocketAddress;
+use crate::causal::VectorClock;
+use crate::store::{Key, Version};
+
+use super::map::{ShardId, ShardMap};
+
+/// Keys handed to this node for the reshard to map version `epoch`.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    /// The map version they are for.
+    pub epoch: u64,
+    /// The versions, by key (the conflict rule's winner of those received).
+    pub versions: HashMap<Key, Version>,
+    /// What they may depend on.
+    pub depends: VectorClock,
+}
+
+/// A node's view of the sharded store.
+#[derive(Debug)]
+pub struct Cluster {
+    me: SocketAddress,
+    map: RwLock<ShardMap>,
+    seen: Mutex<HashMap<SocketAddress, Instant>>,
+    pending: Mutex<Option<ShardMap>>,
+    incoming: Mutex<Incoming>,
+    failure_timeout: Duration,
+    /// Held by the node while it coordinates a reshard: one at a time.
+    pub resharding: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// The state of node `me` holding `map`; a node silent for longer
+    /// than `failure_timeout` counts as down.
+    pub fn new(me: SocketAddress, map: ShardMap, failure_timeout: Duration) -> Cluster {
+        Cluster {
+            me,
+            map: RwLock::new(map),
+            seen: Mutex::new(HashMap::new()),
+            pending: Mutex::new(None),
+            incoming: Mutex::new(Incoming::default()),
+            failure_timeout,
+            resharding: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &SocketAddress {
+        &self.me
+    }
+
+    /// The map held now.
+    pub fn map(&self) -> ShardMap {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Looks at the map held now without copying it.
+    pub fn with_map<R>(&self, f: impl FnOnce(&ShardMap) -> R) -> R {
+        f(&self.map.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Holds `map` if it is newer than the one held; returns whether it
+    /// was. A pending reshard that `map` completes or supersedes is over.
+    pub fn adopt(&self, map: ShardMap) -> bool {
+        let mut held = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if !map.newer_than(&held) {
+            return false;
+        }
+        let mut pending = lock(&self.pending);
+        if pending.as_ref().is_some_and(|p| !p.newer_than(&map)) {
+            *pending = None;
+        }
+        *held = map;
+        true
+    }
+
+    /// The shard this node is a member of, if any.
+    pub fn my_shard(&self) -> Option<ShardId> {
+        self.with_map(|m| m.shard_of_node(&self.me))
+    }
+
+    /// The shard of `key`, and whether this node is one of its members.
+    pub fn place(&self, key: &str) -> (ShardId, bool) {
+        self.with_map(|m| {
+            let shard = m.shard_of(key);
+            let mine = m.shard(shard).is_some_and(|s| s.members.contains(&self.me));
+            (shard, mine)
+        })
+    }
+
+    /// Records an answer from `node`.
+    pub fn heard(&self, node: &SocketAddress) {
+        lock(&self.seen).insert(node.clone(), Instant::now());
+    }
+
+    /// Whether `node` answered within the failure timeout (this node
+    /// always counts as up).
+    pub fn is_live(&self, node: &SocketAddress) -> bool {
+        *node == self.me
+            || lock(&self.seen)
+                .get(node)
+                .is_some_and(|t| t.elapsed() < self.failure_timeout)
+    }
+
+    /// The nodes of the map that are up.
+    pub fn live(&self) -> BTreeSet<SocketAddress> {
+        let nodes = self.with_map(|m| {
+            let mut all = m.nodes.clone();
+            all.extend(m.shards.values().flat_map(|s| s.members.iter().cloned()));
+            all
+        });
+        nodes.into_iter().filter(|n| self.is_live(n)).collect()
+    }
+
+    /// The members of shard `id` to try, live ones first, this node left
+    /// out.
+    pub fn targets(&self, id: ShardId) -> Vec<SocketAddress> {
+        let members = self.with_map(|m| m.shard(id).map(|s| s.members.clone()).unwrap_or_default());
+        let (mut live, down): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .filter(|m| *m != self.me)
+            .partition(|m| self.is_live(m));
+        live.extend(down);
+        live
+    }
+
+    /// Prepares the reshard to `map`: from now on writes to the keys it
+    /// moves (every key, at a node that changes shard) wait for it.
+    /// Refused if another reshard is prepared.
+    pub fn prepare(&self, map: ShardMap) -> Result<(), String> {
+        let mut pending = lock(&self.pending);
+        match pending.as_ref() {
+            Some(p) if p.epoch != map.epoch || p.by != map.by => {
+                return Err(format!("a reshard to map version {} is under way", p.epoch));
+            }
+            _ => {}
+        }
+        let mut incoming = lock(&self.incoming);
+        if incoming.epoch != map.epoch {
+            *incoming = Incoming {
+                epoch: map.epoch,
+                ..Incoming::default()
+            };
+        }
+        *pending = Some(map);
+        Ok(())
+    }
+
+    /// The reshard prepared, if any.
+    pub fn pending(&self) -> Option<ShardMap> {
+        lock(&self.pending).clone()
+    }
+
+    /// Gives up the reshard to map version `epoch`, if it is the one
+    /// prepared.
+    pub fn abort(&self, epoch: u64) {
+        let mut pending = lock(&self.pending);
+        if pending.as_ref().is_some_and(|p| p.epoch == epoch) {
+            *pending = None;
+            *lock(&self.incoming) = Incoming::default();
+        }
+    }
+
+    /// Whether a write to `key` must wait for the reshard prepared: the
+    /// key changes shard, or this node does.
+    pub fn is_moving(&self, key: &str) -> bool {
+        let pending = lock(&self.pending);
+        let Some(next) = pending.as_ref() else {
+            return false;
+        };
+        self.with_map(|now| {
+            now.shard_of(key) != next.shard_of(key)
+                || now.shard_of_node(&self.me) != next.shard_of_node(&self.me)
+        })
+    }
+
+    /// Keeps versions handed over for the reshard to map version `epoch`;
+    /// refused if that reshard is not the one prepared here.
+    pub fn receive(
+        &self,
+        epoch: u64,
+        versions: Vec<(Key, Version)>,
+        depends: &VectorClock,
+    ) -> Result<(), String> {
+        let mut incoming = lock(&self.incoming);
+        if incoming.epoch != epoch || lock(&self.pending).is_none() {
+            return Err(format!(
+                "no reshard to map version {epoch} is prepared here"
+            ));
+        }
+        for (key, version) in versions {
+            match incoming.versions.get(&key) {
+                Some(held) if !version.supersedes(held) => {}
+                _ => {
+                    incoming.versions.insert(key, version);
+                }
+            }
+        }
+        incoming.depends.merge(depends);
+        Ok(())
+    }
+
+    /// Takes the versions handed over for map version `epoch`.
+    pub fn take_incoming(&self, epoch: u64) -> (Vec<(Key, Version)>, VectorClock) {
+        let mut incoming = lock(&self.incoming);
+        if incoming.epoch != epoch {
+            return (Vec::new(), VectorClock::new());
+        }
+        let taken = std::mem::take(&mut *incoming);
+        (taken.versions.into_iter().collect(), taken.depends)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn nodes(n: usize) -> Vec<SocketAddress> {
+        (0..n)
+            .map(|i| SocketAddress::parse(&format!("10.10.0.{}:8085", i + 2)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_a_newer_map_is_adopted_and_it_ends_the_reshard_it_completes() {
+        let view = nodes(6);
+        let map = ShardMap::initial(&view, 2);
+        let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+        assert!(!cluster.adopt(map.clone()));
+        let live: BTreeSet<_> = view.iter().cloned().collect();
+        let next = map.resharded(3, &live, &view[0]).unwrap();
+        cluster.prepare(next.clone()).unwrap();
+        // Another coordinator's reshard is refused meanwhile.
+        let other = map.resharded(2, &live, &view[1]).unwrap();
+        assert!(cluster.prepare(other).is_err());
+        let moving: Vec<String> = (0..200)
+            .map(|i| format!("k{i}"))
+            .filter(|k| cluster.is_moving(k))
+            .collect();
+        assert!(!moving.is_empty() && moving.len() < 200);
+        assert!(cluster.adopt(next.clone()));
+        assert!(cluster.pending().is_none());
+        assert!(!cluster.is_moving(&moving[0]));
+        assert_eq!(cluster.map(), next);
+    }
+
+    #[test]
+    fn versions_handed_over_keep_the_winner_and_only_for_the_reshard_prepared() {
+        use crate::causal::{Dot, ReplicaId};
+        use crate::store::Value;
+        let view = nodes(4);
+        let map = ShardMap::initial(&view, 2);
+        let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+        let version = |lamport: u64, v: &str| Version {
+            value: Value::from_json(&format!("\"{v}\"")).unwrap(),
+            dot: Dot::new(ReplicaId::parse("a#s1e1.x").unwrap(), lamport),
+            lamport,
+        };
+        let key = Key::parse("k").unwrap();
+        let none = VectorClock::new();
+        assert!(cluster
+            .receive(2, vec![(key.clone(), version(1, "a"))], &none)
+            .is_err());
+        let live: BTreeSet<_> = view.iter().cloned().collect();
+        let next = map.resharded(1, &live, &view[0]).unwrap();
+        cluster.prepare(next.clone()).unwrap();
+        cluster
+            .receive(next.epoch, vec![(key.clone(), version(5, "new"))], &none)
+            .unwrap();
+        cluster
+            .receive(next.epoch, vec![(key.clone(), version(3, "old"))], &none)
+            .unwrap();
+        let (versions, _) = cluster.take_incoming(next.epoch);
+        assert_eq!(versions, vec![(key, version(5, "new"))]);
+    }
+
+    #[test]
+    fn silent_nodes_are_not_live_and_are_tried_last() {
+        let view = nodes(4);
+        let map = ShardMap::initial(&view, 1);
+        let cluster = Cluster::new(view[0].clone(), map, Duration::from_secs(3));
+        cluster.heard(&view[2]);
+        assert_eq!(
+            cluster.live(),
+            [view[0].clone(), view[2].clone()].into_iter().collect()
+        );
+        assert_eq!(
+            cluster.targets(1),
+            vec![view[2].clone(), view[1].clone(), view[3].clone()]
+        );
+    }
+}
