@@ -100,6 +100,17 @@ impl TestCluster {
         self.add_replica_with(true).await
     }
 
+    /// Like [`Self::add_replica`], for a replica started without the
+    /// environment variable `variable` the others have (a node started
+    /// without `SHARD_COUNT`, say).
+    pub async fn add_replica_without(&mut self, variable: &str) -> usize {
+        let options = self.options.clone();
+        self.options.env.retain(|(k, _)| k != variable);
+        let i = self.add_replica_with(true).await;
+        self.options = options;
+        i
+    }
+
     /// Starts a new replica whose `VIEW` names only itself (to be added to
     /// the others through the view API); returns its index once it serves.
     pub async fn add_lone_replica(&mut self) -> usize {

@@ -1,0 +1,443 @@
+//! End-to-end tests of a sharded store (SPEC's "Shards"), against real
+//! processes: the family's six-node scenario with a seventh node and a
+//! reshard, causality across shards, nodes killed in every shard, and a
+//! reshard while clients write.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use awc::http::Method;
+use serde_json::{json, Value};
+
+use common::{wait_until, Body, Options, Reply, TestCluster, DEADLINE};
+
+/// Six nodes started with `SHARD_COUNT=2`.
+async fn six_nodes_two_shards() -> TestCluster {
+    Options::default().env("SHARD_COUNT", 2).start(6).await
+}
+
+async fn shard_get(c: &TestCluster, i: usize, path: &str) -> Reply {
+    let r = c
+        .request(
+            i,
+            Method::GET,
+            &format!("/key-value-store-shard/{path}"),
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "GET {path} at node {i}: {r:?}");
+    r.assert_json();
+    r
+}
+
+async fn shard_ids(c: &TestCluster, i: usize) -> Vec<u64> {
+    let r = shard_get(c, i, "shard-ids").await;
+    assert_eq!(r.body["message"], "Shard IDs retrieved successfully");
+    r.body["shard-ids"]
+        .as_array()
+        .expect("a list of shard ids")
+        .iter()
+        .map(|id| id.as_u64().expect("a shard id"))
+        .collect()
+}
+
+async fn node_shard(c: &TestCluster, i: usize) -> Value {
+    let r = shard_get(c, i, "node-shard-id").await;
+    assert_eq!(
+        r.body["message"],
+        "Shard ID of the node retrieved successfully"
+    );
+    r.body["shard-id"].clone()
+}
+
+async fn members(c: &TestCluster, i: usize, id: u64) -> Vec<String> {
+    let r = shard_get(c, i, &format!("shard-id-members/{id}")).await;
+    assert_eq!(
+        r.body["message"],
+        "Members of shard ID retrieved successfully"
+    );
+    serde_json::from_value(r.body["shard-id-members"].clone()).expect("a list of members")
+}
+
+async fn key_count(c: &TestCluster, i: usize, id: u64) -> u64 {
+    let r = shard_get(c, i, &format!("shard-id-key-count/{id}")).await;
+    assert_eq!(
+        r.body["message"],
+        "Key count of shard ID retrieved successfully"
+    );
+    r.body["shard-id-key-count"].as_u64().expect("a key count")
+}
+
+async fn reshard(c: &TestCluster, i: usize, count: u64) -> Reply {
+    c.request(
+        i,
+        Method::PUT,
+        "/key-value-store-shard/reshard",
+        &[],
+        Body::Json(json!({"shard-count": count})),
+    )
+    .await
+}
+
+/// Puts `key` at node `i`, which must accept it; returns the answer.
+async fn put(c: &TestCluster, i: usize, key: &str, value: Value, ctx: &Value) -> Reply {
+    let r = c.put(i, key, value, ctx).await;
+    assert!(
+        r.status == 200 || r.status == 201,
+        "PUT {key} at node {i}: {r:?}"
+    );
+    r
+}
+
+/// Waits until every node prints a view of `n` nodes.
+async fn wait_view_size(c: &TestCluster, at: &[usize], n: usize) {
+    wait_until(DEADLINE, &format!("views of {n} nodes"), || async {
+        let mut all = true;
+        for &i in at {
+            let view = c.try_view(i).await.unwrap_or_default();
+            all &= view.split(',').filter(|a| !a.is_empty()).count() == n;
+        }
+        all
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn the_family_scenario_six_nodes_a_seventh_added_then_three_shards() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    // Two shards, three members each, the same answer everywhere.
+    for i in 0..6 {
+        assert_eq!(shard_ids(&c, i).await, vec![1, 2]);
+    }
+    let mut sizes = BTreeMap::new();
+    for id in [1, 2] {
+        let m = members(&c, 0, id).await;
+        sizes.insert(id, m.len());
+        for addr in &m {
+            let i = (0..6)
+                .find(|&i| c.addr(i) == addr)
+                .expect("a member is a node");
+            assert_eq!(node_shard(&c, i).await, json!(id));
+        }
+    }
+    assert_eq!(sizes.values().sum::<usize>(), 6);
+    assert!(sizes.values().all(|&n| n >= 2), "{sizes:?}");
+
+    // 600 keys through every node: each answer names the key's shard.
+    let mut ctx = json!("");
+    let mut shard_of = BTreeMap::new();
+    for k in 0..600 {
+        let key = format!("key{k}");
+        let r = put(&c, k % 6, &key, json!(format!("value{k}")), &ctx).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        let shard = r.body["shard-id"].as_u64().expect("shard-id in the answer");
+        shard_of.insert(key, shard);
+        ctx = r.ctx();
+    }
+    let counts = [key_count(&c, 3, 1).await, key_count(&c, 3, 2).await];
+    assert_eq!(counts.iter().sum::<u64>(), 600);
+    for (i, id) in [1u64, 2].iter().enumerate() {
+        let expected = shard_of.values().filter(|s| *s == id).count() as u64;
+        assert_eq!(counts[i], expected, "shard {id}");
+        // The family's bound on spread: within 25% of the mean.
+        assert!((225..=375).contains(&counts[i]), "{counts:?}");
+    }
+
+    // A seventh node, started without SHARD_COUNT, joins the view and
+    // waits for add-member; then holds its shard's keys.
+    let seventh = c.add_replica_without("SHARD_COUNT").await;
+    wait_view_size(&c, &[0, seventh], 7).await;
+    assert_eq!(node_shard(&c, seventh).await, Value::Null);
+    let r = c
+        .request(
+            1,
+            Method::PUT,
+            "/key-value-store-shard/add-member/2",
+            &[],
+            Body::Json(json!({"socket-address": c.addr(seventh)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["message"], "Node added to shard successfully");
+    wait_until(DEADLINE, "the seventh node placed in shard 2", || async {
+        shard_get(&c, seventh, "node-shard-id").await.body["shard-id"] == json!(2)
+    })
+    .await;
+    assert!(members(&c, 0, 2)
+        .await
+        .contains(&c.addr(seventh).to_string()));
+    let expected = counts[1];
+    wait_until(
+        DEADLINE,
+        "the seventh node holding its shard's keys",
+        || async { key_count(&c, seventh, 2).await == expected },
+    )
+    .await;
+
+    // Ten shards need twenty nodes; three are done.
+    let r = reshard(&c, 4, 10).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.body,
+        json!({"message": "Not enough nodes to provide fault-tolerance with the given shard count!"})
+    );
+    let r = reshard(&c, 4, 3).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["message"], "Resharding done successfully");
+    for i in 0..7 {
+        assert_eq!(shard_ids(&c, i).await, vec![1, 2, 3], "node {i}");
+    }
+    let mut placed = BTreeSet::new();
+    let mut total = 0;
+    for id in [1, 2, 3] {
+        let m = members(&c, 5, id).await;
+        assert!(m.len() >= 2, "shard {id}: {m:?}");
+        placed.extend(m);
+        total += key_count(&c, 5, id).await;
+    }
+    assert_eq!(placed.len(), 7, "every node placed once: {placed:?}");
+    assert_eq!(total, 600);
+    // Every key is still readable, at any node, with the writer's context
+    // and without one.
+    for k in (0..600).step_by(7) {
+        let key = format!("key{k}");
+        for (i, context) in [(k % 7, &ctx), ((k + 3) % 7, &json!(""))] {
+            let r = c.get(i, &key, context).await;
+            assert_eq!(r.status, 200, "{key} at node {i}: {r:?}");
+            assert_eq!(r.body["value"], json!(format!("value{k}")));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_context_from_one_shard_is_honoured_in_another() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    // Two keys in different shards.
+    let shard_of = |r: &Reply| r.body["shard-id"].as_u64().unwrap();
+    let probe = put(&c, 0, "x", json!("x0"), &json!("")).await;
+    let x_shard = shard_of(&probe);
+    let mut y = None;
+    for k in 0..100 {
+        let key = format!("y{k}");
+        let r = c.get(0, &key, &json!("")).await;
+        if r.body["shard-id"].as_u64() != Some(x_shard) {
+            y = Some(key);
+            break;
+        }
+    }
+    let y = y.expect("a key in the other shard");
+    let x_nodes = nodes_of(&c, x_shard).await;
+    let y_nodes = nodes_of(&c, 3 - x_shard).await;
+    // One member of x's shard misses the next write of x for a while.
+    let lagging = x_nodes[1];
+    c.pause(lagging);
+    let ctx = put(&c, x_nodes[0], "x", json!("x1"), &probe.ctx())
+        .await
+        .ctx();
+    // y is written by a client that saw x1.
+    put(&c, y_nodes[0], &y, json!("y1"), &ctx).await;
+    // Another client reads y without any context: what it learns names
+    // x's write too, so the lagging member does not serve it x0.
+    let read = common::wait_for(DEADLINE, "y1 replicated in its shard", || async {
+        let r = c.get(y_nodes[1], &y, &json!("")).await;
+        if r.status == 200 {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    assert_eq!(read.body["value"], json!("y1"));
+    // What it learned names x1's write (the context is opaque to clients;
+    // the test looks inside to be sure the dependency travelled).
+    let x1 = ctx
+        .as_object()
+        .expect("a context is an object")
+        .iter()
+        .max_by_key(|(_, n)| n.as_u64())
+        .map(|(id, n)| (id.clone(), n.as_u64().unwrap()))
+        .expect("x1's writer");
+    let learned = read.ctx();
+    assert!(
+        learned.get(&x1.0).and_then(Value::as_u64) >= Some(x1.1),
+        "reading y1 must hand over its dependency {x1:?}: {learned}"
+    );
+    c.resume(lagging);
+    let r = c.get(lagging, "x", &read.ctx()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["value"], json!("x1"), "the read of y1 must carry x1");
+    // Relayed through a node of the other shard, the same.
+    let r = c.get(y_nodes[2], "x", &read.ctx()).await;
+    assert_eq!(r.body["value"], json!("x1"), "{r:?}");
+}
+
+#[actix_web::test]
+async fn a_node_of_every_shard_killed_the_others_serve_every_key() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let mut ctx = json!("");
+    for k in 0..60 {
+        ctx = put(&c, k % 6, &format!("k{k}"), json!(k), &ctx).await.ctx();
+    }
+    let (one, two) = (nodes_of(&c, 1).await, nodes_of(&c, 2).await);
+    c.kill(one[0]);
+    c.kill(two[0]);
+    let alive: Vec<usize> = (0..6).filter(|i| *i != one[0] && *i != two[0]).collect();
+    wait_view_size(&c, &alive, 4).await;
+    for k in 0..60 {
+        let i = alive[k % 4];
+        let r = c.get(i, &format!("k{k}"), &ctx).await;
+        assert_eq!(r.status, 200, "k{k} at node {i}: {r:?}");
+        assert_eq!(r.body["value"], json!(k));
+    }
+    for k in 0..20 {
+        ctx = put(&c, alive[k % 4], &format!("k{k}"), json!(k + 100), &ctx)
+            .await
+            .ctx();
+    }
+    for k in 0..20 {
+        let r = c.get(alive[(k + 1) % 4], &format!("k{k}"), &ctx).await;
+        assert_eq!(r.body["value"], json!(k + 100), "{r:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_reshard_while_clients_write_loses_no_acknowledged_write() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let addrs: Vec<String> = (0..6).map(|i| c.addr(i).to_string()).collect();
+    let acked: Arc<Mutex<BTreeMap<String, (Value, Value)>>> = Arc::default();
+    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two writers, each in its own thread and keys, carrying its context.
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (addrs, acked, failed, stop) =
+                (addrs.clone(), acked.clone(), failed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let mut ctx = json!("");
+                    for n in 0..2000 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let key = format!("w{w}k{}", n % 97);
+                        let value = json!(format!("{w}-{n}"));
+                        let at = &addrs[(n * 5 + w) % addrs.len()];
+                        let body = json!({"value": value, "causal-metadata": ctx});
+                        match common::request(
+                            at,
+                            Method::PUT,
+                            &common::kv_path(&key),
+                            &[],
+                            Body::Json(body),
+                        )
+                        .await
+                        {
+                            Ok(r) if r.status == 200 || r.status == 201 => {
+                                ctx = r.ctx();
+                                acked.lock().unwrap().insert(key, (value, ctx.clone()));
+                            }
+                            Ok(r) => failed.lock().unwrap().push(format!("{key}: {r:?}")),
+                            Err(e) => failed.lock().unwrap().push(format!("{key}: {e}")),
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
+    let wait_writes = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            wait_until(DEADLINE, "writes going on", || {
+                let acked = acked.clone();
+                async move { acked.lock().unwrap().len() >= n }
+            })
+            .await
+        }
+    };
+    wait_writes(40).await;
+    for (count, at) in [(3, 2), (2, 5)] {
+        let r = reshard(&c, at, count).await;
+        assert_eq!(r.status, 200, "reshard to {count}: {r:?}");
+        tokio_sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let failed = failed.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "writes failed during the reshard: {failed:?}"
+    );
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 40);
+    for (n, (key, (value, ctx))) in acked.iter().enumerate() {
+        let r = c.get(n % 6, key, ctx).await;
+        assert_eq!(r.status, 200, "{key}: {r:?}");
+        assert_eq!(
+            &r.body["value"], value,
+            "{key} lost its last acknowledged write"
+        );
+    }
+    let total: u64 = {
+        let mut total = 0;
+        for id in shard_ids(&c, 0).await {
+            total += key_count(&c, 0, id).await;
+        }
+        total
+    };
+    assert_eq!(total, acked.len() as u64, "every key held once");
+    c.kill(5);
+}
+
+#[actix_web::test]
+async fn an_unsharded_store_is_one_shard_and_refuses_resharding() {
+    let c = TestCluster::start(3).await;
+    assert_eq!(shard_ids(&c, 0).await, vec![1]);
+    assert_eq!(node_shard(&c, 1).await, json!(1));
+    assert_eq!(members(&c, 2, 1).await.len(), 3);
+    c.put(0, "a", json!(1), &json!("")).await;
+    wait_until(DEADLINE, "the key counted", || async {
+        key_count(&c, 1, 1).await == 1
+    })
+    .await;
+    let r = c.put(0, "b", json!(2), &json!("")).await;
+    assert!(
+        r.body.get("shard-id").is_none(),
+        "unsharded answers are as before: {r:?}"
+    );
+    let r = reshard(&c, 0, 2).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    r.assert_json();
+    let r = c
+        .request(
+            0,
+            Method::GET,
+            "/key-value-store-shard/shard-id-members/7",
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    r.assert_json();
+}
+
+/// The indexes of the members of shard `id`.
+async fn nodes_of(c: &TestCluster, id: u64) -> Vec<usize> {
+    let m = members(c, 0, id).await;
+    (0..c.len())
+        .filter(|&i| m.contains(&c.addr(i).to_string()))
+        .collect()
+}
+
+async fn tokio_sleep(d: Duration) {
+    actix_rt::time::sleep(d).await;
+}
