@@ -56,6 +56,37 @@ pub struct Metrics {
     /// label values hashes them and takes a lock: too much per request).
     kv_requests: [OnceLock<IntCounter>; KV_METHODS.len() * KV_STATUSES.len()],
     kv_latency: [OnceLock<Histogram>; KV_METHODS.len()],
+    /// Sharded stores: the figures of the shards.
+    pub shards: ShardMetrics,
+}
+
+/// What `/metrics` shows of a sharded store's shards.
+pub struct ShardMetrics {
+    /// This node's shard (0: placed in none).
+    node_shard: IntGauge,
+    /// The version of the shard map this node holds.
+    map_version: IntGauge,
+    /// Members per shard.
+    members: IntGaugeVec,
+    /// Client requests relayed to another shard's node, by shard and
+    /// outcome (`ok`: an answer came back; `failed`: no member answered).
+    pub relayed: IntCounterVec,
+    /// Versions handed to other shards by reshards.
+    pub handed_off: IntCounter,
+    /// Versions received from other shards by reshards.
+    pub received: IntCounter,
+    /// Reshards coordinated here, by outcome.
+    pub reshards: IntCounterVec,
+}
+
+/// A sharded node's shard figures, for [`Metrics::render`].
+pub struct ShardFigures {
+    /// This node's shard, if placed.
+    pub node_shard: Option<u32>,
+    /// The map version held.
+    pub map_version: u64,
+    /// Members per shard.
+    pub members: Vec<(u32, usize)>,
 }
 
 /// The route label of every key-value request.
@@ -89,6 +120,45 @@ impl Metrics {
         .expect("valid metric");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let shards = ShardMetrics {
+            node_shard: gauge(
+                "causalkv_shard_id",
+                "The shard this node is a member of (0: none, or unsharded)",
+            ),
+            map_version: gauge(
+                "causalkv_shard_map_version",
+                "The version of the shard map this node holds (0: unsharded)",
+            ),
+            members: IntGaugeVec::new(
+                Opts::new("causalkv_shard_members", "Members of each shard"),
+                &["shard"],
+            )
+            .expect("valid metric"),
+            relayed: IntCounterVec::new(
+                Opts::new(
+                    "causalkv_shard_relayed_requests_total",
+                    "Client requests relayed to a member of the key's shard, by shard and outcome",
+                ),
+                &["shard", "outcome"],
+            )
+            .expect("valid metric"),
+            handed_off: counter(
+                "causalkv_shard_versions_handed_off_total",
+                "Versions of moving keys this node handed to their new shard in reshards",
+            ),
+            received: counter(
+                "causalkv_shard_versions_received_total",
+                "Versions of moving keys this node received from other shards in reshards",
+            ),
+            reshards: IntCounterVec::new(
+                Opts::new(
+                    "causalkv_reshards_total",
+                    "Reshards coordinated by this node, by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        };
         let metrics = Metrics {
             keys: gauge("causalkv_keys", "Live keys stored"),
             disk_bytes: gauge(
@@ -172,6 +242,7 @@ impl Metrics {
             requests,
             latency,
             registry,
+            shards,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(metrics.requests.clone()),
@@ -194,6 +265,13 @@ impl Metrics {
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.replication_lag.clone()),
             Box::new(metrics.uptime.clone()),
+            Box::new(metrics.shards.node_shard.clone()),
+            Box::new(metrics.shards.map_version.clone()),
+            Box::new(metrics.shards.members.clone()),
+            Box::new(metrics.shards.relayed.clone()),
+            Box::new(metrics.shards.handed_off.clone()),
+            Box::new(metrics.shards.received.clone()),
+            Box::new(metrics.shards.reshards.clone()),
         ];
         for collector in collectors {
             metrics
@@ -250,7 +328,25 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format, with the replica's
     /// figures as of `stats` and its disk's, if it has one.
-    pub fn render(&self, stats: &Stats, disk: Option<&Disk>) -> String {
+    pub fn render(
+        &self,
+        stats: &Stats,
+        disk: Option<&Disk>,
+        shards: Option<ShardFigures>,
+    ) -> String {
+        if let Some(figures) = shards {
+            self.shards
+                .node_shard
+                .set(i64::from(figures.node_shard.unwrap_or(0)));
+            self.shards.map_version.set(figures.map_version as i64);
+            self.shards.members.reset();
+            for (shard, members) in figures.members {
+                self.shards
+                    .members
+                    .with_label_values(&[&shard.to_string()])
+                    .set(members as i64);
+            }
+        }
         if let Some(disk) = disk {
             let status = disk.status();
             self.disk_bytes.set(disk.disk_bytes() as i64);
@@ -315,7 +411,7 @@ mod tests {
             writes_issued: 5,
             ..Stats::default()
         };
-        let text = m.render(&stats, None);
+        let text = m.render(&stats, None, None);
         assert!(text.contains("causalkv_keys 7"), "{text}");
         for line in [
             "causalkv_suspects 1",
@@ -338,7 +434,34 @@ mod tests {
             "{text}"
         );
         m.drop_queue("10.0.0.2:8085");
-        assert!(!m.render(&stats, None).contains("10.0.0.2:8085"));
+        assert!(!m.render(&stats, None, None).contains("10.0.0.2:8085"));
+    }
+
+    #[test]
+    fn a_sharded_node_shows_its_shard_the_map_and_each_shards_members() {
+        let m = Metrics::new();
+        m.shards.relayed.with_label_values(&["2", "ok"]).inc();
+        let figures = |members: Vec<(u32, usize)>| ShardFigures {
+            node_shard: Some(1),
+            map_version: 4,
+            members,
+        };
+        let text = m.render(&Stats::default(), None, Some(figures(vec![(1, 3), (2, 4)])));
+        for line in [
+            "causalkv_shard_id 1",
+            "causalkv_shard_map_version 4",
+            r#"causalkv_shard_members{shard="1"} 3"#,
+            r#"causalkv_shard_members{shard="2"} 4"#,
+            r#"causalkv_shard_relayed_requests_total{outcome="ok",shard="2"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A shard that went away is no longer shown.
+        let text = m.render(&Stats::default(), None, Some(figures(vec![(1, 7)])));
+        assert!(
+            !text.contains(r#"causalkv_shard_members{shard="2"}"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -351,7 +474,7 @@ mod tests {
         m.record_request(KV_ROUTE, "GET", 404, ms);
         m.record_request(KV_ROUTE, "PATCH", 404, ms);
         m.record_request("/health", "GET", 200, ms);
-        let text = m.render(&Stats::default(), None);
+        let text = m.render(&Stats::default(), None, None);
         for line in [
             r#"causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="201"} 3"#,
             r#"causalkv_http_requests_total{method="GET",route="/key-value-store/{key}",status="404"} 1"#,

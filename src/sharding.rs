@@ -572,6 +572,11 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
     }
     .await;
     if let Err(e) = result {
+        node.metrics
+            .shards
+            .reshards
+            .with_label_values(&["failed"])
+            .inc();
         warn!(error = %e, "reshard failed; aborting");
         let _ = everywhere(node, &live, "abort", &next).await;
         return Err(Refused::Failed(e));
@@ -582,6 +587,11 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
         warn!(error = %e, "the commit did not reach every node; they will learn the map by ping");
     }
     announce(node, &next).await;
+    node.metrics
+        .shards
+        .reshards
+        .with_label_values(&["done"])
+        .inc();
     info!(epoch = next.epoch, shards = count, elapsed = ?started.elapsed(), "reshard done");
     Ok(())
 }
@@ -663,6 +673,7 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
             }
         }
     }
+    node.metrics.shards.handed_off.inc_by(moved as u64);
     info!(
         epoch = map.epoch,
         versions = moved,
@@ -673,10 +684,13 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
 
 /// Keeps versions handed over for the reshard prepared here.
 pub fn receive(node: &Node, import: Import) -> Result<(), String> {
-    match node.cluster() {
-        Some(cluster) => cluster.receive(import.epoch, import.versions, &import.depends),
-        None => Err("this node is not sharded".into()),
-    }
+    let Some(cluster) = node.cluster() else {
+        return Err("this node is not sharded".into());
+    };
+    let count = import.versions.len() as u64;
+    cluster.receive(import.epoch, import.versions, &import.depends)?;
+    node.metrics.shards.received.inc_by(count);
+    Ok(())
 }
 
 /// Step 3: holds the new map and fits the replica to it; answers once the
@@ -723,12 +737,22 @@ pub async fn relay(
         {
             Ok(answer) => {
                 cluster.heard(&to);
+                relayed(node, shard, "ok");
                 return Ok(answer);
             }
             Err(e) => last = format!("{to}: {e}"),
         }
     }
+    relayed(node, shard, "failed");
     Err(format!(
         "no member of shard {shard} could be reached ({last})"
     ))
+}
+
+fn relayed(node: &Node, shard: ShardId, outcome: &str) {
+    node.metrics
+        .shards
+        .relayed
+        .with_label_values(&[&shard.to_string(), outcome])
+        .inc();
 }

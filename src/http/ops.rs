@@ -35,7 +35,25 @@ async fn health(node: web::Data<Node>) -> HttpResponse {
         "clock": stats.clock_entries,
         "retired": stats.retired,
         "durability": durability(&node),
+        "shard": shard_health(&node),
     }))
+}
+
+/// A sharded node's shard, its group and the map version; `null`
+/// unsharded.
+fn shard_health(node: &Node) -> serde_json::Value {
+    let Some(cluster) = node.cluster() else {
+        return serde_json::Value::Null;
+    };
+    cluster.with_map(|map| {
+        json!({
+            "shard-id": map.shard_of_node(cluster.me()),
+            "group": node.me().id.group(),
+            "map-version": map.epoch,
+            "shards": map.count(),
+            "resharding": cluster.pending().map(|p| p.epoch),
+        })
+    })
 }
 
 /// Where and how the replica keeps its state, and whether its disk takes
@@ -78,10 +96,29 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
     }))
 }
 
+/// A sharded node's shard figures.
+fn shard_figures(node: &Node) -> Option<crate::metrics::ShardFigures> {
+    let cluster = node.cluster()?;
+    Some(cluster.with_map(|map| {
+        crate::metrics::ShardFigures {
+            node_shard: map.shard_of_node(cluster.me()),
+            map_version: map.epoch,
+            members: map
+                .shards
+                .iter()
+                .map(|(id, s)| (*id, s.members.len()))
+                .collect(),
+        }
+    }))
+}
+
 /// The Prometheus text exposition.
 async fn metrics(node: web::Data<Node>) -> HttpResponse {
     let stats = node.read_replica(|replica| replica.stats());
     HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
-        .body(node.metrics.render(&stats, node.disk()))
+        .body(
+            node.metrics
+                .render(&stats, node.disk(), shard_figures(&node)),
+        )
 }
