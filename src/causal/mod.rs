@@ -48,6 +48,52 @@
 //! above reads "applied" as "counted by the clock or the record". See
 //! [`knowledge`] for the record and `crate::replica`'s `retire` for when.
 //!
+//! # Across shards
+//!
+//! In a sharded store every shard is replicated by its own group, and the
+//! identity of every incarnation names its group
+//! ([`ReplicaId::group`]): `10.10.0.2:8085#s1e1.1f3a` writes in group
+//! `s1e1`. A context is still one clock, with entries from every group the
+//! client depended on. A replica counts and checks only its own group's
+//! entries ([`Knowledge`]); another group's are *foreign* and met by
+//! definition there: that group's members check them. So waiting is per
+//! shard: a request waits only for writes of the shard it touches, and a
+//! slow or cut-off shard stalls nobody else.
+//!
+//! What carries causality from one shard to another is the client, as in
+//! COPS and Eiger's dependency checks, made lazy as in Occult (a shard
+//! checks a dependency when it is read, not when it is written):
+//!
+//! 1. A write keeps the client's whole context as its dependencies, and
+//!    ships it to its group; a replica that applies it adds the foreign
+//!    entries to its *foreign frontier*.
+//! 2. A read answers the client's context merged with the version's dot
+//!    and the replica's foreign frontier, which includes every foreign
+//!    dependency of every write applied there, that version's among them.
+//! 3. A later request in another shard brings those entries along, and
+//!    that shard's replica serves it only once its own group's entries are
+//!    applied.
+//!
+//! Why it is correct: if a client's read in shard B returns a version
+//! whose write depended on `x` in shard A, the answer carries `x`'s entry
+//! (by 2), so the client's next request in A waits for `x` (by 3); and a
+//! write's dependencies in its own group are met before it is applied
+//! (the delivery rule). By induction along the client's requests, no
+//! client sees a shard go back before anything it saw, directly or
+//! through a value's dependencies. The frontier over-approximates (a read
+//! in B may name A's writes the value did not depend on), which costs at
+//! most a wait for writes that exist, never a wrong answer; it keeps
+//! contexts at one entry per incarnation that a client's reads reached,
+//! as unsharded. Versions copied without their writes (deltas, state
+//! copies, keys handed over by a reshard) travel with the sender's
+//! frontier (and, for a reshard, its clock), so the rule holds for them.
+//!
+//! A key that moves in a reshard keeps its dot, now foreign in its new
+//! shard: the new shard's members merge it by the conflict rule, and
+//! readers learn the old group's entry, which that group (if it still
+//! exists) still honours. Writes to a moving key wait until every member
+//! of its new shard holds every version of it (see `crate::sharding`).
+//!
 //! # Implementation caveats
 //!
 //! - A context naming writes that no live replica holds (forged, or lost
