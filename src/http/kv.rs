@@ -79,6 +79,9 @@ async fn serve_here(
     }
 }
 
+/// Longest a write to a key that a reshard moves waits for the reshard.
+const RESHARD_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// Most times a client request is relayed between nodes (their shard maps
 /// may briefly disagree).
 const MAX_HOPS: u32 = 2;
@@ -313,15 +316,25 @@ async fn write(
     if let Some(why) = node.disk_refusal(incoming) {
         return Err(ApiError::new(Error::DiskUnavailable(why), method));
     }
-    let result = node
-        .serve(|node| {
-            node.with_replica(|replica, _| {
-                may_serve(node, replica, key, true)?;
-                replica.write(key.clone(), value.clone(), context)
+    // A write to a key that a reshard moves waits for the reshard, however
+    // many causal waits that takes (up to the reshard's own bound).
+    let reshard_deadline = std::time::Instant::now() + RESHARD_WAIT;
+    let result = loop {
+        let attempt = node
+            .serve(|node| {
+                node.with_replica(|replica, _| {
+                    may_serve(node, replica, key, true)?;
+                    replica.write(key.clone(), value.clone(), context)
+                })
             })
-        })
-        .await
-        .map_err(|wait| unavailable(wait, context, method))?;
+            .await;
+        match attempt {
+            Err(Wait::Moving)
+                if std::time::Instant::now() < reshard_deadline
+                    && node.cluster().is_some_and(|c| c.pending().is_some()) => {}
+            attempt => break attempt.map_err(|wait| unavailable(wait, context, method))?,
+        }
+    };
     // Acknowledged only once it is in the journal.
     node.settle()
         .await

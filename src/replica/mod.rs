@@ -31,7 +31,8 @@
 //! - `reshard.rs`: keys handed between shards when the store is resharded.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
 //!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
-//!   `sim_lifetime.rs` (the long life of a store), `sim_disk.rs` (crashes
+//!   `sim_lifetime.rs` (the long life of a store), `sim_shards.rs` (two
+//!   shards, contexts carried across, keys handed over), `sim_disk.rs` (crashes
 //!   that keep the disk), readable scenarios in
 //!   `sim/scripts/`), `regressions.rs` (interleavings once found wrong).
 //!
@@ -133,6 +134,8 @@ mod sim;
 mod sim_disk;
 #[cfg(test)]
 mod sim_lifetime;
+#[cfg(test)]
+mod sim_shards;
 #[cfg(test)]
 mod sim_tests;
 mod state;

@@ -217,13 +217,28 @@ impl Sim {
             let within = record.is_some_and(|r| r.last >= v.dot.counter);
             replica.applied().get(&v.dot.replica) == 0 && within
         });
+        // Sharded, a read also hands over what the writes applied here
+        // depended on in other shards (the replica's foreign frontier); a
+        // writer's context holds its own dependencies already.
+        let foreign = match op {
+            Op::Get(_) => replica.known().foreign().clone(),
+            _ => Default::default(),
+        };
+        let found = version.is_some();
         if retired {
-            assert!(
-                learned.clock.is_empty(),
+            assert_eq!(
+                learned.clock, foreign,
                 "learned a retired incarnation's dot"
             );
+        } else if found {
+            let mut expected = dot;
+            expected.merge(&foreign);
+            assert_eq!(learned.clock, expected);
         } else {
-            assert_eq!(learned.clock, dot);
+            assert!(
+                learned.clock.is_empty(),
+                "learned something of an absent key"
+            );
         }
         // A version written by a replica that crashed before passing it on
         // is lost: no read can be held to it.

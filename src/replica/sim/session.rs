@@ -13,7 +13,7 @@ use super::super::outputs::Outcome;
 use super::super::timing::Millis;
 
 /// A write acknowledged to a client, with the context the client sent.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(in crate::replica) struct Logged {
     pub key: Key,
     pub version: Version,
