@@ -10,6 +10,8 @@
     python3 dockerRun.py logs NAME       # print NAME's log
     python3 dockerRun.py stop            # stop everything `start` and `add` started; data is kept
     python3 dockerRun.py stop --purge    # ... and delete every replica's data
+    python3 dockerRun.py --shards 2 -n 6 # a sharded store: six replicas in two shards (no data on disk)
+    python3 dockerRun.py add --shard 2   # sharded: one more replica, placed in shard 2
 
 Two modes, chosen automatically (force one with --mode):
 
@@ -28,8 +30,8 @@ local   otherwise: builds target/release/causalkv with `cargo build --release`
         processes at 127.0.0.1:8082.. (change with --base-port), listening on
         loopback only, each logging to a file in the state directory.
 
-Every replica keeps its state on disk (DATA_DIR): in local mode in the
-directory data/<name> of the state directory (e.g.
+Every replica of an unsharded store keeps its state on disk (DATA_DIR):
+in local mode in the directory data/<name> of the state directory (e.g.
 .causalkv-run/data/causalkv-replica1), in docker mode in the named volume
 causalkv-data-<replicaN> (e.g. causalkv-data-replica1) mounted at /data.
 `stop` keeps the data: the next `start` (same names, same addresses) finds
@@ -39,11 +41,34 @@ and `remove` deletes the data of the replica it removes. A replica's data
 belongs to its address: start again on the same ports (--base-port) and
 subnet (--subnet), or purge it first.
 
+Sharded stores (--shards N): every replica is started with SHARD_COUNT=N
+and the same VIEW (every replica), so all compute the same shard map: the
+replicas, in address order, are dealt to shards 1..N in turn. -n must be at
+least 2*N (two replicas per shard; without -n: 2*N, at least 3). The
+addresses are those above (docker: 10.10.0.2.. at :8085; local: 127.0.0.1
+at the host ports), but the host ports count up from --base-port SKIPPING
+8085 (the port inside the containers), the family's six-node layout:
+`--shards 2 -n 6` gives 127.0.0.1:8082-8084 and 8086-8088 (docker:
+10.10.0.2-7:8085 published there), and a seventh replica takes 8089.
+Sharded replicas keep their state IN MEMORY ONLY: the replica refuses
+SHARD_COUNT together with DATA_DIR, so they get no data directory, no
+volume and no DURABILITY (--durability is refused, DURABILITY in the
+environment is not passed on). `stop` or `kill` loses what a replica held;
+`restart` starts it empty and it copies its shard's keys from the other
+members of its shard. `add` starts a replica without SHARD_COUNT (its VIEW
+names every replica), which joins the store in no shard, then places it
+with PUT /key-value-store-shard/add-member/<ID> into the shard with the
+fewest members (or `add --shard ID`) and waits until it reports that shard.
+`status` shows each replica's shard and, per shard, its members and key
+count. `remove` refuses to remove the last member of a shard (its keys
+would be lost). The state file records that the store is sharded.
+
 The optional settings RUST_LOG, CLUSTER_TOKEN, CAUSAL_WAIT_MS, MAX_BODY_BYTES,
 HEARTBEAT_INTERVAL_MS, FAILURE_TIMEOUT_MS, SUSPECT_TIMEOUT_MS,
 HANDOVER_TIMEOUT_MS, WORKERS and DURABILITY are taken from this script's
 environment at `start` and given to every replica (also to those `add` and
-`restart` start later); `start --durability fsync|os` sets DURABILITY too.
+`restart` start later); `start --durability fsync|os` sets DURABILITY too
+(not in a sharded store: see above).
 Nothing else of the environment reaches a replica.
 
 A replica counts as up once it is ready: `GET /ready` answers 200, which a
@@ -134,6 +159,13 @@ CONTAINER_PORT = 8085
 VOLUME_PREFIX = "causalkv-data-"  # docker mode: replica causalkv-replicaN keeps its state in the volume causalkv-data-replicaN
 CONTAINER_DATA_DIR = "/data"  # where that volume is mounted (DATA_DIR in the container)
 VOLUME_LABEL = "causalkv.replica"  # label of the volumes this script makes: the replica's name
+
+# Sharded stores (--shards N): host ports count up from the base port but
+# skip this one (the port inside the containers), as in the family's
+# six-node layout: 8082-8084 and 8086-8088.
+SHARDED_SKIPPED_PORT = CONTAINER_PORT
+SHARD_API = "/key-value-store-shard"
+MEMORY_ONLY = "memory"  # what `status` shows as the data of a sharded replica
 
 # Settings passed from this script's environment to every replica.
 PASSED_SETTINGS = (
@@ -668,10 +700,13 @@ def volume_name(name):
 
 def data_location(replica):
     """Where a replica keeps its data, as shown: its directory or volume
-    ("-" for one started by a version of this script that gave it none)."""
+    ("memory" for a replica of a sharded store, "-" for one started by a
+    version of this script that gave it none)."""
     if replica.get("data_dir"):
         return display_path(replica["data_dir"])
-    return replica.get("volume") or "-"
+    if replica.get("volume"):
+        return replica["volume"]
+    return MEMORY_ONLY if replica.get("memory_only") else "-"
 
 
 def recorded_address(state, name):
@@ -848,10 +883,20 @@ def resolve_binary(args, dry_run):
     return binary
 
 
-def local_replica(state, binary, index, port):
+def host_port(base, index, sharded=False):
+    """The host port of replica `index` (1-based): base + index - 1; in a
+    sharded store the ports skip SHARDED_SKIPPED_PORT (8085), so that
+    base 8082 gives 8082-8084, 8086-8088, 8089, ..."""
+    port = base + index - 1
+    if sharded and base <= SHARDED_SKIPPED_PORT <= port:
+        port += 1
+    return port
+
+
+def local_replica(state, binary, index, port, sharded=False):
     name = f"{NAME_PREFIX}{index}"
     address = f"127.0.0.1:{port}"
-    return {
+    replica = {
         "name": name,
         "index": index,
         "address": address,  # SOCKET_ADDRESS: what the view lists
@@ -859,10 +904,15 @@ def local_replica(state, binary, index, port):
         "port": port,
         "binary": binary,
         "log": state.log_path(name),
-        "data_dir": state.data_dir(name),  # DATA_DIR: kept by `stop`, found again by the next `start`
+        # DATA_DIR: kept by `stop`, found again by the next `start`; none
+        # in a sharded store (the replica refuses SHARD_COUNT with DATA_DIR).
+        "data_dir": None if sharded else state.data_dir(name),
         "pid": None,
         "starttime": None,
     }
+    if sharded:
+        replica["memory_only"] = True  # no DATA_DIR: its state lives in memory only
+    return replica
 
 
 def parse_subnet(text):
@@ -883,17 +933,21 @@ def docker_ip(subnet, index):
     return str(subnet[1 + index])
 
 
-def docker_replica(index, host_port, subnet):
+def docker_replica(index, port, subnet, sharded=False):
     name = f"{NAME_PREFIX}{index}"
-    return {
+    replica = {
         "name": name,
         "index": index,
         "container": name,
         "address": f"{docker_ip(subnet, index)}:{CONTAINER_PORT}",
-        "client": f"127.0.0.1:{host_port}",
-        "port": host_port,
-        "volume": volume_name(name),  # mounted at /data (DATA_DIR): kept by `stop`
+        "client": f"127.0.0.1:{port}",
+        "port": port,
+        # Mounted at /data (DATA_DIR): kept by `stop`; none in a sharded store.
+        "volume": None if sharded else volume_name(name),
     }
+    if sharded:
+        replica["memory_only"] = True  # no volume, no DATA_DIR: its state lives in memory only
+    return replica
 
 
 def launch_local(replica, view, settings, dry_run=False, again=False):
@@ -902,6 +956,8 @@ def launch_local(replica, view, settings, dry_run=False, again=False):
     env = {"SOCKET_ADDRESS": replica["address"], "VIEW": view, "LISTEN_ADDRESS": replica["address"], "RUST_BACKTRACE": "1"}
     if replica.get("data_dir"):
         env["DATA_DIR"] = replica["data_dir"]
+    if replica.get("shard_count"):
+        env["SHARD_COUNT"] = str(replica["shard_count"])
     env.update(settings)
     if dry_run:
         shown = " ".join(f"{k}={shlex.quote('(set)' if k in SECRET_SETTINGS else v)}" for k, v in env.items())
@@ -948,6 +1004,8 @@ def docker_run_args(replica, view, settings, image):
     ]
     if replica.get("volume"):
         args += ["--env", f"DATA_DIR={CONTAINER_DATA_DIR}"]
+    if replica.get("shard_count"):
+        args += ["--env", f"SHARD_COUNT={replica['shard_count']}"]
     for key in sorted(settings):
         # `--env NAME` passes the value from our environment: secrets stay off the command line.
         args += ["--env", key if key in SECRET_SETTINGS else f"{key}={settings[key]}"]
@@ -982,7 +1040,7 @@ def replica_log_tail(data, replica):
     return f"docker logs {replica['container']}", (text.splitlines()[-LOG_TAIL:] or ["(the log is empty)"])
 
 
-def await_up(data, replicas, timeout, children=None):
+def await_up(data, replicas, timeout, children=None, quiet=False):
     """Waits until each replica is ready (see readiness()).
 
     Fails as soon as one exits, or when the deadline passes, with the tail
@@ -1009,7 +1067,8 @@ def await_up(data, replicas, timeout, children=None):
                 )
             ready, why[r["name"]] = readiness(r)
             if ready:
-                say(f"  {r['name']} is up at {r['client']}")
+                if not quiet:
+                    say(f"  {r['name']} is up at {r['client']}")
                 pending.remove(r)
         if pending and time.monotonic() >= deadline:
             r = pending[0]
@@ -1041,6 +1100,93 @@ def await_views(data, members, expected_in=(), expected_out=(), timeout=10.0):
         time.sleep(POLL)
 
 
+# ----- shards ------------------------------------------------------------------
+
+
+def is_sharded(data):
+    """Whether the store of this state was started with --shards."""
+    return bool((data or {}).get("shards"))
+
+
+def shard_of(body):
+    """From a /health body: (whether the replica is a node of a sharded
+    store, its shard id or None when it is in no shard, the map version)."""
+    shard = (body or {}).get("shard")
+    if not isinstance(shard, dict):
+        return False, None, None
+    return True, shard.get("shard-id"), shard.get("map-version")
+
+
+def shard_layout(replicas):
+    """The shard map as the first replica that answers tells it: (that
+    replica, {shard id: [member addresses]}), or (None, None)."""
+    for r in replicas:
+        answer = http("GET", r["client"], f"{SHARD_API}/shard-ids")
+        if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+            continue
+        ids = answer[1].get("shard-ids")
+        if not isinstance(ids, list):
+            continue
+        layout = {}
+        for shard_id in ids:
+            answer = http("GET", r["client"], f"{SHARD_API}/shard-id-members/{shard_id}")
+            if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+                break
+            layout[shard_id] = list(answer[1].get("shard-id-members") or [])
+        else:
+            return r, layout
+    return None, None
+
+
+def shard_key_count(replica, shard_id):
+    """The key count of a shard, asked at `replica` (which relays to a
+    member), or None."""
+    answer = http("GET", replica["client"], f"{SHARD_API}/shard-id-key-count/{shard_id}", timeout=5.0)
+    if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+        return None
+    return answer[1].get("shard-id-key-count")
+
+
+def await_shards(replicas, timeout, placed=True):
+    """Waits until every replica answers as a node of a sharded store (in a
+    shard, unless `placed` is False) and all hold the same map version;
+    returns the replicas that did not get there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {}
+        for r in replicas:
+            sharded, shard_id, version = shard_of(health(r))
+            if sharded and (shard_id is not None or not placed):
+                seen[r["name"]] = version
+        versions = set(seen.values())
+        lagging = [r for r in replicas if r["name"] not in seen]
+        if not lagging and len(versions) > 1:
+            newest = max(versions)
+            lagging = [r for r in replicas if seen[r["name"]] != newest]
+        if not lagging or time.monotonic() >= deadline:
+            return lagging
+        time.sleep(POLL)
+
+
+def names_of(data, addresses):
+    """The replica names for `addresses` (the address itself when no
+    replica of the state has it)."""
+    by_address = {r["address"]: r["name"] for r in data["replicas"]}
+    return [by_address.get(a, a) for a in addresses]
+
+
+def launch_view(data, replica):
+    """The VIEW a replica is (re)started with: the one the store's first
+    replicas got for one started with SHARD_COUNT (so that it computes the
+    same first map), else every replica of the store, itself included."""
+    if replica.get("shard_count") and data.get("shard_view"):
+        return data["shard_view"]
+    addresses = [r["address"] for r in data["replicas"]]
+    if replica["address"] not in addresses:
+        addresses.append(replica["address"])
+    return ",".join(addresses)
+
+
 def cmd_start(args, state):
     dry_run = getattr(args, "dry_run", False)
     if not dry_run:
@@ -1058,16 +1204,33 @@ def cmd_start(args, state):
             return EXIT_OK
         say(
             f"Discarding the state of a previous store whose replicas are all gone ({display_path(state.path)}); "
-            "their data is kept."
+            + ("its replicas kept their state in memory only (sharded)." if is_sharded(data) else "their data is kept.")
         )
         if not dry_run:
             if data["mode"] == "docker":
                 docker_remove_containers([r["container"] for r in data["replicas"]], 0)
             state.delete()
 
-    n = option(args, "replicas", DEFAULT_REPLICAS)
+    shards = getattr(args, "shards", None)
+    if shards is not None:
+        if shards < 1:
+            raise Fail("--shards must be at least 1", EXIT_USAGE)
+        if getattr(args, "durability", None):
+            raise Fail(
+                "--durability does not apply to a sharded store: sharded replicas keep their state in memory "
+                "only (the replica refuses SHARD_COUNT together with DATA_DIR)",
+                EXIT_USAGE,
+            )
+    n = option(args, "replicas", DEFAULT_REPLICAS if shards is None else max(DEFAULT_REPLICAS, 2 * shards))
     if n < 1:
         raise Fail("-n must be at least 1", EXIT_USAGE)
+    if shards is not None and n < 2 * shards:
+        raise Fail(
+            f"--shards {shards} needs at least {2 * shards} replicas (two per shard, so that every shard "
+            f"survives the loss of one), but -n is {n}; use -n {2 * shards} or more, or fewer shards",
+            EXIT_USAGE,
+        )
+    sharded = shards is not None
     base_port = option(args, "base_port", DEFAULT_BASE_PORT)
     timeout = option(args, "timeout", DEFAULT_TIMEOUT)
     if timeout <= 0:
@@ -1084,12 +1247,20 @@ def cmd_start(args, state):
     if getattr(args, "durability", None):
         settings["DURABILITY"] = args.durability
     say(f"Mode: {mode} ({why}).")
+    if sharded:
+        say(
+            f"Sharded: {plural(shards, 'shard')} over {n} replicas (SHARD_COUNT={shards}). "
+            "Sharded replicas keep their state in memory only: no data directory, no volume, no DURABILITY."
+        )
+        if settings.pop("DURABILITY", None) is not None:
+            warn("DURABILITY from the environment is not passed on: sharded replicas keep their state in memory only")
+    ports = [host_port(base_port, i, sharded) for i in range(1, n + 1)]
     if dry_run:
         say("Dry run: these commands would run (nothing is started):")
     else:
         # Before a build that may take minutes (and again before launching).
-        check_ports([(base_port + i - 1, f"{NAME_PREFIX}{i}") for i in range(1, n + 1)])
-    if mode == "local":
+        check_ports([(ports[i - 1], f"{NAME_PREFIX}{i}") for i in range(1, n + 1)])
+    if mode == "local" and not sharded:
         for i in range(1, n + 1):
             name = f"{NAME_PREFIX}{i}"
             check_local_data(state, name, f"127.0.0.1:{base_port + i - 1}", start_hint(state, name, i))
@@ -1099,10 +1270,10 @@ def cmd_start(args, state):
     image = getattr(args, "image", None) or IMAGE
     build = getattr(args, "image", None) is None and not getattr(args, "no_build", False)
     if mode == "docker":
-        replicas = [docker_replica(i, base_port + i - 1, subnet) for i in range(1, n + 1)]
+        replicas = [docker_replica(i, ports[i - 1], subnet, sharded) for i in range(1, n + 1)]
     else:
         binary = resolve_binary(args, dry_run)
-        replicas = [local_replica(state, binary, i, base_port + i - 1) for i in range(1, n + 1)]
+        replicas = [local_replica(state, binary, i, ports[i - 1], sharded) for i in range(1, n + 1)]
     view = ",".join(r["address"] for r in replicas)
     data = {
         "version": STATE_VERSION,
@@ -1113,6 +1284,15 @@ def cmd_start(args, state):
         "settings": settings,
         "replicas": [],
     }
+    if sharded:
+        # What later commands need to know: the store is sharded, and the
+        # VIEW its first replicas were started with (a replica started with
+        # SHARD_COUNT again must be given the same VIEW to compute the same
+        # first map; the others then hand it the current one).
+        data["shards"] = shards
+        data["shard_view"] = view
+        for r in replicas:
+            r["shard_count"] = shards
 
     if dry_run:
         if mode == "docker" and build:
@@ -1162,9 +1342,16 @@ def cmd_start(args, state):
         if isinstance(e, KeyboardInterrupt):
             raise Fail("interrupted", EXIT_INTERRUPTED)
         raise
-    lagging = await_views(data, replicas, expected_in=[r["address"] for r in replicas])
-    if lagging:
-        warn("not every replica lists all the others yet: " + ", ".join(r["name"] for r in lagging))
+    if sharded:
+        # Each replica's view is its shard's members: wait until every one
+        # is placed in a shard and all hold the same map.
+        lagging = await_shards(replicas, timeout)
+        if lagging:
+            warn("not every replica is placed in a shard of the same map yet: " + ", ".join(r["name"] for r in lagging))
+    else:
+        lagging = await_views(data, replicas, expected_in=[r["address"] for r in replicas])
+        if lagging:
+            warn("not every replica lists all the others yet: " + ", ".join(r["name"] for r in lagging))
     print_started(data, state, settings, earlier)
     return EXIT_OK
 
@@ -1291,19 +1478,43 @@ def print_started(data, state, settings, earlier=()):
     replicas = data["replicas"]
     n = len(replicas)
     where = "local processes" if data["mode"] == "local" else f"docker containers on {NETWORK} ({data['subnet']})"
+    sharded = is_sharded(data)
+    shard_ids = {}
+    if sharded:
+        _, layout = shard_layout(replicas)
+        for shard_id, members in (layout or {}).items():
+            for address in members:
+                shard_ids[address] = shard_id
+        where += f", {plural(data['shards'], 'shard')}"
     say("", f"causalkv is running: {n} replica{'s' if n != 1 else ''}, {where}.")
     width = max(len(r["name"]) for r in replicas)
     for r in replicas:
-        if data["mode"] == "local":
-            extra = f"pid {r['pid']}, log {display_path(r['log'])}, data {data_location(r)}"
+        if sharded:
+            kept = f"shard {shard_ids.get(r['address'], '?')}"
+        elif data["mode"] == "local":
+            kept = f"data {data_location(r)}"
         else:
-            extra = f"container address {r['address']}, data in volume {data_location(r)}"
+            kept = f"data in volume {data_location(r)}"
+        if data["mode"] == "local":
+            extra = f"pid {r['pid']}, log {display_path(r['log'])}, {kept}"
+        else:
+            extra = f"container address {r['address']}, {kept}"
         say(f"  {r['name']:<{width}}  http://{r['client']}  ({extra})")
-    if data["mode"] == "local":
+    if sharded:
+        for shard_id, members in sorted((layout or {}).items()):
+            say(f"Shard {shard_id}: {', '.join(names_of(data, members))}")
+        say(
+            "Data: NOT DURABLE. Sharded replicas keep their state in memory only (the replica refuses "
+            "SHARD_COUNT together with DATA_DIR): no data directory, no volume, no DURABILITY. `stop` loses "
+            "every key; a replica that is killed or restarted comes back empty and copies its shard's keys "
+            "from the other members of its shard."
+        )
+    elif data["mode"] == "local":
         kept = f"Data: each replica keeps its state in {display_path(state.data_root())}/<name>"
     else:
         kept = f"Data: each replica keeps its state in the docker volume {VOLUME_PREFIX}<replicaN>, mounted at {CONTAINER_DATA_DIR}"
-    say(f"{kept}; `stop` keeps it for the next start, `stop --purge` deletes it.")
+    if not sharded:
+        say(f"{kept}; `stop` keeps it for the next start, `stop --purge` deletes it.")
     if earlier:
         say(f"Started on the data of an earlier run: {', '.join(earlier)}.")
     if settings:
@@ -1318,8 +1529,16 @@ def print_started(data, state, settings, earlier=()):
         "-d '{\"value\": \"sampleValue\", \"causal-metadata\": \"\"}'",
         f"  curl -s -X GET http://{other}/key-value-store/sampleKey -H 'Content-Type: application/json' "
         "-d '{\"causal-metadata\": <the causal-metadata the PUT returned>}'",
+    )
+    if sharded:
+        say(
+            f"  curl -s http://{first}{SHARD_API}/shard-ids",
+            f"  curl -s http://{first}{SHARD_API}/shard-id-members/1",
+        )
+    say(
         "",
-        f"Then: {me} status | add | remove NAME | restart NAME | kill NAME | logs NAME | stop [--purge]",
+        f"Then: {me} status | add{' [--shard ID]' if sharded else ''} | remove NAME | restart NAME | kill NAME | "
+        "logs NAME | stop" + ("" if sharded else " [--purge]"),
     )
 
 
@@ -1348,17 +1567,38 @@ def replica_row(data, r):
     row = {"name": r["name"], "address": r["address"], "client": r["client"], "status": status, "ready": shown, "why": why if ready is False else "", "process": process, "keys": keys, "data": data_location(r), "view": view}
     if data["mode"] != "local":
         row["health"] = container_health
+    if is_sharded(data):
+        # Its shard ("none": a node of the store placed in no shard yet;
+        # "?": not (yet) a node of the sharded store) and the map version.
+        in_store, shard_id, version = shard_of(body)
+        if body is None:
+            row["shard"] = "-"
+        elif not in_store:
+            row["shard"] = "?"
+        else:
+            row["shard"] = "none" if shard_id is None else str(shard_id)
+        row["map"] = version
     return row
 
 
 def cmd_status(args, state, data=None):
     data = data or require_store(state)
     rows = [replica_row(data, r) for r in data["replicas"]]
-    say(f"causalkv: {len(rows)} replica{'s' if len(rows) != 1 else ''}, {data['mode']} mode (state: {display_path(state.path)})")
+    sharded = is_sharded(data)
+    say(
+        f"causalkv: {len(rows)} replica{'s' if len(rows) != 1 else ''}, {data['mode']} mode"
+        + (f", sharded (started with {plural(data['shards'], 'shard')}; state in memory only)" if sharded else "")
+        + f" (state: {display_path(state.path)})"
+    )
     if data["mode"] == "local":
         columns = [("NAME", "name"), ("ADDRESS", "address"), ("STATUS", "status"), ("READY", "ready"), ("PID", "process"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
     else:
         columns = [("NAME", "name"), ("ADDRESS", "address"), ("HOST", "client"), ("STATUS", "status"), ("READY", "ready"), ("CONTAINER", "process"), ("HEALTH", "health"), ("KEYS", "keys"), ("DATA", "data"), ("VIEW", "view")]
+    if sharded:
+        # Its shard after READY; KEYS are those of its shard, VIEW its
+        # shard's members as it sees them.
+        at = [key for _, key in columns].index("ready") + 1
+        columns.insert(at, ("SHARD", "shard"))
     widths = [max([len(title)] + [len(row[key]) for row in rows]) for title, key in columns]
     lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
     for line in lines:
@@ -1371,8 +1611,53 @@ def cmd_status(args, state, data=None):
     up = [row for row in rows if row["status"] == "up"]
     ready = [row for row in up if row["ready"] == "yes"]
     views = {row["view"] for row in up}
+    if sharded:
+        return status_shards(data, state, rows, up, ready)
     if len(ready) == len(rows):
         agree = "agree on the view" if len(views) <= 1 else "do not agree on the view yet (it converges within seconds)"
+        say(f"All {len(rows)} replicas are up and ready and {agree}.")
+        return EXIT_OK
+    say(f"{len(up)} of {len(rows)} replicas are up, {len(ready)} ready.")
+    return EXIT_FAIL
+
+
+def status_shards(data, state, rows, up, ready):
+    """`status` of a sharded store, after the table of replicas: each
+    shard's members and key count, as an up replica tells them."""
+    answering = [r for r, row in zip(data["replicas"], rows) if row["status"] == "up"]
+    via, layout = shard_layout(answering)
+    if layout is None:
+        say("", "No replica answered with the shard map.")
+    else:
+        counts = {shard_id: shard_key_count(via, shard_id) for shard_id in layout}
+        table = [("SHARD", "KEYS", "MEMBERS")] + [
+            (str(shard_id), "?" if counts[shard_id] is None else str(counts[shard_id]),
+             ", ".join(names_of(data, members)) or "(none)")
+            for shard_id, members in sorted(layout.items())
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(2)]
+        say("", f"Shards ({plural(len(layout), 'shard')}, as {via['name']} sees them):")
+        for line in table:
+            say(f"{line[0]:<{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]}".rstrip())
+        for shard_id, members in sorted(layout.items()):
+            if len(members) < 2:
+                warn(
+                    f"shard {shard_id} has {plural(len(members), 'member')}: it does not survive the loss of a "
+                    f"replica; add one with: {self_command(state)} add --shard {shard_id}"
+                )
+        unplaced = [row for row in up if row["shard"] == "none"]
+        for row in unplaced:
+            say(
+                f"{row['name']} is in no shard yet; place it with: curl -s -X PUT "
+                f"http://{via['client']}{SHARD_API}/add-member/<ID> -H 'Content-Type: application/json' "
+                f"-d '{{\"socket-address\": \"{row['address']}\"}}'"
+            )
+    if len(ready) == len(rows):
+        versions = {row["map"] for row in rows}
+        agree = (
+            f"agree on the shard map (version {next(iter(versions))})" if len(versions) == 1
+            else "do not agree on the shard map yet (it converges within seconds)"
+        )
         say(f"All {len(rows)} replicas are up and ready and {agree}.")
         return EXIT_OK
     say(f"{len(up)} of {len(rows)} replicas are up, {len(ready)} ready.")
@@ -1391,31 +1676,60 @@ def cmd_add(args, state):
     index = data["next_index"]
     members = data["replicas"]
     settings = data.get("settings", {})
+    sharded = is_sharded(data)
+    wanted_shard = getattr(args, "shard", None)
+    if wanted_shard is not None and not sharded:
+        raise Fail("--shard only applies to a sharded store (one started with --shards N)", EXIT_USAGE)
+    if sharded:
+        # Where it goes, before anything starts: the shard asked for, or
+        # the one with the fewest members (the lowest id of those).
+        via, layout = shard_layout([r for r in members if is_alive(data, r)])
+        if layout is None:
+            raise Fail("no replica of the store answered with its shard map, so the new replica could not be placed")
+        if wanted_shard is None:
+            wanted_shard = min(layout, key=lambda shard_id: (len(layout[shard_id]), shard_id))
+            why = f"the one with the fewest members, {len(layout[wanted_shard])}"
+        elif wanted_shard not in layout:
+            known = ", ".join(str(shard_id) for shard_id in sorted(layout))
+            raise Fail(f"--shard {wanted_shard}: no such shard (the store has shards {known})", EXIT_USAGE)
+        else:
+            why = "asked for with --shard"
     if data["mode"] == "docker":
         problem = docker_engine_error()
         if problem:
             raise Fail(problem, EXIT_MISSING_TOOL)
-        port = option(args, "port", data["base_port"] + index - 1)
-        replica = docker_replica(index, port, data["subnet"])
+        port = option(args, "port", host_port(data["base_port"], index, sharded))
+        replica = docker_replica(index, port, data["subnet"], sharded)
     else:
         binary = members[0]["binary"] if members else None
         if not binary or not os.path.isfile(binary):
             raise Fail(f"the binary the store was started with is gone: {binary}")
-        port = option(args, "port", data["base_port"] + index - 1)
-        replica = local_replica(state, binary, index, port)
-        recorded = recorded_address(state, replica["name"]) or ""
-        again = f"add it at the port it had (--port {recorded.rpartition(':')[2]}), or " if recorded.startswith("127.0.0.1:") else ""
-        where = shlex.quote(display_path(replica["data_dir"]))
-        check_local_data(state, replica["name"], replica["address"], f"{again}delete that data first: rm -r {where}")
+        port = option(args, "port", host_port(data["base_port"], index, sharded))
+        replica = local_replica(state, binary, index, port, sharded)
+        if not sharded:
+            recorded = recorded_address(state, replica["name"]) or ""
+            again = f"add it at the port it had (--port {recorded.rpartition(':')[2]}), or " if recorded.startswith("127.0.0.1:") else ""
+            where = shlex.quote(display_path(replica["data_dir"]))
+            check_local_data(state, replica["name"], replica["address"], f"{again}delete that data first: rm -r {where}")
     check_ports([(replica["port"], replica["name"])], hint="pick another port with add --port PORT")
     view = ",".join([r["address"] for r in members] + [replica["address"]])
-    say(f"Adding {replica['name']} at {replica['address']} with VIEW={view} ...")
+    if sharded:
+        say(
+            f"Adding {replica['name']} at {replica['address']} to shard {wanted_shard} ({why}); "
+            f"it starts without SHARD_COUNT, with VIEW={view} ..."
+        )
+    else:
+        say(f"Adding {replica['name']} at {replica['address']} with VIEW={view} ...")
     if data["mode"] == "docker":
         earlier = prepare_volume(state, replica)
     else:
         earlier = prepare_local_data(state, replica)
-    say(f"Its data: {data_location(replica)}" + (" (from an earlier run)." if earlier else "."))
+    if sharded:
+        say("Its data: in memory only (sharded: no data directory, no volume).")
+    else:
+        say(f"Its data: {data_location(replica)}" + (" (from an earlier run)." if earlier else "."))
     children = {}
+    started = time.monotonic()
     try:
         if data["mode"] == "docker":
             launch_docker(replica, view, settings, data.get("image", IMAGE))
@@ -1425,18 +1739,40 @@ def cmd_add(args, state):
         data["next_index"] = index + 1
         state.save(data)
         await_up(data, [replica], timeout, children)
+        if sharded:
+            place_in_shard(data, replica, wanted_shard, timeout - (time.monotonic() - started), children)
     except (Fail, KeyboardInterrupt) as e:
         say(f"Stopping {replica['name']} again ...")
         if data["mode"] == "docker":
             docker_remove_containers([replica["container"]], 2)
         else:
             stop_local_replicas([replica], 2, children)
+        if sharded:
+            # It joined the store's map as a node (perhaps as a member of
+            # its shard): take it out again.
+            for r in members:
+                if http("DELETE", r["client"], "/key-value-store-view", {"socket-address": replica["address"]}) is not None:
+                    break
         if replica in data["replicas"]:
             data["replicas"].remove(replica)
             state.save(data)
         if isinstance(e, KeyboardInterrupt):
             raise Fail("interrupted", EXIT_INTERRUPTED)
         raise
+    if sharded:
+        _, layout = shard_layout([replica] + members)
+        shard_members = (layout or {}).get(wanted_shard, [])
+        peers = [r for r in members if r["address"] in shard_members]
+        lagging = await_views(data, peers, expected_in=[replica["address"]])
+        if lagging:
+            warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
+        body = health(replica) or {}
+        say(
+            f"Added {replica['name']} at http://{replica['client']} to shard {wanted_shard}: it copied the "
+            f"shard's state ({plural(body.get('keys', '?'), 'key')}).",
+            f"Shard {wanted_shard} now: {', '.join(names_of(data, shard_members)) or '?'}",
+        )
+        return EXIT_OK
     lagging = await_views(data, members, expected_in=[replica["address"]])
     if lagging:
         warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
@@ -1447,6 +1783,63 @@ def cmd_add(args, state):
         f"View now: {body.get('view', '?')}",
     )
     return EXIT_OK
+
+
+def place_in_shard(data, replica, shard_id, timeout, children):
+    """Sharded `add`: waits until the new replica (started without
+    SHARD_COUNT) is a node of the sharded store, places it in shard
+    `shard_id` with add-member (sent to another replica), and waits until
+    it reports that shard and is ready (it copied the shard's state)."""
+    deadline = time.monotonic() + max(timeout, 1.0)
+    name = replica["name"]
+
+    def check_alive():
+        child = children.get(name)
+        if child is not None and child.poll() is not None:
+            where, tail = replica_log_tail(data, replica)
+            raise Fail(f"{name} exited with status {child.returncode}; last lines of {display_path(where)}:", details=tail)
+
+    def wait(what, done):
+        """Polls done() (True, or False with why not) until the deadline."""
+        while True:
+            check_alive()
+            ok, why = done()
+            if ok:
+                return
+            if time.monotonic() >= deadline:
+                where, tail = replica_log_tail(data, replica)
+                raise Fail(
+                    f"{name} {what} within {timeout:g}s{f' ({why})' if why else ''}; "
+                    f"last lines of {display_path(where)}:",
+                    details=tail,
+                )
+            time.sleep(POLL)
+
+    wait("did not join the sharded store (it asks the replicas of its VIEW for the shard map)",
+         lambda: (shard_of(health(replica))[0], ""))
+    others = [r for r in data["replicas"] if r is not replica]
+    body = {"socket-address": replica["address"]}
+    placed_via = None
+    for r in others:
+        answer = http("PUT", r["client"], f"{SHARD_API}/add-member/{shard_id}", body, timeout=30.0)
+        if answer is None:
+            continue
+        status, reply = answer
+        if status != 200:
+            raise Fail(f"{r['name']} refused to add {replica['address']} to shard {shard_id}: {status} {json.dumps(reply)}")
+        placed_via = r
+        break
+    if placed_via is None:
+        raise Fail(f"no other replica answered, so {name} could not be placed in shard {shard_id}")
+    say(f"  placed in shard {shard_id} through {placed_via['name']} (PUT {SHARD_API}/add-member/{shard_id})")
+    wait(f"did not report shard {shard_id}", lambda: (shard_of(health(replica))[1] == shard_id, ""))
+
+    def ready():
+        ok, why = readiness(replica)
+        return ok is True, f"not ready: {why or 'no answer'}"
+
+    wait("did not become ready in its shard (it copies the shard's state from the other members)", ready)
+    say(f"  {name} is in shard {shard_id} and ready")
 
 
 # ----- remove ----------------------------------------------------------------
@@ -1461,6 +1854,18 @@ def cmd_remove(args, state):
         raise Fail(f"{replica['name']} is the only replica; stop the store with: {self_command(state)} stop", EXIT_USAGE)
     grace = getattr(args, "grace", None)
     grace = default_grace(data) if grace is None else grace
+    sharded = is_sharded(data)
+    shard_id = None
+    if sharded:
+        _, layout = shard_layout([r for r in others if is_alive(data, r)] + [replica])
+        shard_id = next((i for i, members in (layout or {}).items() if replica["address"] in members), None)
+        if shard_id is not None and layout[shard_id] == [replica["address"]]:
+            raise Fail(
+                f"{replica['name']} is the only member of shard {shard_id}: removing it would lose the shard's "
+                f"keys (sharded replicas keep them in memory only); add a replica to it first with: "
+                f"{self_command(state)} add --shard {shard_id}",
+                EXIT_USAGE,
+            )
     via = None
     for r in others:
         answer = http("DELETE", r["client"], "/key-value-store-view", {"socket-address": replica["address"]})
@@ -1490,6 +1895,8 @@ def cmd_remove(args, state):
     where = data_location(replica)
     if outcome.startswith("could not"):
         warn(f"the data of {replica['name']} ({where}) is kept: it is still running")
+    elif replica.get("memory_only"):
+        pass  # nothing on disk
     elif replica.get("data_dir"):
         say(f"{replica['name']}'s data ({where}): {delete_local_data(replica['data_dir'])}.")
         state.set_data_address(replica["name"], None)
@@ -1498,6 +1905,16 @@ def cmd_remove(args, state):
     lagging = await_views(data, others, expected_out=[replica["address"]])
     if lagging:
         warn(f"{replica['address']} is still in the view of: " + ", ".join(r["name"] for r in lagging))
+    if sharded:
+        _, layout = shard_layout(others)
+        for i, members in sorted((layout or {}).items()):
+            say(f"Shard {i} now: {', '.join(names_of(data, members)) or '(no members)'}")
+            if i == shard_id and len(members) < 2:
+                warn(
+                    f"shard {i} is left with {plural(len(members), 'member')}: it does not survive the loss of "
+                    f"another; add one with: {self_command(state)} add --shard {i}"
+                )
+        return EXIT_OK
     body = next((b for b in (health(r) for r in others) if b), None)
     if body:
         say(f"View now: {body.get('view')}")
@@ -1524,7 +1941,14 @@ def cmd_restart(args, state):
             raise Fail(problem, EXIT_MISSING_TOOL)
     elif not os.path.isfile(replica["binary"]):
         raise Fail(f"the binary {name} was started with is gone: {replica['binary']}")
-    say(f"Restarting {name} at {replica['address']} (data: {data_location(replica)}) ...")
+    sharded = is_sharded(data)
+    if sharded:
+        say(
+            f"Restarting {name} at {replica['address']} (sharded: its state was in memory only; it comes back "
+            "empty and copies its shard's keys from the other members) ..."
+        )
+    else:
+        say(f"Restarting {name} at {replica['address']} (data: {data_location(replica)}) ...")
     if data["mode"] == "docker":
         outcome = docker_remove_containers([replica["container"]], grace)[replica["container"]]
     else:
@@ -1533,8 +1957,9 @@ def cmd_restart(args, state):
     if outcome.startswith("could not"):
         raise Fail(f"{name} could not be stopped, so it was not started again")
     check_ports([(replica["port"], name)], hint=f"{name} comes back on the same port: stop what took it")
-    # The same address, port and data; the view of the whole store.
-    view = ",".join(r["address"] for r in data["replicas"])
+    # The same address, port and data; the view of the whole store (the
+    # first VIEW for a replica started with SHARD_COUNT: see launch_view).
+    view = launch_view(data, replica)
     children = {}
     try:
         if data["mode"] == "docker":
@@ -1545,6 +1970,14 @@ def cmd_restart(args, state):
             children[name] = launch_local(replica, view, settings, again=True)
         state.save(data)
         await_up(data, [replica], timeout, children)
+        if sharded:
+            # It may start on the store's first map and take the current one
+            # from the others (then starting again in its shard's group).
+            alive = [r for r in data["replicas"] if r is not replica and is_alive(data, r)]
+            lagging = await_shards([replica] + alive, timeout, placed=False)
+            if lagging:
+                warn("not on the same shard map as the others yet: " + ", ".join(r["name"] for r in lagging))
+            await_up(data, [replica], timeout, children, quiet=True)
     except (Fail, KeyboardInterrupt) as e:
         say(f"Stopping {name} again (it stays in the store, down) ...")
         if data["mode"] == "docker":
@@ -1556,10 +1989,23 @@ def cmd_restart(args, state):
             raise Fail("interrupted", EXIT_INTERRUPTED)
         raise
     others = [r for r in data["replicas"] if r is not replica]
+    if sharded:
+        # Its view is its shard's: only the other members list it.
+        _, layout = shard_layout([replica] + others)
+        members = next((m for m in (layout or {}).values() if replica["address"] in m), [])
+        others = [r for r in others if r["address"] in members]
     lagging = await_views(data, others, expected_in=[replica["address"]])
     if lagging:
         warn(f"{replica['address']} is not yet in the view of: " + ", ".join(r["name"] for r in lagging))
     body = health(replica) or {}
+    if sharded:
+        shard_id = shard_of(body)[1]
+        say(
+            f"Restarted {name} at http://{replica['client']} as replica {body.get('replica', '?')} in shard "
+            f"{'none' if shard_id is None else shard_id} ({plural(body.get('keys', '?'), 'key')}, copied from its "
+            "shard; state in memory only)."
+        )
+        return EXIT_OK
     say(
         f"Restarted {name} at http://{replica['client']} as replica {body.get('replica', '?')} "
         f"({plural(body.get('keys', '?'), 'key')}; data: {data_location(replica)})."
@@ -1593,9 +2039,13 @@ def cmd_kill(args, state):
                 raise Fail(f"{name} (pid {replica['pid']}) is still running 5s after SIGKILL")
             time.sleep(POLL)
         outcome = f"killed (SIGKILL to pid {replica['pid']})"
+    if replica.get("memory_only"):
+        kept = "Its state was in memory only (sharded) and is gone; `restart` starts it empty and it copies its shard's keys"
+    else:
+        kept = f"Its data is kept ({data_location(replica)})"
     say(
         f"{name}: {outcome}.",
-        f"Its data is kept ({data_location(replica)}); bring it back with: {self_command(state)} restart {short_name(name)}",
+        f"{kept}; bring it back with: {self_command(state)} restart {short_name(name)}",
     )
     return EXIT_OK
 
@@ -1721,6 +2171,8 @@ def cmd_stop(args, state):
     if purge:
         purge_data(state, data)
         kept = ""
+    elif is_sharded(data):
+        kept = " The replicas were sharded and kept their state in memory only: it is gone."
     elif data["mode"] == "local":
         kept = f" The data is kept in {display_path(state.data_root())} (`stop --purge` deletes it)."
     else:
@@ -1735,7 +2187,7 @@ def cmd_stop(args, state):
 
 # ----- command line ----------------------------------------------------------
 
-START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "image", "dry_run", "durability")
+START_OPTIONS = ("mode", "replicas", "binary", "base_port", "subnet", "no_build", "image", "dry_run", "durability", "shards")
 
 
 def add_common(parser, top):
@@ -1751,7 +2203,7 @@ def add_start_options(parser):
     parser.add_argument("--mode", choices=("auto", "docker", "local"), default=s,
                         help="docker: containers; local: processes; auto (default): docker if `docker info` works")
     parser.add_argument("-n", "--replicas", type=int, metavar="N", default=s,
-                        help=f"number of replicas (default {DEFAULT_REPLICAS})")
+                        help=f"number of replicas (default {DEFAULT_REPLICAS}; with --shards N: 2*N, at least {DEFAULT_REPLICAS})")
     parser.add_argument("--binary", metavar="PATH", default=s,
                         help="local mode: run this causalkv binary instead of building one (also: env CAUSALKV_BIN)")
     parser.add_argument("--base-port", type=int, metavar="PORT", default=s,
@@ -1768,7 +2220,12 @@ def add_start_options(parser):
                         help="print the commands start would run, run nothing")
     parser.add_argument("--durability", choices=DURABILITY_MODES, default=s,
                         help="DURABILITY of every replica: fsync (a write is answered once on disk) or os "
-                             "(once handed to the OS); unset: the replica's default (fsync)")
+                             "(once handed to the OS); unset: the replica's default (fsync); not with --shards")
+    parser.add_argument("--shards", type=int, metavar="N", default=s,
+                        help="start a sharded store: SHARD_COUNT=N on every replica (-n must be at least 2*N); "
+                             f"host ports count up from --base-port skipping {SHARDED_SKIPPED_PORT} (8082-8084, "
+                             "8086-8088 for six). NOT DURABLE: sharded replicas keep their state in memory only "
+                             "(no data directory, no volume, no DURABILITY)")
 
 
 def build_parser():
@@ -1790,8 +2247,15 @@ def build_parser():
     p = sub.add_parser("status", help="each replica: name, address, up/down, ready, key count, data, view", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its key count, where its data lives and its view.")
     add_common(p, top=False)
 
-    p = sub.add_parser("add", help="start one more replica; it joins the store and copies its state", description="Start one more replica; it joins the store and copies its state.")
+    p = sub.add_parser(
+        "add", help="start one more replica; it joins the store and copies its state",
+        description="Start one more replica; it joins the store and copies its state. In a sharded store it is "
+                    "started without SHARD_COUNT, placed with add-member in the shard with the fewest members "
+                    "(or --shard ID), and copies that shard's state.",
+    )
     add_common(p, top=False)
+    p.add_argument("--shard", type=int, metavar="ID", default=argparse.SUPPRESS,
+                   help="sharded store: the shard to place it in (default: the one with the fewest members)")
     p.add_argument("--port", type=int, metavar="PORT", default=argparse.SUPPRESS,
                    help="its port (host port in docker mode); default: the next after the base port")
     p.add_argument("--timeout", type=float, metavar="SECONDS", default=argparse.SUPPRESS,

@@ -25,6 +25,12 @@
 //! `yaml` module, which the tests install (PyYAML) if it is missing, and
 //! fail if they cannot.
 //!
+//! Sharded stores (`--shards N`) run end to end in local mode too: the
+//! layout of the replicas in shards, `status`'s shards, `add` placing a
+//! replica in a shard, `restart`, `remove`, and that no replica gets a data
+//! directory (sharded replicas keep their state in memory); the family's
+//! six-node docker layout is checked through `--dry-run`.
+//!
 //! Every wait polls with a deadline; nothing sleeps to synchronise.
 
 mod cli;
@@ -36,6 +42,7 @@ mod lifecycle;
 mod manifests;
 mod readiness;
 mod script;
+mod shards;
 mod store;
 mod support;
 

@@ -491,3 +491,196 @@ fn kubernetes_manifests_describe_a_three_replica_statefulset() {
     assert_eq!(pdb["spec"]["minAvailable"], json!(2));
     assert!(selects_pods(&pdb["spec"]["selector"]["matchLabels"]));
 }
+
+#[test]
+fn sharded_compose_file_runs_six_memory_only_nodes_in_the_family_layout() {
+    let path = repo().join("docker/docker-compose.shards.yml");
+    let text = fs::read_to_string(&path).expect("docker/docker-compose.shards.yml");
+    assert!(!text.contains('\t'), "YAML must not contain tabs");
+    assert_lines(
+        "docker-compose.shards.yml",
+        &text,
+        &[
+            "SHARD_COUNT: \"2\"",
+            "- \"127.0.0.1:8082:8085\"",
+            "- \"127.0.0.1:8084:8085\"",
+            "- \"127.0.0.1:8086:8085\"",
+            "- \"127.0.0.1:8088:8085\"",
+            "- subnet: 10.10.0.0/16",
+            "stop_grace_period: 20s",
+        ],
+    );
+    assert!(text.contains("NOT DURABLE"), "says so plainly");
+
+    let docs = yaml_documents(&path);
+    assert_eq!(docs.len(), 1);
+    let compose = &docs[0];
+    assert_eq!(compose["name"], json!("causalkv-shards"));
+    let services = compose["services"].as_object().expect("services");
+    assert_eq!(services.len(), 6);
+    let view =
+        "10.10.0.2:8085,10.10.0.3:8085,10.10.0.4:8085,10.10.0.5:8085,10.10.0.6:8085,10.10.0.7:8085";
+    // 10.10.0.2-7 inside, host ports 8082-8084 and 8086-8088 (8085 skipped),
+    // as `dockerRun.py --shards 2 -n 6` lays them out.
+    for (i, port) in [
+        (1, 8082),
+        (2, 8083),
+        (3, 8084),
+        (4, 8086),
+        (5, 8087),
+        (6, 8088),
+    ] {
+        let s = &services[&format!("replica{i}")];
+        let ip = format!("10.10.0.{}", 1 + i);
+        assert_eq!(s["container_name"], json!(format!("causalkv-replica{i}")));
+        assert_eq!(s["image"], json!("causalkv:latest"));
+        assert_eq!(s["build"]["dockerfile"], json!("docker/Dockerfile"));
+        assert_eq!(s["networks"]["causalkv-net"]["ipv4_address"], json!(ip));
+        assert_eq!(s["ports"], json!([format!("127.0.0.1:{port}:8085")]));
+        let env = s["environment"].as_object().expect("environment");
+        assert_eq!(env["SOCKET_ADDRESS"], json!(format!("{ip}:8085")));
+        assert_eq!(env["VIEW"], json!(view), "the same VIEW everywhere");
+        assert_eq!(env["SHARD_COUNT"], json!("2"));
+        // Memory only: the binary refuses SHARD_COUNT with DATA_DIR.
+        for key in ["DATA_DIR", "DURABILITY"] {
+            assert!(!env.contains_key(key), "replica{i} must not set {key}");
+        }
+        assert!(s["volumes"].is_null(), "replica{i} mounts no volume");
+        let test = s["healthcheck"]["test"].as_array().expect("healthcheck");
+        assert!(test
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.ends_with("/ready"))));
+        assert_eq!(s["read_only"], json!(true));
+    }
+    assert!(compose["volumes"].is_null(), "no volumes at all");
+    let net = &compose["networks"]["causalkv-net"];
+    assert_eq!(net["name"], json!("causalkv-net"));
+    assert_eq!(net["ipam"]["config"], json!([{"subnet": "10.10.0.0/16"}]));
+}
+
+#[test]
+fn sharded_kubernetes_statefulset_names_every_pod_in_one_view() {
+    let path = repo().join("docker/k8s/shards/statefulset-shards.yaml");
+    let text = fs::read_to_string(&path).expect("docker/k8s/shards/statefulset-shards.yaml");
+    assert!(!text.contains('\t'), "contains tabs");
+    let docs = yaml_documents(&path);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["Service", "Service", "StatefulSet", "PodDisruptionBudget"]
+    );
+    for doc in &docs {
+        assert!(
+            doc["metadata"]["namespace"].is_null(),
+            "namespace comes from kubectl -n"
+        );
+    }
+    let set = &docs[2];
+    let spec = &set["spec"];
+    assert_eq!(spec["replicas"], json!(6));
+    assert_eq!(spec["serviceName"], json!("causalkv-shards-headless"));
+    assert_eq!(spec["podManagementPolicy"], json!("Parallel"));
+    assert!(
+        spec["volumeClaimTemplates"].is_null(),
+        "memory only: no claims"
+    );
+    let pod_labels = spec["template"]["metadata"]["labels"].clone();
+    assert_eq!(
+        pod_labels,
+        json!({"app.kubernetes.io/name": "causalkv-shards"})
+    );
+    // Not selected by the unsharded store's Services and PDB.
+    assert_ne!(pod_labels, json!({"app.kubernetes.io/name": "causalkv"}));
+    let headless = &docs[0];
+    assert_eq!(
+        headless["metadata"]["name"],
+        json!("causalkv-shards-headless")
+    );
+    assert_eq!(headless["spec"]["clusterIP"], json!("None"));
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], json!(true));
+    for doc in [&docs[0], &docs[1]] {
+        assert_eq!(doc["spec"]["selector"], pod_labels);
+    }
+    assert_eq!(docs[3]["spec"]["selector"]["matchLabels"], pod_labels);
+
+    let c = &spec["template"]["spec"]["containers"][0];
+    let env: Vec<&Value> = c["env"].as_array().expect("env").iter().collect();
+    let position = |name: &str| env.iter().position(|e| e["name"] == json!(name));
+    let var = |name: &str| {
+        env[position(name).unwrap_or_else(|| panic!("env {name}"))]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("env {name} has a value"))
+            .to_string()
+    };
+    let name_of = |pod: &str| {
+        format!("{pod}.causalkv-shards-headless.$(POD_NAMESPACE).svc.cluster.local:8085")
+    };
+    assert_eq!(var("SOCKET_ADDRESS"), name_of("$(POD_NAME)"));
+    // Every pod of the set, in one VIEW, the same string in every pod.
+    let view: Vec<String> = (0..6)
+        .map(|i| name_of(&format!("causalkv-shards-{i}")))
+        .collect();
+    assert_eq!(var("VIEW"), view.join(","));
+    assert_eq!(var("INITIAL_SHARD_COUNT"), "2");
+    for (user, used) in [
+        ("SOCKET_ADDRESS", "POD_NAME"),
+        ("SOCKET_ADDRESS", "POD_NAMESPACE"),
+        ("VIEW", "POD_NAMESPACE"),
+    ] {
+        assert!(
+            position(used) < position(user),
+            "{used} must come before {user}"
+        );
+    }
+    // No VIEW_DNS (each pod's answer differs while they start), and memory
+    // only: no DATA_DIR, no DURABILITY, no SHARD_COUNT set directly (the
+    // command sets it for the pods named in VIEW).
+    for name in ["VIEW_DNS", "DATA_DIR", "DURABILITY", "SHARD_COUNT"] {
+        assert!(position(name).is_none(), "{name} must not be set");
+    }
+    assert_eq!(c["command"], json!(["/bin/sh", "-c"]));
+    let script = c["args"][0].as_str().expect("the start script");
+    assert!(
+        script.contains("export SHARD_COUNT=\"$INITIAL_SHARD_COUNT\""),
+        "{script}"
+    );
+    assert!(script.contains("exec /usr/local/bin/causalkv"), "{script}");
+    assert!(
+        !script.contains("$("),
+        "Kubernetes would expand $(...) in args: {script}"
+    );
+    // The script, run by sh for a pod in VIEW and one that is not.
+    let view_text = view.join(",").replace("$(POD_NAMESPACE)", "ns");
+    let probe = script.replace(
+        "exec /usr/local/bin/causalkv",
+        "echo \"SHARD_COUNT=${SHARD_COUNT-unset}\"",
+    );
+    for (pod, expected) in [
+        (0, "SHARD_COUNT=2"),
+        (5, "SHARD_COUNT=2"),
+        (6, "SHARD_COUNT=unset"),
+    ] {
+        let out = Command::new("sh")
+            .args(["-c", &probe])
+            .env_remove("SHARD_COUNT")
+            .env("VIEW", &view_text)
+            .env(
+                "SOCKET_ADDRESS",
+                name_of(&format!("causalkv-shards-{pod}")).replace("$(POD_NAMESPACE)", "ns"),
+            )
+            .env("INITIAL_SHARD_COUNT", "2")
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            expected,
+            "pod {pod}"
+        );
+    }
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], json!("/ready"));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], json!("/health"));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], json!(true));
+    assert!(c["volumeMounts"].is_null(), "no volumes");
+    assert!(text.contains("NOT DURABLE"), "says so plainly");
+}

@@ -20,6 +20,8 @@ pub(crate) struct Store {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) base: u16,
     pub(crate) start: Run,
+    /// Arguments `start` was given beyond the usual ones (e.g. `--shards 2`).
+    pub(crate) extra: Vec<String>,
     pub(crate) stopped: bool,
     /// Every replica PID seen in the state file (removed replicas included).
     pub(crate) seen: RefCell<BTreeSet<u64>>,
@@ -29,16 +31,25 @@ impl Store {
     /// Starts three replicas on free ports (again on other ports if one
     /// was taken meanwhile).
     pub(crate) fn start() -> Store {
+        Store::start_with(&[], 5)
+    }
+
+    /// Like [`Store::start`], with `extra` arguments to `start` (e.g.
+    /// `["--shards", "2", "-n", "4"]`) and `ports` consecutive free ports
+    /// from the base port (for the replicas and those added later).
+    pub(crate) fn start_with(extra: &[&str], ports: u16) -> Store {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("dockerrun-state-")
                 .tempdir()
                 .expect("temporary directory");
-            let base = free_ports(5);
+            let base = free_ports(ports);
             let script = Script::new().env("WORKERS", "2");
             let state_dir = dir.path().to_str().expect("utf-8 path").to_string();
             let mut args = vec!["--state-dir".to_string(), state_dir];
             args.extend(start_args(base));
+            args.extend(extra.iter().cloned());
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let start = script.run(&args);
             if start.code == EXIT_PORT_IN_USE {
@@ -53,6 +64,7 @@ impl Store {
                 dir,
                 base,
                 start,
+                extra: extra.clone(),
                 stopped: false,
                 seen: RefCell::default(),
             };
@@ -112,7 +124,8 @@ impl Store {
     /// `start` again, exactly as the first time (same ports, same state
     /// directory), after a `stop`; asserts that it succeeded.
     pub(crate) fn start_again(&mut self) -> Run {
-        let args = start_args(self.base);
+        let mut args = start_args(self.base);
+        args.extend(self.extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.stopped = false;
         self.run(&args).expect(0)

@@ -163,3 +163,26 @@ pub(crate) fn get(host: &str, key: &str, ctx: &Value) -> Option<(u16, Value)> {
         Some(&json!({"causal-metadata": ctx})),
     )
 }
+
+/// `GET path` at `host` (`ip:port`) without a body; `None` if it did not answer.
+pub(crate) fn get_json(host: &str, path: &str) -> Option<(u16, Value)> {
+    http("GET", host, path, None)
+}
+
+/// `PUT path` at `host` with a JSON body; `None` if it did not answer.
+pub(crate) fn put_json(host: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+    http("PUT", host, path, Some(body))
+}
+
+/// The environment of a live process, as `NAME=value` strings.
+pub(crate) fn pid_environ(pid: u64) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -5,12 +5,14 @@
 
 What is checked, and with what:
 
-* docker/k8s/*.yaml: every YAML document, against the Kubernetes JSON schemas
+* docker/k8s/**/*.yaml (the unsharded store's files and the sharded one's
+  in docker/k8s/shards/): every YAML document, against the Kubernetes JSON schemas
   (generated from Kubernetes' OpenAPI spec) that kubernetes-validate 1.37.0
   ships, for Kubernetes 1.30 and 1.37, in strict mode: an unknown or misspelt
   field is an error, and so is a kind/apiVersion that has no schema in that
   Kubernetes version (which kubernetes-validate itself only warns about).
-* docker/docker-compose.yml: against the Compose Specification schema
+* docker/docker-compose.yml and docker/docker-compose.shards.yml: against the
+  Compose Specification schema
   (JSON Schema draft 2020-12; it knows the top-level `name:` of Compose v2),
   the copy vendored in check-jsonschema 0.39.0 (vendor/compose-spec.json),
   with the jsonschema library. YAML anchors and `<<` merges are resolved first.
@@ -141,11 +143,14 @@ def main() -> int:
     def load(path):
         return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
-    k8s_files = sorted((ROOT / "docker" / "k8s").glob("*.yaml"))
+    k8s_files = sorted((ROOT / "docker" / "k8s").rglob("*.yaml"))
     compose_file = ROOT / "docker" / "docker-compose.yml"
-    checks = [(p, k8s_errors) for p in k8s_files] + [(compose_file, compose_errors)]
+    compose_files = [compose_file, ROOT / "docker" / "docker-compose.shards.yml"]
+    checks = [(p, k8s_errors) for p in k8s_files] + [(p, compose_errors) for p in compose_files]
     self_tests = [(ROOT / "docker" / "k8s" / "statefulset.yaml", k8s_errors, BROKEN_K8S),
-                  (compose_file, compose_errors, BROKEN_COMPOSE)]
+                  (ROOT / "docker" / "k8s" / "shards" / "statefulset-shards.yaml", k8s_errors, BROKEN_K8S),
+                  (compose_file, compose_errors, BROKEN_COMPOSE),
+                  (compose_files[1], compose_errors, BROKEN_COMPOSE)]
     print(f"manifests: kubernetes-validate {version('kubernetes-validate')} (Kubernetes "
           f"{', '.join(K8S_VERSIONS)}, strict); compose-spec.json from check-jsonschema "
           f"{version('check-jsonschema')} (sha256 {hashlib.sha256(compose_text.encode()).hexdigest()[:12]}, "
@@ -153,7 +158,7 @@ def main() -> int:
           f"jsonschema {version('jsonschema')}; PyYAML {version('PyYAML')}")
     ok = bool(k8s_files)
     if not k8s_files:
-        print("FAILED  docker/k8s/*.yaml: no files found")
+        print("FAILED  docker/k8s/**/*.yaml: no files found")
 
     # 1. The checkers must reject broken copies of the real files.
     for path, errors_of, broken in self_tests:
