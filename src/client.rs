@@ -4,6 +4,8 @@
 //! with every request, so a sequence of calls is causally ordered even when
 //! they go to different replicas. It talks to a list of hosts and moves on
 //! to the next one when a host is unreachable, times out, or answers 503.
+//! The shard endpoints have typed methods too ([`Client::shard_ids`],
+//! [`Client::shards`], [`Client::reshard`], ...).
 //! Used by the end-to-end tests, and by the command-line client `kvctl`
 //! (see [`crate::cli`]), which also keeps the context between runs in a
 //! session file ([`crate::cli::session`]).
@@ -15,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::address::SocketAddress;
 use crate::causal::{context, CausalContext};
+use crate::shard::ShardId;
 
 /// Default time allowed for one request (a replica waits up to 10 s for
 /// causal dependencies before answering 503).
@@ -27,6 +30,11 @@ pub const DEFAULT_HOSTS: &str = "127.0.0.1:8082,8083,8084";
 /// Time allowed for each replica's `/health` when gathering a cluster's
 /// status (a dead replica must not stall the others' report).
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Least time allowed for a reshard request: a reshard answers once
+/// every key has moved (each node's step may take up to 120 s), so the
+/// per-request timeout is raised to this for it.
+pub const RESHARD_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Parses a comma-separated host list such as `10.0.0.2:8085,8086`.
 ///
@@ -125,6 +133,38 @@ impl Response {
     pub fn metadata(&self) -> Option<&Value> {
         self.body.get("causal-metadata")
     }
+
+    /// The `shard-id` of a key-value answer: the shard holding the key, in
+    /// a sharded store (`None` in an unsharded one).
+    pub fn shard_id(&self) -> Option<ShardId> {
+        self.body
+            .get("shard-id")
+            .and_then(Value::as_u64)
+            .and_then(|id| ShardId::try_from(id).ok())
+    }
+}
+
+/// One shard, as [`Client::shards`] gathered it from one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardInfo {
+    /// The shard id.
+    pub id: ShardId,
+    /// Its members (`ip:port`), or why they could not be had.
+    pub members: Result<Vec<String>, String>,
+    /// How many keys it holds, or why that could not be had.
+    pub key_count: Result<u64, String>,
+}
+
+/// Every shard of the store, and the shard of the node that was asked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shards {
+    /// The node that answered (every request went to it).
+    pub host: String,
+    /// Its shard; `None` while it is placed in none (a node started
+    /// without `SHARD_COUNT`, waiting for `add-member`).
+    pub node_shard: Option<ShardId>,
+    /// The shards, in the order of their ids.
+    pub shards: Vec<ShardInfo>,
 }
 
 /// Why a request got no answer.
@@ -136,11 +176,16 @@ pub enum ClientError {
     /// The client was given no host.
     #[error("no host given")]
     NoHosts,
+    /// A host answered, but not with what was asked for (an error status,
+    /// or a body without the expected field).
+    #[error("{} answered {}: {}", .0.host, .0.status, .0.body)]
+    Answer(Box<Response>),
 }
 
 /// A causal-context-carrying client over a list of hosts.
 pub struct Client {
     http: awc::Client,
+    timeout: Duration,
     hosts: Vec<String>,
     context: Value,
     /// The write concern sent with writes (`w`), if not the default.
@@ -164,12 +209,9 @@ impl Client {
         hosts: impl IntoIterator<Item = S>,
         timeout: Duration,
     ) -> Self {
-        let http = awc::Client::builder()
-            .connector(awc::Connector::new().timeout(Duration::from_secs(2)))
-            .timeout(timeout)
-            .finish();
         Client {
-            http,
+            http: http_client(timeout),
+            timeout,
             hosts: hosts.into_iter().map(Into::into).collect(),
             context: Value::String(String::new()),
             write_concern: None,
@@ -299,6 +341,94 @@ impl Client {
         Ok((view, replicas))
     }
 
+    /// The ids of every shard (`GET /key-value-store-shard/shard-ids`).
+    pub async fn shard_ids(&self) -> Result<Vec<ShardId>, ClientError> {
+        let response = self.send(Method::GET, SHARD_IDS, None).await?;
+        field(response, "shard-ids")
+    }
+
+    /// The shard of the first host that answers; `None` while it is in
+    /// none (`GET /key-value-store-shard/node-shard-id`).
+    pub async fn node_shard_id(&self) -> Result<Option<ShardId>, ClientError> {
+        let response = self.send(Method::GET, NODE_SHARD_ID, None).await?;
+        field(response, "shard-id")
+    }
+
+    /// The members of shard `id` (`GET
+    /// /key-value-store-shard/shard-id-members/<id>`).
+    pub async fn shard_members(&self, id: ShardId) -> Result<Vec<String>, ClientError> {
+        let response = self.send(Method::GET, &members_path(id), None).await?;
+        field(response, "shard-id-members")
+    }
+
+    /// How many keys shard `id` holds (`GET
+    /// /key-value-store-shard/shard-id-key-count/<id>`).
+    pub async fn shard_key_count(&self, id: ShardId) -> Result<u64, ClientError> {
+        let response = self.send(Method::GET, &key_count_path(id), None).await?;
+        field(response, "shard-id-key-count")
+    }
+
+    /// Every shard with its members and key count, and the shard of the
+    /// node asked: the shard ids from the first host that answers, then
+    /// the rest from that same host, each shard's questions at once. A
+    /// shard whose members or key count could not be had says why in its
+    /// [`ShardInfo`]; fails only if the shard ids or the node's shard
+    /// could not be had.
+    pub async fn shards(&self) -> Result<Shards, ClientError> {
+        let first = self.send(Method::GET, SHARD_IDS, None).await?;
+        let host = first.host.clone();
+        let ids: Vec<ShardId> = field(first, "shard-ids")?;
+        let http = &self.http;
+        let host = host.as_str();
+        let node_shard = match raw(http, host, Method::GET, NODE_SHARD_ID, None).await {
+            Ok(response) => field(response, "shard-id")?,
+            Err(e) => return Err(ClientError::Unreachable(format!("{host}: {e}"))),
+        };
+        let asks = ids.iter().map(|&id| async move {
+            let (members_path, count_path) = (members_path(id), key_count_path(id));
+            let (members, count) = futures_util::future::join(
+                raw(http, host, Method::GET, &members_path, None),
+                raw(http, host, Method::GET, &count_path, None),
+            )
+            .await;
+            ShardInfo {
+                id,
+                members: members.and_then(|r| field(r, "shard-id-members").map_err(why)),
+                key_count: count.and_then(|r| field(r, "shard-id-key-count").map_err(why)),
+            }
+        });
+        let shards = futures_util::future::join_all(asks).await;
+        Ok(Shards {
+            host: host.to_string(),
+            node_shard,
+            shards,
+        })
+    }
+
+    /// Places the node at `address` in shard `id` (`PUT
+    /// /key-value-store-shard/add-member/<id>`); 200 when done.
+    pub async fn add_member(&self, id: ShardId, address: &str) -> Result<Response, ClientError> {
+        let body = json!({"socket-address": address});
+        let path = format!("/key-value-store-shard/add-member/{id}");
+        self.send(Method::PUT, &path, Some(body)).await
+    }
+
+    /// Reshards the store into `count` shards (`PUT
+    /// /key-value-store-shard/reshard`); 200 once done, 400 with too few
+    /// nodes for `count` shards. The request is allowed at least
+    /// [`RESHARD_TIMEOUT`].
+    pub async fn reshard(&self, count: u32) -> Result<Response, ClientError> {
+        let body = json!({"shard-count": count});
+        let http = http_client(self.timeout.max(RESHARD_TIMEOUT));
+        self.send_with(
+            &http,
+            Method::PUT,
+            "/key-value-store-shard/reshard",
+            Some(body),
+        )
+        .await
+    }
+
     async fn causal(
         &mut self,
         method: Method,
@@ -329,13 +459,24 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Response, ClientError> {
+        self.send_with(&self.http, method, path, body).await
+    }
+
+    /// [`Client::send`] through `http`.
+    async fn send_with(
+        &self,
+        http: &awc::Client,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Response, ClientError> {
         if self.hosts.is_empty() {
             return Err(ClientError::NoHosts);
         }
         let mut failures = Vec::new();
         let mut unavailable = None;
         for host in &self.hosts {
-            match raw(&self.http, host, method.clone(), path, body.as_ref()).await {
+            match raw(http, host, method.clone(), path, body.as_ref()).await {
                 Ok(response) if response.status == 503 && !concern_not_met(&response) => {
                     unavailable = Some(response)
                 }
@@ -344,6 +485,53 @@ impl Client {
             }
         }
         unavailable.ok_or_else(|| ClientError::Unreachable(failures.join("; ")))
+    }
+}
+
+/// An HTTP client allowing `timeout` for each request (2 s to connect).
+fn http_client(timeout: Duration) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().timeout(Duration::from_secs(2)))
+        .timeout(timeout)
+        .finish()
+}
+
+const SHARD_IDS: &str = "/key-value-store-shard/shard-ids";
+const NODE_SHARD_ID: &str = "/key-value-store-shard/node-shard-id";
+
+fn members_path(id: ShardId) -> String {
+    format!("/key-value-store-shard/shard-id-members/{id}")
+}
+
+fn key_count_path(id: ShardId) -> String {
+    format!("/key-value-store-shard/shard-id-key-count/{id}")
+}
+
+/// The field `name` of a 200 answer, as a `T`; any other answer, or a
+/// body without such a field, is [`ClientError::Answer`].
+fn field<T: serde::de::DeserializeOwned>(response: Response, name: &str) -> Result<T, ClientError> {
+    if response.status == 200 {
+        if let Some(Ok(value)) = response.body.get(name).map(|v| T::deserialize(v)) {
+            return Ok(value);
+        }
+    }
+    Err(ClientError::Answer(Box::new(response)))
+}
+
+/// Why a request got no useful answer, in a few words: the answer's
+/// `error` (else `message`) and status, or the client error.
+fn why(error: ClientError) -> String {
+    match error {
+        ClientError::Answer(response) => {
+            let said = ["error", "message"]
+                .iter()
+                .find_map(|name| response.body.get(*name).and_then(Value::as_str));
+            match said {
+                Some(text) => format!("{text} (http {})", response.status),
+                None => format!("http {} {}", response.status, response.body),
+            }
+        }
+        other => other.to_string(),
     }
 }
 
@@ -477,6 +665,37 @@ mod tests {
         assert_eq!(replica(down(), down()).readiness(), None);
         assert_eq!(
             replica(answer(200, json!({})), no_ready()).readiness(),
+            None
+        );
+    }
+
+    #[test]
+    fn typed_answers_take_their_field_or_say_why_not() {
+        let answer = |status: u16, body: Value| Response {
+            host: "127.0.0.1:1".into(),
+            status,
+            body,
+        };
+        let ids = answer(200, json!({"message": "m", "shard-ids": [1, 2]}));
+        assert_eq!(field::<Vec<ShardId>>(ids, "shard-ids").unwrap(), [1, 2]);
+        let unplaced = answer(200, json!({"message": "m", "shard-id": null}));
+        assert_eq!(
+            field::<Option<ShardId>>(unplaced, "shard-id").unwrap(),
+            None
+        );
+        let unknown = answer(
+            404,
+            json!({"error": "Shard ID 7 does not exist", "message": "Error in GET"}),
+        );
+        let e = field::<u64>(unknown, "shard-id-key-count").unwrap_err();
+        assert!(matches!(&e, ClientError::Answer(r) if r.status == 404));
+        assert_eq!(why(e), "Shard ID 7 does not exist (http 404)");
+        let wrong = answer(200, json!({"shard-id-key-count": "many"}));
+        assert!(field::<u64>(wrong, "shard-id-key-count").is_err());
+
+        assert_eq!(answer(201, json!({"shard-id": 3})).shard_id(), Some(3));
+        assert_eq!(
+            answer(201, json!({"message": "Added successfully"})).shard_id(),
             None
         );
     }

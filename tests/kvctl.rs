@@ -454,3 +454,246 @@ async fn concurrent_processes_sharing_a_session_lose_no_context() {
     assert_eq!(run.stdout, expected, "{run:?}");
     assert_eq!(run.code, 0, "{run:?}");
 }
+
+/// Runs `kvctl args` against `hosts` until `done` accepts the run (it
+/// says why not), polling with [`common::DEADLINE`]; returns that run.
+async fn run_until(
+    kv: &Kvctl,
+    hosts: &str,
+    args: &[&str],
+    what: &str,
+    done: impl Fn(&Run) -> Result<(), String>,
+) -> Run {
+    let done = &done;
+    common::wait_for(common::DEADLINE, what, || async move {
+        let run = kv.run(hosts, args);
+        done(&run).map_err(|e| format!("{e}: {run:?}"))?;
+        Ok(run)
+    })
+    .await
+}
+
+/// One row of `kvctl shards`.
+#[derive(Debug)]
+struct ShardRow {
+    id: u32,
+    keys: String,
+    members: Vec<String>,
+}
+
+/// The rows of `kvctl shards` and its last line (the shard of the node
+/// asked), or why the run is not such a table.
+fn shard_rows(run: &Run) -> Result<(Vec<ShardRow>, String), String> {
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let header: Vec<&str> = lines
+        .first()
+        .ok_or("no output")?
+        .split_whitespace()
+        .collect();
+    if header != ["SHARD", "KEYS", "MEMBERS"] || run.code != 0 || lines.len() < 2 {
+        return Err("not a shard table".into());
+    }
+    let mut rows = Vec::new();
+    for line in &lines[1..lines.len() - 1] {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let [id, keys, members] = cells[..] else {
+            return Err(format!("a row of three cells: {line:?}"));
+        };
+        rows.push(ShardRow {
+            id: id.parse().map_err(|_| format!("a shard id: {line:?}"))?,
+            keys: keys.to_string(),
+            members: members.split(',').map(str::to_string).collect(),
+        });
+    }
+    Ok((rows, lines[lines.len() - 1].to_string()))
+}
+
+#[actix_web::test]
+async fn a_sharded_store_names_shards_lists_them_and_reshards() {
+    let cluster = Options::default().env("SHARD_COUNT", 2).start(4).await;
+    let kv = Kvctl::new();
+    let all = hosts(&cluster, &[0, 1, 2, 3]);
+    let first = hosts(&cluster, &[0]);
+
+    // Two shards of two nodes each, every node placed once.
+    let shards = run_until(&kv, &first, &["shards"], "two shards of two", |run| {
+        let (rows, _) = shard_rows(run)?;
+        let ids: Vec<u32> = rows.iter().map(|r| r.id).collect();
+        let sizes: Vec<usize> = rows.iter().map(|r| r.members.len()).collect();
+        (ids == [1, 2] && sizes == [2, 2])
+            .then_some(())
+            .ok_or(format!("shards {ids:?} of {sizes:?}"))
+    })
+    .await;
+    let (rows, footer) = shard_rows(&shards).unwrap();
+    let mut placed: Vec<&String> = rows.iter().flat_map(|r| &r.members).collect();
+    placed.sort();
+    let mut expected: Vec<String> = (0..4).map(|i| cluster.addr(i).to_string()).collect();
+    expected.sort();
+    assert_eq!(placed, expected.iter().collect::<Vec<_>>(), "{shards:?}");
+    let home = rows
+        .iter()
+        .find(|r| r.members.contains(&first))
+        .expect("the first node is placed")
+        .id;
+    assert_eq!(footer, format!("{first} is in shard {home}"), "{shards:?}");
+    // The typed client (kvctl's) agrees.
+    let client = cluster.client(0);
+    assert_eq!(client.shard_ids().await.unwrap(), [1, 2]);
+    assert_eq!(client.node_shard_id().await.unwrap(), Some(home));
+    let mut members = client.shard_members(home).await.unwrap();
+    members.sort();
+    let mut listed = rows[home as usize - 1].members.clone();
+    listed.sort();
+    assert_eq!(members, listed);
+
+    // A put names the key's shard, as its --json answer does; get prints
+    // the value alone; a missing key names the shard it would be in.
+    let put = kv.run(&all, &["put", "greeting", "hello"]);
+    let shard: u32 = put
+        .ok()
+        .strip_prefix("OK (added, shard ")
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("a shard named: {put:?}"));
+    assert!([1, 2].contains(&shard), "{put:?}");
+    assert_eq!(
+        kv.run(&all, &["put", "greeting", "hi"]).ok(),
+        format!("OK (updated, shard {shard})\n")
+    );
+    let raw: Value =
+        serde_json::from_str(kv.run(&all, &["put", "other", "1", "--json"]).ok()).unwrap();
+    assert!(raw["shard-id"].as_u64().is_some(), "{raw}");
+    assert_eq!(kv.run(&all, &["get", "greeting"]).ok(), "hi\n");
+    let raw: Value =
+        serde_json::from_str(kv.run(&all, &["get", "greeting", "--json"]).ok()).unwrap();
+    assert_eq!(raw["shard-id"], json!(shard), "{raw}");
+    assert_eq!(raw["value"], json!("hi"));
+    let missing = kv.run(&all, &["get", "absent"]);
+    missing.fails(1, "\"absent\" not found (shard ");
+
+    // Key counts: every key counted once, in the shard its put named.
+    for n in 0..10 {
+        kv.run(&all, &["put", &format!("key{n}"), &n.to_string()])
+            .ok();
+    }
+    let shards = run_until(&kv, &first, &["shards"], "12 keys counted", |run| {
+        let (rows, _) = shard_rows(run)?;
+        let total: u64 = rows
+            .iter()
+            .map(|r| r.keys.parse::<u64>().unwrap_or(0))
+            .sum();
+        (total == 12)
+            .then_some(())
+            .ok_or(format!("{total} keys counted"))
+    })
+    .await;
+    let (rows, _) = shard_rows(&shards).unwrap();
+    let greeting_shard = rows.iter().find(|r| r.id == shard).unwrap();
+    assert!(
+        greeting_shard.keys.parse::<u64>().unwrap() >= 1,
+        "{shards:?}"
+    );
+    let raw: Value = serde_json::from_str(kv.run(&first, &["shards", "--json"]).ok()).unwrap();
+    assert_eq!(raw["node"], json!(first));
+    assert_eq!(raw["node-shard-id"], json!(home));
+    let listed: Vec<(u64, usize)> = raw["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let members = s["shard-id-members"].as_array().map_or(0, Vec::len);
+            (s["shard-id"].as_u64().unwrap(), members)
+        })
+        .collect();
+    assert_eq!(listed, [(1, 2), (2, 2)], "{raw}");
+
+    // Three shards need six nodes: refused, exit 2, nothing changed.
+    kv.run(&all, &["reshard", "3"]).fails(
+        2,
+        "not enough nodes to provide fault-tolerance with 3 shards",
+    );
+    let raw = kv.run(&all, &["reshard", "3", "--json"]);
+    assert_eq!(raw.code, 2, "{raw:?}");
+    let body: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(
+        body,
+        json!({"message": "Not enough nodes to provide fault-tolerance with the given shard count!"})
+    );
+    kv.run(&all, &["reshard", "0"]).fails(2, "kvctl --help");
+    // Two shards on four nodes: done, and every key still there.
+    assert_eq!(
+        kv.run(&all, &["reshard", "2"]).ok(),
+        "OK (resharded into 2 shards)\n"
+    );
+    let (rows, _) = shard_rows(&kv.run(&first, &["shards"])).unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(kv.run(&all, &["get", "greeting"]).ok(), "hi\n");
+    assert_eq!(kv.run(&all, &["get", "key9"]).ok(), "9\n");
+
+    // The same commands in the shell; its status is the last command's.
+    let run = kv.run_with_input(&first, &["-i"], "shards\nhelp\nreshard 3\n");
+    assert!(run.stdout.starts_with("SHARD  KEYS  MEMBERS\n"), "{run:?}");
+    assert!(run.stdout.contains("add-member ID ADDR"), "{run:?}");
+    assert!(run.stderr.contains("not enough nodes"), "{run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
+#[actix_web::test]
+async fn add_member_places_a_node_started_without_a_shard_count() {
+    let mut cluster = Options::default().env("SHARD_COUNT", 2).start(4).await;
+    let kv = Kvctl::new();
+    let fifth = cluster.add_replica_without("SHARD_COUNT").await;
+    let (new, all) = (hosts(&cluster, &[fifth]), hosts(&cluster, &[0, 1, 2, 3]));
+
+    // The new node knows the shards but is in none of them.
+    let shards = run_until(&kv, &new, &["shards"], "the new node unplaced", |run| {
+        let (rows, footer) = shard_rows(run)?;
+        let placed = rows.iter().filter(|r| r.members.contains(&new)).count();
+        (rows.len() == 2 && placed == 0 && footer.contains("in no shard"))
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    assert_eq!(
+        shard_rows(&shards).unwrap().1,
+        format!("{new} is in no shard yet (add-member places it)")
+    );
+
+    kv.run(&all, &["add-member", "9", &new])
+        .fails(1, "shard 9 does not exist");
+    kv.run(&all, &["add-member", "2", "nonsense"]).fails(2, "");
+    kv.run(&all, &["add-member", "two", &new])
+        .fails(2, "kvctl --help");
+    assert_eq!(
+        kv.run(&all, &["add-member", "2", &new]).ok(),
+        format!("OK ({new} added to shard 2)\n")
+    );
+    // Every node, the new one included, lists it in shard 2.
+    for at in [new.clone(), hosts(&cluster, &[3])] {
+        run_until(&kv, &at, &["shards"], "the new node in shard 2", |run| {
+            let (rows, _) = shard_rows(run)?;
+            let two = rows.iter().find(|r| r.id == 2).ok_or("no shard 2")?;
+            two.members
+                .contains(&new)
+                .then_some(())
+                .ok_or("not in shard 2".into())
+        })
+        .await;
+    }
+    run_until(&kv, &new, &["shards"], "the new node says shard 2", |run| {
+        let (_, footer) = shard_rows(run)?;
+        (footer == format!("{new} is in shard 2"))
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    // Through the shell too (already a member: nothing changes, 200).
+    let run = kv.run_with_input(&all, &["-i"], &format!("add-member 2 {new}\n"));
+    assert_eq!(
+        run.stdout,
+        format!("OK ({new} added to shard 2)\n"),
+        "{run:?}"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+}

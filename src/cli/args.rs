@@ -9,11 +9,14 @@ use serde_json::Value;
 
 use super::session::{default_state_dir, session_path, SessionError, SessionFile};
 use crate::client::DEFAULT_HOSTS;
+use crate::shard::{ShardId, MAX_SHARDS};
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 ok, 1 key not found, 2 usage error, 3 no replica reachable, \
-causal dependencies not satisfied in time, a disk unavailable, or a write \
-held by fewer replicas than --w asked in time (it was made and still spreads).";
+Exit codes: 0 ok, 1 key not found (add-member: no such shard), 2 usage error \
+or a request the store refuses (such as a reshard into more shards than the \
+nodes can hold), 3 no replica reachable, causal dependencies not satisfied in \
+time, a disk unavailable, a write held by fewer replicas than --w asked in \
+time (it was made and still spreads), or a reshard under way or failed.";
 
 /// The command line of `kvctl`.
 #[derive(Parser, Debug, Clone)]
@@ -109,6 +112,24 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<SessionAction>,
     },
+    /// List every shard with its members and key count, and the shard of
+    /// the node asked.
+    Shards,
+    /// Reshard the store into COUNT shards (each needs two live nodes);
+    /// waits until every key has moved (up to --timeout, at least 150 s).
+    Reshard {
+        /// The number of shards.
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
+        count: u32,
+    },
+    /// Place the node at ADDR (ip:port, in the view but in no shard) in
+    /// shard ID.
+    AddMember {
+        /// The shard id.
+        id: ShardId,
+        /// The node's address.
+        addr: String,
+    },
 }
 
 /// A change to the view.
@@ -175,6 +196,20 @@ pub enum Action {
     SessionShow,
     /// Forget the session's context.
     SessionReset,
+    /// Every shard, and the shard of the node asked.
+    Shards,
+    /// Reshard into `count` shards.
+    Reshard {
+        /// The number of shards.
+        count: u32,
+    },
+    /// Place the node at `addr` in shard `id`.
+    AddMember {
+        /// The shard id.
+        id: ShardId,
+        /// The node's address.
+        addr: String,
+    },
 }
 
 impl Command {
@@ -213,6 +248,9 @@ impl Command {
             Command::Session {
                 action: Some(SessionAction::Reset),
             } => Action::SessionReset,
+            Command::Shards => Action::Shards,
+            Command::Reshard { count } => Action::Reshard { count },
+            Command::AddMember { id, addr } => Action::AddMember { id, addr },
         })
     }
 }
@@ -380,6 +418,15 @@ mod tests {
         assert_eq!(action(&["session"]), Action::SessionShow);
         assert_eq!(action(&["session", "show"]), Action::SessionShow);
         assert_eq!(action(&["session", "reset"]), Action::SessionReset);
+        assert_eq!(action(&["shards"]), Action::Shards);
+        assert_eq!(action(&["reshard", "3"]), Action::Reshard { count: 3 });
+        assert_eq!(
+            action(&["add-member", "2", "10.10.0.8:8085"]),
+            Action::AddMember {
+                id: 2,
+                addr: "10.10.0.8:8085".into()
+            }
+        );
     }
 
     #[test]
@@ -399,6 +446,14 @@ mod tests {
             &["frobnicate"],
             &["view", "add"],
             &["get", "k", "--bogus"],
+            &["reshard"],
+            &["reshard", "0"],
+            &["reshard", "257"],
+            &["reshard", "two"],
+            &["reshard", "-1"],
+            &["add-member", "1"],
+            &["add-member", "x", "10.10.0.8:8085"],
+            &["shards", "1"],
         ] {
             let e = parse(args).unwrap_err();
             let line = usage_line(&e, "kvctl --help");

@@ -51,7 +51,8 @@ pub fn main(cli: Cli) -> u8 {
     match (cli.command, cli.interactive) {
         (Some(_), true) => usage("-i starts a shell: give it no command".into()),
         (None, false) => usage(
-            "no command given (put, get, delete, view, health, status, session; see kvctl --help)"
+            "no command given (put, get, delete, view, health, status, session, shards, \
+             reshard, add-member; see kvctl --help)"
                 .into(),
         ),
         (None, true) => system.block_on(shell::run(&mut runner, cli.json, history)),

@@ -5,12 +5,15 @@ use std::io::Write;
 /// Exit code: the command succeeded.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the key does not exist (for `view add`/`remove`: the address
-/// already is / is not a member).
+/// already is / is not a member; for `add-member`: the shard does not exist).
 pub const EXIT_NOT_FOUND: u8 = 1;
-/// Exit code: the command or its input is invalid.
+/// Exit code: the command or its input is invalid, or the store refuses
+/// the request (a 400: a key too long, a reshard into more shards than the
+/// nodes can hold).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit code: no replica reachable, or causal dependencies not satisfied in
-/// time at any replica.
+/// Exit code: no replica reachable, causal dependencies not satisfied in
+/// time at any replica, or a reshard already under way (409) or failed
+/// and undone (503).
 pub const EXIT_UNAVAILABLE: u8 = 3;
 
 /// What a command printed and how it ended.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::client::{ClientError, Response};
+use crate::client::{ClientError, Response, Shards};
 
 use super::args::Action;
 use super::outcome::{Outcome, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE};
@@ -50,18 +50,28 @@ fn render(response: &Response, action: &Action) -> Outcome {
                     .to_string(),
             )
         }
+        // A reshard under way (409) or failed and undone (503): the
+        // store's own words.
+        (Action::Reshard { .. } | Action::AddMember { .. }, 503 | 409) => Outcome::error(
+            EXIT_UNAVAILABLE,
+            format!("{} ({})", server_error(response), response.host),
+        ),
         (_, 503) => Outcome::error(
             EXIT_UNAVAILABLE,
             "causal dependencies not satisfied in time at any replica \
              (if the cluster was replaced, `kvctl session reset` forgets the old context)",
         ),
-        (Action::Put { .. }, 201) => ok("OK (added)"),
-        (Action::Put { .. }, 200) => ok("OK (updated)"),
+        (Action::Put { .. }, 201) => ok(&done("added", response)),
+        (Action::Put { .. }, 200) => ok(&done("updated", response)),
         (Action::Get { .. }, 200) => Outcome::ok([show_value(response.value())]),
-        (Action::Delete { .. }, 200) => ok("OK (deleted)"),
-        (Action::Get { key } | Action::Delete { key }, 404) => {
-            Outcome::error(EXIT_NOT_FOUND, format!("key {key:?} not found"))
-        }
+        (Action::Delete { .. }, 200) => ok(&done("deleted", response)),
+        (Action::Get { key } | Action::Delete { key }, 404) => Outcome::error(
+            EXIT_NOT_FOUND,
+            match response.shard_id() {
+                Some(id) => format!("key {key:?} not found (shard {id})"),
+                None => format!("key {key:?} not found"),
+            },
+        ),
         (Action::View, 200) => Outcome::ok(
             response.body["view"]
                 .as_str()
@@ -79,8 +89,40 @@ fn render(response: &Response, action: &Action) -> Outcome {
             Outcome::error(EXIT_NOT_FOUND, format!("{addr} is not in the view"))
         }
         (Action::Health, 200) => Outcome::ok(show_health(&response.body)),
-        (_, 400..=499) => Outcome::error(
+        (Action::Reshard { count }, 200) => ok(&format!(
+            "OK (resharded into {count} shard{})",
+            if *count == 1 { "" } else { "s" }
+        )),
+        (Action::Reshard { count }, 400) if response.body.get("error").is_none() => {
+            // The family's refusal: fewer than two live nodes per shard.
+            Outcome::error(
+                EXIT_USAGE,
+                format!(
+                    "not enough nodes to provide fault-tolerance with {count} shards: \
+                     each shard needs 2 live nodes ({})",
+                    response.host
+                ),
+            )
+        }
+        (Action::AddMember { id, addr }, 200) => ok(&format!("OK ({addr} added to shard {id})")),
+        (Action::AddMember { id, .. }, 404) => Outcome::error(
+            EXIT_NOT_FOUND,
+            format!("shard {id} does not exist ({})", response.host),
+        ),
+        _ => answer_outcome(response),
+    }
+}
+
+/// The outcome of an answer no command expected: a refusal (4xx) is a
+/// usage error in the store's words, anything else is unexpected.
+fn answer_outcome(response: &Response) -> Outcome {
+    match response.status {
+        400..=499 => Outcome::error(
             EXIT_USAGE,
+            format!("{} ({})", server_error(response), response.host),
+        ),
+        503 => Outcome::error(
+            EXIT_UNAVAILABLE,
             format!("{} ({})", server_error(response), response.host),
         ),
         _ => Outcome::error(
@@ -93,6 +135,15 @@ fn render(response: &Response, action: &Action) -> Outcome {
     }
 }
 
+/// `OK (what)`, naming the key's shard when the answer does (`OK (added,
+/// shard 2)` in a sharded store).
+fn done(what: &str, response: &Response) -> String {
+    match response.shard_id() {
+        Some(id) => format!("OK ({what}, shard {id})"),
+        None => format!("OK ({what})"),
+    }
+}
+
 /// A stored value as `get` prints it: strings raw, the rest compact JSON.
 fn show_value(value: Option<&Value>) -> String {
     match value {
@@ -102,10 +153,12 @@ fn show_value(value: Option<&Value>) -> String {
     }
 }
 
-/// The `error` of a response body, lowercased at the start.
+/// The `error` of a response body (else its `message`, the only field of
+/// some of the family's answers), lowercased at the start.
 fn server_error(response: &Response) -> String {
     let text = response.body["error"]
         .as_str()
+        .or_else(|| response.body["message"].as_str())
         .map(str::to_string)
         .unwrap_or_else(|| format!("{} {}", response.status, response.body));
     let mut chars = text.chars();
@@ -119,7 +172,80 @@ pub(super) fn unreachable_outcome(error: ClientError) -> Outcome {
     match error {
         ClientError::NoHosts => Outcome::error(EXIT_USAGE, "no host given"),
         ClientError::Unreachable(_) => Outcome::error(EXIT_UNAVAILABLE, error.to_string()),
+        ClientError::Answer(response) => answer_outcome(&response),
     }
+}
+
+/// `shards`: a table of every shard (id, key count, members) and the
+/// shard of the node asked, or one JSON object with `json`. A shard whose
+/// members or key count could not be had shows `-` (and the reason in
+/// JSON); the command still succeeds.
+pub(super) fn render_shards(shards: &Shards, json: bool) -> Outcome {
+    if json {
+        let list: Vec<Value> = shards
+            .shards
+            .iter()
+            .map(|shard| {
+                let mut entry = json!({
+                    "shard-id": shard.id,
+                    "shard-id-members": shard.members.as_ref().ok(),
+                    "shard-id-key-count": shard.key_count.as_ref().ok(),
+                });
+                let errors: Vec<&String> = [
+                    &shard.members.as_ref().err(),
+                    &shard.key_count.as_ref().err(),
+                ]
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+                if !errors.is_empty() {
+                    entry["errors"] = json!(errors);
+                }
+                entry
+            })
+            .collect();
+        return Outcome::ok([json!({
+            "node": shards.host,
+            "node-shard-id": shards.node_shard,
+            "shards": list,
+        })
+        .to_string()]);
+    }
+    let mut rows = vec![["SHARD".to_string(), "KEYS".into(), "MEMBERS".into()]];
+    for shard in &shards.shards {
+        let members = match &shard.members {
+            Ok(members) if members.is_empty() => "none".to_string(),
+            Ok(members) => members.join(","),
+            Err(_) => "-".into(),
+        };
+        let keys = match &shard.key_count {
+            Ok(count) => count.to_string(),
+            Err(_) => "-".into(),
+        };
+        rows.push([shard.id.to_string(), keys, members]);
+    }
+    let widths: Vec<usize> = (0..2)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{:<w0$}  {:<w1$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                w0 = widths[0],
+                w1 = widths[1]
+            )
+        })
+        .collect();
+    lines.push(match shards.node_shard {
+        Some(id) => format!("{} is in shard {id}", shards.host),
+        None => format!("{} is in no shard yet (add-member places it)", shards.host),
+    });
+    Outcome::ok(lines)
 }
 
 /// The fields of `/health` that kvctl shows, in order.
@@ -246,7 +372,9 @@ pub(super) fn render_status(
 mod tests {
     use serde_json::json;
 
+    use super::super::outcome::EXIT_OK;
     use super::*;
+    use crate::client::ShardInfo;
 
     #[test]
     fn health_fields_print_as_words() {
@@ -261,5 +389,189 @@ mod tests {
             ["yes", "no", "3", "10.0.0.2:8085,10.0.0.3:8085", "-"]
         );
         assert_eq!(health_field(&json!({"suspects": []}), "suspects"), "none");
+    }
+
+    fn answer(status: u16, body: Value) -> Response {
+        Response {
+            host: "10.10.0.2:8085".into(),
+            status,
+            body,
+        }
+    }
+
+    fn put(key: &str) -> Action {
+        Action::Put {
+            key: key.into(),
+            value: json!(1),
+        }
+    }
+
+    #[test]
+    fn key_value_answers_name_their_shard_when_they_have_one() {
+        let ctx = json!({"10.10.0.2:8085#ab": 1});
+        let added = answer(
+            201,
+            json!({"causal-metadata": ctx, "message": "Added successfully", "shard-id": 2}),
+        );
+        assert_eq!(render(&added, &put("k")).stdout, ["OK (added, shard 2)"]);
+        let updated = answer(
+            200,
+            json!({"causal-metadata": ctx, "message": "Updated successfully"}),
+        );
+        assert_eq!(render(&updated, &put("k")).stdout, ["OK (updated)"]);
+        let delete = Action::Delete { key: "k".into() };
+        let deleted = answer(
+            200,
+            json!({"causal-metadata": ctx, "message": "Deleted successfully", "shard-id": 1}),
+        );
+        assert_eq!(render(&deleted, &delete).stdout, ["OK (deleted, shard 1)"]);
+        // `get` prints the value alone, so that `$(kvctl get k)` is the value.
+        let get = Action::Get { key: "k".into() };
+        let found = answer(
+            200,
+            json!({"causal-metadata": ctx, "message": "Retrieved successfully", "shard-id": 1, "value": "v"}),
+        );
+        assert_eq!(render(&found, &get).stdout, ["v"]);
+        let missing = answer(
+            404,
+            json!({"causal-metadata": ctx, "doesExist": false, "error": "Key does not exist", "message": "Error in GET", "shard-id": 2}),
+        );
+        let outcome = render(&missing, &get);
+        assert_eq!(outcome.code, EXIT_NOT_FOUND);
+        assert_eq!(outcome.stderr, [r#"kvctl: key "k" not found (shard 2)"#]);
+        // --json prints the answer as it came, shard-id included.
+        let raw = respond(Ok(added.clone()), &put("k"), true);
+        assert_eq!(raw.stdout, [added.body.to_string()]);
+    }
+
+    #[test]
+    fn reshard_and_add_member_answers_and_their_exit_codes() {
+        let reshard = |count| Action::Reshard { count };
+        let done = answer(200, json!({"message": "Resharding done successfully"}));
+        assert_eq!(
+            render(&done, &reshard(3)).stdout,
+            ["OK (resharded into 3 shards)"]
+        );
+        assert_eq!(
+            render(&done, &reshard(1)).stdout,
+            ["OK (resharded into 1 shard)"]
+        );
+        let refused = answer(
+            400,
+            json!({"message": "Not enough nodes to provide fault-tolerance with the given shard count!"}),
+        );
+        let outcome = render(&refused, &reshard(3));
+        assert_eq!(outcome.code, EXIT_USAGE);
+        assert_eq!(
+            outcome.stderr,
+            [
+                "kvctl: not enough nodes to provide fault-tolerance with 3 shards: \
+              each shard needs 2 live nodes (10.10.0.2:8085)"
+            ]
+        );
+        let unsharded = answer(
+            400,
+            json!({"error": "the store is not sharded (start it with SHARD_COUNT)", "message": "Error in PUT"}),
+        );
+        let outcome = render(&unsharded, &reshard(2));
+        assert_eq!(outcome.code, EXIT_USAGE);
+        assert!(outcome.stderr[0].contains("not sharded"), "{outcome:?}");
+        let busy = answer(
+            409,
+            json!({"error": "a reshard to map version 4 (by 10.10.0.3:8085) is under way", "message": "Error in PUT"}),
+        );
+        let outcome = render(&busy, &reshard(2));
+        assert_eq!(outcome.code, EXIT_UNAVAILABLE);
+        assert!(outcome.stderr[0].contains("under way"), "{outcome:?}");
+        let failed = answer(
+            503,
+            json!({"error": "The reshard failed and was undone: 10.10.0.4:8085: timed out", "message": "Error in PUT"}),
+        );
+        let outcome = render(&failed, &reshard(2));
+        assert_eq!(outcome.code, EXIT_UNAVAILABLE);
+        assert!(
+            outcome.stderr[0].contains("kvctl: the reshard failed and was undone"),
+            "{outcome:?}"
+        );
+
+        let add = Action::AddMember {
+            id: 2,
+            addr: "10.10.0.8:8085".into(),
+        };
+        let added = answer(200, json!({"message": "Node added to shard successfully"}));
+        assert_eq!(
+            render(&added, &add).stdout,
+            ["OK (10.10.0.8:8085 added to shard 2)"]
+        );
+        let unknown = answer(
+            404,
+            json!({"error": "Shard ID 2 does not exist", "message": "Error in PUT"}),
+        );
+        let outcome = render(&unknown, &add);
+        assert_eq!(outcome.code, EXIT_NOT_FOUND);
+        assert_eq!(
+            outcome.stderr,
+            ["kvctl: shard 2 does not exist (10.10.0.2:8085)"]
+        );
+        let malformed = answer(
+            400,
+            json!({"error": "Socket address is malformed: no port", "message": "Error in PUT"}),
+        );
+        assert_eq!(render(&malformed, &add).code, EXIT_USAGE);
+    }
+
+    #[test]
+    fn shards_print_as_a_table_and_as_one_json_object() {
+        let shards = Shards {
+            host: "10.10.0.2:8085".into(),
+            node_shard: Some(1),
+            shards: vec![
+                ShardInfo {
+                    id: 1,
+                    members: Ok(vec!["10.10.0.2:8085".into(), "10.10.0.3:8085".into()]),
+                    key_count: Ok(312),
+                },
+                ShardInfo {
+                    id: 12,
+                    members: Ok(vec!["10.10.0.4:8085".into(), "10.10.0.5:8085".into()]),
+                    key_count: Err("no member of shard 12 answered (http 503)".into()),
+                },
+            ],
+        };
+        let outcome = render_shards(&shards, false);
+        assert_eq!(outcome.code, EXIT_OK);
+        assert_eq!(
+            outcome.stdout,
+            [
+                "SHARD  KEYS  MEMBERS",
+                "1      312   10.10.0.2:8085,10.10.0.3:8085",
+                "12     -     10.10.0.4:8085,10.10.0.5:8085",
+                "10.10.0.2:8085 is in shard 1",
+            ]
+        );
+        let raw: Value = serde_json::from_str(&render_shards(&shards, true).stdout[0]).unwrap();
+        assert_eq!(
+            raw,
+            json!({
+                "node": "10.10.0.2:8085",
+                "node-shard-id": 1,
+                "shards": [
+                    {"shard-id": 1, "shard-id-members": ["10.10.0.2:8085", "10.10.0.3:8085"],
+                     "shard-id-key-count": 312},
+                    {"shard-id": 12, "shard-id-members": ["10.10.0.4:8085", "10.10.0.5:8085"],
+                     "shard-id-key-count": null,
+                     "errors": ["no member of shard 12 answered (http 503)"]},
+                ]
+            })
+        );
+        let unplaced = Shards {
+            host: "10.10.0.8:8085".into(),
+            node_shard: None,
+            shards: Vec::new(),
+        };
+        assert_eq!(
+            render_shards(&unplaced, false).stdout.last().unwrap(),
+            "10.10.0.8:8085 is in no shard yet (add-member places it)"
+        );
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::args::Action;
 use super::outcome::{Outcome, EXIT_UNAVAILABLE, EXIT_USAGE};
-use super::render::{render_status, respond, unreachable_outcome};
+use super::render::{render_shards, render_status, respond, unreachable_outcome};
 use super::session::SessionFile;
 use crate::client::{context_is_empty, merge_contexts, Client};
 
@@ -50,6 +50,14 @@ impl Runner {
             },
             Action::SessionShow => self.session_show(json),
             Action::SessionReset => self.session_reset(),
+            Action::Shards => match self.client.shards().await {
+                Ok(shards) => render_shards(&shards, json),
+                Err(e) => unreachable_outcome(e),
+            },
+            Action::Reshard { count } => respond(self.client.reshard(*count).await, action, json),
+            Action::AddMember { id, addr } => {
+                respond(self.client.add_member(*id, addr).await, action, json)
+            }
         }
     }
 
@@ -280,6 +288,51 @@ mod tests {
             ["OK (session reset)"]
         );
         assert_eq!(stale.run(&get("k"), false).await.code, EXIT_NOT_FOUND);
+        server.stop(true).await;
+    }
+
+    #[actix_rt::test]
+    async fn an_unsharded_replica_is_one_shard_and_refuses_resharding() {
+        let (server, host) = start_replica();
+        let mut runner = runner(&[&dead_host(), &host], None);
+        assert_eq!(
+            runner.run(&put("k", "1"), false).await.stdout,
+            ["OK (added)"],
+            "no shard named in an unsharded store"
+        );
+        let shards = runner.run(&Action::Shards, false).await;
+        assert_eq!(
+            shards.stdout,
+            [
+                "SHARD  KEYS  MEMBERS".to_string(),
+                "1      1     127.0.0.1:1".into(),
+                format!("{host} is in shard 1"),
+            ],
+            "{shards:?}"
+        );
+        let raw = runner.run(&Action::Shards, true).await;
+        let body: Value = serde_json::from_str(&raw.stdout[0]).unwrap();
+        assert_eq!(body["node-shard-id"], 1);
+        assert_eq!(body["shards"][0]["shard-id-key-count"], 1);
+        // The typed client says the same.
+        let client = runner.client();
+        assert_eq!(client.shard_ids().await.unwrap(), [1]);
+        assert_eq!(client.node_shard_id().await.unwrap(), Some(1));
+        assert_eq!(client.shard_members(1).await.unwrap(), ["127.0.0.1:1"]);
+        assert_eq!(client.shard_key_count(1).await.unwrap(), 1);
+        let unknown = client.shard_members(7).await.unwrap_err();
+        assert!(
+            matches!(&unknown, crate::client::ClientError::Answer(r) if r.status == 404),
+            "{unknown}"
+        );
+        let refused = runner.run(&Action::Reshard { count: 2 }, false).await;
+        assert_eq!(refused.code, EXIT_USAGE);
+        assert!(refused.stderr[0].contains("not sharded"), "{refused:?}");
+        let add = Action::AddMember {
+            id: 1,
+            addr: "127.0.0.1:2".into(),
+        };
+        assert_eq!(runner.run(&add, false).await.code, EXIT_USAGE);
         server.stop(true).await;
     }
 

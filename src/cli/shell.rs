@@ -30,6 +30,9 @@ Commands:
   health                     the health of the first replica that answers
   status                     every replica's health, key count and view
   session [show|reset]       show or forget the session's causal context
+  shards                     every shard's members and key count, and this node's shard
+  reshard N                  reshard the store into N shards (two live nodes each)
+  add-member ID ADDR         place the node at ADDR (in no shard yet) in shard ID
   help [COMMAND]             this list, or the options of COMMAND
   exit, quit                 leave (so does end of input)
 Add --json to a command for the raw response. Quote words with spaces:
