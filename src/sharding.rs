@@ -343,11 +343,18 @@ async fn discover(node: &Arc<Node>) {
     }
 }
 
+/// How long a prepared reshard may wait for its commit or abort before
+/// this node gives it up (its coordinator went away mid-way).
+const PENDING_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Pings every other node of the map at once.
 async fn ping_all(node: &Arc<Node>) {
     let Some(cluster) = node.cluster() else {
         return;
     };
+    if let Some(map) = cluster.expire_pending(PENDING_TIMEOUT) {
+        warn!(epoch = map.epoch, by = %map.by, "a prepared reshard was neither committed nor aborted in time: given up");
+    }
     let map = cluster.map();
     let me = cluster.me().clone();
     let mut nodes: BTreeSet<SocketAddress> = map.nodes.clone();
@@ -521,7 +528,7 @@ pub async fn run_step(node: &Node, name: &str, map: ShardMap) -> Result<(), Stri
         }
         "abort" => {
             if let Some(cluster) = node.cluster() {
-                cluster.abort(map.epoch);
+                cluster.abort(&map);
             }
             Ok(())
         }

@@ -112,7 +112,10 @@ async fn sharded(
                 let (shard, mine) = cluster.place(key.as_str());
                 let group = cluster.with_map(|m| m.shard(shard).map(|s| s.group.clone()));
                 let current = node.me().id.group().map(str::to_string);
-                (shard, mine && group.is_some() && group == current)
+                // A member still copying its shard's state lets a ready
+                // one answer, if the request may still be relayed.
+                let ready = hops >= MAX_HOPS || node.read_replica(Replica::is_ready);
+                (shard, mine && group.is_some() && group == current && ready)
             }
             None => break,
         };

@@ -31,6 +31,8 @@ pub struct Cluster {
     map: RwLock<ShardMap>,
     seen: Mutex<HashMap<SocketAddress, Instant>>,
     pending: Mutex<Option<ShardMap>>,
+    /// When the reshard pending was prepared.
+    prepared_at: Mutex<Option<Instant>>,
     incoming: Mutex<Incoming>,
     failure_timeout: Duration,
     /// Held by the node while it coordinates a reshard: one at a time.
@@ -50,6 +52,7 @@ impl Cluster {
             map: RwLock::new(map),
             seen: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
+            prepared_at: Mutex::new(None),
             incoming: Mutex::new(Incoming::default()),
             failure_timeout,
             resharding: tokio::sync::Mutex::new(()),
@@ -81,6 +84,7 @@ impl Cluster {
         let mut pending = lock(&self.pending);
         if pending.as_ref().is_some_and(|p| !p.newer_than(&map)) {
             *pending = None;
+            *lock(&self.prepared_at) = None;
         }
         *held = map;
         true
@@ -154,6 +158,9 @@ impl Cluster {
                 ..Incoming::default()
             };
         }
+        if pending.is_none() {
+            *lock(&self.prepared_at) = Some(Instant::now());
+        }
         *pending = Some(map);
         Ok(())
     }
@@ -163,14 +170,30 @@ impl Cluster {
         lock(&self.pending).clone()
     }
 
-    /// Gives up the reshard to map version `epoch`, if it is the one
-    /// prepared.
-    pub fn abort(&self, epoch: u64) {
+    /// Gives up the reshard to `map`, if it is the one prepared (not
+    /// another coordinator's of the same version).
+    pub fn abort(&self, map: &ShardMap) {
         let mut pending = lock(&self.pending);
-        if pending.as_ref().is_some_and(|p| p.epoch == epoch) {
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.epoch == map.epoch && p.by == map.by)
+        {
             *pending = None;
+            *self.prepared_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *lock(&self.incoming) = Incoming::default();
         }
+    }
+
+    /// Gives up a reshard prepared longer than `timeout` ago (its
+    /// coordinator died before committing or aborting it); returns it.
+    pub fn expire_pending(&self, timeout: Duration) -> Option<ShardMap> {
+        let since = *lock(&self.prepared_at);
+        if since.is_none_or(|t| t.elapsed() < timeout) {
+            return None;
+        }
+        let map = self.pending()?;
+        self.abort(&map);
+        Some(map)
     }
 
     /// Whether a write to `key` must wait for the reshard prepared: the
@@ -251,6 +274,10 @@ mod tests {
             .filter(|k| cluster.is_moving(k))
             .collect();
         assert!(!moving.is_empty() && moving.len() < 200);
+        // Another coordinator's abort of the same version leaves it be.
+        cluster.abort(&map.resharded(3, &live, &view[2]).unwrap());
+        assert_eq!(cluster.pending(), Some(next.clone()));
+        assert!(cluster.expire_pending(Duration::from_secs(60)).is_none());
         assert!(cluster.adopt(next.clone()));
         assert!(cluster.pending().is_none());
         assert!(!cluster.is_moving(&moving[0]));
@@ -285,6 +312,20 @@ mod tests {
             .unwrap();
         let (versions, _) = cluster.take_incoming(next.epoch);
         assert_eq!(versions, vec![(key, version(5, "new"))]);
+    }
+
+    #[test]
+    fn a_reshard_whose_coordinator_went_away_expires() {
+        let view = nodes(4);
+        let map = ShardMap::initial(&view, 1);
+        let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+        let live: BTreeSet<_> = view.iter().cloned().collect();
+        let next = map.resharded(2, &live, &view[1]).unwrap();
+        cluster.prepare(next.clone()).unwrap();
+        assert!(cluster.is_moving("k1") || cluster.is_moving("k2") || cluster.is_moving("k3"));
+        assert_eq!(cluster.expire_pending(Duration::ZERO), Some(next));
+        assert!(cluster.pending().is_none());
+        assert!(!cluster.is_moving("k1"));
     }
 
     #[test]
