@@ -1,0 +1,119 @@
+//! Fitting a node's replica to the shard map: the replica a node starts
+//! with, and what a new map changes (keys taken in or forgotten, members
+//! left out, or a new replica in another group).
+
+use tracing::info;
+
+use crate::address::SocketAddress;
+use crate::causal::VectorClock;
+use crate::node::Node;
+use crate::replica::Replica;
+use crate::shard::ShardMap;
+use crate::store::{Key, Version};
+
+/// The group name of a node placed in no shard: it replicates with no one.
+const UNPLACED: &str = "unplaced";
+
+/// The incarnation name of a new replica in group `group`.
+fn incarnation_in(group: &str) -> String {
+    format!("{group}.{}", crate::incarnation::fresh())
+}
+
+/// The map, the incarnation and the view of a node started with
+/// `SHARD_COUNT`: every node computes the same map from the same `VIEW`.
+pub fn start(
+    me: &SocketAddress,
+    view: &[SocketAddress],
+    count: u32,
+) -> (ShardMap, String, Vec<SocketAddress>) {
+    let map = ShardMap::initial(view, count);
+    let (incarnation, members) = placement_of(&map, me);
+    (map, incarnation, members)
+}
+
+/// The incarnation and view of a new replica for `me` under `map`.
+fn placement_of(map: &ShardMap, me: &SocketAddress) -> (String, Vec<SocketAddress>) {
+    match map.shard_of_node(me).and_then(|id| map.shard(id)) {
+        Some(shard) => (incarnation_in(&shard.group), shard.members.clone()),
+        None => (incarnation_in(UNPLACED), vec![me.clone()]),
+    }
+}
+
+/// A new replica for `node` under `map`, holding `versions`.
+fn new_replica(
+    node: &Node,
+    map: &ShardMap,
+    versions: Vec<(Key, Version)>,
+    depends: &VectorClock,
+) -> Replica {
+    let me = &node.config.socket_address;
+    let (incarnation, members) = placement_of(map, me);
+    let mut replica = Replica::new(
+        me.clone(),
+        &incarnation,
+        &members,
+        node.config.timing.clone(),
+        node.now(),
+    );
+    if !versions.is_empty() {
+        replica.import(versions, depends);
+    }
+    replica
+}
+
+/// Whether this node's replica is the one its shard's group needs now.
+fn group_of(map: &ShardMap, me: &SocketAddress) -> String {
+    map.shard_of_node(me)
+        .and_then(|id| map.shard(id))
+        .map_or_else(|| UNPLACED.to_string(), |s| s.group.clone())
+}
+
+/// Holds `map` if it is newer than the node's, and makes the node's
+/// replica fit it: merges what was handed over for it, forgets the keys
+/// it no longer holds, leaves out members that left, or starts a new
+/// replica in the node's new group. Returns whether the map was newer.
+pub fn install(node: &Node, map: ShardMap) -> bool {
+    let Some(cluster) = node.cluster() else {
+        return false;
+    };
+    let me = cluster.me().clone();
+    let mut adopted = false;
+    node.replace_replica(|replica, _| {
+        let before = cluster.map();
+        if !cluster.adopt(map.clone()) {
+            return None;
+        }
+        adopted = true;
+        let (versions, depends) = cluster.take_incoming(map.epoch);
+        let group = group_of(&map, &me);
+        if replica.me().id.group() != Some(group.as_str()) {
+            info!(epoch = map.epoch, %group, keys = versions.len(), "this node changes shard group");
+            return Some(new_replica(node, &map, versions, &depends));
+        }
+        if !versions.is_empty() {
+            replica.import(versions, &depends);
+        }
+        let mine = map.shard_of_node(&me)?;
+        if before.count() != map.count() {
+            let layout = map.layout();
+            let forgotten = replica.forget_keys(|key| layout.shard_of(key) + 1 == mine);
+            info!(epoch = map.epoch, forgotten, "keys handed to other shards forgotten");
+        }
+        let members = map.shard(mine).map(|s| s.members.clone()).unwrap_or_default();
+        let gone: Vec<SocketAddress> = replica
+            .view()
+            .peers()
+            .chain(replica.view().suspects())
+            .map(|(a, _)| a.clone())
+            .filter(|a| !members.contains(a))
+            .collect();
+        for address in gone {
+            replica.view_remove(address);
+        }
+        None
+    });
+    if adopted {
+        info!(epoch = map.epoch, shards = map.count(), "shard map updated");
+    }
+    adopted
+}

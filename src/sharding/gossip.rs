@@ -1,0 +1,236 @@
+//! The shard map's exchange: pings between every two nodes, a node
+//! without `SHARD_COUNT` finding the sharded store, and the map changes
+//! made by a request (add-member, a view change) sent to every node.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::fit::install;
+use super::wire::{credentials, Ping, Pong, Refused, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
+use crate::address::SocketAddress;
+use crate::node::Node;
+use crate::shard::{Cluster, ShardId, ShardMap};
+use crate::transport::{self, Credentials};
+
+/// Answers a ping: records the sender, takes its map if newer, adds it to
+/// the map if it is new, and returns the map held.
+pub fn on_ping(node: &Node, ping: Ping) -> Pong {
+    let Some(cluster) = node.cluster() else {
+        return Pong { map: None };
+    };
+    cluster.heard(&ping.from);
+    if let Some(map) = ping.map {
+        install(node, map);
+    }
+    let held = cluster.map();
+    if let Some(with) = held.with_node(&ping.from, cluster.me()) {
+        install(node, with);
+    }
+    Pong {
+        map: Some(cluster.map()),
+    }
+}
+
+/// Makes `node` a node of the sharded store whose map is `map`, placed in
+/// no shard yet (a node started without `SHARD_COUNT`).
+fn join_sharded_store(node: &Node, map: ShardMap) {
+    let me = node.config.socket_address.clone();
+    let timeout = Duration::from_millis(node.config.timing.failure_timeout);
+    let unplaced = ShardMap {
+        epoch: 0,
+        ..map.clone()
+    };
+    node.set_cluster(Cluster::new(me.clone(), unplaced, timeout));
+    info!(
+        shards = map.count(),
+        "the store is sharded: this node waits for add-member"
+    );
+    install(node, map);
+}
+
+/// Starts the pings (and, for a node started without `SHARD_COUNT`, asks
+/// the nodes of its `VIEW` whether the store is sharded first).
+pub fn spawn(node: Arc<Node>) {
+    actix_rt::spawn(async move {
+        if node.cluster().is_none() {
+            discover(&node).await;
+        }
+        let mut interval = tokio::time::interval(PING_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if node.cluster().is_none() {
+                // Unsharded: look again now and then, for a node that
+                // started before the store's other nodes answered.
+                if node.now() < 10_000 {
+                    discover(&node).await;
+                }
+                continue;
+            }
+            ping_all(&node).await;
+        }
+    });
+}
+
+/// Asks every other node of `VIEW` for its map; joins the first one
+/// given.
+async fn discover(node: &Arc<Node>) {
+    let me = node.config.socket_address.clone();
+    let ping = Ping {
+        from: me.clone(),
+        map: None,
+    };
+    let credentials = Credentials {
+        token: node.config.cluster_token.clone(),
+        group: None,
+    };
+    let asks = node.config.view.iter().filter(|a| **a != me).map(|to| {
+        let ping = ping.clone();
+        let credentials = credentials.clone();
+        async move {
+            transport::post_json::<_, Pong>(
+                to,
+                &format!("{SHARD_PREFIX}/ping"),
+                &ping,
+                &credentials,
+                PING_DEADLINE,
+            )
+            .await
+            .ok()
+            .and_then(|pong| pong.map)
+        }
+    });
+    let maps = futures_util::future::join_all(asks).await;
+    if let Some(map) = maps.into_iter().flatten().max_by(|a, b| {
+        if a.newer_than(b) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Less
+        }
+    }) {
+        if node.cluster().is_none() {
+            join_sharded_store(node, map);
+        }
+    }
+}
+
+/// How long a prepared reshard may wait for its commit or abort before
+/// this node gives it up (its coordinator went away mid-way).
+const PENDING_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Pings every other node of the map at once.
+async fn ping_all(node: &Arc<Node>) {
+    let Some(cluster) = node.cluster() else {
+        return;
+    };
+    if let Some(map) = cluster.expire_pending(PENDING_TIMEOUT) {
+        warn!(epoch = map.epoch, by = %map.by, "a prepared reshard was neither committed nor aborted in time: given up");
+    }
+    let map = cluster.map();
+    let me = cluster.me().clone();
+    let mut nodes: BTreeSet<SocketAddress> = map.nodes.clone();
+    nodes.extend(map.shards.values().flat_map(|s| s.members.iter().cloned()));
+    nodes.remove(&me);
+    let credentials = Credentials {
+        token: node.config.cluster_token.clone(),
+        group: None,
+    };
+    let ping = Ping {
+        from: me,
+        map: Some(map),
+    };
+    let pings = nodes.into_iter().map(|to| {
+        let ping = ping.clone();
+        let credentials = credentials.clone();
+        async move {
+            let pong = transport::post_json::<_, Pong>(
+                &to,
+                &format!("{SHARD_PREFIX}/ping"),
+                &ping,
+                &credentials,
+                PING_DEADLINE,
+            )
+            .await;
+            (to, pong)
+        }
+    });
+    for (to, pong) in futures_util::future::join_all(pings).await {
+        if let Ok(pong) = pong {
+            cluster.heard(&to);
+            if let Some(map) = pong.map {
+                install(node, map);
+            }
+        }
+    }
+}
+
+/// Sends `map` to every other node of it now (a change made here).
+pub(super) async fn announce(node: &Node, map: &ShardMap) {
+    let me = node.config.socket_address.clone();
+    let mut nodes: BTreeSet<SocketAddress> = map.nodes.clone();
+    nodes.extend(map.shards.values().flat_map(|s| s.members.iter().cloned()));
+    nodes.remove(&me);
+    let ping = Ping {
+        from: me,
+        map: Some(map.clone()),
+    };
+    let credentials = credentials(node);
+    let path = format!("{SHARD_PREFIX}/ping");
+    let sends = nodes
+        .iter()
+        .map(|to| transport::post_json::<_, Pong>(to, &path, &ping, &credentials, PING_DEADLINE));
+    futures_util::future::join_all(sends).await;
+}
+
+/// Places `address` in shard `id` (`add-member`), and tells every node.
+pub async fn add_member(node: &Node, id: ShardId, address: SocketAddress) -> Result<(), Refused> {
+    let Some(cluster) = node.cluster() else {
+        return Err(Refused::Bad(
+            "the store is not sharded (start it with SHARD_COUNT)".into(),
+        ));
+    };
+    let map = cluster.map();
+    if map.shard(id).is_none() {
+        return Err(Refused::NoSuchShard(id));
+    }
+    if let Some(next) = map.with_member(id, &address, cluster.me()) {
+        install(node, next.clone());
+        announce(node, &next).await;
+    }
+    Ok(())
+}
+
+/// Adds `address` to the store's nodes, placed in no shard (a view PUT);
+/// returns whether it was new.
+pub async fn add_node(node: &Node, address: SocketAddress) -> bool {
+    let Some(cluster) = node.cluster() else {
+        return false;
+    };
+    match cluster.map().with_node(&address, cluster.me()) {
+        Some(next) => {
+            install(node, next.clone());
+            announce(node, &next).await;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Removes `address` from the store (a view DELETE); returns whether it
+/// was a node of it.
+pub async fn remove_node(node: &Node, address: SocketAddress) -> bool {
+    let Some(cluster) = node.cluster() else {
+        return false;
+    };
+    match cluster.map().without_node(&address, cluster.me()) {
+        Some(next) => {
+            install(node, next.clone());
+            announce(node, &next).await;
+            true
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,260 @@
+//! The reshard: the coordinator's three steps (prepare, hand off, commit)
+//! and each node's part in them (see the module doc of `crate::sharding`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::fit::install;
+use super::gossip::announce;
+use super::wire::{
+    credentials, Done, Import, Refused, Step, IMPORT_BATCH, SHARD_PREFIX, STEP_DEADLINE,
+};
+use crate::address::SocketAddress;
+use crate::node::Node;
+use crate::replica::Replica;
+use crate::shard::{ReshardError, ShardId, ShardMap};
+use crate::store::{Key, Version};
+use crate::transport;
+
+/// Posts a reshard step to `to` (this node's own steps are run by the
+/// caller).
+async fn step(node: &Node, to: &SocketAddress, name: &str, map: &ShardMap) -> Result<(), String> {
+    let body = Step { map: map.clone() };
+    let done: Done = transport::post_json(
+        to,
+        &format!("{SHARD_PREFIX}/{name}"),
+        &body,
+        &credentials(node),
+        STEP_DEADLINE,
+    )
+    .await
+    .map_err(|e| format!("{to}: {e}"))?;
+    match done.error {
+        None => Ok(()),
+        Some(e) => Err(format!("{to}: {e}")),
+    }
+}
+
+/// Runs step `name` at every node of `nodes` at once (this one locally).
+async fn everywhere(
+    node: &Node,
+    nodes: &BTreeSet<SocketAddress>,
+    name: &str,
+    map: &ShardMap,
+) -> Result<(), String> {
+    let me = &node.config.socket_address;
+    let runs = nodes.iter().map(|to| async move {
+        if to == me {
+            run_step(node, name, map.clone())
+                .await
+                .map_err(|e| format!("{to}: {e}"))
+        } else {
+            step(node, to, name, map).await
+        }
+    });
+    let failures: Vec<String> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// Runs the reshard step `name` for `map` here.
+pub async fn run_step(node: &Node, name: &str, map: ShardMap) -> Result<(), String> {
+    match name {
+        "prepare" => prepare(node, map),
+        "handoff" => hand_off(node, map).await,
+        "commit" => {
+            commit(node, map).await;
+            Ok(())
+        }
+        "abort" => {
+            if let Some(cluster) = node.cluster() {
+                cluster.abort(&map);
+            }
+            Ok(())
+        }
+        other => Err(format!("no reshard step {other:?}")),
+    }
+}
+
+/// Reshards the store to `count` shards (see the module doc); answers
+/// once every live node holds the new map.
+pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
+    let Some(cluster) = node.cluster() else {
+        return Err(Refused::Bad(
+            "the store is not sharded (start it with SHARD_COUNT)".into(),
+        ));
+    };
+    let Ok(_one_at_a_time) = cluster.resharding.try_lock() else {
+        return Err(Refused::Busy(
+            "a reshard coordinated by this node is under way".into(),
+        ));
+    };
+    if let Some(pending) = cluster.pending() {
+        return Err(Refused::Busy(format!(
+            "a reshard to map version {} (by {}) is under way",
+            pending.epoch, pending.by
+        )));
+    }
+    let map = cluster.map();
+    let live = cluster.live();
+    let next = map
+        .resharded(count, &live, cluster.me())
+        .map_err(|e| match e {
+            ReshardError::NotEnoughNodes => Refused::NotEnoughNodes,
+            ReshardError::BadCount => Refused::Bad(format!(
+                "shard-count must be between 1 and {}",
+                crate::shard::MAX_SHARDS
+            )),
+        })?;
+    info!(
+        from = map.count(),
+        to = count,
+        epoch = next.epoch,
+        "resharding"
+    );
+    let started = std::time::Instant::now();
+    let result = async {
+        everywhere(node, &live, "prepare", &next).await?;
+        everywhere(node, &live, "handoff", &next).await
+    }
+    .await;
+    if let Err(e) = result {
+        node.metrics
+            .shards
+            .reshards
+            .with_label_values(&["failed"])
+            .inc();
+        warn!(error = %e, "reshard failed; aborting");
+        let _ = everywhere(node, &live, "abort", &next).await;
+        return Err(Refused::Failed(e));
+    }
+    if let Err(e) = everywhere(node, &live, "commit", &next).await {
+        // The map is committed where it reached; the others learn it by
+        // ping and merge what they were handed then.
+        warn!(error = %e, "the commit did not reach every node; they will learn the map by ping");
+    }
+    announce(node, &next).await;
+    node.metrics
+        .shards
+        .reshards
+        .with_label_values(&["done"])
+        .inc();
+    info!(epoch = next.epoch, shards = count, elapsed = ?started.elapsed(), "reshard done");
+    Ok(())
+}
+
+/// Step 1: holds `map` as the reshard under way (under the replica's lock,
+/// so that no write to a moving key is half made).
+fn prepare(node: &Node, map: ShardMap) -> Result<(), String> {
+    let Some(cluster) = node.cluster() else {
+        return Err("this node is not sharded".into());
+    };
+    if !map.newer_than(&cluster.map()) {
+        return Err(format!(
+            "map version {} is not newer than the one held",
+            map.epoch
+        ));
+    }
+    node.with_replica(|_, _| cluster.prepare(map))
+}
+
+/// Step 2: hands this node's versions of the keys that change shard to
+/// every member of their new shard.
+async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
+    let Some(cluster) = node.cluster() else {
+        return Err("this node is not sharded".into());
+    };
+    if cluster.pending().is_none_or(|p| p.epoch != map.epoch) {
+        return Err(format!(
+            "no reshard to map version {} is prepared here",
+            map.epoch
+        ));
+    }
+    let before = cluster.map();
+    let me = cluster.me().clone();
+    let Some(old_shard) = before.shard_of_node(&me) else {
+        return Ok(());
+    };
+    if map.shard_of_node(&me) != Some(old_shard) && !node.writes_held_by_members().await {
+        warn!("leaving the shard before every member confirmed holding this node's writes");
+    }
+    let (old, new) = (before.layout(), map.layout());
+    let (versions, depends) =
+        node.read_replica(|replica| replica.export(|key| old.shard_of(key) != new.shard_of(key)));
+    let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
+    for (key, version) in versions {
+        by_shard
+            .entry(new.shard_of(key.as_str()) + 1)
+            .or_default()
+            .push((key, version));
+    }
+    let moved: usize = by_shard.values().map(Vec::len).sum();
+    for (shard, versions) in by_shard {
+        let members = map
+            .shard(shard)
+            .map(|s| s.members.clone())
+            .unwrap_or_default();
+        for batch in versions.chunks(IMPORT_BATCH) {
+            let import = Import {
+                epoch: map.epoch,
+                versions: batch.to_vec(),
+                depends: depends.clone(),
+            };
+            for member in &members {
+                if *member == me {
+                    cluster.receive(import.epoch, import.versions.clone(), &import.depends)?;
+                    continue;
+                }
+                let done: Done = transport::post_json(
+                    member,
+                    &format!("{SHARD_PREFIX}/import"),
+                    &import,
+                    &credentials(node),
+                    STEP_DEADLINE,
+                )
+                .await
+                .map_err(|e| format!("handing keys to {member}: {e}"))?;
+                if let Some(e) = done.error {
+                    return Err(format!("handing keys to {member}: {e}"));
+                }
+            }
+        }
+    }
+    node.metrics.shards.handed_off.inc_by(moved as u64);
+    info!(
+        epoch = map.epoch,
+        versions = moved,
+        "keys handed to their new shards"
+    );
+    Ok(())
+}
+
+/// Keeps versions handed over for the reshard prepared here.
+pub fn receive(node: &Node, import: Import) -> Result<(), String> {
+    let Some(cluster) = node.cluster() else {
+        return Err("this node is not sharded".into());
+    };
+    let count = import.versions.len() as u64;
+    cluster.receive(import.epoch, import.versions, &import.depends)?;
+    node.metrics.shards.received.inc_by(count);
+    Ok(())
+}
+
+/// Step 3: holds the new map and fits the replica to it; answers once the
+/// replica serves (or a moment has passed).
+async fn commit(node: &Node, map: ShardMap) {
+    install(node, map);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.read_replica(Replica::is_ready) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,95 @@
+//! What the nodes of a sharded store send each other: the map's pings
+//! and the reshard's steps, their deadlines and credentials.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::SocketAddress;
+use crate::causal::VectorClock;
+use crate::node::Node;
+use crate::shard::{ShardId, ShardMap};
+use crate::store::{Key, Version};
+use crate::transport::Credentials;
+
+/// Where the map's replica-to-replica endpoints live.
+pub const SHARD_PREFIX: &str = "/internal/v1/shard";
+
+/// How often every node is pinged.
+pub(super) const PING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Deadline of a ping.
+pub(super) const PING_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Deadline of a reshard step at one node (a hand-off sends every moving
+/// key).
+pub(super) const STEP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Versions sent in one hand-off request.
+pub(super) const IMPORT_BATCH: usize = 5000;
+
+/// A ping: the sender and the map it holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ping {
+    /// The sender.
+    pub from: SocketAddress,
+    /// Its map (`None`: an unsharded node asking).
+    pub map: Option<ShardMap>,
+}
+
+/// The answer to a ping: the map the receiver holds (`None`: unsharded).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pong {
+    /// The receiver's map.
+    pub map: Option<ShardMap>,
+}
+
+/// A reshard step: the map it is for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Step {
+    /// The map being moved to.
+    pub map: ShardMap,
+}
+
+/// Versions handed to a member of their new shard.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Import {
+    /// The map version of the reshard.
+    pub epoch: u64,
+    /// The versions.
+    pub versions: Vec<(Key, Version)>,
+    /// What they may depend on.
+    pub depends: VectorClock,
+}
+
+/// A step's answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Done {
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a reshard or add-member was not done.
+#[derive(Debug)]
+pub enum Refused {
+    /// Fewer than two live nodes per shard.
+    NotEnoughNodes,
+    /// Bad input (a count of 0, a shard that does not exist).
+    Bad(String),
+    /// No such shard.
+    NoSuchShard(ShardId),
+    /// Another reshard is under way.
+    Busy(String),
+    /// A step failed at a node; nothing moved.
+    Failed(String),
+}
+
+/// Credentials for a map request (no shard group: map requests cross
+/// groups).
+pub(super) fn credentials(node: &Node) -> Credentials {
+    Credentials {
+        token: node.config.cluster_token.clone(),
+        group: None,
+    }
+}
