@@ -441,3 +441,101 @@ async fn nodes_of(c: &TestCluster, id: u64) -> Vec<usize> {
 async fn tokio_sleep(d: Duration) {
     actix_rt::time::sleep(d).await;
 }
+
+#[actix_web::test]
+async fn concurrent_reshards_are_refused_never_interleaved() {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let mut ctx = json!("");
+    for k in 0..120 {
+        ctx = put(&c, k % 6, &format!("k{k}"), json!(k), &ctx).await.ctx();
+    }
+    // Two reshards at once, at two nodes, to two different counts.
+    let (a, b) = futures_util::future::join(reshard(&c, 0, 3), reshard(&c, 3, 1)).await;
+    for r in [&a, &b] {
+        assert!(
+            [200, 409, 503].contains(&r.status),
+            "a reshard answers done, busy or undone: {r:?}"
+        );
+        r.assert_json();
+    }
+    // Whatever happened, the store holds one placement everywhere and
+    // every key once.
+    let ids = shard_ids(&c, 0).await;
+    let expected: Vec<u64> = match (a.status, b.status) {
+        (200, 200) => panic!("two reshards at once both done: {a:?} {b:?}"),
+        (200, _) => vec![1, 2, 3],
+        (_, 200) => vec![1],
+        _ => vec![1, 2],
+    };
+    assert_eq!(ids, expected, "{a:?} {b:?}");
+    for i in 1..6 {
+        wait_until(DEADLINE, "every node holding the same shards", || async {
+            shard_ids(&c, i).await == expected
+        })
+        .await;
+    }
+    let mut total = 0;
+    for id in &ids {
+        total += key_count(&c, 0, *id).await;
+    }
+    assert_eq!(total, 120);
+    for k in (0..120).step_by(11) {
+        let r = c.get(k % 6, &format!("k{k}"), &ctx).await;
+        assert_eq!(r.body["value"], json!(k), "{r:?}");
+    }
+    // And a reshard afterwards is not refused for good.
+    let r = reshard(&c, 5, 2).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[actix_web::test]
+async fn a_node_deleted_from_the_view_leaves_its_shard() {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let shard_one = nodes_of(&c, 1).await;
+    let gone = shard_one[2];
+    let at = nodes_of(&c, 2).await[0];
+    let r = c.change_view(at, false, c.addr(gone)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = c.change_view(at, false, c.addr(gone)).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    wait_until(DEADLINE, "the node out of its shard everywhere", || async {
+        let mut out = true;
+        for i in (0..6).filter(|i| *i != gone) {
+            out &= !members(&c, i, 1).await.contains(&c.addr(gone).to_string());
+        }
+        out
+    })
+    .await;
+    wait_until(DEADLINE, "the node itself placed in no shard", || async {
+        node_shard(&c, gone).await == Value::Null
+    })
+    .await;
+    assert!(
+        !c.view(at).await.contains(c.addr(gone)),
+        "a removed node stays out of the view"
+    );
+    // Added back as a node, then placed again: it copies its shard's keys.
+    let r = c.change_view(at, true, c.addr(gone)).await;
+    assert!(r.status == 201 || r.status == 404, "{r:?}");
+    let ctx = put(&c, shard_one[0], "after", json!(1), &json!(""))
+        .await
+        .ctx();
+    let r = c
+        .request(
+            at,
+            Method::PUT,
+            "/key-value-store-shard/add-member/1",
+            &[],
+            Body::Json(json!({"socket-address": c.addr(gone)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    wait_until(DEADLINE, "the node back in shard 1", || async {
+        node_shard(&c, gone).await == json!(1)
+    })
+    .await;
+    let r = c.get(gone, "after", &ctx).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}

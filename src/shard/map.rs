@@ -61,6 +61,10 @@ pub struct ShardMap {
     pub shards: BTreeMap<ShardId, Shard>,
     /// Every node of the store, placed in a shard or not.
     pub nodes: BTreeSet<SocketAddress>,
+    /// Nodes an operator removed (a view `DELETE`): they are not taken
+    /// back in when they ping, only when added again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed: BTreeSet<SocketAddress>,
 }
 
 /// Why a reshard cannot be done.
@@ -106,6 +110,7 @@ impl ShardMap {
             by: String::new(),
             shards,
             nodes: nodes.into_iter().collect(),
+            removed: BTreeSet::new(),
         }
     }
 
@@ -158,7 +163,17 @@ impl ShardMap {
         }
         let mut map = self.next(by);
         map.nodes.insert(node.clone());
+        map.removed.remove(node);
         Some(map)
+    }
+
+    /// [`Self::with_node`] for a node that made itself known (a ping), unless
+    /// an operator removed it.
+    pub fn with_node_heard(&self, node: &SocketAddress, by: &SocketAddress) -> Option<ShardMap> {
+        if self.removed.contains(node) {
+            return None;
+        }
+        self.with_node(node, by)
     }
 
     /// This map without `node` (neither known nor a member), or `None` if
@@ -169,6 +184,7 @@ impl ShardMap {
         }
         let mut map = self.next(by);
         map.nodes.remove(node);
+        map.removed.insert(node.clone());
         for shard in map.shards.values_mut() {
             shard.members.retain(|m| m != node);
         }
@@ -189,6 +205,7 @@ impl ShardMap {
         }
         let mut map = self.next(by);
         map.nodes.insert(node.clone());
+        map.removed.remove(node);
         for shard in map.shards.values_mut() {
             shard.members.retain(|m| m != node);
         }
@@ -380,6 +397,11 @@ mod tests {
         let gone = placed.without_node(&view[3], &me).unwrap();
         assert_eq!(gone.shard_of_node(&view[3]), None);
         assert!(!gone.nodes.contains(&view[3]));
+        // A removed node's pings do not bring it back; adding it does.
+        assert!(gone.with_node_heard(&view[3], &me).is_none());
+        let back = gone.with_node(&view[3], &me).unwrap();
+        assert!(back.with_node_heard(&view[0], &me).is_none());
+        assert!(!back.removed.contains(&view[3]));
         assert!(gone.newer_than(&placed) && placed.newer_than(&known));
     }
 }

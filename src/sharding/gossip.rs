@@ -26,7 +26,7 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
         install(node, map);
     }
     let held = cluster.map();
-    if let Some(with) = held.with_node(&ping.from, cluster.me()) {
+    if let Some(with) = held.with_node_heard(&ping.from, cluster.me()) {
         install(node, with);
     }
     Pong {
