@@ -29,6 +29,10 @@ pub enum Error {
     /// sent where it now lives); 503 if that cannot be done.
     #[error("The key moved to another shard; retry the request")]
     Moved,
+    /// The request's `If-Match` or `If-None-Match` did not hold; nothing was
+    /// written (412).
+    #[error("Precondition failed: {0}")]
+    PreconditionFailed(String),
     /// A replica-to-replica request without the right cluster token (401).
     #[error("missing or wrong cluster token")]
     Unauthorized,
@@ -82,6 +86,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::Unavailable(_)
             | Error::Moved
             | Error::DependenciesNotSatisfied

@@ -6,10 +6,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::body::{not_found, parse_json, read_body};
+use super::conditions;
 use super::error::{ApiError, Error};
 use crate::causal::{CausalContext, Metadata};
 use crate::node::{Node, WriteConcern};
-use crate::replica::{Outcome, Replica, Wait, WriteResult};
+use crate::replica::{Condition, Outcome, Replica, Wait, WriteResult};
 use crate::shard::ShardId;
 use crate::sharding;
 use crate::store::{Key, KeyError, Value};
@@ -73,10 +74,27 @@ async fn serve_here(
     shard: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
     match method {
-        Method::PUT => put(node, key, write_concern(&req, &method)?, body, shard).await,
         Method::GET => get(node, key, req, body, shard).await,
-        _ => delete(node, key, write_concern(&req, &method)?, body, shard).await,
+        _ => {
+            let how = How {
+                concern: write_concern(&req, &method)?,
+                condition: conditions::parse(&req, &method)?,
+                shard,
+            };
+            match method {
+                Method::PUT => put(node, key, how, body).await,
+                _ => delete(node, key, how, body).await,
+            }
+        }
     }
+}
+
+/// How a write is to be made: its concern and condition, and the key's
+/// shard (sharded).
+struct How {
+    concern: WriteConcern,
+    condition: Condition,
+    shard: Option<ShardId>,
 }
 
 /// Longest a write to a key that a reshard moves waits for the reshard.
@@ -312,7 +330,7 @@ async fn write(
     key: &Key,
     value: Option<Value>,
     context: &CausalContext,
-    concern: WriteConcern,
+    how: &How,
     method: &Method,
 ) -> Result<WriteResult, ApiError> {
     let incoming = key.as_str().len() + value.as_ref().map_or(0, |v| v.as_json().len());
@@ -327,7 +345,7 @@ async fn write(
             .serve(|node| {
                 node.with_replica(|replica, _| {
                     may_serve(node, replica, key, true)?;
-                    replica.write(key.clone(), value.clone(), context)
+                    replica.write_if(key.clone(), value.clone(), context, &how.condition)
                 })
             })
             .await;
@@ -342,9 +360,18 @@ async fn write(
     node.settle()
         .await
         .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
+    if result.outcome == Outcome::Unmet {
+        let metadata = result.learned.metadata(context).to_value();
+        return Err(conditions::unmet(
+            &how.condition,
+            result.etag,
+            metadata,
+            method,
+        ));
+    }
     if result.outcome != Outcome::NotFound {
         let n = result.learned.clock.get(&node.me().id);
-        if let Err((held, needed)) = node.replicated(n, concern).await {
+        if let Err((held, needed)) = node.replicated(n, how.concern).await {
             let metadata = result.learned.metadata(context).to_value();
             return Err(ApiError::new(Error::ConcernNotMet, method)
                 .with("causal-metadata", metadata)
@@ -358,10 +385,10 @@ async fn write(
 async fn put(
     node: web::Data<Node>,
     key: Key,
-    concern: WriteConcern,
+    how: How,
     body: web::Bytes,
-    shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
+    let shard_id = how.shard;
     let method = Method::PUT;
     let request: KvBody = parse_json(&body, &method)?;
     let value = request
@@ -369,21 +396,23 @@ async fn put(
         .and_then(Value::from_raw)
         .ok_or_else(|| ApiError::new(Error::BadRequest("Value is missing".into()), &method))?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = write(&node, &key, Some(value), &context, concern, &method).await?;
+    let result = write(&node, &key, Some(value), &context, &how, &method).await?;
     let causal_metadata = result.learned.metadata(&context);
-    Ok(match result.outcome {
-        Outcome::Created => HttpResponse::Created().json(Done {
-            causal_metadata,
-            message: "Added successfully",
-            shard_id,
-        }),
-        Outcome::Updated => HttpResponse::Ok().json(Done {
-            causal_metadata,
-            message: "Updated successfully",
-            shard_id,
-        }),
-        Outcome::Deleted | Outcome::NotFound => unreachable!("a put never deletes"),
-    })
+    let (mut answer, message) = match result.outcome {
+        Outcome::Created => (HttpResponse::Created(), "Added successfully"),
+        Outcome::Updated => (HttpResponse::Ok(), "Updated successfully"),
+        Outcome::Deleted | Outcome::NotFound | Outcome::Unmet => {
+            unreachable!("a put writes or fails its condition")
+        }
+    };
+    if let Some(etag) = result.etag {
+        answer.insert_header(("etag", etag));
+    }
+    Ok(answer.json(Done {
+        causal_metadata,
+        message,
+        shard_id,
+    }))
 }
 
 async fn get(
@@ -414,14 +443,19 @@ async fn get(
     // Never show what a crash could still take back; a failed disk does
     // not stop reads.
     let _ = node.settle().await;
+    if let Some(answer) = conditions::not_modified(&req, read.etag.as_deref()) {
+        return Ok(answer);
+    }
     let metadata = read.learned.metadata(&context);
     Ok(match read.value {
-        Some(value) => HttpResponse::Ok().json(Found {
-            message: "Retrieved successfully",
-            shard_id,
-            causal_metadata: metadata,
-            value: value.as_raw(),
-        }),
+        Some(value) => HttpResponse::Ok()
+            .insert_header(("etag", read.etag.clone().unwrap_or_default()))
+            .json(Found {
+                message: "Retrieved successfully",
+                shard_id,
+                causal_metadata: metadata,
+                value: value.as_raw(),
+            }),
         None => HttpResponse::NotFound().json(Missing::new("Error in GET", metadata, shard_id)),
     })
 }
@@ -448,14 +482,14 @@ fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
 async fn delete(
     node: web::Data<Node>,
     key: Key,
-    concern: WriteConcern,
+    how: How,
     body: web::Bytes,
-    shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
+    let shard_id = how.shard;
     let method = Method::DELETE;
     let request: KvBody = parse_json(&body, &method)?;
     let context = parse_context(request.causal_metadata, &method)?;
-    let result = write(&node, &key, None, &context, concern, &method).await?;
+    let result = write(&node, &key, None, &context, &how, &method).await?;
     let causal_metadata = result.learned.metadata(&context);
     Ok(match result.outcome {
         Outcome::Deleted => HttpResponse::Ok().json(Done {
@@ -468,6 +502,8 @@ async fn delete(
             causal_metadata,
             shard_id,
         )),
-        Outcome::Created | Outcome::Updated => unreachable!("a delete never puts"),
+        Outcome::Created | Outcome::Updated | Outcome::Unmet => {
+            unreachable!("a delete deletes, finds nothing or fails its condition")
+        }
     })
 }

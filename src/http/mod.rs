@@ -9,11 +9,13 @@
 //! - [`internal`]: the replica-to-replica endpoints (replicate, heartbeat,
 //!   pull, join, snapshot pages, view changes).
 //! - [`ops`]: `/health`, `/ready`, `/metrics`.
+//! - [`conditions`]: `If-Match` / `If-None-Match`, 412 and 304.
 //! - [`body`]: body limits and parsing, the 404 of unknown paths.
 //! - [`error`]: what went wrong, as a status code and a JSON body.
 //! - [`observe`]: the span, request id and metrics of every request.
 
 pub mod body;
+pub mod conditions;
 pub mod error;
 pub mod internal;
 pub mod kv;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, VectorClock};
-use crate::store::{Key, Value, Version};
+use crate::store::{etag, Key, Value, Version};
 
 use super::message::Write;
-use super::outputs::{Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult};
+use super::outputs::{
+    Condition, Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult,
+};
 use super::state::{single, Replica};
 use super::timing::Millis;
 
@@ -47,12 +49,17 @@ impl Replica {
     /// Reads `key` for a client whose context is satisfied here.
     pub fn read(&self, key: &Key, context: &CausalContext) -> Result<ReadResult, Wait> {
         let pruned = self.admit(context)?;
-        let (value, clock) = match self.store.entry(key) {
-            Some(entry) => (entry.value(), self.learn(&entry.dot())),
-            None => (None, VectorClock::new()),
+        let (value, clock, etag) = match self.store.entry(key) {
+            Some(entry) => {
+                let dot = entry.dot();
+                let etag = (!entry.is_tombstone()).then(|| etag(&dot));
+                (entry.value(), self.learn(&dot), etag)
+            }
+            None => (None, VectorClock::new(), None),
         };
         Ok(ReadResult {
             value,
+            etag,
             learned: Learned { clock, pruned },
         })
     }
@@ -65,19 +72,42 @@ impl Replica {
         value: Option<Value>,
         context: &CausalContext,
     ) -> Result<WriteResult, Wait> {
+        self.write_if(key, value, context, &Condition::Any)
+    }
+
+    /// [`Replica::write`] if `condition` holds for the key's version here,
+    /// once the context is satisfied (else [`Outcome::Unmet`], nothing
+    /// written). Judged here alone: a write made concurrently at another
+    /// replica may meet the same condition there.
+    pub fn write_if(
+        &mut self,
+        key: Key,
+        value: Option<Value>,
+        context: &CausalContext,
+        condition: &Condition,
+    ) -> Result<WriteResult, Wait> {
         if self.draining {
             return Err(Wait::ShuttingDown);
         }
         let pruned = self.admit(context)?;
         let current = self.store.entry(&key);
         let existed = current.is_some_and(|e| !e.is_tombstone());
-        if value.is_none() && !existed {
-            let clock = match current {
-                Some(entry) => self.learn(&entry.dot()),
+        let current_dot = current.map(|e| e.dot());
+        let current_etag = current_dot.as_ref().filter(|_| existed).map(etag);
+        let unmet = !condition.holds(current_etag.as_deref());
+        if unmet || (value.is_none() && !existed) {
+            let clock = match &current_dot {
+                Some(dot) => self.learn(dot),
                 None => VectorClock::new(),
             };
+            let outcome = if unmet {
+                Outcome::Unmet
+            } else {
+                Outcome::NotFound
+            };
             return Ok(WriteResult {
-                outcome: Outcome::NotFound,
+                etag: current_etag,
+                outcome,
                 learned: Learned { clock, pruned },
             });
         }
@@ -90,6 +120,7 @@ impl Replica {
             (false, false) => Outcome::Created,
         };
         Ok(WriteResult {
+            etag: (!is_delete).then(|| etag(&dot)),
             outcome,
             learned: Learned {
                 clock: single(&dot),

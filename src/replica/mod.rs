@@ -150,7 +150,9 @@ pub use message::{
     Decision, Kind, Member, Page, Refusal, Reply, Request, Start, StateTransfer, Versions,
     ViewChange, Write,
 };
-pub use outputs::{Effect, Handover, Learned, Outcome, ReadResult, Stats, Wait, WriteResult};
+pub use outputs::{
+    Condition, Effect, Handover, Learned, Outcome, ReadResult, Stats, Wait, WriteResult,
+};
 pub use peer::{Heard, Peer};
 pub use state::Replica;
 pub use timing::{Millis, Timing, DNS_MISSES_TO_LEAVE};

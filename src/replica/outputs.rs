@@ -88,6 +88,8 @@ impl Learned {
 pub struct ReadResult {
     /// The value, or `None` when the key is absent or deleted.
     pub value: Option<Value>,
+    /// The value's entity tag, when there is one.
+    pub etag: Option<String>,
     /// What reading taught the client.
     pub learned: Learned,
 }
@@ -103,11 +105,48 @@ pub enum Outcome {
     Deleted,
     /// A delete of a key that was absent: nothing was written.
     NotFound,
+    /// The request's condition did not hold: nothing was written.
+    Unmet,
+}
+
+/// What a conditional write requires of the key's current version (HTTP's
+/// `If-Match` and `If-None-Match`), judged where the write is made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Condition {
+    /// Nothing.
+    #[default]
+    Any,
+    /// The key holds no value (`If-None-Match: *`).
+    Absent,
+    /// The key holds a value (`If-Match: *`).
+    Present,
+    /// The key's value is one of these versions (`If-Match: "<etag>"`).
+    Matches(Vec<String>),
+    /// The key's value is none of these versions (`If-None-Match:
+    /// "<etag>"`).
+    MatchesNone(Vec<String>),
+}
+
+impl Condition {
+    /// Whether the condition holds for a key whose live value has the
+    /// entity tag `current` (`None`: absent or deleted).
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            Condition::Any => true,
+            Condition::Absent => current.is_none(),
+            Condition::Present => current.is_some(),
+            Condition::Matches(tags) => current.is_some_and(|c| tags.iter().any(|t| t == c)),
+            Condition::MatchesNone(tags) => current.is_none_or(|c| tags.iter().all(|t| t != c)),
+        }
+    }
 }
 
 /// The result of a client write.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteResult {
+    /// The entity tag of the key's version after the write (the new one,
+    /// or the one that failed the condition); `None` if it holds none.
+    pub etag: Option<String>,
     /// What the write did.
     pub outcome: Outcome,
     /// What it taught the client (the write's own dot; for

@@ -30,7 +30,7 @@ pub mod value;
 pub use copy::{Image, Marks};
 pub use gc::Collected;
 pub use table::{Entry, Store};
-pub use value::{Key, KeyError, Value, Version, MAX_KEY_CHARS};
+pub use value::{etag, Key, KeyError, Value, Version, MAX_KEY_CHARS};
 
 #[cfg(test)]
 mod tests;

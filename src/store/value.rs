@@ -144,7 +144,21 @@ pub struct Version {
 /// and then the dot.
 pub(super) type Rank<'a> = (u64, &'a ReplicaId, u64);
 
+/// The entity tag naming the version made by the write `dot`, as HTTP
+/// prints it (quoted): the same at every replica, opaque to clients.
+pub fn etag(dot: &Dot) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(dot.replica.as_str().as_bytes());
+    hasher.update(&dot.counter.to_le_bytes());
+    format!("\"{:016x}\"", hasher.digest())
+}
+
 impl Version {
+    /// The entity tag of this version (see [`etag`]).
+    pub fn etag(&self) -> String {
+        etag(&self.dot)
+    }
+
     /// The conflict rule: whether this version beats `other`.
     pub fn supersedes(&self, other: &Version) -> bool {
         self.rank() > other.rank()

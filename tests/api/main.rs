@@ -6,6 +6,7 @@
 mod common;
 
 mod causal;
+mod conditional;
 mod kv;
 mod requests;
 mod startup;

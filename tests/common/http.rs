@@ -28,6 +28,8 @@ pub struct Reply {
     pub body: Value,
     /// The body as text.
     pub text: String,
+    /// The `ETag` header.
+    pub etag: Option<String>,
 }
 
 impl Reply {
@@ -116,13 +118,17 @@ pub async fn request_with_timeout(
         .await
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     Ok(Reply {
         status: response.status().as_u16(),
-        content_type: response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        content_type: header("content-type"),
+        etag: header("etag"),
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
     })

@@ -65,11 +65,14 @@ pub fn call(
     };
     let mut response = sent.map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (content_type, etag) = (header("content-type"), header("etag"));
     let bytes = response
         .body_mut()
         .with_config()
@@ -82,6 +85,7 @@ pub fn call(
         content_type,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
+        etag,
     })
 }
 

@@ -153,6 +153,7 @@ impl Runner {
                     (Some(Outcome::Created), _) => "201 created".to_string(),
                     (Some(Outcome::Updated), _) => "200 updated".into(),
                     (Some(Outcome::Deleted), _) => "200 deleted".into(),
+                    (Some(Outcome::Unmet), _) => "412 precondition failed".into(),
                     (Some(Outcome::NotFound), _) | (None, None) => "404 not found".into(),
                     (None, Some(v)) => format!("200 {}", v.as_json()),
                 };
