@@ -32,7 +32,8 @@
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
 //!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
 //!   `sim_lifetime.rs` (the long life of a store), `sim_shards.rs` (two
-//!   shards, contexts carried across, keys handed over), `sim_disk.rs` (crashes
+//!   shards, contexts carried across, keys handed over),
+//!   `sim_conditions.rs` (conditional writes), `sim_disk.rs` (crashes
 //!   that keep the disk), readable scenarios in
 //!   `sim/scripts/`), `regressions.rs` (interleavings once found wrong).
 //!
@@ -130,6 +131,8 @@ mod retire;
 pub mod saved;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod sim_conditions;
 #[cfg(test)]
 mod sim_disk;
 #[cfg(test)]

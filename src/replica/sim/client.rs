@@ -8,7 +8,7 @@ use super::trace::{self, Event};
 use crate::causal::CausalContext;
 use crate::store::{Value, Version};
 
-use super::super::{single, Millis, Outcome, Wait};
+use super::super::{single, Condition, Millis, Outcome, Wait};
 
 use super::cluster::*;
 use super::session::*;
@@ -90,6 +90,13 @@ impl Sim {
                         0..=14 => Op::Put(key(&format!("u{}", self.fresh()))),
                         15..=49 => Op::Put(shared),
                         50..=59 => Op::Delete(shared),
+                        60..=64 => Op::PutIf(shared, Condition::Absent),
+                        65..=69 => {
+                            // Over the version this session last saw.
+                            let seen = self.sessions[s].seen.get(&shared);
+                            let tags = seen.map(|v| vec![v.etag()]).unwrap_or_default();
+                            Op::PutIf(shared, Condition::Matches(tags))
+                        }
                         _ => Op::Get(shared),
                     };
                     (op, usize::MAX, self.now)
@@ -118,7 +125,9 @@ impl Sim {
     /// A fresh value for a put, nothing for the rest.
     fn value_for(&mut self, op: &Op) -> Option<Value> {
         match op {
-            Op::Put(_) => Value::from_json(&self.fresh().to_string()).expect("json"),
+            Op::Put(_) | Op::PutIf(..) => {
+                Value::from_json(&self.fresh().to_string()).expect("json")
+            }
             _ => None,
         }
     }
@@ -137,7 +146,7 @@ impl Sim {
 
     /// [`Sim::client`] writing `value` (ignored by a get or a delete), and
     /// telling what a write did.
-    pub(super) fn serve(
+    pub(in crate::replica) fn serve(
         &mut self,
         s: usize,
         i: usize,
@@ -188,14 +197,27 @@ impl Sim {
                 let read = self.replica(i).read(key, &ctx)?;
                 (key, read.value, read.learned, None)
             }
-            Op::Put(key) | Op::Delete(key) => {
-                let value = value.filter(|_| matches!(op, Op::Put(_)));
+            Op::Put(key) | Op::Delete(key) | Op::PutIf(key, _) => {
+                let value = value.filter(|_| !matches!(op, Op::Delete(_)));
+                let condition = match op {
+                    Op::PutIf(_, condition) => condition.clone(),
+                    _ => Condition::Any,
+                };
                 let _span = trace_at(&self.addrs[i], self.now);
                 tracing::debug!(session = s, ?op, context = %sent, "client write");
                 let replica = self.replica_mut(i);
-                let result = replica.write(key.clone(), value.clone(), &ctx)?;
+                let result = replica.write_if(key.clone(), value.clone(), &ctx, &condition)?;
                 let version = replica.store().get(key);
-                if let Some(version) = version.filter(|_| result.outcome != Outcome::NotFound) {
+                // A condition that failed wrote nothing: the client got the
+                // version held, as a read would.
+                let unmet = result.outcome == Outcome::Unmet;
+                let value = if unmet {
+                    version.as_ref().and_then(|v| v.value.clone())
+                } else {
+                    value
+                };
+                let wrote = !unmet && result.outcome != Outcome::NotFound;
+                if let Some(version) = version.filter(|_| wrote) {
                     // It beats everything applied here.
                     assert_eq!(version.value, value, "a write lost at once");
                     self.issued.insert(version.dot.clone(), self.log.len());

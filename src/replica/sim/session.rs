@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::Value as Json;
 
 use crate::causal::VectorClock;
+use crate::replica::Condition;
 use crate::store::{Key, Value, Version};
 
 use super::super::outputs::Outcome;
@@ -25,6 +26,8 @@ pub(in crate::replica) enum Op {
     Put(Key),
     Delete(Key),
     Get(Key),
+    /// A conditional put (`If-Match` / `If-None-Match`).
+    PutIf(Key, Condition),
 }
 
 #[derive(Default)]
@@ -51,6 +54,7 @@ impl fmt::Display for Op {
             Op::Put(k) => write!(f, "PUT {}", k.as_str()),
             Op::Delete(k) => write!(f, "DELETE {}", k.as_str()),
             Op::Get(k) => write!(f, "GET {}", k.as_str()),
+            Op::PutIf(k, c) => write!(f, "PUT {} if {c:?}", k.as_str()),
         }
     }
 }
