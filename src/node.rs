@@ -86,6 +86,9 @@ pub enum Job {
         to: SocketAddress,
         /// The request.
         request: Request,
+        /// The replica that made it (see [`Node::generation`]): a request
+        /// of a replica since replaced is not sent, nor its reply handed on.
+        generation: u64,
     },
     /// Start the task that drains a new queue (for a queue made on a
     /// thread without an event loop).
@@ -117,6 +120,9 @@ pub struct Node {
     held: Mutex<VecDeque<(u64, Effect)>>,
     /// What the node knows of the other shards, in a sharded store.
     cluster: std::sync::OnceLock<Cluster>,
+    /// How many times the replica was replaced by another (a node that
+    /// changed shard group).
+    generation: AtomicU64,
     /// The configuration the node runs with.
     pub config: Config,
     /// The replica's metrics.
@@ -148,6 +154,7 @@ impl Node {
             disk,
             held: Mutex::new(VecDeque::new()),
             cluster: std::sync::OnceLock::new(),
+            generation: AtomicU64::new(0),
             config,
             metrics: Metrics::new(),
         });
@@ -173,6 +180,11 @@ impl Node {
         self.cluster.get()
     }
 
+    /// Which replica the node runs: grows each time it is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Makes the node a node of a sharded store (once).
     pub fn set_cluster(&self, cluster: Cluster) {
         let _ = self.cluster.set(cluster);
@@ -188,6 +200,7 @@ impl Node {
             let mut replica = self.write_lock();
             match f(&mut replica, now) {
                 Some(new) => {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
                     let old = std::mem::replace(&mut *replica, new);
                     *self.me.write().unwrap_or_else(|p| p.into_inner()) = replica.me().clone();
                     Some(old)
@@ -258,11 +271,18 @@ impl Node {
     /// writes to be applied.
     pub fn with_replica<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> R {
         let now = self.now();
-        let (result, effects, progress, batch) = {
+        let (result, effects, progress, batch, generation) = {
             let mut replica = self.write_lock();
             let result = f(&mut replica, now);
             let batch = self.disk.as_ref().map_or(0, |d| d.save(&mut replica));
-            (result, replica.take_effects(), replica.progress(), batch)
+            let generation = self.generation.load(Ordering::Acquire);
+            (
+                result,
+                replica.take_effects(),
+                replica.progress(),
+                batch,
+                generation,
+            )
         };
         if let Some(disk) = &self.disk {
             disk.flush();
@@ -272,7 +292,7 @@ impl Node {
                 (Some(disk), Effect::Replicate { .. }) if disk.durable() < batch => {
                     self.hold(batch, effect);
                 }
-                _ => self.carry_out(effect),
+                _ => self.carry_out(effect, generation),
             }
         }
         // Most calls apply nothing: skip the channel's lock unless they did.
@@ -300,7 +320,8 @@ impl Node {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         while held.front().is_some_and(|(batch, _)| *batch <= durable) {
             if let Some((_, effect)) = held.pop_front() {
-                self.carry_out(effect);
+                // Held writes are dropped when the replica is replaced.
+                self.carry_out(effect, self.generation());
             }
         }
     }
@@ -341,7 +362,12 @@ impl Node {
     /// Hands an effect to the transport: writes straight into the peers'
     /// queues, the rest to the transport's thread. (The job receiver only
     /// goes away at shutdown.)
-    fn carry_out(&self, effect: Effect) {
+    fn carry_out(&self, effect: Effect, generation: u64) {
+        // What a replica since replaced asked for is not done: its peers are
+        // another group's now, and this node speaks for its new replica.
+        if generation != self.generation() {
+            return;
+        }
         match effect {
             Effect::Replicate { to, write } => {
                 for (peer, queue) in self.queues.push(&to, &write) {
@@ -360,7 +386,11 @@ impl Node {
             }
             Effect::DropQueue { peer } => self.queues.drop_queue(&peer),
             Effect::Send { to, request } => {
-                let _ = self.jobs.send(Job::Send { to, request });
+                let _ = self.jobs.send(Job::Send {
+                    to,
+                    request,
+                    generation,
+                });
             }
             Effect::Reincarnate => {
                 let incarnation = crate::incarnation::fresh();

@@ -275,18 +275,33 @@ pub fn spawn(node: Arc<Node>, mut jobs: mpsc::UnboundedReceiver<Job>) {
         while let Some(job) = jobs.recv().await {
             match job {
                 Job::Drain { peer, queue } => start_drain(node.clone(), peer, queue),
-                Job::Send { to, request } => {
-                    actix_rt::spawn(send_one(node.clone(), to, request));
+                Job::Send {
+                    to,
+                    request,
+                    generation,
+                } => {
+                    actix_rt::spawn(send_one(node.clone(), to, request, generation));
                 }
             }
         }
     });
 }
 
-async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request) {
+/// Sends a request of the replica of `generation`, and hands the reply to
+/// it, unless it was replaced meanwhile (its request would speak for the
+/// new one's group; its reply would reach the new one).
+async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request, generation: u64) {
     let kind = request.kind();
-    let result = call(&client(), &to, &request, &Credentials::of(&node)).await;
-    node.with_replica(|replica, now| replica.on_reply(&to, kind, result, now));
+    let credentials = Credentials::of(&node);
+    if node.generation() != generation {
+        return;
+    }
+    let result = call(&client(), &to, &request, &credentials).await;
+    node.with_replica(|replica, now| {
+        if node.generation() == generation {
+            replica.on_reply(&to, kind, result, now);
+        }
+    });
 }
 
 /// Starts the task that drains `queue` on the current thread's event loop

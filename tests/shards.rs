@@ -202,6 +202,19 @@ async fn the_family_scenario_six_nodes_a_seventh_added_then_three_shards() {
     }
     assert_eq!(placed.len(), 7, "every node placed once: {placed:?}");
     assert_eq!(total, 600);
+    // Every node serves in its new shard: none was taken for removed by
+    // what its old group decided.
+    for i in 0..7 {
+        wait_until(
+            DEADLINE,
+            &format!("node {i} ready in its shard"),
+            || async {
+                let h = c.health(i).await;
+                h["ready"] == json!(true) && h["removed"] == json!(false)
+            },
+        )
+        .await;
+    }
     // Every key is still readable, at any node, with the writer's context
     // and without one.
     for k in (0..600).step_by(7) {

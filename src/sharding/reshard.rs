@@ -209,23 +209,27 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
                 versions: batch.to_vec(),
                 depends: depends.clone(),
             };
-            for member in &members {
-                if *member == me {
-                    cluster.receive(import.epoch, import.versions.clone(), &import.depends)?;
-                    continue;
+            if members.contains(&me) {
+                cluster.receive(import.epoch, import.versions.clone(), &import.depends)?;
+            }
+            // To every other member at once.
+            let path = format!("{SHARD_PREFIX}/import");
+            let credentials = credentials(node);
+            let sends = members.iter().filter(|m| **m != me).map(|member| {
+                let (import, path, credentials) = (&import, &path, &credentials);
+                async move {
+                    let done: Done =
+                        transport::post_json(member, path, import, credentials, STEP_DEADLINE)
+                            .await
+                            .map_err(|e| format!("handing keys to {member}: {e}"))?;
+                    match done.error {
+                        Some(e) => Err(format!("handing keys to {member}: {e}")),
+                        None => Ok(()),
+                    }
                 }
-                let done: Done = transport::post_json(
-                    member,
-                    &format!("{SHARD_PREFIX}/import"),
-                    &import,
-                    &credentials(node),
-                    STEP_DEADLINE,
-                )
-                .await
-                .map_err(|e| format!("handing keys to {member}: {e}"))?;
-                if let Some(e) = done.error {
-                    return Err(format!("handing keys to {member}: {e}"));
-                }
+            });
+            for sent in futures_util::future::join_all(sends).await {
+                sent?;
             }
         }
     }
