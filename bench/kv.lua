@@ -3,6 +3,9 @@
 --
 --   BENCH_OP      get | put | mix (90% GET, 10% PUT)
 --   BENCH_KEYS    number of keys: requests pick key:%012d uniformly in [0, N)
+--   BENCH_KEYFILE optional, a file of key numbers, one a line: requests pick
+--                 key:%012d uniformly among them instead (e.g. the keys of
+--                 one shard)
 --   BENCH_VALUE   the value PUTs store (a JSON string's contents)
 --   BENCH_CTX     the causal context (JSON) obtained from a real PUT: sent
 --                 in the X-Causal-Metadata header of GETs and in the body of
@@ -25,6 +28,7 @@ local value = os.getenv("BENCH_VALUE") or "v"
 local ctx = os.getenv("BENCH_CTX") or '""'
 local hosts = os.getenv("BENCH_HOSTS") or ""
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local keyfile = os.getenv("BENCH_KEYFILE") or ""
 
 local counter = 0
 local threads = {}
@@ -46,6 +50,7 @@ local get_headers
 local put_headers
 local put_prefix
 local put_suffix
+local keys -- the key numbers of BENCH_KEYFILE, or nil: [0, BENCH_KEYS)
 
 function init(args)
    math.randomseed(os.time() * 1000 + (id or 0) * 7919)
@@ -53,10 +58,20 @@ function init(args)
    put_headers = { ["Content-Type"] = "application/json" }
    put_prefix = '{"value":"' .. value .. '","causal-metadata":'
    put_suffix = '}'
+   if keyfile ~= "" then
+      keys = {}
+      for line in io.lines(keyfile) do
+         local n = tonumber(line)
+         if n then table.insert(keys, n) end
+      end
+      if #keys == 0 then error("BENCH_KEYFILE " .. keyfile .. " names no key") end
+   end
 end
 
 local function path()
-   return string.format("/key-value-store/key:%012d", math.random(0, nkeys - 1))
+   local n
+   if keys then n = keys[math.random(1, #keys)] else n = math.random(0, nkeys - 1) end
+   return string.format("/key-value-store/key:%012d", n)
 end
 
 local function get()

@@ -42,6 +42,16 @@ values, the median of --repeat runs):
    GET /ready and to every key; its disk (du of DATA_DIR) and RSS per key,
    beside Redis's (append-only file, RDB dump, RSS) and etcd's (data dir,
    RSS) holding the same keys (etcd: 100,000 with --quick).
+8. Shards (bench/causalbench/shards.py): six nodes started with
+   SHARD_COUNT=2 (two shards of three) beside three unsharded replicas.
+   GET and PUT over the keys of one shard, sent to a node of that shard
+   (owner) and to a node of the other (every request relayed), and the
+   same keys at an unsharded replica, their runs alternating; p50/p99.
+   --scale-keys keys (1,000,000; quick 100,000; smoke 2,000) in the
+   unsharded store and in the 2-shard store: keys and RSS per node. Then
+   that store resharded to three shards while a client keeps sending GETs
+   and PUTs: the reshard's duration, the requests that failed meanwhile,
+   and the shards' key counts afterwards.
 
 It installs what it lacks with apt-get (a part whose tool cannot be installed
 is skipped with a note), builds causalkv and the ceiling with cargo, starts

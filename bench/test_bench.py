@@ -9,6 +9,7 @@ BENCHMARKS.json. No server, no network, no install.
 import argparse
 import datetime
 import io
+import json
 import os
 import tempfile
 import unittest
@@ -16,10 +17,11 @@ from contextlib import redirect_stderr
 from pathlib import Path
 from unittest import mock
 
-from causalbench import chart, cli, install, report, tables
+from causalbench import chart, cli, install, report, shards, tables
 from causalbench.base import ROOT, median, percentile
-from causalbench.load import Load, parse_redis_benchmark, parse_wrk
+from causalbench.load import Load, key_numbers, parse_redis_benchmark, parse_wrk, write_key_numbers
 from causalbench.measures import disk_usage
+from causalbench.servers import shards_settled
 
 
 def figure(rps, p50=1.0, p99=2.0):
@@ -278,6 +280,204 @@ class Durable(unittest.TestCase):
                              {"bytes": 0, "apparent": 0, "files": 0})
 
 
+
+def shards_results(get_fwd_p50=0.5, failed=0, status=200, key_sum=1_000_000, rss_half=0.55):
+    """A run's results with the shards part (1M keys)."""
+    n = 1_000_000
+    mib = 2**20
+    u_rss = 230 * mib
+    return {"shards": {
+        "nodes": 6, "shard_count": 2, "reshard_to": 3,
+        "figures": {
+            "keys": 10_000, "owned_keys": 5_010, "owner_shard": 1, "owner": "127.0.0.1:1",
+            "forwarded_via": "127.0.0.1:2", "owner_shard_members": ["127.0.0.1:1", "127.0.0.1:3"],
+            "shard_keys": {"1": 5_010, "2": 4_990},
+            "get_owner": figure(40_000, p50=0.4), "get_forwarded": figure(25_000, p50=get_fwd_p50),
+            "get_unsharded": figure(80_000, p50=0.3),
+            "put_owner": figure(30_000, p50=0.6), "put_forwarded": figure(15_000, p50=1.2),
+            "put_unsharded": figure(50_000, p50=0.5)},
+        "memory": {
+            "keys": n,
+            "unsharded": {"nodes": 3, "load_secs": 13.0, "rss_empty": [8 * mib] * 3,
+                          "rss": [u_rss] * 3, "keys": [n] * 3, "shard_of_node": [None] * 3},
+            "sharded": {"nodes": 6, "load_secs": 20.0, "rss_empty": [8 * mib] * 6,
+                        "rss": [int(u_rss * rss_half)] * 6,
+                        "keys": [500_100, 499_900, 500_100, 499_900, 500_100, 499_900],
+                        "shard_of_node": [1, 2, 1, 2, 1, 2]}},
+        "reshard": {
+            "from": 2, "to": 3, "keys": n, "limit_secs": 200.0, "coordinator": "127.0.0.1:1",
+            "status": status, "answer": '{"message":"Resharding done successfully"}', "secs": 12.5,
+            "load_lead_secs": 1.0,
+            "load": {"threads": 4, "put_share": 0.5, "timeout_secs": 60.0, "secs": 14.5,
+                     "ok": 20_000, "ok_get": 10_000, "ok_put": 10_000, "failed": failed,
+                     "failures": {"HTTP 503": failed} if failed else {},
+                     "first_failures": [[11.1, "put", "127.0.0.1:2", "HTTP 503", '{"error":"x"}'],
+                                        [19.8, "get", "127.0.0.1:3", "HTTP 503", None]]
+                     if failed else [],
+                     "slowest": [900.0, "put", "127.0.0.1:1", 201], "p50": 1.0, "p99": 50.0,
+                     "max": 900.0, "put_p99": 80.0, "put_max": 900.0},
+            "settled": True, "settle_secs": 0.4,
+            "shards": [{"id": 1, "members": ["127.0.0.1:1", "127.0.0.1:4"], "keys": 333_000},
+                       {"id": 2, "members": ["127.0.0.1:2", "127.0.0.1:5"], "keys": 333_500},
+                       {"id": 3, "members": ["127.0.0.1:3", "127.0.0.1:6"],
+                        "keys": key_sum - 666_500}],
+            "key_sum": key_sum,
+            "nodes": [["127.0.0.1:1", 1, 333_000, 0], ["127.0.0.1:2", 2, 333_500, 0],
+                      ["127.0.0.1:3", 3, key_sum - 666_500, 0]],
+            "handed_off": 2_000_000.0, "received": 1_333_000.0,
+            "rss_after": [150 * mib, 150 * mib, 120 * mib]},
+    }}
+
+
+class Shards(unittest.TestCase):
+    def test_answers_and_failures(self):
+        self.assertEqual(shards.shard_of_answer(
+            b'{"causal-metadata":{},"message":"Added successfully","shard-id":2}'), 2)
+        self.assertIsNone(shards.shard_of_answer(b'{"message":"Added successfully"}'))
+        self.assertIsNone(shards.shard_of_answer(b"<html>"))
+        self.assertIsNone(shards.shard_of_answer(b"[1]"))
+        for status in (200, 201, 204, 404):
+            self.assertIsNone(shards.failure_kind(status))
+        self.assertEqual(shards.failure_kind(503), "HTTP 503")
+        self.assertEqual(shards.failure_kind(400), "HTTP 400")
+        self.assertEqual(shards.failure_kind(error=ConnectionResetError()), "ConnectionResetError")
+        self.assertEqual(shards.failure_kind(error=TimeoutError("timed out")), "TimeoutError")
+        self.assertEqual(shards.failure_kind(), "no answer")
+        self.assertEqual(shards.reshard_limit_secs(2000), 120.0)
+        self.assertEqual(shards.reshard_limit_secs(10_000_000), 2000.0)
+
+    def test_metric_total(self):
+        text = ("# HELP causalkv_shard_versions_handed_off_total Versions handed\n"
+                "# TYPE causalkv_shard_versions_handed_off_total counter\n"
+                "causalkv_shard_versions_handed_off_total 1500\n"
+                'causalkv_shard_relayed_requests_total{outcome="ok",shard="1"} 7\n'
+                'causalkv_shard_relayed_requests_total{outcome="failed",shard="2"} 2\n'
+                "causalkv_shard_relayed_requests_total_other 100\n")
+        self.assertEqual(shards.metric_total(text, "causalkv_shard_versions_handed_off_total"),
+                         1500.0)
+        self.assertEqual(shards.metric_total(text, "causalkv_shard_relayed_requests_total"), 9.0)
+        self.assertIsNone(shards.metric_total(text, "causalkv_reshards_total"))
+        self.assertIsNone(shards.metric_total(None, "x"))
+
+    def test_settled(self):
+        self.assertTrue(shards_settled([(1, 500, 0), (2, 500, 0), (1, 500, 0), (2, 500, 0)], 1000))
+        self.assertFalse(shards_settled([(1, 500, 0), (2, 499, 0), (1, 500, 0)], 1000))
+        self.assertFalse(shards_settled([(1, 500, 0), (2, 500, 0), (1, 499, 0)], 999))
+        self.assertFalse(shards_settled([(1, 500, 0), (2, 500, 3)], 1000))
+        self.assertFalse(shards_settled([(1, 500, 0), (None, 500, 0)], 1000))
+        self.assertFalse(shards_settled([], 0))
+
+    def test_key_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_key_numbers(Path(tmp) / "keys.txt", [3, 7, 12])
+            self.assertEqual(Path(path).read_text(), "3\n7\n12\n")
+            self.assertEqual(key_numbers({"BENCH_KEYFILE": str(path)}), [3, 7, 12])
+            write_key_numbers(Path(tmp) / "none.txt", [])
+            with self.assertRaises(Exception):
+                key_numbers({"BENCH_KEYFILE": str(Path(tmp) / "none.txt")})
+        self.assertEqual(list(key_numbers({"BENCH_KEYS": "4"})), [0, 1, 2, 3])
+
+    def test_load_record_and_summary(self):
+        ld = shards.MixedLoad(["127.0.0.1:1"], 10, "v", '{"a#1":1}', threads=2)
+        self.assertEqual(json.loads(ld.put_body), {"value": "v", "causal-metadata": {"a#1": 1}})
+        ld.t0 = 0.0
+        for ms in (1.0, 2.0, 3.0):
+            ld.record("get", "127.0.0.1:1", ms, 200, None)
+        ld.record("put", "127.0.0.1:1", 40.0, 201, None)
+        ld.record("put", "127.0.0.1:1", 9.0, 503, "HTTP 503", answer='{"error":"x"}')
+        ld.record("get", "127.0.0.1:1", 5.0, None, "ConnectionResetError")
+        got = ld.summary()
+        self.assertEqual((got["ok"], got["ok_get"], got["ok_put"], got["failed"]), (4, 3, 1, 2))
+        self.assertEqual(got["failures"], {"HTTP 503": 1, "ConnectionResetError": 1})
+        self.assertEqual((got["p50"], got["max"], got["put_max"]), (2.0, 40.0, 40.0))
+        self.assertEqual(got["slowest"], [40.0, "put", "127.0.0.1:1", 201])
+        self.assertEqual(len(got["first_failures"]), 2)
+        self.assertEqual(got["first_failures"][0][1:], ("put", "127.0.0.1:1", "HTTP 503",
+                                                        '{"error":"x"}'))
+        ld.max_requests = 1
+        self.assertTrue(ld.take_turn())
+        self.assertFalse(ld.take_turn())
+
+    def test_targets(self):
+        rows = {row[0]: row for row in tables.target_rows(shards_results())}
+        get = rows["GET p50, relayed from the other shard / at the key's shard (2 shards)"]
+        self.assertEqual(get[1:], ("0.50 ms", "0.40 ms", "1.25", "≤ 1.6", True))
+        put = rows["PUT p50, relayed from the other shard / at the key's shard (2 shards)"]
+        self.assertEqual(put[3:], ("2.00", "≤ 1.6", False))
+        keys = rows["keys per node, 2 shards / unsharded (1M keys)"]
+        self.assertEqual(keys[1:], ("500,000", "1,000,000", "0.50", "0.45–0.55", True))
+        rss = rows["RSS per node, 2 shards / unsharded (1M keys)"]
+        self.assertEqual(rss[1:], ("126.5 MiB", "230.0 MiB", "0.55", "≤ 0.6", True))
+        rs = rows["reshard 2 → 3 shards, 1M keys, under load: duration, failed requests"]
+        self.assertEqual(rs[1:], ("12.50 s", "20,000 ok", "0 failed", "0 failed", True))
+        total = rows["after the reshard: keys in the 3 shards, in all"]
+        self.assertEqual(total[1:], ("1,000,000", "1,000,000", "+0", "= the keys (+0)", True))
+        bad = {row[0]: row for row in tables.target_rows(
+            shards_results(get_fwd_p50=0.7, failed=3, status=503, key_sum=999_990, rss_half=0.7))}
+        self.assertFalse(bad["GET p50, relayed from the other shard / at the key's shard "
+                             "(2 shards)"][-1])
+        self.assertFalse(bad["RSS per node, 2 shards / unsharded (1M keys)"][-1])
+        rs = bad["reshard 2 → 3 shards, 1M keys, under load: duration, failed requests"]
+        self.assertEqual(rs[3:], ("3 failed, the reshard answered 503", "0 failed", False))
+        total = bad["after the reshard: keys in the 3 shards, in all"]
+        self.assertEqual(total[3], "-10")
+        self.assertFalse(total[-1])
+        self.assertEqual([r for r in tables.target_rows({}) if "shard" in r[0]], [])
+
+    def test_tables(self):
+        r = shards_results()
+        rows = tables.shards_detail_rows(r)
+        self.assertEqual([(s, op, w) for s, op, w, _ in rows][:3],
+                         [("causalkv, 2 shards of 3", "GET", "a node of the keys' shard"),
+                          ("causalkv, 2 shards of 3", "GET", "a node of the other shard (relays)"),
+                          ("causalkv, unsharded", "GET", "1 of 3 replicas")])
+        self.assertEqual(len(rows), 6)
+        self.assertEqual(tables.shards_detail_rows({}), [])
+        h, mem = tables.shards_memory_table(r)
+        self.assertTrue(all(len(row) == len(h) for row in mem))
+        self.assertEqual(mem[0][:2], ("unsharded, 3 replicas", "3"))
+        self.assertEqual(mem[0][4:], ("1,000,000", "230.0", "233"))
+        self.assertEqual(mem[1][4:6], ("500,000", "126.5"))
+        self.assertEqual(mem[2][0], "the same after the reshard to 3 shards")
+        self.assertEqual(mem[2][2], "333,000, 333,500, 333,500")
+        self.assertIsNone(tables.shards_memory_table({}))
+
+    def test_report_section(self):
+        r = shards_results(failed=2)
+        s = argparse.Namespace(argv=["--skip", "ceiling"], threads=2, connections=32, duration=10,
+                               keys=10_000, value_size=100, repeat=3, workers=2)
+        now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        bench = argparse.Namespace(s=s, results=r, notes=[], started=now, finished=now,
+                                   machine={}, versions={}, commands={})
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(chart, "write", return_value=None):
+            text = report.write_report(bench, Path(tmp)).read_text()
+            saved = json.loads((Path(tmp) / "BENCHMARKS.json").read_text())
+        self.assertEqual(saved["results"]["shards"]["reshard"]["key_sum"], 1_000_000)
+        self.assertIn("## Shards", text)
+        self.assertLess(text.index("## Shards"), text.index("## Machine"))
+        self.assertIn("| GET p50, relayed from the other shard / at the key's shard (2 shards) | "
+                      "0.50 ms | 0.40 ms | 1.25 | ≤ 1.6 | PASS |", text)
+        self.assertIn("| reshard 2 → 3 shards, 1M keys, under load: duration, failed requests | "
+                      "12.50 s | 20,000 ok | 2 failed | 0 failed | FAIL |", text)
+        self.assertIn("wrk sent them to 127.0.0.1:2, which relays each", text)
+        self.assertIn("answered 200 after 12.50 s", text)
+        self.assertIn("20,000 answered (2xx, or 404) and 2 failed (2 HTTP 503)", text)
+        self.assertIn("The first failures, from the start of the reshard: 10.1 s, PUT at "
+                      '127.0.0.1:2: HTTP 503 `{"error":"x"}`; 18.8 s, GET at 127.0.0.1:3: '
+                      "HTTP 503.", text)
+        self.assertIn("shard 3 (127.0.0.1:3, 127.0.0.1:6): 333,500 keys; 1,000,000 in all", text)
+        self.assertIn("(here 0.50)", text)
+
+    def test_reshard_paragraph_failures(self):
+        rs = shards_results(status=None)["shards"]["reshard"]
+        rs["answer"] = "TimeoutError: timed out"
+        rs["shards"], rs["key_sum"], rs["error"] = None, None, "ToolError: 503"
+        text = report.reshard_paragraph(rs)
+        self.assertIn("did not succeed: it answered nothing after 12.50 s (TimeoutError", text)
+        self.assertIn("could not be read: ToolError: 503", text)
+
+
 class Chart(unittest.TestCase):
     def test_panels(self):
         r = {"causalkv": {"get_one": figure(90_000)},
@@ -303,6 +503,8 @@ class CommandLine(unittest.TestCase):
                          (2000, 1_000_000, 1_000_000))
         self.assertEqual(cli.parse_args(["--skip", "durable", "--durable-keys", "5"]).skip,
                          {"durable"})
+        self.assertEqual(cli.parse_args(["--skip", "shards,bigjoin"]).skip, {"shards", "bigjoin"})
+        self.assertEqual((s.scale_keys, q.scale_keys, full.scale_keys), (2000, 100_000, 1_000_000))
 
     def test_bad_arguments(self):
         for argv in (["--skip", "nothing"], ["--threads", "4", "--connections", "2"],

@@ -10,8 +10,11 @@ it measures and how to run it). One module, one job:
 - durable   DATA_DIR (fsync, os) against memory and the ceiling, a restart
             after SIGKILL, bytes per key on disk beside Redis and etcd
 - scale     RSS and throughput by key count, joins, 3 against 5 replicas
-- servers   starting causalkv, the ceiling, etcd and Redis on loopback and
-            waiting until they serve
+- shards    SHARD_COUNT: a request at its key's shard against one relayed
+            from another shard and the unsharded store; keys and RSS per
+            node in 2 shards against unsharded; a reshard under load
+- servers   starting causalkv (replicas, or nodes in shards), the ceiling,
+            etcd and Redis on loopback and waiting until they serve
 - procs     the processes a run started, stopped exactly, by PID; free ports
 - load      wrk (with bench/*.lua), the built-in Python generator,
             redis-benchmark, and parsing what they print; etcd loaded in
@@ -23,7 +26,7 @@ it measures and how to run it). One module, one job:
 - build     cargo build of the working tree or of a --rev
 - machine   the machine and the versions the report names
 - tables    the figures as tables: targets (PASS/FAIL), details, scale,
-            durability
+            durability, shards
 - report    BENCHMARKS.md, BENCHMARKS.json and the printed tables
 - chart     BENCHMARKS.svg with matplotlib
 - base      shared: paths, log, ToolError, medians, key names, commands

@@ -14,7 +14,7 @@ from .base import LOADGENS, ROOT, ToolError, log
 from .install import ensure_modules
 from .report import load_report, print_tables, write_report
 from .runner import Bench
-from .tables import detail_rows, durable_detail_rows
+from .tables import detail_rows, durable_detail_rows, shards_detail_rows
 
 
 def parse_args(argv):
@@ -24,11 +24,11 @@ def parse_args(argv):
                     "etcd and Redis on this machine; writes BENCHMARKS.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Modes: default = the full run (~25-30 min); --quick = 3 s figures, 1 run, "
-               "100k keys at most for the scale part, 1M for the join of a large store and "
-               "for the durable store (100k for etcd's) (a few minutes); --smoke = CI: 1 s "
-               "figures, 1,000 keys, causalkv (in memory and with DATA_DIR) and the ceiling "
-               "only, a join of 5,000 keys, a durable store of 2,000 keys, report in a temp "
-               "dir.")
+               "100k keys at most for the scale and shards parts, 1M for the join of a large "
+               "store and for the durable store (100k for etcd's) (a few minutes); --smoke = CI: "
+               "1 s figures, 1,000 keys, causalkv (in memory, with DATA_DIR and in shards) and "
+               "the ceiling only, a join of 5,000 keys, a durable store and a reshard of 2,000 "
+               "keys, report in a temp dir.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="seconds-long run for CI (report in a temp dir)")
     mode.add_argument("--quick", action="store_true", help="shorter figures, 1 run, 100k keys at most")
@@ -40,7 +40,9 @@ def parse_args(argv):
     p.add_argument("--connections", type=int, default=32, help="load generator connections (default 32)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="HTTP workers of causalkv and the ceiling (default: the CPU count)")
-    p.add_argument("--scale-keys", type=int, help="largest key count of the scale part (default 1000000)")
+    p.add_argument("--scale-keys", type=int, help="largest key count of the scale part, and the "
+                   "keys of the shards part's memory figures and reshard (default 1000000; "
+                   "quick 100000; smoke 2000)")
     p.add_argument("--join-keys", type=int, help="keys of the store a fresh replica joins in the "
                    "bigjoin part (default 10000000; quick 1000000; smoke 5000)")
     p.add_argument("--durable-keys", type=int, help="keys of the durable store that is weighed "
@@ -49,7 +51,8 @@ def parse_args(argv):
     p.add_argument("--lag-samples", type=int, help="lag probes of each kind per run (default 500)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: "
                    "ceiling,causalkv,lag,etcd,redis,durable (DATA_DIR: throughput, restart, "
-                   "bytes per key),scale,bigjoin (the join of a large store)")
+                   "bytes per key),scale,shards (SHARD_COUNT: owner/forwarded latency, RSS "
+                   "per node, a reshard under load),bigjoin (the join of a large store)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.svg "
                    "(default: the repository root; smoke: a temp dir)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get or pip")
@@ -77,7 +80,7 @@ def parse_args(argv):
             setattr(args, k, v)
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
     unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "durable", "scale",
-                           "bigjoin"}
+                           "shards", "bigjoin"}
     if unknown:
         p.error(f"unknown parts to skip: {', '.join(sorted(unknown))}")
     for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size",
@@ -150,6 +153,7 @@ def main(argv=None):
         broken = [f"{system} {op} {where}: {f['errors']} errors"
                   for system, op, where, f in
                   detail_rows(bench.results) + durable_detail_rows(bench.results)
+                  + shards_detail_rows(bench.results)
                   if f.get("errors")]
         if broken:
             log("smoke: error answers: " + "; ".join(broken))

@@ -28,6 +28,26 @@ def parse_wrk(out):
     return json.loads(m.group(1)) if m else None
 
 
+def key_numbers(env):
+    """The key numbers a load picks from: those of the file BENCH_KEYFILE
+    names (one a line; e.g. the keys of one shard), else 0..BENCH_KEYS-1."""
+    path = env.get("BENCH_KEYFILE")
+    if not path:
+        return range(int(env.get("BENCH_KEYS", 1000)))
+    with open(path) as f:
+        keys = [int(line) for line in f if line.strip()]
+    if not keys:
+        raise ToolError(f"BENCH_KEYFILE {path} names no key")
+    return keys
+
+
+def write_key_numbers(path, numbers):
+    """Writes a BENCH_KEYFILE (see kv.lua and key_numbers)."""
+    with open(path, "w") as f:
+        f.writelines(f"{n}\n" for n in numbers)
+    return path
+
+
 def parse_redis_benchmark(csv_text, n):
     """The result of one redis-benchmark --csv test of n requests."""
     rows = [line for line in csv_text.splitlines() if line.startswith('"')]
@@ -124,7 +144,7 @@ class Load:
     def py_http(self, script, url, env, duration, conns):
         conns = max(1, min(conns, 8))
         op = env.get("BENCH_OP", "get")
-        nkeys = int(env.get("BENCH_KEYS", 1000))
+        numbers = key_numbers(env)
         value = env.get("BENCH_VALUE", "v")
         ctx = env.get("BENCH_CTX", '""')
         hosts = [h for h in env.get("BENCH_HOSTS", "").split(",") if h]
@@ -139,7 +159,7 @@ class Load:
             mine, bad = [], 0
             rnd = random.Random(i)
             while time.monotonic() < deadline:
-                k = key_name(rnd.randrange(nkeys))
+                k = key_name(rnd.choice(numbers))
                 kind = op if op != "mix" else ("get" if rnd.random() < 0.9 else "put")
                 if script == "etcd.lua":
                     kb = base64.b64encode(k.encode()).decode()

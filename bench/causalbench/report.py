@@ -11,8 +11,10 @@ import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's direct
 
 from . import chart
 from .base import log
-from .tables import (DETAIL_HEADERS, detail_cells, durable_detail_rows, durable_disk_table,
-                     fmt_ms, fmt_rps, fmt_s, get, report_tables, scale_tables, table_md,
+from .tables import (DETAIL_HEADERS, SHARD_FORWARD_P50_LIMIT, SHARD_KEYS_HALF,
+                     SHARD_RSS_HALF_LIMIT, detail_cells, durable_detail_rows, durable_disk_table,
+                     fmt_ms, fmt_ratio, fmt_rps, fmt_s, get, report_tables, scale_tables,
+                     shard_memory_ratios, shards_detail_rows, shards_memory_table, table_md,
                      table_text)
 
 
@@ -101,6 +103,8 @@ def write_report(bench, out_dir):
                "(the same keys, overwritten many times).", ""]
     if r.get("durable"):
         md += durable_section(r, s)
+    if r.get("shards"):
+        md += shards_section(r, s)
     if notes:
         md += ["## Skipped or changed", ""] + [f"- {n}" for n in notes] + [""]
     md += ["## Machine", "", table_md(("", ""), list(bench.machine.items())), ""]
@@ -244,6 +248,116 @@ def disk_note(d):
     return text
 
 
+NUMBERS = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 8: "Eight", 9: "Nine"}
+
+
+def shards_section(r, s):
+    """The Shards section of BENCHMARKS.md: owner, forwarded and unsharded
+    figures, keys and RSS per node, the reshard under load, and how each
+    was measured."""
+    sh = r["shards"]
+    f = sh.get("figures") or {}
+    md = ["## Shards", ""]
+    rows = shards_detail_rows(r)
+    if rows:
+        md += [table_md(DETAIL_HEADERS, [detail_cells(*row) for row in rows]), ""]
+    if f:
+        members = f.get("owner_shard_members") or []
+        md += [f"{NUMBERS.get(sh['nodes'], sh['nodes'])} nodes were started with the same "
+               f"`VIEW` and `SHARD_COUNT={sh['shard_count']}` (shards of three nodes), beside three "
+               f"unsharded replicas, and loaded with the same {f['keys']:,} keys; "
+               f"{f['owned_keys']:,} of them are in shard {f['owner_shard']} (its members: "
+               f"{', '.join(members)}). Every figure of this table is GET or PUT over those "
+               "keys only, with the wrk settings of the figures above and a real causal context "
+               "(from writes in both shards). *A node of the keys' shard* (the owner): wrk sent "
+               f"every request to {f['owner']}, which serves it where it lands. *A node of the "
+               f"other shard*: wrk sent them to {f['forwarded_via']}, which relays each to a "
+               "member of the key's shard (the first live one in address order) and returns its "
+               "answer: the figure is the price of one relay hop at the same load. *Unsharded*: "
+               "the same keys at one of the three unsharded replicas. The runs of the three "
+               "alternate, so that their ratios compare runs made side by side; server CPU is "
+               "the six nodes' (or the three replicas'). The target is a relayed request's p50 "
+               f"at most {SHARD_FORWARD_P50_LIMIT:g} times that of a request served where it "
+               "lands.", ""]
+    mem = shards_memory_table(r)
+    if mem:
+        m = sh["memory"]
+        keys, rss = shard_memory_ratios(m)
+        lo, hi = SHARD_KEYS_HALF
+        md += [table_md(*mem), ""]
+        md += [f"**Memory per node.** {m['keys']:,} keys of {s.value_size}-byte values were "
+               "loaded through one node (wrk, `bench/load.lua`, 64 connections, the scale part's "
+               "fill) into three unsharded replicas, then into the six nodes of two shards (half "
+               "the requests relayed), a store at a time; *keys per node* is each node's "
+               "`/health` count once the store settled, *RSS* its VmRSS. Sharding should divide "
+               "a node's keys by the shard count: the target is a sharded node holding "
+               f"{lo:g}–{hi:g} of an unsharded replica's keys (here {fmt_ratio(keys)}), and at "
+               f"most {SHARD_RSS_HALF_LIMIT:g} of its RSS (here {fmt_ratio(rss)}: a little more "
+               "than half, since the memory of a process that holds no key is not divided)."
+               + (" The last row is the sharded store after the reshard below (its RSS counts "
+                  "memory the nodes have not returned to the system)."
+                  if get(sh, "reshard", "rss_after") else ""), ""]
+    rs = sh.get("reshard")
+    if rs:
+        md += [reshard_paragraph(rs), ""]
+    return md
+
+
+def reshard_paragraph(rs):
+    """The reshard under load, as a paragraph of BENCHMARKS.md."""
+    ld = rs.get("load") or {}
+    if rs.get("status") == 200:
+        outcome = f"answered 200 after {fmt_s(rs.get('secs'))}"
+    else:
+        outcome = (f"did not succeed: it answered {rs.get('status') or 'nothing'} after "
+                   f"{fmt_s(rs.get('secs'))} ({rs.get('answer')})")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted((ld.get("failures") or {}).items()))
+    text = (f"**Reshard under load.** The two-shard store holding {rs['keys']:,} keys was then "
+            f"resharded to {rs['to']} shards (six nodes: two a shard): "
+            f"`PUT /key-value-store-shard/reshard` with `{{\"shard-count\": {rs['to']}}}` at "
+            f"{rs['coordinator']} {outcome}. From a second before it until a second after, "
+            f"{ld.get('threads')} client threads sent GETs and PUTs "
+            f"({(ld.get('put_share') or 0) * 100:.0f}% PUTs) of random keys of the store, each "
+            f"with a causal context, to the six nodes in turn, one request at a time: "
+            f"{ld.get('ok', 0):,} answered (2xx, or 404) and {ld.get('failed', 0)} failed"
+            f"{f' ({kinds})' if kinds else ''}; a failure is any other answer, or an error or "
+            f"no answer within {ld.get('timeout_secs', 0):.0f} s on the connection. Latency of "
+            f"those answered: p50 {fmt_ms(ld.get('p50'))} ms, p99 {fmt_ms(ld.get('p99'))} ms, "
+            f"max {fmt_ms(ld.get('max'))} ms (PUTs: p99 {fmt_ms(ld.get('put_p99'))} ms, max "
+            f"{fmt_ms(ld.get('put_max'))} ms; a write to a key that changes shard waits for the "
+            "reshard). The target is no failed request.")
+    first = ld.get("first_failures") or []
+    if first:
+        lead = rs.get("load_lead_secs")
+        since = "the reshard" if lead is not None else "the client load"
+        text += (f" The first failures, from the start of {since}: "
+                 + "; ".join(failure_text(f, lead or 0.0) for f in first[:5]) + ".")
+    if rs.get("handed_off") is not None:
+        text += (f" The nodes handed {rs['handed_off']:,.0f} versions to the members of their "
+                 f"keys' new shards (`causalkv_shard_versions_handed_off_total`).")
+    shards = rs.get("shards")
+    if shards:
+        listed = "; ".join(f"shard {x['id']} ({', '.join(x['members'])}): {x['keys']:,} keys"
+                           for x in shards)
+        settled = ("once settled, after" if rs.get("settled") else
+                   "not settled (members disagreeing or writes buffered) after")
+        text += (f" Afterwards ({settled} {fmt_s(rs.get('settle_secs'))}): {listed}; "
+                 f"{rs['key_sum']:,} in all, of {rs['keys']:,}.")
+    elif rs.get("error"):
+        text += f" Afterwards the shards' key counts could not be read: {rs['error']}."
+    return text
+
+
+def failure_text(failure, lead):
+    """One failed request of the reshard's load: (seconds from the load's
+    start, op, node, kind[, answer]), the time told from the reshard's
+    start (`lead` seconds after the load's)."""
+    at, op, node, kind = failure[:4]
+    answer = failure[4] if len(failure) > 4 else None
+    text = f"{at - lead:.1f} s, {op.upper()} at {node}: {kind}"
+    return text + (f" `{' '.join(answer.split())[:120]}`" if answer else "")
+
+
 def print_tables(bench):
     r = bench.results
     (th, targets), (dh, details) = report_tables(r)
@@ -266,6 +380,14 @@ def print_tables(bench):
     if disk:
         print()
         print(table_text(*disk))
+    rows = shards_detail_rows(r)
+    if rows:
+        print()
+        print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
+    mem = shards_memory_table(r)
+    if mem:
+        print()
+        print(table_text(*mem))
     print()
     print(table_text(th, targets))
     for n in bench.notes:

@@ -1,7 +1,8 @@
 """One benchmark run: installs what it lacks, builds, then runs the parts
 in order, each figure the median of its runs under a CPU meter, waiting
 for a quiet machine before each run. The parts themselves live in parts.py
-(the ceiling, causalkv, etcd, Redis), lag.py, durable.py and scale.py."""
+(the ceiling, causalkv, etcd, Redis), lag.py, durable.py, scale.py and
+shards.py."""
 
 import datetime
 import random
@@ -20,9 +21,10 @@ from .measures import CpuMeter, machine_busy_ticks, proc_ticks
 from .parts import SystemParts
 from .procs import Procs
 from .scale import ScaleParts
+from .shards import ShardParts
 
 
-class Bench(SystemParts, LagPart, DurablePart, ScaleParts):
+class Bench(SystemParts, LagPart, DurablePart, ScaleParts, ShardParts):
     """One run: its settings (`s`), notes, results, and the processes it
     started; the parts are the methods of the mixins."""
 
@@ -104,10 +106,15 @@ class Bench(SystemParts, LagPart, DurablePart, ScaleParts):
             log(f"  waited {waited:.0f} s for other processes to quieten")
             self.quiet_waited += waited
 
-    def kv_load(self, url, op, nkeys, ctx, hosts=None, threads=None, conns=None, label=None):
+    def kv_load(self, url, op, nkeys, ctx, hosts=None, threads=None, conns=None, label=None,
+                keyfile=None):
+        """A load of kv.lua: `op` over key:0..nkeys-1, or over the key
+        numbers of `keyfile` (one a line), with the causal context ctx."""
         env = {"BENCH_OP": op, "BENCH_KEYS": nkeys, "BENCH_VALUE": self.value, "BENCH_CTX": ctx}
         if hosts:
             env["BENCH_HOSTS"] = ",".join(hosts)
+        if keyfile:
+            env["BENCH_KEYFILE"] = keyfile
         load = Load(self.s, self.have_wrk)
         return lambda: load.http("kv.lua", url, env, self.s.duration, threads=threads,
                                  conns=conns, label=label)
@@ -158,6 +165,7 @@ class Bench(SystemParts, LagPart, DurablePart, ScaleParts):
         parts += [("durable", self.part_durable)]
         if not s.smoke:
             parts += [("scale", self.part_scale)]
+        parts += [("shards", self.part_shards)]
         parts += [("bigjoin", self.part_bigjoin)]
         for name, fn in parts:
             if name in s.skip:

@@ -1,7 +1,8 @@
 """The systems under test, each started on free loopback ports through
 Procs (so that a run stops exactly them, by PID) and waited for until it
-serves: causalkv (n replicas), the HTTP ceiling (examples/http_ceiling.rs),
-etcd (three members) and Redis (a master and two replicas)."""
+serves: causalkv (n replicas, or n nodes in shards), the HTTP ceiling
+(examples/http_ceiling.rs), etcd (three members) and Redis (a master and
+two replicas)."""
 
 import base64
 import http.client
@@ -24,6 +25,8 @@ class CausalKV:
 
     def __init__(self, procs, binary, n, workers, tag, durability=None, data_root=None):
         self.procs = procs
+        self.env = {}  # more settings of every replica (ShardedKV: SHARD_COUNT)
+        self.label = "causalkv replica"
         self.binary = binary
         self.workers = workers
         self.tag = tag
@@ -46,8 +49,9 @@ class CausalKV:
             "VIEW": ",".join(view),
             "WORKERS": self.workers,
             "RUST_LOG": "info",
+            **self.env,
         }
-        label = "causalkv replica"
+        label = self.label
         if self.durability:
             env["DATA_DIR"] = self.data_dir(addr)
             env["DURABILITY"] = self.durability
@@ -142,6 +146,120 @@ class CausalKV:
             self.procs.stop(self.proc.pop(a))
         for a in self.addrs if self.data_root is not None else ():
             shutil.rmtree(self.data_dir(a), ignore_errors=True)
+
+
+SHARD_API = "/key-value-store-shard"
+
+
+class NotSharded(Exception):
+    """This build does not shard (an older --rev: SHARD_COUNT means nothing
+    to it)."""
+
+
+def shards_settled(nodes, expected):
+    """Whether a sharded store holds `expected` keys in all, settled:
+    `nodes` lists each node's (shard id, keys, buffered) from its /health;
+    every member of a shard holds the same count with nothing buffered, and
+    the shards' counts (one per shard) add up to `expected`."""
+    counts = {}
+    for shard, keys, buffered in nodes:
+        if shard is None or buffered:
+            return False
+        if counts.setdefault(shard, keys) != keys:
+            return False
+    return bool(counts) and sum(counts.values()) == expected
+
+
+class ShardedKV(CausalKV):
+    """n nodes on loopback, each started with the same VIEW and
+    SHARD_COUNT=count: the store split into `count` shards, the nodes dealt
+    to them round-robin in address order. Any node takes any key's request
+    and relays it to a member of the key's shard. A node's /health names
+    its own shard (`shard`), and its `view` and `keys` are its shard's."""
+
+    def __init__(self, procs, binary, n, count, workers, tag):
+        super().__init__(procs, binary, n, workers, tag)
+        self.count = count
+        self.env = {"SHARD_COUNT": count}
+        self.label = f"causalkv node (SHARD_COUNT={count})"
+
+    def shard_api(self, path, addr=None, timeout=10):
+        addr = addr or self.addrs[0]
+        st, body = http_request(addr, "GET", SHARD_API + path, timeout=timeout)
+        if st != 200:
+            raise ToolError(f"GET {addr}{SHARD_API}{path} answered {st}: {body[:200]!r}")
+        return json.loads(body)
+
+    def shard_ids(self, addr=None):
+        return self.shard_api("/shard-ids", addr)["shard-ids"]
+
+    def node_shard(self, addr):
+        return self.shard_api("/node-shard-id", addr)["shard-id"]
+
+    def members(self, shard, addr=None):
+        return self.shard_api(f"/shard-id-members/{shard}", addr)["shard-id-members"]
+
+    def key_count(self, shard, addr=None):
+        return self.shard_api(f"/shard-id-key-count/{shard}", addr)["shard-id-key-count"]
+
+    def shards(self):
+        """[{"id", "members", "keys"}] of every shard, as the first node
+        answers."""
+        return [{"id": sid, "members": self.members(sid), "keys": self.key_count(sid)}
+                for sid in self.shard_ids()]
+
+    def wait_ready(self, addrs, timeout=60):
+        """Waits until every node is synced in a shard of a map of
+        `count` shards; NotSharded at once if a node's /health has no
+        shard (this build does not shard)."""
+        end = time.monotonic() + timeout
+        while True:
+            ok = True
+            for a in addrs:
+                p = self.proc.get(a)
+                if p is not None and p.poll() is not None:
+                    raise ToolError(f"causalkv {a} exited with {p.returncode} (see its log)")
+                try:
+                    h = self.health(a)
+                except (OSError, ToolError, ValueError, http.client.HTTPException):
+                    ok = False
+                    continue
+                shard = h.get("shard")
+                if shard is None:
+                    raise NotSharded(f"{a}/health names no shard with SHARD_COUNT={self.count}: "
+                                     "this build does not shard")
+                if not h.get("synced") or shard.get("shard-id") is None or \
+                        shard.get("shards") != self.count:
+                    ok = False
+            if ok:
+                return
+            if time.monotonic() > end:
+                raise ToolError(f"causalkv nodes {addrs} not ready in {self.count} shards in "
+                                f"{timeout}s")
+            time.sleep(0.1)
+
+    def node_counts(self):
+        """[(address, shard id, keys, buffered)] of every node, from /health."""
+        out = []
+        for a in self.addrs:
+            h = self.health(a, timeout=5)
+            out.append((a, (h.get("shard") or {}).get("shard-id"), h["keys"],
+                        h.get("buffered", 0)))
+        return out
+
+    def wait_keys(self, expected, timeout):
+        """Waits until the shards hold `expected` keys in all, settled (see
+        shards_settled); returns whether they did in time."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                if shards_settled([row[1:] for row in self.node_counts()], expected):
+                    return True
+            except (OSError, ToolError, ValueError, KeyError, http.client.HTTPException):
+                pass
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.2)
 
 
 class Ceiling:

@@ -92,6 +92,7 @@ def target_rows(r):
                          j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
     rows += bigjoin_rows(r.get("bigjoin"))
     rows += durable_rows(r)
+    rows += shards_rows(r)
     # Information, no target.
     ratio_row("GET one replica / etcd GET (no fsync)", get(ck, "get_one", "rps"),
               get(r, "etcd_nofsync", "get", "rps"), 0)
@@ -393,3 +394,119 @@ def scale_tables(r):
 def short(n):
     return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
         f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}")
+
+
+# The targets of the shards part.
+SHARD_FORWARD_P50_LIMIT = 1.6  # a relayed request's p50 / one served where it lands
+SHARD_KEYS_HALF = (0.45, 0.55)  # keys per node, 2 shards / unsharded
+SHARD_RSS_HALF_LIMIT = 0.6  # RSS per node, 2 shards / unsharded
+
+
+def mean_of(values):
+    values = [v for v in values or [] if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def mib(x):
+    return "—" if x is None else f"{x / 2**20:,.1f} MiB"
+
+
+def shard_memory_ratios(m):
+    """(keys per node, RSS per node) of the 2-shard store over the
+    unsharded store's, the means of their nodes (None when missing)."""
+    u, s = m.get("unsharded") or {}, m.get("sharded") or {}
+    return (div(mean_of(s.get("keys")), mean_of(u.get("keys"))),
+            div(mean_of(s.get("rss")), mean_of(u.get("rss"))))
+
+
+def shards_rows(r):
+    """The Targets rows of the shards part (none if it did not run)."""
+    sh = r.get("shards")
+    if not sh:
+        return []
+    rows = []
+    f = sh.get("figures") or {}
+    for op in ("get", "put"):
+        fwd, own = get(f, f"{op}_forwarded", "p50"), get(f, f"{op}_owner", "p50")
+        ratio = div(fwd, own)
+        rows.append((f"{op.upper()} p50, relayed from the other shard / at the key's shard "
+                     f"({sh['shard_count']} shards)", f"{fmt_ms(fwd)} ms", f"{fmt_ms(own)} ms",
+                     fmt_ratio(ratio), f"≤ {SHARD_FORWARD_P50_LIMIT:g}",
+                     None if ratio is None else ratio <= SHARD_FORWARD_P50_LIMIT))
+    m = sh.get("memory")
+    if m and m.get("unsharded") and m.get("sharded"):
+        size = short(m["keys"])
+        keys, rss = shard_memory_ratios(m)
+        lo, hi = SHARD_KEYS_HALF
+        rows.append((f"keys per node, {sh['shard_count']} shards / unsharded ({size} keys)",
+                     fmt_rps(mean_of(m["sharded"]["keys"])),
+                     fmt_rps(mean_of(m["unsharded"]["keys"])), fmt_ratio(keys),
+                     f"{lo:g}–{hi:g}", None if keys is None else lo <= keys <= hi))
+        rows.append((f"RSS per node, {sh['shard_count']} shards / unsharded ({size} keys)",
+                     mib(mean_of(m["sharded"]["rss"])), mib(mean_of(m["unsharded"]["rss"])),
+                     fmt_ratio(rss), f"≤ {SHARD_RSS_HALF_LIMIT:g}",
+                     None if rss is None else rss <= SHARD_RSS_HALF_LIMIT))
+    rs = sh.get("reshard")
+    if rs:
+        ld = rs.get("load") or {}
+        done = rs.get("status") == 200
+        value = f"{ld.get('failed', 0)} failed"
+        if not done:
+            value += f", the reshard answered {rs.get('status') or 'nothing'}"
+        rows.append((f"reshard {rs['from']} → {rs['to']} shards, {short(rs['keys'])} keys, under "
+                     "load: duration, failed requests", f"{fmt_s(rs.get('secs'))}",
+                     f"{ld.get('ok', 0):,} ok", value, "0 failed",
+                     done and ld.get("failed", 0) == 0))
+        total = rs.get("key_sum")
+        rows.append((f"after the reshard: keys in the {rs['to']} shards, in all",
+                     "—" if total is None else f"{total:,}", f"{rs['keys']:,}",
+                     "—" if total is None else f"{total - rs['keys']:+,}", "= the keys (+0)",
+                     total == rs["keys"]))
+    return rows
+
+
+def shards_detail_rows(r):
+    """(system, operation, target, figure) of the shards part's figures."""
+    sh = r.get("shards")
+    f = (sh or {}).get("figures") or {}
+    rows = []
+    sharded = f"causalkv, {(sh or {}).get('shard_count')} shards of 3"
+    for op in ("get", "put"):
+        for key, system, where in (
+                (f"{op}_owner", sharded, "a node of the keys' shard"),
+                (f"{op}_forwarded", sharded, "a node of the other shard (relays)"),
+                (f"{op}_unsharded", "causalkv, unsharded", "1 of 3 replicas")):
+            if f.get(key):
+                rows.append((system, op.upper(), where, f[key]))
+    return rows
+
+
+def shards_memory_table(r):
+    """Keys and RSS per node: the unsharded store, the 2-shard store, and
+    the latter after its reshard. (headers, rows), or None."""
+    sh = r.get("shards")
+    m = (sh or {}).get("memory")
+    if not m:
+        return None
+    rows = []
+
+    def row(name, keys, rss, rss0):
+        held = [None if a is None or b is None or not k else (a - b) / k
+                for k, a, b in zip(keys, rss, rss0 or [None] * len(keys))]
+        rows.append((name, str(len(keys)), ", ".join(f"{k:,}" for k in keys), mib_list(rss),
+                     fmt_rps(mean_of(keys)),
+                     "—" if mean_of(rss) is None else f"{mean_of(rss) / 2**20:,.1f}",
+                     fmt_rps(mean_of(held))))
+
+    for key, name in (("unsharded", "unsharded, 3 replicas"),
+                      ("sharded", f"{sh['shard_count']} shards of 3 nodes")):
+        x = m.get(key)
+        if x:
+            row(name, x["keys"], x["rss"], x["rss_empty"])
+    rs = sh.get("reshard") or {}
+    if rs.get("nodes") and rs.get("rss_after"):
+        row(f"the same after the reshard to {rs['to']} shards", [n[2] for n in rs["nodes"]],
+            rs["rss_after"], (m.get("sharded") or {}).get("rss_empty"))
+    h = ("store", "nodes", "keys per node", "RSS per node (MiB)", "mean keys", "mean RSS (MiB)",
+         "RSS over empty, B/key held")
+    return h, rows
