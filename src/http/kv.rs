@@ -127,13 +127,15 @@ async fn sharded(
     for _ in 0..3 {
         let (shard, here) = match node.cluster() {
             Some(cluster) => {
-                let (shard, mine) = cluster.place(key.as_str());
-                let group = cluster.with_map(|m| m.shard(shard).map(|s| s.group.clone()));
-                let current = node.me().id.group().map(str::to_string);
-                // A member still copying its shard's state lets a ready
-                // one answer, if the request may still be relayed.
-                let ready = hops >= MAX_HOPS || node.read_replica(Replica::is_ready);
-                (shard, mine && group.is_some() && group == current && ready)
+                // Served here by a replica of the shard's group; one still
+                // copying the shard's state lets a ready member answer, if
+                // the request may still be relayed.
+                let (shard, serves, ready) = node.read_replica(|replica| {
+                    let (shard, serves) =
+                        cluster.serves(key.as_str(), Some(replica.me().id.group()));
+                    (shard, serves, hops >= MAX_HOPS || replica.is_ready())
+                });
+                (shard, serves && ready)
             }
             None => break,
         };
@@ -189,10 +191,8 @@ fn may_serve(node: &Node, replica: &Replica, key: &Key, writing: bool) -> Result
     let Some(cluster) = node.cluster() else {
         return Ok(());
     };
-    let (shard, mine) = cluster.place(key.as_str());
-    let group = replica.me().id.group();
-    let same_group = cluster.with_map(|m| m.shard(shard).map(|s| s.group.as_str()) == group);
-    if !mine || !same_group {
+    let (_, serves) = cluster.serves(key.as_str(), Some(replica.me().id.group()));
+    if !serves {
         return Err(Wait::Moved);
     }
     if writing && cluster.is_moving(key.as_str()) {

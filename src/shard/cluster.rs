@@ -4,7 +4,7 @@
 //! does the talking.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::address::SocketAddress;
@@ -12,6 +12,7 @@ use crate::causal::VectorClock;
 use crate::store::{Key, Version};
 
 use super::map::{ShardId, ShardMap};
+use super::placement::Layout;
 
 /// Keys handed to this node for the reshard to map version `epoch`.
 #[derive(Debug, Default)]
@@ -29,6 +30,8 @@ pub struct Incoming {
 pub struct Cluster {
     me: SocketAddress,
     map: RwLock<ShardMap>,
+    /// The map's placement, looked up once per map rather than per request.
+    layout: RwLock<Arc<Layout>>,
     seen: Mutex<HashMap<SocketAddress, Instant>>,
     pending: Mutex<Option<ShardMap>>,
     /// When the reshard pending was prepared.
@@ -49,6 +52,7 @@ impl Cluster {
     pub fn new(me: SocketAddress, map: ShardMap, failure_timeout: Duration) -> Cluster {
         Cluster {
             me,
+            layout: RwLock::new(map.layout()),
             map: RwLock::new(map),
             seen: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
@@ -86,6 +90,7 @@ impl Cluster {
             *pending = None;
             *lock(&self.prepared_at) = None;
         }
+        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = map.layout();
         *held = map;
         true
     }
@@ -97,10 +102,24 @@ impl Cluster {
 
     /// The shard of `key`, and whether this node is one of its members.
     pub fn place(&self, key: &str) -> (ShardId, bool) {
+        self.serves(key, None)
+    }
+
+    /// The shard of `key`, and whether this node serves it: it is one of
+    /// the shard's members and, if `group` is given, its replica is of
+    /// the shard's group.
+    pub fn serves(&self, key: &str, group: Option<Option<&str>>) -> (ShardId, bool) {
+        let layout = self
+            .layout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let shard = layout.shard_of(key) + 1;
         self.with_map(|m| {
-            let shard = m.shard_of(key);
-            let mine = m.shard(shard).is_some_and(|s| s.members.contains(&self.me));
-            (shard, mine)
+            let serves = m.shard(shard).is_some_and(|s| {
+                s.members.contains(&self.me) && group.is_none_or(|g| g == Some(s.group.as_str()))
+            });
+            (shard, serves)
         })
     }
 
