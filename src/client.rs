@@ -6,6 +6,14 @@
 //! to the next one when a host is unreachable, times out, or answers 503.
 //! The shard endpoints have typed methods too ([`Client::shard_ids`],
 //! [`Client::shards`], [`Client::reshard`], ...).
+//!
+//! Conditional writes: [`Client::put_if`] and [`Client::delete_if`] send a
+//! [`Precondition`] (`If-None-Match: *` or `If-Match`); when it does not
+//! hold, the answer is a 412 ([`Response::precondition_failed`]) naming the
+//! key's current version ([`Response::etag`]), and its context is kept like
+//! any answer's. GET and PUT answers carry the version's entity tag
+//! ([`Response::etag`]); [`Client::get_if_none_match`] asks for a value
+//! only if it changed.
 //! Used by the end-to-end tests, and by the command-line client `kvctl`
 //! (see [`crate::cli`]), which also keeps the context between runs in a
 //! session file ([`crate::cli::session`]).
@@ -121,9 +129,37 @@ pub struct Response {
     pub status: u16,
     /// The JSON body (`Value::Null` when the body was not JSON).
     pub body: Value,
+    /// The `ETag` header, as sent (quoted), if the answer had one.
+    pub etag_header: Option<String>,
 }
 
 impl Response {
+    /// An answer without an `ETag` header.
+    pub fn new(host: impl Into<String>, status: u16, body: Value) -> Self {
+        Response {
+            host: host.into(),
+            status,
+            body,
+            etag_header: None,
+        }
+    }
+
+    /// The entity tag of the key's current version, quoted as in HTTP
+    /// (`"9f2c0a1b3d4e5f60"`): the `ETag` header of a GET or PUT answer
+    /// (or of a 304), else the `etag` field of a 412's body (the version
+    /// that failed the condition; absent when the key holds no value).
+    pub fn etag(&self) -> Option<&str> {
+        self.etag_header
+            .as_deref()
+            .or_else(|| self.body.get("etag").and_then(Value::as_str))
+    }
+
+    /// Whether this is the 412 of a conditional write whose condition did
+    /// not hold: nothing was written.
+    pub fn precondition_failed(&self) -> bool {
+        self.status == 412
+    }
+
     /// The `value` field of a successful GET.
     pub fn value(&self) -> Option<&Value> {
         self.body.get("value")
@@ -167,6 +203,72 @@ pub struct Shards {
     pub shards: Vec<ShardInfo>,
 }
 
+/// The condition of a conditional write ([`Client::put_if`],
+/// [`Client::delete_if`]): the replica that takes the write makes it only
+/// if the condition holds there, once the request's context is met, and
+/// answers 412 otherwise. Judged at that replica alone: conditional writes
+/// made concurrently at two replicas can both succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only if the key holds no value (`If-None-Match: *`): create, never
+    /// overwrite.
+    Absent,
+    /// Only if the key's current version has this entity tag, quoted
+    /// (`If-Match: "<etag>"`); `*`: whatever its version, so only if the
+    /// key holds a value. Made by [`Precondition::matching`].
+    Matches(String),
+}
+
+impl Precondition {
+    /// `If-Match` naming `tag`, quoted if it was given without quotes (see
+    /// [`quote_etag`]).
+    pub fn matching(tag: &str) -> Result<Self, String> {
+        quote_etag(tag).map(Precondition::Matches)
+    }
+
+    /// The request header that carries the condition: name and value.
+    pub fn header(&self) -> (&'static str, &str) {
+        match self {
+            Precondition::Absent => ("if-none-match", "*"),
+            Precondition::Matches(tag) => ("if-match", tag),
+        }
+    }
+}
+
+/// An entity tag as a request header carries it: `"<tag>"`, quoted if it
+/// was given bare (`9f2c0a1b3d4e5f60` becomes `"9f2c0a1b3d4e5f60"`); `*`
+/// and weak tags (`W/"<tag>"`) are kept as they are. Refuses an empty tag
+/// and one with a space, a control character, a quote or a comma inside.
+pub fn quote_etag(tag: &str) -> Result<String, String> {
+    let tag = tag.trim();
+    if tag == "*" {
+        return Ok(tag.to_string());
+    }
+    let weak = tag.starts_with("W/");
+    let inner = tag.strip_prefix("W/").unwrap_or(tag);
+    let bare = match inner.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(bare) => bare,
+        None if weak => return Err(format!("invalid entity tag {tag:?}: W/ needs a quoted tag")),
+        None => inner,
+    };
+    if bare.is_empty() {
+        return Err("an entity tag cannot be empty".into());
+    }
+    if let Some(c) = bare
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || c == '"' || c == ',')
+    {
+        return Err(format!(
+            "invalid entity tag {tag:?}: {c:?} is not allowed in a tag"
+        ));
+    }
+    Ok(if weak {
+        format!("W/\"{bare}\"")
+    } else {
+        format!("\"{bare}\"")
+    })
+}
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -176,6 +278,10 @@ pub enum ClientError {
     /// The client was given no host.
     #[error("no host given")]
     NoHosts,
+    /// The request could not be made as asked (an invalid entity tag);
+    /// nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
     /// A host answered, but not with what was asked for (an error status,
     /// or a body without the expected field).
     #[error("{} answered {}: {}", .0.host, .0.status, .0.body)]
@@ -249,22 +355,74 @@ impl Client {
         Ok(())
     }
 
-    /// Puts `value` at `key`.
+    /// Puts `value` at `key`: 201 if it was absent, 200 if it existed,
+    /// with the new version's entity tag ([`Response::etag`]).
     pub async fn put(&mut self, key: &str, value: Value) -> Result<Response, ClientError> {
         let body = json!({"value": value, "causal-metadata": self.context});
-        self.causal(Method::PUT, key, body, true).await
+        self.causal(Method::PUT, key, body, true, None).await
     }
 
-    /// Gets `key`.
+    /// Puts `value` at `key` if `condition` holds (as [`Client::put`]);
+    /// else 412, nothing written, naming the key's current version
+    /// ([`Response::etag`], `None` if it holds no value). The 412's
+    /// context is kept.
+    ///
+    /// A request that timed out may have been made: sent again to the
+    /// next host, it can fail its condition against its own write.
+    pub async fn put_if(
+        &mut self,
+        key: &str,
+        value: Value,
+        condition: &Precondition,
+    ) -> Result<Response, ClientError> {
+        let body = json!({"value": value, "causal-metadata": self.context});
+        self.causal(Method::PUT, key, body, true, Some(condition))
+            .await
+    }
+
+    /// Gets `key`; a 200 carries the version's entity tag
+    /// ([`Response::etag`]).
     pub async fn get(&mut self, key: &str) -> Result<Response, ClientError> {
         let body = json!({"causal-metadata": self.context});
-        self.causal(Method::GET, key, body, false).await
+        self.causal(Method::GET, key, body, false, None).await
+    }
+
+    /// Gets `key` unless its current version has the entity tag `etag`
+    /// (`If-None-Match`; quoted if given bare, see [`quote_etag`]): then
+    /// the answer is 304, with the tag but no body, and the context is
+    /// unchanged.
+    pub async fn get_if_none_match(
+        &mut self,
+        key: &str,
+        etag: &str,
+    ) -> Result<Response, ClientError> {
+        let etag = quote_etag(etag).map_err(ClientError::Invalid)?;
+        let body = json!({"causal-metadata": self.context});
+        let path = format!("/key-value-store/{}", encode_key(key));
+        let headers = [("if-none-match", etag.as_str())];
+        let response = self
+            .send_with(&self.http, Method::GET, &path, Some(body), &headers)
+            .await?;
+        self.adopt(&response);
+        Ok(response)
     }
 
     /// Deletes `key`.
     pub async fn delete(&mut self, key: &str) -> Result<Response, ClientError> {
         let body = json!({"causal-metadata": self.context});
-        self.causal(Method::DELETE, key, body, true).await
+        self.causal(Method::DELETE, key, body, true, None).await
+    }
+
+    /// Deletes `key` if `condition` holds (as [`Client::delete`]); else
+    /// 412, as [`Client::put_if`].
+    pub async fn delete_if(
+        &mut self,
+        key: &str,
+        condition: &Precondition,
+    ) -> Result<Response, ClientError> {
+        let body = json!({"causal-metadata": self.context});
+        self.causal(Method::DELETE, key, body, true, Some(condition))
+            .await
     }
 
     /// The view of the first host that answers.
@@ -425,6 +583,7 @@ impl Client {
             Method::PUT,
             "/key-value-store-shard/reshard",
             Some(body),
+            &[],
         )
         .await
     }
@@ -435,20 +594,30 @@ impl Client {
         key: &str,
         body: Value,
         write: bool,
+        condition: Option<&Precondition>,
     ) -> Result<Response, ClientError> {
         let mut path = format!("/key-value-store/{}", encode_key(key));
         if let Some(w) = self.write_concern.as_ref().filter(|_| write) {
             path.push_str("?w=");
             path.push_str(&encode_key(w));
         }
-        let response = self.send(method, &path, Some(body)).await?;
+        let headers: Vec<(&str, &str)> = condition.map(Precondition::header).into_iter().collect();
+        let response = self
+            .send_with(&self.http, method, &path, Some(body), &headers)
+            .await?;
+        self.adopt(&response);
+        Ok(response)
+    }
+
+    /// Takes the context of `response` (a 412's too), unless it is a 503
+    /// for a write that was not made.
+    fn adopt(&mut self, response: &Response) {
         if let Some(metadata) = response.metadata() {
             // A write short of its concern was made all the same.
-            if response.status != 503 || concern_not_met(&response) {
+            if response.status != 503 || concern_not_met(response) {
                 self.context = metadata.clone();
             }
         }
-        Ok(response)
     }
 
     /// Sends a request to the first host that answers with anything but
@@ -459,16 +628,17 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Response, ClientError> {
-        self.send_with(&self.http, method, path, body).await
+        self.send_with(&self.http, method, path, body, &[]).await
     }
 
-    /// [`Client::send`] through `http`.
+    /// [`Client::send`] through `http`, with `headers` added.
     async fn send_with(
         &self,
         http: &awc::Client,
         method: Method,
         path: &str,
         body: Option<Value>,
+        headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
         if self.hosts.is_empty() {
             return Err(ClientError::NoHosts);
@@ -476,7 +646,8 @@ impl Client {
         let mut failures = Vec::new();
         let mut unavailable = None;
         for host in &self.hosts {
-            match raw(http, host, method.clone(), path, body.as_ref()).await {
+            let sent = raw_with_headers(http, host, method.clone(), path, body.as_ref(), headers);
+            match sent.await {
                 Ok(response) if response.status == 503 && !concern_not_met(&response) => {
                     unavailable = Some(response)
                 }
@@ -543,7 +714,22 @@ pub async fn raw(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Response, String> {
-    let request = http.request(method, format!("http://{host}{path}"));
+    raw_with_headers(http, host, method, path, body, &[]).await
+}
+
+/// [`raw`], with `headers` (name, value) added to the request.
+pub async fn raw_with_headers(
+    http: &awc::Client,
+    host: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    let mut request = http.request(method, format!("http://{host}{path}"));
+    for &(name, value) in headers {
+        request = request.insert_header((name, value));
+    }
     let sent = match body {
         Some(body) => request.send_json(body).await,
         None => request.send().await,
@@ -554,10 +740,16 @@ pub async fn raw(
         .limit(1 << 30)
         .await
         .map_err(|e| e.to_string())?;
+    let etag_header = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     Ok(Response {
         host: host.to_string(),
         status: response.status().as_u16(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        etag_header,
     })
 }
 
@@ -631,13 +823,7 @@ mod tests {
 
     #[test]
     fn readiness_comes_from_ready_then_from_health() {
-        let answer = |status: u16, body: Value| {
-            Ok(Response {
-                host: "127.0.0.1:1".into(),
-                status,
-                body,
-            })
-        };
+        let answer = |status: u16, body: Value| Ok(Response::new("127.0.0.1:1", status, body));
         let replica = |health, ready| ReplicaStatus {
             address: "127.0.0.1:1".into(),
             in_view: true,
@@ -671,11 +857,7 @@ mod tests {
 
     #[test]
     fn typed_answers_take_their_field_or_say_why_not() {
-        let answer = |status: u16, body: Value| Response {
-            host: "127.0.0.1:1".into(),
-            status,
-            body,
-        };
+        let answer = |status: u16, body: Value| Response::new("127.0.0.1:1", status, body);
         let ids = answer(200, json!({"message": "m", "shard-ids": [1, 2]}));
         assert_eq!(field::<Vec<ShardId>>(ids, "shard-ids").unwrap(), [1, 2]);
         let unplaced = answer(200, json!({"message": "m", "shard-id": null}));
@@ -698,6 +880,53 @@ mod tests {
             answer(201, json!({"message": "Added successfully"})).shard_id(),
             None
         );
+    }
+
+    #[test]
+    fn entity_tags_are_quoted_when_given_bare() {
+        let tag = "9f2c0a1b3d4e5f60";
+        let quoted = "\"9f2c0a1b3d4e5f60\"";
+        assert_eq!(quote_etag(tag).unwrap(), quoted);
+        assert_eq!(quote_etag(quoted).unwrap(), quoted);
+        assert_eq!(quote_etag(&format!(" {quoted} ")).unwrap(), quoted);
+        assert_eq!(quote_etag("*").unwrap(), "*");
+        assert_eq!(quote_etag("W/\"ab\"").unwrap(), "W/\"ab\"");
+        for bad in ["", "\"\"", "a b", "a\"b", "\"a", "a,b", "W/ab", "é", "a\tb"] {
+            assert!(quote_etag(bad).is_err(), "accepted {bad:?}");
+        }
+        assert_eq!(
+            Precondition::matching(tag).unwrap(),
+            Precondition::Matches(quoted.into())
+        );
+        assert_eq!(
+            Precondition::matching(tag).unwrap().header(),
+            ("if-match", quoted)
+        );
+        assert_eq!(Precondition::Absent.header(), ("if-none-match", "*"));
+        assert_eq!(
+            Precondition::matching("*").unwrap().header(),
+            ("if-match", "*")
+        );
+    }
+
+    #[test]
+    fn the_etag_comes_from_the_header_else_from_a_412_body() {
+        let mut put = Response::new("h", 200, json!({"message": "Updated successfully"}));
+        assert_eq!(put.etag(), None);
+        put.etag_header = Some("\"aa\"".into());
+        assert_eq!(put.etag(), Some("\"aa\""));
+        assert!(!put.precondition_failed());
+        let unmet = Response::new(
+            "h",
+            412,
+            json!({"error": "Precondition failed: the key exists (If-None-Match: *)",
+                   "message": "Error in PUT", "causal-metadata": {"r#a": 1},
+                   "etag": "\"bb\""}),
+        );
+        assert!(unmet.precondition_failed());
+        assert_eq!(unmet.etag(), Some("\"bb\""));
+        let absent = Response::new("h", 412, json!({"error": "Precondition failed: x"}));
+        assert_eq!(absent.etag(), None);
     }
 
     #[test]

@@ -117,6 +117,37 @@ impl Kvctl {
     }
 }
 
+/// What a put printed, `OK (WHAT[, shard N], etag "TAG")`: WHAT, N and
+/// the quoted tag (16 hex digits); `None` if the line is not that.
+fn put_line(line: &str) -> Option<(String, Option<u32>, String)> {
+    let inner = line.strip_prefix("OK (")?.strip_suffix(')')?;
+    let parts: Vec<&str> = inner.split(", ").collect();
+    let (what, rest) = parts.split_first()?;
+    let (last, middle) = rest.split_last()?;
+    let tag = last.strip_prefix("etag ")?;
+    let hex = tag.strip_prefix('"')?.strip_suffix('"')?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let shard = match middle {
+        [] => None,
+        [shard] => Some(shard.strip_prefix("shard ")?.parse().ok()?),
+        _ => return None,
+    };
+    Some((what.to_string(), shard, tag.to_string()))
+}
+
+/// Asserts that `run` is a successful put that printed `OK (WHAT, etag
+/// "TAG")` (no shard) and nothing else; returns the tag, quoted.
+fn put_ok(run: &Run, what: &str) -> String {
+    let out = run.ok();
+    let line = out.strip_suffix('\n').unwrap_or_default();
+    match put_line(line) {
+        Some((said, None, tag)) if said == what && !line.contains('\n') => tag,
+        _ => panic!("not `OK ({what}, etag \"...\")`: {run:?}"),
+    }
+}
+
 /// `a:port,b:port` of the replicas `at`.
 fn hosts(cluster: &TestCluster, at: &[usize]) -> String {
     at.iter()
@@ -152,15 +183,9 @@ async fn a_put_at_one_replica_is_read_at_another_through_the_session() {
         hosts(&cluster, &[2]),
     );
 
-    assert_eq!(
-        kv.run(&a, &["put", "greeting", "hello world"]).ok(),
-        "OK (added)\n"
-    );
+    put_ok(&kv.run(&a, &["put", "greeting", "hello world"]), "added");
     assert_eq!(kv.run(&b, &["get", "greeting"]).ok(), "hello world\n");
-    assert_eq!(
-        kv.run(&c, &["put", "greeting", "hi"]).ok(),
-        "OK (updated)\n"
-    );
+    put_ok(&kv.run(&c, &["put", "greeting", "hi"]), "updated");
     assert_eq!(kv.run(&a, &["get", "greeting"]).ok(), "hi\n");
 
     // The session holds the writes of both replicas written to, and --json
@@ -236,7 +261,7 @@ async fn values_are_json_when_they_parse_and_strings_otherwise() {
 
     // `-` reads the value from stdin (one trailing newline dropped).
     let run = kv.run_with_input(&host, &["put", "piped", "-"], "{\"from\": \"stdin\"}\n");
-    assert_eq!(run.ok(), "OK (added)\n");
+    put_ok(&run, "added");
     assert_eq!(stored("piped"), json!({"from": "stdin"}));
     let run = kv.run_with_input(
         &host,
@@ -260,7 +285,7 @@ async fn a_dead_first_host_is_skipped() {
     cluster.kill(0);
     let list = hosts(&cluster, &[0, 1, 2]);
 
-    assert_eq!(kv.run(&list, &["put", "k", "v"]).ok(), "OK (added)\n");
+    put_ok(&kv.run(&list, &["put", "k", "v"]), "added");
     assert_eq!(kv.run(&list, &["get", "k"]).ok(), "v\n");
     // The write went to the first live host.
     let id_b = replica_id(&cluster, 1).await;
@@ -344,10 +369,7 @@ async fn no_session_neither_reads_nor_writes_the_session_file() {
     let cluster = Options::default().causal_wait_ms(300).start(1).await;
     let kv = Kvctl::new();
     let host = hosts(&cluster, &[0]);
-    assert_eq!(
-        kv.run(&host, &["--no-session", "put", "k", "1"]).ok(),
-        "OK (added)\n"
-    );
+    put_ok(&kv.run(&host, &["--no-session", "put", "k", "1"]), "added");
     assert_eq!(kv.run(&host, &["--no-session", "get", "k"]).ok(), "1\n");
     assert!(!kv.state_dir().join("sessions").exists());
 
@@ -386,11 +408,11 @@ get greeting
 ";
     let run = kv.run_with_input(&a, &["-i"], script);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(
-        lines[..3],
-        ["OK (added)", "good morning", "OK (added)"],
-        "{run:?}"
-    );
+    let added = |line: &str| {
+        put_line(line).is_some_and(|(what, shard, _)| what == "added" && shard.is_none())
+    };
+    assert!(added(lines[0]) && added(lines[2]), "{run:?}");
+    assert_eq!(lines[1], "good morning", "{run:?}");
     let raw: Value = serde_json::from_str(lines[3]).unwrap();
     assert_eq!(raw["value"], json!({"a": [1, 2]}));
     assert_eq!(
@@ -435,7 +457,15 @@ async fn concurrent_processes_sharing_a_session_lose_no_context() {
         .collect();
     for shell in shells {
         let run = Run::from(shell.wait_with_output().expect("wait for kvctl"));
-        assert_eq!(run.stdout, "OK (added)\n".repeat(PUTS), "{run:?}");
+        let lines: Vec<_> = run.stdout.lines().filter_map(put_line).collect();
+        assert_eq!(lines.len(), PUTS, "{run:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|(what, shard, _)| what == "added" && shard.is_none()),
+            "{run:?}"
+        );
+        assert_eq!(run.stdout.lines().count(), PUTS, "{run:?}");
         assert!(run.stderr.is_empty(), "{run:?}");
     }
     let expected = json!({
@@ -547,20 +577,35 @@ async fn a_sharded_store_names_shards_lists_them_and_reshards() {
     listed.sort();
     assert_eq!(members, listed);
 
-    // A put names the key's shard, as its --json answer does; get prints
-    // the value alone; a missing key names the shard it would be in.
+    // A put names the key's shard and its new etag, as its --json answer
+    // does; get prints the value alone; a missing key names the shard it
+    // would be in.
     let put = kv.run(&all, &["put", "greeting", "hello"]);
-    let shard: u32 = put
-        .ok()
-        .strip_prefix("OK (added, shard ")
-        .and_then(|rest| rest.strip_suffix(")\n"))
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("a shard named: {put:?}"));
+    let Some((what, Some(shard), _)) = put.ok().strip_suffix('\n').and_then(put_line) else {
+        panic!("a shard and an etag named: {put:?}");
+    };
+    assert_eq!(what, "added", "{put:?}");
     assert!([1, 2].contains(&shard), "{put:?}");
+    let put = kv.run(&all, &["put", "greeting", "hi"]);
+    let Some((what, Some(again), tag)) = put.ok().strip_suffix('\n').and_then(put_line) else {
+        panic!("a shard and an etag named: {put:?}");
+    };
+    assert_eq!((what.as_str(), again), ("updated", shard), "{put:?}");
+    // The tag is the version's wherever it is read, and conditions hold
+    // in a sharded store too (the request is relayed with its header).
     assert_eq!(
-        kv.run(&all, &["put", "greeting", "hi"]).ok(),
-        format!("OK (updated, shard {shard})\n")
+        kv.run(&all, &["get", "--etag", "greeting"]).ok(),
+        format!("{tag}\n")
     );
+    kv.run(&all, &["put", "--if-absent", "greeting", "x"])
+        .fails(4, &format!("exists (etag {tag})"));
+    for at in 0..4 {
+        let one = hosts(&cluster, &[at]);
+        assert_eq!(
+            kv.run(&one, &["get", "--etag", "greeting"]).ok(),
+            format!("{tag}\n")
+        );
+    }
     let raw: Value =
         serde_json::from_str(kv.run(&all, &["put", "other", "1", "--json"]).ok()).unwrap();
     assert!(raw["shard-id"].as_u64().is_some(), "{raw}");
@@ -696,4 +741,135 @@ async fn add_member_places_a_node_started_without_a_shard_count() {
         "{run:?}"
     );
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[actix_web::test]
+async fn conditional_writes_use_the_etag_of_a_get_or_a_put() {
+    let cluster = TestCluster::start(2).await;
+    let kv = Kvctl::new();
+    let (a, b) = (hosts(&cluster, &[0]), hosts(&cluster, &[1]));
+
+    // --if-absent twice: the second fails with exit 4, naming the tag the
+    // first made, at the other replica too (the session orders it after
+    // the first), and the value is unchanged.
+    let v1 = put_ok(&kv.run(&a, &["put", "--if-absent", "k", "one"]), "added");
+    let second = kv.run(&b, &["put", "--if-absent", "k", "two"]);
+    second.fails(4, &format!("key \"k\" exists (etag {v1}); nothing written"));
+    assert!(second.stdout.is_empty(), "{second:?}");
+    assert_eq!(kv.run(&b, &["get", "k"]).ok(), "one\n");
+
+    // get --etag prints the tag a put printed, at either replica; --json
+    // carries it as "etag".
+    assert_eq!(kv.run(&b, &["get", "--etag", "k"]).ok(), format!("{v1}\n"));
+    assert_eq!(kv.run(&a, &["get", "k", "--etag"]).ok(), format!("{v1}\n"));
+    let raw: Value = serde_json::from_str(kv.run(&b, &["get", "k", "--json"]).ok()).unwrap();
+    assert_eq!(raw["etag"], json!(v1), "{raw}");
+    assert_eq!(raw["value"], json!("one"), "{raw}");
+
+    // --if-match with the tag from get (quoted, as printed): written, a
+    // new tag; with a bare tag (quotes are optional) likewise.
+    let v2 = put_ok(
+        &kv.run(&b, &["put", "--if-match", &v1, "k", "two"]),
+        "updated",
+    );
+    assert_ne!(v1, v2);
+    let bare = v2.trim_matches('"');
+    let v3 = put_ok(
+        &kv.run(&a, &["put", "k", "three", "--if-match", bare]),
+        "updated",
+    );
+    assert_eq!(kv.run(&a, &["get", "--etag", "k"]).ok(), format!("{v3}\n"));
+    // A stale tag: exit 4 naming the current one, nothing written.
+    kv.run(&b, &["put", "--if-match", &v1, "k", "four"]).fails(
+        4,
+        &format!("key \"k\" has etag {v3}, not {v1}; nothing written"),
+    );
+    assert_eq!(kv.run(&b, &["get", "k"]).ok(), "three\n");
+    // --json: the 412's body (with the current tag and the context), the
+    // error line still on stderr, the same exit code.
+    let raw = kv.run(&a, &["put", "--if-absent", "k", "five", "--json"]);
+    assert_eq!(raw.code, 4, "{raw:?}");
+    let body: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(body["etag"], json!(v3), "{raw:?}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Precondition failed"));
+    assert_eq!(body["causal-metadata"], kv.session_context(), "{raw:?}");
+    assert_eq!(raw.stderr.lines().count(), 1, "{raw:?}");
+
+    // delete --if-match: a stale tag fails, the current one deletes.
+    kv.run(&a, &["delete", "k", "--if-match", &v2]).fails(
+        4,
+        &format!("key \"k\" has etag {v3}, not {v2}; nothing deleted"),
+    );
+    assert_eq!(kv.run(&b, &["get", "k"]).ok(), "three\n");
+    assert_eq!(
+        kv.run(&b, &["delete", "k", "--if-match", &v3]).ok(),
+        "OK (deleted)\n"
+    );
+    kv.run(&a, &["get", "k"]).fails(1, "\"k\" not found");
+    kv.run(&a, &["get", "--etag", "k"])
+        .fails(1, "\"k\" not found");
+    // Absent now: --if-match (a tag or *) fails, --if-absent creates.
+    kv.run(&a, &["delete", "k", "--if-match", &v3])
+        .fails(4, "key \"k\" does not exist; nothing deleted");
+    kv.run(&b, &["put", "k", "x", "--if-match", "*"])
+        .fails(4, "key \"k\" does not exist; nothing written");
+    let v4 = put_ok(&kv.run(&b, &["put", "k", "again", "--if-absent"]), "added");
+    assert!(![&v1, &v2, &v3].contains(&&v4), "a new version, a new tag");
+    put_ok(
+        &kv.run(&a, &["put", "k", "any", "--if-match", "*"]),
+        "updated",
+    );
+
+    // A failed condition's context is kept: a session that knew nothing
+    // learns the write that failed it from the 412.
+    let fresh = Kvctl::new();
+    fresh
+        .run(&a, &["put", "--if-absent", "k", "mine"])
+        .fails(4, "exists");
+    // (The version that failed it was written at the first replica.)
+    let learned = fresh.session_context();
+    let id_a = replica_id(&cluster, 0).await;
+    assert!(learned[&id_a].as_u64().is_some_and(|n| n > 0), "{learned}");
+    // ... so its next read at the other replica sees that write.
+    assert_eq!(fresh.run(&b, &["get", "k"]).ok(), "any\n");
+
+    // Usage errors: both conditions at once, a malformed tag, --if-absent
+    // on delete.
+    kv.run(&a, &["put", "k", "v", "--if-absent", "--if-match", &v4])
+        .fails(2, "cannot be used with");
+    kv.run(&a, &["put", "k", "v", "--if-match", "a b"])
+        .fails(2, "--if-match");
+    kv.run(&a, &["delete", "k", "--if-absent"])
+        .fails(2, "--if-absent");
+    assert!(kv
+        .run(&a, &["put", "--help"])
+        .ok()
+        .contains("--if-match <ETAG>"));
+    assert!(kv
+        .run(&a, &["--help"])
+        .ok()
+        .contains("4 the condition of a write"));
+
+    // The shell takes the same flags; its status is the last command's.
+    let script =
+        "put s 1 --if-absent\nput s 2 --if-absent\nget s --etag\nhelp\nput s 3 --if-absent\n";
+    let run = kv.run_with_input(&b, &["-i"], script);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let (what, _, tag) = put_line(lines[0]).unwrap_or_else(|| panic!("{run:?}"));
+    assert_eq!(what, "added", "{run:?}");
+    assert_eq!(lines[1], tag, "{run:?}");
+    assert!(run.stdout.contains("--if-match ETAG"), "help: {run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{run:?}");
+    for error in errors {
+        assert_eq!(
+            error,
+            format!("kvctl: condition failed: key \"s\" exists (etag {tag}); nothing written")
+        );
+    }
+    assert_eq!(run.code, 4, "{run:?}");
+    assert_eq!(kv.run(&a, &["get", "s"]).ok(), "1\n");
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use super::session::{default_state_dir, session_path, SessionError, SessionFile};
-use crate::client::DEFAULT_HOSTS;
+use crate::client::{Precondition, DEFAULT_HOSTS};
 use crate::shard::{ShardId, MAX_SHARDS};
 
 const EXIT_CODES: &str = "\
@@ -16,7 +16,9 @@ Exit codes: 0 ok, 1 key not found (add-member: no such shard), 2 usage error \
 or a request the store refuses (such as a reshard into more shards than the \
 nodes can hold), 3 no replica reachable, causal dependencies not satisfied in \
 time, a disk unavailable, a write held by fewer replicas than --w asked in \
-time (it was made and still spreads), or a reshard under way or failed.";
+time (it was made and still spreads), or a reshard under way or failed, \
+4 the condition of a write (put --if-absent, put/delete --if-match) did not \
+hold: nothing was written (the error names the key's current etag).";
 
 /// The command line of `kvctl`.
 #[derive(Parser, Debug, Clone)]
@@ -75,7 +77,8 @@ pub struct Cli {
 /// A kvctl command, as typed on the command line or in the shell.
 #[derive(Subcommand, Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Store VALUE at KEY (as JSON when it parses as JSON, else as a string).
+    /// Store VALUE at KEY (as JSON when it parses as JSON, else as a
+    /// string); prints the new version's entity tag.
     Put {
         /// The key.
         key: String,
@@ -85,16 +88,32 @@ pub enum Command {
         /// Store VALUE as a string even if it parses as JSON.
         #[arg(long)]
         string: bool,
+        /// Only if KEY holds no value (create, never overwrite); else exit 4.
+        #[arg(long, conflicts_with = "if_match")]
+        if_absent: bool,
+        /// Only if KEY's current version has entity tag ETAG (as `get
+        /// --etag` or `put` print it; quotes optional; `*`: only if KEY
+        /// exists); else exit 4.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
     },
     /// Print the value of KEY.
     Get {
         /// The key.
         key: String,
+        /// Print the entity tag of KEY's current version (quoted) instead
+        /// of its value, for `put`/`delete --if-match`.
+        #[arg(long)]
+        etag: bool,
     },
     /// Delete KEY.
     Delete {
         /// The key.
         key: String,
+        /// Only if KEY's current version has entity tag ETAG (quotes
+        /// optional; `*`: any version); else exit 4.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
     },
     /// List the replicas in the view, or change the view.
     View {
@@ -165,16 +184,22 @@ pub enum Action {
         key: String,
         /// The value to store.
         value: Value,
+        /// Store it only if this holds.
+        condition: Option<Precondition>,
     },
     /// Read `key`.
     Get {
         /// The key.
         key: String,
+        /// Show the entity tag of its version, not its value.
+        etag: bool,
     },
     /// Delete `key`.
     Delete {
         /// The key.
         key: String,
+        /// Delete it only if this holds.
+        condition: Option<Precondition>,
     },
     /// List the view.
     View,
@@ -218,7 +243,18 @@ impl Command {
     /// (in the shell) that is an error.
     pub fn into_action(self, stdin: Option<&mut dyn Read>) -> Result<Action, String> {
         Ok(match self {
-            Command::Put { key, value, string } => {
+            Command::Put {
+                key,
+                value,
+                string,
+                if_absent,
+                if_match,
+            } => {
+                let condition = match (if_absent, if_match) {
+                    (true, _) => Some(Precondition::Absent),
+                    (false, Some(tag)) => Some(if_match_condition(&tag)?),
+                    (false, None) => None,
+                };
                 let text = if value == "-" {
                     let stdin =
                         stdin.ok_or("`-` (read the value from stdin) is not available here")?;
@@ -229,10 +265,14 @@ impl Command {
                 Action::Put {
                     key,
                     value: parse_value(&text, string)?,
+                    condition,
                 }
             }
-            Command::Get { key } => Action::Get { key },
-            Command::Delete { key } => Action::Delete { key },
+            Command::Get { key, etag } => Action::Get { key, etag },
+            Command::Delete { key, if_match } => Action::Delete {
+                key,
+                condition: if_match.as_deref().map(if_match_condition).transpose()?,
+            },
             Command::View { change: None } => Action::View,
             Command::View {
                 change: Some(ViewChange::Add { addr }),
@@ -270,6 +310,11 @@ pub fn parse_value(text: &str, force_string: bool) -> Result<Value, String> {
         Ok(value) => Ok(value),
         Err(_) => Ok(Value::String(text.to_string())),
     }
+}
+
+/// The condition `--if-match TAG` asks for.
+fn if_match_condition(tag: &str) -> Result<Precondition, String> {
+    Precondition::matching(tag).map_err(|e| format!("--if-match: {e}"))
 }
 
 /// Reads a value from `input`, dropping one trailing newline (as `$(...)`
@@ -388,18 +433,32 @@ mod tests {
             action(&["put", "k", "-5"]),
             Action::Put {
                 key: "k".into(),
-                value: json!(-5)
+                value: json!(-5),
+                condition: None,
             }
         );
         assert_eq!(
             action(&["put", "--string", "k", "5"]),
             Action::Put {
                 key: "k".into(),
-                value: json!("5")
+                value: json!("5"),
+                condition: None,
             }
         );
-        assert_eq!(action(&["get", "k"]), Action::Get { key: "k".into() });
-        assert_eq!(action(&["delete", "k"]), Action::Delete { key: "k".into() });
+        assert_eq!(
+            action(&["get", "k"]),
+            Action::Get {
+                key: "k".into(),
+                etag: false
+            }
+        );
+        assert_eq!(
+            action(&["delete", "k"]),
+            Action::Delete {
+                key: "k".into(),
+                condition: None
+            }
+        );
         assert_eq!(action(&["view"]), Action::View);
         assert_eq!(
             action(&["view", "add", "1.2.3.4:5"]),
@@ -454,10 +513,68 @@ mod tests {
             &["add-member", "1"],
             &["add-member", "x", "10.10.0.8:8085"],
             &["shards", "1"],
+            &["put", "k", "v", "--if-absent", "--if-match", "abc"],
+            &["put", "k", "v", "--if-match"],
+            &["delete", "k", "--if-absent"],
+            &["get", "k", "--if-match", "abc"],
         ] {
             let e = parse(args).unwrap_err();
             let line = usage_line(&e, "kvctl --help");
             assert!(!line.contains('\n') && !line.starts_with("error"), "{line}");
+        }
+    }
+
+    #[test]
+    fn conditions_and_etags_parse_into_actions() {
+        let tag = "\"9f2c0a1b3d4e5f60\"";
+        let matching = Some(Precondition::Matches(tag.into()));
+        assert_eq!(
+            action(&["put", "k", "1", "--if-absent"]),
+            Action::Put {
+                key: "k".into(),
+                value: json!(1),
+                condition: Some(Precondition::Absent),
+            }
+        );
+        // Quotes are optional: a bare tag is quoted.
+        for given in ["9f2c0a1b3d4e5f60", tag] {
+            assert_eq!(
+                action(&["put", "--if-match", given, "k", "1"]),
+                Action::Put {
+                    key: "k".into(),
+                    value: json!(1),
+                    condition: matching.clone(),
+                }
+            );
+            assert_eq!(
+                action(&["delete", "k", "--if-match", given]),
+                Action::Delete {
+                    key: "k".into(),
+                    condition: matching.clone(),
+                }
+            );
+        }
+        assert_eq!(
+            action(&["delete", "k", "--if-match", "*"]),
+            Action::Delete {
+                key: "k".into(),
+                condition: Some(Precondition::Matches("*".into())),
+            }
+        );
+        assert_eq!(
+            action(&["get", "--etag", "k"]),
+            Action::Get {
+                key: "k".into(),
+                etag: true
+            }
+        );
+        // A malformed tag is a usage error naming the flag.
+        for bad in ["", "a b", "a\"b"] {
+            let cli = parse(&["put", "k", "1", "--if-match", bad]).unwrap();
+            let e = cli.command.unwrap().into_action(None).unwrap_err();
+            assert!(e.starts_with("--if-match: "), "{e}");
+            let cli = parse(&["delete", "k", "--if-match", bad]).unwrap();
+            assert!(cli.command.unwrap().into_action(None).is_err());
         }
     }
 
@@ -470,7 +587,8 @@ mod tests {
             action,
             Action::Put {
                 key: "k".into(),
-                value: json!({"n": 1})
+                value: json!({"n": 1}),
+                condition: None,
             }
         );
         let cli = parse(&["put", "--string", "k", "-"]).unwrap();
@@ -480,7 +598,8 @@ mod tests {
             action,
             Action::Put {
                 key: "k".into(),
-                value: json!("two\nlines")
+                value: json!("two\nlines"),
+                condition: None,
             }
         );
         let cli = parse(&["put", "k", "-"]).unwrap();

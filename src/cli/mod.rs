@@ -8,6 +8,12 @@
 //! ([`crate::client::Client`] moves on after a connection failure, a
 //! timeout or a 503).
 //!
+//! Writes can be conditional (`put --if-absent`, `put`/`delete --if-match
+//! ETAG`, sent as `If-None-Match: *` / `If-Match`); a put prints the new
+//! version's entity tag and `get --etag` the current one. A condition that
+//! does not hold exits with [`EXIT_CONDITION_FAILED`], naming the key's
+//! current tag, and the session keeps the 412's context like any answer's.
+//!
 //! The layers, each testable without a process:
 //!
 //! - [`args`]: [`Cli`] and [`Command`], the arguments parsed by clap, and
@@ -32,7 +38,9 @@ use std::time::Duration;
 use crate::client::{parse_hosts, Client};
 
 pub use args::{parse_value, usage_line, Action, Cli, Command, SessionAction, ViewChange};
-pub use outcome::{Outcome, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+pub use outcome::{
+    Outcome, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
 pub use runner::Runner;
 
 /// Runs kvctl as the command line says and returns the exit code.

@@ -15,6 +15,10 @@ pub const EXIT_USAGE: u8 = 2;
 /// time at any replica, or a reshard already under way (409) or failed
 /// and undone (503).
 pub const EXIT_UNAVAILABLE: u8 = 3;
+/// Exit code: the condition of a write (`put --if-absent`, `put
+/// --if-match`, `delete --if-match`) did not hold (the store's 412):
+/// nothing was written; the error names the key's current entity tag.
+pub const EXIT_CONDITION_FAILED: u8 = 4;
 
 /// What a command printed and how it ended.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -3,12 +3,16 @@
 
 use serde_json::{json, Value};
 
-use crate::client::{ClientError, Response, Shards};
+use crate::client::{ClientError, Precondition, Response, Shards};
 
 use super::args::Action;
-use super::outcome::{Outcome, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE};
+use super::outcome::{
+    Outcome, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
 
-/// The outcome of a request for `action`.
+/// The outcome of a request for `action`. With `json`, standard output
+/// gets the answer's body as it came, with its `ETag` header added as the
+/// field `"etag"` (quoted, as in the header) when it has one.
 pub(super) fn respond(
     result: Result<Response, ClientError>,
     action: &Action,
@@ -20,9 +24,21 @@ pub(super) fn respond(
     };
     let mut outcome = render(&response, action);
     if json {
-        outcome.stdout = vec![response.body.to_string()];
+        outcome.stdout = vec![json_body(&response).to_string()];
     }
     outcome
+}
+
+/// What `--json` prints for `response`: its body, with the `ETag` header
+/// as an `"etag"` field (a 412's body names the current tag there itself).
+pub(super) fn json_body(response: &Response) -> Value {
+    let mut body = response.body.clone();
+    if let (Some(tag), Value::Object(fields)) = (&response.etag_header, &mut body) {
+        fields
+            .entry("etag")
+            .or_insert_with(|| Value::String(tag.clone()));
+    }
+    body
 }
 
 /// The human-readable outcome of `response` to `action`.
@@ -63,9 +79,22 @@ fn render(response: &Response, action: &Action) -> Outcome {
         ),
         (Action::Put { .. }, 201) => ok(&done("added", response)),
         (Action::Put { .. }, 200) => ok(&done("updated", response)),
-        (Action::Get { .. }, 200) => Outcome::ok([show_value(response.value())]),
+        (Action::Get { etag: false, .. }, 200) => Outcome::ok([show_value(response.value())]),
+        (Action::Get { etag: true, .. }, 200) => match response.etag() {
+            Some(tag) => ok(tag),
+            None => Outcome::error(
+                EXIT_UNAVAILABLE,
+                format!(
+                    "{} sent no entity tag (a store without conditional writes?)",
+                    response.host
+                ),
+            ),
+        },
         (Action::Delete { .. }, 200) => ok(&done("deleted", response)),
-        (Action::Get { key } | Action::Delete { key }, 404) => Outcome::error(
+        (Action::Put { key, condition, .. } | Action::Delete { key, condition }, 412) => {
+            condition_failed(key, condition.as_ref(), action, response)
+        }
+        (Action::Get { key, .. } | Action::Delete { key, .. }, 404) => Outcome::error(
             EXIT_NOT_FOUND,
             match response.shard_id() {
                 Some(id) => format!("key {key:?} not found (shard {id})"),
@@ -136,12 +165,44 @@ fn answer_outcome(response: &Response) -> Outcome {
 }
 
 /// `OK (what)`, naming the key's shard when the answer does (`OK (added,
-/// shard 2)` in a sharded store).
+/// shard 2)` in a sharded store) and the new version's entity tag when it
+/// has one (a put's: `OK (updated, shard 2, etag "9f2c0a1b3d4e5f60")`).
 fn done(what: &str, response: &Response) -> String {
-    match response.shard_id() {
-        Some(id) => format!("OK ({what}, shard {id})"),
-        None => format!("OK ({what})"),
+    let mut said = vec![what.to_string()];
+    if let Some(id) = response.shard_id() {
+        said.push(format!("shard {id}"));
     }
+    if let Some(tag) = response.etag() {
+        said.push(format!("etag {tag}"));
+    }
+    format!("OK ({})", said.join(", "))
+}
+
+/// The error of a write whose condition did not hold (412): what the key
+/// holds now (its current entity tag, or that it does not exist), and that
+/// nothing was written.
+fn condition_failed(
+    key: &str,
+    condition: Option<&Precondition>,
+    action: &Action,
+    response: &Response,
+) -> Outcome {
+    let current = response.etag();
+    let state = match (condition, current) {
+        (_, None) => format!("key {key:?} does not exist"),
+        (Some(Precondition::Matches(wanted)), Some(tag)) if wanted != "*" => {
+            format!("key {key:?} has etag {tag}, not {wanted}")
+        }
+        (_, Some(tag)) => format!("key {key:?} exists (etag {tag})"),
+    };
+    let nothing = match action {
+        Action::Delete { .. } => "nothing deleted",
+        _ => "nothing written",
+    };
+    Outcome::error(
+        EXIT_CONDITION_FAILED,
+        format!("condition failed: {state}; {nothing}"),
+    )
 }
 
 /// A stored value as `get` prints it: strings raw, the rest compact JSON.
@@ -171,6 +232,7 @@ fn server_error(response: &Response) -> String {
 pub(super) fn unreachable_outcome(error: ClientError) -> Outcome {
     match error {
         ClientError::NoHosts => Outcome::error(EXIT_USAGE, "no host given"),
+        ClientError::Invalid(why) => Outcome::error(EXIT_USAGE, why),
         ClientError::Unreachable(_) => Outcome::error(EXIT_UNAVAILABLE, error.to_string()),
         ClientError::Answer(response) => answer_outcome(&response),
     }
@@ -392,17 +454,21 @@ mod tests {
     }
 
     fn answer(status: u16, body: Value) -> Response {
-        Response {
-            host: "10.10.0.2:8085".into(),
-            status,
-            body,
-        }
+        Response::new("10.10.0.2:8085", status, body)
+    }
+
+    /// `answer` with an `ETag` header.
+    fn tagged(status: u16, body: Value, tag: &str) -> Response {
+        let mut response = answer(status, body);
+        response.etag_header = Some(tag.into());
+        response
     }
 
     fn put(key: &str) -> Action {
         Action::Put {
             key: key.into(),
             value: json!(1),
+            condition: None,
         }
     }
 
@@ -419,14 +485,20 @@ mod tests {
             json!({"causal-metadata": ctx, "message": "Updated successfully"}),
         );
         assert_eq!(render(&updated, &put("k")).stdout, ["OK (updated)"]);
-        let delete = Action::Delete { key: "k".into() };
+        let delete = Action::Delete {
+            key: "k".into(),
+            condition: None,
+        };
         let deleted = answer(
             200,
             json!({"causal-metadata": ctx, "message": "Deleted successfully", "shard-id": 1}),
         );
         assert_eq!(render(&deleted, &delete).stdout, ["OK (deleted, shard 1)"]);
         // `get` prints the value alone, so that `$(kvctl get k)` is the value.
-        let get = Action::Get { key: "k".into() };
+        let get = Action::Get {
+            key: "k".into(),
+            etag: false,
+        };
         let found = answer(
             200,
             json!({"causal-metadata": ctx, "message": "Retrieved successfully", "shard-id": 1, "value": "v"}),
@@ -442,6 +514,137 @@ mod tests {
         // --json prints the answer as it came, shard-id included.
         let raw = respond(Ok(added.clone()), &put("k"), true);
         assert_eq!(raw.stdout, [added.body.to_string()]);
+    }
+
+    const TAG: &str = "\"9f2c0a1b3d4e5f60\"";
+    const OLD: &str = "\"0123456789abcdef\"";
+
+    #[test]
+    fn puts_show_their_etag_beside_the_shard() {
+        let ctx = json!({"10.10.0.2:8085#ab": 1});
+        let added = tagged(
+            201,
+            json!({"causal-metadata": ctx, "message": "Added successfully"}),
+            TAG,
+        );
+        assert_eq!(
+            render(&added, &put("k")).stdout,
+            [format!("OK (added, etag {TAG})")]
+        );
+        let sharded = tagged(
+            200,
+            json!({"causal-metadata": ctx, "message": "Updated successfully", "shard-id": 2}),
+            TAG,
+        );
+        assert_eq!(
+            render(&sharded, &put("k")).stdout,
+            [format!("OK (updated, shard 2, etag {TAG})")]
+        );
+        // --json: the body with the header as a field "etag".
+        let raw = respond(Ok(sharded.clone()), &put("k"), true);
+        let body: Value = serde_json::from_str(&raw.stdout[0]).unwrap();
+        assert_eq!(
+            body,
+            json!({"causal-metadata": ctx, "message": "Updated successfully",
+                   "shard-id": 2, "etag": TAG})
+        );
+        assert_eq!(raw.code, EXIT_OK);
+
+        // get --etag prints the tag alone; get --json carries it too.
+        let found = tagged(
+            200,
+            json!({"causal-metadata": ctx, "message": "Retrieved successfully", "value": "v"}),
+            TAG,
+        );
+        let get = |etag| Action::Get {
+            key: "k".into(),
+            etag,
+        };
+        assert_eq!(render(&found, &get(true)).stdout, [TAG]);
+        assert_eq!(render(&found, &get(false)).stdout, ["v"]);
+        let raw = respond(Ok(found.clone()), &get(false), true);
+        let body: Value = serde_json::from_str(&raw.stdout[0]).unwrap();
+        assert_eq!(body["etag"], TAG);
+        assert_eq!(body["value"], "v");
+        // A missing key has no tag: not found, as without --etag.
+        let missing = answer(
+            404,
+            json!({"causal-metadata": ctx, "error": "Key does not exist", "message": "Error in GET"}),
+        );
+        assert_eq!(render(&missing, &get(true)).code, EXIT_NOT_FOUND);
+        // An answer without the header (an older store) is not a tag.
+        let untagged = answer(
+            200,
+            json!({"message": "Retrieved successfully", "value": 1}),
+        );
+        assert_eq!(render(&untagged, &get(true)).code, EXIT_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_failed_condition_names_the_current_etag_and_exits_4() {
+        let unmet = |etag: Option<&str>, method: &str| {
+            let mut body = json!({
+                "causal-metadata": {"10.10.0.2:8085#ab": 2},
+                "error": "Precondition failed: the key exists (If-None-Match: *)",
+                "message": format!("Error in {method}"),
+            });
+            if let Some(tag) = etag {
+                body["etag"] = json!(tag);
+            }
+            answer(412, body)
+        };
+        let put_if = |condition| Action::Put {
+            key: "k".into(),
+            value: json!(1),
+            condition: Some(condition),
+        };
+        let delete_if = |condition| Action::Delete {
+            key: "k".into(),
+            condition: Some(condition),
+        };
+        let cases = [
+            (
+                put_if(Precondition::Absent),
+                unmet(Some(TAG), "PUT"),
+                format!("kvctl: condition failed: key \"k\" exists (etag {TAG}); nothing written"),
+            ),
+            (
+                put_if(Precondition::Matches(OLD.into())),
+                unmet(Some(TAG), "PUT"),
+                format!(
+                    "kvctl: condition failed: key \"k\" has etag {TAG}, not {OLD}; nothing written"
+                ),
+            ),
+            (
+                put_if(Precondition::Matches(OLD.into())),
+                unmet(None, "PUT"),
+                "kvctl: condition failed: key \"k\" does not exist; nothing written".into(),
+            ),
+            (
+                delete_if(Precondition::Matches(OLD.into())),
+                unmet(Some(TAG), "DELETE"),
+                format!(
+                    "kvctl: condition failed: key \"k\" has etag {TAG}, not {OLD}; nothing deleted"
+                ),
+            ),
+            (
+                delete_if(Precondition::Matches("*".into())),
+                unmet(None, "DELETE"),
+                "kvctl: condition failed: key \"k\" does not exist; nothing deleted".into(),
+            ),
+        ];
+        for (action, response, line) in cases {
+            let outcome = render(&response, &action);
+            assert_eq!(outcome.code, EXIT_CONDITION_FAILED, "{action:?}");
+            assert_eq!(outcome.stderr, [line], "{action:?}");
+            assert!(outcome.stdout.is_empty());
+            // --json: the 412's body on stdout (its etag as it came), the
+            // error line still on stderr, the same code.
+            let raw = respond(Ok(response.clone()), &action, true);
+            assert_eq!(raw.code, EXIT_CONDITION_FAILED);
+            assert_eq!(raw.stdout, [response.body.to_string()]);
+            assert_eq!(raw.stderr, outcome.stderr);
+        }
     }
 
     #[test]

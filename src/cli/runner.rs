@@ -75,16 +75,34 @@ impl Runner {
                 return Outcome::error(EXIT_USAGE, format!("bad causal context: {e}"));
             }
         }
+        let client = &mut self.client;
         let result = match action {
-            Action::Put { key, value } => self.client.put(key, value.clone()).await,
-            Action::Get { key } => self.client.get(key).await,
-            Action::Delete { key } => self.client.delete(key).await,
+            Action::Put {
+                key,
+                value,
+                condition: None,
+            } => client.put(key, value.clone()).await,
+            Action::Put {
+                key,
+                value,
+                condition: Some(condition),
+            } => client.put_if(key, value.clone(), condition).await,
+            Action::Get { key, .. } => client.get(key).await,
+            Action::Delete {
+                key,
+                condition: None,
+            } => client.delete(key).await,
+            Action::Delete {
+                key,
+                condition: Some(condition),
+            } => client.delete_if(key, condition).await,
             _ => unreachable!("not a key-value action"),
         };
         let made = result.as_ref().is_ok_and(crate::client::concern_not_met);
         let mut outcome = respond(result, action, json);
         // The client adopted the answer's context unless it was a 503 (a
-        // write short of its concern was made all the same).
+        // write short of its concern was made all the same); a failed
+        // condition's 412 carries a context too, and it is kept.
         if let Some(session) = &self.session {
             if outcome.code != EXIT_UNAVAILABLE || made {
                 match session.merge(self.client.context()) {
@@ -147,7 +165,8 @@ mod tests {
 
     use super::*;
     use crate::cli::shell::run_script;
-    use crate::cli::{parse_value, EXIT_NOT_FOUND, EXIT_OK};
+    use crate::cli::{parse_value, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_OK};
+    use crate::client::Precondition;
     use crate::config::{Args, Config};
 
     /// A lone replica served in this process on port 0 (causal wait
@@ -183,11 +202,48 @@ mod tests {
         Action::Put {
             key: key.into(),
             value: parse_value(text, false).unwrap(),
+            condition: None,
+        }
+    }
+
+    fn put_if(key: &str, text: &str, condition: Precondition) -> Action {
+        Action::Put {
+            key: key.into(),
+            value: parse_value(text, false).unwrap(),
+            condition: Some(condition),
         }
     }
 
     fn get(key: &str) -> Action {
-        Action::Get { key: key.into() }
+        Action::Get {
+            key: key.into(),
+            etag: false,
+        }
+    }
+
+    fn get_etag(key: &str) -> Action {
+        Action::Get {
+            key: key.into(),
+            etag: true,
+        }
+    }
+
+    /// The etag at the end of `OK (..., etag "<tag>")`.
+    fn etag_of(outcome: &Outcome) -> String {
+        let line = outcome
+            .stdout
+            .first()
+            .unwrap_or_else(|| panic!("{outcome:?}"));
+        let (_, tag) = line
+            .rsplit_once("etag ")
+            .unwrap_or_else(|| panic!("no etag: {outcome:?}"));
+        tag.trim_end_matches(')').to_string()
+    }
+
+    /// Whether `tag` is a quoted 16-hex-digit entity tag.
+    fn is_tag(tag: &str) -> bool {
+        let bare = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        bare.is_some_and(|b| b.len() == 16 && b.bytes().all(|c| c.is_ascii_hexdigit()))
     }
 
     /// A port nobody listens on.
@@ -206,9 +262,12 @@ mod tests {
         let mut first = runner(&[&dead, &host], Some(session.clone()));
 
         let added = first.run(&put("doc", r#"{"a": [1, "x"]}"#), false).await;
-        assert_eq!(added, Outcome::ok(["OK (added)".to_string()]));
+        let tag = etag_of(&added);
+        assert!(is_tag(&tag), "{added:?}");
+        assert_eq!(added, Outcome::ok([format!("OK (added, etag {tag})")]));
         let updated = first.run(&put("doc", r#"{"a": 2}"#), false).await;
-        assert_eq!(updated.stdout, ["OK (updated)"]);
+        let tag = etag_of(&updated);
+        assert_eq!(updated.stdout, [format!("OK (updated, etag {tag})")]);
         first.run(&put("text", "hello world"), false).await;
 
         // A second runner (another process) starts from the session file.
@@ -224,9 +283,11 @@ mod tests {
         assert_eq!(body["value"], "hello world");
         assert_eq!(body["causal-metadata"], session.load().unwrap());
 
-        let deleted = second
-            .run(&Action::Delete { key: "doc".into() }, false)
-            .await;
+        let delete = Action::Delete {
+            key: "doc".into(),
+            condition: None,
+        };
+        let deleted = second.run(&delete, false).await;
         assert_eq!(deleted.stdout, ["OK (deleted)"]);
         let missing = first.run(&get("doc"), false).await;
         assert_eq!(missing.code, EXIT_NOT_FOUND);
@@ -295,9 +356,10 @@ mod tests {
     async fn an_unsharded_replica_is_one_shard_and_refuses_resharding() {
         let (server, host) = start_replica();
         let mut runner = runner(&[&dead_host(), &host], None);
+        let added = runner.run(&put("k", "1"), false).await;
         assert_eq!(
-            runner.run(&put("k", "1"), false).await.stdout,
-            ["OK (added)"],
+            added.stdout,
+            [format!("OK (added, etag {})", etag_of(&added))],
             "no shard named in an unsharded store"
         );
         let shards = runner.run(&Action::Shards, false).await;
@@ -348,13 +410,115 @@ mod tests {
         let err = String::from_utf8(err).unwrap();
         assert_eq!(code, EXIT_OK, "the last command run was `session show`");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[..2], ["OK (added)", "a b"]);
+        assert!(lines[0].starts_with("OK (added, etag \""), "{out}");
+        assert_eq!(lines[1], "a b");
         assert_eq!(lines[2], "session  none (--no-session)");
         assert!(lines[3].starts_with("context  {\"127.0.0.1:1#"), "{out}");
         assert_eq!(lines.len(), 4, "nothing runs after exit: {out}");
         let errors: Vec<&str> = err.lines().collect();
         assert_eq!(errors.len(), 2, "{err}");
         assert!(errors[0].contains("not found") && errors[1].contains("bogus"));
+        server.stop(true).await;
+    }
+
+    #[actix_rt::test]
+    async fn conditional_writes_fail_with_exit_4_and_keep_the_context() {
+        let (server, host) = start_replica();
+        let dir = tempfile::tempdir().unwrap();
+        let session = SessionFile::new(dir.path().join("s.json"));
+        let mut runner = runner(&[&host], Some(session.clone()));
+
+        let created = runner
+            .run(&put_if("k", "1", Precondition::Absent), false)
+            .await;
+        let v1 = etag_of(&created);
+        assert_eq!(created.stdout, [format!("OK (added, etag {v1})")]);
+        assert_eq!(
+            runner.run(&get_etag("k"), false).await.stdout,
+            [v1.as_str()]
+        );
+
+        // Another writer (no session) moves the key on; this runner's
+        // session does not know of it yet.
+        let mut other = self::runner(&[&host], None);
+        let v2 = etag_of(&other.run(&put("k", "2"), false).await);
+        let before = session.load().unwrap();
+        let again = runner
+            .run(&put_if("k", "3", Precondition::Absent), false)
+            .await;
+        assert_eq!(again.code, EXIT_CONDITION_FAILED, "{again:?}");
+        assert_eq!(
+            again.stderr,
+            [format!(
+                "kvctl: condition failed: key \"k\" exists (etag {v2}); nothing written"
+            )]
+        );
+        // The 412's context (naming the other writer's version) is the
+        // session's now.
+        let after = session.load().unwrap();
+        assert_ne!(after, before, "the session learned from the 412");
+        assert_eq!(runner.client().context(), &after);
+        let stale = Precondition::matching(&v1).unwrap();
+        let refused = runner.run(&put_if("k", "3", stale.clone()), false).await;
+        assert_eq!(refused.code, EXIT_CONDITION_FAILED);
+        assert!(
+            refused.stderr[0].contains(&format!("has etag {v2}, not {v1}")),
+            "{refused:?}"
+        );
+        assert_eq!(runner.run(&get("k"), false).await.stdout, ["2"]);
+        // The tag as `get --etag` printed it, quotes and all.
+        let current = Precondition::matching(&v2).unwrap();
+        let updated = runner.run(&put_if("k", "3", current.clone()), false).await;
+        let v3 = etag_of(&updated);
+        assert_eq!(updated.stdout, [format!("OK (updated, etag {v3})")]);
+        let delete = |condition| Action::Delete {
+            key: "k".into(),
+            condition: Some(condition),
+        };
+        assert_eq!(
+            runner.run(&delete(current), false).await.code,
+            EXIT_CONDITION_FAILED
+        );
+        let bare = Precondition::matching(v3.trim_matches('"')).unwrap();
+        assert_eq!(
+            runner.run(&delete(bare.clone()), false).await.stdout,
+            ["OK (deleted)"]
+        );
+        let gone = runner.run(&delete(bare), false).await;
+        assert_eq!(gone.code, EXIT_CONDITION_FAILED);
+        assert_eq!(
+            gone.stderr,
+            ["kvctl: condition failed: key \"k\" does not exist; nothing deleted"]
+        );
+
+        // The typed client: the tag of every answer, and a GET that names
+        // the current version answers 304 with no body.
+        let mut client = Client::new([host.as_str()]);
+        let put = client.put("t", json!("x")).await.unwrap();
+        let tag = put.etag().unwrap().to_string();
+        let got = client.get("t").await.unwrap();
+        assert_eq!(got.etag(), Some(tag.as_str()));
+        let context = client.context().clone();
+        let same = client.get_if_none_match("t", &tag).await.unwrap();
+        assert_eq!((same.status, &same.body), (304, &Value::Null));
+        assert_eq!(same.etag(), Some(tag.as_str()));
+        assert_eq!(client.context(), &context);
+        let changed = client
+            .get_if_none_match("t", "0000000000000000")
+            .await
+            .unwrap();
+        assert_eq!(changed.status, 200);
+        assert!(matches!(
+            client.get_if_none_match("t", "a b").await,
+            Err(crate::client::ClientError::Invalid(_))
+        ));
+        let unmet = client
+            .put_if("t", json!("y"), &Precondition::Absent)
+            .await
+            .unwrap();
+        assert!(unmet.precondition_failed());
+        assert_eq!(unmet.etag(), Some(tag.as_str()));
+        assert_eq!(client.context(), unmet.metadata().unwrap());
         server.stop(true).await;
     }
 }

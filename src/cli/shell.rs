@@ -22,8 +22,11 @@ use super::runner::Runner;
 pub const HELP: &str = "\
 Commands:
   put KEY VALUE [--string]   store VALUE (JSON if it parses as JSON, else a string)
-  get KEY                    print the value of KEY
-  delete KEY                 delete KEY
+      [--if-absent]          ... only if KEY holds no value (else exit 4)
+      [--if-match ETAG]      ... only if KEY's version is ETAG (else exit 4)
+  get KEY [--etag]           print the value of KEY (--etag: its version's ETAG)
+  delete KEY [--if-match ETAG]
+                             delete KEY (only if its version is ETAG)
   view                       list the replicas in the view
   view add ADDR              add the replica at ADDR (ip:port) to the view
   view remove ADDR           remove the replica at ADDR from the view
