@@ -552,3 +552,38 @@ async fn a_node_deleted_from_the_view_leaves_its_shard() {
     let r = c.get(gone, "after", &ctx).await;
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+#[actix_web::test]
+async fn a_reshard_right_after_nodes_die_deals_only_the_living() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let mut ctx = json!("");
+    for k in 0..60 {
+        ctx = put(&c, k % 6, &format!("k{k}"), json!(k), &ctx).await.ctx();
+    }
+    // A node of each shard dies; at once (well within the failure
+    // timeout), a reshard to two shards of the four left.
+    let (one, two) = (nodes_of(&c, 1).await, nodes_of(&c, 2).await);
+    c.kill(one[0]);
+    c.kill(two[0]);
+    let alive: Vec<usize> = (0..6).filter(|i| *i != one[0] && *i != two[0]).collect();
+    let r = reshard(&c, alive[0], 2).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut placed = 0;
+    for id in [1, 2] {
+        let m = members(&c, alive[1], id).await;
+        assert!(
+            m.iter().all(|a| a != c.addr(one[0]) && a != c.addr(two[0])),
+            "{m:?}"
+        );
+        placed += m.len();
+    }
+    assert_eq!(placed, 4);
+    for k in 0..60 {
+        let r = c.get(alive[k % 4], &format!("k{k}"), &ctx).await;
+        assert_eq!(r.body["value"], json!(k), "{r:?}");
+    }
+    // Three shards need six live nodes.
+    let r = reshard(&c, alive[0], 3).await;
+    assert_eq!(r.status, 400, "{r:?}");
+}

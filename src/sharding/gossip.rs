@@ -129,6 +129,15 @@ async fn ping_all(node: &Arc<Node>) {
     if let Some(map) = cluster.expire_pending(PENDING_TIMEOUT) {
         warn!(epoch = map.epoch, by = %map.by, "a prepared reshard was neither committed nor aborted in time: given up");
     }
+    probe(node).await;
+}
+
+/// Pings every other node of the map at once, takes the newer maps they
+/// hold, and returns the nodes that answered, this one included.
+pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
+    let Some(cluster) = node.cluster() else {
+        return BTreeSet::new();
+    };
     let map = cluster.map();
     let me = cluster.me().clone();
     let mut nodes: BTreeSet<SocketAddress> = map.nodes.clone();
@@ -157,14 +166,17 @@ async fn ping_all(node: &Arc<Node>) {
             (to, pong)
         }
     });
+    let mut answered = BTreeSet::from([cluster.me().clone()]);
     for (to, pong) in futures_util::future::join_all(pings).await {
         if let Ok(pong) = pong {
             cluster.heard(&to);
+            answered.insert(to);
             if let Some(map) = pong.map {
                 install(node, map);
             }
         }
     }
+    answered
 }
 
 /// Sends `map` to every other node of it now (a change made here).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::fit::install;
-use super::gossip::announce;
+use super::gossip::{announce, probe};
 use super::wire::{
     credentials, Done, Import, Refused, Step, IMPORT_BATCH, SHARD_PREFIX, STEP_DEADLINE,
 };
@@ -104,8 +104,11 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
             pending.epoch, pending.by
         )));
     }
+    // Who is up now, not a failure timeout ago: a node killed a moment
+    // before would make the reshard fail. (The answers may bring a newer
+    // map: the reshard starts from the map held after them.)
+    let live = probe(node).await;
     let map = cluster.map();
-    let live = cluster.live();
     let next = map
         .resharded(count, &live, cluster.me())
         .map_err(|e| match e {
