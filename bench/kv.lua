@@ -14,6 +14,8 @@
 --                 requests to host i mod n (load spread over replicas)
 --   BENCH_DELAY_MS optional: each connection waits this long before each
 --                 request (throttled load)
+--   BENCH_IF_MATCH optional: PUTs carry "If-Match: <this>" (e.g. * : write
+--                 only if the key exists; a 412 answer counts as an error)
 --
 -- done() prints one line "BENCH_RESULT {json}" with the request count,
 -- duration, errors and latency percentiles (microseconds).
@@ -29,6 +31,7 @@ local ctx = os.getenv("BENCH_CTX") or '""'
 local hosts = os.getenv("BENCH_HOSTS") or ""
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local keyfile = os.getenv("BENCH_KEYFILE") or ""
+local if_match = os.getenv("BENCH_IF_MATCH") or ""
 
 local counter = 0
 local threads = {}
@@ -56,6 +59,7 @@ function init(args)
    math.randomseed(os.time() * 1000 + (id or 0) * 7919)
    get_headers = { ["X-Causal-Metadata"] = ctx }
    put_headers = { ["Content-Type"] = "application/json" }
+   if if_match ~= "" then put_headers["If-Match"] = if_match end
    put_prefix = '{"value":"' .. value .. '","causal-metadata":'
    put_suffix = '}'
    if keyfile ~= "" then

@@ -52,6 +52,11 @@ values, the median of --repeat runs):
    that store resharded to three shards while a client keeps sending GETs
    and PUTs: the reshard's duration, the requests that failed meanwhile,
    and the shards' key counts afterwards.
+9. Conditional writes (bench/causalbench/conditional.py): three replicas
+   loaded with --keys keys, then PUT at one of them, plain and with
+   If-Match: * (write only if the key exists: every key does), their runs
+   alternating; p50/p99, CPU per request, and the conditional PUTs that
+   answered other than 2xx (a 412 is an error there).
 
 It installs what it lacks with apt-get (a part whose tool cannot be installed
 is skipped with a note), builds causalkv and the ceiling with cargo, starts

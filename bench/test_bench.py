@@ -17,7 +17,7 @@ from contextlib import redirect_stderr
 from pathlib import Path
 from unittest import mock
 
-from causalbench import chart, cli, install, report, shards, tables
+from causalbench import chart, cli, conditional, install, report, shards, tables
 from causalbench.base import ROOT, median, percentile
 from causalbench.load import Load, key_numbers, parse_redis_benchmark, parse_wrk, write_key_numbers
 from causalbench.measures import disk_usage
@@ -478,6 +478,118 @@ class Shards(unittest.TestCase):
         self.assertIn("could not be read: ToolError: 503", text)
 
 
+def conditional_results(cond_rps=46_000, errors=0, statuses=None, cond_cpu=13.0):
+    """A run's results with the conditional part."""
+    cond = dict(figure(cond_rps, p50=0.7, p99=2.5), cpu_us_per_req=cond_cpu, errors=errors,
+                requests=cond_rps * 30)
+    plain = dict(figure(50_000, p50=0.6, p99=2.2), requests=1_500_000)
+    return {"conditional": {
+        "keys": 10_000, "if_match": "*", "replica": "127.0.0.1:1",
+        "put_plain": plain, "put_if_match": cond,
+        "server_statuses": statuses if statuses is not None else {"200": 2_880_000},
+        "server_not_2xx": conditional.not_2xx(
+            statuses if statuses is not None else {"200": 2_880_000})}}
+
+
+METRICS = (
+    "# HELP causalkv_http_requests_total HTTP requests answered\n"
+    "# TYPE causalkv_http_requests_total counter\n"
+    'causalkv_http_requests_total{method="GET",route="/key-value-store/{key}",status="200"} 9\n'
+    'causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="200"} 100\n'
+    'causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="201"} 3\n'
+    'causalkv_http_requests_total{method="PUT",route="/key-value-store/{key}",status="412"} 1\n'
+    'causalkv_http_requests_total{method="PUT",route="/key-value-store-view",status="200"} 4\n'
+    'causalkv_http_requests_total_other{method="PUT",route="/key-value-store/x",status="200"} 7\n')
+
+
+class Conditional(unittest.TestCase):
+    def test_status_counts(self):
+        self.assertEqual(conditional.labels_of('a="x{y}",b="q\\"r"'), {"a": "x{y}", "b": 'q"r'})
+        before = conditional.status_counts(METRICS)
+        self.assertEqual(before, {"200": 100, "201": 3, "412": 1})
+        self.assertEqual(conditional.status_counts(METRICS, method="GET"), {"200": 9})
+        self.assertEqual(conditional.status_counts("causalkv_http_requests_total 1\n"), None)
+        self.assertIsNone(conditional.status_counts(None))
+        self.assertEqual(conditional.status_counts(
+            'causalkv_http_requests_total{method="GET",route="/health",status="200"} 1\n'), {})
+        after = conditional.status_counts(METRICS.replace('"200"} 100', '"200"} 150')
+                                          .replace('"412"} 1', '"412"} 3'))
+        delta = conditional.status_delta(before, after)
+        self.assertEqual(delta, {"200": 50, "412": 2})
+        self.assertEqual(conditional.not_2xx(delta), 2)
+        self.assertEqual(conditional.not_2xx({"200": 5, "201": 1}), 0)
+        self.assertIsNone(conditional.status_delta(None, after))
+        self.assertIsNone(conditional.not_2xx(None))
+
+    def test_targets(self):
+        rows = {row[0]: row for row in tables.target_rows(conditional_results())}
+        rps = rows["PUT If-Match: * / plain PUT, one replica (req/s)"]
+        self.assertEqual(rps[1:], ("46,000", "50,000", "0.92", "≥ 0.9", True))
+        cpu = rows["PUT If-Match: * / plain PUT, server CPU µs per request"]
+        self.assertEqual(cpu[1:], ("13.0 µs", "12.0 µs", "1.08", "— (≤ 1.1: information)", None))
+        err = rows["PUT If-Match: * of keys that exist: answers other than 2xx (412 included)"]
+        self.assertEqual(err[1:], ("1,380,000 PUTs", "—", "0 errors, the replica: 0 not 2xx",
+                                   "0", True))
+        bad = {row[0]: row for row in tables.target_rows(
+            conditional_results(cond_rps=40_000, errors=5, statuses={"200": 10, "412": 5}))}
+        self.assertEqual(bad["PUT If-Match: * / plain PUT, one replica (req/s)"][3:],
+                         ("0.80", "≥ 0.9", False))
+        err = bad["PUT If-Match: * of keys that exist: answers other than 2xx (412 included)"]
+        self.assertEqual(err[3:], ("5 errors, the replica: 5 not 2xx", "0", False))
+        # The replica's count alone fails it too (wrk saw none); no count: wrk's errors.
+        r = conditional_results(statuses={"200": 10, "412": 1})
+        self.assertFalse(tables.conditional_rows(r)[2][-1])
+        r["conditional"]["server_not_2xx"] = None
+        self.assertEqual(tables.conditional_rows(r)[2][3:], ("0 errors", "0", True))
+        self.assertEqual(tables.conditional_rows({}), [])
+        self.assertEqual([row for row in tables.target_rows({}) if "If-Match" in row[0]], [])
+
+    def test_detail_rows_and_report(self):
+        r = conditional_results(errors=2, statuses={"200": 100, "412": 2})
+        self.assertEqual([(s, op, w) for s, op, w, _ in tables.conditional_detail_rows(r)],
+                         [("causalkv", "PUT", "1 of 3 replicas"),
+                          ("causalkv, If-Match: *", "PUT", "1 of 3 replicas, keys that exist")])
+        self.assertEqual(tables.conditional_detail_rows({}), [])
+        s = argparse.Namespace(argv=["--skip", "etcd"], threads=2, connections=32, duration=10,
+                               keys=10_000, value_size=100, repeat=3, workers=2)
+        now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        bench = argparse.Namespace(s=s, results=r, notes=[], started=now, finished=now,
+                                   machine={}, versions={}, commands={})
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(chart, "write", return_value=None):
+            text = report.write_report(bench, Path(tmp)).read_text()
+            saved = json.loads((Path(tmp) / "BENCHMARKS.json").read_text())
+        self.assertEqual(saved["results"]["conditional"]["put_if_match"]["rps"], 46_000)
+        self.assertIn("## Conditional writes", text)
+        self.assertLess(text.index("## Conditional writes"), text.index("## Machine"))
+        self.assertIn("| PUT If-Match: * / plain PUT, one replica (req/s) | 46,000 | 50,000 | "
+                      "0.92 | ≥ 0.9 | PASS |", text)
+        self.assertIn("| causalkv, If-Match: * | PUT | 1 of 3 replicas, keys that exist | "
+                      "46,000 | 0.70 | 2.50 |", text)
+        self.assertIn("Of the 1,380,000 conditional PUTs, 2 answered other than 2xx or failed, "
+                      "by wrk's count (a 412 is an error here). The replica's", text)
+        self.assertIn("a plain PUT never answers 412) by status meanwhile: 100 × 200, 2 × 412. "
+                      "The target (issue 14)", text)
+        self.assertIn("≥ 0.9 (here 0.92)", text)
+        self.assertIn("(here 1.08, at most 1.1", text)
+
+    def test_smoke_counts_its_errors(self):
+        """A smoke run fails on conditional PUTs that did not answer 2xx."""
+        bench = argparse.Namespace(results=conditional_results(errors=3), notes=[],
+                                   procs=mock.Mock())
+        bench.run = lambda: None
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(cli.tempfile, "mkdtemp", return_value=tmp), \
+                mock.patch.object(cli.signal, "signal"), \
+                mock.patch.object(cli, "Bench", return_value=bench), \
+                mock.patch.object(cli, "print_tables"), \
+                mock.patch.object(cli, "write_report", return_value=Path("x")), \
+                redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(cli.main(["--smoke"]), 1)
+        self.assertIn("causalkv, If-Match: * PUT 1 of 3 replicas, keys that exist: 3 errors",
+                      err.getvalue())
+
+
 class Chart(unittest.TestCase):
     def test_panels(self):
         r = {"causalkv": {"get_one": figure(90_000)},
@@ -504,6 +616,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(cli.parse_args(["--skip", "durable", "--durable-keys", "5"]).skip,
                          {"durable"})
         self.assertEqual(cli.parse_args(["--skip", "shards,bigjoin"]).skip, {"shards", "bigjoin"})
+        self.assertEqual(cli.parse_args(["--skip", "conditional"]).skip, {"conditional"})
         self.assertEqual((s.scale_keys, q.scale_keys, full.scale_keys), (2000, 100_000, 1_000_000))
 
     def test_bad_arguments(self):

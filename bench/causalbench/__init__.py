@@ -7,6 +7,8 @@ it measures and how to run it). One module, one job:
             median of its runs under a CPU meter on a quiet machine
 - parts     the parts comparing systems: HTTP ceiling, causalkv, etcd, Redis
 - lag       replication lag probes under a background PUT load
+- conditional PUT with If-Match: * over keys that exist against plain PUT,
+            runs alternating; the answers other than 2xx
 - durable   DATA_DIR (fsync, os) against memory and the ceiling, a restart
             after SIGKILL, bytes per key on disk beside Redis and etcd
 - scale     RSS and throughput by key count, joins, 3 against 5 replicas
@@ -26,7 +28,7 @@ it measures and how to run it). One module, one job:
 - build     cargo build of the working tree or of a --rev
 - machine   the machine and the versions the report names
 - tables    the figures as tables: targets (PASS/FAIL), details, scale,
-            durability, shards
+            conditional writes, durability, shards
 - report    BENCHMARKS.md, BENCHMARKS.json and the printed tables
 - chart     BENCHMARKS.svg with matplotlib
 - base      shared: paths, log, ToolError, medians, key names, commands

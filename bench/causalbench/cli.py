@@ -14,7 +14,7 @@ from .base import LOADGENS, ROOT, ToolError, log
 from .install import ensure_modules
 from .report import load_report, print_tables, write_report
 from .runner import Bench
-from .tables import detail_rows, durable_detail_rows, shards_detail_rows
+from .tables import conditional_detail_rows, detail_rows, durable_detail_rows, shards_detail_rows
 
 
 def parse_args(argv):
@@ -26,9 +26,9 @@ def parse_args(argv):
         epilog="Modes: default = the full run (~25-30 min); --quick = 3 s figures, 1 run, "
                "100k keys at most for the scale and shards parts, 1M for the join of a large "
                "store and for the durable store (100k for etcd's) (a few minutes); --smoke = CI: "
-               "1 s figures, 1,000 keys, causalkv (in memory, with DATA_DIR and in shards) and "
-               "the ceiling only, a join of 5,000 keys, a durable store and a reshard of 2,000 "
-               "keys, report in a temp dir.")
+               "1 s figures, 1,000 keys, causalkv (in memory, with conditional PUTs, with "
+               "DATA_DIR and in shards) and the ceiling only, a join of 5,000 keys, a durable "
+               "store and a reshard of 2,000 keys, report in a temp dir.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="seconds-long run for CI (report in a temp dir)")
     mode.add_argument("--quick", action="store_true", help="shorter figures, 1 run, 100k keys at most")
@@ -50,7 +50,8 @@ def parse_args(argv):
                    "smoke 2000)")
     p.add_argument("--lag-samples", type=int, help="lag probes of each kind per run (default 500)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: "
-                   "ceiling,causalkv,lag,etcd,redis,durable (DATA_DIR: throughput, restart, "
+                   "ceiling,causalkv,lag,conditional (PUT with If-Match: * against plain "
+                   "PUT),etcd,redis,durable (DATA_DIR: throughput, restart, "
                    "bytes per key),scale,shards (SHARD_COUNT: owner/forwarded latency, RSS "
                    "per node, a reshard under load),bigjoin (the join of a large store)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.svg "
@@ -79,8 +80,8 @@ def parse_args(argv):
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    unknown = args.skip - {"ceiling", "causalkv", "lag", "etcd", "redis", "durable", "scale",
-                           "shards", "bigjoin"}
+    unknown = args.skip - {"ceiling", "causalkv", "lag", "conditional", "etcd", "redis",
+                           "durable", "scale", "shards", "bigjoin"}
     if unknown:
         p.error(f"unknown parts to skip: {', '.join(sorted(unknown))}")
     for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size",
@@ -152,8 +153,8 @@ def main(argv=None):
     if s.smoke:
         broken = [f"{system} {op} {where}: {f['errors']} errors"
                   for system, op, where, f in
-                  detail_rows(bench.results) + durable_detail_rows(bench.results)
-                  + shards_detail_rows(bench.results)
+                  detail_rows(bench.results) + conditional_detail_rows(bench.results)
+                  + durable_detail_rows(bench.results) + shards_detail_rows(bench.results)
                   if f.get("errors")]
         if broken:
             log("smoke: error answers: " + "; ".join(broken))

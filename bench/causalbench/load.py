@@ -147,6 +147,7 @@ class Load:
         numbers = key_numbers(env)
         value = env.get("BENCH_VALUE", "v")
         ctx = env.get("BENCH_CTX", '""')
+        put_headers = {"If-Match": env["BENCH_IF_MATCH"]} if env.get("BENCH_IF_MATCH") else None
         hosts = [h for h in env.get("BENCH_HOSTS", "").split(",") if h]
         if not hosts:
             hosts = [urllib.parse.urlsplit(url).netloc]
@@ -169,7 +170,7 @@ class Load:
                         req = ("POST", "/v3/kv/range", json.dumps({"key": kb}), None)
                 elif kind == "put":
                     req = ("PUT", f"/key-value-store/{k}",
-                           f'{{"value":"{value}","causal-metadata":{ctx}}}', None)
+                           f'{{"value":"{value}","causal-metadata":{ctx}}}', put_headers)
                 else:
                     req = ("GET", f"/key-value-store/{k}", None, {"X-Causal-Metadata": ctx})
                 t = time.perf_counter()

@@ -11,11 +11,11 @@ import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's direct
 
 from . import chart
 from .base import log
-from .tables import (DETAIL_HEADERS, SHARD_FORWARD_P50_LIMIT, SHARD_KEYS_HALF,
-                     SHARD_RSS_HALF_LIMIT, detail_cells, durable_detail_rows, durable_disk_table,
-                     fmt_ms, fmt_ratio, fmt_rps, fmt_s, get, report_tables, scale_tables,
-                     shard_memory_ratios, shards_detail_rows, shards_memory_table, table_md,
-                     table_text)
+from .tables import (CONDITIONAL_PUT_VS_PLAIN, DETAIL_HEADERS, SHARD_FORWARD_P50_LIMIT,
+                     SHARD_KEYS_HALF, SHARD_RSS_HALF_LIMIT, conditional_detail_rows, detail_cells,
+                     div, durable_detail_rows, durable_disk_table, fmt_ms, fmt_ratio, fmt_rps,
+                     fmt_s, get, report_tables, scale_tables, shard_memory_ratios,
+                     shards_detail_rows, shards_memory_table, table_md, table_text)
 
 
 def write_report(bench, out_dir):
@@ -101,6 +101,8 @@ def write_report(bench, out_dir):
                f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_loaded'])} MiB with {s.keys:,} keys, "
                f"{', '.join(f'{x / 2**20:.1f}' for x in ck['rss_after'])} MiB after every figure "
                "(the same keys, overwritten many times).", ""]
+    if r.get("conditional"):
+        md += conditional_section(r, s)
     if r.get("durable"):
         md += durable_section(r, s)
     if r.get("shards"):
@@ -154,6 +156,41 @@ def bigjoin_paragraph(j, value_size):
             f"context) round-robin to the three: {j['probe_ok']} answered, {j['probe_failed']} "
             f"failed, latency p50 {fmt_ms(j['probe_p50'])} ms, p99 {fmt_ms(j['probe_p99'])} ms, "
             f"max {fmt_ms(j['probe_max'])} ms. The measure is `bench/scale_join.py`'s.")
+
+
+def conditional_section(r, s):
+    """The Conditional writes section of BENCHMARKS.md: plain PUT and PUT
+    with If-Match: * side by side, and how they were measured."""
+    c = r["conditional"]
+    header = f"If-Match: {c.get('if_match', '*')}"
+    md = ["## Conditional writes", ""]
+    rows = conditional_detail_rows(r)
+    if rows:
+        md += [table_md(DETAIL_HEADERS, [detail_cells(*row) for row in rows]), ""]
+    cond, plain = c.get("put_if_match") or {}, c.get("put_plain") or {}
+    statuses = c.get("server_statuses")
+    counted = ("" if statuses is None else
+               " The replica's `causalkv_http_requests_total` counted its PUT answers (plain "
+               "and conditional; a plain PUT never answers 412) by status meanwhile: "
+               + (", ".join(f"{n:,} × {k}" for k, n in sorted(statuses.items())) or "none")
+               + ".")
+    md += [f"Three unsharded replicas were loaded with {c['keys']:,} keys of {s.value_size}-byte "
+           "values and given a real causal context; then wrk sent PUTs of those keys to one "
+           f"replica ({c.get('replica', 'the first')}) with the settings of the PUT figures "
+           f"above, plain and with `{header}` (write only if the key exists: every key does, so "
+           "every such write must succeed), their runs alternating (plain, conditional, "
+           "plain, ...) so that the ratio compares runs made side by side. Of the "
+           f"{cond.get('requests') or 0:,} conditional PUTs, {cond.get('errors', 0)} answered "
+           f"other than 2xx or failed, by wrk's count (a 412 is an error here).{counted} The "
+           "target "
+           "(issue 14) is a conditional PUT costing at most 10% more than a plain one, judged "
+           "on throughput like the report's other cost targets: conditional/plain req/s "
+           f"≥ {CONDITIONAL_PUT_VS_PLAIN:g} (here "
+           f"{fmt_ratio(div(cond.get('rps'), plain.get('rps')))}); the ratio of server CPU "
+           "per request (here "
+           f"{fmt_ratio(div(cond.get('cpu_us_per_req'), plain.get('cpu_us_per_req')))}, at most "
+           "1.1 for the same goal) is given for information.", ""]
+    return md
 
 
 def durable_section(r, s):
@@ -372,10 +409,10 @@ def print_tables(bench):
     if scale:
         print()
         print(table_text(*scale))
-    rows = durable_detail_rows(r)
-    if rows:
-        print()
-        print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
+    for rows in (conditional_detail_rows(r), durable_detail_rows(r)):
+        if rows:
+            print()
+            print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
     disk = durable_disk_table(r)
     if disk:
         print()

@@ -1,8 +1,8 @@
 """One benchmark run: installs what it lacks, builds, then runs the parts
 in order, each figure the median of its runs under a CPU meter, waiting
 for a quiet machine before each run. The parts themselves live in parts.py
-(the ceiling, causalkv, etcd, Redis), lag.py, durable.py, scale.py and
-shards.py."""
+(the ceiling, causalkv, etcd, Redis), lag.py, conditional.py, durable.py,
+scale.py and shards.py."""
 
 import datetime
 import random
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .base import CLK_TCK, COMMANDS, ToolError, log, median
 from .build import build, checkout
+from .conditional import ConditionalPart
 from .durable import DurablePart
 from .install import ensure_modules, install_tools
 from .lag import LagPart
@@ -24,7 +25,7 @@ from .scale import ScaleParts
 from .shards import ShardParts
 
 
-class Bench(SystemParts, LagPart, DurablePart, ScaleParts, ShardParts):
+class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, ShardParts):
     """One run: its settings (`s`), notes, results, and the processes it
     started; the parts are the methods of the mixins."""
 
@@ -83,6 +84,7 @@ class Bench(SystemParts, LagPart, DurablePart, ScaleParts, ShardParts):
         out["cpu_each"] = [median([r["cpu_each"][i] for r in runs])
                            for i in range(len(runs[0]["cpu_each"]))]
         out["errors"] = sum(r["errors"] for r in runs)
+        out["requests"] = sum(r.get("requests") or 0 for r in runs)
         out["runs"] = [round(r["rps"]) for r in runs]
         return out
 
@@ -107,14 +109,17 @@ class Bench(SystemParts, LagPart, DurablePart, ScaleParts, ShardParts):
             self.quiet_waited += waited
 
     def kv_load(self, url, op, nkeys, ctx, hosts=None, threads=None, conns=None, label=None,
-                keyfile=None):
+                keyfile=None, if_match=None):
         """A load of kv.lua: `op` over key:0..nkeys-1, or over the key
-        numbers of `keyfile` (one a line), with the causal context ctx."""
+        numbers of `keyfile` (one a line), with the causal context ctx;
+        with `if_match`, every PUT carries that If-Match header."""
         env = {"BENCH_OP": op, "BENCH_KEYS": nkeys, "BENCH_VALUE": self.value, "BENCH_CTX": ctx}
         if hosts:
             env["BENCH_HOSTS"] = ",".join(hosts)
         if keyfile:
             env["BENCH_KEYFILE"] = keyfile
+        if if_match:
+            env["BENCH_IF_MATCH"] = if_match
         load = Load(self.s, self.have_wrk)
         return lambda: load.http("kv.lua", url, env, self.s.duration, threads=threads,
                                  conns=conns, label=label)
@@ -160,6 +165,7 @@ class Bench(SystemParts, LagPart, DurablePart, ScaleParts, ShardParts):
         if not s.smoke:
             parts += [("redis", self.part_redis)]
         parts += [("causalkv", self.part_causalkv)]
+        parts += [("conditional", self.part_conditional)]
         if not s.smoke:
             parts += [("etcd", self.part_etcd)]
         parts += [("durable", self.part_durable)]

@@ -90,6 +90,7 @@ def target_rows(r):
                          f"{j['probe_ok']} ok", f"p99 {fmt_ms(j['probe_p99'])} ms",
                          f"{j['probe_failed']} failed, {fmt_ms(slowest)} ms", "0, ≤ 1000 ms",
                          j["probe_failed"] == 0 and slowest is not None and slowest <= 1000))
+    rows += conditional_rows(r)
     rows += bigjoin_rows(r.get("bigjoin"))
     rows += durable_rows(r)
     rows += shards_rows(r)
@@ -103,6 +104,52 @@ def target_rows(r):
         f = r["durable"].get("figures") or {}
         ratio_row("PUT DATA_DIR os / PUT in memory", get(f, "put_os", "rps"),
                   get(f, "put_memory", "rps"), 0)
+    return rows
+
+
+# The target of conditional writes (issue 14): a conditional PUT costs at
+# most 10% more than a plain one, judged on throughput like the report's
+# other cost targets (a ratio of req/s against a minimum).
+CONDITIONAL_PUT_VS_PLAIN = 0.9
+
+
+def conditional_rows(r):
+    """The Targets rows of the conditional part (none if it did not run):
+    PUT with If-Match: * over keys that exist against plain PUT, in req/s
+    (the target) and in CPU µs per request (information); and the
+    conditional PUTs that did not answer 2xx (wrk's errors, and the 412s
+    and other non-2xx answers the replica counted), which must be none."""
+    c = r.get("conditional")
+    if not c:
+        return []
+    cond, plain = c.get("put_if_match") or {}, c.get("put_plain") or {}
+    header = f"If-Match: {c.get('if_match', '*')}"
+    rows = [ratio_target(f"PUT {header} / plain PUT, one replica (req/s)", cond.get("rps"),
+                         plain.get("rps"), CONDITIONAL_PUT_VS_PLAIN)]
+    a, b = cond.get("cpu_us_per_req"), plain.get("cpu_us_per_req")
+    rows.append((f"PUT {header} / plain PUT, server CPU µs per request",
+                 "—" if a is None else f"{a:.1f} µs", "—" if b is None else f"{b:.1f} µs",
+                 fmt_ratio(div(a, b)), "— (≤ 1.1: information)", None))
+    errors, server = cond.get("errors"), c.get("server_not_2xx")
+    value = "—" if errors is None else f"{errors} errors"
+    if server is not None:
+        value += f", the replica: {server} not 2xx"
+    rows.append((f"PUT {header} of keys that exist: answers other than 2xx (412 included)",
+                 f"{cond.get('requests') or 0:,} PUTs", "—", value, "0",
+                 None if errors is None else errors == 0 and not server))
+    return rows
+
+
+def conditional_detail_rows(r):
+    """(system, operation, target, figure) of the conditional part."""
+    c = r.get("conditional") or {}
+    rows = []
+    for key, system, where in (
+            ("put_plain", "causalkv", "1 of 3 replicas"),
+            ("put_if_match", f"causalkv, If-Match: {c.get('if_match', '*')}",
+             "1 of 3 replicas, keys that exist")):
+        if c.get(key):
+            rows.append((system, "PUT", where, c[key]))
     return rows
 
 
