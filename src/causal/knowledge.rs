@@ -106,6 +106,26 @@ impl Knowledge {
         &self.foreign
     }
 
+    /// Records that another group retired `id` with its writes up to
+    /// `last` applied by all its members: entries naming no more leave the
+    /// foreign frontier and are pruned from what is answered here.
+    ///
+    /// If it also *ended* (a newer incarnation took its address), writes of
+    /// it beyond `last` were lost with it (or are about to reach its
+    /// group, whose members wait for them): entries naming it leave the
+    /// frontier and the answers whatever they count, so that a lost write
+    /// never makes every reader of another shard wait for it.
+    pub fn retire_foreign(&mut self, id: &ReplicaId, retirement: Retirement) {
+        if !self.is_foreign(id) {
+            return;
+        }
+        self.retire(id, retirement);
+        let ended = self.retired.get(id).is_some_and(|r| r.ended);
+        if ended || self.foreign.get(id) <= retirement.last {
+            self.foreign.set(id.clone(), 0);
+        }
+    }
+
     /// Adds the foreign entries of `deps` (a write's dependencies, or a
     /// peer's frontier) to the foreign frontier.
     pub fn note_foreign(&mut self, deps: &VectorClock) {
@@ -113,7 +133,8 @@ impl Knowledge {
             return;
         }
         for (id, n) in deps.iter() {
-            if self.is_foreign(id) && self.foreign.get(id) < n {
+            let retired = self.retired.get(id).is_some_and(|r| r.last >= n || r.ended);
+            if self.is_foreign(id) && !retired && self.foreign.get(id) < n {
                 self.foreign.set(id.clone(), n);
             }
         }
@@ -165,7 +186,11 @@ impl Knowledge {
             return None;
         }
         let stale = |id: &ReplicaId, n: u64| {
-            self.applied.get(id) == 0 && self.retired.get(id).is_some_and(|r| r.last >= n)
+            self.applied.get(id) == 0
+                && self
+                    .retired
+                    .get(id)
+                    .is_some_and(|r| r.last >= n || (r.ended && self.is_foreign(id)))
         };
         if !clock.iter().any(|(id, n)| stale(id, n)) {
             return None;
@@ -278,6 +303,51 @@ mod tests {
         assert_eq!(all.missing(&deps), deps);
         all.note_foreign(&deps);
         assert!(all.foreign().is_empty());
+    }
+
+    #[test]
+    fn another_groups_retirements_leave_the_frontier_and_the_answers() {
+        let mut k = Knowledge::in_group(Some("s1e1"));
+        k.note_foreign(&clock(&[("b#s2e1.old", 4), ("c#s2e1.new", 2)]));
+        let at = |last| Retirement { last, ended: false };
+        k.retire_foreign(&id("b#s2e1.old"), at(4));
+        // Not one of this group's: left alone.
+        k.retire_foreign(&id("a#s1e1.x"), at(9));
+        assert_eq!(k.foreign(), &clock(&[("c#s2e1.new", 2)]));
+        assert_eq!(k.retirement(&id("a#s1e1.x")), None);
+        // A context naming it is answered without it; a dependency naming
+        // it adds nothing to the frontier again.
+        let sent = clock(&[("b#s2e1.old", 3), ("c#s2e1.new", 1)]);
+        assert_eq!(k.prune(&sent), Some(clock(&[("c#s2e1.new", 1)])));
+        k.note_foreign(&clock(&[("b#s2e1.old", 4)]));
+        assert_eq!(k.foreign(), &clock(&[("c#s2e1.new", 2)]));
+        // Writes beyond the retirement still count...
+        k.note_foreign(&clock(&[("b#s2e1.old", 5)]));
+        assert_eq!(k.foreign().get(&id("b#s2e1.old")), 5);
+        // ...until its group says it ended: a write of it beyond its last
+        // is lost, and no reader here is made to wait for it.
+        k.retire_foreign(
+            &id("b#s2e1.old"),
+            Retirement {
+                last: 4,
+                ended: true,
+            },
+        );
+        assert_eq!(k.foreign(), &clock(&[("c#s2e1.new", 2)]));
+        let sent = clock(&[("b#s2e1.old", 5), ("c#s2e1.new", 1)]);
+        assert_eq!(k.prune(&sent), Some(clock(&[("c#s2e1.new", 1)])));
+        k.note_foreign(&clock(&[("b#s2e1.old", 6)]));
+        assert_eq!(k.foreign(), &clock(&[("c#s2e1.new", 2)]));
+        // An own incarnation that ended still has its stragglers waited for.
+        k.retire(
+            &id("a#s1e1.x"),
+            Retirement {
+                last: 1,
+                ended: true,
+            },
+        );
+        assert!(!k.satisfies(&id("a#s1e1.x"), 2));
+        assert_eq!(k.prune(&clock(&[("a#s1e1.x", 2)])), None);
     }
 
     #[test]

@@ -63,20 +63,31 @@ impl Replica {
         let theirs: BTreeMap<&ReplicaId, &Retirement> =
             retired.iter().map(|(i, r)| (i, r)).collect();
         let count = |id: &ReplicaId| clock.get(id).max(theirs.get(id).map_or(0, |r| r.last));
+        // Another shard group's retirements are that group's floor, not
+        // this one's.
+        let foreign = |id: &ReplicaId| self.known.is_foreign(id);
         self.collected.iter().all(|(id, n)| count(id) >= n)
-            && self.known.retired().all(|(id, r)| count(&id) >= r.last)
+            && self
+                .known
+                .retired()
+                .all(|(id, r)| foreign(&id) || count(&id) >= r.last)
     }
 
     /// Whether this replica holds the floor of a replica that forgot
     /// deletes up to `collected` and retired `retired`.
     fn holds_floor_of(&self, collected: &VectorClock, retired: &[Retired]) -> bool {
-        self.known.covers(collected) && retired.iter().all(|(id, r)| self.known.count(id) >= r.last)
+        self.known.covers(collected)
+            && retired
+                .iter()
+                .all(|(id, r)| self.known.satisfies(id, r.last))
     }
 
     /// Whether this replica lacks writes that `retired` says every replica
     /// should have: clients' contexts may no longer name them.
     fn lacks_retired(&self, retired: &[Retired]) -> bool {
-        retired.iter().any(|(id, r)| self.known.count(id) < r.last)
+        retired
+            .iter()
+            .any(|(id, r)| !self.known.satisfies(id, r.last))
     }
 
     /// A replica joins this one: check its identity, add it, vet it, and

@@ -9,7 +9,7 @@
 //! the importer's foreign frontier, so that every dependency a moved
 //! version may have is still handed to its readers.
 
-use crate::causal::VectorClock;
+use crate::causal::{Retired, VectorClock};
 use crate::store::{Key, Version};
 
 use super::state::Replica;
@@ -39,6 +39,26 @@ impl Replica {
             self.store.apply(key, version);
         }
         self.progress += 1;
+    }
+
+    /// The incarnations of this replica's group it retired, with the last
+    /// write of each (for the other groups of a sharded store).
+    pub fn own_retired(&self) -> Vec<Retired> {
+        self.known
+            .retired()
+            .filter(|(id, _)| !self.known.is_foreign(id))
+            .collect()
+    }
+
+    /// Takes another group's retirements: its incarnations' writes up to
+    /// `last` are applied by every member there, so the entries naming
+    /// them leave the foreign frontier and the contexts answered here.
+    pub fn retire_foreign(&mut self, retired: &[Retired]) {
+        for (id, retirement) in retired {
+            if self.known.is_foreign(id) {
+                self.known.retire_foreign(id, *retirement);
+            }
+        }
     }
 
     /// Forgets, without tombstones, the keys `keep` refuses (moved to

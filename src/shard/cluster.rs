@@ -254,14 +254,22 @@ impl Cluster {
         Ok(())
     }
 
-    /// Takes the versions handed over for map version `epoch`.
+    /// Takes the versions handed over for map version `epoch`: the winner
+    /// of each key, deleted keys left out (a key deleted in its old shard
+    /// is absent in its new one; a tombstone of another group's write
+    /// would never be collected here).
     pub fn take_incoming(&self, epoch: u64) -> (Vec<(Key, Version)>, VectorClock) {
         let mut incoming = lock(&self.incoming);
         if incoming.epoch != epoch {
             return (Vec::new(), VectorClock::new());
         }
         let taken = std::mem::take(&mut *incoming);
-        (taken.versions.into_iter().collect(), taken.depends)
+        let live = taken
+            .versions
+            .into_iter()
+            .filter(|(_, v)| !v.is_tombstone())
+            .collect();
+        (live, taken.depends)
     }
 }
 
@@ -329,6 +337,14 @@ mod tests {
         cluster
             .receive(next.epoch, vec![(key.clone(), version(3, "old"))], &none)
             .unwrap();
+        // A key whose winner is a delete is not taken in at all.
+        let gone = Key::parse("gone").unwrap();
+        let deleted = Version {
+            value: None,
+            ..version(9, "x")
+        };
+        let handed = vec![(gone.clone(), version(2, "y")), (gone, deleted)];
+        cluster.receive(next.epoch, handed, &none).unwrap();
         let (versions, _) = cluster.take_incoming(next.epoch);
         assert_eq!(versions, vec![(key, version(5, "new"))]);
     }

@@ -11,7 +11,9 @@ use tracing::{info, warn};
 use super::fit::install;
 use super::wire::{credentials, Ping, Pong, Refused, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
 use crate::address::SocketAddress;
+use crate::causal::Retired;
 use crate::node::Node;
+use crate::replica::Replica;
 use crate::shard::{Cluster, ShardId, ShardMap};
 use crate::transport::{self, Credentials};
 
@@ -19,7 +21,10 @@ use crate::transport::{self, Credentials};
 /// the map if it is new, and returns the map held.
 pub fn on_ping(node: &Node, ping: Ping) -> Pong {
     let Some(cluster) = node.cluster() else {
-        return Pong { map: None };
+        return Pong {
+            map: None,
+            retired: Vec::new(),
+        };
     };
     cluster.heard(&ping.from);
     if let Some(map) = ping.map {
@@ -29,8 +34,29 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
     if let Some(with) = held.with_node_heard(&ping.from, cluster.me()) {
         install(node, with);
     }
+    take_retired(node, ping.retired);
     Pong {
         map: Some(cluster.map()),
+        retired: retired_here(node),
+    }
+}
+
+/// The incarnations this node's group retired, for the other groups.
+fn retired_here(node: &Node) -> Vec<Retired> {
+    node.read_replica(Replica::own_retired)
+}
+
+/// Takes another group's retired incarnations (nothing to do if none).
+fn take_retired(node: &Node, retired: Vec<Retired>) {
+    // Only what teaches this replica something takes its write lock.
+    let news = node.read_replica(|r| {
+        retired.iter().any(|(id, theirs)| {
+            let known = r.known().retirement(id);
+            r.known().is_foreign(id) && known.is_none_or(|k| k.merge(*theirs) != k)
+        })
+    });
+    if news {
+        node.with_replica(|r, _| r.retire_foreign(&retired));
     }
 }
 
@@ -82,6 +108,7 @@ async fn discover(node: &Arc<Node>) {
     let ping = Ping {
         from: me.clone(),
         map: None,
+        retired: Vec::new(),
     };
     let credentials = Credentials {
         token: node.config.cluster_token.clone(),
@@ -150,6 +177,7 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
     let ping = Ping {
         from: me,
         map: Some(map),
+        retired: retired_here(node),
     };
     let pings = nodes.into_iter().map(|to| {
         let ping = ping.clone();
@@ -174,6 +202,7 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
             if let Some(map) = pong.map {
                 install(node, map);
             }
+            take_retired(node, pong.retired);
         }
     }
     answered
@@ -188,6 +217,7 @@ pub(super) async fn announce(node: &Node, map: &ShardMap) {
     let ping = Ping {
         from: me,
         map: Some(map.clone()),
+        retired: retired_here(node),
     };
     let credentials = credentials(node);
     let path = format!("{SHARD_PREFIX}/ping");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::address::SocketAddress;
-use crate::causal::VectorClock;
+use crate::causal::{Retired, VectorClock};
 use crate::node::Node;
 use crate::shard::{ShardId, ShardMap};
 use crate::store::{Key, Version};
@@ -35,13 +35,22 @@ pub struct Ping {
     pub from: SocketAddress,
     /// Its map (`None`: an unsharded node asking).
     pub map: Option<ShardMap>,
+    /// The incarnations its group retired, with the last write of each
+    /// (see [`crate::causal::Knowledge`]): the other groups drop them from
+    /// the dependencies they hand out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
 }
 
-/// The answer to a ping: the map the receiver holds (`None`: unsharded).
+/// The answer to a ping: the map the receiver holds (`None`: unsharded),
+/// and its group's retired incarnations.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pong {
     /// The receiver's map.
     pub map: Option<ShardMap>,
+    /// The incarnations the receiver's group retired (see [`Ping`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
 }
 
 /// A reshard step: the map it is for.
