@@ -223,9 +223,10 @@ impl Node {
             .send_replace(progress.max(self.published.load(Ordering::Acquire) + 1));
     }
 
-    /// Waits (up to the hand-over timeout) until every member holds every
-    /// write this replica acknowledged; returns whether they do.
-    pub async fn writes_held_by_members(&self) -> bool {
+    /// Waits (up to the hand-over timeout) until each of `members` holds
+    /// every write this replica acknowledged (a member out of the view
+    /// never does); returns whether they do.
+    pub async fn writes_held_by(&self, members: &[SocketAddress]) -> bool {
         let deadline = Instant::now() + self.config.handover_timeout;
         loop {
             let handover = self.with_replica(|replica, now| {
@@ -235,7 +236,7 @@ impl Node {
                 }
                 handover
             });
-            if handover.written == 0 || handover.lacking.is_empty() {
+            if handover.written == 0 || members.iter().all(|m| handover.held_by.contains(m)) {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -187,8 +187,22 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
     let Some(old_shard) = before.shard_of_node(&me) else {
         return Ok(());
     };
-    if map.shard_of_node(&me) != Some(old_shard) && !node.writes_held_by_members().await {
-        warn!("leaving the shard before every member confirmed holding this node's writes");
+    if map.shard_of_node(&me) != Some(old_shard) {
+        // This node leaves its shard: the members that stay must hold its
+        // writes to the keys that stay, or they would be lost with its
+        // replica. (Keys that move are handed over below, by every member.)
+        let stay: Vec<SocketAddress> = map
+            .shard(old_shard)
+            .map(|s| s.members.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| *m != me && before.shard_of_node(m) == Some(old_shard))
+            .collect();
+        if !node.writes_held_by(&stay).await {
+            return Err(format!(
+                "the members staying in shard {old_shard} ({stay:?}) did not confirm holding this node's writes in time"
+            ));
+        }
     }
     let (old, new) = (before.layout(), map.layout());
     let (versions, depends) =
