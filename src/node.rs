@@ -180,6 +180,11 @@ impl Node {
         self.cluster.get()
     }
 
+    /// This node, shared (for a task it starts).
+    pub fn shared(&self) -> Option<Arc<Node>> {
+        self.this.upgrade()
+    }
+
     /// Which replica the node runs: grows each time it is replaced.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

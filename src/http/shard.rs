@@ -18,7 +18,7 @@ use super::internal::check_token;
 use crate::address::SocketAddress;
 use crate::node::Node;
 use crate::shard::ShardId;
-use crate::sharding::{self, Done, Import, Ping, Refused, Step, SHARD_PREFIX};
+use crate::sharding::{self, Done, Import, Ping, Refused, Rescue, Step, SHARD_PREFIX};
 use crate::transport::HOPS_HEADER;
 
 /// Largest internal shard request (a batch of handed-over keys).
@@ -45,6 +45,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/key-value-store-shard/reshard", web::put().to(reshard))
         .route(&format!("{SHARD_PREFIX}/ping"), web::post().to(ping))
         .route(&format!("{SHARD_PREFIX}/import"), web::post().to(import))
+        .route(&format!("{SHARD_PREFIX}/rescue"), web::post().to(rescue))
         .route(&format!("{SHARD_PREFIX}/{{step}}"), web::post().to(step));
 }
 
@@ -244,6 +245,18 @@ async fn import(
     let import: Import = internal_body(&node, &req, payload).await?;
     let done = Done {
         error: sharding::receive(&node, import).err(),
+    };
+    Ok(HttpResponse::Ok().json(done))
+}
+
+async fn rescue(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let rescue: Rescue = internal_body(&node, &req, payload).await?;
+    let done = Done {
+        error: sharding::absorb(&node, rescue).err(),
     };
     Ok(HttpResponse::Ok().json(done))
 }

@@ -61,6 +61,38 @@ impl Replica {
         }
     }
 
+    /// The versions of the keys whose winner here is one of this
+    /// incarnation's own writes: what only this replica may hold, rescued
+    /// when the node leaves its group without a reshard's hand-off (it was
+    /// cut off while the store was resharded without it).
+    pub fn own_versions(&self) -> Vec<(Key, Version)> {
+        self.store
+            .iter()
+            .filter(|entry| entry.dot().replica == self.me.id)
+            .map(|entry| (entry.to_key(), entry.to_version()))
+            .collect()
+    }
+
+    /// Takes in versions rescued from a node that left its group: each that
+    /// beats the version held here by the conflict rule (it would have won
+    /// had it arrived) is written again as this replica's own, so that it
+    /// spreads like a new write; returns how many were.
+    pub fn take_rescued(&mut self, versions: Vec<(Key, Version)>) -> usize {
+        let mut written = 0;
+        for (key, version) in versions {
+            let current = self.store.get(&key);
+            let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
+            let deletes_nothing =
+                version.is_tombstone() && current.as_ref().is_none_or(Version::is_tombstone);
+            if beats && !deletes_nothing {
+                self.lamport = self.lamport.max(version.lamport);
+                self.issue(key, version.value, VectorClock::new());
+                written += 1;
+            }
+        }
+        written
+    }
+
     /// Forgets, without tombstones, the keys `keep` refuses (moved to
     /// another shard); returns how many.
     pub fn forget_keys(&mut self, keep: impl Fn(&str) -> bool) -> usize {

@@ -78,6 +78,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     };
     let me = cluster.me().clone();
     let mut adopted = false;
+    let mut rescued = Vec::new();
     node.replace_replica(|replica, _| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
@@ -88,6 +89,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         let group = group_of(&map, &me);
         if replica.me().id.group() != Some(group.as_str()) {
             info!(epoch = map.epoch, %group, keys = versions.len(), "this node changes shard group");
+            rescued = replica.own_versions();
             return Some(new_replica(node, &map, versions, &depends));
         }
         if !versions.is_empty() {
@@ -114,6 +116,11 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     });
     if adopted {
         info!(epoch = map.epoch, shards = map.count(), "shard map updated");
+    }
+    if !rescued.is_empty() {
+        if let Some(node) = node.shared() {
+            actix_rt::spawn(super::gossip::rescue(node, map, rescued));
+        }
     }
     adopted
 }

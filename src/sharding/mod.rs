@@ -61,7 +61,7 @@ mod reshard;
 mod wire;
 
 pub use fit::{install, start};
-pub use gossip::{add_member, add_node, on_ping, remove_node, spawn};
+pub use gossip::{absorb, add_member, add_node, on_ping, remove_node, spawn};
 pub use relay::relay;
 pub use reshard::{receive, reshard, run_step};
-pub use wire::{Done, Import, Ping, Pong, Refused, Step, SHARD_PREFIX};
+pub use wire::{Done, Import, Ping, Pong, Refused, Rescue, Step, SHARD_PREFIX};

@@ -71,6 +71,14 @@ pub struct Import {
     pub depends: VectorClock,
 }
 
+/// Versions rescued from a node that left its group, for a member of
+/// their keys' shard to take in (see `Replica::take_rescued`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rescue {
+    /// The versions.
+    pub versions: Vec<(Key, Version)>,
+}
+
 /// A step's answer.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Done {
