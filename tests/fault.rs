@@ -11,15 +11,25 @@
 //! and identities that changed across a restart on a kept disk, and the
 //! store for tombstones left uncollected and metadata beyond its bound.
 //!
+//! Sharded runs (`sharded.rs`) do the same to six memory-only nodes
+//! started with `SHARD_COUNT=2`: sessions hop between the nodes of both
+//! shards, the nemesis partitions (also splitting a shard's members), cuts
+//! one way, pauses, slows links and crashes nodes (each restart a new
+//! incarnation), and reshards 2 -> 3 -> 2 while the sessions run; then the
+//! same checks, with crashes excusing only the writes of the node that
+//! issued them, plus the shard map and key counts after settling.
+//!
 //! ```text
-//! cargo test --test fault                       # CI: fixed + random seeds, ~3 min
+//! cargo test --test fault                       # CI: fixed + random seeds, ~4-5 min
 //! cargo test --test fault -- --seed 42          # replay one seed
 //! cargo test --test fault -- --soak 3600        # keep running seeds for an hour
 //! cargo test --test fault -- --duration 60 --runs 10
 //! ```
 //!
-//! Every seed is one test, `seed_<n>`, run through libtest's own arguments
-//! and output: a filter picks seeds by name, `--list` lists them,
+//! Every seed is one test, `seed_<n>` (and `sharded_seed_<n>` for the
+//! sharded runs: seed 1 and, by default, one random seed), run through
+//! libtest's own arguments and output: a filter picks seeds by name
+//! (`-- sharded` runs only the sharded ones), `--list` lists them,
 //! `--nocapture` (or `--show-output`) prints every run's schedule and report
 //! as it finishes (a failing run's report is printed either way). A soak
 //! adds one test, `soak`, that keeps drawing seeds until its time is up.
@@ -47,6 +57,8 @@ mod nemesis;
 mod netns;
 #[path = "fault/settle.rs"]
 mod settle;
+#[path = "fault/sharded.rs"]
+mod sharded;
 #[path = "fault/workload.rs"]
 mod workload;
 
@@ -58,6 +70,8 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 /// Seeds that run every time, so that CI always covers a known schedule.
 const FIXED_SEEDS: [u64; 2] = [1, 2];
+/// Seeds of the sharded runs that run every time.
+const SHARDED_FIXED_SEEDS: [u64; 1] = [1];
 /// What the suite needs, as its messages say it.
 const NEEDS: &str = "Run it as root with iproute2 (ip, tc) and iptables installed.";
 /// Random seeds are drawn below this (short to type when replaying).
@@ -66,11 +80,13 @@ const SEED_BOUND: u64 = 1_000_000;
 /// The suite's own options, as `--help` lists them above libtest's.
 const OWN_OPTIONS: &str = "\
 FAULT SUITE OPTIONS (besides libtest's below):
-      --seed <N>       run seed N (repeatable) instead of seeds 1, 2 and random ones
+      --seed <N>       run seed N (repeatable), unsharded (seed_N) and sharded
+                       (sharded_seed_N), instead of the fixed and random seeds
       --duration <S>   seconds of faults per run [default: 25]
-      --runs <N>       random seeds besides seeds 1 and 2 [default: 2]
-      --soak <S>       add a test `soak` that keeps drawing seeds until S seconds
-                       after the start
+      --runs <N>       random seeds besides seeds 1 and 2 [default: 2]; the sharded
+                       runs take half as many (rounded up) besides their seed 1
+      --soak <S>       add a test `soak` that keeps drawing seeds, unsharded and
+                       sharded in turn, until S seconds after the start
 ";
 
 /// The suite's own options (after `--`, next to libtest's).
@@ -128,15 +144,29 @@ impl Options {
         if !self.seeds.is_empty() {
             return self.seeds.clone();
         }
-        let mut seeds = FIXED_SEEDS.to_vec();
-        while seeds.len() < FIXED_SEEDS.len() + self.runs {
-            let seed = rand::random_range(0..SEED_BOUND);
-            if !seeds.contains(&seed) {
-                seeds.push(seed);
-            }
-        }
-        seeds
+        with_random(&FIXED_SEEDS, self.runs)
     }
+
+    /// The seeds of the sharded runs: those asked for, else the fixed ones
+    /// and half as many random ones as `runs` (rounded up).
+    fn sharded_seeds(&self) -> Vec<u64> {
+        if !self.seeds.is_empty() {
+            return self.seeds.clone();
+        }
+        with_random(&SHARDED_FIXED_SEEDS, self.runs.div_ceil(2))
+    }
+}
+
+/// `fixed` and `random` more seeds drawn at random, all different.
+fn with_random(fixed: &[u64], random: usize) -> Vec<u64> {
+    let mut seeds = fixed.to_vec();
+    while seeds.len() < fixed.len() + random {
+        let seed = rand::random_range(0..SEED_BOUND);
+        if !seeds.contains(&seed) {
+            seeds.push(seed);
+        }
+    }
+    seeds
 }
 
 /// Whether the suite can run here, and what its tests do if not.
@@ -200,18 +230,29 @@ struct Run {
 }
 
 impl Run {
-    /// Runs `seed`; a failure carries the run's report and where its logs are.
-    fn seed(&self, seed: u64) -> Result<(), Failed> {
+    /// Runs `seed`, sharded or not; a failure carries the run's report and
+    /// where its logs are.
+    fn seed(&self, seed: u64, sharded: bool) -> Result<(), Failed> {
+        let (what, name) = if sharded {
+            ("sharded fault run", format!("sharded_seed_{seed}"))
+        } else {
+            ("fault run", format!("seed_{seed}"))
+        };
         let header = format!(
-            "fault run: seed {seed} ({:?} of faults)\nreplay with: cargo test --test fault -- \
-             --seed {seed} --duration {}",
+            "{what}: seed {seed} ({:?} of faults)\nreplay with: cargo test --test fault -- \
+             --seed {seed} --duration {} --exact {name}",
             self.duration,
             self.duration.as_secs()
         );
         if self.verbose {
             println!("\n=== {header}");
         }
-        match nemesis::run(seed, self.duration, &self.binary) {
+        let outcome = if sharded {
+            sharded::run(seed, self.duration, &self.binary)
+        } else {
+            nemesis::run(seed, self.duration, &self.binary)
+        };
+        match outcome {
             Ok(outcome) if outcome.ok => {
                 if self.verbose {
                     println!("{}", outcome.summary);
@@ -219,37 +260,44 @@ impl Run {
                 Ok(())
             }
             Ok(outcome) => Err(format!(
-                "{header}\n\n{}\nFAILED: seed {seed}; logs in {}",
+                "{header}\n\n{}\nFAILED: {name}; logs in {}",
                 outcome.summary,
                 outcome.log_dir.display()
             )
             .into()),
-            Err(e) => Err(format!("{header}\nFAILED: seed {seed}: harness error: {e}").into()),
+            Err(e) => Err(format!("{header}\nFAILED: {name}: harness error: {e}").into()),
         }
     }
 
-    /// Draws seeds and runs them until `end`; fails naming every failed seed.
+    /// Draws seeds and runs them, unsharded and sharded in turn, until
+    /// `end`; fails naming every failed run.
     fn soak(&self, end: Instant) -> Result<(), Failed> {
         let mut runs = 0;
         let mut failures = Vec::new();
         while Instant::now() < end {
             let seed = rand::random_range(0..SEED_BOUND);
+            let sharded = runs % 2 == 1;
             runs += 1;
-            if let Err(failed) = self.seed(seed) {
+            if let Err(failed) = self.seed(seed, sharded) {
                 let report = failed.message().unwrap_or_default().to_string();
                 if self.verbose {
                     println!("{report}");
                 }
-                failures.push((seed, report));
+                let name = if sharded {
+                    format!("sharded_seed_{seed}")
+                } else {
+                    format!("seed_{seed}")
+                };
+                failures.push((name, report));
             }
         }
         if failures.is_empty() {
             return Ok(());
         }
-        let seeds: Vec<u64> = failures.iter().map(|(seed, _)| *seed).collect();
+        let seeds: Vec<String> = failures.iter().map(|(name, _)| name.clone()).collect();
         let reports: Vec<String> = failures.into_iter().map(|(_, report)| report).collect();
         Err(format!(
-            "{} of {runs} soak runs failed, seeds {seeds:?}\n\n{}",
+            "{} of {runs} soak runs failed: {seeds:?}\n\n{}",
             seeds.len(),
             reports.join("\n\n")
         )
@@ -292,9 +340,13 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|seed| {
             let run = run.clone();
-            host.trial(format!("seed_{seed}"), move || run.seed(seed))
+            host.trial(format!("seed_{seed}"), move || run.seed(seed, false))
         })
         .collect();
+    trials.extend(options.sharded_seeds().into_iter().map(|seed| {
+        let run = run.clone();
+        host.trial(format!("sharded_seed_{seed}"), move || run.seed(seed, true))
+    }));
     if let Some(soak) = options.soak {
         let end = started + soak;
         trials.push(host.trial("soak".to_string(), move || run.soak(end)));

@@ -14,7 +14,10 @@
 //! `anomalies.rs` (one history per anomaly kind), `resurrection.rs`
 //! (deleted values coming back), `durability.rs` (crashes with and without
 //! the replica's disk, identities), `output.rs` (availability, printing,
-//! JSON), `sim.rs` (a simulated causal+ store and its long histories).
+//! JSON), `sim.rs` (a simulated causal+ store and its long histories),
+//! `sharded.rs` (histories of a sharded store, whose requests are relayed:
+//! lost writes and divergence still caught, crashes excusing only the
+//! writes of the node that issued them, the shards' key counts).
 
 #[path = "../fault/checker.rs"]
 mod checker;
@@ -24,11 +27,12 @@ mod clean;
 mod durability;
 mod output;
 mod resurrection;
+mod sharded;
 mod sim;
 
 use checker::{
-    check, AnomalyKind, Crash, FinalRead, History, Op, OpKind, OpResult, PartitionWindow, Ratio,
-    Report, Restart,
+    check, key_count_problems, AnomalyKind, Crash, FinalRead, History, Op, OpKind, OpResult,
+    PartitionWindow, Ratio, Report, Restart,
 };
 
 /// Builds histories: each op gets the next id and a fresh 10 us slot,
@@ -72,6 +76,8 @@ impl Builder {
             id,
             session,
             replica,
+            served_by: None,
+            incarnation: None,
             key: key.to_string(),
             kind,
             invoked_us,
@@ -187,6 +193,20 @@ impl Builder {
 
     fn check(&self) -> Report {
         check(&self.h)
+    }
+
+    /// A sharded store: requests are relayed to a member of their key's
+    /// shard, so an op's server is known only where [`Builder::served`]
+    /// says it.
+    fn relayed(&mut self) {
+        self.h.relayed = true;
+    }
+
+    /// Op `op` (an acknowledged write) was issued by incarnation
+    /// `incarnation` of replica `replica` (`addr#s<shard>e<epoch>.<hex>`).
+    fn served(&mut self, op: usize, replica: usize, incarnation: &str) {
+        self.h.ops[op].served_by = Some(replica);
+        self.h.ops[op].incarnation = Some(incarnation.into());
     }
 }
 

@@ -111,6 +111,18 @@
 //!   resurrections); an eviction from the view is recorded as such a crash
 //!   for the same reason. A crash that kept the state excuses no read: the
 //!   incarnation is not gone, and a replica must wait for its writes.
+//! * **Relayed requests** (a sharded store, [`History::relayed`]): any node
+//!   takes any request and relays it to a member of the key's shard, so
+//!   the replica a request was sent to ([`Op::replica`]) says nothing about
+//!   who applied it. The node whose incarnation issued an acknowledged
+//!   write is read off its answer ([`Op::served_by`], [`Op::incarnation`]),
+//!   and only its losing its state excuses the write (a failed put, whose
+//!   node is unknown, may have been taken by any node's loss). Evidence
+//!   that another node held the write comes only from acknowledged writes
+//!   issued by another node of the same shard group (`s<shard>e<epoch>`,
+//!   in the incarnation) with the write in their causal past: a member of
+//!   another group takes the write's entry as met without holding it, and
+//!   a read may have been relayed to the write's own node.
 //! * **Incarnation**: a replica stopped and started again on the state it
 //!   kept comes back under the same identity; one that lost its state
 //!   comes back under a new one ([`History::restarts`]).
@@ -154,6 +166,8 @@ mod past;
 mod reads;
 #[path = "checker/report.rs"]
 mod report;
+#[path = "checker/shards.rs"]
+mod shards;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -166,6 +180,8 @@ use serde::{Deserialize, Serialize};
 pub use report::{
     Anomaly, AnomalyKind, Availability, Ratio, Report, SideAvailability, Stats, WindowAvailability,
 };
+#[allow(unused_imports)]
+pub use shards::key_count_problems;
 
 // ---------------------------------------------------------------------------
 // The history model
@@ -184,6 +200,19 @@ pub struct Op {
     pub key: String,
     /// What was asked.
     pub kind: OpKind,
+    /// The replica that served it, when known and the store relays
+    /// requests ([`History::relayed`]): for an acknowledged write, the one
+    /// whose incarnation issued the write (named by the entry the answer's
+    /// context gained). `None` in an unsharded store, where `replica`
+    /// served it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<usize>,
+    /// For an acknowledged write in a store that relays requests: the
+    /// incarnation that issued it (`address#s<shard>e<epoch>.<hex>`), whose
+    /// group (`s<shard>e<epoch>`) says which shard's members had to apply
+    /// it before serving a request that depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
     /// When the request was sent (microseconds, one clock for the history).
     pub invoked_us: u64,
     /// When the answer arrived; `None` when none did.
@@ -295,6 +324,12 @@ pub struct History {
     pub restarts: Vec<Restart>,
     /// Partitions the nemesis caused.
     pub partitions: Vec<PartitionWindow>,
+    /// Requests went to any node and were relayed to a member of their
+    /// key's shard (a sharded store): an operation was served by
+    /// [`Op::served_by`] where that is known, else by some member of its
+    /// key's shard, not necessarily [`Op::replica`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relayed: bool,
 }
 
 impl History {

@@ -6,10 +6,11 @@
 //!
 //! Every fault goes through a [`Stage`], so that the bookkeeping a fault
 //! needs is done the same way each time: a replica that is killed or
-//! evicted is recorded as a crash, saying whether it kept its state (every
-//! replica keeps it in a `DATA_DIR` of its own: a replica killed and
-//! started again on it loses nothing) or lost it (its disk deleted, evicted
-//! and given a copy of the state, never started again: its unreplicated
+//! evicted is recorded as a crash, saying whether it kept its state (in
+//! unsharded runs every replica keeps it in a `DATA_DIR` of its own: a
+//! replica killed and started again on it loses nothing) or lost it (its
+//! disk deleted, evicted and given a copy of the state, never started
+//! again, or any crash in the memory-only sharded runs: its unreplicated
 //! writes may be lost); a replica stopped and started again has its
 //! identity checked once it is back (the same on its kept state, a new one
 //! without it); a replica the sessions must not use leaves their targets
@@ -79,6 +80,9 @@ pub struct Stage<'a> {
     pub restarts: Vec<Restart>,
     /// Keys the nemesis's own probe writes use (read at the end too).
     pub probe_keys: Vec<String>,
+    /// The replicas keep their state in memory only (a sharded store): a
+    /// crash loses it, and a restarted replica is a new incarnation.
+    pub memory: bool,
 }
 
 impl Stage<'_> {
@@ -140,10 +144,11 @@ impl Stage<'_> {
         Ok(())
     }
 
-    /// SIGKILL; it will be started again on the state it kept.
+    /// SIGKILL; it will be started again on the state it kept (on its
+    /// `DATA_DIR`; with none, in memory-only runs, it lost that state).
     pub fn crash(&mut self, i: usize) {
         self.cluster.crash(i);
-        self.record_stop(i, true);
+        self.record_stop(i, !self.memory);
     }
 
     /// SIGKILL, and it is never started again on that state: what only it

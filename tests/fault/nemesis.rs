@@ -39,9 +39,9 @@ use super::workload::{self, Shared};
 /// Replica slots available (three start; the nemesis may add two).
 const CAPACITY: usize = 5;
 /// Concurrent client sessions.
-const SESSIONS: usize = 6;
+pub const SESSIONS: usize = 6;
 /// How long a replica waits for causal dependencies in these runs.
-const CAUSAL_WAIT_MS: u64 = 3000;
+pub const CAUSAL_WAIT_MS: u64 = 3000;
 /// How often replicas resolve the DNS name, in runs that use one.
 const DNS_INTERVAL_MS: u64 = 300;
 
@@ -67,17 +67,8 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
         .join("fault-logs")
         .join(format!("seed-{seed}-{stamp}"));
     let fault = Lifetime::for_seed(seed);
-    let millis = |d: Duration| d.as_millis().to_string();
-    let mut env = vec![
-        ("DURABILITY".to_string(), durability_mode(seed).to_string()),
-        ("RUST_LOG".to_string(), "info,causalkv=debug".to_string()),
-        ("CAUSAL_WAIT_MS".to_string(), CAUSAL_WAIT_MS.to_string()),
-        ("FAILURE_TIMEOUT_MS".to_string(), millis(FAILURE_TIMEOUT)),
-        ("SUSPECT_TIMEOUT_MS".to_string(), millis(SUSPECT_TIMEOUT)),
-        ("HANDOVER_TIMEOUT_MS".to_string(), millis(HANDOVER_TIMEOUT)),
-        ("HEARTBEAT_INTERVAL_MS".to_string(), "200".to_string()),
-        ("WORKERS".to_string(), "2".to_string()),
-    ];
+    let mut env = replica_env();
+    env.push(("DURABILITY".to_string(), durability_mode(seed).to_string()));
     if fault.uses_dns() {
         env.push(("VIEW_DNS".to_string(), format!("{DNS_NAME}:{PORT}")));
         env.push((
@@ -102,6 +93,21 @@ pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, Stri
     }
     outcome.log_dir = log_dir;
     Ok(outcome)
+}
+
+/// The environment every replica of a run gets: its log filter and the
+/// short timings that let failures play out within a run.
+pub fn replica_env() -> Vec<(String, String)> {
+    let millis = |d: Duration| d.as_millis().to_string();
+    vec![
+        ("RUST_LOG".to_string(), "info,causalkv=debug".to_string()),
+        ("CAUSAL_WAIT_MS".to_string(), CAUSAL_WAIT_MS.to_string()),
+        ("FAILURE_TIMEOUT_MS".to_string(), millis(FAILURE_TIMEOUT)),
+        ("SUSPECT_TIMEOUT_MS".to_string(), millis(SUSPECT_TIMEOUT)),
+        ("HANDOVER_TIMEOUT_MS".to_string(), millis(HANDOVER_TIMEOUT)),
+        ("HEARTBEAT_INTERVAL_MS".to_string(), "200".to_string()),
+        ("WORKERS".to_string(), "2".to_string()),
+    ]
 }
 
 /// `DURABILITY` for a run: `os` for odd seeds, `fsync` for even ones.
@@ -130,6 +136,7 @@ async fn drive(
         ops: Vec::new(),
         sessions: 0,
         allowed: (0..CAPACITY).map(|i| cluster.address(i)).collect(),
+        relayed: false,
     }));
     let mut stage = Stage {
         cluster,
@@ -145,6 +152,7 @@ async fn drive(
         stopped: Default::default(),
         restarts: Vec::new(),
         probe_keys: Vec::new(),
+        memory: false,
     };
     stage.publish_dns()?;
     for i in stage.members.clone() {
@@ -230,7 +238,8 @@ async fn drive(
     keys.extend(stage.probe_keys.iter().cloned());
     let (final_reads, views_ok, view_report) = settle::settle(&stage, &keys).await;
     let settle_time = healed_at.elapsed();
-    let (collection, metadata) = settle::lifetime_checks(&stage, &keys).await;
+    let (collection, metadata) =
+        settle::lifetime_checks(&stage, &keys, &settle::Bounds::unsharded(&stage.members)).await;
     // The identities of replicas restarted since they were last seen.
     stage.check_identities().await;
 
@@ -240,6 +249,7 @@ async fn drive(
         crashes: stage.crashes.clone(),
         restarts: stage.restarts.clone(),
         partitions: stage.partitions.clone(),
+        relayed: false,
     };
     let report = checker::check(&history);
     let ok = report.is_ok() && views_ok && collection.ok && metadata.ok;
@@ -415,7 +425,7 @@ async fn add_replica(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
 }
 
 /// Splits `members` at random into two non-empty sides.
-fn random_split(rng: &mut StdRng, members: &[usize]) -> Vec<Vec<usize>> {
+pub fn random_split(rng: &mut StdRng, members: &[usize]) -> Vec<Vec<usize>> {
     let mut shuffled = members.to_vec();
     shuffled.shuffle(rng);
     let cut = 1 + rng.random_range(..shuffled.len() - 1);

@@ -15,9 +15,13 @@
 //!   for good (the survivors must forget it, or they wait for it forever).
 //! * **Metadata is bounded.** Every member's `/health` `"clock"` (entries in
 //!   its applied vector clock), and the causal metadata of a fresh session
-//!   that reads every key across the members, hold at most live members + 2
-//!   entries, however many incarnations the run's restarts created.
+//!   that reads every key across the members, stay within [`Bounds`],
+//!   however many incarnations the run's restarts created: unsharded, live
+//!   members + 2 entries for both; sharded, a node's clock counts only its
+//!   own shard's group (that shard's members + 2), while a context spans
+//!   every shard (live nodes + 2 per shard).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
@@ -110,16 +114,73 @@ pub struct Verdict {
     pub line: String,
 }
 
+/// How many entries clocks and contexts may hold once a run has settled.
+pub struct Bounds {
+    /// Per member (slot): most entries its applied vector clock may hold.
+    pub clock: BTreeMap<usize, usize>,
+    /// Most entries the context of a session that read every key may hold.
+    pub context: usize,
+    /// What the bounds count, for the summary.
+    pub why: String,
+}
+
+impl Bounds {
+    /// An unsharded store: every replica holds every key, so a clock and a
+    /// context name at most one incarnation per live member, plus slack.
+    pub fn unsharded(members: &[usize]) -> Bounds {
+        let bound = members.len() + METADATA_SLACK;
+        Bounds {
+            clock: members.iter().map(|&m| (m, bound)).collect(),
+            context: bound,
+            why: format!("{} live members + {METADATA_SLACK}", members.len()),
+        }
+    }
+
+    /// A sharded store whose shards have the members (slots) of `shards`:
+    /// a node's clock counts only its own shard's group, so at most one
+    /// entry per member of its shard plus slack; a context spans every
+    /// shard, so at most one entry per live node plus slack for each shard.
+    /// A node placed in no shard replicates with no one: its clock holds
+    /// at most its own entry plus slack.
+    pub fn sharded(members: &[usize], shards: &BTreeMap<u64, Vec<usize>>) -> Bounds {
+        let clock = members
+            .iter()
+            .map(|m| {
+                let group = shards.values().find(|s| s.contains(m)).map_or(1, Vec::len);
+                (*m, group + METADATA_SLACK)
+            })
+            .collect();
+        let sizes: Vec<String> = shards.values().map(|s| s.len().to_string()).collect();
+        Bounds {
+            clock,
+            context: members.len() + METADATA_SLACK * shards.len().max(1),
+            why: format!(
+                "clocks: members of the node's shard ({}) + {METADATA_SLACK}; context: {} live nodes + {METADATA_SLACK} per shard",
+                sizes.join("/"),
+                members.len()
+            ),
+        }
+    }
+
+    fn clock_of(&self, m: usize) -> usize {
+        self.clock.get(&m).copied().unwrap_or(0)
+    }
+}
+
 /// After settling: polls until tombstones are collected and metadata is
-/// within the bound at every member, or the deadline passes.
-pub async fn lifetime_checks(stage: &Stage<'_>, keys: &[String]) -> (Verdict, Verdict) {
+/// within `bounds` at every member, or the deadline passes.
+pub async fn lifetime_checks(
+    stage: &Stage<'_>,
+    keys: &[String],
+    bounds: &Bounds,
+) -> (Verdict, Verdict) {
     let start = Instant::now();
-    let bound = stage.members.len() + METADATA_SLACK;
+    let bound = bounds.context;
     let mut collected_after = None;
     let mut bounded_after = None;
     let mut tombstones = Vec::new();
     let mut clocks = Vec::new();
-    let mut context: Result<usize, String> =
+    let mut context: Result<Vec<String>, String> =
         Err("not read: a clock is missing or over the bound".into());
     loop {
         if collected_after.is_none() {
@@ -132,10 +193,10 @@ pub async fn lifetime_checks(stage: &Stage<'_>, keys: &[String]) -> (Verdict, Ve
             clocks = figure(stage, "clock").await;
             if clocks
                 .iter()
-                .all(|&(_, n)| n.is_some_and(|n| n <= bound as u64))
+                .all(|&(m, n)| n.is_some_and(|n| n <= bounds.clock_of(m) as u64))
             {
                 context = session_context(stage, keys).await;
-                if context.as_ref().is_ok_and(|&n| n <= bound) {
+                if context.as_ref().is_ok_and(|c| c.len() <= bound) {
                     bounded_after = Some(start.elapsed());
                 }
             }
@@ -166,20 +227,22 @@ pub async fn lifetime_checks(stage: &Stage<'_>, keys: &[String]) -> (Verdict, Ve
         Some(after) => Verdict {
             ok: true,
             line: format!(
-                "metadata: clocks ({}) and a session's context after reading every key ({} entries) within the bound of {bound}, {:.1} s after settling",
+                "metadata: clocks ({}) and a session's context after reading every key ({} entries) within the bounds ({}), {:.1} s after settling",
                 show(&clocks),
-                context.as_ref().map_or(0, |&n| n),
+                context.as_ref().map_or(0, Vec::len),
+                bounds.why,
                 after.as_secs_f64()
             ),
         },
         None => Verdict {
             ok: false,
             line: format!(
-                "METADATA OVER THE BOUND of {bound} entries ({} live members + {METADATA_SLACK}) within {LIFETIME_DEADLINE:?}: clock entries per replica: {}; a session's context after reading every key: {}",
-                stage.members.len(),
+                "METADATA OVER THE BOUND ({}: {} for a context) within {LIFETIME_DEADLINE:?}: clock entries per replica: {}; a session's context after reading every key: {}",
+                bounds.why,
+                bounds.context,
                 show(&clocks),
                 match &context {
-                    Ok(n) => format!("{n} entries"),
+                    Ok(ids) => format!("{} entries: {}", ids.len(), ids.join(", ")),
                     Err(e) => e.clone(),
                 }
             ),
@@ -211,8 +274,8 @@ fn show(figures: &[(usize, Option<u64>)]) -> String {
 }
 
 /// A fresh session reads every key, hopping across the members and passing
-/// back its metadata; returns how many entries its metadata holds then.
-async fn session_context(stage: &Stage<'_>, keys: &[String]) -> Result<usize, String> {
+/// back its metadata; returns the entries its metadata holds then.
+async fn session_context(stage: &Stage<'_>, keys: &[String]) -> Result<Vec<String>, String> {
     let mut metadata = Value::String(String::new());
     for (j, key) in keys.iter().enumerate() {
         let m = stage.members[j % stage.members.len()];
@@ -236,15 +299,15 @@ async fn session_context(stage: &Stage<'_>, keys: &[String]) -> Result<usize, St
 }
 
 /// Entries of a causal-metadata value: an object, or a string holding one.
-fn entries(metadata: &Value) -> Option<usize> {
+fn entries(metadata: &Value) -> Option<Vec<String>> {
     match metadata {
-        Value::Null => Some(0),
-        Value::Object(map) => Some(map.len()),
-        Value::String(text) if text.is_empty() => Some(0),
+        Value::Null => Some(Vec::new()),
+        Value::Object(map) => Some(map.keys().cloned().collect()),
+        Value::String(text) if text.is_empty() => Some(Vec::new()),
         Value::String(text) => serde_json::from_str::<Value>(text)
             .ok()?
             .as_object()
-            .map(|map| map.len()),
+            .map(|map| map.keys().cloned().collect()),
         _ => None,
     }
 }

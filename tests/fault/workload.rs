@@ -39,6 +39,9 @@ pub struct Shared {
     pub ops: Vec<Op>,
     /// Sessions started so far (a stuck session restarts under a new id).
     pub sessions: usize,
+    /// The store is sharded and relays requests to the key's shard: each
+    /// acknowledged write records the replica that issued it.
+    pub relayed: bool,
 }
 
 impl Shared {
@@ -145,11 +148,16 @@ pub async fn request(
     let path = format!("/key-value-store/{key}");
     let answer = causalkv::client::raw(http, host, method, &path, Some(&body)).await;
     let completed_us = shared.borrow().now_us();
+    let relayed = shared.borrow().relayed;
+    let mut incarnation = None;
     let (result, completed) = match answer {
         Ok(response) => {
             let result = interpret(&kind, response.status, &response.body);
             if !matches!(result, OpResult::Failed(_)) {
                 if let Some(m) = response.body.get("causal-metadata") {
+                    if relayed && matches!(result, OpResult::Written | OpResult::Deleted) {
+                        incarnation = issued_by(context, m);
+                    }
                     *context = m.clone();
                 }
             }
@@ -158,11 +166,17 @@ pub async fn request(
         Err(e) => (OpResult::Failed(e), None),
     };
     let mut s = shared.borrow_mut();
+    let served_by = incarnation.as_deref().and_then(|id| {
+        let address = id.rsplit_once('#').map_or(id, |(address, _)| address);
+        s.allowed.iter().position(|a| a == address)
+    });
     let id = s.ops.len();
     s.ops.push(Op {
         id,
         session,
         replica,
+        served_by,
+        incarnation,
         key,
         kind,
         invoked_us,
@@ -198,4 +212,34 @@ pub fn value_text(value: Option<&Value>) -> String {
         Some(other) => other.to_string(),
         None => "<missing>".into(),
     }
+}
+
+/// The incarnation (`address#incarnation`) that issued a write, from the
+/// context sent and the one answered: a write's answer is the context sent
+/// (less retired incarnations) with the write's own dot merged in, so the
+/// one entry that grew is the writer's. `None` if no single entry grew.
+pub fn issued_by(sent: &Value, answered: &Value) -> Option<String> {
+    let sent = clock_of(sent).unwrap_or_default();
+    let answered = clock_of(answered)?;
+    let mut grown = answered
+        .into_iter()
+        .filter(|(id, n)| sent.get(id).is_none_or(|m| m < n));
+    let (id, _) = grown.next()?;
+    grown.next().is_none().then_some(id)
+}
+
+/// The entries of a `causal-metadata` value (an object, or a string
+/// holding one; empty for `""` and `null`).
+fn clock_of(metadata: &Value) -> Option<std::collections::BTreeMap<String, u64>> {
+    let object = match metadata {
+        Value::Null => return Some(Default::default()),
+        Value::String(text) if text.is_empty() => return Some(Default::default()),
+        Value::String(text) => serde_json::from_str::<Value>(text).ok()?,
+        other => other.clone(),
+    };
+    object
+        .as_object()?
+        .iter()
+        .map(|(id, n)| Some((id.clone(), n.as_u64()?)))
+        .collect()
 }

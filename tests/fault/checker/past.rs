@@ -95,10 +95,37 @@ impl Ctx<'_> {
         times.get(times.partition_point(|&c| c < since)).copied()
     }
 
+    /// The replica that served `op`, if known: the one it was sent to,
+    /// unless the store relays requests ([`super::History::relayed`]); then
+    /// the one the answer named ([`Op::served_by`]), known only for
+    /// acknowledged writes.
+    pub(super) fn server(&self, op: &Op) -> Option<usize> {
+        if self.h.relayed {
+            op.served_by
+        } else {
+            Some(op.replica)
+        }
+    }
+
+    /// The replica whose incarnation issued write `w`, if known (not for a
+    /// failed put in a store that relays requests).
+    pub(super) fn origin(&self, w: u32) -> Option<usize> {
+        self.server(self.op(w))
+    }
+
     /// When write `w`'s replica first lost its state (crashed without
-    /// keeping it, or was evicted) after acknowledging it, if it did.
+    /// keeping it, or was evicted) after acknowledging it, if it did. When
+    /// the replica is not known, any replica's loss may have taken it.
     pub(super) fn lost_at(&self, w: u32) -> Option<u64> {
-        Self::first_crash(&self.crashes, self.op(w).replica, self.since(w))
+        let since = self.since(w);
+        match self.origin(w) {
+            Some(replica) => Self::first_crash(&self.crashes, replica, since),
+            None => self
+                .crashes
+                .keys()
+                .filter_map(|&replica| Self::first_crash(&self.crashes, replica, since))
+                .min(),
+        }
     }
 
     /// Whether write `w` may have been lost by time `t`: its replica lost
@@ -115,11 +142,24 @@ impl Ctx<'_> {
     /// `lost_at` (when `w`'s replica lost its state, so its incarnation was
     /// not retired yet and the request's context naming `w` was honoured)
     /// with `w` in its causal past. `None` if there is none.
+    ///
+    /// In a store that relays requests (sharded), only operations whose
+    /// server is known count (acknowledged writes: the incarnation that
+    /// issued them), and only those in `w`'s group: a member of another
+    /// shard's group takes `w`'s entry in a context as met without holding
+    /// `w`, and a read may have been relayed to `w`'s own replica.
     pub(super) fn held_elsewhere(&self, w: u32, lost_at: u64) -> Option<u32> {
-        let origin = self.op(w).replica;
+        let origin = self.origin(w)?;
+        let group = self.op(w).incarnation.as_deref().and_then(group_of);
         let kept_from = |op: &Op| {
-            op.replica != origin
-                && Self::first_crash(&self.crashes, op.replica, op.invoked_us).is_none()
+            let Some(server) = self.server(op) else {
+                return false;
+            };
+            let same_group = !self.h.relayed
+                || (group.is_some() && op.incarnation.as_deref().and_then(group_of) == group);
+            server != origin
+                && same_group
+                && Self::first_crash(&self.crashes, server, op.invoked_us).is_none()
         };
         if let Some(&r) = self.readers[w as usize]
             .iter()
@@ -148,7 +188,10 @@ impl Ctx<'_> {
     /// follows "and": its replica kept its state, or it had reached one
     /// that did.
     pub(super) fn must_survive(&self, w: u32) -> String {
-        let replica = self.op(w).replica;
+        let Some(replica) = self.origin(w) else {
+            return "no replica that may have taken it lost its state after it was sent"
+                .to_string();
+        };
         let holder = self.held_by[w as usize];
         if holder != NONE {
             let op = self.op(holder);
@@ -159,7 +202,8 @@ impl Ctx<'_> {
             };
             return format!(
                 "though replica {replica} lost its state afterwards, the write had reached replica {} (#{} {how}), which did not lose its state",
-                op.replica, op.id
+                self.server(op).unwrap_or(op.replica),
+                op.id
             );
         }
         let kept = self.kept_crashes.get(&replica).map_or(0, |times| {
@@ -317,4 +361,11 @@ impl Ctx<'_> {
         out.extend(self.path(b, c).into_iter().skip(1));
         out
     }
+}
+
+/// The group of incarnation `id` (`address#s1e2.hex` is in `s1e2`), as
+/// `ReplicaId::group` reads it.
+pub(super) fn group_of(id: &str) -> Option<&str> {
+    let (_, incarnation) = id.rsplit_once('#')?;
+    incarnation.split_once('.').map(|(group, _)| group)
 }

@@ -319,8 +319,12 @@ pub(super) fn render(op: &Op) -> String {
     let done = op
         .completed_us
         .map_or_else(|| "?".to_string(), |t| t.to_string());
+    let served = match op.served_by {
+        Some(r) if r != op.replica => format!(" (served by r{r})"),
+        _ => String::new(),
+    };
     format!(
-        "#{} s{} r{} {what}{failed} [{}..{done}]",
+        "#{} s{} r{}{served} {what}{failed} [{}..{done}]",
         op.id, op.session, op.replica, op.invoked_us
     )
 }
