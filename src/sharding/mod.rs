@@ -6,7 +6,7 @@
 //!
 //! Every node pings every other node of the map twice a second with the
 //! map it holds; either side keeps the newer of the two (see
-//! [`ShardMap::newer_than`]), so a change made at one node reaches all.
+//! [`crate::shard::ShardMap::newer_than`]), so a change made at one node reaches all.
 //! The pings also tell which nodes are up. A node that starts without
 //! `SHARD_COUNT` asks the nodes of its `VIEW` for their map first: if they
 //! have one, it joins the map as a node placed in no shard, and waits for
