@@ -228,19 +228,25 @@ impl Node {
             .send_replace(progress.max(self.published.load(Ordering::Acquire) + 1));
     }
 
+    /// Which members are known to hold this replica's writes; asks the
+    /// others for their clocks.
+    fn handover_now(&self) -> crate::replica::Handover {
+        self.with_replica(|replica, now| {
+            let handover = replica.handover();
+            if !handover.lacking.is_empty() {
+                replica.ask_clocks(now);
+            }
+            handover
+        })
+    }
+
     /// Waits (up to the hand-over timeout) until each of `members` holds
     /// every write this replica acknowledged (a member out of the view
     /// never does); returns whether they do.
     pub async fn writes_held_by(&self, members: &[SocketAddress]) -> bool {
         let deadline = Instant::now() + self.config.handover_timeout;
         loop {
-            let handover = self.with_replica(|replica, now| {
-                let handover = replica.handover();
-                if !handover.lacking.is_empty() {
-                    replica.ask_clocks(now);
-                }
-                handover
-            });
+            let handover = self.handover_now();
             if handover.written == 0 || members.iter().all(|m| handover.held_by.contains(m)) {
                 return true;
             }
@@ -498,13 +504,7 @@ impl Node {
         self.with_replica(|replica, _| replica.stop_taking_writes());
         let deadline = Instant::now() + self.config.handover_timeout;
         loop {
-            let handover = self.with_replica(|replica, now| {
-                let handover = replica.handover();
-                if !handover.lacking.is_empty() {
-                    replica.ask_clocks(now);
-                }
-                handover
-            });
+            let handover = self.handover_now();
             let written = handover.written;
             if written == 0 {
                 tracing::info!("no write to hand over");

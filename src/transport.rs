@@ -130,17 +130,7 @@ async fn exchange(
             .post(url)
             .timeout(deadline(kind))
             .insert_header(("content-type", "application/json"));
-        let builder = credentials.apply(builder);
-        let mut response = builder.send_body(body).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let bytes = response
-            .body()
-            .limit(MAX_REPLY_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-        }
+        let bytes = successful_body(credentials.apply(builder), body).await?;
         if bytes.len() < BIG_REPLY_BYTES {
             return serde_json::from_slice::<Reply>(&bytes).map_err(|e| format!("bad reply: {e}"));
         }
@@ -155,6 +145,25 @@ async fn exchange(
         Ok(result) => result,
         Err(_) => Err(format!("no reply within {:?}", deadline(kind))),
     }
+}
+
+/// Sends `request` with `body` and reads the answer's body, which must be
+/// a success's.
+async fn successful_body(
+    request: awc::ClientRequest,
+    body: Vec<u8>,
+) -> Result<actix_web::web::Bytes, String> {
+    let mut response = request.send_body(body).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .body()
+        .limit(MAX_REPLY_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    Ok(bytes)
 }
 
 /// Posts `body` as JSON to `path` at `to` (a shard-map request between
@@ -173,20 +182,7 @@ pub async fn post_json<T: Serialize, R: serde::de::DeserializeOwned>(
             .post(format!("http://{to}{path}"))
             .timeout(deadline)
             .insert_header(("content-type", "application/json"));
-        let mut response = credentials
-            .apply(builder)
-            .send_body(body)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let bytes = response
-            .body()
-            .limit(MAX_REPLY_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-        }
+        let bytes = successful_body(credentials.apply(builder), body).await?;
         serde_json::from_slice::<R>(&bytes).map_err(|e| format!("bad reply: {e}"))
     };
     match tokio::time::timeout(deadline, exchange).await {
