@@ -119,7 +119,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     }
     if !rescued.is_empty() {
         if let Some(node) = node.shared() {
-            actix_rt::spawn(super::gossip::rescue(node, map, rescued));
+            actix_rt::spawn(super::rescue::rescue(node, map, rescued));
         }
     }
     adopted

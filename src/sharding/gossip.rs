@@ -9,15 +9,12 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::fit::install;
-use super::wire::{
-    credentials, Done, Ping, Pong, Refused, Rescue, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX,
-};
+use super::wire::{credentials, Ping, Pong, Refused, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
 use crate::address::SocketAddress;
 use crate::causal::Retired;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::shard::{Cluster, ShardId, ShardMap};
-use crate::store::{Key, Version};
 use crate::transport::{self, Credentials};
 
 /// Answers a ping: records the sender, takes its map if newer, adds it to
@@ -278,79 +275,4 @@ pub async fn remove_node(node: &Node, address: SocketAddress) -> bool {
         }
         None => false,
     }
-}
-
-/// Sends versions rescued from the replica this node just left to a live
-/// member of each key's shard under `map`, which writes again those that
-/// it lacks (retried a few times: the shard's members may be out of reach
-/// for a while).
-pub(super) async fn rescue(node: Arc<Node>, map: ShardMap, versions: Vec<(Key, Version)>) {
-    let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
-    for (key, version) in versions {
-        by_shard
-            .entry(map.shard_of(key.as_str()))
-            .or_default()
-            .push((key, version));
-    }
-    let path = format!("{SHARD_PREFIX}/rescue");
-    for (shard, versions) in by_shard {
-        let count = versions.len();
-        let rescue = Rescue { versions };
-        let mut done = false;
-        for attempt in 0..RESCUE_ATTEMPTS {
-            let Some(cluster) = node.cluster() else {
-                return;
-            };
-            for to in cluster.targets(shard) {
-                let answer: Result<Done, String> = transport::post_json(
-                    &to,
-                    &path,
-                    &rescue,
-                    &credentials(&node),
-                    PING_DEADLINE * 4,
-                )
-                .await;
-                if matches!(answer, Ok(Done { error: None })) {
-                    info!(shard, versions = count, member = %to, "versions this node alone may hold handed to their shard");
-                    done = true;
-                    break;
-                }
-            }
-            if done {
-                break;
-            }
-            tokio::time::sleep(PING_INTERVAL * (attempt + 1)).await;
-        }
-        if !done {
-            warn!(
-                shard,
-                versions = count,
-                "could not hand the versions this node alone may hold to their shard"
-            );
-        }
-    }
-}
-
-/// How many rounds a rescue tries every member of a shard.
-const RESCUE_ATTEMPTS: u32 = 20;
-
-/// Takes in rescued versions of keys this node serves.
-pub fn absorb(node: &Node, rescue: Rescue) -> Result<usize, String> {
-    let Some(cluster) = node.cluster() else {
-        return Err("this node is not sharded".into());
-    };
-    node.with_replica(|replica, _| {
-        let group = replica.me().id.group();
-        if let Some((key, _)) = rescue
-            .versions
-            .iter()
-            .find(|(key, _)| !cluster.serves(key.as_str(), Some(group)).1)
-        {
-            return Err(format!("this node does not serve {key}'s shard"));
-        }
-        if !replica.is_ready() {
-            return Err("this node's replica is not ready".into());
-        }
-        Ok(replica.take_rescued(rescue.versions))
-    })
 }

@@ -52,16 +52,19 @@
 //! a node runs under a map, and what a new map changes; `gossip.rs` the
 //! pings, a node finding the sharded store, and the map changes a request
 //! makes (add-member, a view change); `reshard.rs` the reshard's steps;
-//! `relay.rs` client requests relayed to their key's shard.
+//! `relay.rs` client requests relayed to their key's shard; `rescue.rs`
+//! what a node cut off during a reshard alone may hold.
 
 mod fit;
 mod gossip;
 mod relay;
+mod rescue;
 mod reshard;
 mod wire;
 
 pub use fit::{install, start};
-pub use gossip::{absorb, add_member, add_node, on_ping, remove_node, spawn};
+pub use gossip::{add_member, add_node, on_ping, remove_node, spawn};
 pub use relay::relay;
+pub use rescue::absorb;
 pub use reshard::{receive, reshard, run_step};
 pub use wire::{Done, Import, Ping, Pong, Refused, Rescue, Step, SHARD_PREFIX};
