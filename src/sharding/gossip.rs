@@ -15,7 +15,7 @@ use crate::causal::Retired;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::shard::{Cluster, ShardId, ShardMap};
-use crate::transport::{self, Credentials};
+use crate::transport;
 
 /// Answers a ping: records the sender, takes its map if newer, adds it to
 /// the map if it is new, and returns the map held.
@@ -110,10 +110,7 @@ async fn discover(node: &Arc<Node>) {
         map: None,
         retired: Vec::new(),
     };
-    let credentials = Credentials {
-        token: node.config.cluster_token.clone(),
-        group: None,
-    };
+    let credentials = credentials(node);
     let asks = node.config.view.iter().filter(|a| **a != me).map(|to| {
         let ping = ping.clone();
         let credentials = credentials.clone();
@@ -170,10 +167,7 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
     let mut nodes: BTreeSet<SocketAddress> = map.nodes.clone();
     nodes.extend(map.shards.values().flat_map(|s| s.members.iter().cloned()));
     nodes.remove(&me);
-    let credentials = Credentials {
-        token: node.config.cluster_token.clone(),
-        group: None,
-    };
+    let credentials = credentials(node);
     let ping = Ping {
         from: me,
         map: Some(map),
@@ -238,11 +232,19 @@ pub async fn add_member(node: &Node, id: ShardId, address: SocketAddress) -> Res
     if map.shard(id).is_none() {
         return Err(Refused::NoSuchShard(id));
     }
-    if let Some(next) = map.with_member(id, &address, cluster.me()) {
-        install(node, next.clone());
-        announce(node, &next).await;
-    }
+    change(node, map.with_member(id, &address, cluster.me())).await;
     Ok(())
+}
+
+/// Holds the map `next` a request made here (if it changed anything) and
+/// sends it to every node; returns whether there was one.
+async fn change(node: &Node, next: Option<ShardMap>) -> bool {
+    let Some(next) = next else {
+        return false;
+    };
+    install(node, next.clone());
+    announce(node, &next).await;
+    true
 }
 
 /// Adds `address` to the store's nodes, placed in no shard (a view PUT);
@@ -251,14 +253,7 @@ pub async fn add_node(node: &Node, address: SocketAddress) -> bool {
     let Some(cluster) = node.cluster() else {
         return false;
     };
-    match cluster.map().with_node(&address, cluster.me()) {
-        Some(next) => {
-            install(node, next.clone());
-            announce(node, &next).await;
-            true
-        }
-        None => false,
-    }
+    change(node, cluster.map().with_node(&address, cluster.me())).await
 }
 
 /// Removes `address` from the store (a view DELETE); returns whether it
@@ -267,12 +262,5 @@ pub async fn remove_node(node: &Node, address: SocketAddress) -> bool {
     let Some(cluster) = node.cluster() else {
         return false;
     };
-    match cluster.map().without_node(&address, cluster.me()) {
-        Some(next) => {
-            install(node, next.clone());
-            announce(node, &next).await;
-            true
-        }
-        None => false,
-    }
+    change(node, cluster.map().without_node(&address, cluster.me())).await
 }
