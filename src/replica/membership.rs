@@ -74,6 +74,35 @@ impl Replica {
         true
     }
 
+    /// Leaves `address` out of the view because the shard map no longer
+    /// places it in this replica's group. Unlike an operator's removal the
+    /// change is local (every member adopts the same map on its own) and
+    /// the address is refused only for a suspect timeout, so hearsay from a
+    /// member still on the older map cannot bring it back, while a later
+    /// map that places it here again ([`Replica::allow`]) is never blocked
+    /// by it. Returns whether it was a member or a suspect.
+    pub fn leave_out(&mut self, address: SocketAddress, now: Millis) -> bool {
+        if address == self.me.address || !self.view.knows(&address) {
+            return false;
+        }
+        let until = now.saturating_add(self.timing.suspect_timeout);
+        self.view.remove(&address, Some(until));
+        info!(peer = %address, "replica left out of the view: the shard map moved it");
+        self.dns_misses.remove(&address);
+        self.rejoined.remove(&address);
+        self.let_go(address);
+        true
+    }
+
+    /// Lifts any refusal of `address`, which the shard map places in this
+    /// replica's group: it is heard again (and joins) as any member.
+    pub fn allow(&mut self, address: &SocketAddress) {
+        if self.view.unevict(address) {
+            info!(peer = %address, "replica placed back in the group; no longer refused");
+        }
+        self.removed_by.remove(address);
+    }
+
     /// Drops what this replica keeps for `peer`, which left the view (or
     /// was forgotten): the view changes queued for it, its refusal of this
     /// replica, and its replication queue.

@@ -433,3 +433,48 @@ fn a_starting_replica_takes_no_view_change() {
     assert_eq!(ra.change_view(ViewChange::Add(c.clone()), 2), Ok(true));
     assert_eq!(ra.change_view(ViewChange::Add(c), 3), Ok(false));
 }
+
+#[test]
+fn a_member_the_shard_map_moved_is_left_out_locally_and_heard_again_once_placed_back() {
+    let (mut ra, rb) = pair();
+    let b = rb.me().address.clone();
+    assert!(ra.leave_out(b.clone(), 10));
+    assert!(!ra.view().contains(&b));
+    let relayed = ra
+        .take_effects()
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Send { .. }))
+        .count();
+    assert_eq!(relayed, 0, "a map's change is never relayed");
+    // Heartbeats of the old map do not bring it back.
+    let request = rb.heartbeat_for(&ra.me().address);
+    assert!(matches!(
+        ra.handle(request, 20),
+        Reply::Refused {
+            reason: Refusal::Removed,
+            ..
+        }
+    ));
+    assert!(!ra.view().contains(&b), "refused while left out");
+    // A later map places it back: it is heard again at once.
+    ra.allow(&b);
+    let request = rb.heartbeat_for(&ra.me().address);
+    assert!(!matches!(
+        ra.handle(request, 30),
+        Reply::Refused {
+            reason: Refusal::Removed,
+            ..
+        }
+    ));
+    assert!(!ra.view().is_evicted(&b), "heard again once placed back");
+}
+
+#[test]
+fn leaving_out_expires_so_an_address_is_never_refused_for_good() {
+    let (mut ra, rb) = pair();
+    let b = rb.me().address.clone();
+    let timeout = Timing::default().suspect_timeout;
+    assert!(ra.leave_out(b.clone(), 10));
+    run(&mut ra, 20, timeout + 100);
+    assert!(!ra.view().is_evicted(&b), "the refusal lapsed");
+}

@@ -201,6 +201,11 @@ impl View {
         was_known
     }
 
+    /// Clears the eviction of `address`, if any. Returns whether there was one.
+    pub fn unevict(&mut self, address: &SocketAddress) -> bool {
+        self.evicted.remove(address).is_some()
+    }
+
     /// Drops the DNS evictions whose time is up.
     pub fn expire_evictions(&mut self, now: Millis) {
         self.evicted

@@ -79,7 +79,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     let me = cluster.me().clone();
     let mut adopted = false;
     let mut rescued = Vec::new();
-    node.replace_replica(|replica, _| {
+    node.replace_replica(|replica, now| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
             return None;
@@ -109,8 +109,11 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
             .map(|(a, _)| a.clone())
             .filter(|a| !members.contains(a))
             .collect();
+        for address in &members {
+            replica.allow(address);
+        }
         for address in gone {
-            replica.view_remove(address);
+            replica.leave_out(address, now);
         }
         None
     });
