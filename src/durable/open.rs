@@ -356,7 +356,7 @@ fn load_store(handles: &Handles) -> Result<Store, Damage> {
 fn decode(decoder: &mut Decoder, key: &[u8], value: &[u8]) -> Result<(Key, Version), Damage> {
     let text = std::str::from_utf8(key)
         .map_err(|_| Damage::Corrupt("a stored key is not UTF-8".into()))?;
-    let key = Key::parse(text)
+    let key = Key::stored(text)
         .map_err(|_| Damage::Corrupt(format!("the stored key {text:?} is invalid")))?;
     let version = decoder
         .decode(value)

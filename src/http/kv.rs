@@ -8,12 +8,14 @@ use serde_json::value::RawValue;
 use super::body::{not_found, parse_json, read_body};
 use super::conditions;
 use super::error::{ApiError, Error};
+use super::tables::{no_table, siblings};
 use crate::causal::{CausalContext, Metadata};
 use crate::node::{Node, WriteConcern};
 use crate::replica::{Condition, Outcome, Replica, Wait, WriteResult};
 use crate::shard::ShardId;
 use crate::sharding;
-use crate::store::{Key, KeyError, Value};
+use crate::store::tables::route_text;
+use crate::store::{Key, KeyError, TableName, Value};
 use crate::transport::HOPS_HEADER;
 
 /// Header that may carry a GET's context (for clients that cannot send a
@@ -56,18 +58,47 @@ async fn dispatch(
         &percent_encoding::percent_decode_str(tail).decode_utf8_lossy(),
         &method,
     )?;
+    serve_key(node, Target { table: None, key }, req, payload).await
+}
+
+/// A client's key, and its table (`None`: the default table).
+#[derive(Clone)]
+pub(super) struct Target {
+    pub table: Option<TableName>,
+    pub key: Key,
+}
+
+impl Target {
+    /// The text the key is placed in a shard by.
+    fn placement(&self) -> String {
+        route_text(self.table.as_ref(), &self.key).into_owned()
+    }
+}
+
+/// Serves a key-value request for `target`, here or (sharded) where the
+/// key's shard is.
+pub(super) async fn serve_key(
+    node: web::Data<Node>,
+    target: Target,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let method = req.method().clone();
+    if !matches!(method, Method::PUT | Method::GET | Method::DELETE) {
+        return Ok(not_found(req).await);
+    }
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
     if node.cluster().is_some() {
-        return sharded(node, key, req, body, method).await;
+        return sharded(node, target, req, body, method).await;
     }
-    serve_here(node, key, req, body, method, None).await
+    serve_here(node, target, req, body, method, None).await
 }
 
 /// Serves a key-value request at this node; `shard` is the key's shard,
 /// in a sharded store.
 async fn serve_here(
     node: web::Data<Node>,
-    key: Key,
+    key: Target,
     req: HttpRequest,
     body: web::Bytes,
     method: Method,
@@ -117,7 +148,7 @@ const RELAYED_HEADERS: [&str; 5] = [
 /// shard, else relays it to a member of that shard.
 async fn sharded(
     node: web::Data<Node>,
-    key: Key,
+    key: Target,
     req: HttpRequest,
     body: web::Bytes,
     method: Method,
@@ -132,7 +163,7 @@ async fn sharded(
                 // the request may still be relayed.
                 let (shard, serves, ready) = node.read_replica(|replica| {
                     let (shard, serves) =
-                        cluster.serves(key.as_str(), Some(replica.me().id.group()));
+                        cluster.serves(&key.placement(), Some(replica.me().id.group()));
                     (shard, serves, hops >= MAX_HOPS || replica.is_ready())
                 });
                 (shard, serves && ready)
@@ -187,15 +218,16 @@ async fn sharded(
 
 /// Sharded: whether this node serves `key` now (its shard's group is
 /// this replica's), and, for a write, whether the key is not moving.
-fn may_serve(node: &Node, replica: &Replica, key: &Key, writing: bool) -> Result<(), Wait> {
+fn may_serve(node: &Node, replica: &Replica, key: &Target, writing: bool) -> Result<(), Wait> {
     let Some(cluster) = node.cluster() else {
         return Ok(());
     };
-    let (_, serves) = cluster.serves(key.as_str(), Some(replica.me().id.group()));
+    let placement = key.placement();
+    let (_, serves) = cluster.serves(&placement, Some(replica.me().id.group()));
     if !serves {
         return Err(Wait::Moved);
     }
-    if writing && cluster.is_moving(key.as_str()) {
+    if writing && cluster.is_moving(&placement) {
         return Err(Wait::Moving);
     }
     Ok(())
@@ -327,13 +359,13 @@ fn write_concern(req: &HttpRequest, method: &Method) -> Result<WriteConcern, Api
 /// answers once enough replicas hold it.
 async fn write(
     node: &Node,
-    key: &Key,
+    key: &Target,
     value: Option<Value>,
     context: &CausalContext,
     how: &How,
     method: &Method,
 ) -> Result<WriteResult, ApiError> {
-    let incoming = key.as_str().len() + value.as_ref().map_or(0, |v| v.as_json().len());
+    let incoming = key.key.as_str().len() + value.as_ref().map_or(0, |v| v.as_json().len());
     if let Some(why) = node.disk_refusal(incoming) {
         return Err(ApiError::new(Error::DiskUnavailable(why), method));
     }
@@ -345,7 +377,13 @@ async fn write(
             .serve(|node| {
                 node.with_replica(|replica, _| {
                     may_serve(node, replica, key, true)?;
-                    replica.write_if(key.clone(), value.clone(), context, &how.condition)
+                    replica.write_in(
+                        key.table.as_ref(),
+                        key.key.clone(),
+                        value.clone(),
+                        context,
+                        &how.condition,
+                    )
                 })
             })
             .await;
@@ -360,6 +398,10 @@ async fn write(
     node.settle()
         .await
         .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
+    if result.outcome == Outcome::NoTable {
+        let metadata = result.learned.metadata(context).to_value();
+        return Err(no_table(method, metadata));
+    }
     if result.outcome == Outcome::Unmet {
         let metadata = result.learned.metadata(context).to_value();
         return Err(conditions::unmet(
@@ -384,7 +426,7 @@ async fn write(
 
 async fn put(
     node: web::Data<Node>,
-    key: Key,
+    key: Target,
     how: How,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -401,7 +443,7 @@ async fn put(
     let (mut answer, message) = match result.outcome {
         Outcome::Created => (HttpResponse::Created(), "Added successfully"),
         Outcome::Updated => (HttpResponse::Ok(), "Updated successfully"),
-        Outcome::Deleted | Outcome::NotFound | Outcome::Unmet => {
+        Outcome::Deleted | Outcome::NotFound | Outcome::Unmet | Outcome::NoTable => {
             unreachable!("a put writes or fails its condition")
         }
     };
@@ -417,7 +459,7 @@ async fn put(
 
 async fn get(
     node: web::Data<Node>,
-    key: Key,
+    key: Target,
     req: HttpRequest,
     body: web::Bytes,
     shard_id: Option<ShardId>,
@@ -436,7 +478,7 @@ async fn get(
     let read = node
         .serve_read(&context, |replica, context| {
             may_serve(&node, replica, &key, false)?;
-            replica.read(&key, context)
+            replica.read_in(key.table.as_ref(), key.key.clone(), context)
         })
         .await
         .map_err(|wait| unavailable(wait, &context, &method))?;
@@ -447,6 +489,12 @@ async fn get(
         return Ok(answer);
     }
     let metadata = read.learned.metadata(&context);
+    if read.no_table {
+        return Err(no_table(&method, metadata.to_value()));
+    }
+    if !read.siblings.is_empty() {
+        return Ok(siblings(&read.siblings, metadata, shard_id));
+    }
     Ok(match read.value {
         Some(value) => HttpResponse::Ok()
             .insert_header(("etag", read.etag.clone().unwrap_or_default()))
@@ -462,7 +510,7 @@ async fn get(
 
 /// A GET's context from the `causal-metadata` query parameter or the
 /// `X-Causal-Metadata` header: JSON text, or a plain string.
-fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
+pub(super) fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
     let from_query = query_param(req, "causal-metadata");
     let header = || {
         req.headers()
@@ -481,7 +529,7 @@ fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
 
 async fn delete(
     node: web::Data<Node>,
-    key: Key,
+    key: Target,
     how: How,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -502,7 +550,7 @@ async fn delete(
             causal_metadata,
             shard_id,
         )),
-        Outcome::Created | Outcome::Updated | Outcome::Unmet => {
+        Outcome::Created | Outcome::Updated | Outcome::Unmet | Outcome::NoTable => {
             unreachable!("a delete deletes, finds nothing or fails its condition")
         }
     })

@@ -2,6 +2,7 @@
 //! print the results. Nothing here decides anything.
 //!
 //! - [`kv`]: `/key-value-store/<key>`, the client API.
+//! - [`tables`]: `/tables`: tables, and the keys of each.
 //! - [`view`]: `/key-value-store-view`, membership by operators.
 //! - [`relay`]: requests relayed to the node that serves their key.
 //! - [`shard`]: `/key-value-store-shard/...`, the shards, add-member and
@@ -23,6 +24,7 @@ pub mod observe;
 pub mod ops;
 pub mod relay;
 pub mod shard;
+pub mod tables;
 pub mod view;
 
 use actix_web::web;
@@ -36,6 +38,7 @@ pub use observe::{record_metrics, RequestSpan};
 pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
     cfg.app_data(node)
         .configure(kv::routes)
+        .configure(tables::routes)
         .configure(view::routes)
         .configure(shard::routes)
         .configure(internal::routes)

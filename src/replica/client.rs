@@ -22,7 +22,7 @@ impl Replica {
 
     /// Whether a client request with `context` can be served now; if so,
     /// the context without the retired incarnations it names, if any.
-    fn admit(&self, context: &CausalContext) -> Result<Option<VectorClock>, Wait> {
+    pub(super) fn admit(&self, context: &CausalContext) -> Result<Option<VectorClock>, Wait> {
         if self.is_removed() {
             return Err(Wait::Removed);
         }
@@ -38,7 +38,7 @@ impl Replica {
 
     /// What a client learns from the version with `dot`: nothing when its
     /// writer is retired (every member has it).
-    fn learn(&self, dot: &Dot) -> VectorClock {
+    pub(super) fn learn(&self, dot: &Dot) -> VectorClock {
         let mut clock = single(dot);
         // Sharded: what the writes applied here depended on in other
         // shards, which the dot alone does not tell their members.
@@ -46,22 +46,27 @@ impl Replica {
         self.known.prune(&clock).unwrap_or(clock)
     }
 
-    /// Reads `key` for a client whose context is satisfied here.
+    /// Reads `key` of the default table for a client whose context is
+    /// satisfied here.
     pub fn read(&self, key: &Key, context: &CausalContext) -> Result<ReadResult, Wait> {
-        let pruned = self.admit(context)?;
-        let (value, clock, etag) = match self.store.entry(key) {
-            Some(entry) => {
-                let dot = entry.dot();
-                let etag = (!entry.is_tombstone()).then(|| etag(&dot));
-                (entry.value(), self.learn(&dot), etag)
-            }
-            None => (None, VectorClock::new(), None),
-        };
-        Ok(ReadResult {
-            value,
-            etag,
-            learned: Learned { clock, pruned },
-        })
+        self.read_in(None, key.clone(), context)
+    }
+
+    /// Reads the stored key `key` for a client whose context is satisfied
+    /// (`pruned`: see [`Learned::pruned`]).
+    pub(super) fn read_stored(
+        &self,
+        key: &Key,
+        pruned: Option<VectorClock>,
+    ) -> Result<ReadResult, Wait> {
+        let mut result = ReadResult::absent(pruned);
+        if let Some(entry) = self.store.entry(key) {
+            let dot = entry.dot();
+            result.etag = (!entry.is_tombstone()).then(|| etag(&dot));
+            result.value = entry.value();
+            result.learned.clock = self.learn(&dot);
+        }
+        Ok(result)
     }
 
     /// Puts `value` (or deletes, for `None`) at `key` for a client whose
@@ -86,10 +91,21 @@ impl Replica {
         context: &CausalContext,
         condition: &Condition,
     ) -> Result<WriteResult, Wait> {
-        if self.draining {
-            return Err(Wait::ShuttingDown);
-        }
-        let pruned = self.admit(context)?;
+        self.write_in(None, key, value, context, condition)
+    }
+
+    /// [`Replica::write_if`] at the stored key `key`, for a client whose
+    /// context is satisfied (`pruned`: see [`Learned::pruned`]); the write
+    /// also depends on `created`, its table's creation.
+    pub(super) fn write_stored(
+        &mut self,
+        key: Key,
+        value: Option<Value>,
+        context: &CausalContext,
+        condition: &Condition,
+        pruned: Option<VectorClock>,
+        created: Option<Dot>,
+    ) -> Result<WriteResult, Wait> {
         let current = self.store.entry(&key);
         let existed = current.is_some_and(|e| !e.is_tombstone());
         let current_dot = current.map(|e| e.dot());
@@ -111,7 +127,10 @@ impl Replica {
                 learned: Learned { clock, pruned },
             });
         }
-        let deps = pruned.as_ref().unwrap_or(context.clock()).clone();
+        let mut deps = pruned.as_ref().unwrap_or(context.clock()).clone();
+        if let Some(created) = &created {
+            deps.observe(created);
+        }
         let is_delete = value.is_none();
         let dot = self.issue(key, value, deps);
         let outcome = match (is_delete, existed) {
@@ -134,7 +153,18 @@ impl Replica {
     /// above its causal past), applies it, and queues it for every trusted
     /// member. Returns its dot.
     pub(super) fn issue(&mut self, key: Key, value: Option<Value>, deps: VectorClock) -> Dot {
+        self.issue_as(|_| key, value, deps)
+    }
+
+    /// [`Replica::issue`] at the key `key` makes of the write's dot.
+    pub(super) fn issue_as(
+        &mut self,
+        key: impl FnOnce(&Dot) -> Key,
+        value: Option<Value>,
+        deps: VectorClock,
+    ) -> Dot {
         let dot = self.known.increment(&self.me.id);
+        let key = key(&dot);
         self.known.note_foreign(&deps);
         self.lamport += 1;
         let write = Write {

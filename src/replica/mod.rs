@@ -142,6 +142,7 @@ mod sim_shards;
 #[cfg(test)]
 mod sim_tests;
 mod state;
+mod tables;
 #[cfg(test)]
 mod tests;
 mod tick;
@@ -158,6 +159,7 @@ pub use outputs::{
 };
 pub use peer::{Heard, Peer};
 pub use state::Replica;
+pub use tables::{TableOutcome, TableResult};
 pub use timing::{Millis, Timing, DNS_MISSES_TO_LEAVE};
 pub use view::View;
 

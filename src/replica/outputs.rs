@@ -92,6 +92,27 @@ pub struct ReadResult {
     pub etag: Option<String>,
     /// What reading taught the client.
     pub learned: Learned,
+    /// In a table with siblings, the concurrent values when there are two
+    /// or more (`value` is then `None`), the conflict rule's winner first.
+    pub siblings: Vec<Value>,
+    /// The table named is not live here.
+    pub no_table: bool,
+}
+
+impl ReadResult {
+    /// The read of an absent key (`pruned`: see [`Learned::pruned`]).
+    pub fn absent(pruned: Option<VectorClock>) -> Self {
+        ReadResult {
+            value: None,
+            etag: None,
+            learned: Learned {
+                clock: VectorClock::new(),
+                pruned,
+            },
+            siblings: Vec::new(),
+            no_table: false,
+        }
+    }
 }
 
 /// What a client write did.
@@ -107,6 +128,8 @@ pub enum Outcome {
     NotFound,
     /// The request's condition did not hold: nothing was written.
     Unmet,
+    /// The table named is not live here: nothing was written.
+    NoTable,
 }
 
 /// What a conditional write requires of the key's current version (HTTP's
@@ -137,6 +160,21 @@ impl Condition {
             Condition::Present => current.is_some(),
             Condition::Matches(tags) => current.is_some_and(|c| tags.iter().any(|t| t == c)),
             Condition::MatchesNone(tags) => current.is_none_or(|c| tags.iter().all(|t| t != c)),
+        }
+    }
+}
+
+impl Condition {
+    /// Whether the condition holds for a key whose live values (siblings)
+    /// have the entity tags `current`: `If-Match` holds if it names one of
+    /// them, `If-None-Match` if it names none.
+    pub fn holds_for_all(&self, current: &[String]) -> bool {
+        match (self, current) {
+            (_, []) => self.holds(None),
+            (_, [one]) => self.holds(Some(one)),
+            (Condition::Matches(tags), _) => current.iter().any(|c| tags.contains(c)),
+            (Condition::MatchesNone(tags), _) => current.iter().all(|c| !tags.contains(c)),
+            _ => self.holds(current.first().map(String::as_str)),
         }
     }
 }

@@ -57,6 +57,7 @@ impl Replica {
 
         self.probe_seeds(now, false);
         self.collect_tombstones(now);
+        self.collect_orphans();
         self.retire_gone();
     }
 

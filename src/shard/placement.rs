@@ -110,7 +110,7 @@ impl Layout {
 
     /// The shard that holds `key`.
     pub fn shard_of(&self, key: &str) -> u32 {
-        self.owner(partition(key))
+        self.owner(partition(&crate::store::tables::placement_text(key)))
     }
 
     /// The partitions of `shard`, in order.

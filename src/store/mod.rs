@@ -20,16 +20,21 @@
 //! - `copy`: the store copied to another replica in pages, and the merge
 //!   of such a copy.
 //! - `gc`: tombstones, forgotten a batch at a time.
+//! - [`tables`]: named key spaces in the one store, and siblings;
+//!   `registry`: the store's book of them.
 
 mod copy;
 mod gc;
 mod origins;
+mod registry;
 mod table;
+pub mod tables;
 pub mod value;
 
 pub use copy::{Image, Marks};
 pub use gc::Collected;
 pub use table::{Entry, Store};
+pub use tables::{Sibling, Table, TableInfo, TableName};
 pub use value::{etag, Key, KeyError, Value, Version, MAX_KEY_CHARS};
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use crate::causal::Dot;
 
 use super::origins::Origins;
+use super::registry::Registry;
 use super::value::{Key, Value, Version};
 
 /// The contents of one replica: the winning version of every key.
@@ -29,6 +30,8 @@ pub struct Store {
     pub(super) index: HashTable<u32>,
     pub(super) hasher: DefaultHashBuilder,
     pub(super) origins: Origins,
+    /// The tables, their keys and siblings.
+    pub(super) registry: Registry,
     pub(super) tombstones: usize,
     /// Slots that became tombstones, in no particular order (some may have
     /// changed since): what tombstone collection walks instead of the store.
@@ -50,8 +53,9 @@ pub(super) struct Slot {
     pub(super) lamport: u64,
     /// The writer, as its number in [`Origins`].
     pub(super) origin: u32,
-    /// Length of the key at the start of `text`, in bytes (at most 200).
-    pub(super) key_len: u8,
+    /// Length of the key at the start of `text`, in bytes (a client's key
+    /// is at most 200, a table's a few more).
+    pub(super) key_len: u16,
 }
 
 impl Slot {
@@ -228,13 +232,16 @@ impl Store {
             counter: version.dot.counter,
             lamport: version.lamport,
             origin: self.origins.intern(&version.dot.replica),
-            key_len: u8::try_from(key.len()).expect("keys are at most 200 bytes"),
+            key_len: u16::try_from(key.len()).expect("stored keys are under 64 KiB"),
         }
     }
 
     /// Offers `version` for `key`; it is kept if it beats the current one.
     /// Returns whether it was kept.
     pub fn apply(&mut self, key: Key, version: Version) -> bool {
+        if let Some(kept) = self.apply_in_table(&key, &version) {
+            return kept;
+        }
         match self.find(key.as_str()) {
             Some(i) => self.replace(i, &key, &version),
             None => {
@@ -252,6 +259,10 @@ impl Store {
         }
         let was_tombstone = current.is_tombstone();
         self.tombstones -= was_tombstone as usize;
+        let Store {
+            registry, slots, ..
+        } = self;
+        registry.unbook(slots[i as usize].key(), i, !was_tombstone);
         let old = &mut self.slots[i as usize];
         let origin = old.origin;
         let text = std::mem::take(&mut old.text);
@@ -299,6 +310,7 @@ impl Store {
                 .squeeze(origin, |s, c| holds(slots, s, origin, c));
         }
         let slot = &self.slots[i as usize];
+        self.registry.book(slot.key(), i, slot.value());
         if slot.is_tombstone() {
             self.tombstones += 1;
             self.tombs.push(i);
@@ -313,6 +325,7 @@ impl Store {
             found.remove();
         }
         let slot = std::mem::take(&mut self.slots[i as usize]);
+        self.registry.unbook(slot.key(), i, !slot.is_tombstone());
         if let Some(changed) = &mut self.changed {
             changed.push(slot.key().into());
         }

@@ -13,6 +13,10 @@ use crate::causal::{Dot, ReplicaId};
 /// Longest key accepted, in characters.
 pub const MAX_KEY_CHARS: usize = 50;
 
+/// Longest stored key, in bytes: a table's name and id, a sibling's tag
+/// and a client's key of 50 characters fit well within it.
+const MAX_STORED_KEY_BYTES: usize = 512;
+
 /// A key: a percent-decoded URL path segment of at most 50 characters.
 ///
 /// Keys of up to 24 bytes (most keys) are stored inline, without a heap
@@ -39,6 +43,21 @@ impl Key {
             return Err(KeyError::TooLong);
         }
         Ok(Key(CompactString::from(text)))
+    }
+
+    /// Accepts `text` as a stored key: a client's key, or one of the
+    /// forms [`super::tables`] makes (a replica's, or a disk's, copy of
+    /// the store holds those too).
+    pub fn stored(text: &str) -> Result<Self, KeyError> {
+        match text.chars().next() {
+            Some(c) if c <= '\u{3}' => {
+                if text.len() > MAX_STORED_KEY_BYTES {
+                    return Err(KeyError::TooLong);
+                }
+                Ok(Key(CompactString::from(text)))
+            }
+            _ => Key::parse(text),
+        }
     }
 
     /// The key as text.
@@ -68,7 +87,7 @@ impl Serialize for Key {
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Key::parse(&text).map_err(|e| serde::de::Error::custom(format!("bad key: {e:?}")))
+        Key::stored(&text).map_err(|e| serde::de::Error::custom(format!("bad key: {e:?}")))
     }
 }
 

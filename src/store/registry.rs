@@ -1,0 +1,260 @@
+//! The store's book of tables (see [`super::tables`]): which tables are
+//! live, the live keys of each, and where each key's siblings are; and
+//! what the store does with the keys of tables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::causal::Dot;
+
+use super::table::{Entry, Store};
+use super::tables::{kind, sibling_base, Kind, Sibling, Table, TableInfo, TableName, DATA};
+use super::value::{Key, Version};
+
+/// The store's book of tables: which are live, their live keys, and where
+/// each key's siblings are.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Registry {
+    /// Every table whose `\x02` key is held: live, or dropped (`None`).
+    tables: BTreeMap<Box<str>, Option<Table>>,
+    /// Live keys per table prefix (tables without siblings).
+    counts: HashMap<Box<str>, usize>,
+    /// The slots of each sibling base key.
+    siblings: HashMap<Box<str>, Vec<u32>>,
+    /// Whether keys of a table that is not live may be held.
+    pub(super) orphans: bool,
+}
+
+impl Registry {
+    /// The live table `name`.
+    pub(super) fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name).and_then(Option::as_ref)
+    }
+
+    /// Whether a key of table `name` with id `id` may be stored: the
+    /// table is live with that id, or not known here (yet, or any more).
+    pub(super) fn admits(&mut self, name: &str, id: &str) -> bool {
+        match self.tables.get(name) {
+            Some(Some(table)) => &*table.id == id,
+            Some(None) => false,
+            None => {
+                self.orphans = true;
+                true
+            }
+        }
+    }
+
+    /// Whether the stored key `key` belongs to no live table.
+    pub(super) fn orphaned(&self, key: &str) -> bool {
+        match kind(key) {
+            Kind::Data { name, id, .. } => self.table(name).is_none_or(|t| &*t.id != id),
+            _ => false,
+        }
+    }
+
+    /// Books the version of `key` just placed in slot `i` (`value`: its
+    /// JSON, `None` for a tombstone).
+    pub(super) fn book(&mut self, key: &str, i: u32, value: Option<&str>) {
+        match kind(key) {
+            Kind::Default => {}
+            Kind::Meta { name } => {
+                let table = TableName::parse(name)
+                    .zip(value)
+                    .and_then(|(n, json)| Table::from_settings(n, json));
+                let before = self.tables.insert(name.into(), table.clone());
+                let old_id = before.flatten().map(|t| t.id);
+                if old_id.is_some() && old_id != table.map(|t| t.id) {
+                    self.orphans = true;
+                }
+            }
+            Kind::Data { sibling: true, .. } => {
+                if let Some(base) = sibling_base(key) {
+                    self.siblings.entry(base.into()).or_default().push(i);
+                }
+            }
+            Kind::Data { name, id, .. } => {
+                if value.is_some() {
+                    *self
+                        .counts
+                        .entry(table_prefix(name, id).into())
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Unbooks the version of `key` about to leave slot `i`.
+    pub(super) fn unbook(&mut self, key: &str, i: u32, live: bool) {
+        match kind(key) {
+            Kind::Default => {}
+            Kind::Meta { name } => {
+                self.tables.remove(name);
+            }
+            Kind::Data { sibling: true, .. } => {
+                let Some(base) = sibling_base(key) else {
+                    return;
+                };
+                if let Some(slots) = self.siblings.get_mut(base.as_str()) {
+                    slots.retain(|&s| s != i);
+                    if slots.is_empty() {
+                        self.siblings.remove(base.as_str());
+                    }
+                }
+            }
+            Kind::Data { name, id, .. } => {
+                if live {
+                    let prefix = table_prefix(name, id);
+                    if let Some(n) = self.counts.get_mut(prefix.as_str()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.counts.remove(prefix.as_str());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slots of the siblings of base key `base`.
+    pub(super) fn siblings_of(&self, base: &str) -> &[u32] {
+        self.siblings.get(base).map_or(&[], Vec::as_slice)
+    }
+
+    /// The live tables, by name, with their live keys (`live_siblings`
+    /// tells whether a base key holds a value).
+    pub(super) fn list(&self, live_siblings: impl Fn(&[u32]) -> bool) -> Vec<TableInfo> {
+        self.tables
+            .values()
+            .flatten()
+            .map(|table| {
+                let keys = if table.siblings {
+                    let prefix = table.prefix();
+                    self.siblings
+                        .iter()
+                        .filter(|(base, slots)| base.starts_with(&prefix) && live_siblings(slots))
+                        .count()
+                } else {
+                    self.counts
+                        .get(table_prefix(table.name.as_str(), &table.id).as_str())
+                        .copied()
+                        .unwrap_or(0)
+                };
+                TableInfo {
+                    name: table.name.as_str().to_string(),
+                    siblings: table.siblings,
+                    keys,
+                }
+            })
+            .collect()
+    }
+}
+
+fn table_prefix(name: &str, id: &str) -> String {
+    format!("{name}{DATA}{id}")
+}
+
+impl Store {
+    /// The live table `name`.
+    pub fn table(&self, name: &TableName) -> Option<&Table> {
+        self.registry.table(name.as_str())
+    }
+
+    /// The live tables, by name, with their live keys.
+    pub fn tables(&self) -> Vec<TableInfo> {
+        let slots = &self.slots;
+        self.registry.list(|held| {
+            held.iter().any(|&i| {
+                slots[i as usize]
+                    .value()
+                    .and_then(Sibling::decode)
+                    .is_some_and(|s| s.value.is_some())
+            })
+        })
+    }
+
+    /// The siblings held for the key whose base is `base` (see
+    /// [`Table::key`]), in no particular order.
+    pub fn siblings(&self, base: &Key) -> Vec<Entry<'_>> {
+        self.registry
+            .siblings_of(base.as_str())
+            .iter()
+            .map(|&i| self.entry_at(i))
+            .collect()
+    }
+
+    /// Offers `version` of `key` if it is a table's key: `None` if it is
+    /// not, else whether it was kept. A key of a table dropped (or
+    /// created again) here is not stored; a sibling is stored unless a
+    /// sibling held has seen its write, and removes those it has seen.
+    pub(super) fn apply_in_table(&mut self, key: &Key, version: &Version) -> Option<bool> {
+        let Kind::Data { name, id, sibling } = kind(key.as_str()) else {
+            return None;
+        };
+        if !self.registry.admits(name, id) {
+            return Some(false);
+        }
+        if !sibling || self.find(key.as_str()).is_some() {
+            return None;
+        }
+        let Some(new) = version
+            .value
+            .as_ref()
+            .and_then(|v| Sibling::decode(v.as_json()))
+        else {
+            return None;
+        };
+        let base = sibling_base(key.as_str())?;
+        let held: Vec<(u32, Dot, Option<Sibling>)> = self
+            .registry
+            .siblings_of(&base)
+            .iter()
+            .map(|&i| {
+                let entry = self.entry_at(i);
+                (i, entry.dot(), entry.value_json().and_then(Sibling::decode))
+            })
+            .collect();
+        let seen_by_held = held
+            .iter()
+            .any(|(_, _, s)| s.as_ref().is_some_and(|s| s.seen.contains(&version.dot)));
+        if seen_by_held {
+            return Some(false);
+        }
+        for (i, dot, _) in held {
+            if new.seen.contains(&dot) {
+                self.remove_at(i);
+            }
+        }
+        self.insert(key.clone(), version);
+        Some(true)
+    }
+
+    /// Forgets the keys of tables that are not live (dropped, created
+    /// again, or never known here); returns how many. Only for a replica
+    /// that holds a whole copy: one still copying may not know yet the
+    /// tables of the keys it took.
+    pub fn collect_orphans(&mut self) -> usize {
+        if !self.registry.orphans {
+            return 0;
+        }
+        self.registry.orphans = false;
+        let registry = &self.registry;
+        let gone: Vec<u32> = (0..self.slot_count())
+            .filter(|&i| {
+                let slot = &self.slots[i as usize];
+                !slot.is_vacant() && registry.orphaned(slot.key())
+            })
+            .collect();
+        for &i in &gone {
+            self.remove_at(i);
+        }
+        gone.len()
+    }
+}
+
+/// The keys' `Key` for text known to be a stored key.
+impl Key {
+    /// A stored key made here (a table's, or an escaped one), not checked
+    /// as a client's key is.
+    pub(crate) fn internal(text: &str) -> Key {
+        Key(compact_str::CompactString::from(text))
+    }
+}
