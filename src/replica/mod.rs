@@ -140,6 +140,8 @@ mod sim_lifetime;
 #[cfg(test)]
 mod sim_shards;
 #[cfg(test)]
+mod sim_tables;
+#[cfg(test)]
 mod sim_tests;
 mod state;
 mod tables;

@@ -60,11 +60,7 @@ impl Registry {
                 let table = TableName::parse(name)
                     .zip(value)
                     .and_then(|(n, json)| Table::from_settings(n, json));
-                let before = self.tables.insert(name.into(), table.clone());
-                let old_id = before.flatten().map(|t| t.id);
-                if old_id.is_some() && old_id != table.map(|t| t.id) {
-                    self.orphans = true;
-                }
+                self.tables.insert(name.into(), table);
             }
             Kind::Data { sibling: true, .. } => {
                 if let Some(base) = sibling_base(key) {
@@ -87,7 +83,10 @@ impl Registry {
         match kind(key) {
             Kind::Default => {}
             Kind::Meta { name } => {
-                self.tables.remove(name);
+                // Whatever takes its place, its keys may be orphans now.
+                if let Some(Some(_)) = self.tables.remove(name) {
+                    self.orphans = true;
+                }
             }
             Kind::Data { sibling: true, .. } => {
                 let Some(base) = sibling_base(key) else {
@@ -225,6 +224,24 @@ impl Store {
         }
         self.insert(key.clone(), version);
         Some(true)
+    }
+
+    /// Whether the version with `dot` of the stored key `key` may rightly
+    /// be missing here: its table is not live (dropped, created again, or
+    /// not known), or it is a sibling that a sibling held has seen.
+    pub fn replaced_in_table(&self, key: &Key, dot: &Dot) -> bool {
+        if self.registry.orphaned(key.as_str()) {
+            return true;
+        }
+        let Some(base) = sibling_base(key.as_str()) else {
+            return false;
+        };
+        self.registry.siblings_of(&base).iter().any(|&i| {
+            self.entry_at(i)
+                .value_json()
+                .and_then(Sibling::decode)
+                .is_some_and(|s| s.seen.contains(dot))
+        })
     }
 
     /// Forgets the keys of tables that are not live (dropped, created

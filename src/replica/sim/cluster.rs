@@ -310,7 +310,7 @@ impl Sim {
                 // that shard's group, not this one's.
                 let here = r.known().contains(dot) || r.known().is_foreign(&dot.replica);
                 assert!(here, "{w:?} lost");
-                if writes[&w.key] == 1 {
+                if writes[&w.key] == 1 && !r.store().replaced_in_table(&w.key, dot) {
                     assert_eq!(r.store().value(&w.key), w.version.value);
                 }
             }

@@ -155,6 +155,7 @@ impl Runner {
                     (Some(Outcome::Deleted), _) => "200 deleted".into(),
                     (Some(Outcome::Unmet), _) => "412 precondition failed".into(),
                     (Some(Outcome::NotFound), _) | (None, None) => "404 not found".into(),
+                    (Some(Outcome::NoTable), _) => "404 no such table".into(),
                     (None, Some(v)) => format!("200 {}", v.as_json()),
                 };
                 let ctx = trace::context(&sim.sessions[s].ctx);

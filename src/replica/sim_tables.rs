@@ -1,0 +1,279 @@
+//! Tables and siblings in the simulated cluster: writes on both sides of a
+//! partition, lossy links and any delivery order, then every replica holds
+//! the same tables and the same siblings, and a write that saw the
+//! siblings replaces them everywhere.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value as Json;
+
+use super::sim::{for_seeds, key, Sim, CALM, LOSSY};
+use super::{Condition, Outcome, TableOutcome};
+use crate::causal::CausalContext;
+use crate::store::{Key, TableName, Value};
+
+/// A client's context, as it would send it.
+#[derive(Clone, Default)]
+struct Client(Json);
+
+impl Client {
+    fn ctx(&self) -> CausalContext {
+        CausalContext::parse(Some(&self.0)).expect("metadata round-trips")
+    }
+    fn learn(&mut self, learned: &super::Learned) {
+        let ctx = self.ctx();
+        self.0 = learned.metadata(&ctx).to_value();
+    }
+}
+
+fn name(text: &str) -> TableName {
+    TableName::parse(text).expect("a valid name")
+}
+
+fn value(text: &str) -> Option<Value> {
+    Value::from_json(&format!("\"{text}\"")).expect("json")
+}
+
+fn create(sim: &mut Sim, i: usize, c: &mut Client, table: &str, siblings: bool) -> TableOutcome {
+    let ctx = c.ctx();
+    let id = format!("id{}", sim.fresh());
+    let result = sim
+        .replica_mut(i)
+        .create_table(&name(table), siblings, &id, &ctx)
+        .expect("served");
+    sim.flush(i);
+    c.learn(&result.learned);
+    result.outcome
+}
+
+fn put(sim: &mut Sim, i: usize, c: &mut Client, table: &str, k: &Key, v: Option<&str>) -> Outcome {
+    put_if(sim, i, c, table, k, v, Condition::Any)
+}
+
+fn put_if(
+    sim: &mut Sim,
+    i: usize,
+    c: &mut Client,
+    table: &str,
+    k: &Key,
+    v: Option<&str>,
+    condition: Condition,
+) -> Outcome {
+    let ctx = c.ctx();
+    let result = sim
+        .replica_mut(i)
+        .write_in(
+            Some(&name(table)),
+            k.clone(),
+            v.and_then(value),
+            &ctx,
+            &condition,
+        )
+        .expect("served");
+    sim.flush(i);
+    c.learn(&result.learned);
+    result.outcome
+}
+
+/// The values replica `i` answers for `k` of `table`, as a set (one for a
+/// single value, none for an absent key), teaching `c` what it read.
+fn read(sim: &Sim, i: usize, c: &mut Client, table: &str, k: &Key) -> BTreeSet<String> {
+    let ctx = c.ctx();
+    let read = sim
+        .replica(i)
+        .read_in(Some(&name(table)), k.clone(), &ctx)
+        .expect("served");
+    assert!(!read.no_table, "replica {i} lacks table {table}");
+    c.learn(&read.learned);
+    assert!(read.value.is_none() || read.siblings.is_empty());
+    read.value
+        .into_iter()
+        .chain(read.siblings)
+        .map(|v| v.as_json().to_string())
+        .collect()
+}
+
+fn set(values: &[&str]) -> BTreeSet<String> {
+    values.iter().map(|v| format!("\"{v}\"")).collect()
+}
+
+#[test]
+fn concurrent_writes_in_a_table_with_siblings_are_all_kept_and_a_covering_write_replaces_them() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let mut admin = Client::default();
+        assert_eq!(
+            create(&mut sim, 0, &mut admin, "t", true),
+            TableOutcome::Created
+        );
+        sim.settle(CALM);
+        let k = key("k");
+        sim.group = vec![0, 1, 1];
+        let (mut a, mut b, mut c) = (admin.clone(), admin.clone(), admin.clone());
+        assert_eq!(
+            put(&mut sim, 0, &mut a, "t", &k, Some("a")),
+            Outcome::Created
+        );
+        assert_eq!(
+            put(&mut sim, 1, &mut b, "t", &k, Some("b")),
+            Outcome::Created
+        );
+        sim.run(2000);
+        // Same side, but without b's context: concurrent with b too.
+        assert_eq!(
+            put(&mut sim, 2, &mut c, "t", &k, Some("c")),
+            Outcome::Updated
+        );
+        sim.settle(LOSSY);
+        let mut reader = Client::default();
+        for i in 0..3 {
+            assert_eq!(
+                read(&sim, i, &mut reader, "t", &k),
+                set(&["a", "b", "c"]),
+                "replica {i}"
+            );
+        }
+        // One context covers all three: a write with it replaces them.
+        assert_eq!(
+            put(&mut sim, 1, &mut reader, "t", &k, Some("z")),
+            Outcome::Updated
+        );
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut fresh = Client::default();
+            assert_eq!(
+                read(&sim, i, &mut fresh, "t", &k),
+                set(&["z"]),
+                "replica {i}"
+            );
+        }
+        // A write that saw only some of the values keeps the others.
+        sim.group = vec![0, 1, 1];
+        let mut d = reader.clone();
+        assert_eq!(
+            put(&mut sim, 0, &mut d, "t", &k, Some("d")),
+            Outcome::Updated
+        );
+        let mut e = reader.clone();
+        assert_eq!(put(&mut sim, 2, &mut e, "t", &k, None), Outcome::Deleted);
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut fresh = Client::default();
+            let got = read(&sim, i, &mut fresh, "t", &k);
+            assert_eq!(got, set(&["d"]), "the delete was concurrent with d");
+        }
+    });
+}
+
+#[test]
+fn a_table_without_siblings_resolves_concurrent_writes_by_the_conflict_rule() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let mut admin = Client::default();
+        create(&mut sim, 1, &mut admin, "plain", false);
+        sim.settle(CALM);
+        let k = key("k");
+        sim.group = vec![0, 1, 1];
+        let (mut a, mut b) = (admin.clone(), admin.clone());
+        put(&mut sim, 0, &mut a, "plain", &k, Some("a"));
+        put(&mut sim, 1, &mut b, "plain", &k, Some("b"));
+        sim.settle(LOSSY);
+        let mut reader = Client::default();
+        let one = read(&sim, 0, &mut reader, "plain", &k);
+        assert_eq!(one.len(), 1);
+        for i in 1..3 {
+            assert_eq!(read(&sim, i, &mut reader, "plain", &k), one);
+        }
+    });
+}
+
+#[test]
+fn create_only_writes_on_both_sides_of_a_partition_become_siblings() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let mut admin = Client::default();
+        create(&mut sim, 0, &mut admin, "t", true);
+        sim.settle(CALM);
+        let k = key("k");
+        sim.group = vec![0, 1, 1];
+        let (mut a, mut b) = (admin.clone(), admin.clone());
+        let absent = Condition::Absent;
+        assert_eq!(
+            put_if(&mut sim, 0, &mut a, "t", &k, Some("a"), absent.clone()),
+            Outcome::Created
+        );
+        assert_eq!(
+            put_if(&mut sim, 1, &mut b, "t", &k, Some("b"), absent.clone()),
+            Outcome::Created
+        );
+        sim.run(2000);
+        let mut late = admin.clone();
+        assert_eq!(
+            put_if(&mut sim, 2, &mut late, "t", &k, Some("c"), absent.clone()),
+            Outcome::Unmet,
+            "replica 2 holds b"
+        );
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut reader = Client::default();
+            assert_eq!(read(&sim, i, &mut reader, "t", &k), set(&["a", "b"]));
+        }
+    });
+}
+
+#[test]
+fn a_table_dropped_on_one_side_is_gone_everywhere_with_its_keys_and_comes_back_empty() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let mut admin = Client::default();
+        create(&mut sim, 0, &mut admin, "t", false);
+        sim.settle(CALM);
+        let (k, j) = (key("k"), key("j"));
+        put(&mut sim, 0, &mut admin.clone(), "t", &k, Some("before"));
+        sim.settle(CALM);
+        sim.group = vec![0, 1, 1];
+        // One side drops the table; the other writes to it meanwhile.
+        let mut dropper = admin.clone();
+        let ctx = dropper.ctx();
+        let dropped = sim
+            .replica_mut(0)
+            .drop_table(&name("t"), &ctx)
+            .expect("served");
+        sim.flush(0);
+        dropper.learn(&dropped.learned);
+        assert_eq!(dropped.outcome, TableOutcome::Dropped);
+        put(&mut sim, 1, &mut admin.clone(), "t", &j, Some("during"));
+        sim.settle(LOSSY);
+        sim.run(2 * super::Timing::default().gc_interval.max(1000));
+        for i in 0..3 {
+            let r = sim.replica(i);
+            assert!(r.store().table(&name("t")).is_none(), "replica {i}");
+            let kept = r
+                .store()
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        crate::store::tables::kind(e.key()),
+                        crate::store::tables::Kind::Data { .. }
+                    )
+                })
+                .count();
+            assert_eq!(kept, 0, "replica {i} still holds keys of the dropped table");
+        }
+        // Created again, it starts empty everywhere.
+        assert_eq!(
+            create(&mut sim, 2, &mut dropper, "t", false),
+            TableOutcome::Created
+        );
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut reader = dropper.clone();
+            assert!(read(&sim, i, &mut reader, "t", &k).is_empty());
+            assert!(read(&sim, i, &mut reader, "t", &j).is_empty());
+        }
+    });
+}
