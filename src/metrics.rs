@@ -33,6 +33,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     keys: IntGauge,
     tombstones: IntGauge,
+    table_keys: IntGaugeVec,
     disk_bytes: IntGauge,
     disk_free: IntGauge,
     durable_batch: IntGauge,
@@ -178,6 +179,11 @@ impl Metrics {
                 "Journal syncs (each covers every write waiting for it)",
             ),
             tombstones: gauge("causalkv_tombstones", "Tombstones of deleted keys held"),
+            table_keys: IntGaugeVec::new(
+                Opts::new("causalkv_table_keys", "Live keys of each table"),
+                &["table"],
+            )
+            .expect("valid metric"),
             buffered: gauge(
                 "causalkv_delivery_buffer_writes",
                 "Writes received and waiting for their causal dependencies",
@@ -262,6 +268,7 @@ impl Metrics {
             Box::new(metrics.retired.clone()),
             Box::new(metrics.writes_issued.clone()),
             Box::new(metrics.writes_applied.clone()),
+            Box::new(metrics.table_keys.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.replication_lag.clone()),
             Box::new(metrics.uptime.clone()),
@@ -356,6 +363,12 @@ impl Metrics {
         }
         self.keys.set(stats.keys as i64);
         self.tombstones.set(stats.tombstones as i64);
+        self.table_keys.reset();
+        for table in &stats.tables {
+            self.table_keys
+                .with_label_values(&[table.name.as_str()])
+                .set(table.keys as i64);
+        }
         self.buffered.set(stats.buffered as i64);
         self.view_size.set(stats.view_size as i64);
         self.synced.set(stats.synced as i64);
@@ -409,10 +422,19 @@ mod tests {
             clock_entries: 4,
             retired: 6,
             writes_issued: 5,
+            tables: vec![crate::store::TableInfo {
+                name: "users".into(),
+                siblings: false,
+                keys: 9,
+            }],
             ..Stats::default()
         };
         let text = m.render(&stats, None, None);
         assert!(text.contains("causalkv_keys 7"), "{text}");
+        assert!(
+            text.contains(r#"causalkv_table_keys{table="users"} 9"#),
+            "{text}"
+        );
         for line in [
             "causalkv_suspects 1",
             "causalkv_ready 1",

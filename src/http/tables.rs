@@ -33,6 +33,13 @@ async fn dispatch(
         return Ok(not_found(req).await);
     };
     let method = req.method().clone();
+    if node.cluster().is_some() {
+        // A table's creation would have to reach every shard's group.
+        return Err(ApiError::new(
+            Error::BadRequest("Tables are not available in a sharded store".into()),
+            &method,
+        ));
+    }
     let tail = tail.strip_prefix('/').unwrap_or(tail);
     if tail.is_empty() {
         return match method {

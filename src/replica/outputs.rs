@@ -222,6 +222,8 @@ pub struct Stats {
     pub writes_issued: u64,
     /// Writes from elsewhere applied here since start.
     pub writes_applied: u64,
+    /// The live tables, with their live keys.
+    pub tables: Vec<crate::store::TableInfo>,
 }
 
 /// What is left to hand over before this replica may stop.

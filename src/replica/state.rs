@@ -294,6 +294,7 @@ impl Replica {
             retired: self.known.retired_len(),
             writes_issued: self.writes_issued,
             writes_applied: self.writes_applied,
+            tables: self.store.tables(),
         }
     }
 
