@@ -9,7 +9,9 @@ mod causal;
 mod conditional;
 mod kv;
 mod requests;
+mod siblings;
 mod startup;
+mod tables;
 mod token;
 mod view;
 
