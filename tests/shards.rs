@@ -587,3 +587,119 @@ async fn a_reshard_right_after_nodes_die_deals_only_the_living() {
     let r = reshard(&c, alive[0], 3).await;
     assert_eq!(r.status, 400, "{r:?}");
 }
+
+async fn table_request(
+    c: &TestCluster,
+    i: usize,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> Reply {
+    let r = c.request(i, method, path, &[], Body::Json(body)).await;
+    r.assert_json();
+    r
+}
+
+/// The tables node `i` lists, as `name -> (siblings, keys)`.
+async fn tables_at(c: &TestCluster, i: usize, ctx: &Value) -> BTreeMap<String, (bool, u64)> {
+    let body = json!({"causal-metadata": ctx});
+    let r = table_request(c, i, Method::GET, "/tables", body).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body["tables"]
+        .as_array()
+        .expect("a list of tables")
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().expect("a name").to_string();
+            let keys = t["keys"].as_u64().expect("a count");
+            (name, (t["siblings"].as_bool().expect("a setting"), keys))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn tables_live_in_every_shard_and_keep_their_keys_through_a_reshard() {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let r = table_request(&c, 0, Method::PUT, "/tables/users", json!({})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut ctx = r.ctx();
+    let r = table_request(
+        &c,
+        3,
+        Method::PUT,
+        "/tables/users",
+        json!({"causal-metadata": ctx}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "created once for the whole store: {r:?}");
+    // Keys of the table spread over both shards, written at any node.
+    for k in 0..40 {
+        let path = format!("/tables/users/key-value-store/u{k}");
+        let body = json!({"value": k, "causal-metadata": ctx});
+        let r = table_request(&c, k % 6, Method::PUT, &path, body).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        assert!(r.body["shard-id"].is_u64(), "{r:?}");
+        ctx = r.ctx();
+    }
+    let shards: BTreeSet<u64> = {
+        let mut seen = BTreeSet::new();
+        for k in 0..40 {
+            let path = format!("/tables/users/key-value-store/u{k}");
+            let r = table_request(
+                &c,
+                (k + 1) % 6,
+                Method::GET,
+                &path,
+                json!({"causal-metadata": ctx}),
+            )
+            .await;
+            assert_eq!(r.body["value"], json!(k), "{r:?}");
+            seen.insert(r.body["shard-id"].as_u64().expect("a shard"));
+        }
+        seen
+    };
+    assert_eq!(shards.len(), 2, "the table's keys live in both shards");
+    for i in 0..6 {
+        assert_eq!(tables_at(&c, i, &ctx).await["users"], (false, 40));
+    }
+    // The default store keeps its own key of the same name.
+    let r = c.get(2, "u1", &ctx).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    // A reshard to three shards: every new shard holds the table.
+    let r = reshard(&c, 4, 3).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    for k in 0..40 {
+        let path = format!("/tables/users/key-value-store/u{k}");
+        let r = table_request(
+            &c,
+            k % 6,
+            Method::GET,
+            &path,
+            json!({"causal-metadata": ctx}),
+        )
+        .await;
+        assert_eq!(r.body["value"], json!(k), "after the reshard: {r:?}");
+    }
+    for i in 0..6 {
+        assert_eq!(tables_at(&c, i, &ctx).await["users"], (false, 40));
+    }
+    // Dropped everywhere: every shard forgets it.
+    let r = table_request(
+        &c,
+        1,
+        Method::DELETE,
+        "/tables/users",
+        json!({"causal-metadata": ctx}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    ctx = r.ctx();
+    for i in 0..6 {
+        assert!(tables_at(&c, i, &ctx).await.is_empty());
+        let path = "/tables/users/key-value-store/u7";
+        let r = table_request(&c, i, Method::GET, path, json!({"causal-metadata": ctx})).await;
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(r.body["error"], "Table does not exist");
+    }
+}

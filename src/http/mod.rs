@@ -2,7 +2,8 @@
 //! print the results. Nothing here decides anything.
 //!
 //! - [`kv`]: `/key-value-store/<key>`, the client API.
-//! - [`tables`]: `/tables`: tables, and the keys of each.
+//! - [`tables`]: `/tables`: tables, and the keys of each; [`spread`]:
+//!   a sharded store's table requests, made in every shard.
 //! - [`view`]: `/key-value-store-view`, membership by operators.
 //! - [`relay`]: requests relayed to the node that serves their key.
 //! - [`shard`]: `/key-value-store-shard/...`, the shards, add-member and
@@ -24,6 +25,7 @@ pub mod observe;
 pub mod ops;
 pub mod relay;
 pub mod shard;
+pub mod spread;
 pub mod tables;
 pub mod view;
 

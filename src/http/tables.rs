@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use super::body::{not_found, parse_json, read_body};
 use super::error::{ApiError, Error};
 use super::kv::{serve_key, Target, PREFIX as KV_PREFIX};
+use super::spread;
 use crate::causal::{CausalContext, Metadata};
 use crate::node::Node;
 use crate::replica::{TableOutcome, TableResult, Wait};
@@ -33,16 +34,17 @@ async fn dispatch(
         return Ok(not_found(req).await);
     };
     let method = req.method().clone();
-    if node.cluster().is_some() {
-        // A table's creation would have to reach every shard's group.
-        return Err(ApiError::new(
-            Error::BadRequest("Tables are not available in a sharded store".into()),
-            &method,
-        ));
-    }
+    // Sharded, every shard's group keeps the tables: a request for the
+    // tables themselves is spread to a member of each.
+    let spread = node.cluster().is_some() && !spread::is_part(&req);
     let tail = tail.strip_prefix('/').unwrap_or(tail);
     if tail.is_empty() {
         return match method {
+            Method::GET if spread => {
+                let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+                parse_json::<TableBody>(&body, &method)?;
+                spread::list(&node, req.path(), body).await
+            }
             Method::GET => list(node, req, payload).await,
             _ => Ok(not_found(req).await),
         };
@@ -62,8 +64,19 @@ async fn dispatch(
         ));
     };
     match rest {
+        None | Some("") if spread && matches!(method, Method::PUT | Method::DELETE) => {
+            let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+            parse_json::<TableBody>(&body, &method)?;
+            match method {
+                Method::PUT => spread::create(&node, req.path(), body).await,
+                _ => spread::drop(&node, req.path(), body).await,
+            }
+        }
         None | Some("") => match method {
-            Method::PUT => create(node, name, payload).await,
+            Method::PUT => {
+                let id = spread::spread_id(&req).unwrap_or_else(crate::incarnation::fresh);
+                create(node, name, id, payload).await
+            }
             Method::DELETE => drop(node, name, payload).await,
             _ => Ok(not_found(req).await),
         },
@@ -186,6 +199,7 @@ async fn list(
 async fn create(
     node: web::Data<Node>,
     name: TableName,
+    id: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
@@ -193,7 +207,6 @@ async fn create(
     let siblings = parse_json::<TableBody>(&body, &method)?
         .siblings
         .unwrap_or(false);
-    let id = crate::incarnation::fresh();
     let result = node
         .serve(|node| {
             node.with_replica(|replica, _| replica.create_table(&name, siblings, &id, &context))

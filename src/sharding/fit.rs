@@ -9,6 +9,7 @@ use crate::causal::VectorClock;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::shard::ShardMap;
+use crate::store::tables::is_table;
 use crate::store::{Key, Version};
 
 /// The group name of a node placed in no shard: it replicates with no one.
@@ -98,7 +99,8 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         let mine = map.shard_of_node(&me)?;
         if before.count() != map.count() {
             let layout = map.layout();
-            let forgotten = replica.forget_keys(|key| layout.shard_of(key) + 1 == mine);
+            let forgotten =
+                replica.forget_keys(|key| is_table(key) || layout.shard_of(key) + 1 == mine);
             info!(epoch = map.epoch, forgotten, "keys handed to other shards forgotten");
         }
         let members = map.shard(mine).map(|s| s.members.clone()).unwrap_or_default();

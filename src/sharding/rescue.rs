@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::wire::{credentials, Done, Rescue, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
 use crate::node::Node;
 use crate::shard::{ShardId, ShardMap};
+use crate::store::tables::is_table;
 use crate::store::{Key, Version};
 use crate::transport;
 
@@ -19,7 +20,8 @@ use crate::transport;
 /// for a while).
 pub(super) async fn rescue(node: Arc<Node>, map: ShardMap, versions: Vec<(Key, Version)>) {
     let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
-    for (key, version) in versions {
+    // The tables' own keys are kept by every shard's group already.
+    for (key, version) in versions.into_iter().filter(|(k, _)| !is_table(k.as_str())) {
         by_shard
             .entry(map.shard_of(key.as_str()))
             .or_default()

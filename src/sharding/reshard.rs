@@ -15,6 +15,7 @@ use crate::address::SocketAddress;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::shard::{ReshardError, ShardId, ShardMap};
+use crate::store::tables::is_table;
 use crate::store::{Key, Version};
 use crate::transport;
 
@@ -205,10 +206,19 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
         }
     }
     let (old, new) = (before.layout(), map.layout());
-    let (versions, depends) =
-        node.read_replica(|replica| replica.export(|key| old.shard_of(key) != new.shard_of(key)));
+    // Every shard keeps the tables' own keys: they go to every new shard.
+    let (versions, depends) = node.read_replica(|replica| {
+        replica.export(|key| is_table(key) || old.shard_of(key) != new.shard_of(key))
+    });
     let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
     for (key, version) in versions {
+        if is_table(key.as_str()) {
+            for shard in map.shards.keys() {
+                let copy = (key.clone(), version.clone());
+                by_shard.entry(*shard).or_default().push(copy);
+            }
+            continue;
+        }
         by_shard
             .entry(new.shard_of(key.as_str()) + 1)
             .or_default()

@@ -209,6 +209,12 @@ pub fn kind(key: &str) -> Kind<'_> {
     }
 }
 
+/// Whether the stored key `key` is a table's own (its settings): every
+/// shard's group keeps those, whatever the placement says.
+pub fn is_table(key: &str) -> bool {
+    matches!(kind(key), Kind::Meta { .. })
+}
+
 /// The text a stored key is placed in a shard by: a table's key by the
 /// table's name and the client's key, without the id (which one shard may
 /// learn later than another) or a sibling's tag (all siblings of a key
