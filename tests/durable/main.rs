@@ -20,6 +20,7 @@ mod damage;
 mod diskfull;
 mod harness;
 mod recovery;
+mod tables;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,10 @@ fn main() -> ExitCode {
         trial(
             "config::a_data_dir_moved_to_another_address_keeps_its_keys_under_a_new_incarnation",
             config::a_data_dir_moved_to_another_address_keeps_its_keys_under_a_new_incarnation,
+        ),
+        trial(
+            "tables::tables_and_siblings_survive_every_replica_killed_at_once",
+            tables::tables_and_siblings_survive_every_replica_killed_at_once,
         ),
     ];
     trials.extend(diskfull::trials());
