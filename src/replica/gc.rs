@@ -79,7 +79,7 @@ impl Replica {
                 }
             }
         }
-        if self.store.tombstones() == 0 {
+        if !self.store.has_collectable() {
             return;
         }
         let Some(clocks) = self.view.reported_clocks() else {

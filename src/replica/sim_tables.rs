@@ -277,3 +277,46 @@ fn a_table_dropped_on_one_side_is_gone_everywhere_with_its_keys_and_comes_back_e
         }
     });
 }
+
+#[test]
+fn a_delete_among_siblings_is_forgotten_once_every_replica_applied_it() {
+    for_seeds(5, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        let mut admin = Client::default();
+        create(&mut sim, 0, &mut admin, "t", true);
+        sim.settle(CALM);
+        let k = key("k");
+        let (mut a, mut b) = (admin.clone(), admin.clone());
+        put(&mut sim, 0, &mut a, "t", &k, Some("a"));
+        put(&mut sim, 1, &mut b, "t", &k, Some("b"));
+        sim.settle(LOSSY);
+        let mut reader = Client::default();
+        assert_eq!(read(&sim, 2, &mut reader, "t", &k).len(), 2);
+        assert_eq!(
+            put(&mut sim, 2, &mut reader, "t", &k, None),
+            Outcome::Deleted
+        );
+        sim.settle(LOSSY);
+        let table = sim
+            .replica(0)
+            .store()
+            .table(&name("t"))
+            .cloned()
+            .expect("live");
+        let base = table.key(&k);
+        let held = |sim: &Sim| -> usize {
+            (0..3)
+                .map(|i| sim.replica(i).store().siblings(&base).len())
+                .sum()
+        };
+        assert_eq!(held(&sim), 3, "the delete's marker, at each replica");
+        let gc = super::Timing::default().gc_interval;
+        sim.run(4 * gc.max(1000));
+        assert_eq!(held(&sim), 0, "the marker outlived the delete's spread");
+        for i in 0..3 {
+            let mut fresh = Client::default();
+            assert!(read(&sim, i, &mut fresh, "t", &k).is_empty());
+        }
+    });
+}

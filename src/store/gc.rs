@@ -1,4 +1,5 @@
-//! Tombstones, forgotten a batch at a time.
+//! Tombstones (and the deletes of a table with siblings), forgotten a
+//! batch at a time.
 //!
 //! The store keeps the slots that became tombstones in a list, so that
 //! collection walks the tombstones, not every key, and does so in batches:
@@ -42,12 +43,18 @@ impl Store {
         for read in start..end {
             let i = self.tombs[read];
             let slot = &self.slots[i as usize];
-            if !slot.is_tombstone() {
+            let marker = slot.is_marker();
+            if !slot.is_tombstone() && !marker {
                 continue;
             }
             let (origin, counter, lamport) = (slot.origin, slot.counter, slot.lamport);
             let id = self.origins.id(origin);
-            if counter <= stable(id) {
+            if marker && counter <= stable(id) {
+                // A delete among siblings: every replica applied it, so
+                // none holds what it saw any more.
+                self.remove_at(i);
+                collected.forgotten += 1;
+            } else if counter <= stable(id) {
                 if collected.deletes.get(id) < counter {
                     collected.deletes.set(id.clone(), counter);
                 }
@@ -69,6 +76,12 @@ impl Store {
         collected
     }
 
+    /// Whether anything may be collected: a tombstone, or a delete among
+    /// siblings.
+    pub fn has_collectable(&self) -> bool {
+        !self.tombs.is_empty()
+    }
+
     /// Drops duplicate and stale entries once the list has grown well past
     /// the tombstones it names.
     fn compact_tombs(&mut self) {
@@ -76,7 +89,10 @@ impl Store {
             return;
         }
         let slots = &self.slots;
-        self.tombs.retain(|&i| slots[i as usize].is_tombstone());
+        self.tombs.retain(|&i| {
+            let slot = &slots[i as usize];
+            slot.is_tombstone() || slot.is_marker()
+        });
         self.tombs.sort_unstable();
         self.tombs.dedup();
     }

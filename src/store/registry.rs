@@ -194,13 +194,10 @@ impl Store {
         if !sibling || self.find(key.as_str()).is_some() {
             return None;
         }
-        let Some(new) = version
+        let new = version
             .value
             .as_ref()
-            .and_then(|v| Sibling::decode(v.as_json()))
-        else {
-            return None;
-        };
+            .and_then(|v| Sibling::decode(v.as_json()))?;
         let base = sibling_base(key.as_str())?;
         let held: Vec<(u32, Dot, Option<Sibling>)> = self
             .registry

@@ -75,6 +75,16 @@ impl Slot {
     pub(super) fn is_tombstone(&self) -> bool {
         !self.is_vacant() && self.text.len() == self.key_len as usize
     }
+
+    /// Whether this is a delete in a table with siblings: a sibling without
+    /// a value, kept until every replica applied it, like a tombstone (see
+    /// [`super::tables`]).
+    pub(super) fn is_marker(&self) -> bool {
+        self.key().starts_with(super::tables::SIBLING)
+            && self
+                .value()
+                .is_some_and(|v| v.starts_with(super::tables::MARKER_START))
+    }
 }
 
 /// A stored key's version, borrowed from the store.
@@ -313,6 +323,8 @@ impl Store {
         self.registry.book(slot.key(), i, slot.value());
         if slot.is_tombstone() {
             self.tombstones += 1;
+            self.tombs.push(i);
+        } else if slot.is_marker() {
             self.tombs.push(i);
         }
     }

@@ -32,7 +32,9 @@
 //! is not stored; what is left are the values no other has seen, the
 //! *siblings*, the same at every replica whatever order the writes come
 //! in. A delete is a write without a value: it removes what it has seen,
-//! and stays as a marker until a write that saw it replaces it.
+//! and stays as a marker, so that readers learn it, until a write that saw
+//! it replaces it or every replica has applied it (then it is forgotten
+//! like a tombstone: no replica holds what it saw any more).
 
 use std::borrow::Cow;
 
@@ -49,7 +51,9 @@ pub const MAX_TABLE_CHARS: usize = 50;
 const ESCAPE: char = '\u{0}';
 pub(super) const DATA: char = '\u{1}';
 const META: char = '\u{2}';
-const SIBLING: char = '\u{3}';
+pub(super) const SIBLING: char = '\u{3}';
+/// How a delete's sibling value starts (a value's starts with `{"v":`).
+pub(super) const MARKER_START: &str = "{\"c\":";
 /// Starts the text a table's key is placed by (never a stored key's start).
 const ROUTE: char = '\u{4}';
 /// Length of an entity tag's hex digits in a sibling's key.
@@ -249,7 +253,7 @@ pub fn route_text<'a>(table: Option<&TableName>, key: &'a Key) -> Cow<'a, str> {
 }
 
 /// The base key (see [`Table::key`]) of a sibling's stored key.
-pub(super) fn sibling_base(key: &str) -> Option<String> {
+pub fn sibling_base(key: &str) -> Option<String> {
     let (prefix, rest) = split_base(key)?;
     Some(format!("{prefix}{}", rest.get(TAG_LEN..)?))
 }

@@ -871,7 +871,7 @@ async fn invalid_table_names_are_400_for_every_request() {
     let m = assert_write(&r, 201, "Added successfully");
     let r = get_in(&c, 0, Some(&longest), "k", &m).await;
     assert_eq!(r.body["value"], json!("long"), "{r:?}");
-    let mut names = vec![longest.clone(), "x".to_string()];
+    let mut names = [longest.clone(), "x".to_string()];
     names.sort();
     let expected: Vec<Value> = names
         .iter()

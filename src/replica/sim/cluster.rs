@@ -310,7 +310,10 @@ impl Sim {
                 // that shard's group, not this one's.
                 let here = r.known().contains(dot) || r.known().is_foreign(&dot.replica);
                 assert!(here, "{w:?} lost");
-                if writes[&w.key] == 1 && !r.store().replaced_in_table(&w.key, dot) {
+                let replaced = r.store().replaced_in_table(&w.key, dot)
+                    || super::audit::replaced_sibling(&self.log, &w.key, dot)
+                    || super::audit::is_marker(&w.key, &w.version);
+                if writes[&w.key] == 1 && !replaced {
                     assert_eq!(r.store().value(&w.key), w.version.value);
                 }
             }
