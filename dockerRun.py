@@ -2,7 +2,7 @@
 """Start, inspect, grow, shrink and stop a causalkv store on this machine.
 
     python3 dockerRun.py                 # = start: three replicas, then how to reach them
-    python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys, data
+    python3 dockerRun.py status          # each replica: address, up/down, ready, view, keys, data; the tables
     python3 dockerRun.py add             # one more replica; it joins and copies the state
     python3 dockerRun.py remove NAME     # take NAME out of the view, stop it, delete its data
     python3 dockerRun.py restart NAME    # stop NAME gracefully, start it again with its data
@@ -70,6 +70,12 @@ environment at `start` and given to every replica (also to those `add` and
 `restart` start later); `start --durability fsync|os` sets DURABILITY too
 (not in a sharded store: see above).
 Nothing else of the environment reaches a replica.
+
+`status` also lists the store's tables (GET /tables at the first ready
+replica that answers it): each table's name, whether it keeps siblings and
+its key count (as that replica sees them); the default table
+(/key-value-store/) is not listed. Replicas of a build without tables
+(GET /tables answers 404) show no tables section.
 
 A replica counts as up once it is ready: `GET /ready` answers 200, which a
 replica does once it holds a copy of the store's state (a joining replica
@@ -1581,6 +1587,53 @@ def replica_row(data, r):
     return row
 
 
+def store_tables(replicas):
+    """The tables as the first of `replicas` that answers GET /tables tells
+    them: (that replica, [{"name", "siblings", "keys"}, ...]). (None, None)
+    when each answered 404 (a build without tables); (None, False) when one
+    did not answer, or answered something else."""
+    unanswered = False
+    for r in replicas:
+        answer = http("GET", r["client"], "/tables")
+        if answer is None:
+            unanswered = True
+            continue
+        status, body = answer
+        tables = body.get("tables") if isinstance(body, dict) else None
+        if status == 200 and isinstance(tables, list):
+            return r, [t for t in tables if isinstance(t, dict)]
+        if status != 404:
+            unanswered = True
+    return None, (False if unanswered else None)
+
+
+def status_tables(data, ready_rows):
+    """`status`'s tables section: the tables as a ready replica tells
+    them, or nothing when none is ready or they have no tables (a build
+    before them)."""
+    ready = [r for r in data["replicas"] if r["name"] in {row["name"] for row in ready_rows}]
+    if not ready:
+        return
+    via, tables = store_tables(ready)
+    if tables is None:
+        return
+    if tables is False:
+        say("", "Tables: no ready replica answered GET /tables.")
+        return
+    if not tables:
+        say("", f"Tables: none besides the default one (as {via['name']} sees them).")
+        return
+    yes_no = {True: "yes", False: "no"}
+    table = [("TABLE", "SIBLINGS", "KEYS")] + [
+        (str(t.get("name", "?")), yes_no.get(t.get("siblings"), "?"), str(t.get("keys", "?")))
+        for t in tables
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(2)]
+    say("", f"Tables ({plural(len(tables), 'table')} besides the default one, as {via['name']} sees them):")
+    for line in table:
+        say(f"{line[0]:<{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]}".rstrip())
+
+
 def cmd_status(args, state, data=None):
     data = data or require_store(state)
     rows = [replica_row(data, r) for r in data["replicas"]]
@@ -1613,6 +1666,7 @@ def cmd_status(args, state, data=None):
     views = {row["view"] for row in up}
     if sharded:
         return status_shards(data, state, rows, up, ready)
+    status_tables(data, ready)
     if len(ready) == len(rows):
         agree = "agree on the view" if len(views) <= 1 else "do not agree on the view yet (it converges within seconds)"
         say(f"All {len(rows)} replicas are up and ready and {agree}.")
@@ -1652,6 +1706,7 @@ def status_shards(data, state, rows, up, ready):
                 f"http://{via['client']}{SHARD_API}/add-member/<ID> -H 'Content-Type: application/json' "
                 f"-d '{{\"socket-address\": \"{row['address']}\"}}'"
             )
+    status_tables(data, ready)
     if len(ready) == len(rows):
         versions = {row["map"] for row in rows}
         agree = (
@@ -2244,7 +2299,7 @@ def build_parser():
     add_common(p, top=False)
     add_start_options(p)
 
-    p = sub.add_parser("status", help="each replica: name, address, up/down, ready, key count, data, view", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its key count, where its data lives and its view.")
+    p = sub.add_parser("status", help="each replica: name, address, up/down, ready, key count, data, view; the tables", description="Each replica: name, address, up/down, whether it is ready (GET /ready), its key count, where its data lives and its view; then the store's tables (name, siblings, key count) as a ready replica tells them.")
     add_common(p, top=False)
 
     p = sub.add_parser(

@@ -14,6 +14,12 @@
 //! any answer's. GET and PUT answers carry the version's entity tag
 //! ([`Response::etag`]); [`Client::get_if_none_match`] asks for a value
 //! only if it changed.
+//!
+//! Tables: [`Client::set_table`] sends the key requests to a table's keys
+//! (`/tables/<name>/key-value-store/<key>`); [`Client::create_table`],
+//! [`Client::list_tables`] and [`Client::drop_table`] carry the context
+//! like the key requests. A GET of a key with concurrent values in a table
+//! that keeps siblings answers 300 with all of them ([`Response::values`]).
 //! Used by the end-to-end tests, and by the command-line client `kvctl`
 //! (see [`crate::cli`]), which also keeps the context between runs in a
 //! session file ([`crate::cli::session`]).
@@ -165,6 +171,15 @@ impl Response {
         self.body.get("value")
     }
 
+    /// The concurrent values (siblings) of a 300 answer to a GET in a
+    /// table that keeps them: `None` for any other answer.
+    pub fn values(&self) -> Option<&[Value]> {
+        match self.body.get("values") {
+            Some(Value::Array(values)) if self.status == 300 => Some(values),
+            _ => None,
+        }
+    }
+
     /// The `causal-metadata` field, if present.
     pub fn metadata(&self) -> Option<&Value> {
         self.body.get("causal-metadata")
@@ -296,6 +311,8 @@ pub struct Client {
     context: Value,
     /// The write concern sent with writes (`w`), if not the default.
     write_concern: Option<String>,
+    /// The table whose keys the key requests name (`None`: the default).
+    table: Option<String>,
 }
 
 /// Whether `response` is a 503 for a write that was made but not held by
@@ -321,6 +338,7 @@ impl Client {
             hosts: hosts.into_iter().map(Into::into).collect(),
             context: Value::String(String::new()),
             write_concern: None,
+            table: None,
         }
     }
 
@@ -329,6 +347,18 @@ impl Client {
     /// README); `None` for the default (the replica that takes it).
     pub fn set_write_concern(&mut self, concern: Option<String>) {
         self.write_concern = concern.filter(|c| c.trim() != "1");
+    }
+
+    /// Sends the key requests ([`Client::put`], [`Client::get`], ...) to
+    /// the keys of table `name` (`/tables/<name>/key-value-store/<key>`);
+    /// `None`: the default table (`/key-value-store/<key>`).
+    pub fn set_table(&mut self, name: Option<String>) {
+        self.table = name;
+    }
+
+    /// The table the key requests name (`None`: the default table).
+    pub fn table(&self) -> Option<&str> {
+        self.table.as_deref()
     }
 
     /// The hosts, in the order they are tried.
@@ -398,7 +428,7 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let etag = quote_etag(etag).map_err(ClientError::Invalid)?;
         let body = json!({"causal-metadata": self.context});
-        let path = format!("/key-value-store/{}", encode_key(key));
+        let path = self.key_path(key);
         let headers = [("if-none-match", etag.as_str())];
         let response = self
             .send_with(&self.http, Method::GET, &path, Some(body), &headers)
@@ -423,6 +453,45 @@ impl Client {
         let body = json!({"causal-metadata": self.context});
         self.causal(Method::DELETE, key, body, true, Some(condition))
             .await
+    }
+
+    /// Creates table `name` (`PUT /tables/<name>`), keeping concurrent
+    /// writes as siblings if `siblings`: 201 if it was created, 200 if it
+    /// existed (its settings unchanged), with the table in `"table"`.
+    pub async fn create_table(
+        &mut self,
+        name: &str,
+        siblings: bool,
+    ) -> Result<Response, ClientError> {
+        let body = json!({"siblings": siblings, "causal-metadata": self.context});
+        self.table_request(Method::PUT, &table_path(name), body)
+            .await
+    }
+
+    /// Every table but the default one (`GET /tables`): 200 with
+    /// `"tables": [{"name", "siblings", "keys"}, ...]`, sorted by name.
+    pub async fn list_tables(&mut self) -> Result<Response, ClientError> {
+        let body = json!({"causal-metadata": self.context});
+        self.table_request(Method::GET, "/tables", body).await
+    }
+
+    /// Drops table `name` and its keys (`DELETE /tables/<name>`): 200, or
+    /// 404 if there is no such table.
+    pub async fn drop_table(&mut self, name: &str) -> Result<Response, ClientError> {
+        let body = json!({"causal-metadata": self.context});
+        self.table_request(Method::DELETE, &table_path(name), body)
+            .await
+    }
+
+    async fn table_request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Response, ClientError> {
+        let response = self.send(method, path, Some(body)).await?;
+        self.adopt(&response);
+        Ok(response)
     }
 
     /// The view of the first host that answers.
@@ -596,7 +665,7 @@ impl Client {
         write: bool,
         condition: Option<&Precondition>,
     ) -> Result<Response, ClientError> {
-        let mut path = format!("/key-value-store/{}", encode_key(key));
+        let mut path = self.key_path(key);
         if let Some(w) = self.write_concern.as_ref().filter(|_| write) {
             path.push_str("?w=");
             path.push_str(&encode_key(w));
@@ -607,6 +676,14 @@ impl Client {
             .await?;
         self.adopt(&response);
         Ok(response)
+    }
+
+    /// The path of `key` in the table the key requests name.
+    fn key_path(&self, key: &str) -> String {
+        match &self.table {
+            Some(table) => format!("{}/key-value-store/{}", table_path(table), encode_key(key)),
+            None => format!("/key-value-store/{}", encode_key(key)),
+        }
     }
 
     /// Takes the context of `response` (a 412's too), unless it is a 503
@@ -665,6 +742,11 @@ fn http_client(timeout: Duration) -> awc::Client {
         .connector(awc::Connector::new().timeout(Duration::from_secs(2)))
         .timeout(timeout)
         .finish()
+}
+
+/// The path of table `name`.
+fn table_path(name: &str) -> String {
+    format!("/tables/{}", encode_key(name))
 }
 
 const SHARD_IDS: &str = "/key-value-store-shard/shard-ids";
@@ -927,6 +1009,31 @@ mod tests {
         assert_eq!(unmet.etag(), Some("\"bb\""));
         let absent = Response::new("h", 412, json!({"error": "Precondition failed: x"}));
         assert_eq!(absent.etag(), None);
+    }
+
+    #[test]
+    fn key_requests_name_the_table_set() {
+        let mut client = Client::new(["127.0.0.1:1"]);
+        assert_eq!(client.key_path("a b"), "/key-value-store/a%20b");
+        client.set_table(Some("orders_2024".into()));
+        assert_eq!(client.table(), Some("orders_2024"));
+        assert_eq!(
+            client.key_path("a/b"),
+            "/tables/orders_2024/key-value-store/a%2Fb"
+        );
+        client.set_table(None);
+        assert_eq!(client.key_path("k"), "/key-value-store/k");
+        assert_eq!(table_path("t-1"), "/tables/t-1");
+    }
+
+    #[test]
+    fn only_a_300_has_siblings() {
+        let body = json!({"doesExist": true, "message": "Retrieved successfully",
+                          "values": ["a", 2], "causal-metadata": {"r#a": 2}});
+        let answer = Response::new("h", 300, body.clone());
+        assert_eq!(answer.values(), Some(&[json!("a"), json!(2)][..]));
+        assert_eq!(answer.value(), None);
+        assert_eq!(Response::new("h", 200, body).values(), None);
     }
 
     #[test]

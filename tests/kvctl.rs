@@ -873,3 +873,313 @@ async fn conditional_writes_use_the_etag_of_a_get_or_a_put() {
     assert_eq!(run.code, 4, "{run:?}");
     assert_eq!(kv.run(&a, &["get", "s"]).ok(), "1\n");
 }
+
+/// The rows of `kvctl tables` (name, siblings, keys), or why the run is
+/// not such a table.
+fn table_rows(run: &Run) -> Result<Vec<[String; 3]>, String> {
+    let mut lines = run.stdout.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("no output")?
+        .split_whitespace()
+        .collect();
+    if header != ["TABLE", "SIBLINGS", "KEYS"] || run.code != 0 {
+        return Err("not a table of tables".into());
+    }
+    lines
+        .map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [name, siblings, keys] => Ok([name.into(), siblings.into(), keys.into()]),
+                _ => Err(format!("a row of three cells: {line:?}")),
+            },
+        )
+        .collect()
+}
+
+/// `[name, siblings, keys]`, as [`table_rows`] gives them.
+fn row(name: &str, siblings: &str, keys: u64) -> [String; 3] {
+    [name.into(), siblings.into(), keys.to_string()]
+}
+
+#[actix_web::test]
+async fn tables_are_created_listed_used_and_dropped() {
+    let cluster = TestCluster::start(2).await;
+    let kv = Kvctl::new();
+    let (a, b) = (hosts(&cluster, &[0]), hosts(&cluster, &[1]));
+
+    // None yet: the default table is not listed.
+    assert!(kv.run(&a, &["tables"]).ok().starts_with("no tables"));
+    assert_eq!(
+        kv.run(&a, &["tables", "create", "carts"]).ok(),
+        "OK (table \"carts\" created)\n"
+    );
+    // Created again, at the other replica (the session orders it after the
+    // first): it exists, unchanged, and asking for other settings warns.
+    assert_eq!(
+        kv.run(&b, &["tables", "create", "carts"]).ok(),
+        "OK (table \"carts\" already exists, 0 keys)\n"
+    );
+    let again = kv.run(&b, &["tables", "create", "carts", "--siblings"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.stdout, "OK (table \"carts\" already exists, 0 keys)\n",
+        "{again:?}"
+    );
+    assert!(
+        again.stderr.contains("already exists without siblings"),
+        "{again:?}"
+    );
+    assert_eq!(
+        kv.run(&b, &["tables", "create", "--siblings", "orders"])
+            .ok(),
+        "OK (table \"orders\" created, with siblings)\n"
+    );
+
+    // Keys of a table are apart from the default table's, and read at
+    // the other replica through the session.
+    let v1 = put_ok(&kv.run(&a, &["--table", "carts", "put", "k", "1"]), "added");
+    assert_eq!(kv.run(&b, &["get", "k", "--table", "carts"]).ok(), "1\n");
+    kv.run(&b, &["get", "k"]).fails(1, "key \"k\" not found");
+    put_ok(&kv.run(&b, &["put", "k", "default"]), "added");
+    assert_eq!(kv.run(&a, &["--table", "carts", "get", "k"]).ok(), "1\n");
+    assert_eq!(kv.run(&a, &["get", "k"]).ok(), "default\n");
+    // Conditions work in a table, and their errors name it.
+    assert_eq!(
+        kv.run(&b, &["--table", "carts", "get", "--etag", "k"]).ok(),
+        format!("{v1}\n")
+    );
+    kv.run(&b, &["--table", "carts", "put", "--if-absent", "k", "2"])
+        .fails(
+            4,
+            &format!("key \"k\" in table \"carts\" exists (etag {v1}); nothing written"),
+        );
+    let v2 = put_ok(
+        &kv.run(
+            &a,
+            &["--table", "carts", "put", "k", "2", "--if-match", &v1],
+        ),
+        "updated",
+    );
+    assert_ne!(v1, v2);
+    let raw: Value =
+        serde_json::from_str(kv.run(&b, &["--table", "carts", "get", "k", "--json"]).ok()).unwrap();
+    assert_eq!(
+        (&raw["value"], &raw["etag"]),
+        (&json!(2), &json!(v2)),
+        "{raw}"
+    );
+    put_ok(
+        &kv.run(&a, &["--table", "orders", "put", "x", "y"]),
+        "added",
+    );
+    assert_eq!(
+        kv.run(&b, &["--table", "orders", "delete", "x"]).ok(),
+        "OK (deleted)\n"
+    );
+    kv.run(&a, &["--table", "orders", "get", "x"])
+        .fails(1, "key \"x\" in table \"orders\" not found");
+
+    // The list, sorted by name, at either replica; --json is the store's
+    // answer, whose context the session now holds.
+    let rows = vec![row("carts", "no", 1), row("orders", "yes", 0)];
+    for host in [&a, &b] {
+        let run = kv.run(host, &["tables", "list"]);
+        assert_eq!(table_rows(&run), Ok(rows.clone()), "{run:?}");
+    }
+    let raw: Value = serde_json::from_str(kv.run(&a, &["tables", "--json"]).ok()).unwrap();
+    assert_eq!(raw["message"], "Retrieved successfully", "{raw}");
+    assert_eq!(
+        raw["tables"],
+        json!([{"name": "carts", "siblings": false, "keys": 1},
+               {"name": "orders", "siblings": true, "keys": 0}])
+    );
+    assert_eq!(raw["causal-metadata"], kv.session_context());
+
+    // A table that does not exist: exit 1, naming the table, for every
+    // command; a name the store would refuse is a usage error.
+    for args in [
+        &["--table", "nope", "get", "k"][..],
+        &["--table", "nope", "put", "k", "1"],
+        &["--table", "nope", "delete", "k"],
+    ] {
+        kv.run(&a, args).fails(
+            1,
+            "table \"nope\" does not exist (`kvctl tables create nope` creates it)",
+        );
+    }
+    kv.run(&a, &["tables", "drop", "nope"])
+        .fails(1, "table \"nope\" does not exist");
+    kv.run(&a, &["--table", "a.b", "get", "k"])
+        .fails(2, "invalid table name \"a.b\"");
+    kv.run(&a, &["tables", "create", "a b"])
+        .fails(2, "invalid table name \"a b\"");
+    kv.run(&a, &["tables", "create", &"t".repeat(51)])
+        .fails(2, "1 to 50 letters");
+    kv.run(&a, &["tables", "create"]).fails(2, "kvctl --help");
+
+    // Dropped: gone at the other replica too (the session orders it), its
+    // keys with it; created again, it starts empty.
+    assert_eq!(
+        kv.run(&b, &["tables", "drop", "carts"]).ok(),
+        "OK (table \"carts\" dropped)\n"
+    );
+    kv.run(&a, &["--table", "carts", "get", "k"])
+        .fails(1, "table \"carts\" does not exist");
+    assert_eq!(
+        table_rows(&kv.run(&a, &["tables"])),
+        Ok(vec![row("orders", "yes", 0)])
+    );
+    assert_eq!(
+        kv.run(&a, &["tables", "create", "carts"]).ok(),
+        "OK (table \"carts\" created)\n"
+    );
+    kv.run(&b, &["--table", "carts", "get", "k"])
+        .fails(1, "key \"k\" in table \"carts\" not found");
+    assert_eq!(kv.run(&b, &["get", "k"]).ok(), "default\n");
+
+    // The shell: `kvctl --table NAME -i` sends every line's key commands
+    // there, a line's own --table wins, and `tables` works as above.
+    let script = "put s v\nget s\nget s --table carts\ntables create t2\nhelp\n";
+    let run = kv.run_with_input(&a, &["--table", "orders", "-i"], script);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        put_line(lines[0]).is_some_and(|(what, _, _)| what == "added"),
+        "{run:?}"
+    );
+    assert_eq!(lines[1..3], ["v", "OK (table \"t2\" created)"], "{run:?}");
+    assert!(
+        run.stdout.contains("tables create NAME [--siblings]"),
+        "help: {run:?}"
+    );
+    assert_eq!(
+        run.stderr, "kvctl: key \"s\" in table \"carts\" not found\n",
+        "{run:?}"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(kv.run(&b, &["--table", "orders", "get", "s"]).ok(), "v\n");
+    kv.run(&b, &["get", "s"]).fails(1, "key \"s\" not found");
+}
+
+/// The values of a `get` that printed siblings (`N concurrent values
+/// (siblings):` then one compact JSON value a line), sorted; `None` if it
+/// printed a single value.
+fn siblings_of(run: &Run) -> Option<Vec<Value>> {
+    let mut lines = run.stdout.lines();
+    let count: usize = lines
+        .next()?
+        .strip_suffix(" concurrent values (siblings):")?
+        .parse()
+        .ok()?;
+    let mut values: Vec<Value> = lines
+        .map(|line| {
+            let value = line.strip_prefix("  ").expect("a value a line, indented");
+            serde_json::from_str(value).expect("each value as JSON")
+        })
+        .collect();
+    assert_eq!(values.len(), count, "{run:?}");
+    values.sort_by_key(Value::to_string);
+    Some(values)
+}
+
+#[actix_web::test]
+async fn a_table_with_siblings_shows_every_concurrent_value() {
+    let cluster = TestCluster::start(2).await;
+    let (alice, bob) = (Kvctl::new(), Kvctl::new());
+    let (a, b) = (hosts(&cluster, &[0]), hosts(&cluster, &[1]));
+    assert_eq!(
+        alice
+            .run(&a, &["tables", "create", "carts", "--siblings"])
+            .ok(),
+        "OK (table \"carts\" created, with siblings)\n"
+    );
+    // Bob, who shares no session with Alice, writes at the other replica
+    // once it has the table: his write does not follow Alice's.
+    run_until(&bob, &b, &["--no-session", "tables"], "carts at b", |run| {
+        let rows = table_rows(run)?;
+        (rows == [row("carts", "yes", 0)] || rows == [row("carts", "yes", 1)])
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    put_ok(
+        &alice.run(&a, &["--table", "carts", "put", "cart", r#"["apple"]"#]),
+        "added",
+    );
+    let bobs = bob.run(&b, &["--table", "carts", "put", "cart", r#"["pear"]"#]);
+    assert!(
+        put_line(bobs.ok().trim_end())
+            .is_some_and(|(what, _, _)| what == "added" || what == "updated"),
+        "{bobs:?}"
+    );
+
+    // Once Bob's write reaches Alice's replica, her get shows both, and
+    // exits 0.
+    let both = run_until(
+        &alice,
+        &a,
+        &["--table", "carts", "get", "cart"],
+        "siblings",
+        |run| siblings_of(run).map(|_| ()).ok_or("one value".into()),
+    )
+    .await;
+    assert_eq!(
+        siblings_of(&both),
+        Some(vec![json!(["apple"]), json!(["pear"])]),
+        "{both:?}"
+    );
+    assert!(both.ok().starts_with("2 concurrent values (siblings):\n"));
+    let raw = alice.run(&b, &["--table", "carts", "get", "cart", "--json"]);
+    let body: Value = serde_json::from_str(raw.ok()).unwrap();
+    let mut values = body["values"].as_array().cloned().unwrap_or_default();
+    values.sort_by_key(Value::to_string);
+    assert_eq!(values, [json!(["apple"]), json!(["pear"])], "{body}");
+    assert_eq!(body["doesExist"], json!(true), "{body}");
+    assert!(
+        body.get("etag").is_none() && body.get("value").is_none(),
+        "{body}"
+    );
+    alice
+        .run(&a, &["--table", "carts", "get", "--etag", "cart"])
+        .fails(2, "has 2 concurrent values (siblings), so no etag");
+
+    // A put ordered after both (Alice's session has read them) replaces
+    // them, at either replica.
+    put_ok(
+        &alice.run(
+            &a,
+            &["--table", "carts", "put", "cart", r#"["apple","pear"]"#],
+        ),
+        "updated",
+    );
+    for host in [&a, &b] {
+        assert_eq!(
+            alice.run(host, &["--table", "carts", "get", "cart"]).ok(),
+            "[\"apple\",\"pear\"]\n"
+        );
+    }
+
+    // Bob, who has not seen it, writes again: siblings again, which a
+    // delete ordered after them removes.
+    bob.run(&b, &["--table", "carts", "put", "cart", r#"["plum"]"#])
+        .ok();
+    let both = run_until(
+        &alice,
+        &a,
+        &["--table", "carts", "get", "cart"],
+        "siblings",
+        |run| siblings_of(run).map(|_| ()).ok_or("one value".into()),
+    )
+    .await;
+    assert_eq!(
+        siblings_of(&both),
+        Some(vec![json!(["apple", "pear"]), json!(["plum"])]),
+        "{both:?}"
+    );
+    assert_eq!(
+        alice.run(&a, &["--table", "carts", "delete", "cart"]).ok(),
+        "OK (deleted)\n"
+    );
+    alice
+        .run(&b, &["--table", "carts", "get", "cart"])
+        .fails(1, "key \"cart\" in table \"carts\" not found");
+}

@@ -14,13 +14,20 @@
 //! does not hold exits with [`EXIT_CONDITION_FAILED`], naming the key's
 //! current tag, and the session keeps the 412's context like any answer's.
 //!
+//! Tables ([`tables`]): `--table NAME` sends `get`, `put` and `delete` to
+//! the keys of table NAME, and `tables` lists, creates (`--siblings`) and
+//! drops tables, carrying the session's context like the key commands. A
+//! `get` of a key with concurrent values in a table that keeps siblings
+//! prints them all (and exits 0); a table that does not exist exits with
+//! [`EXIT_NOT_FOUND`].
+//!
 //! The layers, each testable without a process:
 //!
 //! - [`args`]: [`Cli`] and [`Command`], the arguments parsed by clap, and
 //!   the [`Action`] a command becomes ([`parse_value`]).
 //! - [`runner`]: the [`Runner`] runs an action against the store and
 //!   returns an [`Outcome`] ([`outcome`]): an exit code and the lines to
-//!   print, worded by [`render`].
+//!   print, worded by [`render`] (and, for tables, by [`tables`]).
 //! - [`shell`]: the interactive shell (`-i`), reading lines from a terminal
 //!   with editing and history, or from a pipe.
 //!
@@ -32,6 +39,7 @@ pub mod render;
 pub mod runner;
 pub mod session;
 pub mod shell;
+pub mod tables;
 
 use std::time::Duration;
 
@@ -42,6 +50,7 @@ pub use outcome::{
     Outcome, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
 pub use runner::Runner;
+pub use tables::TablesCommand;
 
 /// Runs kvctl as the command line says and returns the exit code.
 /// Reads a `-` value from standard input; prints to stdout and stderr.
@@ -59,8 +68,8 @@ pub fn main(cli: Cli) -> u8 {
     match (cli.command, cli.interactive) {
         (Some(_), true) => usage("-i starts a shell: give it no command".into()),
         (None, false) => usage(
-            "no command given (put, get, delete, view, health, status, session, shards, \
-             reshard, add-member; see kvctl --help)"
+            "no command given (put, get, delete, view, health, status, session, tables, \
+             shards, reshard, add-member; see kvctl --help)"
                 .into(),
         ),
         (None, true) => system.block_on(shell::run(&mut runner, cli.json, history)),
@@ -84,5 +93,7 @@ pub fn runner_for(cli: &Cli) -> Result<Runner, String> {
     let session = cli.session_file().map_err(|e| e.to_string())?;
     let mut client = Client::with_timeout(hosts, Duration::from_secs(cli.timeout.max(1)));
     client.set_write_concern(cli.w.clone());
-    Ok(Runner::new(client, session))
+    let mut runner = Runner::new(client, session);
+    runner.set_table(cli.table.clone());
+    Ok(runner)
 }

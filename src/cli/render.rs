@@ -9,6 +9,7 @@ use super::args::Action;
 use super::outcome::{
     Outcome, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
+use super::tables;
 
 /// The outcome of a request for `action`. With `json`, standard output
 /// gets the answer's body as it came, with its `ETag` header added as the
@@ -18,11 +19,22 @@ pub(super) fn respond(
     action: &Action,
     json: bool,
 ) -> Outcome {
+    respond_in(result, action, None, json)
+}
+
+/// [`respond`] for a key command sent to the keys of `table` (`None`: the
+/// default table).
+pub(super) fn respond_in(
+    result: Result<Response, ClientError>,
+    action: &Action,
+    table: Option<&str>,
+    json: bool,
+) -> Outcome {
     let response = match result {
         Ok(response) => response,
         Err(e) => return unreachable_outcome(e),
     };
-    let mut outcome = render(&response, action);
+    let mut outcome = render(&response, action, table);
     if json {
         outcome.stdout = vec![json_body(&response).to_string()];
     }
@@ -41,8 +53,9 @@ pub(super) fn json_body(response: &Response) -> Value {
     body
 }
 
-/// The human-readable outcome of `response` to `action`.
-fn render(response: &Response, action: &Action) -> Outcome {
+/// The human-readable outcome of `response` to `action`, a key command's
+/// sent to the keys of `table` (`None`: the default table).
+pub(super) fn render(response: &Response, action: &Action, table: Option<&str>) -> Outcome {
     let ok = |line: &str| Outcome::ok([line.to_string()]);
     match (action, response.status) {
         (_, 503) if crate::client::concern_not_met(response) => Outcome::error(
@@ -77,6 +90,13 @@ fn render(response: &Response, action: &Action) -> Outcome {
             "causal dependencies not satisfied in time at any replica \
              (if the cluster was replaced, `kvctl session reset` forgets the old context)",
         ),
+        (_, 400 | 404) if tables::is_table_error(response) => {
+            tables::table_error(response, action, table)
+        }
+        (Action::Tables | Action::TableCreate { .. } | Action::TableDrop { .. }, _) => {
+            tables::render_tables_answer(response, action)
+        }
+        (Action::Get { key, etag }, 300) => tables::siblings(response, key, *etag, table),
         (Action::Put { .. }, 201) => ok(&done("added", response)),
         (Action::Put { .. }, 200) => ok(&done("updated", response)),
         (Action::Get { etag: false, .. }, 200) => Outcome::ok([show_value(response.value())]),
@@ -92,15 +112,19 @@ fn render(response: &Response, action: &Action) -> Outcome {
         },
         (Action::Delete { .. }, 200) => ok(&done("deleted", response)),
         (Action::Put { key, condition, .. } | Action::Delete { key, condition }, 412) => {
-            condition_failed(key, condition.as_ref(), action, response)
+            let key = tables::describe_key(key, table);
+            condition_failed(&key, condition.as_ref(), action, response)
         }
-        (Action::Get { key, .. } | Action::Delete { key, .. }, 404) => Outcome::error(
-            EXIT_NOT_FOUND,
-            match response.shard_id() {
-                Some(id) => format!("key {key:?} not found (shard {id})"),
-                None => format!("key {key:?} not found"),
-            },
-        ),
+        (Action::Get { key, .. } | Action::Delete { key, .. }, 404) => {
+            let key = tables::describe_key(key, table);
+            Outcome::error(
+                EXIT_NOT_FOUND,
+                match response.shard_id() {
+                    Some(id) => format!("{key} not found (shard {id})"),
+                    None => format!("{key} not found"),
+                },
+            )
+        }
         (Action::View, 200) => Outcome::ok(
             response.body["view"]
                 .as_str()
@@ -144,7 +168,7 @@ fn render(response: &Response, action: &Action) -> Outcome {
 
 /// The outcome of an answer no command expected: a refusal (4xx) is a
 /// usage error in the store's words, anything else is unexpected.
-fn answer_outcome(response: &Response) -> Outcome {
+pub(super) fn answer_outcome(response: &Response) -> Outcome {
     match response.status {
         400..=499 => Outcome::error(
             EXIT_USAGE,
@@ -179,8 +203,8 @@ fn done(what: &str, response: &Response) -> String {
 }
 
 /// The error of a write whose condition did not hold (412): what the key
-/// holds now (its current entity tag, or that it does not exist), and that
-/// nothing was written.
+/// (`key "k"`, or `key "k" in table "t"`) holds now (its current entity
+/// tag, or that it does not exist), and that nothing was written.
 fn condition_failed(
     key: &str,
     condition: Option<&Precondition>,
@@ -189,11 +213,11 @@ fn condition_failed(
 ) -> Outcome {
     let current = response.etag();
     let state = match (condition, current) {
-        (_, None) => format!("key {key:?} does not exist"),
+        (_, None) => format!("{key} does not exist"),
         (Some(Precondition::Matches(wanted)), Some(tag)) if wanted != "*" => {
-            format!("key {key:?} has etag {tag}, not {wanted}")
+            format!("{key} has etag {tag}, not {wanted}")
         }
-        (_, Some(tag)) => format!("key {key:?} exists (etag {tag})"),
+        (_, Some(tag)) => format!("{key} exists (etag {tag})"),
     };
     let nothing = match action {
         Action::Delete { .. } => "nothing deleted",
@@ -479,12 +503,15 @@ mod tests {
             201,
             json!({"causal-metadata": ctx, "message": "Added successfully", "shard-id": 2}),
         );
-        assert_eq!(render(&added, &put("k")).stdout, ["OK (added, shard 2)"]);
+        assert_eq!(
+            render(&added, &put("k"), None).stdout,
+            ["OK (added, shard 2)"]
+        );
         let updated = answer(
             200,
             json!({"causal-metadata": ctx, "message": "Updated successfully"}),
         );
-        assert_eq!(render(&updated, &put("k")).stdout, ["OK (updated)"]);
+        assert_eq!(render(&updated, &put("k"), None).stdout, ["OK (updated)"]);
         let delete = Action::Delete {
             key: "k".into(),
             condition: None,
@@ -493,7 +520,10 @@ mod tests {
             200,
             json!({"causal-metadata": ctx, "message": "Deleted successfully", "shard-id": 1}),
         );
-        assert_eq!(render(&deleted, &delete).stdout, ["OK (deleted, shard 1)"]);
+        assert_eq!(
+            render(&deleted, &delete, None).stdout,
+            ["OK (deleted, shard 1)"]
+        );
         // `get` prints the value alone, so that `$(kvctl get k)` is the value.
         let get = Action::Get {
             key: "k".into(),
@@ -503,12 +533,12 @@ mod tests {
             200,
             json!({"causal-metadata": ctx, "message": "Retrieved successfully", "shard-id": 1, "value": "v"}),
         );
-        assert_eq!(render(&found, &get).stdout, ["v"]);
+        assert_eq!(render(&found, &get, None).stdout, ["v"]);
         let missing = answer(
             404,
             json!({"causal-metadata": ctx, "doesExist": false, "error": "Key does not exist", "message": "Error in GET", "shard-id": 2}),
         );
-        let outcome = render(&missing, &get);
+        let outcome = render(&missing, &get, None);
         assert_eq!(outcome.code, EXIT_NOT_FOUND);
         assert_eq!(outcome.stderr, [r#"kvctl: key "k" not found (shard 2)"#]);
         // --json prints the answer as it came, shard-id included.
@@ -528,7 +558,7 @@ mod tests {
             TAG,
         );
         assert_eq!(
-            render(&added, &put("k")).stdout,
+            render(&added, &put("k"), None).stdout,
             [format!("OK (added, etag {TAG})")]
         );
         let sharded = tagged(
@@ -537,7 +567,7 @@ mod tests {
             TAG,
         );
         assert_eq!(
-            render(&sharded, &put("k")).stdout,
+            render(&sharded, &put("k"), None).stdout,
             [format!("OK (updated, shard 2, etag {TAG})")]
         );
         // --json: the body with the header as a field "etag".
@@ -560,8 +590,8 @@ mod tests {
             key: "k".into(),
             etag,
         };
-        assert_eq!(render(&found, &get(true)).stdout, [TAG]);
-        assert_eq!(render(&found, &get(false)).stdout, ["v"]);
+        assert_eq!(render(&found, &get(true), None).stdout, [TAG]);
+        assert_eq!(render(&found, &get(false), None).stdout, ["v"]);
         let raw = respond(Ok(found.clone()), &get(false), true);
         let body: Value = serde_json::from_str(&raw.stdout[0]).unwrap();
         assert_eq!(body["etag"], TAG);
@@ -571,13 +601,13 @@ mod tests {
             404,
             json!({"causal-metadata": ctx, "error": "Key does not exist", "message": "Error in GET"}),
         );
-        assert_eq!(render(&missing, &get(true)).code, EXIT_NOT_FOUND);
+        assert_eq!(render(&missing, &get(true), None).code, EXIT_NOT_FOUND);
         // An answer without the header (an older store) is not a tag.
         let untagged = answer(
             200,
             json!({"message": "Retrieved successfully", "value": 1}),
         );
-        assert_eq!(render(&untagged, &get(true)).code, EXIT_UNAVAILABLE);
+        assert_eq!(render(&untagged, &get(true), None).code, EXIT_UNAVAILABLE);
     }
 
     #[test]
@@ -634,7 +664,7 @@ mod tests {
             ),
         ];
         for (action, response, line) in cases {
-            let outcome = render(&response, &action);
+            let outcome = render(&response, &action, None);
             assert_eq!(outcome.code, EXIT_CONDITION_FAILED, "{action:?}");
             assert_eq!(outcome.stderr, [line], "{action:?}");
             assert!(outcome.stdout.is_empty());
@@ -652,18 +682,18 @@ mod tests {
         let reshard = |count| Action::Reshard { count };
         let done = answer(200, json!({"message": "Resharding done successfully"}));
         assert_eq!(
-            render(&done, &reshard(3)).stdout,
+            render(&done, &reshard(3), None).stdout,
             ["OK (resharded into 3 shards)"]
         );
         assert_eq!(
-            render(&done, &reshard(1)).stdout,
+            render(&done, &reshard(1), None).stdout,
             ["OK (resharded into 1 shard)"]
         );
         let refused = answer(
             400,
             json!({"message": "Not enough nodes to provide fault-tolerance with the given shard count!"}),
         );
-        let outcome = render(&refused, &reshard(3));
+        let outcome = render(&refused, &reshard(3), None);
         assert_eq!(outcome.code, EXIT_USAGE);
         assert_eq!(
             outcome.stderr,
@@ -676,21 +706,21 @@ mod tests {
             400,
             json!({"error": "the store is not sharded (start it with SHARD_COUNT)", "message": "Error in PUT"}),
         );
-        let outcome = render(&unsharded, &reshard(2));
+        let outcome = render(&unsharded, &reshard(2), None);
         assert_eq!(outcome.code, EXIT_USAGE);
         assert!(outcome.stderr[0].contains("not sharded"), "{outcome:?}");
         let busy = answer(
             409,
             json!({"error": "a reshard to map version 4 (by 10.10.0.3:8085) is under way", "message": "Error in PUT"}),
         );
-        let outcome = render(&busy, &reshard(2));
+        let outcome = render(&busy, &reshard(2), None);
         assert_eq!(outcome.code, EXIT_UNAVAILABLE);
         assert!(outcome.stderr[0].contains("under way"), "{outcome:?}");
         let failed = answer(
             503,
             json!({"error": "The reshard failed and was undone: 10.10.0.4:8085: timed out", "message": "Error in PUT"}),
         );
-        let outcome = render(&failed, &reshard(2));
+        let outcome = render(&failed, &reshard(2), None);
         assert_eq!(outcome.code, EXIT_UNAVAILABLE);
         assert!(
             outcome.stderr[0].contains("kvctl: the reshard failed and was undone"),
@@ -703,14 +733,14 @@ mod tests {
         };
         let added = answer(200, json!({"message": "Node added to shard successfully"}));
         assert_eq!(
-            render(&added, &add).stdout,
+            render(&added, &add, None).stdout,
             ["OK (10.10.0.8:8085 added to shard 2)"]
         );
         let unknown = answer(
             404,
             json!({"error": "Shard ID 2 does not exist", "message": "Error in PUT"}),
         );
-        let outcome = render(&unknown, &add);
+        let outcome = render(&unknown, &add, None);
         assert_eq!(outcome.code, EXIT_NOT_FOUND);
         assert_eq!(
             outcome.stderr,
@@ -720,7 +750,7 @@ mod tests {
             400,
             json!({"error": "Socket address is malformed: no port", "message": "Error in PUT"}),
         );
-        assert_eq!(render(&malformed, &add).code, EXIT_USAGE);
+        assert_eq!(render(&malformed, &add, None).code, EXIT_USAGE);
     }
 
     #[test]

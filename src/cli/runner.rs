@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::args::Action;
 use super::outcome::{Outcome, EXIT_UNAVAILABLE, EXIT_USAGE};
-use super::render::{render_shards, render_status, respond, unreachable_outcome};
+use super::render::{render_shards, render_status, respond, respond_in, unreachable_outcome};
 use super::session::SessionFile;
 use crate::client::{context_is_empty, merge_contexts, Client};
 
@@ -13,13 +13,30 @@ use crate::client::{context_is_empty, merge_contexts, Client};
 pub struct Runner {
     client: Client,
     session: Option<SessionFile>,
+    /// The table whose keys the key commands use (`None`: the default).
+    table: Option<String>,
 }
 
 impl Runner {
     /// A runner sending through `client`, sharing the context of
     /// `session` (none: the context lives only as long as the runner).
     pub fn new(client: Client, session: Option<SessionFile>) -> Self {
-        Runner { client, session }
+        Runner {
+            client,
+            session,
+            table: None,
+        }
+    }
+
+    /// Sends the key commands (get, put, delete) to the keys of `table`
+    /// (`None`: the default table), as `--table` asks.
+    pub fn set_table(&mut self, table: Option<String>) {
+        self.table = table;
+    }
+
+    /// The table whose keys the key commands use (`None`: the default).
+    pub fn table(&self) -> Option<&str> {
+        self.table.as_deref()
     }
 
     /// The client (and so the context the next request carries).
@@ -34,9 +51,19 @@ impl Runner {
 
     /// Runs `action`; with `json`, standard output gets the raw response.
     pub async fn run(&mut self, action: &Action, json: bool) -> Outcome {
+        self.run_in(action, None, json).await
+    }
+
+    /// Runs `action` as [`Runner::run`] does, a key command in `table`
+    /// rather than the runner's table ([`Runner::set_table`]) if given.
+    pub async fn run_in(&mut self, action: &Action, table: Option<&str>, json: bool) -> Outcome {
         match action {
             Action::Put { .. } | Action::Get { .. } | Action::Delete { .. } => {
-                self.run_causal(action, json).await
+                let table = table.or(self.table.as_deref()).map(str::to_string);
+                self.run_causal(action, table.as_deref(), json).await
+            }
+            Action::Tables | Action::TableCreate { .. } | Action::TableDrop { .. } => {
+                self.run_causal(action, None, json).await
             }
             Action::View => respond(self.client.view().await, action, json),
             Action::ViewAdd { addr } => respond(self.client.view_add(addr).await, action, json),
@@ -61,9 +88,10 @@ impl Runner {
         }
     }
 
-    /// A key-value request: start from the session's context, end by
-    /// merging the answer's context into it.
-    async fn run_causal(&mut self, action: &Action, json: bool) -> Outcome {
+    /// A key-value request (to the keys of `table`, if given) or a table
+    /// request: start from the session's context, end by merging the
+    /// answer's context into it.
+    async fn run_causal(&mut self, action: &Action, table: Option<&str>, json: bool) -> Outcome {
         // Another process sharing the session may have learned more since
         // this runner last looked (the shell runs many commands).
         if let Some(session) = &self.session {
@@ -76,6 +104,7 @@ impl Runner {
             }
         }
         let client = &mut self.client;
+        client.set_table(table.map(str::to_string));
         let result = match action {
             Action::Put {
                 key,
@@ -96,10 +125,14 @@ impl Runner {
                 key,
                 condition: Some(condition),
             } => client.delete_if(key, condition).await,
-            _ => unreachable!("not a key-value action"),
+            Action::Tables => client.list_tables().await,
+            Action::TableCreate { name, siblings } => client.create_table(name, *siblings).await,
+            Action::TableDrop { name } => client.drop_table(name).await,
+            _ => unreachable!("not a key-value or table action"),
         };
+        client.set_table(None);
         let made = result.as_ref().is_ok_and(crate::client::concern_not_met);
-        let mut outcome = respond(result, action, json);
+        let mut outcome = respond_in(result, action, table, json);
         // The client adopted the answer's context unless it was a 503 (a
         // write short of its concern was made all the same); a failed
         // condition's 412 carries a context too, and it is kept.

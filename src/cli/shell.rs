@@ -6,7 +6,8 @@
 //! can feed it. Lines are split into words by [`shlex`], with a POSIX
 //! shell's quotes and backslashes (and no expansions), so a line behaves as
 //! it would after `kvctl` on the command line: quote a JSON value in single
-//! quotes, `put k '{"a":1}'`.
+//! quotes, `put k '{"a":1}'`. `--table NAME` on a line sends its key
+//! command to table NAME (else to the table of `kvctl --table`, if any).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use rustyline::error::ReadlineError;
 use super::args::{usage_line, Command};
 use super::outcome::{Outcome, EXIT_OK, EXIT_USAGE};
 use super::runner::Runner;
+use super::tables::parse_table_name;
 
 /// What `help` prints in the shell.
 pub const HELP: &str = "\
@@ -33,13 +35,18 @@ Commands:
   health                     the health of the first replica that answers
   status                     every replica's health, key count and view
   session [show|reset]       show or forget the session's causal context
+  tables [list]              every table (the default one aside): siblings, key count
+  tables create NAME [--siblings]
+                             create table NAME (--siblings: keep concurrent writes)
+  tables drop NAME           drop table NAME and every key in it
   shards                     every shard's members and key count, and this node's shard
   reshard N                  reshard the store into N shards (two live nodes each)
   add-member ID ADDR         place the node at ADDR (in no shard yet) in shard ID
   help [COMMAND]             this list, or the options of COMMAND
   exit, quit                 leave (so does end of input)
-Add --json to a command for the raw response. Quote words with spaces:
-put greeting 'hello world', put doc '{\"a\": [1, 2]}'.";
+Add --json to a command for the raw response, --table NAME to a put, get
+or delete for the keys of table NAME (kvctl --table NAME -i: every line's).
+Quote words with spaces: put greeting 'hello world', put doc '{\"a\": [1, 2]}'.";
 
 /// A shell line, parsed (the command line's options do not apply).
 #[derive(Parser, Debug)]
@@ -47,12 +54,15 @@ put greeting 'hello world', put doc '{\"a\": [1, 2]}'.";
     name = "kvctl",
     no_binary_name = true,
     disable_version_flag = true,
-    override_usage = "COMMAND [ARGS] [--json]"
+    override_usage = "COMMAND [ARGS] [--json] [--table NAME]"
 )]
 struct Line {
     /// Print the raw JSON response.
     #[arg(long, global = true)]
     json: bool,
+    /// Send get, put and delete to the keys of table NAME (for this line).
+    #[arg(long, global = true, value_name = "NAME", value_parser = parse_table_name)]
+    table: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -196,7 +206,10 @@ pub async fn run_line(runner: &mut Runner, line: &str, json: bool) -> Step {
         Err(e) => return Step::Done(Outcome::error(EXIT_USAGE, usage_line(&e, "help"))),
     };
     match parsed.command.into_action(None) {
-        Ok(action) => Step::Done(runner.run(&action, json || parsed.json).await),
+        Ok(action) => {
+            let json = json || parsed.json;
+            Step::Done(runner.run_in(&action, parsed.table.as_deref(), json).await)
+        }
         Err(e) => Step::Done(Outcome::error(EXIT_USAGE, e)),
     }
 }
@@ -209,6 +222,37 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_may_name_its_table() {
+        let line = |text: &str| Line::try_parse_from(words(text));
+        let parsed = line("get k --table carts").unwrap();
+        assert_eq!(parsed.table.as_deref(), Some("carts"));
+        assert_eq!(
+            parsed.command,
+            Command::Get {
+                key: "k".into(),
+                etag: false
+            }
+        );
+        assert_eq!(
+            line("--table t put k 1").unwrap().table.as_deref(),
+            Some("t")
+        );
+        assert_eq!(line("get k").unwrap().table, None);
+        let parsed = line("tables create c --siblings --json").unwrap();
+        assert!(parsed.json);
+        assert_eq!(
+            parsed.command.into_action(None).unwrap(),
+            crate::cli::Action::TableCreate {
+                name: "c".into(),
+                siblings: true
+            }
+        );
+        let e = line("get k --table 'a b'").unwrap_err();
+        assert!(usage_line(&e, "help").contains("invalid table name"), "{e}");
+        assert!(HELP.contains("tables create NAME [--siblings]"));
+    }
 
     fn words(line: &str) -> Vec<String> {
         split_words(line).unwrap()

@@ -7,7 +7,9 @@
 //! process it started is left. A stand-in replica whose readiness the test
 //! switches shows that a replica counts as up only once `GET /ready` says
 //! so (or, for a build without `/ready`, once `/health` says synced), and
-//! that `status` shows readiness as it changes. Its error paths (a taken
+//! that `status` shows readiness as it changes; the same stand-in's
+//! `GET /tables` shows that `status` lists the store's tables, and stays
+//! as it was for a build without them. Its error paths (a taken
 //! port, an unknown replica, missing tools, a replica that does not come
 //! up) must fail with a clear message and a documented exit code. Docker mode cannot run
 //! without a Docker engine; its commands are checked through `--dry-run`, and
@@ -45,6 +47,7 @@ mod script;
 mod shards;
 mod store;
 mod support;
+mod tables;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,6 +11,9 @@ use crate::{DEADLINE, EXIT_FAIL};
 /// `not-ready` makes it not ready; `old` makes it a build without `/ready`
 /// (404), whose `/health` then says `"synced": false` while `not-ready`
 /// exists. `/health` itself always answers 200, as a live replica's does.
+/// `GET /tables` answers 404 (a build without tables) unless `tables.json`
+/// exists: then 200 with that list as `"tables"` (or 500 while
+/// `tables-fail` exists).
 pub(crate) const FAKE_REPLICA: &str = r#"
 import json, os
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -31,6 +34,13 @@ class Handler(BaseHTTPRequestHandler):
                     "message": "Error in GET"}
         elif self.path == "/ready" and not old:
             status, body = 200, {"ready": True}
+        elif self.path == "/tables" and os.path.exists("tables-fail"):
+            status, body = 500, {"error": "boom", "message": "Error in GET"}
+        elif self.path == "/tables" and os.path.exists("tables.json"):
+            with open("tables.json") as f:
+                tables = json.load(f)
+            status = 200
+            body = {"message": "Retrieved successfully", "tables": tables, "causal-metadata": {}}
         else:
             status, body = 404, {"error": "no such endpoint", "message": "Error in GET"}
         data = json.dumps(body).encode()
@@ -49,7 +59,7 @@ HTTPServer((host, int(port)), Handler).serve_forever()
 
 /// Stops whatever a state directory's store still runs when dropped, so
 /// that a failing test leaves no replica behind.
-struct StopOnDrop(String);
+pub(crate) struct StopOnDrop(pub(crate) String);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
