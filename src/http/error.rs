@@ -112,6 +112,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The 404 of a request naming a table that does not exist, with the
+    /// context to keep.
+    pub fn no_table(method: &Method, metadata: Value) -> Self {
+        ApiError::new(Error::NotFound("Table does not exist".into()), method)
+            .with("causal-metadata", metadata)
+    }
+
     /// An error for a request made with `method`.
     pub fn new(error: Error, method: &Method) -> Self {
         ApiError {

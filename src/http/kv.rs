@@ -8,7 +8,6 @@ use serde_json::value::RawValue;
 use super::body::{not_found, parse_json, read_body};
 use super::conditions;
 use super::error::{ApiError, Error};
-use super::tables::{no_table, siblings};
 use crate::causal::{CausalContext, Metadata};
 use crate::node::{Node, WriteConcern};
 use crate::replica::{Condition, Outcome, Replica, Wait, WriteResult};
@@ -400,7 +399,7 @@ async fn write(
         .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
     if result.outcome == Outcome::NoTable {
         let metadata = result.learned.metadata(context).to_value();
-        return Err(no_table(method, metadata));
+        return Err(ApiError::no_table(method, metadata));
     }
     if result.outcome == Outcome::Unmet {
         let metadata = result.learned.metadata(context).to_value();
@@ -490,7 +489,7 @@ async fn get(
     }
     let metadata = read.learned.metadata(&context);
     if read.no_table {
-        return Err(no_table(&method, metadata.to_value()));
+        return Err(ApiError::no_table(&method, metadata.to_value()));
     }
     if !read.siblings.is_empty() {
         return Ok(siblings(&read.siblings, metadata, shard_id));
@@ -553,5 +552,27 @@ async fn delete(
         Outcome::Created | Outcome::Updated | Outcome::Unmet | Outcome::NoTable => {
             unreachable!("a delete deletes, finds nothing or fails its condition")
         }
+    })
+}
+
+/// The 300 of a GET of a key with siblings: every concurrent value.
+fn siblings(values: &[Value], metadata: Metadata<'_>, shard_id: Option<ShardId>) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Siblings<'a> {
+        #[serde(rename = "doesExist")]
+        does_exist: bool,
+        message: &'static str,
+        values: Vec<&'a RawValue>,
+        #[serde(rename = "causal-metadata")]
+        causal_metadata: Metadata<'a>,
+        #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
+        shard_id: Option<ShardId>,
+    }
+    HttpResponse::build(actix_web::http::StatusCode::MULTIPLE_CHOICES).json(Siblings {
+        does_exist: true,
+        message: "Retrieved successfully",
+        values: values.iter().map(Value::as_raw).collect(),
+        causal_metadata: metadata,
+        shard_id,
     })
 }

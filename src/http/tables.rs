@@ -14,8 +14,7 @@ use super::spread;
 use crate::causal::{CausalContext, Metadata};
 use crate::node::Node;
 use crate::replica::{TableOutcome, TableResult, Wait};
-use crate::shard::ShardId;
-use crate::store::{Key, KeyError, TableInfo, TableName, Value};
+use crate::store::{Key, KeyError, TableInfo, TableName};
 
 /// Where the table routes live.
 pub const PREFIX: &str = "/tables";
@@ -231,7 +230,7 @@ async fn drop(
     settled(&node, &method).await?;
     if result.outcome == TableOutcome::NotFound {
         let metadata = result.learned.metadata(&context).to_value();
-        return Err(no_table(&method, metadata));
+        return Err(ApiError::no_table(&method, metadata));
     }
     Ok(answer(&result, &context))
 }
@@ -255,37 +254,5 @@ fn answer(result: &TableResult, context: &CausalContext) -> HttpResponse {
         message,
         table: result.table.as_ref().map(Listed::from),
         causal_metadata: result.learned.metadata(context),
-    })
-}
-
-/// The 404 of a request naming a table that does not exist.
-pub(super) fn no_table(method: &Method, metadata: serde_json::Value) -> ApiError {
-    ApiError::new(Error::NotFound("Table does not exist".into()), method)
-        .with("causal-metadata", metadata)
-}
-
-/// The 300 of a GET of a key with siblings: every concurrent value.
-pub(super) fn siblings(
-    values: &[Value],
-    metadata: Metadata<'_>,
-    shard_id: Option<ShardId>,
-) -> HttpResponse {
-    #[derive(Serialize)]
-    struct Siblings<'a> {
-        #[serde(rename = "doesExist")]
-        does_exist: bool,
-        message: &'static str,
-        values: Vec<&'a RawValue>,
-        #[serde(rename = "causal-metadata")]
-        causal_metadata: Metadata<'a>,
-        #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
-        shard_id: Option<ShardId>,
-    }
-    HttpResponse::build(StatusCode::MULTIPLE_CHOICES).json(Siblings {
-        does_exist: true,
-        message: "Retrieved successfully",
-        values: values.iter().map(Value::as_raw).collect(),
-        causal_metadata: metadata,
-        shard_id,
     })
 }

@@ -29,11 +29,14 @@
 //! - `gc.rs` and `retire.rs`: forgetting tombstones and gone incarnations.
 //! - `saved.rs`: what a replica with a disk keeps there, and its restore.
 //! - `reshard.rs`: keys handed between shards when the store is resharded.
+//! - `tables.rs`: tables for clients: created, dropped, listed; reads and
+//!   writes of a table's keys, siblings included.
 //! - Tests: `tests.rs` (single mechanisms), `sim*.rs` (the simulated
 //!   cluster in `sim.rs` and `sim/`, its tests in `sim_tests.rs` and
 //!   `sim_lifetime.rs` (the long life of a store), `sim_shards.rs` (two
 //!   shards, contexts carried across, keys handed over),
-//!   `sim_conditions.rs` (conditional writes), `sim_disk.rs` (crashes
+//!   `sim_conditions.rs` (conditional writes), `sim_tables.rs` (tables and
+//!   siblings under partitions), `sim_disk.rs` (crashes
 //!   that keep the disk), readable scenarios in
 //!   `sim/scripts/`), `regressions.rs` (interleavings once found wrong).
 //!

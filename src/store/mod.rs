@@ -21,13 +21,15 @@
 //!   of such a copy.
 //! - `gc`: tombstones, forgotten a batch at a time.
 //! - [`tables`]: named key spaces in the one store, and siblings;
-//!   `registry`: the store's book of them.
+//!   `registry`: the store's book of them; `table_keys`: what the store
+//!   does with their keys.
 
 mod copy;
 mod gc;
 mod origins;
 mod registry;
 mod table;
+mod table_keys;
 pub mod tables;
 pub mod value;
 

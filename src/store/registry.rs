@@ -1,14 +1,9 @@
 //! The store's book of tables (see [`super::tables`]): which tables are
-//! live, the live keys of each, and where each key's siblings are; and
-//! what the store does with the keys of tables.
+//! live, the live keys of each, and where each key's siblings are.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::causal::Dot;
-
-use super::table::{Entry, Store};
-use super::tables::{kind, sibling_base, Kind, Sibling, Table, TableInfo, TableName, DATA};
-use super::value::{Key, Version};
+use super::tables::{kind, sibling_base, Kind, Table, TableInfo, TableName, DATA};
 
 /// The store's book of tables: which are live, their live keys, and where
 /// each key's siblings are.
@@ -149,126 +144,4 @@ impl Registry {
 
 fn table_prefix(name: &str, id: &str) -> String {
     format!("{name}{DATA}{id}")
-}
-
-impl Store {
-    /// The live table `name`.
-    pub fn table(&self, name: &TableName) -> Option<&Table> {
-        self.registry.table(name.as_str())
-    }
-
-    /// The live tables, by name, with their live keys.
-    pub fn tables(&self) -> Vec<TableInfo> {
-        let slots = &self.slots;
-        self.registry.list(|held| {
-            held.iter().any(|&i| {
-                slots[i as usize]
-                    .value()
-                    .and_then(Sibling::decode)
-                    .is_some_and(|s| s.value.is_some())
-            })
-        })
-    }
-
-    /// The siblings held for the key whose base is `base` (see
-    /// [`Table::key`]), in no particular order.
-    pub fn siblings(&self, base: &Key) -> Vec<Entry<'_>> {
-        self.registry
-            .siblings_of(base.as_str())
-            .iter()
-            .map(|&i| self.entry_at(i))
-            .collect()
-    }
-
-    /// Offers `version` of `key` if it is a table's key: `None` if it is
-    /// not, else whether it was kept. A key of a table dropped (or
-    /// created again) here is not stored; a sibling is stored unless a
-    /// sibling held has seen its write, and removes those it has seen.
-    pub(super) fn apply_in_table(&mut self, key: &Key, version: &Version) -> Option<bool> {
-        let Kind::Data { name, id, sibling } = kind(key.as_str()) else {
-            return None;
-        };
-        if !self.registry.admits(name, id) {
-            return Some(false);
-        }
-        if !sibling || self.find(key.as_str()).is_some() {
-            return None;
-        }
-        let new = version
-            .value
-            .as_ref()
-            .and_then(|v| Sibling::decode(v.as_json()))?;
-        let base = sibling_base(key.as_str())?;
-        let held: Vec<(u32, Dot, Option<Sibling>)> = self
-            .registry
-            .siblings_of(&base)
-            .iter()
-            .map(|&i| {
-                let entry = self.entry_at(i);
-                (i, entry.dot(), entry.value_json().and_then(Sibling::decode))
-            })
-            .collect();
-        let seen_by_held = held
-            .iter()
-            .any(|(_, _, s)| s.as_ref().is_some_and(|s| s.seen.contains(&version.dot)));
-        if seen_by_held {
-            return Some(false);
-        }
-        for (i, dot, _) in held {
-            if new.seen.contains(&dot) {
-                self.remove_at(i);
-            }
-        }
-        self.insert(key.clone(), version);
-        Some(true)
-    }
-
-    /// Whether the version with `dot` of the stored key `key` may rightly
-    /// be missing here: its table is not live (dropped, created again, or
-    /// not known), or it is a sibling that a sibling held has seen.
-    pub fn replaced_in_table(&self, key: &Key, dot: &Dot) -> bool {
-        if self.registry.orphaned(key.as_str()) {
-            return true;
-        }
-        let Some(base) = sibling_base(key.as_str()) else {
-            return false;
-        };
-        self.registry.siblings_of(&base).iter().any(|&i| {
-            self.entry_at(i)
-                .value_json()
-                .and_then(Sibling::decode)
-                .is_some_and(|s| s.seen.contains(dot))
-        })
-    }
-
-    /// Forgets the keys of tables that are not live (dropped, created
-    /// again, or never known here); returns how many. Only for a replica
-    /// that holds a whole copy: one still copying may not know yet the
-    /// tables of the keys it took.
-    pub fn collect_orphans(&mut self) -> usize {
-        if !self.registry.orphans {
-            return 0;
-        }
-        self.registry.orphans = false;
-        let registry = &self.registry;
-        let gone: Vec<u32> = (0..self.slot_count())
-            .filter(|&i| {
-                let slot = &self.slots[i as usize];
-                !slot.is_vacant() && registry.orphaned(slot.key())
-            })
-            .collect();
-        for &i in &gone {
-            self.remove_at(i);
-        }
-        gone.len()
-    }
-}
-
-/// The keys' `Key` for text known to be a stored key.
-impl Key {
-    /// A stored key made here (a table's, or an escaped one), not checked
-    /// as a client's key is.
-    pub(crate) fn internal(text: &str) -> Key {
-        Key(compact_str::CompactString::from(text))
-    }
 }

@@ -10,7 +10,7 @@ use crate::causal::{Dot, ReplicaId, VectorClock};
 use crate::store::{Key, Version};
 
 use super::super::Replica;
-use super::session::Logged;
+use super::session::{is_marker, replaced_sibling};
 
 use super::cluster::*;
 
@@ -185,27 +185,4 @@ impl Sim {
         }
         None
     }
-}
-
-/// Whether the sibling `key` written by `dot` was replaced by a logged
-/// write of the same key that saw it (a delete among siblings may be
-/// forgotten since, leaving nothing that tells).
-pub(in crate::replica) fn replaced_sibling(log: &[Logged], key: &Key, dot: &Dot) -> bool {
-    let Some(base) = crate::store::tables::sibling_base(key.as_str()) else {
-        return false;
-    };
-    log.iter().any(|w| {
-        w.deps.contains(dot)
-            && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
-    })
-}
-
-/// Whether `v` of `key` is a delete among siblings (forgotten like a
-/// tombstone once every replica applied it).
-pub(in crate::replica) fn is_marker(key: &Key, v: &Version) -> bool {
-    crate::store::tables::sibling_base(key.as_str()).is_some()
-        && v.value
-            .as_ref()
-            .and_then(|v| crate::store::Sibling::decode(v.as_json()))
-            .is_some_and(|s| s.value.is_none())
 }
