@@ -34,6 +34,7 @@ pub struct Metrics {
     keys: IntGauge,
     tombstones: IntGauge,
     table_keys: IntGaugeVec,
+    table_requests: IntCounterVec,
     disk_bytes: IntGauge,
     disk_free: IntGauge,
     durable_batch: IntGauge,
@@ -92,6 +93,9 @@ pub struct ShardFigures {
 
 /// The route label of every key-value request.
 pub const KV_ROUTE: &str = "/key-value-store/{key}";
+
+/// The `route` label of a table's key requests.
+pub const TABLE_KV_ROUTE: &str = "/tables/{table}/key-value-store/{key}";
 const KV_METHODS: [&str; 3] = ["GET", "PUT", "DELETE"];
 const KV_STATUSES: [u16; 5] = [200, 201, 404, 400, 503];
 
@@ -184,6 +188,14 @@ impl Metrics {
                 &["table"],
             )
             .expect("valid metric"),
+            table_requests: IntCounterVec::new(
+                Opts::new(
+                    "causalkv_table_requests_total",
+                    "Key requests answered in each table (requests naming a table that does not exist are not counted)",
+                ),
+                &["table", "method", "status"],
+            )
+            .expect("valid metric"),
             buffered: gauge(
                 "causalkv_delivery_buffer_writes",
                 "Writes received and waiting for their causal dependencies",
@@ -269,6 +281,7 @@ impl Metrics {
             Box::new(metrics.writes_issued.clone()),
             Box::new(metrics.writes_applied.clone()),
             Box::new(metrics.table_keys.clone()),
+            Box::new(metrics.table_requests.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.replication_lag.clone()),
             Box::new(metrics.uptime.clone()),
@@ -323,6 +336,18 @@ impl Metrics {
         self.latency
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// Counts a key request of table `table`, unless it named a table that
+    /// does not exist (a 404 or 400 for any name would grow the labels
+    /// without bound).
+    pub fn record_table_request(&self, table: &str, method: &str, status: u16) {
+        if matches!(status, 400 | 404) {
+            return;
+        }
+        self.table_requests
+            .with_label_values(&[table, method, &status.to_string()])
+            .inc();
     }
 
     /// Forgets the queue of a peer that left the view.

@@ -11,7 +11,7 @@ use actix_web::{web, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 
-use crate::metrics::KV_ROUTE;
+use crate::metrics::{KV_ROUTE, TABLE_KV_ROUTE};
 use crate::node::Node;
 
 use super::kv;
@@ -57,8 +57,18 @@ pub async fn record_metrics(
         .path()
         .strip_prefix(kv::PREFIX)
         .is_some_and(|tail| tail.starts_with('/'));
+    // A table's key requests: one route label, and the table's name for
+    // the table's own counter.
+    let table = table_of(req.path());
     let route: std::borrow::Cow<'static, str> = if is_kv {
         KV_ROUTE.into()
+    } else if table.is_some() {
+        TABLE_KV_ROUTE.into()
+    } else if req.path().starts_with(super::tables::PREFIX) {
+        match req.path().trim_end_matches('/') == super::tables::PREFIX {
+            true => "/tables".into(),
+            false => "/tables/{table}".into(),
+        }
     } else {
         match req.match_pattern() {
             Some(pattern) => pattern.into(),
@@ -69,14 +79,27 @@ pub async fn record_metrics(
     let node = req.app_data::<web::Data<Node>>().cloned();
     let response = next.call(req).await?;
     if let Some(node) = node {
-        node.metrics.record_request(
-            &route,
-            method.as_str(),
-            response.status().as_u16(),
-            started.elapsed(),
-        );
+        let status = response.status().as_u16();
+        node.metrics
+            .record_request(&route, method.as_str(), status, started.elapsed());
+        if let Some(table) = table {
+            node.metrics
+                .record_table_request(&table, method.as_str(), status);
+        }
     }
     Ok(response)
+}
+
+/// The table named by a path to one of its keys
+/// (`/tables/<name>/key-value-store/<key>`), if the name is valid.
+fn table_of(path: &str) -> Option<String> {
+    let rest = path
+        .strip_prefix(super::tables::PREFIX)?
+        .strip_prefix('/')?;
+    let (name, rest) = rest.split_once('/')?;
+    rest.strip_prefix(&kv::PREFIX[1..])?.strip_prefix('/')?;
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    crate::store::TableName::parse(&name).map(|n| n.as_str().to_string())
 }
 
 #[cfg(test)]
@@ -134,6 +157,27 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_tables_key_path_names_its_table_and_nothing_else_does() {
+        assert_eq!(
+            table_of("/tables/users/key-value-store/k").as_deref(),
+            Some("users")
+        );
+        assert_eq!(
+            table_of("/tables/a%2Db/key-value-store/k").as_deref(),
+            Some("a-b")
+        );
+        for path in [
+            "/tables",
+            "/tables/users",
+            "/tables/users/other/k",
+            "/tables/bad.name/key-value-store/k",
+            "/key-value-store/k",
+        ] {
+            assert_eq!(table_of(path), None, "{path}");
         }
     }
 }
