@@ -113,7 +113,7 @@ async fn key_count(
     let hops = super::relay::hops(&req);
     if serves_here || hops > 0 {
         // The tables' own keys (kept by every shard) are not counted.
-        let count = node.read_replica(|r| r.store().len() - r.store().tables().len());
+        let count = node.read_replica(|r| r.store().len() - r.store().table_records());
         return Ok(HttpResponse::Ok().json(json!({"message": "Key count of shard ID retrieved successfully", "shard-id-key-count": count})));
     }
     let answer = sharding::relay(

@@ -16,8 +16,8 @@ use crate::node::Node;
 use crate::shard::ShardId;
 use crate::transport::{self, Forwarded, HOPS_HEADER};
 
-/// Header of a table request spread to one shard: the id of the table to
-/// create (the same in every shard), or `-` for a drop or a listing. A
+/// Header of a table request spread to one shard: for a drop, the id the
+/// table's next creation takes (the same in every shard), else `-`. A
 /// request carrying it is served by the node's own shard alone.
 pub const SPREAD_HEADER: &str = "x-causalkv-table-spread";
 
@@ -26,7 +26,7 @@ pub(super) fn is_part(req: &actix_web::HttpRequest) -> bool {
     req.headers().contains_key(SPREAD_HEADER)
 }
 
-/// The table id a spread creation carries.
+/// The next creation's id a spread drop carries.
 pub(super) fn spread_id(req: &actix_web::HttpRequest) -> Option<String> {
     let id = req.headers().get(SPREAD_HEADER)?.to_str().ok()?;
     (id != "-" && !id.is_empty()).then(|| id.to_string())
@@ -141,8 +141,7 @@ pub(super) async fn create(
     path: &str,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::incarnation::fresh();
-    let parts = to_every_shard(node, &Method::PUT, path, &id, body).await?;
+    let parts = to_every_shard(node, &Method::PUT, path, "-", body).await?;
     if let Some(answer) = failed(&parts, &[200, 201]) {
         return Ok(answer);
     }
@@ -170,7 +169,8 @@ pub(super) async fn drop(
     path: &str,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let parts = to_every_shard(node, &Method::DELETE, path, "-", body).await?;
+    let next = crate::incarnation::fresh();
+    let parts = to_every_shard(node, &Method::DELETE, path, &next, body).await?;
     if let Some(answer) = failed(&parts, &[200, 404]) {
         return Ok(answer);
     }

@@ -72,11 +72,11 @@ async fn dispatch(
             }
         }
         None | Some("") => match method {
-            Method::PUT => {
-                let id = spread::spread_id(&req).unwrap_or_else(crate::incarnation::fresh);
-                create(node, name, id, payload).await
+            Method::PUT => create(node, name, payload).await,
+            Method::DELETE => {
+                let next = spread::spread_id(&req).unwrap_or_else(crate::incarnation::fresh);
+                drop(node, name, next, payload).await
             }
-            Method::DELETE => drop(node, name, payload).await,
             _ => Ok(not_found(req).await),
         },
         Some(rest) => {
@@ -198,7 +198,6 @@ async fn list(
 async fn create(
     node: web::Data<Node>,
     name: TableName,
-    id: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::PUT;
@@ -208,7 +207,7 @@ async fn create(
         .unwrap_or(false);
     let result = node
         .serve(|node| {
-            node.with_replica(|replica, _| replica.create_table(&name, siblings, &id, &context))
+            node.with_replica(|replica, _| replica.create_table(&name, siblings, &context))
         })
         .await
         .map_err(|wait| unavailable(wait, &context, &method))?;
@@ -219,12 +218,13 @@ async fn create(
 async fn drop(
     node: web::Data<Node>,
     name: TableName,
+    next: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let method = Method::DELETE;
     let (_, context) = read_request(&node, payload, &method).await?;
     let result = node
-        .serve(|node| node.with_replica(|replica, _| replica.drop_table(&name, &context)))
+        .serve(|node| node.with_replica(|replica, _| replica.drop_table(&name, &next, &context)))
         .await
         .map_err(|wait| unavailable(wait, &context, &method))?;
     settled(&node, &method).await?;

@@ -36,10 +36,9 @@ fn value(text: &str) -> Option<Value> {
 
 fn create(sim: &mut Sim, i: usize, c: &mut Client, table: &str, siblings: bool) -> TableOutcome {
     let ctx = c.ctx();
-    let id = format!("id{}", sim.fresh());
     let result = sim
         .replica_mut(i)
-        .create_table(&name(table), siblings, &id, &ctx)
+        .create_table(&name(table), siblings, &ctx)
         .expect("served");
     sim.flush(i);
     c.learn(&result.learned);
@@ -241,7 +240,7 @@ fn a_table_dropped_on_one_side_is_gone_everywhere_with_its_keys_and_comes_back_e
         let ctx = dropper.ctx();
         let dropped = sim
             .replica_mut(0)
-            .drop_table(&name("t"), &ctx)
+            .drop_table(&name("t"), "next", &ctx)
             .expect("served");
         sim.flush(0);
         dropper.learn(&dropped.learned);
@@ -317,6 +316,79 @@ fn a_delete_among_siblings_is_forgotten_once_every_replica_applied_it() {
         for i in 0..3 {
             let mut fresh = Client::default();
             assert!(read(&sim, i, &mut fresh, "t", &k).is_empty());
+        }
+    });
+}
+
+#[test]
+fn a_table_created_on_both_sides_of_a_partition_is_one_table_keeping_every_key() {
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed, 3, CALM);
+        sim.settle(CALM);
+        sim.group = vec![0, 1, 1];
+        let (mut a, mut b) = (Client::default(), Client::default());
+        assert_eq!(
+            create(&mut sim, 0, &mut a, "t", false),
+            TableOutcome::Created
+        );
+        assert_eq!(
+            create(&mut sim, 1, &mut b, "t", false),
+            TableOutcome::Created
+        );
+        let (ka, kb) = (key("ka"), key("kb"));
+        put(&mut sim, 0, &mut a, "t", &ka, Some("a"));
+        put(&mut sim, 1, &mut b, "t", &kb, Some("b"));
+        sim.settle(LOSSY);
+        sim.run(2 * super::Timing::default().gc_interval.max(1000));
+        for i in 0..3 {
+            let mut reader = Client::default();
+            assert_eq!(
+                read(&sim, i, &mut reader, "t", &ka),
+                set(&["a"]),
+                "replica {i}"
+            );
+            assert_eq!(
+                read(&sim, i, &mut reader, "t", &kb),
+                set(&["b"]),
+                "replica {i}"
+            );
+        }
+        // Dropped, then created again on both sides: one empty table.
+        let mut admin = Client::default();
+        let ctx = admin.ctx();
+        let next = format!("id{}", sim.fresh());
+        let dropped = sim
+            .replica_mut(2)
+            .drop_table(&name("t"), &next, &ctx)
+            .expect("served");
+        sim.flush(2);
+        admin.learn(&dropped.learned);
+        sim.settle(CALM);
+        sim.group = vec![0, 1, 1];
+        let (mut c, mut d) = (admin.clone(), admin.clone());
+        assert_eq!(
+            create(&mut sim, 0, &mut c, "t", false),
+            TableOutcome::Created
+        );
+        assert_eq!(
+            create(&mut sim, 2, &mut d, "t", false),
+            TableOutcome::Created
+        );
+        put(&mut sim, 0, &mut c, "t", &ka, Some("c"));
+        put(&mut sim, 2, &mut d, "t", &kb, Some("d"));
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut reader = Client::default();
+            assert_eq!(
+                read(&sim, i, &mut reader, "t", &ka),
+                set(&["c"]),
+                "replica {i}"
+            );
+            assert_eq!(
+                read(&sim, i, &mut reader, "t", &kb),
+                set(&["d"]),
+                "replica {i}"
+            );
         }
     });
 }

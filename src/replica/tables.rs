@@ -196,12 +196,12 @@ impl Replica {
     }
 
     /// Creates table `name`, with siblings or not, unless it is live
-    /// here; `id` names this creation (drawn by the caller).
+    /// here (under the id its record here names: see
+    /// [`crate::store::tables`]).
     pub fn create_table(
         &mut self,
         name: &TableName,
         siblings: bool,
-        id: &str,
         context: &CausalContext,
     ) -> Result<TableResult, Wait> {
         if self.draining {
@@ -220,7 +220,7 @@ impl Replica {
             });
         }
         let deps = pruned.as_ref().unwrap_or(context.clock()).clone();
-        let settings = Table::settings(siblings, id);
+        let settings = Table::settings(siblings, self.store.next_table_id(name));
         let dot = self.issue(name.meta_key(), Some(settings), deps);
         Ok(TableResult {
             outcome: TableOutcome::Created,
@@ -237,10 +237,12 @@ impl Replica {
     }
 
     /// Drops table `name` if it is live here: its keys are forgotten
-    /// everywhere the drop is applied.
+    /// everywhere the drop is applied; `next` (drawn by the caller) is the
+    /// id its next creation takes.
     pub fn drop_table(
         &mut self,
         name: &TableName,
+        next: &str,
         context: &CausalContext,
     ) -> Result<TableResult, Wait> {
         if self.draining {
@@ -259,7 +261,7 @@ impl Replica {
             });
         }
         let deps = pruned.as_ref().unwrap_or(context.clock()).clone();
-        let dot = self.issue(name.meta_key(), None, deps);
+        let dot = self.issue(name.meta_key(), Some(Table::dropped(next)), deps);
         Ok(TableResult {
             outcome: TableOutcome::Dropped,
             table: None,

@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::tables::{kind, sibling_base, Kind, Table, TableInfo, TableName, DATA};
+use super::tables::{kind, sibling_base, Kind, State, Table, TableInfo, TableName, DATA, FIRST_ID};
 
 /// The store's book of tables: which are live, their live keys, and where
 /// each key's siblings are.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Registry {
-    /// Every table whose `\x02` key is held: live, or dropped (`None`).
-    tables: BTreeMap<Box<str>, Option<Table>>,
+    /// Every table whose `\x02` key is held: live, or dropped.
+    tables: BTreeMap<Box<str>, State>,
     /// Live keys per table prefix (tables without siblings).
     counts: HashMap<Box<str>, usize>,
     /// The slots of each sibling base key.
@@ -22,15 +22,31 @@ pub(crate) struct Registry {
 impl Registry {
     /// The live table `name`.
     pub(super) fn table(&self, name: &str) -> Option<&Table> {
-        self.tables.get(name).and_then(Option::as_ref)
+        match self.tables.get(name) {
+            Some(State::Live(table)) => Some(table),
+            _ => None,
+        }
+    }
+
+    /// The id the next creation of table `name` takes here.
+    pub(super) fn next_id(&self, name: &str) -> &str {
+        match self.tables.get(name) {
+            Some(State::Dropped { next }) => next,
+            _ => FIRST_ID,
+        }
+    }
+
+    /// How many tables have a record here, live or dropped.
+    pub(super) fn records(&self) -> usize {
+        self.tables.len()
     }
 
     /// Whether a key of table `name` with id `id` may be stored: the
     /// table is live with that id, or not known here (yet, or any more).
     pub(super) fn admits(&mut self, name: &str, id: &str) -> bool {
         match self.tables.get(name) {
-            Some(Some(table)) => &*table.id == id,
-            Some(None) => false,
+            Some(State::Live(table)) => &*table.id == id,
+            Some(State::Dropped { .. }) => false,
             None => {
                 self.orphans = true;
                 true
@@ -41,7 +57,9 @@ impl Registry {
     /// Whether the stored key `key` belongs to no live table.
     pub(super) fn orphaned(&self, key: &str) -> bool {
         match kind(key) {
-            Kind::Data { name, id, .. } => self.table(name).is_none_or(|t| &*t.id != id),
+            Kind::Data { name, id, sibling } => self
+                .table(name)
+                .is_none_or(|t| &*t.id != id || t.siblings != sibling),
             _ => false,
         }
     }
@@ -52,10 +70,13 @@ impl Registry {
         match kind(key) {
             Kind::Default => {}
             Kind::Meta { name } => {
-                let table = TableName::parse(name)
+                let state = TableName::parse(name)
                     .zip(value)
-                    .and_then(|(n, json)| Table::from_settings(n, json));
-                self.tables.insert(name.into(), table);
+                    .and_then(|(n, json)| Table::state(n, json));
+                match state {
+                    Some(state) => _ = self.tables.insert(name.into(), state),
+                    None => _ = self.tables.remove(name),
+                }
             }
             Kind::Data { sibling: true, .. } => {
                 if let Some(base) = sibling_base(key) {
@@ -79,7 +100,7 @@ impl Registry {
             Kind::Default => {}
             Kind::Meta { name } => {
                 // Whatever takes its place, its keys may be orphans now.
-                if let Some(Some(_)) = self.tables.remove(name) {
+                if let Some(State::Live(_)) = self.tables.remove(name) {
                     self.orphans = true;
                 }
             }
@@ -118,7 +139,10 @@ impl Registry {
     pub(super) fn list(&self, live_siblings: impl Fn(&[u32]) -> bool) -> Vec<TableInfo> {
         self.tables
             .values()
-            .flatten()
+            .filter_map(|state| match state {
+                State::Live(table) => Some(table),
+                State::Dropped { .. } => None,
+            })
             .map(|table| {
                 let keys = if table.siblings {
                     let prefix = table.prefix();

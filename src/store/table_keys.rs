@@ -14,6 +14,18 @@ impl Store {
         self.registry.table(name.as_str())
     }
 
+    /// The id the next creation of table `name` takes here: `0` for a
+    /// table never heard of, else the one its drop drew.
+    pub fn next_table_id(&self, name: &TableName) -> &str {
+        self.registry.next_id(name.as_str())
+    }
+
+    /// How many tables have a record here (live or dropped): their own
+    /// keys, which every shard keeps.
+    pub fn table_records(&self) -> usize {
+        self.registry.records()
+    }
+
     /// The live tables, by name, with their live keys.
     pub fn tables(&self) -> Vec<TableInfo> {
         let slots = &self.slots;

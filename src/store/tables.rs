@@ -15,13 +15,16 @@
 //! | `\x01name\x01id\x01k` | key `k` of the table `name` whose id is `id` |
 //! | `\x03name\x01id\x01e k` | one concurrent value of key `k` of a table with siblings, `e` the entity tag of its write |
 //!
-//! A table's id is drawn when it is created, so a table dropped and
-//! created again starts empty: the keys of the old id are never read
-//! again, are not stored if they arrive late, and are collected. A table
-//! is created and dropped by writing and deleting its `\x02` key, so both
-//! spread, wait for their context and resolve like any write; every write
-//! to a table's key depends on its creation, so no replica applies a key
-//! of a table it does not know yet.
+//! A table is created and dropped by writing its `\x02` key (its settings
+//! and id, or the record of its drop), so both spread, wait for their
+//! context and resolve like any write; every write to a table's key
+//! depends on its creation, so no replica applies a key of a table it does
+//! not know yet. A table's first creation has the id `0`, and a drop draws
+//! the id of the next creation: so creations made at the same time at two
+//! replicas (or in two shards) are one table whose keys are all kept, and
+//! a table dropped and created again starts empty, for the keys of the old
+//! id are never read again, are not stored if they arrive late, and are
+//! collected. The record of a drop (a name and an id) is kept.
 //!
 //! # Siblings
 //!
@@ -107,10 +110,27 @@ pub struct TableInfo {
     pub keys: usize,
 }
 
+/// What a table's `\x02` key holds: a live table's settings, or the record
+/// of its drop, naming the id its next creation takes.
 #[derive(Deserialize)]
-struct Settings {
-    siblings: bool,
-    id: String,
+#[serde(untagged)]
+enum Record {
+    Live { siblings: bool, id: String },
+    Dropped { next: String },
+}
+
+/// The id of a table's first creation: every replica (and every shard)
+/// creating a table it never heard of gives it this one, so tables created
+/// at the same time on both sides of a partition are one table.
+pub const FIRST_ID: &str = "0";
+
+/// What a table's `\x02` key says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The table is live.
+    Live(Table),
+    /// The table was dropped; `next` is the id its next creation takes.
+    Dropped { next: Box<str> },
 }
 
 impl Table {
@@ -123,12 +143,27 @@ impl Table {
             .expect("an object is a value")
     }
 
-    pub(super) fn from_settings(name: TableName, json: &str) -> Option<Table> {
-        let settings: Settings = serde_json::from_str(json).ok()?;
-        Some(Table {
-            name,
-            id: settings.id.into(),
-            siblings: settings.siblings,
+    /// The value of the table's `\x02` key once it is dropped: its next
+    /// creation takes the id `next` (drawn by the drop, so that creations
+    /// made at the same time after it are one table, and a table created
+    /// again starts empty).
+    pub fn dropped(next: &str) -> Value {
+        let json = serde_json::json!({"dropped": true, "next": next}).to_string();
+        Value::from_json(&json)
+            .ok()
+            .flatten()
+            .expect("an object is a value")
+    }
+
+    /// What the `\x02` key of table `name` holding `json` says.
+    pub(super) fn state(name: TableName, json: &str) -> Option<State> {
+        Some(match serde_json::from_str(json).ok()? {
+            Record::Live { siblings, id } => State::Live(Table {
+                name,
+                id: id.into(),
+                siblings,
+            }),
+            Record::Dropped { next } => State::Dropped { next: next.into() },
         })
     }
 
