@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use super::session::{default_state_dir, session_path, SessionError, SessionFile};
-use super::tables::{parse_table_name, TablesCommand};
 use crate::client::{Precondition, DEFAULT_HOSTS};
 use crate::shard::{ShardId, MAX_SHARDS};
 
@@ -189,6 +188,43 @@ pub enum SessionAction {
     Show,
     /// Forget the causal context (e.g. after the cluster was replaced).
     Reset,
+}
+
+/// What to do with tables.
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum TablesCommand {
+    /// List every table (the default one aside): whether it keeps
+    /// siblings, and how many keys it holds.
+    List,
+    /// Create table NAME (nothing changes if it exists).
+    Create {
+        /// The table's name: 1 to 50 letters, digits, '-' and '_'.
+        #[arg(value_parser = parse_table_name)]
+        name: String,
+        /// Keep concurrent writes to a key as siblings (a get shows them
+        /// all) instead of resolving them.
+        #[arg(long)]
+        siblings: bool,
+    },
+    /// Drop table NAME and every key in it.
+    Drop {
+        /// The table's name.
+        #[arg(value_parser = parse_table_name)]
+        name: String,
+    },
+}
+
+impl TablesCommand {
+    /// The action this command asks for (`None`: `tables` alone lists).
+    pub fn action(command: Option<TablesCommand>) -> Action {
+        match command {
+            None | Some(TablesCommand::List) => Action::Tables,
+            Some(TablesCommand::Create { name, siblings }) => {
+                Action::TableCreate { name, siblings }
+            }
+            Some(TablesCommand::Drop { name }) => Action::TableDrop { name },
+        }
+    }
 }
 
 /// A command ready to run: its value parsed, standard input read.
@@ -399,6 +435,29 @@ fn parse_concern(text: &str) -> Result<String, String> {
     crate::node::WriteConcern::parse(text)
         .map(|_| text.trim().to_ascii_lowercase())
         .ok_or_else(|| "must be a positive number, majority or all".to_string())
+}
+
+/// The longest table name the store takes.
+pub const MAX_TABLE_NAME: usize = 50;
+
+/// A table name as `--table` and `tables create|drop` take it: 1 to 50
+/// letters, digits, `-` and `_` (the store's rule).
+pub fn parse_table_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.chars().count() <= MAX_TABLE_NAME
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(invalid_name(text))
+    }
+}
+
+/// Why `name` is not a table name, in the store's terms.
+pub(super) fn invalid_name(name: &str) -> String {
+    format!("invalid table name {name:?}: use 1 to {MAX_TABLE_NAME} letters, digits, '-' and '_'")
 }
 
 #[cfg(test)]

@@ -255,6 +255,18 @@ fn sessions_resolve_to_files_under_the_state_dir() {
 }
 
 #[test]
+fn table_names_are_checked_as_the_store_does() {
+    for good in ["t", "orders_2024", "A-b_9", &"x".repeat(50)] {
+        assert_eq!(parse_table_name(good).as_deref(), Ok(good));
+    }
+    for bad in ["", "a b", "a/b", "é", "a.b", &"x".repeat(51)] {
+        let e = parse_table_name(bad).unwrap_err();
+        assert!(e.starts_with("invalid table name"), "{e}");
+        assert!(e.contains("1 to 50 letters"), "{e}");
+    }
+}
+
+#[test]
 fn tables_commands_parse_into_actions() {
     assert_eq!(action(&["tables"]), Action::Tables);
     assert_eq!(action(&["tables", "list"]), Action::Tables);

@@ -14,26 +14,29 @@
 //! does not hold exits with [`EXIT_CONDITION_FAILED`], naming the key's
 //! current tag, and the session keeps the 412's context like any answer's.
 //!
-//! Tables ([`tables`]): `--table NAME` sends `get`, `put` and `delete` to
-//! the keys of table NAME, and `tables` lists, creates (`--siblings`) and
-//! drops tables, carrying the session's context like the key commands. A
+//! Tables ([`TablesCommand`], [`tables`]): `--table NAME` sends `get`,
+//! `put` and `delete` to the keys of table NAME, and `tables` lists,
+//! creates (`--siblings`) and drops tables, carrying the session's context like the key commands. A
 //! `get` of a key with concurrent values in a table that keeps siblings
 //! prints them all (and exits 0); a table that does not exist exits with
 //! [`EXIT_NOT_FOUND`].
 //!
 //! The layers, each testable without a process:
 //!
-//! - [`args`]: [`Cli`] and [`Command`], the arguments parsed by clap, and
-//!   the [`Action`] a command becomes ([`parse_value`]).
+//! - [`args`]: [`Cli`] and [`Command`], the arguments parsed by clap
+//!   (table names and [`TablesCommand`] too), and the [`Action`] a command
+//!   becomes ([`parse_value`]).
 //! - [`runner`]: the [`Runner`] runs an action against the store and
 //!   returns an [`Outcome`] ([`outcome`]): an exit code and the lines to
-//!   print, worded by [`render`] (and, for tables, by [`tables`]).
+//!   print, worded by [`render`] (and, for tables, by [`tables`]; for the
+//!   view, health, status and shards, by [`cluster`]).
 //! - [`shell`]: the interactive shell (`-i`), reading lines from a terminal
 //!   with editing and history, or from a pipe.
 //!
 //! `src/bin/kvctl.rs` only parses the arguments and calls [`main`].
 
 pub mod args;
+pub mod cluster;
 pub mod outcome;
 pub mod render;
 pub mod runner;
@@ -45,12 +48,13 @@ use std::time::Duration;
 
 use crate::client::{parse_hosts, Client};
 
-pub use args::{parse_value, usage_line, Action, Cli, Command, SessionAction, ViewChange};
+pub use args::{
+    parse_value, usage_line, Action, Cli, Command, SessionAction, TablesCommand, ViewChange,
+};
 pub use outcome::{
     Outcome, EXIT_CONDITION_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
 pub use runner::Runner;
-pub use tables::TablesCommand;
 
 /// Runs kvctl as the command line says and returns the exit code.
 /// Reads a `-` value from standard input; prints to stdout and stderr.

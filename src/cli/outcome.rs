@@ -1,6 +1,9 @@
-//! How a kvctl command ends: its exit code and the lines it prints.
+//! How a kvctl command ends: its exit code and the lines it prints, and
+//! the outcome of an answer no command expected (`answer_outcome`).
 
 use std::io::Write;
+
+use crate::client::Response;
 
 /// Exit code: the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -65,5 +68,42 @@ impl Outcome {
     /// Writes the lines to the process's stdout and stderr.
     pub fn print(&self) {
         self.write_to(&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    }
+}
+
+/// The outcome of an answer no command expected: a refusal (4xx) is a
+/// usage error in the store's words, anything else is unexpected.
+pub(super) fn answer_outcome(response: &Response) -> Outcome {
+    match response.status {
+        400..=499 => Outcome::error(
+            EXIT_USAGE,
+            format!("{} ({})", server_error(response), response.host),
+        ),
+        503 => Outcome::error(
+            EXIT_UNAVAILABLE,
+            format!("{} ({})", server_error(response), response.host),
+        ),
+        _ => Outcome::error(
+            EXIT_UNAVAILABLE,
+            format!(
+                "unexpected answer from {}: {} {}",
+                response.host, response.status, response.body
+            ),
+        ),
+    }
+}
+
+/// The `error` of a response body (else its `message`, the only field of
+/// some of the family's answers), lowercased at the start.
+pub(super) fn server_error(response: &Response) -> String {
+    let text = response.body["error"]
+        .as_str()
+        .or_else(|| response.body["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{} {}", response.status, response.body));
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
     }
 }

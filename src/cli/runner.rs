@@ -4,8 +4,9 @@
 use serde_json::{json, Value};
 
 use super::args::Action;
+use super::cluster::{render_shards, render_status};
 use super::outcome::{Outcome, EXIT_UNAVAILABLE, EXIT_USAGE};
-use super::render::{render_shards, render_status, respond, respond_in, unreachable_outcome};
+use super::render::{respond, respond_in, unreachable_outcome};
 use super::session::SessionFile;
 use crate::client::{context_is_empty, merge_contexts, Client};
 

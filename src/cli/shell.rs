@@ -15,10 +15,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use rustyline::error::ReadlineError;
 
-use super::args::{usage_line, Command};
+use super::args::{parse_table_name, usage_line, Command};
 use super::outcome::{Outcome, EXIT_OK, EXIT_USAGE};
 use super::runner::Runner;
-use super::tables::parse_table_name;
 
 /// What `help` prints in the shell.
 pub const HELP: &str = "\

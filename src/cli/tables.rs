@@ -1,82 +1,22 @@
-//! kvctl and tables: the `tables` command (list, create, drop), the
-//! `--table NAME` option that points the key commands at the keys of a
-//! table (`/tables/NAME/key-value-store/KEY`), and what kvctl prints for
-//! their answers: the list of tables, a table that does not exist, an
-//! invalid name, and the concurrent values (siblings) a GET answers with
-//! (300) in a table that keeps them.
+//! kvctl and tables: what kvctl prints for the answers of the `tables`
+//! command (list, create, drop) and of key commands sent to a table's keys
+//! with `--table NAME` (`/tables/NAME/key-value-store/KEY`): the list of
+//! tables, a table that does not exist, an invalid name, and the
+//! concurrent values (siblings) a GET answers with (300) in a table that
+//! keeps them. The command line itself ([`super::args::TablesCommand`],
+//! [`super::args::parse_table_name`]) is parsed in [`super::args`].
 
-use clap::Subcommand;
 use serde_json::Value;
 
-use super::args::Action;
-use super::outcome::{Outcome, EXIT_NOT_FOUND, EXIT_USAGE};
-use super::render::answer_outcome;
+use super::args::{invalid_name, Action};
+use super::outcome::{answer_outcome, Outcome, EXIT_NOT_FOUND, EXIT_USAGE};
 use crate::client::Response;
-
-/// The longest table name the store takes.
-pub const MAX_TABLE_NAME: usize = 50;
 
 /// What the store says of a request naming a table that does not exist.
 const NO_TABLE: &str = "Table does not exist";
 
 /// What the store says of a request naming a table by an invalid name.
 const BAD_NAME: &str = "Table name is invalid";
-
-/// What to do with tables.
-#[derive(Subcommand, Debug, Clone, PartialEq)]
-pub enum TablesCommand {
-    /// List every table (the default one aside): whether it keeps
-    /// siblings, and how many keys it holds.
-    List,
-    /// Create table NAME (nothing changes if it exists).
-    Create {
-        /// The table's name: 1 to 50 letters, digits, '-' and '_'.
-        #[arg(value_parser = parse_table_name)]
-        name: String,
-        /// Keep concurrent writes to a key as siblings (a get shows them
-        /// all) instead of resolving them.
-        #[arg(long)]
-        siblings: bool,
-    },
-    /// Drop table NAME and every key in it.
-    Drop {
-        /// The table's name.
-        #[arg(value_parser = parse_table_name)]
-        name: String,
-    },
-}
-
-impl TablesCommand {
-    /// The action this command asks for (`None`: `tables` alone lists).
-    pub fn action(command: Option<TablesCommand>) -> Action {
-        match command {
-            None | Some(TablesCommand::List) => Action::Tables,
-            Some(TablesCommand::Create { name, siblings }) => {
-                Action::TableCreate { name, siblings }
-            }
-            Some(TablesCommand::Drop { name }) => Action::TableDrop { name },
-        }
-    }
-}
-
-/// A table name as `--table` and `tables create|drop` take it: 1 to 50
-/// letters, digits, `-` and `_` (the store's rule).
-pub fn parse_table_name(text: &str) -> Result<String, String> {
-    let valid = !text.is_empty()
-        && text.chars().count() <= MAX_TABLE_NAME
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
-        Ok(text.to_string())
-    } else {
-        Err(invalid_name(text))
-    }
-}
-
-fn invalid_name(name: &str) -> String {
-    format!("invalid table name {name:?}: use 1 to {MAX_TABLE_NAME} letters, digits, '-' and '_'")
-}
 
 /// `key "k"`, or `key "k" in table "t"`.
 pub(super) fn describe_key(key: &str, table: Option<&str>) -> String {
@@ -273,18 +213,6 @@ mod tests {
 
     fn ctx() -> Value {
         serde_json::from_str(CTX).unwrap()
-    }
-
-    #[test]
-    fn table_names_are_checked_as_the_store_does() {
-        for good in ["t", "orders_2024", "A-b_9", &"x".repeat(50)] {
-            assert_eq!(parse_table_name(good).as_deref(), Ok(good));
-        }
-        for bad in ["", "a b", "a/b", "é", "a.b", &"x".repeat(51)] {
-            let e = parse_table_name(bad).unwrap_err();
-            assert!(e.starts_with("invalid table name"), "{e}");
-            assert!(e.contains("1 to 50 letters"), "{e}");
-        }
     }
 
     #[test]
