@@ -303,7 +303,9 @@ impl<'a> Missing<'a> {
     }
 }
 
-fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
+/// A client's key from its decoded path segment, or the 400 naming what
+/// is wrong with it.
+pub(super) fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
     Key::parse(text).map_err(|e| {
         let error = match e {
             KeyError::TooLong => "Key is too long",

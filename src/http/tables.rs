@@ -9,12 +9,12 @@ use serde_json::value::RawValue;
 
 use super::body::{not_found, parse_json, read_body};
 use super::error::{ApiError, Error};
-use super::kv::{serve_key, Target, PREFIX as KV_PREFIX};
+use super::kv::{parse_key, serve_key, Target, PREFIX as KV_PREFIX};
 use super::spread;
 use crate::causal::{CausalContext, Metadata};
 use crate::node::Node;
 use crate::replica::{TableOutcome, TableResult, Wait};
-use crate::store::{Key, KeyError, TableInfo, TableName};
+use crate::store::{TableInfo, TableName};
 
 /// Where the table routes live.
 pub const PREFIX: &str = "/tables";
@@ -87,13 +87,7 @@ async fn dispatch(
                 return Ok(not_found(req).await);
             };
             let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-            let key = Key::parse(&key).map_err(|e| {
-                let error = match e {
-                    KeyError::TooLong => "Key is too long",
-                    KeyError::Empty => "Key is missing",
-                };
-                ApiError::new(Error::BadRequest(error.into()), &method)
-            })?;
+            let key = parse_key(&key, &method)?;
             let target = Target {
                 table: Some(name),
                 key,

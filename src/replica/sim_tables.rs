@@ -96,17 +96,24 @@ fn set(values: &[&str]) -> BTreeSet<String> {
     values.iter().map(|v| format!("\"{v}\"")).collect()
 }
 
+/// A settled store of three replicas where replica `i` created table
+/// `table`, and the context of its creation.
+fn with_table(seed: u64, i: usize, table: &str, siblings: bool) -> (Sim, Client) {
+    let mut sim = Sim::new(seed, 3, CALM);
+    sim.settle(CALM);
+    let mut admin = Client::default();
+    assert_eq!(
+        create(&mut sim, i, &mut admin, table, siblings),
+        TableOutcome::Created
+    );
+    sim.settle(CALM);
+    (sim, admin)
+}
+
 #[test]
 fn concurrent_writes_in_a_table_with_siblings_are_all_kept_and_a_covering_write_replaces_them() {
     for_seeds(10, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM);
-        sim.settle(CALM);
-        let mut admin = Client::default();
-        assert_eq!(
-            create(&mut sim, 0, &mut admin, "t", true),
-            TableOutcome::Created
-        );
-        sim.settle(CALM);
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
         let k = key("k");
         sim.group = vec![0, 1, 1];
         let (mut a, mut b, mut c) = (admin.clone(), admin.clone(), admin.clone());
@@ -168,11 +175,7 @@ fn concurrent_writes_in_a_table_with_siblings_are_all_kept_and_a_covering_write_
 #[test]
 fn a_table_without_siblings_resolves_concurrent_writes_by_the_conflict_rule() {
     for_seeds(10, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM);
-        sim.settle(CALM);
-        let mut admin = Client::default();
-        create(&mut sim, 1, &mut admin, "plain", false);
-        sim.settle(CALM);
+        let (mut sim, admin) = with_table(seed, 1, "plain", false);
         let k = key("k");
         sim.group = vec![0, 1, 1];
         let (mut a, mut b) = (admin.clone(), admin.clone());
@@ -191,11 +194,7 @@ fn a_table_without_siblings_resolves_concurrent_writes_by_the_conflict_rule() {
 #[test]
 fn create_only_writes_on_both_sides_of_a_partition_become_siblings() {
     for_seeds(10, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM);
-        sim.settle(CALM);
-        let mut admin = Client::default();
-        create(&mut sim, 0, &mut admin, "t", true);
-        sim.settle(CALM);
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
         let k = key("k");
         sim.group = vec![0, 1, 1];
         let (mut a, mut b) = (admin.clone(), admin.clone());
@@ -226,11 +225,7 @@ fn create_only_writes_on_both_sides_of_a_partition_become_siblings() {
 #[test]
 fn a_table_dropped_on_one_side_is_gone_everywhere_with_its_keys_and_comes_back_empty() {
     for_seeds(10, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM);
-        sim.settle(CALM);
-        let mut admin = Client::default();
-        create(&mut sim, 0, &mut admin, "t", false);
-        sim.settle(CALM);
+        let (mut sim, admin) = with_table(seed, 0, "t", false);
         let (k, j) = (key("k"), key("j"));
         put(&mut sim, 0, &mut admin.clone(), "t", &k, Some("before"));
         sim.settle(CALM);
@@ -280,11 +275,7 @@ fn a_table_dropped_on_one_side_is_gone_everywhere_with_its_keys_and_comes_back_e
 #[test]
 fn a_delete_among_siblings_is_forgotten_once_every_replica_applied_it() {
     for_seeds(5, |seed| {
-        let mut sim = Sim::new(seed, 3, CALM);
-        sim.settle(CALM);
-        let mut admin = Client::default();
-        create(&mut sim, 0, &mut admin, "t", true);
-        sim.settle(CALM);
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
         let k = key("k");
         let (mut a, mut b) = (admin.clone(), admin.clone());
         put(&mut sim, 0, &mut a, "t", &k, Some("a"));
