@@ -16,6 +16,8 @@
 --                 request (throttled load)
 --   BENCH_IF_MATCH optional: PUTs carry "If-Match: <this>" (e.g. * : write
 --                 only if the key exists; a 412 answer counts as an error)
+--   BENCH_PREFIX  optional, a path before /key-value-store/ (e.g.
+--                 /tables/bench: the keys of the table "bench")
 --
 -- done() prints one line "BENCH_RESULT {json}" with the request count,
 -- duration, errors and latency percentiles (microseconds).
@@ -32,6 +34,7 @@ local hosts = os.getenv("BENCH_HOSTS") or ""
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local keyfile = os.getenv("BENCH_KEYFILE") or ""
 local if_match = os.getenv("BENCH_IF_MATCH") or ""
+local prefix = os.getenv("BENCH_PREFIX") or ""
 
 local counter = 0
 local threads = {}
@@ -75,7 +78,7 @@ end
 local function path()
    local n
    if keys then n = keys[math.random(1, #keys)] else n = math.random(0, nkeys - 1) end
-   return string.format("/key-value-store/key:%012d", n)
+   return string.format("%s/key-value-store/key:%012d", prefix, n)
 end
 
 local function get()

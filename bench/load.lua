@@ -8,6 +8,8 @@
 --   BENCH_VALUE    the value (causalkv: JSON string contents; etcd: base64)
 --   BENCH_CONNS    connections per thread (to finish the in-flight ones)
 --   BENCH_DONE_DIR a directory where each thread drops a file when done
+--   BENCH_PREFIX   causalkv, optional: a path before /key-value-store/ (e.g.
+--                  /tables/bench: the keys of the table "bench")
 --
 -- Thread i writes keys first+i, first+i+T, ...; after its share it keeps
 -- rewriting the same keys (harmless) until wrk is stopped.
@@ -23,6 +25,7 @@ local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local value = os.getenv("BENCH_VALUE") or "v"
 local conns = tonumber(os.getenv("BENCH_CONNS") or "1")
 local done_dir = os.getenv("BENCH_DONE_DIR") or "/tmp"
+local prefix = os.getenv("BENCH_PREFIX") or ""
 
 local counter = 0
 function setup(thread)
@@ -54,7 +57,7 @@ function request()
       return wrk.format("POST", "/v3/kv/put", headers,
          '{"key":"' .. base64(key) .. '","value":"' .. value .. '"}')
    end
-   return wrk.format("PUT", "/key-value-store/" .. key, headers,
+   return wrk.format("PUT", prefix .. "/key-value-store/" .. key, headers,
       '{"value":"' .. value .. '","causal-metadata":""}')
 end
 

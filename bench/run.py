@@ -57,6 +57,15 @@ values, the median of --repeat runs):
    If-Match: * (write only if the key exists: every key does), their runs
    alternating; p50/p99, CPU per request, and the conditional PUTs that
    answered other than 2xx (a 412 is an error there).
+10. Tables (bench/causalbench/keyspaces.py): three replicas, then
+    --table-count empty tables (10,000; quick 2,000; smoke 100) created at
+    one of them: the growth of each replica's RSS per table once every
+    replica lists them (RSS read until two samples agree). --scale-keys
+    keys loaded into the default table, into a table and into a table with
+    siblings of three fresh replicas each: RSS per key, and the table's
+    over the default table's. GET and PUT at one replica over --keys keys
+    in a table against the same keys in the default table, runs
+    alternating. Information: no target.
 
 It installs what it lacks with apt-get (a part whose tool cannot be installed
 is skipped with a note), builds causalkv and the ceiling with cargo, starts

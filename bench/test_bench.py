@@ -17,7 +17,8 @@ from contextlib import redirect_stderr
 from pathlib import Path
 from unittest import mock
 
-from causalbench import chart, cli, conditional, install, report, shards, tables
+from causalbench import (chart, cli, conditional, install, keyspace_report, keyspaces, report,
+                         shards, tables)
 from causalbench.base import ROOT, median, percentile
 from causalbench.load import Load, key_numbers, parse_redis_benchmark, parse_wrk, write_key_numbers
 from causalbench.measures import disk_usage
@@ -590,6 +591,147 @@ class Conditional(unittest.TestCase):
                       err.getvalue())
 
 
+def tables_results(errors=0):
+    """The results of a tables part: 10,000 empty tables, 1M keys in each
+    store, GET and PUT in a table against the default table."""
+    mib = 2**20
+    return {"tables": {
+        "overhead": {"tables": 10_000, "measured": 9_999, "created": 10_000,
+                     "created_at": "127.0.0.1:1", "replicas": ["127.0.0.1:1"] * 3,
+                     "connections": 4, "create_secs": 3.333, "listed_secs": 4.25,
+                     "rss_before": [20 * mib] * 3, "rss_after": [25 * mib, 24 * mib, None],
+                     "samples": [2, 3], "steady": [True, False],
+                     "bytes_per_table": [524.3, 419.4, None], "bytes_per_table_mean": 471.85,
+                     "stored_keys": [10_001] * 3},
+        "keys": {"keys": 1_000_000,
+                 "default": {"table": None, "rss_empty": [20 * mib] * 3,
+                             "rss": [220 * mib] * 3, "per_key": [210.0] * 3,
+                             "per_key_mean": 210.0, "stored_keys": [1_000_000] * 3,
+                             "siblings": False},
+                 "table": {"table": "bench", "rss_empty": [20 * mib] * 3,
+                           "rss": [240 * mib] * 3, "per_key": [231.0] * 3,
+                           "per_key_mean": 231.0, "stored_keys": [1_000_001] * 3,
+                           "siblings": False},
+                 "siblings": {"table": "bench_siblings", "rss_empty": [20 * mib] * 3,
+                              "rss": [300 * mib] * 3, "per_key": [294.0] * 3,
+                              "per_key_mean": 294.0, "stored_keys": [1_000_101] * 3,
+                              "siblings": True}},
+        "figures": {"keys": 10_000, "table": "bench", "replica": "127.0.0.1:2",
+                    "get_default": figure(100_000), "get_table": figure(95_000),
+                    "put_default": figure(40_000), "put_table": dict(figure(38_000),
+                                                                     errors=errors)},
+    }}
+
+
+class Keyspaces(unittest.TestCase):
+    def test_names_and_listing(self):
+        self.assertEqual(keyspaces.table_name(7), "t000007")
+        self.assertEqual(keyspaces.table_prefix("bench"), "/tables/bench")
+        self.assertEqual(keyspaces.table_prefix(None), "")
+        body = json.dumps({"message": "Retrieved successfully", "causal-metadata": {},
+                           "tables": [{"name": "a", "siblings": False, "keys": 3},
+                                      {"name": "b", "siblings": True, "keys": 0}]}).encode()
+        got = keyspaces.listed(body)
+        self.assertEqual([x["name"] for x in got], ["a", "b"])
+        self.assertEqual(keyspaces.table_keys(got, "a"), 3)
+        self.assertEqual(keyspaces.table_keys(got, "b"), 0)
+        self.assertIsNone(keyspaces.table_keys(got, "c"))
+        self.assertIsNone(keyspaces.table_keys(None, "a"))
+        for bad in (b"not json", b"[1]", b'{"tables": 3}', b"{}"):
+            self.assertIsNone(keyspaces.listed(bad), bad)
+
+    def test_rss(self):
+        mib = 2**20
+        self.assertTrue(keyspaces.rss_steady([100 * mib, 50 * mib], [100 * mib + 1000, 50 * mib]))
+        self.assertTrue(keyspaces.rss_steady([1000 * mib], [1000 * mib + 1000 * 1024]))  # 0.1%
+        self.assertFalse(keyspaces.rss_steady([100 * mib], [101 * mib]))
+        self.assertFalse(keyspaces.rss_steady([100 * mib, None], [100 * mib, 5]))
+        self.assertFalse(keyspaces.rss_steady([], []))
+        self.assertFalse(keyspaces.rss_steady([1], [1, 2]))
+        self.assertEqual(keyspaces.per_item([1000, None, 500], [3000, 7, 400], 10),
+                         [200.0, None, -10.0])
+        self.assertEqual(keyspaces.per_item([1], [2], 0), [None])
+        self.assertEqual(keyspaces.mean_or_none([1, None, 3]), 2)
+        self.assertIsNone(keyspaces.mean_or_none([None]))
+
+    def test_settled_rss(self):
+        cl = mock.Mock()
+        cl.rss.side_effect = [[100 * 2**20], [104 * 2**20], [104 * 2**20], [1]]
+        with mock.patch.object(keyspaces.time, "sleep"):
+            self.assertEqual(keyspaces.settled_rss(cl), ([104 * 2**20], 3, True))
+        cl.rss.side_effect = [[i * 2**20] for i in range(1, 10)]
+        with mock.patch.object(keyspaces.time, "sleep"):
+            self.assertEqual(keyspaces.settled_rss(cl, samples=4), ([4 * 2**20], 4, False))
+
+    def test_targets(self):
+        rows = {row[0]: row for row in tables.target_rows(tables_results())}
+        self.assertEqual(rows["RSS per empty table, 9,999 tables (mean of 3 replicas)"][1:],
+                         ("472 B", "—", "472 B", "— (information)", None))
+        self.assertEqual(rows["RSS per key in a table / in the default table (1M keys)"][1:],
+                         ("231 B", "210 B", "1.10", "— (information)", None))
+        self.assertEqual(keyspace_report.tables_target_rows({}), [])
+        self.assertEqual([r for r in tables.target_rows({}) if "table" in r[0].lower()], [])
+        marks = [row[5] for row in tables.report_tables(tables_results())[0][1]
+                 if "table" in row[0]]
+        self.assertEqual(marks, ["—", "—"])
+
+    def test_tables(self):
+        r = tables_results()
+        self.assertEqual([(s, op) for s, op, _, _ in keyspace_report.tables_detail_rows(r)],
+                         [("causalkv, the default table", "GET"), ("causalkv, table bench", "GET"),
+                          ("causalkv, the default table", "PUT"), ("causalkv, table bench", "PUT")])
+        self.assertEqual(keyspace_report.tables_detail_rows({}), [])
+        h, rows = keyspace_report.tables_memory_table(r)
+        self.assertEqual(len(h), len(rows[0]))
+        self.assertEqual(rows[0], ("empty tables", "9,999 tables", "20.0, 20.0, 20.0",
+                                   "25.0, 24.0, —", "524, 419, —", "472 B", "—"))
+        self.assertEqual([row[0] for row in rows[1:]],
+                         ["keys in the default table", "keys in a table",
+                          "keys in a table with siblings"])
+        self.assertEqual([row[-1] for row in rows[1:]], ["1.00", "1.10", "1.40"])
+        self.assertIsNone(keyspace_report.tables_memory_table({}))
+        self.assertEqual(keyspace_report.extra_siblings(r["tables"]["keys"]), [100] * 3)
+        self.assertIsNone(keyspace_report.extra_siblings({"keys": 5}))
+        self.assertEqual(keyspace_report.settle_text([2, 3], [True, False]),
+                         "2 and 3, **not all steady** when the tool stopped reading")
+
+    def test_report_section(self):
+        s = argparse.Namespace(argv=["--quick"], threads=2, connections=32, duration=3,
+                               keys=10_000, value_size=100, repeat=1, workers=2)
+        now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        bench = argparse.Namespace(s=s, results=tables_results(), notes=[], started=now,
+                                   finished=now, machine={}, versions={}, commands={})
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(chart, "write", return_value=None):
+            text = report.write_report(bench, Path(tmp)).read_text()
+            saved = json.loads((Path(tmp) / "BENCHMARKS.json").read_text())
+        self.assertEqual(saved["results"]["tables"]["overhead"]["measured"], 9_999)
+        self.assertIn("## Tables", text)
+        self.assertLess(text.index("## Tables"), text.index("## Machine"))
+        self.assertIn("| RSS per empty table, 9,999 tables (mean of 3 replicas) | 472 B | — | "
+                      "472 B | — (information) | — |", text)
+        self.assertIn("| empty tables | 9,999 tables | 20.0, 20.0, 20.0 | 25.0, 24.0, — |", text)
+        self.assertIn("then 9,999 empty tables at 127.0.0.1:1", text)
+        self.assertIn("4 connections; 3,000 tables/s). Every replica listed all 10,000", text)
+        self.assertIn("here after 2 and 3, **not all steady**", text)
+        self.assertIn("held 100, 100, 100 such second values", text)
+        self.assertIn("| causalkv, table bench | GET | 1 of 3 replicas | 95,000 |", text)
+        self.assertIn("GET table/default 0.95; PUT table/default 0.95 (req/s", text)
+
+    def test_smoke_counts_its_errors(self):
+        bench = argparse.Namespace(results=tables_results(errors=4), notes=[], procs=mock.Mock())
+        bench.run = lambda: None
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(cli.tempfile, "mkdtemp", return_value=tmp), \
+                mock.patch.object(cli.signal, "signal"), \
+                mock.patch.object(cli, "Bench", return_value=bench), \
+                mock.patch.object(cli, "print_tables"), \
+                mock.patch.object(cli, "write_report", return_value=Path("x")), \
+                redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(cli.main(["--smoke"]), 1)
+        self.assertIn("causalkv, table bench PUT 1 of 3 replicas: 4 errors", err.getvalue())
+
+
 class Chart(unittest.TestCase):
     def test_panels(self):
         r = {"causalkv": {"get_one": figure(90_000)},
@@ -618,10 +760,14 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(cli.parse_args(["--skip", "shards,bigjoin"]).skip, {"shards", "bigjoin"})
         self.assertEqual(cli.parse_args(["--skip", "conditional"]).skip, {"conditional"})
         self.assertEqual((s.scale_keys, q.scale_keys, full.scale_keys), (2000, 100_000, 1_000_000))
+        self.assertEqual((s.table_count, q.table_count, full.table_count), (100, 2000, 10_000))
+        self.assertEqual(cli.parse_args(["--skip", "tables", "--table-count", "5"]).skip,
+                         {"tables"})
 
     def test_bad_arguments(self):
         for argv in (["--skip", "nothing"], ["--threads", "4", "--connections", "2"],
-                     ["--smoke", "--quick"], ["--duration", "0"], ["--durable-keys", "0"]):
+                     ["--smoke", "--quick"], ["--duration", "0"], ["--durable-keys", "0"],
+                     ["--table-count", "1"]):
             with self.subTest(argv=argv), redirect_stderr(io.StringIO()):
                 with self.assertRaises(SystemExit):
                     cli.parse_args(argv)

@@ -15,6 +15,9 @@ it measures and how to run it). One module, one job:
 - shards    SHARD_COUNT: a request at its key's shard against one relayed
             from another shard and the unsharded store; keys and RSS per
             node in 2 shards against unsharded; a reshard under load
+- keyspaces tables (README "Tables and siblings"): RSS per empty table,
+            RSS per key in the default table, a table and a table with
+            siblings, GET/PUT in a table against the default table
 - servers   starting causalkv (replicas, or nodes in shards), the ceiling,
             etcd and Redis on loopback and waiting until they serve
 - procs     the processes a run started, stopped exactly, by PID; free ports
@@ -29,6 +32,7 @@ it measures and how to run it). One module, one job:
 - machine   the machine and the versions the report names
 - tables    the figures as tables: targets (PASS/FAIL), details, scale,
             conditional writes, durability, shards
+- keyspace_report  the tables part's rows, tables and BENCHMARKS.md section
 - report    BENCHMARKS.md, BENCHMARKS.json and the printed tables
 - chart     BENCHMARKS.svg with matplotlib
 - base      shared: paths, log, ToolError, medians, key names, commands

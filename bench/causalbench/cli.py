@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .base import LOADGENS, ROOT, ToolError, log
 from .install import ensure_modules
+from .keyspace_report import tables_detail_rows
 from .report import load_report, print_tables, write_report
 from .runner import Bench
 from .tables import conditional_detail_rows, detail_rows, durable_detail_rows, shards_detail_rows
@@ -28,7 +29,8 @@ def parse_args(argv):
                "store and for the durable store (100k for etcd's) (a few minutes); --smoke = CI: "
                "1 s figures, 1,000 keys, causalkv (in memory, with conditional PUTs, with "
                "DATA_DIR and in shards) and the ceiling only, a join of 5,000 keys, a durable "
-               "store and a reshard of 2,000 keys, report in a temp dir.")
+               "store and a reshard of 2,000 keys, 100 empty tables and 2,000 keys in tables, "
+               "report in a temp dir.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="seconds-long run for CI (report in a temp dir)")
     mode.add_argument("--quick", action="store_true", help="shorter figures, 1 run, 100k keys at most")
@@ -48,12 +50,15 @@ def parse_args(argv):
     p.add_argument("--durable-keys", type=int, help="keys of the durable store that is weighed "
                    "on disk and restarted after SIGKILL (default 1000000; quick 1000000; "
                    "smoke 2000)")
+    p.add_argument("--table-count", type=int, help="empty tables created in the tables part "
+                   "to weigh one (default 10000; quick 2000; smoke 100)")
     p.add_argument("--lag-samples", type=int, help="lag probes of each kind per run (default 500)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: "
                    "ceiling,causalkv,lag,conditional (PUT with If-Match: * against plain "
                    "PUT),etcd,redis,durable (DATA_DIR: throughput, restart, "
                    "bytes per key),scale,shards (SHARD_COUNT: owner/forwarded latency, RSS "
-                   "per node, a reshard under load),bigjoin (the join of a large store)")
+                   "per node, a reshard under load),tables (RSS per empty table and per key in "
+                   "a table, GET/PUT in a table),bigjoin (the join of a large store)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.svg "
                    "(default: the repository root; smoke: a temp dir)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get or pip")
@@ -69,25 +74,27 @@ def parse_args(argv):
     args.argv = list(argv)
     if args.smoke:
         dflt = dict(duration=1, repeat=1, keys=1000, scale_keys=2000, lag_samples=20,
-                    join_keys=5000, durable_keys=2000)
+                    join_keys=5000, durable_keys=2000, table_count=100)
     elif args.quick:
         dflt = dict(duration=3, repeat=1, keys=10000, scale_keys=100_000, lag_samples=200,
-                    join_keys=1_000_000, durable_keys=1_000_000)
+                    join_keys=1_000_000, durable_keys=1_000_000, table_count=2000)
     else:
         dflt = dict(duration=10, repeat=3, keys=10000, scale_keys=1_000_000, lag_samples=500,
-                    join_keys=10_000_000, durable_keys=1_000_000)
+                    join_keys=10_000_000, durable_keys=1_000_000, table_count=10_000)
     for k, v in dflt.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
     unknown = args.skip - {"ceiling", "causalkv", "lag", "conditional", "etcd", "redis",
-                           "durable", "scale", "shards", "bigjoin"}
+                           "durable", "scale", "shards", "tables", "bigjoin"}
     if unknown:
         p.error(f"unknown parts to skip: {', '.join(sorted(unknown))}")
     for name in ("duration", "repeat", "keys", "threads", "connections", "workers", "value_size",
                  "join_keys", "durable_keys"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.table_count < 2:  # one to check the build has tables, the others weighed
+        p.error("--table-count must be at least 2")
     if args.connections < args.threads:
         p.error("--connections must be at least --threads")
     if args.scale_keys < args.keys:
@@ -155,6 +162,7 @@ def main(argv=None):
                   for system, op, where, f in
                   detail_rows(bench.results) + conditional_detail_rows(bench.results)
                   + durable_detail_rows(bench.results) + shards_detail_rows(bench.results)
+                  + tables_detail_rows(bench.results)
                   if f.get("errors")]
         if broken:
             log("smoke: error answers: " + "; ".join(broken))

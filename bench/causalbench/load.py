@@ -148,6 +148,7 @@ class Load:
         value = env.get("BENCH_VALUE", "v")
         ctx = env.get("BENCH_CTX", '""')
         put_headers = {"If-Match": env["BENCH_IF_MATCH"]} if env.get("BENCH_IF_MATCH") else None
+        prefix = env.get("BENCH_PREFIX", "")
         hosts = [h for h in env.get("BENCH_HOSTS", "").split(",") if h]
         if not hosts:
             hosts = [urllib.parse.urlsplit(url).netloc]
@@ -169,10 +170,11 @@ class Load:
                     else:
                         req = ("POST", "/v3/kv/range", json.dumps({"key": kb}), None)
                 elif kind == "put":
-                    req = ("PUT", f"/key-value-store/{k}",
+                    req = ("PUT", f"{prefix}/key-value-store/{k}",
                            f'{{"value":"{value}","causal-metadata":{ctx}}}', put_headers)
                 else:
-                    req = ("GET", f"/key-value-store/{k}", None, {"X-Causal-Metadata": ctx})
+                    req = ("GET", f"{prefix}/key-value-store/{k}", None,
+                           {"X-Causal-Metadata": ctx})
                 t = time.perf_counter()
                 try:
                     st, _ = c.request(req[0], req[1], req[2], req[3])
@@ -205,22 +207,27 @@ class Load:
 
     # -- loading keys
 
-    def load(self, mode, addr, first, count, value, conns=None, deadline=600):
-        """Writes keys [first, first+count) once each through addr."""
+    def load(self, mode, addr, first, count, value, conns=None, deadline=600, prefix=""):
+        """Writes keys [first, first+count) once each through addr; causalkv:
+        at `prefix`/key-value-store/ (a table's: /tables/<name>)."""
         if count <= 0:
             return
         threads = self.s.threads
         conns = conns or max(self.s.connections, threads)
         if not self.have_wrk:
-            return self.py_load(mode, addr, first, count, value)
+            return self.py_load(mode, addr, first, count, value, prefix)
         done_dir = tempfile.mkdtemp(prefix="bench-load-", dir=self.s.tmp)
         env = {
             "BENCH_MODE": mode, "BENCH_FIRST": first, "BENCH_COUNT": count,
             "BENCH_THREADS": threads, "BENCH_VALUE": value,
             "BENCH_CONNS": conns // threads, "BENCH_DONE_DIR": done_dir,
         }
+        label = f"load keys ({mode})"
+        if prefix:
+            env["BENCH_PREFIX"] = prefix
+            label = f"load keys ({mode}, {prefix})"
         p = self.start_wrk("load.lua", f"http://{addr}/", env, threads, conns, deadline,
-                           label=f"load keys ({mode})")
+                           label=label)
         end = time.monotonic() + deadline
         while time.monotonic() < end and p.poll() is None:
             if len(os.listdir(done_dir)) >= threads:
@@ -234,7 +241,7 @@ class Load:
             raise ToolError(f"loading keys: {raw['status_errors']} error answers")
         return raw
 
-    def py_load(self, mode, addr, first, count, value):
+    def py_load(self, mode, addr, first, count, value, prefix=""):
         nthreads = 8
         errors = []
 
@@ -246,7 +253,7 @@ class Load:
                     kb = base64.b64encode(key.encode()).decode()
                     st, _ = c.request("POST", "/v3/kv/put", json.dumps({"key": kb, "value": value}))
                 else:
-                    st, _ = c.request("PUT", f"/key-value-store/{key}",
+                    st, _ = c.request("PUT", f"{prefix}/key-value-store/{key}",
                                       f'{{"value":"{value}","causal-metadata":""}}')
                 if st >= 400:
                     errors.append(st)

@@ -11,6 +11,7 @@ import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's direct
 
 from . import chart
 from .base import log
+from .keyspace_report import tables_detail_rows, tables_memory_table, tables_section
 from .tables import (CONDITIONAL_PUT_VS_PLAIN, DETAIL_HEADERS, SHARD_FORWARD_P50_LIMIT,
                      SHARD_KEYS_HALF, SHARD_RSS_HALF_LIMIT, conditional_detail_rows, detail_cells,
                      div, durable_detail_rows, durable_disk_table, fmt_ms, fmt_ratio, fmt_rps,
@@ -107,6 +108,8 @@ def write_report(bench, out_dir):
         md += durable_section(r, s)
     if r.get("shards"):
         md += shards_section(r, s)
+    if r.get("tables"):
+        md += tables_section(r, s)
     if notes:
         md += ["## Skipped or changed", ""] + [f"- {n}" for n in notes] + [""]
     md += ["## Machine", "", table_md(("", ""), list(bench.machine.items())), ""]
@@ -422,6 +425,14 @@ def print_tables(bench):
         print()
         print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
     mem = shards_memory_table(r)
+    if mem:
+        print()
+        print(table_text(*mem))
+    rows = tables_detail_rows(r)
+    if rows:
+        print()
+        print(table_text(DETAIL_HEADERS, [detail_cells(*row) for row in rows]))
+    mem = tables_memory_table(r)
     if mem:
         print()
         print(table_text(*mem))

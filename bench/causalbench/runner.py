@@ -2,7 +2,7 @@
 in order, each figure the median of its runs under a CPU meter, waiting
 for a quiet machine before each run. The parts themselves live in parts.py
 (the ceiling, causalkv, etcd, Redis), lag.py, conditional.py, durable.py,
-scale.py and shards.py."""
+scale.py, shards.py and keyspaces.py (tables)."""
 
 import datetime
 import random
@@ -15,6 +15,7 @@ from .build import build, checkout
 from .conditional import ConditionalPart
 from .durable import DurablePart
 from .install import ensure_modules, install_tools
+from .keyspaces import TablesPart
 from .lag import LagPart
 from .load import Load
 from .machine import machine_info, versions
@@ -25,7 +26,8 @@ from .scale import ScaleParts
 from .shards import ShardParts
 
 
-class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, ShardParts):
+class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, ShardParts,
+            TablesPart):
     """One run: its settings (`s`), notes, results, and the processes it
     started; the parts are the methods of the mixins."""
 
@@ -109,10 +111,11 @@ class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, Shar
             self.quiet_waited += waited
 
     def kv_load(self, url, op, nkeys, ctx, hosts=None, threads=None, conns=None, label=None,
-                keyfile=None, if_match=None):
+                keyfile=None, if_match=None, prefix=None):
         """A load of kv.lua: `op` over key:0..nkeys-1, or over the key
         numbers of `keyfile` (one a line), with the causal context ctx;
-        with `if_match`, every PUT carries that If-Match header."""
+        with `if_match`, every PUT carries that If-Match header; with
+        `prefix` (/tables/<name>), the keys are a table's."""
         env = {"BENCH_OP": op, "BENCH_KEYS": nkeys, "BENCH_VALUE": self.value, "BENCH_CTX": ctx}
         if hosts:
             env["BENCH_HOSTS"] = ",".join(hosts)
@@ -120,6 +123,8 @@ class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, Shar
             env["BENCH_KEYFILE"] = keyfile
         if if_match:
             env["BENCH_IF_MATCH"] = if_match
+        if prefix:
+            env["BENCH_PREFIX"] = prefix
         load = Load(self.s, self.have_wrk)
         return lambda: load.http("kv.lua", url, env, self.s.duration, threads=threads,
                                  conns=conns, label=label)
@@ -172,6 +177,7 @@ class Bench(SystemParts, LagPart, ConditionalPart, DurablePart, ScaleParts, Shar
         if not s.smoke:
             parts += [("scale", self.part_scale)]
         parts += [("shards", self.part_shards)]
+        parts += [("tables", self.part_tables)]
         parts += [("bigjoin", self.part_bigjoin)]
         for name, fn in parts:
             if name in s.skip:

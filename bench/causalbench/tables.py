@@ -1,7 +1,8 @@
 """The figures as tables: the targets (ratios against the project's
 goals, PASS or FAIL), throughput/latency/CPU per system, scale; and the
 formatting they share, as text (printed) or Markdown (BENCHMARKS.md).
-Pure functions of a run's results dict."""
+The tables part's rows and tables are keyspace_report.py's. Pure
+functions of a run's results dict."""
 
 import scale_join  # bench/scale_join.py (bench/ is on sys.path: run.py's directory)
 
@@ -104,6 +105,9 @@ def target_rows(r):
         f = r["durable"].get("figures") or {}
         ratio_row("PUT DATA_DIR os / PUT in memory", get(f, "put_os", "rps"),
                   get(f, "put_memory", "rps"), 0)
+    # Imported here: keyspace_report formats with this module's functions.
+    from .keyspace_report import tables_target_rows
+    rows += tables_target_rows(r)
     return rows
 
 
