@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::tables::{kind, sibling_base, Kind, State, Table, TableInfo, TableName, DATA, FIRST_ID};
+use super::tables::{
+    kind, sibling_base, Kind, State, Table, TableInfo, TableName, DATA, FIRST_ID, MARKER_START,
+};
 
 /// The store's book of tables: which are live, their live keys, and where
 /// each key's siblings are.
@@ -11,12 +13,21 @@ use super::tables::{kind, sibling_base, Kind, State, Table, TableInfo, TableName
 pub(crate) struct Registry {
     /// Every table whose `\x02` key is held: live, or dropped.
     tables: BTreeMap<Box<str>, State>,
-    /// Live keys per table prefix (tables without siblings).
+    /// Live keys per table prefix (a key with siblings counts once).
     counts: HashMap<Box<str>, usize>,
-    /// The slots of each sibling base key.
-    siblings: HashMap<Box<str>, Vec<u32>>,
+    /// The siblings of each base key.
+    siblings: HashMap<Box<str>, Held>,
     /// Whether keys of a table that is not live may be held.
     pub(super) orphans: bool,
+}
+
+/// The siblings held for one key.
+#[derive(Clone, Debug, Default)]
+struct Held {
+    /// Their slots.
+    slots: Vec<u32>,
+    /// How many of them hold a value (not a delete).
+    live: u32,
 }
 
 impl Registry {
@@ -78,17 +89,26 @@ impl Registry {
                     None => _ = self.tables.remove(name),
                 }
             }
-            Kind::Data { sibling: true, .. } => {
-                if let Some(base) = sibling_base(key) {
-                    self.siblings.entry(base.into()).or_default().push(i);
+            Kind::Data {
+                sibling: true,
+                name,
+                id,
+            } => {
+                let Some(base) = sibling_base(key) else {
+                    return;
+                };
+                let held = self.siblings.entry(base.into()).or_default();
+                held.slots.push(i);
+                if value.is_some_and(|v| !v.starts_with(MARKER_START)) {
+                    held.live += 1;
+                    if held.live == 1 {
+                        self.count(name, id, 1);
+                    }
                 }
             }
             Kind::Data { name, id, .. } => {
                 if value.is_some() {
-                    *self
-                        .counts
-                        .entry(table_prefix(name, id).into())
-                        .or_default() += 1;
+                    self.count(name, id, 1);
                 }
             }
         }
@@ -104,39 +124,55 @@ impl Registry {
                     self.orphans = true;
                 }
             }
-            Kind::Data { sibling: true, .. } => {
+            Kind::Data {
+                sibling: true,
+                name,
+                id,
+            } => {
                 let Some(base) = sibling_base(key) else {
                     return;
                 };
-                if let Some(slots) = self.siblings.get_mut(base.as_str()) {
-                    slots.retain(|&s| s != i);
-                    if slots.is_empty() {
-                        self.siblings.remove(base.as_str());
-                    }
+                let Some(held) = self.siblings.get_mut(base.as_str()) else {
+                    return;
+                };
+                held.slots.retain(|&s| s != i);
+                let emptied = held.slots.is_empty();
+                let last_value = live && held.live == 1;
+                if live {
+                    held.live = held.live.saturating_sub(1);
+                }
+                if emptied {
+                    self.siblings.remove(base.as_str());
+                }
+                if last_value {
+                    self.count(name, id, -1);
                 }
             }
             Kind::Data { name, id, .. } => {
                 if live {
-                    let prefix = table_prefix(name, id);
-                    if let Some(n) = self.counts.get_mut(prefix.as_str()) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.counts.remove(prefix.as_str());
-                        }
-                    }
+                    self.count(name, id, -1);
                 }
             }
         }
     }
 
-    /// The slots of the siblings of base key `base`.
-    pub(super) fn siblings_of(&self, base: &str) -> &[u32] {
-        self.siblings.get(base).map_or(&[], Vec::as_slice)
+    /// Adds `delta` to the live keys of table `name` with id `id`.
+    fn count(&mut self, name: &str, id: &str, delta: isize) {
+        let prefix = table_prefix(name, id);
+        let n = self.counts.entry(prefix.as_str().into()).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.counts.remove(prefix.as_str());
+        }
     }
 
-    /// The live tables, by name, with their live keys (`live_siblings`
-    /// tells whether a base key holds a value).
-    pub(super) fn list(&self, live_siblings: impl Fn(&[u32]) -> bool) -> Vec<TableInfo> {
+    /// The slots of the siblings of base key `base`.
+    pub(super) fn siblings_of(&self, base: &str) -> &[u32] {
+        self.siblings.get(base).map_or(&[], |h| h.slots.as_slice())
+    }
+
+    /// The live tables, by name, with their live keys.
+    pub(super) fn list(&self) -> Vec<TableInfo> {
         self.tables
             .values()
             .filter_map(|state| match state {
@@ -144,18 +180,11 @@ impl Registry {
                 State::Dropped { .. } => None,
             })
             .map(|table| {
-                let keys = if table.siblings {
-                    let prefix = table.prefix();
-                    self.siblings
-                        .iter()
-                        .filter(|(base, slots)| base.starts_with(&prefix) && live_siblings(slots))
-                        .count()
-                } else {
-                    self.counts
-                        .get(table_prefix(table.name.as_str(), &table.id).as_str())
-                        .copied()
-                        .unwrap_or(0)
-                };
+                let keys = self
+                    .counts
+                    .get(table_prefix(table.name.as_str(), &table.id).as_str())
+                    .copied()
+                    .unwrap_or(0);
                 TableInfo {
                     name: table.name.as_str().to_string(),
                     siblings: table.siblings,

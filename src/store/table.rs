@@ -76,6 +76,12 @@ impl Slot {
         !self.is_vacant() && self.text.len() == self.key_len as usize
     }
 
+    /// Whether this holds a client's value: not vacant, not a tombstone,
+    /// not a delete among siblings.
+    pub(super) fn holds_value(&self) -> bool {
+        !self.is_vacant() && !self.is_tombstone() && !self.is_marker()
+    }
+
     /// Whether this is a delete in a table with siblings: a sibling without
     /// a value, kept until every replica applied it, like a tombstone (see
     /// [`super::tables`]).
@@ -272,7 +278,8 @@ impl Store {
         let Store {
             registry, slots, ..
         } = self;
-        registry.unbook(slots[i as usize].key(), i, !was_tombstone);
+        let slot = &slots[i as usize];
+        registry.unbook(slot.key(), i, slot.holds_value());
         let old = &mut self.slots[i as usize];
         let origin = old.origin;
         let text = std::mem::take(&mut old.text);
@@ -337,7 +344,7 @@ impl Store {
             found.remove();
         }
         let slot = std::mem::take(&mut self.slots[i as usize]);
-        self.registry.unbook(slot.key(), i, !slot.is_tombstone());
+        self.registry.unbook(slot.key(), i, slot.holds_value());
         if let Some(changed) = &mut self.changed {
             changed.push(slot.key().into());
         }

@@ -28,15 +28,7 @@ impl Store {
 
     /// The live tables, by name, with their live keys.
     pub fn tables(&self) -> Vec<TableInfo> {
-        let slots = &self.slots;
-        self.registry.list(|held| {
-            held.iter().any(|&i| {
-                slots[i as usize]
-                    .value()
-                    .and_then(Sibling::decode)
-                    .is_some_and(|s| s.value.is_some())
-            })
-        })
+        self.registry.list()
     }
 
     /// The siblings held for the key whose base is `base` (see
@@ -139,5 +131,65 @@ impl Key {
     /// as a client's key is.
     pub(crate) fn internal(text: &str) -> Key {
         Key(compact_str::CompactString::from(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causal::{ReplicaId, VectorClock};
+    use crate::store::Value;
+
+    fn dot(writer: &str, n: u64) -> Dot {
+        Dot::new(ReplicaId::parse(writer).unwrap(), n)
+    }
+
+    fn version(value: Value, dot: Dot, lamport: u64) -> Version {
+        Version {
+            value: Some(value),
+            dot,
+            lamport,
+        }
+    }
+
+    /// Offers a sibling of `base` written by `d`, holding `value` (none:
+    /// a delete), having seen `seen`.
+    fn sibling(store: &mut Store, base: &Key, d: Dot, value: Option<&str>, seen: &[&Dot]) -> bool {
+        let mut clock = VectorClock::new();
+        for s in seen {
+            clock.observe(s);
+        }
+        let value = value.map(|v| Value::from_json(v).unwrap().unwrap());
+        let stored = Sibling::encode(value.as_ref(), &clock);
+        let key = crate::store::tables::sibling_key(base, &d);
+        store.apply(key, version(stored, d, 1))
+    }
+
+    fn keys(store: &Store) -> usize {
+        store.tables()[0].keys
+    }
+
+    #[test]
+    fn a_key_with_siblings_counts_once_while_it_holds_a_value() {
+        let mut store = Store::new();
+        let name = TableName::parse("t").unwrap();
+        store.apply(
+            name.meta_key(),
+            version(Table::settings(true, "0"), dot("a", 1), 1),
+        );
+        let table = store.table(&name).cloned().unwrap();
+        let base = table.key(&Key::parse("k").unwrap());
+        let (x, y, z) = (dot("a", 2), dot("b", 1), dot("c", 1));
+        assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
+        assert!(sibling(&mut store, &base, y.clone(), Some("2"), &[]));
+        assert_eq!((store.siblings(&base).len(), keys(&store)), (2, 1));
+        // A delete that saw both: one marker, no value.
+        assert!(sibling(&mut store, &base, z.clone(), None, &[&x, &y]));
+        assert_eq!((store.siblings(&base).len(), keys(&store)), (1, 0));
+        // A value it saw comes late: not kept.
+        assert!(!sibling(&mut store, &base, dot("a", 2), Some("1"), &[]));
+        // A value concurrent with the delete: the key holds a value again.
+        assert!(sibling(&mut store, &base, dot("d", 1), Some("3"), &[&x]));
+        assert_eq!((store.siblings(&base).len(), keys(&store)), (2, 1));
     }
 }

@@ -178,12 +178,6 @@ impl Table {
             key.as_str()
         ))
     }
-
-    /// The prefix of every stored key of this table (siblings' included).
-    pub(super) fn prefix(&self) -> String {
-        let mark = if self.siblings { SIBLING } else { DATA };
-        format!("{mark}{}{DATA}{}{DATA}", self.name.0, self.id)
-    }
 }
 
 /// The stored key of client key `key` of the default table.
