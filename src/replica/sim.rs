@@ -66,7 +66,7 @@ mod seeds;
 mod session;
 mod trace;
 
-pub(super) use cluster::{key, Sim};
+pub(super) use cluster::{key, sim_timing, Sim};
 pub(super) use rng::{Faults, CALM, LOSSY, ROUGH};
 pub(super) use seeds::for_seeds;
 pub(super) use session::{Op, Session};

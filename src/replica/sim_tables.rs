@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 
-use super::sim::{for_seeds, key, Sim, CALM, LOSSY};
+use super::sim::{for_seeds, key, sim_timing, Sim, CALM, LOSSY};
 use super::{Condition, Outcome, TableOutcome};
 use crate::causal::CausalContext;
 use crate::store::{Key, TableName, Value};
@@ -378,6 +378,41 @@ fn a_table_created_on_both_sides_of_a_partition_is_one_table_keeping_every_key()
             assert_eq!(
                 read(&sim, i, &mut reader, "t", &kb),
                 set(&["d"]),
+                "replica {i}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_replica_that_missed_a_chain_of_replacing_writes_removes_what_they_replaced() {
+    for_seeds(10, |seed| {
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
+        let k = key("k");
+        // X is written at replica 2 and reaches everyone.
+        put(&mut sim, 2, &mut admin.clone(), "t", &k, Some("x"));
+        sim.settle(LOSSY);
+        // Replica 1 is cut off long enough to be suspected (no write is
+        // queued for it then: it catches up by pulls, from current versions).
+        sim.group = vec![0, 1, 0];
+        sim.run(2 * sim_timing().failure_timeout + 1000);
+        // At replica 0: a delete that saw X, then a write that saw only
+        // the delete (a reader there learns the delete, not X).
+        let mut deleter = Client::default();
+        assert_eq!(read(&sim, 0, &mut deleter, "t", &k), set(&["x"]));
+        assert_eq!(
+            put(&mut sim, 0, &mut deleter, "t", &k, None),
+            Outcome::Deleted
+        );
+        let mut writer = Client::default();
+        assert!(read(&sim, 0, &mut writer, "t", &k).is_empty());
+        put(&mut sim, 0, &mut writer, "t", &k, Some("y"));
+        sim.settle(LOSSY);
+        for i in 0..3 {
+            let mut fresh = Client::default();
+            assert_eq!(
+                read(&sim, i, &mut fresh, "t", &k),
+                set(&["y"]),
                 "replica {i}"
             );
         }

@@ -87,6 +87,23 @@ impl Replica {
         (live, dots)
     }
 
+    /// What a write to `base` with `context` has seen: the context, and
+    /// all that each sibling it names had seen. So what one write saw, the
+    /// writes that saw it saw too, and a replica that takes a write
+    /// without the ones between (a peer's current versions, in a pull)
+    /// still removes every value it replaced.
+    fn seen_by(&self, base: &Key, context: &CausalContext) -> VectorClock {
+        let mut seen = context.clock().clone();
+        for entry in self.store.siblings(base) {
+            if context.clock().contains(&entry.dot()) {
+                if let Some(sibling) = entry.value_json().and_then(Sibling::decode) {
+                    seen.merge(&sibling.seen);
+                }
+            }
+        }
+        seen
+    }
+
     /// What a client learns from the versions with `dots`.
     fn learn_all(&self, dots: &[Dot]) -> VectorClock {
         let mut clock = VectorClock::new();
@@ -176,7 +193,7 @@ impl Replica {
                 }
                 let mut deps = pruned.as_ref().unwrap_or(context.clock()).clone();
                 deps.observe(&created);
-                let stored = Sibling::encode(value.as_ref(), context.clock());
+                let stored = Sibling::encode(value.as_ref(), &self.seen_by(&base, context));
                 let is_delete = value.is_none();
                 let dot = self.issue_as(|dot| sibling_key(&base, dot), Some(stored), deps);
                 Ok(WriteResult {
