@@ -10,6 +10,9 @@
 //! that kept the replica's disk excuses none), deleted values coming back
 //! and identities that changed across a restart on a kept disk, and the
 //! store for tombstones left uncollected and metadata beyond its bound.
+//! Some sessions make conditional puts, and some work in a table with
+//! siblings (`tables.rs`); the checker judges 412s, `If-None-Match: *`
+//! successes and sets of siblings too.
 //!
 //! Sharded runs (`sharded.rs`) do the same to six memory-only nodes
 //! started with `SHARD_COUNT=2`: sessions hop between the nodes of both
@@ -59,6 +62,8 @@ mod netns;
 mod settle;
 #[path = "fault/sharded.rs"]
 mod sharded;
+#[path = "fault/tables.rs"]
+mod tables;
 #[path = "fault/workload.rs"]
 mod workload;
 

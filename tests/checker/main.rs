@@ -17,22 +17,30 @@
 //! JSON), `sim.rs` (a simulated causal+ store and its long histories),
 //! `sharded.rs` (histories of a sharded store, whose requests are relayed:
 //! lost writes and divergence still caught, crashes excusing only the
-//! writes of the node that issued them, the shards' key counts).
+//! writes of the node that issued them, the shards' key counts),
+//! `conditional.rs` (412s that wrote nothing, `If-None-Match: *`
+//! successes judged as reads that found the key absent), `siblings.rs`
+//! (a table with siblings: replaced siblings back, siblings left out,
+//! final sets that disagree or lose a put) and `sim_siblings.rs` (a
+//! simulated store with siblings and its long histories).
 
 #[path = "../fault/checker.rs"]
 mod checker;
 
 mod anomalies;
 mod clean;
+mod conditional;
 mod durability;
 mod output;
 mod resurrection;
 mod sharded;
+mod siblings;
 mod sim;
+mod sim_siblings;
 
 use checker::{
-    check, key_count_problems, AnomalyKind, Crash, FinalRead, History, Op, OpKind, OpResult,
-    PartitionWindow, Ratio, Report, Restart,
+    check, key_count_problems, AnomalyKind, Condition, Crash, FinalRead, FinalSet, History, Op,
+    OpKind, OpResult, PartitionWindow, Ratio, Report, Restart,
 };
 
 /// Builds histories: each op gets the next id and a fresh 10 us slot,
@@ -83,6 +91,11 @@ impl Builder {
             invoked_us,
             completed_us,
             result,
+            table: None,
+            condition: None,
+            etag: None,
+            sent: None,
+            dot: None,
         });
         id
     }

@@ -80,3 +80,20 @@ fn malformed_ops_are_warned_about_not_trusted() {
     assert_eq!(report.warnings.len(), 2, "{report}");
     assert!(report.is_ok(), "{report}");
 }
+
+/// Replays the checker on a history a failing fault run saved next to its
+/// logs: `CHECKER_HISTORY=<dir>/history.json cargo test --test checker --
+/// --ignored replay --nocapture` prints the report (and fails if it found
+/// anomalies).
+#[test]
+#[ignore = "replays the history named by CHECKER_HISTORY"]
+fn replay_a_saved_history() {
+    let Ok(path) = std::env::var("CHECKER_HISTORY") else {
+        println!("CHECKER_HISTORY is not set: nothing to replay");
+        return;
+    };
+    let text = std::fs::read_to_string(&path).expect("a readable history");
+    let report = check(&History::from_json(&text).expect("a saved history"));
+    println!("{report}");
+    assert!(report.is_ok(), "{path}: anomalies found");
+}

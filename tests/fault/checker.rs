@@ -128,6 +128,20 @@
 //!   comes back under a new one ([`History::restarts`]).
 //! * **Availability**: the share of operations answered (not Failed),
 //!   overall and per partition side during each partition window.
+//! * **Conditional writes** (`If-None-Match: *`, `If-Match`; [`Op::condition`]):
+//!   one that succeeded is a plain write; one answered 412 ([`OpResult::Unmet`])
+//!   wrote nothing, so a read (or final read) returning its value is
+//!   PreconditionFailedWrote. An `If-None-Match: *` put that succeeded found
+//!   its key absent at its replica once its context was applied: it is
+//!   judged like a read that found the key absent, at the put's own causal
+//!   past (ReadYourWrites, MonotonicReads or PhantomAbsence when a put in
+//!   that past cannot have been removed by a delete).
+//! * **Siblings** (keys of [`History::sibling_tables`]): reads return sets,
+//!   judged by the recorded contexts (`checker/siblings.rs`): no value a
+//!   write the replica had applied has seen (ReplacedSibling), every value
+//!   it had applied that no write can have seen (MissingSibling), and after
+//!   settling the same set at every replica (Divergence), without replaced
+//!   values, with every acknowledged put no write can have seen (LostWrite).
 //!
 //! # Limitations
 //!
@@ -148,7 +162,8 @@
 //! searches (on petgraph), `checker/past.rs` answers questions
 //! about it, `checker/reads.rs` judges client reads, `checker/finals.rs`
 //! the final reads, `checker/arbitration.rs` the conflict rule, and
-//! `checker/report.rs` holds the verdict and how it prints.
+//! `checker/report.rs` holds the verdict and how it prints,
+//! `checker/siblings.rs` the keys of tables with siblings.
 
 #![allow(dead_code)]
 
@@ -168,6 +183,8 @@ mod reads;
 mod report;
 #[path = "checker/shards.rs"]
 mod shards;
+#[path = "checker/siblings.rs"]
+mod siblings;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -182,6 +199,8 @@ pub use report::{
 };
 #[allow(unused_imports)]
 pub use shards::key_count_problems;
+#[allow(unused_imports)]
+pub use siblings::{Clock, Condition, Dot, FinalSet};
 
 // ---------------------------------------------------------------------------
 // The history model
@@ -219,6 +238,23 @@ pub struct Op {
     pub completed_us: Option<u64>,
     /// What came back.
     pub result: OpResult,
+    /// The table (`None`: the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// A conditional write's condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// The entity tag answered: of the version a GET read or a PUT made,
+    /// or of the version that failed a 412's condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The causal metadata sent, as a clock, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Clock>,
+    /// An acknowledged write's dot: the one entry its answer's context
+    /// grew, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dot: Option<Dot>,
 }
 
 /// What an operation asked for.
@@ -246,6 +282,10 @@ pub enum OpResult {
     DeleteAbsent,
     /// A get answered 200 with the value, or 404 (`None`).
     Read(Option<String>),
+    /// A get in a table with siblings answered 300 with these values.
+    Siblings(Vec<String>),
+    /// A conditional write answered 412: nothing was written.
+    Unmet,
     /// 503, timeout, connection error: for writes the outcome is unknown.
     Failed(String),
 }
@@ -330,6 +370,13 @@ pub struct History {
     /// key's shard, not necessarily [`Op::replica`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relayed: bool,
+    /// Tables created with siblings: their keys are judged as sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sibling_tables: Vec<String>,
+    /// One read of every key of those tables at every replica after
+    /// healing (`final_reads` holds the default table's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_sets: Vec<FinalSet>,
 }
 
 impl History {
@@ -371,6 +418,10 @@ enum Class<'a> {
     AckDelete,
     /// A successful get, or a delete that found the key absent.
     Read(Option<&'a str>),
+    /// A get answered 300: the values of a key with siblings.
+    ReadSet(&'a [String]),
+    /// A conditional write answered 412: a read of unknown value.
+    Unmet,
     FailedPut,
     FailedDelete,
     FailedGet,
@@ -398,6 +449,8 @@ struct Node {
 #[derive(Default)]
 struct KeyIndex {
     name: String,
+    /// A key of a table with siblings (see `checker/siblings.rs`).
+    siblings: bool,
     writes: BTreeMap<usize, Vec<(u32, u32)>>,
     puts: BTreeMap<usize, Vec<(u32, u32)>>,
     deletes: BTreeMap<usize, Vec<(u32, u32)>>,
@@ -464,17 +517,23 @@ pub fn check(h: &History) -> Report {
     let ctx = &built.ctx;
     let rankings = check_reads(ctx, &built.class, &mut found);
     let mut lost_to_crash = BTreeSet::new();
-    let (unconverged, finals) = ctx.check_finals(&built.writer_of, &mut found, &mut lost_to_crash);
+    let (mut unconverged, finals) = ctx.check_finals(
+        &built.writer_of,
+        &built.unmet_of,
+        &mut found,
+        &mut lost_to_crash,
+    );
+    unconverged |= ctx.check_siblings(&built, &mut found, &mut lost_to_crash);
     ctx.check_arbitration(rankings, &finals, &mut found);
-    check_restarts(h, &mut found);
-    let availability = report::availability(h, &answered(&built.class));
-    let anomalies = anomalies(h, found);
+    finals::check_restarts(h, &mut found);
+    let availability = report::availability(h, &report::answered(&built.class));
+    let anomalies = report::anomalies(h, found);
     Report {
         convergence_ok: !unconverged
             && !anomalies
                 .iter()
                 .any(|a| a.kind == AnomalyKind::NotCausallyMaximal),
-        stats: stats(h, &built, &availability),
+        stats: report::stats(h, &built, &availability),
         anomalies,
         lost_to_crash: lost_to_crash
             .into_iter()
@@ -486,11 +545,21 @@ pub fn check(h: &History) -> Report {
 }
 
 /// Judges every client read (one that returned a value, one that found its
-/// key absent); returns the conflict rankings the reads showed.
+/// key absent, a put that succeeded with `If-None-Match: *`) of a key
+/// without siblings; returns the conflict rankings the reads showed.
 fn check_reads(ctx: &Ctx<'_>, class: &[Class<'_>], found: &mut Vec<Found>) -> Vec<ArbEdge> {
     let mut rankings = Vec::new();
     for n in 0..ctx.nodes.len() as u32 {
         let node = ctx.nodes[n as usize];
+        if ctx.keys[node.key].siblings {
+            continue;
+        }
+        if node.effect == Effect::Put && node.chain {
+            if ctx.op(n).condition == Some(Condition::IfNoneMatch) {
+                ctx.check_created(n, found);
+            }
+            continue;
+        }
         if node.effect != Effect::Read {
             continue;
         }
@@ -503,67 +572,4 @@ fn check_reads(ctx: &Ctx<'_>, class: &[Class<'_>], found: &mut Vec<Found>) -> Ve
         }
     }
     rankings
-}
-
-/// Identities across restarts: the same after stops that kept the state,
-/// a new one after any stop that lost it.
-fn check_restarts(h: &History, found: &mut Vec<Found>) {
-    for r in &h.restarts {
-        let explanation = match (r.kept_state, r.before == r.after) {
-            (true, false) => format!(
-                "replica {} was stopped at {}us and started again on the state it kept (DATA_DIR), but came back as {}, not {}: a new incarnation, which does not hold what the old one acknowledged",
-                r.replica, r.at_us, r.after, r.before
-            ),
-            (false, true) => format!(
-                "replica {} lost its state at {}us (its DATA_DIR deleted) but came back under its old identity {}: it may issue event ids that writes already have",
-                r.replica, r.at_us, r.before
-            ),
-            _ => continue,
-        };
-        found.push(Found {
-            kind: AnomalyKind::Incarnation,
-            ops: Vec::new(),
-            explanation,
-        });
-    }
-}
-
-/// Per operation: whether it was answered (for availability).
-fn answered(class: &[Class<'_>]) -> Vec<bool> {
-    class
-        .iter()
-        .map(|c| !matches!(c, Class::FailedPut | Class::FailedDelete | Class::FailedGet))
-        .collect()
-}
-
-/// The anomalies found, by kind, naming operations by their ids.
-fn anomalies(h: &History, mut found: Vec<Found>) -> Vec<Anomaly> {
-    found.sort_by_key(|f| f.kind);
-    found
-        .into_iter()
-        .map(|f| Anomaly {
-            kind: f.kind,
-            ops: f.ops.iter().map(|&i| h.ops[i].id).collect(),
-            chain: f.ops.iter().map(|&i| report::render(&h.ops[i])).collect(),
-            explanation: f.explanation,
-        })
-        .collect()
-}
-
-/// The sizes of what was checked.
-fn stats(h: &History, built: &build::Built<'_>, availability: &Availability) -> Stats {
-    let completed = availability.overall.ok;
-    Stats {
-        ops: h.ops.len(),
-        completed,
-        failed: h.ops.len() - completed,
-        failed_writes_observed: built.failed_observed,
-        sessions: built.ctx.sessions,
-        keys: built.ctx.keys.len(),
-        final_reads: h.final_reads.len(),
-        reads_from: built.reads_from,
-        crashes_kept_state: h.crashes.iter().filter(|c| c.kept_state).count(),
-        crashes_lost_state: h.crashes.iter().filter(|c| !c.kept_state).count(),
-        restarts: h.restarts.len(),
-    }
 }

@@ -34,12 +34,11 @@ use super::harness::{
 use super::lifetime::{self, Lifetime};
 use super::netns::{NetnsCluster, PORT};
 use super::settle;
+use super::tables::{self, SIBLING_TABLE};
 use super::workload::{self, Shared};
 
 /// Replica slots available (three start; the nemesis may add two).
 const CAPACITY: usize = 5;
-/// Concurrent client sessions.
-pub const SESSIONS: usize = 6;
 /// How long a replica waits for causal dependencies in these runs.
 pub const CAUSAL_WAIT_MS: u64 = 3000;
 /// How often replicas resolve the DNS name, in runs that use one.
@@ -162,16 +161,23 @@ async fn drive(
         stage.wait_ready(i).await?;
         stage.start_targeting(i);
     }
+    let created = tables::create_sibling_table(&stage).await?;
     shared.borrow_mut().start = Instant::now();
+    stage.note(created);
     let until = Instant::now() + duration;
     let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
-    let sessions: Vec<_> = (0..SESSIONS)
-        .map(|_| {
+    let roles = tables::roles(true);
+    let seeds = tables::session_seeds(&mut rng, seed, &roles);
+    let sessions: Vec<_> = roles
+        .into_iter()
+        .zip(seeds)
+        .map(|(role, session_seed)| {
             actix_rt::spawn(workload::session(
                 shared.clone(),
-                rng.random::<u64>(),
+                session_seed,
                 until,
                 request_timeout,
+                role,
             ))
         })
         .collect();
@@ -237,6 +243,7 @@ async fn drive(
     let mut keys = workload::all_keys();
     keys.extend(stage.probe_keys.iter().cloned());
     let (final_reads, views_ok, view_report) = settle::settle(&stage, &keys).await;
+    let (final_sets, sets_agree) = tables::final_sets(&stage).await;
     let settle_time = healed_at.elapsed();
     let (collection, metadata) =
         settle::lifetime_checks(&stage, &keys, &settle::Bounds::unsharded(&stage.members)).await;
@@ -250,9 +257,11 @@ async fn drive(
         restarts: stage.restarts.clone(),
         partitions: stage.partitions.clone(),
         relayed: false,
+        sibling_tables: vec![SIBLING_TABLE.to_string()],
+        final_sets,
     };
     let report = checker::check(&history);
-    let ok = report.is_ok() && views_ok && collection.ok && metadata.ok;
+    let ok = report.is_ok() && views_ok && sets_agree && collection.ok && metadata.ok;
     if !ok {
         // Next to the replicas' logs, for replaying the checker on it.
         let path = stage.cluster.log_dir.join("history.json");
@@ -304,6 +313,13 @@ async fn drive(
     if !views_ok {
         let _ = writeln!(summary, "{view_report}");
     }
+    if !sets_agree {
+        let _ = writeln!(
+            summary,
+            "the final reads of table {SIBLING_TABLE} did NOT agree (or were not all answered) within their deadline"
+        );
+    }
+    let _ = writeln!(summary, "{}", tables::summary(&history));
     let _ = writeln!(summary, "{}", collection.line);
     let _ = writeln!(summary, "{}", metadata.line);
     let _ = writeln!(summary, "{report}");

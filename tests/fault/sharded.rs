@@ -55,9 +55,10 @@ use serde_json::{json, Value};
 
 use super::checker::{self, FinalRead, History};
 use super::harness::{sleep_ms, Stage, FAILURE_TIMEOUT};
-use super::nemesis::{random_split, replica_env, Outcome, CAUSAL_WAIT_MS, SESSIONS};
+use super::nemesis::{random_split, replica_env, Outcome, CAUSAL_WAIT_MS};
 use super::netns::NetnsCluster;
 use super::settle::{self, Verdict};
+use super::tables;
 use super::workload::{self, Shared};
 
 /// Nodes of a sharded run, all started at once.
@@ -161,13 +162,18 @@ async fn drive(
     shared.borrow_mut().start = Instant::now();
     let until = Instant::now() + duration;
     let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
-    let sessions: Vec<_> = (0..SESSIONS)
-        .map(|_| {
+    let roles = tables::roles(false);
+    let seeds = tables::session_seeds(&mut rng, seed, &roles);
+    let sessions: Vec<_> = roles
+        .into_iter()
+        .zip(seeds)
+        .map(|(role, session_seed)| {
             actix_rt::spawn(workload::session(
                 shared.clone(),
-                rng.random::<u64>(),
+                session_seed,
                 until,
                 request_timeout,
+                role,
             ))
         })
         .collect();
@@ -228,6 +234,7 @@ async fn drive(
         restarts: stage.restarts.clone(),
         partitions: stage.partitions.clone(),
         relayed: true,
+        ..History::default()
     };
     let report = checker::check(&history);
     let reshard_ok = records.iter().any(|r| r.answer == Ok(200));
@@ -292,6 +299,7 @@ async fn drive(
     if !views_ok {
         let _ = writeln!(summary, "{view_report}");
     }
+    let _ = writeln!(summary, "{}", tables::summary(&history));
     let _ = writeln!(summary, "{}", map_verdict.line);
     let _ = writeln!(summary, "{}", collection.line);
     let _ = writeln!(summary, "{}", metadata.line);

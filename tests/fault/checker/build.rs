@@ -24,6 +24,8 @@ pub(super) struct Built<'a> {
     pub(super) class: Vec<Class<'a>>,
     /// Which put (index into `History::ops`) wrote each value.
     pub(super) writer_of: HashMap<&'a str, usize>,
+    /// Which put answered 412 had each value (it wrote nothing).
+    pub(super) unmet_of: HashMap<&'a str, usize>,
     /// Reads whose value names the put they read from.
     pub(super) reads_from: usize,
     /// Failed puts whose value was observed.
@@ -55,6 +57,8 @@ pub(super) fn build<'a>(
                 (OpKind::Delete, OpResult::Deleted) if answered => Class::AckDelete,
                 (OpKind::Delete, OpResult::DeleteAbsent) if answered => Class::Read(None),
                 (OpKind::Get, OpResult::Read(v)) if answered => Class::Read(v.as_deref()),
+                (OpKind::Get, OpResult::Siblings(vs)) if answered => Class::ReadSet(vs),
+                (OpKind::Put { .. } | OpKind::Delete, OpResult::Unmet) if answered => Class::Unmet,
                 (kind, result) => {
                     warnings.push(format!(
                         "op #{}: {kind:?} answered {result:?} (completed {:?}); treated as failed",
@@ -66,12 +70,17 @@ pub(super) fn build<'a>(
         })
         .collect();
 
-    // Which put wrote each value.
+    // Which put wrote each value (a put answered 412 wrote nothing).
     let mut writer_of: HashMap<&str, usize> = HashMap::new();
+    let mut unmet_of: HashMap<&str, usize> = HashMap::new();
     let mut seen_ids = HashSet::new();
     for (i, op) in h.ops.iter().enumerate() {
         if !seen_ids.insert(op.id) {
             warnings.push(format!("op id #{} is used more than once", op.id));
+        }
+        if let (OpKind::Put { value }, Class::Unmet) = (&op.kind, class[i]) {
+            unmet_of.entry(value).or_insert(i);
+            continue;
         }
         if let OpKind::Put { value } = &op.kind {
             if let Some(&first) = writer_of.get(value.as_str()) {
@@ -86,8 +95,12 @@ pub(super) fn build<'a>(
     }
     let mut observed: HashSet<&str> = HashSet::new();
     for c in &class {
-        if let Class::Read(Some(v)) = c {
-            observed.insert(v);
+        match c {
+            Class::Read(Some(v)) => {
+                observed.insert(v);
+            }
+            Class::ReadSet(vs) => observed.extend(vs.iter().map(String::as_str)),
+            _ => {}
         }
     }
     for fr in &h.final_reads {
@@ -95,10 +108,15 @@ pub(super) fn build<'a>(
             observed.insert(v);
         }
     }
+    for fs in &h.final_sets {
+        observed.extend(fs.values.iter().map(String::as_str));
+    }
 
-    // Dense keys.
-    let mut key_ids: HashMap<&str, usize> = HashMap::new();
+    // Dense keys, named with their table (`table/key`).
+    let mut key_ids: HashMap<String, usize> = HashMap::new();
     let mut keys: Vec<KeyIndex> = Vec::new();
+    let siblings =
+        |table: Option<&str>| table.is_some_and(|t| h.sibling_tables.iter().any(|s| s == t));
 
     // Sessions in invocation order; successful ops form the session chain.
     let mut by_session: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -114,12 +132,17 @@ pub(super) fn build<'a>(
         list.sort_by_key(|&i| (h.ops[i].invoked_us, h.ops[i].id));
         for &i in list.iter() {
             let op = &h.ops[i];
-            let key = intern(&op.key, &mut key_ids, &mut keys);
+            let key = intern(
+                key_name(op.table.as_deref(), &op.key),
+                siblings(op.table.as_deref()),
+                &mut key_ids,
+                &mut keys,
+            );
             let chain_len = sess_chain[sess].len() as u32;
             let effect = match class[i] {
                 Class::AckPut => Some((Effect::Put, true)),
                 Class::AckDelete => Some((Effect::Delete, true)),
-                Class::Read(_) => Some((Effect::Read, true)),
+                Class::Read(_) | Class::ReadSet(_) | Class::Unmet => Some((Effect::Read, true)),
                 Class::FailedPut => match &op.kind {
                     OpKind::Put { value } if observed.contains(value.as_str()) => {
                         Some((Effect::Put, false))
@@ -153,7 +176,11 @@ pub(super) fn build<'a>(
         }
     }
     for fr in &h.final_reads {
-        intern(&fr.key, &mut key_ids, &mut keys);
+        intern(fr.key.clone(), false, &mut key_ids, &mut keys);
+    }
+    for fs in &h.final_sets {
+        let name = key_name(Some(&fs.table), &fs.key);
+        intern(name, siblings(Some(&fs.table)), &mut key_ids, &mut keys);
     }
     let g = nodes.len();
 
@@ -174,51 +201,32 @@ pub(super) fn build<'a>(
         }
     }
     let mut rf = vec![NONE; g];
+    let resolve = Resolve {
+        h,
+        writer_of: &writer_of,
+        unmet_of: &unmet_of,
+    };
     for (n, node) in nodes.iter().enumerate() {
-        let op = &h.ops[node.op];
-        let Class::Read(Some(value)) = class[node.op] else {
-            continue;
+        let values: &[String] = match class[node.op] {
+            Class::Read(Some(_)) => match &h.ops[node.op].result {
+                OpResult::Read(Some(v)) => std::slice::from_ref(v),
+                _ => &[],
+            },
+            Class::ReadSet(vs) => vs,
+            _ => continue,
         };
-        let Some(&wi) = writer_of.get(value) else {
-            found.push(Found {
-                kind: AnomalyKind::ValueNeverWritten,
-                ops: vec![node.op],
-                explanation: format!(
-                    "#{} read {}={value:?}, a value no put ever wrote",
-                    op.id, op.key
-                ),
-            });
-            continue;
-        };
-        let w = &h.ops[wi];
-        if w.key != op.key {
-            found.push(Found {
-                kind: AnomalyKind::ValueNeverWritten,
-                ops: vec![wi, node.op],
-                explanation: format!(
-                    "#{} read {}={value:?}, but that value was written to key {:?} by #{}",
-                    op.id, op.key, w.key, w.id
-                ),
-            });
-            continue;
-        }
-        if let Some(done) = op.completed_us {
-            if w.invoked_us > done {
-                found.push(Found {
-                    kind: AnomalyKind::ValueNeverWritten,
-                    ops: vec![wi, node.op],
-                    explanation: format!(
-                        "#{} returned {}={value:?} at {done}us, before #{} wrote it (invoked at {}us)",
-                        op.id, op.key, w.id, w.invoked_us
-                    ),
-                });
+        for value in values {
+            let Some(wi) = resolve.writer(node.op, value, found) else {
+                continue;
+            };
+            let wn = node_of_op[wi];
+            debug_assert_ne!(wn, NONE, "an observed put is always a node");
+            if wn != NONE {
+                if matches!(class[node.op], Class::Read(_)) {
+                    rf[n] = wn;
+                }
+                edges.push((wn, n as u32, Hb::ReadsFrom));
             }
-        }
-        let wn = node_of_op[wi];
-        debug_assert_ne!(wn, NONE, "an observed put is always a node");
-        if wn != NONE {
-            rf[n] = wn;
-            edges.push((wn, n as u32, Hb::ReadsFrom));
         }
     }
     let reads_from = rf.iter().filter(|&&w| w != NONE).count();
@@ -327,19 +335,108 @@ pub(super) fn build<'a>(
         ctx,
         class,
         writer_of,
+        unmet_of,
         reads_from,
         failed_observed,
     }
 }
-/// The dense number of key `name`.
-fn intern<'h>(name: &'h str, ids: &mut HashMap<&'h str, usize>, keys: &mut Vec<KeyIndex>) -> usize {
-    *ids.entry(name).or_insert_with(|| {
+
+/// How a key is named in the checker: `key` in the default table,
+/// `table/key` in another.
+pub(super) fn key_name(table: Option<&str>, key: &str) -> String {
+    match table {
+        Some(table) => format!("{table}/{key}"),
+        None => key.to_string(),
+    }
+}
+
+/// The dense number of key `name` (of a table with siblings or not).
+fn intern(
+    name: String,
+    siblings: bool,
+    ids: &mut HashMap<String, usize>,
+    keys: &mut Vec<KeyIndex>,
+) -> usize {
+    *ids.entry(name).or_insert_with_key(|name| {
         keys.push(KeyIndex {
-            name: name.to_string(),
+            name: name.clone(),
+            siblings,
             ..KeyIndex::default()
         });
         keys.len() - 1
     })
+}
+
+/// Finds the put behind a value a read returned.
+pub(super) struct Resolve<'h, 'm> {
+    pub(super) h: &'h History,
+    pub(super) writer_of: &'m HashMap<&'h str, usize>,
+    pub(super) unmet_of: &'m HashMap<&'h str, usize>,
+}
+
+impl Resolve<'_, '_> {
+    /// The put (index into `History::ops`) that wrote `value`, which op
+    /// `reader` returned; reports a value no put of that key wrote (or one
+    /// returned before its put was sent, or the value of a put answered
+    /// 412) and returns `None` then.
+    pub(super) fn writer(
+        &self,
+        reader: usize,
+        value: &str,
+        found: &mut Vec<Found>,
+    ) -> Option<usize> {
+        let op = &self.h.ops[reader];
+        let name = key_name(op.table.as_deref(), &op.key);
+        let Some(&wi) = self.writer_of.get(value) else {
+            if let Some(&u) = self.unmet_of.get(value) {
+                found.push(Found {
+                    kind: AnomalyKind::PreconditionFailedWrote,
+                    ops: vec![u, reader],
+                    explanation: format!(
+                        "#{} read {name}={value:?}, the value of #{}, whose condition failed (412): it wrote nothing",
+                        op.id, self.h.ops[u].id
+                    ),
+                });
+                return None;
+            }
+            found.push(Found {
+                kind: AnomalyKind::ValueNeverWritten,
+                ops: vec![reader],
+                explanation: format!(
+                    "#{} read {name}={value:?}, a value no put ever wrote",
+                    op.id
+                ),
+            });
+            return None;
+        };
+        let w = &self.h.ops[wi];
+        if w.key != op.key || w.table != op.table {
+            found.push(Found {
+                kind: AnomalyKind::ValueNeverWritten,
+                ops: vec![wi, reader],
+                explanation: format!(
+                    "#{} read {name}={value:?}, but that value was written to key {:?} by #{}",
+                    op.id,
+                    key_name(w.table.as_deref(), &w.key),
+                    w.id
+                ),
+            });
+            return None;
+        }
+        if let Some(done) = op.completed_us {
+            if w.invoked_us > done {
+                found.push(Found {
+                    kind: AnomalyKind::ValueNeverWritten,
+                    ops: vec![wi, reader],
+                    explanation: format!(
+                        "#{} returned {name}={value:?} at {done}us, before #{} wrote it (invoked at {}us)",
+                        op.id, w.id, w.invoked_us
+                    ),
+                });
+            }
+        }
+        Some(wi)
+    }
 }
 
 /// How one node of hb comes before another.

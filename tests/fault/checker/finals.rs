@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{AnomalyKind, Ctx, FinalRead, Found, NONE};
+use super::{AnomalyKind, Ctx, FinalRead, Found, History, NONE};
 
 impl Ctx<'_> {
     /// Final reads: agreement, maximality, lost writes, resurrections.
@@ -15,6 +15,7 @@ impl Ctx<'_> {
     pub(super) fn check_finals(
         &self,
         writer_of: &HashMap<&str, usize>,
+        unmet_of: &HashMap<&str, usize>,
         found: &mut Vec<Found>,
         lost_to_crash: &mut BTreeSet<u32>,
     ) -> (bool, HashMap<usize, u32>) {
@@ -48,9 +49,21 @@ impl Ctx<'_> {
                     continue;
                 };
                 match writer_of.get(v) {
-                    Some(&wi) if self.h.ops[wi].key == name => {
+                    Some(&wi) if self.h.ops[wi].key == name && self.h.ops[wi].table.is_none() => {
                         let n = self.node_of(wi);
                         writes.push((value, n));
+                    }
+                    None if unmet_of.contains_key(v) => {
+                        let u = unmet_of[v];
+                        found.push(Found {
+                            kind: AnomalyKind::PreconditionFailedWrote,
+                            ops: vec![u],
+                            explanation: format!(
+                                "final read at replica(s) {:?} found {name}={v:?}, the value of #{}, whose condition failed (412): it wrote nothing",
+                                values[&value],
+                                self.h.ops[u].id
+                            ),
+                        });
                     }
                     other => {
                         found.push(Found {
@@ -109,7 +122,7 @@ impl Ctx<'_> {
     }
 
     /// The graph node of operation `op`, if it has one.
-    fn node_of(&self, op: usize) -> Option<u32> {
+    pub(super) fn node_of(&self, op: usize) -> Option<u32> {
         let n = self.node_of_op[op];
         (n != NONE).then_some(n)
     }
@@ -117,7 +130,7 @@ impl Ctx<'_> {
     /// Reports the lost puts among `candidates` (per session: the puts that
     /// should have survived, in session order). Returns whether any was
     /// reported as a LostWrite.
-    fn report_lost(
+    pub(super) fn report_lost(
         &self,
         per_session: &[&[(u32, u32)]],
         cause: impl Fn(u32) -> (Vec<u32>, String),
@@ -343,6 +356,29 @@ impl Ctx<'_> {
             kind: AnomalyKind::NotCausallyMaximal,
             ops: self.ops_of(&ops),
             explanation: format!("{} is absent in the end, but {why}", k.name),
+        });
+    }
+}
+
+/// Identities across restarts: the same after stops that kept the state,
+/// a new one after any stop that lost it.
+pub(super) fn check_restarts(h: &History, found: &mut Vec<Found>) {
+    for r in &h.restarts {
+        let explanation = match (r.kept_state, r.before == r.after) {
+            (true, false) => format!(
+                "replica {} was stopped at {}us and started again on the state it kept (DATA_DIR), but came back as {}, not {}: a new incarnation, which does not hold what the old one acknowledged",
+                r.replica, r.at_us, r.after, r.before
+            ),
+            (false, true) => format!(
+                "replica {} lost its state at {}us (its DATA_DIR deleted) but came back under its old identity {}: it may issue event ids that writes already have",
+                r.replica, r.at_us, r.before
+            ),
+            _ => continue,
+        };
+        found.push(Found {
+            kind: AnomalyKind::Incarnation,
+            ops: Vec::new(),
+            explanation,
         });
     }
 }

@@ -55,15 +55,23 @@ impl Ctx<'_> {
     /// `#id put(k)=v` and the like.
     pub(super) fn describe(&self, n: u32) -> String {
         let op = self.op(n);
+        let key = &self.keys[self.nodes[n as usize].key].name;
         let what = match (&op.kind, &op.result) {
-            (OpKind::Put { value }, OpResult::Written) => format!("put({})={value}", op.key),
-            (OpKind::Put { value }, _) => format!("failed put({})={value}", op.key),
-            (OpKind::Delete, OpResult::DeleteAbsent) => format!("delete({})=<absent>", op.key),
-            (OpKind::Delete, _) => format!("delete({})", op.key),
-            (OpKind::Get, OpResult::Read(Some(v))) => format!("get({})={v}", op.key),
-            (OpKind::Get, _) => format!("get({})=<absent>", op.key),
+            (OpKind::Put { value }, OpResult::Written) => format!("put({key})={value}"),
+            (OpKind::Put { value }, OpResult::Unmet) => format!("put({key})={value} (412)"),
+            (OpKind::Put { value }, _) => format!("failed put({key})={value}"),
+            (OpKind::Delete, OpResult::DeleteAbsent) => format!("delete({key})=<absent>"),
+            (OpKind::Delete, OpResult::Unmet) => format!("delete({key}) (412)"),
+            (OpKind::Delete, OpResult::Deleted) => format!("delete({key})"),
+            (OpKind::Delete, _) => format!("failed delete({key})"),
+            (OpKind::Get, OpResult::Read(Some(v))) => format!("get({key})={v}"),
+            (OpKind::Get, OpResult::Siblings(vs)) => format!("get({key})={{{}}}", vs.join(",")),
+            (OpKind::Get, _) => format!("get({key})=<absent>"),
         };
-        format!("#{} {what}", op.id)
+        match &op.condition {
+            Some(c) => format!("#{} {what} {c}", op.id),
+            None => format!("#{} {what}", op.id),
+        }
     }
 
     /// Indexes into `History::ops` of `nodes`, consecutive repeats merged.

@@ -222,13 +222,42 @@ impl Ctx<'_> {
 
     /// A read that found the key absent.
     pub(super) fn check_absent_read(&self, r: u32, found: &mut Vec<Found>, arb: &mut Vec<ArbEdge>) {
+        let name = &self.keys[self.nodes[r as usize].key].name;
+        let what = format!("{} found {name} absent", self.describe(r));
+        self.absent_at(r, false, &what, found, arb);
+    }
+
+    /// A put that succeeded with `If-None-Match: *`: its replica found the
+    /// key absent once the put's context was applied, as a read there
+    /// would have. It is judged as such a read, at the put's own causal
+    /// past (the put itself left out); the conflict order it may show is
+    /// not used.
+    pub(super) fn check_created(&self, p: u32, found: &mut Vec<Found>) {
+        let name = &self.keys[self.nodes[p as usize].key].name;
+        let what = format!(
+            "{} succeeded, so its replica found {name} absent",
+            self.describe(p)
+        );
+        self.absent_at(p, true, &what, found, &mut Vec::new());
+    }
+
+    /// Node `r` found its key absent (`what` says how, as the start of a
+    /// sentence); `itself`: `r` is a put, left out of its own past.
+    fn absent_at(
+        &self,
+        r: u32,
+        itself: bool,
+        what: &str,
+        found: &mut Vec<Found>,
+        arb: &mut Vec<ArbEdge>,
+    ) {
         let node = self.nodes[r as usize];
         let key = node.key;
         let row = self.row(r);
         // A put whose replica crashed before the read completed may be gone;
         // a delete, lost or not, still explains an absence.
         let by = self.op(r).completed_us.unwrap_or(u64::MAX);
-        let gone = |w: u32| !self.is_delete(w) && self.lost_by(w, by);
+        let gone = |w: u32| (itself && w == r) || (!self.is_delete(w) && self.lost_by(w, by));
         let frontier = self.frontier(key, row, gone);
         let maximal = self.maximal(&frontier);
         let deletes: Vec<u32> = maximal
@@ -261,8 +290,6 @@ impl Ctx<'_> {
             return;
         }
         let k = &self.keys[key];
-        let rd = self.describe(r);
-        let name = &k.name;
         if let Some(own) = k
             .writes
             .get(&node.sess)
@@ -273,7 +300,7 @@ impl Ctx<'_> {
                     kind: AnomalyKind::ReadYourWrites,
                     ops: self.ops_of(&self.path(own, r)),
                     explanation: format!(
-                        "{rd} found {name} absent, but the session's own earlier write {} was never overwritten by a delete it could see or one concurrent with it",
+                        "{what}, but the session's own earlier write {} was never overwritten by a delete it could see or one concurrent with it",
                         self.describe(own)
                     ),
                 });
@@ -289,7 +316,7 @@ impl Ctx<'_> {
                         kind: AnomalyKind::MonotonicReads,
                         ops: self.ops_of(&[w2, r2, r]),
                         explanation: format!(
-                            "{rd} found {name} absent, but the session's earlier read {} saw {}, and no delete it could see or one concurrent with it removed that",
+                            "{what}, but the session's earlier read {} saw {}, and no delete it could see or one concurrent with it removed that",
                             self.describe(r2),
                             self.describe(w2)
                         ),
@@ -303,7 +330,7 @@ impl Ctx<'_> {
             kind: AnomalyKind::PhantomAbsence,
             ops: self.ops_of(&self.path(p, r)),
             explanation: format!(
-                "{rd} found {name} absent although {} is in its causal past and no delete in its past or concurrent with it could have removed it",
+                "{what} although {} is in its causal past and no delete in its past or concurrent with it could have removed it",
                 self.describe(p)
             ),
         });

@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{History, Op, OpKind, OpResult};
+use super::build::{key_name, Built};
+use super::{Class, Found, History, Op, OpKind, OpResult};
 
 /// What kind of violation an anomaly is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -15,6 +16,8 @@ pub enum AnomalyKind {
     Cycle,
     /// A read returned a value no put of that key wrote (or before it was written).
     ValueNeverWritten,
+    /// A read returned the value of a conditional write answered 412.
+    PreconditionFailedWrote,
     /// A read returned a value that a write in its causal past overwrote.
     StaleRead,
     /// A read found a key absent though a put in its past was not deleted.
@@ -29,6 +32,12 @@ pub enum AnomalyKind {
     WritesFollowReads,
     /// A read returned the value of a put that a delete it should have seen removed.
     Resurrection,
+    /// A read (or final read) of a key with siblings returned a value that a
+    /// write the replica had applied had seen, so replaced.
+    ReplacedSibling,
+    /// A read of a key with siblings left out a value the replica had
+    /// applied and no write can have replaced.
+    MissingSibling,
     /// Replicas disagree on a key after healing, or resolved a conflict differently.
     Divergence,
     /// The converged value is not causally maximal among the key's writes.
@@ -42,9 +51,10 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 13] = [
+    pub const ALL: [AnomalyKind; 16] = [
         AnomalyKind::Cycle,
         AnomalyKind::ValueNeverWritten,
+        AnomalyKind::PreconditionFailedWrote,
         AnomalyKind::StaleRead,
         AnomalyKind::PhantomAbsence,
         AnomalyKind::ReadYourWrites,
@@ -52,6 +62,8 @@ impl AnomalyKind {
         AnomalyKind::MonotonicWrites,
         AnomalyKind::WritesFollowReads,
         AnomalyKind::Resurrection,
+        AnomalyKind::ReplacedSibling,
+        AnomalyKind::MissingSibling,
         AnomalyKind::Divergence,
         AnomalyKind::NotCausallyMaximal,
         AnomalyKind::LostWrite,
@@ -304,16 +316,23 @@ impl fmt::Display for Report {
 
 /// `#id s<session> r<replica> put(k)=v [t..t]`.
 pub(super) fn render(op: &Op) -> String {
+    let key = key_name(op.table.as_deref(), &op.key);
     let what = match (&op.kind, &op.result) {
-        (OpKind::Put { value }, _) => format!("put({})={value}", op.key),
-        (OpKind::Get, OpResult::Read(Some(v))) => format!("get({})={v}", op.key),
-        (OpKind::Get, OpResult::Read(None)) => format!("get({})=<absent>", op.key),
-        (OpKind::Get, _) => format!("get({})", op.key),
-        (OpKind::Delete, OpResult::DeleteAbsent) => format!("delete({})=<absent>", op.key),
-        (OpKind::Delete, _) => format!("delete({})", op.key),
+        (OpKind::Put { value }, _) => format!("put({key})={value}"),
+        (OpKind::Get, OpResult::Read(Some(v))) => format!("get({key})={v}"),
+        (OpKind::Get, OpResult::Read(None)) => format!("get({key})=<absent>"),
+        (OpKind::Get, OpResult::Siblings(vs)) => format!("get({key})={{{}}}", vs.join(",")),
+        (OpKind::Get, _) => format!("get({key})"),
+        (OpKind::Delete, OpResult::DeleteAbsent) => format!("delete({key})=<absent>"),
+        (OpKind::Delete, _) => format!("delete({key})"),
+    };
+    let condition = match &op.condition {
+        Some(c) => format!(" {c}"),
+        None => String::new(),
     };
     let failed = match &op.result {
         OpResult::Failed(why) => format!(" FAILED({why})"),
+        OpResult::Unmet => " 412".to_string(),
         _ => String::new(),
     };
     let done = op
@@ -324,7 +343,7 @@ pub(super) fn render(op: &Op) -> String {
         _ => String::new(),
     };
     format!(
-        "#{} s{} r{}{served} {what}{failed} [{}..{done}]",
+        "#{} s{} r{}{served} {what}{condition}{failed} [{}..{done}]",
         op.id, op.session, op.replica, op.invoked_us
     )
 }
@@ -361,4 +380,44 @@ pub(super) fn availability(h: &History, answered: &[bool]) -> Availability {
         });
     }
     availability
+}
+
+/// Per operation: whether it was answered (for availability).
+pub(super) fn answered(class: &[Class<'_>]) -> Vec<bool> {
+    class
+        .iter()
+        .map(|c| !matches!(c, Class::FailedPut | Class::FailedDelete | Class::FailedGet))
+        .collect()
+}
+
+/// The anomalies found, by kind, naming operations by their ids.
+pub(super) fn anomalies(h: &History, mut found: Vec<Found>) -> Vec<Anomaly> {
+    found.sort_by_key(|f| f.kind);
+    found
+        .into_iter()
+        .map(|f| Anomaly {
+            kind: f.kind,
+            ops: f.ops.iter().map(|&i| h.ops[i].id).collect(),
+            chain: f.ops.iter().map(|&i| render(&h.ops[i])).collect(),
+            explanation: f.explanation,
+        })
+        .collect()
+}
+
+/// The sizes of what was checked.
+pub(super) fn stats(h: &History, built: &Built<'_>, availability: &Availability) -> Stats {
+    let completed = availability.overall.ok;
+    Stats {
+        ops: h.ops.len(),
+        completed,
+        failed: h.ops.len() - completed,
+        failed_writes_observed: built.failed_observed,
+        sessions: built.ctx.sessions,
+        keys: built.ctx.keys.len(),
+        final_reads: h.final_reads.len(),
+        reads_from: built.reads_from,
+        crashes_kept_state: h.crashes.iter().filter(|c| c.kept_state).count(),
+        crashes_lost_state: h.crashes.iter().filter(|c| !c.kept_state).count(),
+        restarts: h.restarts.len(),
+    }
 }
