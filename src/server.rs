@@ -84,7 +84,11 @@ pub fn start_on_disk(
             config.timing.clone(),
             0,
         ),
-        None => fresh_replica(&config, incarnation),
+        None => {
+            let mut replica = fresh_replica(&config, incarnation);
+            replica.rescue_when_ready(opened.rescued);
+            replica
+        }
     };
     launch(config, replica, Some(opened.disk))
 }

@@ -19,7 +19,11 @@
 //! acknowledged or was copying: the state was not whole (it was still
 //! copying its first state, or merging a copy), or under `os` the machine
 //! restarted since a run that did not stop cleanly (a power cut may have
-//! lost writes the OS had not written yet, which peers may hold). A torn
+//! lost writes the OS had not written yet, which peers may hold). When
+//! the state was a merge in progress, the versions the former
+//! incarnation wrote are read first and written again by the new one once
+//! it is ready ([`crate::replica::Replica::rescue_when_ready`]): those the
+//! members never applied may be held nowhere else. A torn
 //! journal tail is truncated and logged; other damage stops the replica
 //! with a one-line error naming the file, unless `--discard-corrupt-state`
 //! says to discard it.

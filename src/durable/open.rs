@@ -21,6 +21,11 @@ pub struct Opened {
     pub disk: Disk,
     /// The state it held, if there was one to trust.
     pub restored: Option<(Saved, Store)>,
+    /// When it held one it could not trust (the last run crashed while
+    /// merging a member's copy): the versions that run's incarnation wrote,
+    /// which only it may hold, to write again (see
+    /// [`crate::replica::Replica::rescue_when_ready`]).
+    pub rescued: Vec<(Key, Version)>,
 }
 
 /// Why a data directory cannot be used: the file (or directory) at fault
@@ -40,6 +45,9 @@ enum Found {
     /// Nothing to restore; the reason, when there was state and it is
     /// thrown away.
     Nothing(Option<String>),
+    /// A state that is not whole (the last run was merging a copy): thrown
+    /// away, but for the versions its incarnation wrote.
+    Rescue(String, Vec<(Key, Version)>),
 }
 
 const DISCARD_HINT: &str =
@@ -102,6 +110,15 @@ pub fn open(
         ))),
     };
     let mut last = 0;
+    let mut rescued = Vec::new();
+    let found = match found {
+        Found::Rescue(why, own) => {
+            info!(versions = own.len(), "the former incarnation's own writes are kept, to write again once this one is ready");
+            rescued = own;
+            Found::Nothing(Some(why))
+        }
+        found => found,
+    };
     let restored = match found {
         Found::Restore(restored) => {
             let (saved, store) = *restored;
@@ -109,6 +126,7 @@ pub fn open(
             last = last_batch(&handles);
             Some((saved, store))
         }
+        Found::Rescue(..) => unreachable!("taken apart above"),
         Found::Nothing(why) => {
             if let Some(why) = why {
                 warn!(why, "the state on disk is not used: starting as a new incarnation that copies the state of a member");
@@ -142,6 +160,7 @@ pub fn open(
             super::sync::spawn,
         ),
         restored,
+        rescued,
     })
 }
 
@@ -181,9 +200,17 @@ fn read_state(
     // id of the old identity again.
     let moved = saved.id.address() != address.as_str();
     if !saved.whole {
-        return Ok(Found::Nothing(Some(
-            "the last run was still copying a member's state".into(),
-        )));
+        let why = "the last run was still copying a member's state".to_string();
+        // Its own writes may be held nowhere else: they are written again.
+        let own = match load_store(handles) {
+            Ok(store) => store
+                .iter()
+                .filter(|e| e.dot().replica == saved.id)
+                .map(|e| (e.to_key(), e.to_version()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        return Ok(Found::Rescue(why, own));
     }
     let last: Option<Run> = read(RUN)?.and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(last) = last {

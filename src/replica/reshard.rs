@@ -93,6 +93,33 @@ impl Replica {
         written
     }
 
+    /// Keeps `versions`, written by a former incarnation of this replica
+    /// whose disk could not be trusted (it crashed while merging a
+    /// member's copy), to write again once this one is ready: those that
+    /// would have won then spread as new writes, so that no write that
+    /// incarnation acknowledged, and no member holds, is lost.
+    pub fn rescue_when_ready(&mut self, versions: Vec<(Key, Version)>) {
+        self.to_rescue = versions;
+    }
+
+    /// Writes again what [`Replica::rescue_when_ready`] kept, once ready.
+    pub(super) fn rescue_if_ready(&mut self) {
+        if self.to_rescue.is_empty() || !self.is_ready() || self.draining {
+            return;
+        }
+        let mut versions = std::mem::take(&mut self.to_rescue);
+        let kept = versions.len();
+        // One the members had applied is held, or was overwritten or
+        // replaced since: never written again.
+        versions.retain(|(_, v)| !self.known.contains(&v.dot));
+        let written = self.take_rescued(versions);
+        tracing::info!(
+            kept,
+            written,
+            "a former incarnation's writes, kept on disk, written again"
+        );
+    }
+
     /// Forgets, without tombstones, the keys `keep` refuses (moved to
     /// another shard); returns how many.
     pub fn forget_keys(&mut self, keep: impl Fn(&str) -> bool) -> usize {

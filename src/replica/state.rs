@@ -72,6 +72,10 @@ pub struct Replica {
     pub(super) collected_lamport: u64,
     pub(super) gc: Gc,
     pub(super) draining: bool,
+    /// Versions a former incarnation of this replica wrote, kept on a disk
+    /// it could not trust: written again once this one is ready (see
+    /// [`Replica::rescue_when_ready`]).
+    pub(super) to_rescue: Vec<(crate::store::Key, crate::store::Version)>,
     /// The peers that refused this replica as removed from the view (or
     /// decided its removal) and did not hear it since, with when they last
     /// did: while there is one, no client is served (see
@@ -201,6 +205,7 @@ impl Replica {
             collected: VectorClock::new(),
             collected_lamport: 0,
             draining: false,
+            to_rescue: Vec::new(),
             removed_by: BTreeMap::new(),
             dns: false,
             outbox: Vec::new(),

@@ -478,3 +478,77 @@ fn leaving_out_expires_so_an_address_is_never_refused_for_good() {
     run(&mut ra, 20, timeout + 100);
     assert!(!ra.view().is_evicted(&b), "the refusal lapsed");
 }
+
+#[test]
+fn a_former_incarnations_writes_kept_on_disk_are_written_again_once_ready() {
+    let a = addr("10.0.0.1:8085");
+    let mut r = Replica::new(
+        a.clone(),
+        "new",
+        std::slice::from_ref(&a),
+        Timing::default(),
+        0,
+    );
+    let old = crate::causal::ReplicaId::parse("10.0.0.1:8085#old").unwrap();
+    let version = |v: &str, n: u64| crate::store::Version {
+        value: value(v),
+        dot: Dot::new(old.clone(), n),
+        lamport: n,
+    };
+    r.rescue_when_ready(vec![
+        (key("k"), version("1", 3)),
+        (
+            key("gone"),
+            crate::store::Version {
+                value: None,
+                dot: Dot::new(old.clone(), 4),
+                lamport: 4,
+            },
+        ),
+    ]);
+    run(&mut r, 0, 200);
+    assert!(r.is_ready());
+    let held = r.store().get(&key("k")).expect("written again");
+    assert_eq!(held.value, value("1"));
+    assert_eq!(
+        held.dot.replica,
+        r.me().id,
+        "as this incarnation's own write"
+    );
+    assert!(
+        r.store().get(&key("gone")).is_none(),
+        "a delete of nothing is not written"
+    );
+}
+
+#[test]
+fn a_former_incarnations_write_the_members_had_applied_is_not_written_again() {
+    let (mut ra, mut rb) = pair();
+    let ctx = CausalContext::empty();
+    // A writes k, which B applies, then overwrites... and B deletes it.
+    let written = ra.write(key("k"), value("1"), &ctx).unwrap();
+    deliver_writes(&mut ra, &mut rb, 10);
+    let dot = written
+        .learned
+        .clock
+        .iter()
+        .next()
+        .map(|(id, n)| Dot::new(id.clone(), n))
+        .unwrap();
+    rb.write(key("k"), None, &ctx).unwrap();
+    let old = rb.store().get(&key("k"));
+    assert!(old.as_ref().is_some_and(|v| v.value.is_none()));
+    // B, as if started again and ready, is handed A's version to rescue:
+    // B had applied it, so it stays deleted.
+    rb.rescue_when_ready(vec![(
+        key("k"),
+        crate::store::Version {
+            value: value("1"),
+            dot,
+            // Above the delete: only having applied it keeps it out.
+            lamport: 100,
+        },
+    )]);
+    run(&mut rb, 20, 200);
+    assert_eq!(rb.store().get(&key("k")), old);
+}

@@ -21,6 +21,7 @@ impl Replica {
     pub fn tick(&mut self, now: Millis) {
         self.maybe_join(now);
         self.step_transfer(now);
+        self.rescue_if_ready();
         self.detect_failures(now);
         self.send_heartbeats(now);
 

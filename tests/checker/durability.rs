@@ -203,6 +203,11 @@ fn identities_hold_across_restarts_on_the_kept_state() {
         "came back as 10.0.0.2:8085#a2, not 10.0.0.2:8085#a1",
     );
 
+    // It set aside a state caught merging a copy, as it said: documented.
+    let mut b = Builder::default();
+    b.restart_set_aside(0, "10.0.0.2:8085#a1", "10.0.0.2:8085#a2");
+    expect_clean(&b.check());
+
     // Its disk was deleted, yet it came back under its old identity.
     let mut b = Builder::default();
     b.restart(1, false, "10.0.0.3:8085#b1", "10.0.0.3:8085#b1");

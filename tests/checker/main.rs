@@ -185,7 +185,17 @@ impl Builder {
             kept_state,
             before: before.into(),
             after: after.into(),
+            set_aside: false,
         });
+    }
+
+    /// A restart on a kept state the replica set aside (it was merging a
+    /// member's copy): a new incarnation, as documented.
+    fn restart_set_aside(&mut self, replica: usize, before: &str, after: &str) {
+        self.restart(replica, true, before, after);
+        if let Some(r) = self.h.restarts.last_mut() {
+            r.set_aside = true;
+        }
     }
 
     /// The same final value at every listed replica.

@@ -337,6 +337,12 @@ pub struct Restart {
     pub before: String,
     /// Its identity once it was ready again.
     pub after: String,
+    /// Whether it said it set aside the state it kept, as it must when it
+    /// was stopped while merging a member's copy (a state that is not
+    /// whole): it then comes back as a new incarnation that copies the
+    /// state again and writes its former incarnation's writes again.
+    #[serde(default)]
+    pub set_aside: bool,
 }
 
 /// A network partition between `start_us` and `end_us`.

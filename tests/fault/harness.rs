@@ -21,6 +21,10 @@
 //! The HTTP helpers here are the harness's own probes (readiness, `/health`,
 //! the view API); the sessions have their own client and never share it.
 
+/// What a replica logs when it sets aside the state it kept because its
+/// last run was merging a member's copy (`durable/open.rs`).
+const SET_ASIDE: &str = "the last run was still copying a member's state";
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -172,12 +176,14 @@ impl Stage<'_> {
             return;
         };
         if let Some(before) = before {
+            let set_aside = self.cluster.current_log(i).contains(SET_ASIDE);
             self.restarts.push(Restart {
                 replica: i,
                 at_us,
                 kept_state,
                 before,
                 after: id,
+                set_aside,
             });
         }
     }
@@ -200,6 +206,9 @@ impl Stage<'_> {
                     (false, false) => {
                         format!("replica {i} is back as a new incarnation, {after} (was {before})")
                     }
+                    (true, false) if r.set_aside => format!(
+                        "replica {i} is back as {after}, a new incarnation: it was stopped while merging a member's copy, so it set its state aside and wrote its former writes again"
+                    ),
                     (true, false) => format!(
                         "replica {i} is back as {after}, NOT {before}, though it kept its state"
                     ),

@@ -291,6 +291,13 @@ impl NetnsCluster {
     /// Writes the `/etc/hosts` that processes of slot `i` see (`ip netns
     /// exec` bind-mounts `/etc/netns/<namespace>/hosts` over it). Rewriting
     /// it later changes what the running process resolves.
+    /// What slot `i`'s replica has logged since it was last started.
+    pub fn current_log(&self, i: usize) -> String {
+        let starts = self.slots[i].starts;
+        let path = self.log_dir.join(format!("replica{i}.{starts}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     pub fn write_hosts(&self, i: usize, content: &str) -> Result<(), String> {
         let dir = PathBuf::from("/etc/netns").join(&self.slots[i].netns);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -94,6 +94,9 @@ pub(in crate::replica) struct Sim {
     pub gone: BTreeSet<usize>,
     /// What crashed replicas kept on disk, by address (see `disk.rs`).
     pub(in crate::replica) disks: BTreeMap<usize, (Saved, Store)>,
+    /// The own writes of crashed replicas whose disk held a state that is
+    /// not whole, written again by their next incarnation (see `disk.rs`).
+    pub(in crate::replica) rescues: BTreeMap<usize, Vec<(Key, crate::store::Version)>>,
     /// Whether random crashes keep the disk (half of them do).
     pub(in crate::replica) with_disks: bool,
     /// How many restarts were on a disk.
@@ -205,6 +208,7 @@ impl Sim {
         let (me, now) = (self.addrs[i].clone(), self.now);
         let replica = Replica::new(me, incarnation, view, self.timing.clone(), now);
         self.disks.remove(&i);
+        self.rescues.remove(&i);
         self.start_node(i, replica);
     }
 

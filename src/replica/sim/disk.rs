@@ -25,7 +25,18 @@ impl Sim {
             let store = node.replica.store().clone();
             self.disks.insert(i, (node.replica.saved(), store));
         } else {
-            self.lost.insert(node.replica.me().id.clone());
+            // Set aside, as the node does, but for its own writes: the
+            // next incarnation writes them again once ready.
+            let me = node.replica.me().id.clone();
+            let own = node
+                .replica
+                .store()
+                .iter()
+                .filter(|e| e.dot().replica == me)
+                .map(|e| (e.to_key(), e.to_version()))
+                .collect();
+            self.rescues.insert(i, own);
+            self.lost.insert(me);
         }
     }
 
@@ -33,7 +44,11 @@ impl Sim {
     /// else as a new incarnation.
     pub(in crate::replica) fn restart(&mut self, i: usize) {
         let Some((saved, store)) = self.disks.remove(&i) else {
+            let own = self.rescues.remove(&i);
             self.boot(i);
+            if let (Some(own), Some(node)) = (own, self.nodes[i].as_mut()) {
+                node.replica.rescue_when_ready(own);
+            }
             return;
         };
         let (me, now, view) = (self.addrs[i].clone(), self.now, self.addrs.clone());
