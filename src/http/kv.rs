@@ -69,8 +69,8 @@ pub(super) struct Target {
 
 impl Target {
     /// The text the key is placed in a shard by.
-    fn placement(&self) -> String {
-        route_text(self.table.as_ref(), &self.key).into_owned()
+    fn placement(&self) -> std::borrow::Cow<'_, str> {
+        route_text(self.table.as_ref(), &self.key)
     }
 }
 

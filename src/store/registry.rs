@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::tables::{
-    kind, sibling_base, Kind, State, Table, TableInfo, TableName, DATA, FIRST_ID, MARKER_START,
+    is_marker_value, kind, sibling_base, Kind, State, Table, TableInfo, TableName, DATA, FIRST_ID,
 };
 
 /// The store's book of tables: which are live, their live keys, and where
@@ -99,16 +99,16 @@ impl Registry {
                 };
                 let held = self.siblings.entry(base.into()).or_default();
                 held.slots.push(i);
-                if value.is_some_and(|v| !v.starts_with(MARKER_START)) {
+                if value.is_some_and(|v| !is_marker_value(v)) {
                     held.live += 1;
                     if held.live == 1 {
-                        self.count(name, id, 1);
+                        self.count(data_prefix(key, name, id), 1);
                     }
                 }
             }
             Kind::Data { name, id, .. } => {
                 if value.is_some() {
-                    self.count(name, id, 1);
+                    self.count(data_prefix(key, name, id), 1);
                 }
             }
         }
@@ -145,24 +145,28 @@ impl Registry {
                     self.siblings.remove(base.as_str());
                 }
                 if last_value {
-                    self.count(name, id, -1);
+                    self.count(data_prefix(key, name, id), -1);
                 }
             }
             Kind::Data { name, id, .. } => {
                 if live {
-                    self.count(name, id, -1);
+                    self.count(data_prefix(key, name, id), -1);
                 }
             }
         }
     }
 
-    /// Adds `delta` to the live keys of table `name` with id `id`.
-    fn count(&mut self, name: &str, id: &str, delta: isize) {
-        let prefix = table_prefix(name, id);
-        let n = self.counts.entry(prefix.as_str().into()).or_default();
+    /// Adds `delta` to the live keys of the table whose name and id are
+    /// `prefix` (see [`table_prefix`]: a slice of each of its stored keys,
+    /// so counting allocates only for a table's first key).
+    fn count(&mut self, prefix: &str, delta: isize) {
+        let n = match self.counts.get_mut(prefix) {
+            Some(n) => n,
+            None => self.counts.entry(prefix.into()).or_default(),
+        };
         *n = n.saturating_add_signed(delta);
         if *n == 0 {
-            self.counts.remove(prefix.as_str());
+            self.counts.remove(prefix);
         }
     }
 
@@ -195,6 +199,13 @@ impl Registry {
     }
 }
 
+/// A table's name and id, as its live keys are counted under.
 fn table_prefix(name: &str, id: &str) -> String {
     format!("{name}{DATA}{id}")
+}
+
+/// [`table_prefix`] of the stored key `key`, a key of table `name` with id
+/// `id` (both slices of it), without a copy.
+fn data_prefix<'k>(key: &'k str, name: &str, id: &str) -> &'k str {
+    &key[1..1 + name.len() + 1 + id.len()]
 }

@@ -87,9 +87,7 @@ impl Slot {
     /// [`super::tables`]).
     pub(super) fn is_marker(&self) -> bool {
         self.key().starts_with(super::tables::SIBLING)
-            && self
-                .value()
-                .is_some_and(|v| v.starts_with(super::tables::MARKER_START))
+            && self.value().is_some_and(super::tables::is_marker_value)
     }
 }
 

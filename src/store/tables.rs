@@ -56,7 +56,7 @@ pub(super) const DATA: char = '\u{1}';
 const META: char = '\u{2}';
 pub(super) const SIBLING: char = '\u{3}';
 /// How a delete's sibling value starts (a value's starts with `{"v":`).
-pub(super) const MARKER_START: &str = "{\"c\":";
+const MARKER_START: &str = "{\"c\":";
 /// Starts the text a table's key is placed by (never a stored key's start).
 const ROUTE: char = '\u{4}';
 /// Length of an entity tag's hex digits in a sibling's key.
@@ -204,6 +204,11 @@ fn split_base(base: &str) -> Option<(&str, &str)> {
     let id_end = rest[name_end + 1..].find(DATA)? + name_end + 1;
     let at = 1 + id_end + 1;
     Some((&base[..at], &base[at..]))
+}
+
+/// Whether `json`, a sibling's stored value, is a delete's (no value).
+pub(super) fn is_marker_value(json: &str) -> bool {
+    json.starts_with(MARKER_START)
 }
 
 /// What a stored key is.
