@@ -48,6 +48,8 @@
 mod checker;
 #[path = "fault/durability.rs"]
 mod durability;
+#[path = "fault/frame.rs"]
+mod frame;
 #[path = "fault/harness.rs"]
 mod harness;
 #[path = "fault/lifetime.rs"]
@@ -92,6 +94,9 @@ FAULT SUITE OPTIONS (besides libtest's below):
                        runs take half as many (rounded up) besides their seed 1
       --soak <S>       add a test `soak` that keeps drawing seeds, unsharded and
                        sharded in turn, until S seconds after the start
+      --history <FILE> run no seed: check the history a failed run saved
+                       (history.json beside its logs) again, as the test
+                       `history`, and print the checker's report
 ";
 
 /// The suite's own options (after `--`, next to libtest's).
@@ -104,6 +109,8 @@ struct Options {
     soak: Option<Duration>,
     /// `--runs N`: random seeds besides the fixed ones.
     runs: usize,
+    /// `--history FILE`: check a saved history instead of running seeds.
+    history: Option<PathBuf>,
 }
 
 impl Options {
@@ -115,6 +122,7 @@ impl Options {
             duration: Duration::from_secs(25),
             soak: None,
             runs: 2,
+            history: None,
         };
         let mut rest = Vec::new();
         let mut argv = argv.into_iter();
@@ -123,13 +131,20 @@ impl Options {
                 Some((name, value)) => (name.to_string(), Some(value.to_string())),
                 None => (arg.clone(), None),
             };
-            if !matches!(name.as_str(), "--seed" | "--duration" | "--soak" | "--runs") {
+            if !matches!(
+                name.as_str(),
+                "--seed" | "--duration" | "--soak" | "--runs" | "--history"
+            ) {
                 rest.push(arg);
                 continue;
             }
             let value = inline
                 .or_else(|| argv.next())
                 .ok_or(format!("{name} needs a value"))?;
+            if name == "--history" {
+                options.history = Some(PathBuf::from(value));
+                continue;
+            }
             let number: u64 = value
                 .parse()
                 .map_err(|e| format!("{name} {value:?}: {e}"))?;
@@ -264,12 +279,18 @@ impl Run {
                 }
                 Ok(())
             }
-            Ok(outcome) => Err(format!(
-                "{header}\n\n{}\nFAILED: {name}; logs in {}",
-                outcome.summary,
-                outcome.log_dir.display()
-            )
-            .into()),
+            Ok(outcome) => {
+                // Kept beside the logs too, so that a report cut off or
+                // filtered out of the test output is not lost.
+                let report = outcome.log_dir.join("report.txt");
+                let _ = std::fs::write(&report, format!("{header}\n\n{}", outcome.summary));
+                Err(format!(
+                    "{header}\n\n{}\nFAILED: {name}; logs and report.txt in {}",
+                    outcome.summary,
+                    outcome.log_dir.display()
+                )
+                .into())
+            }
             Err(e) => Err(format!("{header}\nFAILED: {name}: harness error: {e}").into()),
         }
     }
@@ -310,6 +331,26 @@ impl Run {
     }
 }
 
+/// Checks the history saved at `path` again; fails with the report if the
+/// checker finds anything, prints it either way.
+fn check_history(path: &std::path::Path) -> Result<(), Failed> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let history = checker::History::from_json(&text)
+        .map_err(|e| format!("{} is not a saved history: {e}", path.display()))?;
+    let report = checker::check(&history);
+    println!("{report}");
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: the checker found what the report says\n{report}",
+            path.display()
+        )
+        .into())
+    }
+}
+
 fn main() -> ExitCode {
     let started = Instant::now();
     let (options, libtest_argv) = match Options::take_from(std::env::args()) {
@@ -340,6 +381,10 @@ fn main() -> ExitCode {
         duration: options.duration,
         verbose: args.nocapture || args.show_output,
     };
+    if let Some(path) = options.history {
+        let trial = Trial::test("history", move || check_history(&path));
+        return libtest_mimic::run(&args, vec![trial]).exit_code();
+    }
     let mut trials: Vec<Trial> = options
         .seeds()
         .into_iter()

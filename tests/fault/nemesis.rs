@@ -15,19 +15,17 @@
 //! default) for even ones, so the fixed seeds 1 and 2 cover both. Every
 //! fault adds a line to the run's log; the summary prints it.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use super::checker::{self, History};
 use super::durability::{self, DiskFault};
+use super::frame::{self, random_split, CAUSAL_WAIT_MS};
 use super::harness::{
     sleep_ms, Stage, DNS_NAME, FAILURE_TIMEOUT, HANDOVER_TIMEOUT, SUSPECT_TIMEOUT,
 };
@@ -35,12 +33,10 @@ use super::lifetime::{self, Lifetime};
 use super::netns::{NetnsCluster, PORT};
 use super::settle;
 use super::tables::{self, SIBLING_TABLE};
-use super::workload::{self, Shared};
+use super::workload;
 
 /// Replica slots available (three start; the nemesis may add two).
 const CAPACITY: usize = 5;
-/// How long a replica waits for causal dependencies in these runs.
-pub const CAUSAL_WAIT_MS: u64 = 3000;
 /// How often replicas resolve the DNS name, in runs that use one.
 const DNS_INTERVAL_MS: u64 = 300;
 
@@ -56,15 +52,7 @@ pub struct Outcome {
 
 /// Runs one seed.
 pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, String> {
-    let subnet = 200 + (std::process::id() % 50) as u8;
-    let tag = format!("ckf{subnet}");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("fault-logs")
-        .join(format!("seed-{seed}-{stamp}"));
+    let (tag, subnet, log_dir) = frame::names("", seed);
     let fault = Lifetime::for_seed(seed);
     let mut env = replica_env();
     env.push(("DURABILITY".to_string(), durability_mode(seed).to_string()));
@@ -125,62 +113,18 @@ async fn drive(
     cluster: &mut NetnsCluster,
 ) -> Result<Outcome, String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let http = awc::Client::builder()
-        .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
-        .timeout(Duration::from_secs(5))
-        .finish();
-    let shared = Rc::new(RefCell::new(Shared {
-        start: Instant::now(),
-        targets: Vec::new(),
-        ops: Vec::new(),
-        sessions: 0,
-        allowed: (0..CAPACITY).map(|i| cluster.address(i)).collect(),
-        relayed: false,
-    }));
-    let mut stage = Stage {
+    let mut stage = frame::stage(
         cluster,
-        http,
-        shared: shared.clone(),
-        members: vec![0, 1, 2],
-        retired: Vec::new(),
-        dns: fault.uses_dns().then_some(DNS_NAME),
-        log: String::new(),
-        crashes: Vec::new(),
-        partitions: Vec::new(),
-        ids: Default::default(),
-        stopped: Default::default(),
-        restarts: Vec::new(),
-        probe_keys: Vec::new(),
-        memory: false,
-    };
+        vec![0, 1, 2],
+        fault.uses_dns().then_some(DNS_NAME),
+        false,
+    );
     stage.publish_dns()?;
-    for i in stage.members.clone() {
-        stage.cluster.start(i, &stage.members)?;
-    }
-    for i in stage.members.clone() {
-        stage.wait_ready(i).await?;
-        stage.start_targeting(i);
-    }
+    frame::start_members(&mut stage).await?;
     let created = tables::create_sibling_table(&stage).await?;
-    shared.borrow_mut().start = Instant::now();
-    stage.note(created);
     let until = Instant::now() + duration;
-    let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
-    let roles = tables::roles(true);
-    let seeds = tables::session_seeds(&mut rng, seed, &roles);
-    let sessions: Vec<_> = roles
-        .into_iter()
-        .zip(seeds)
-        .map(|(role, session_seed)| {
-            actix_rt::spawn(workload::session(
-                shared.clone(),
-                session_seed,
-                until,
-                request_timeout,
-                role,
-            ))
-        })
-        .collect();
+    let sessions = frame::start_sessions(&stage, &mut rng, seed, until, true);
+    stage.note(created);
 
     // The long-lived fault starts early, so that it has time to play out,
     // or once the short faults are over (see Lifetime::starts_early).
@@ -232,13 +176,7 @@ async fn drive(
     }
 
     // Heal everything and let the cluster settle.
-    stage.cluster.heal()?;
-    for i in stage.members.clone() {
-        stage.cluster.resume(i);
-        if !stage.cluster.is_running(i) {
-            stage.cluster.start(i, &stage.members)?;
-        }
-    }
+    frame::heal_all(&mut stage)?;
     let healed_at = Instant::now();
     let mut keys = workload::all_keys();
     keys.extend(stage.probe_keys.iter().cloned());
@@ -251,26 +189,14 @@ async fn drive(
     stage.check_identities().await;
 
     let history = History {
-        ops: shared.borrow().ops.clone(),
-        final_reads,
-        crashes: stage.crashes.clone(),
-        restarts: stage.restarts.clone(),
-        partitions: stage.partitions.clone(),
-        relayed: false,
         sibling_tables: vec![SIBLING_TABLE.to_string()],
         final_sets,
+        ..frame::history(&stage, final_reads)
     };
     let report = checker::check(&history);
     let ok = report.is_ok() && views_ok && sets_agree && collection.ok && metadata.ok;
     if !ok {
-        // Next to the replicas' logs, for replaying the checker on it.
-        let path = stage.cluster.log_dir.join("history.json");
-        if let Err(e) = std::fs::write(&path, history.to_json()) {
-            stage.note(format!(
-                "could not save the history to {}: {e}",
-                path.display()
-            ));
-        }
+        frame::keep_history(&mut stage, &history);
     }
     // Restarts that kept the state (or not) and the identity (or not).
     let restarts = |kept: bool, same: bool| {
@@ -298,21 +224,13 @@ async fn drive(
         restarts(true, false) + restarts(false, true),
         durability::outcomes(&probes, &history.final_reads)
     );
-    let _ = writeln!(
-        summary,
-        "{} operations by {} sessions; converged {} after healing ({:.1} s)",
-        history.ops.len(),
-        shared.borrow().sessions,
-        if views_ok {
-            "(views agree)"
-        } else {
-            "(views DISAGREE)"
-        },
-        settle_time.as_secs_f64()
+    frame::converged_lines(
+        &mut summary,
+        &stage,
+        "",
+        (views_ok, &view_report),
+        settle_time,
     );
-    if !views_ok {
-        let _ = writeln!(summary, "{view_report}");
-    }
     if !sets_agree {
         let _ = writeln!(
             summary,
@@ -337,21 +255,9 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
         0 | 1 => {
             let sides = random_split(rng, &stage.members);
             stage.note(format!("partition {sides:?} for {hold} ms"));
-            stage.cluster.partition(&sides)?;
-            let start_us = stage.now_us();
-            sleep_ms(hold).await;
-            stage.heal(start_us, sides)?;
+            stage.partition_for(sides, hold).await?;
         }
-        2 => {
-            let from = stage.pick_member(rng);
-            let to = stage.pick_member(rng);
-            if from != to {
-                stage.note(format!("one-way cut {from} -> {to} for {hold} ms"));
-                stage.cluster.block(from, to)?;
-                sleep_ms(hold).await;
-                stage.cluster.heal()?;
-            }
-        }
+        2 => stage.one_way_cut(rng, hold).await?,
         3 | 4 => {
             let victim = stage.pick_member(rng);
             stage.note(format!("crash {victim}, restart after {hold} ms"));
@@ -359,39 +265,11 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
             sleep_ms(hold).await;
             stage.cluster.start(victim, &stage.members)?;
         }
-        5 => {
-            let victim = stage.pick_member(rng);
-            stage.note(format!("pause {victim} for {hold} ms"));
-            stage.cluster.pause(victim);
-            sleep_ms(hold).await;
-            stage.cluster.resume(victim);
-        }
+        5 => stage.pause_one(rng, hold).await,
         6 if stage.free_slot(CAPACITY).is_some() => add_replica(stage, rng).await?,
-        9 => {
-            let victim = stage.pick_member(rng);
-            let kbit = [64, 256, 1024][rng.random_range(0..3usize)];
-            stage.note(format!(
-                "slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms"
-            ));
-            stage.cluster.slow(victim, kbit)?;
-            sleep_ms(hold).await;
-            stage.cluster.heal()?;
-        }
+        9 => stage.slow_link(rng, hold).await?,
         8 => {
-            // Two faults at once: a partition, and a crash on one side.
-            let sides = random_split(rng, &stage.members);
-            let victim = stage.pick_member(rng);
-            stage.note(format!(
-                "partition {sides:?} and crash {victim} for {hold} ms"
-            ));
-            stage.cluster.partition(&sides)?;
-            let start_us = stage.now_us();
-            sleep_ms(hold / 3).await;
-            stage.crash(victim);
-            sleep_ms(hold / 3).await;
-            stage.cluster.start(victim, &stage.members)?;
-            sleep_ms(hold / 3).await;
-            stage.heal(start_us, sides)?;
+            stage.partition_with_crash(rng, hold).await?;
         }
         7 if stage.members.len() > 3 => {
             let victim = stage.pick_member(rng);
@@ -438,12 +316,4 @@ async fn add_replica(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
         stage.start_targeting(slot);
     }
     Ok(())
-}
-
-/// Splits `members` at random into two non-empty sides.
-pub fn random_split(rng: &mut StdRng, members: &[usize]) -> Vec<Vec<usize>> {
-    let mut shuffled = members.to_vec();
-    shuffled.shuffle(rng);
-    let cut = 1 + rng.random_range(..shuffled.len() - 1);
-    vec![shuffled[..cut].to_vec(), shuffled[cut..].to_vec()]
 }

@@ -41,11 +41,9 @@
 //! restarted node is a new incarnation), and the checker on the whole
 //! history, told that requests were relayed ([`History::relayed`]).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
@@ -53,13 +51,14 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
-use super::checker::{self, FinalRead, History};
+use super::checker::{self, FinalRead};
+use super::frame::{self, random_split};
 use super::harness::{sleep_ms, Stage, FAILURE_TIMEOUT};
-use super::nemesis::{random_split, replica_env, Outcome, CAUSAL_WAIT_MS};
+use super::nemesis::{replica_env, Outcome};
 use super::netns::NetnsCluster;
 use super::settle::{self, Verdict};
 use super::tables;
-use super::workload::{self, Shared};
+use super::workload;
 
 /// Nodes of a sharded run, all started at once.
 pub const NODES: usize = 6;
@@ -99,15 +98,7 @@ pub struct ReshardRecord {
 
 /// Runs one sharded seed.
 pub fn run(seed: u64, duration: Duration, binary: &Path) -> Result<Outcome, String> {
-    let subnet = 200 + (std::process::id() % 50) as u8;
-    let tag = format!("ckf{subnet}");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("fault-logs")
-        .join(format!("sharded-seed-{seed}-{stamp}"));
+    let (tag, subnet, log_dir) = frame::names("sharded-", seed);
     let mut env = replica_env();
     env.push(("SHARD_COUNT".to_string(), SHARDS_AT_START.to_string()));
     // Memory only: no keep_state, so no DATA_DIR (refused with SHARD_COUNT).
@@ -124,59 +115,10 @@ async fn drive(
     cluster: &mut NetnsCluster,
 ) -> Result<Outcome, String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let http = awc::Client::builder()
-        .connector(awc::Connector::new().timeout(Duration::from_millis(1000)))
-        .timeout(Duration::from_secs(5))
-        .finish();
-    let shared = Rc::new(RefCell::new(Shared {
-        start: Instant::now(),
-        targets: Vec::new(),
-        ops: Vec::new(),
-        sessions: 0,
-        allowed: (0..NODES).map(|i| cluster.address(i)).collect(),
-        relayed: true,
-    }));
-    let mut stage = Stage {
-        cluster,
-        http,
-        shared: shared.clone(),
-        members: (0..NODES).collect(),
-        retired: Vec::new(),
-        dns: None,
-        log: String::new(),
-        crashes: Vec::new(),
-        partitions: Vec::new(),
-        ids: Default::default(),
-        stopped: Default::default(),
-        restarts: Vec::new(),
-        probe_keys: Vec::new(),
-        memory: true,
-    };
-    for i in stage.members.clone() {
-        stage.cluster.start(i, &stage.members)?;
-    }
-    for i in stage.members.clone() {
-        stage.wait_ready(i).await?;
-        stage.start_targeting(i);
-    }
-    shared.borrow_mut().start = Instant::now();
+    let mut stage = frame::stage(cluster, (0..NODES).collect(), None, true);
+    frame::start_members(&mut stage).await?;
     let until = Instant::now() + duration;
-    let request_timeout = Duration::from_millis(CAUSAL_WAIT_MS + 4000);
-    let roles = tables::roles(false);
-    let seeds = tables::session_seeds(&mut rng, seed, &roles);
-    let sessions: Vec<_> = roles
-        .into_iter()
-        .zip(seeds)
-        .map(|(role, session_seed)| {
-            actix_rt::spawn(workload::session(
-                shared.clone(),
-                session_seed,
-                until,
-                request_timeout,
-                role,
-            ))
-        })
-        .collect();
+    let sessions = frame::start_sessions(&stage, &mut rng, seed, until, false);
 
     // Two reshards at times drawn from the seed: to 3 shards in the first
     // half of the faults, back (or to 3 if the first did not happen) in
@@ -206,13 +148,7 @@ async fn drive(
     }
 
     // Heal everything and let the cluster settle.
-    stage.cluster.heal()?;
-    for i in stage.members.clone() {
-        stage.cluster.resume(i);
-        if !stage.cluster.is_running(i) {
-            stage.cluster.start(i, &stage.members)?;
-        }
-    }
+    frame::heal_all(&mut stage)?;
     let healed_at = Instant::now();
     for i in stage.members.clone() {
         if let Err(e) = wait_placed(&mut stage, i).await {
@@ -227,26 +163,12 @@ async fn drive(
     let (collection, metadata) = settle::lifetime_checks(&stage, &keys, &bounds).await;
     stage.check_identities().await;
 
-    let history = History {
-        ops: shared.borrow().ops.clone(),
-        final_reads,
-        crashes: stage.crashes.clone(),
-        restarts: stage.restarts.clone(),
-        partitions: stage.partitions.clone(),
-        relayed: true,
-        ..History::default()
-    };
+    let history = frame::history(&stage, final_reads);
     let report = checker::check(&history);
     let reshard_ok = records.iter().any(|r| r.answer == Ok(200));
     let ok = report.is_ok() && views_ok && map_verdict.ok && collection.ok && metadata.ok;
     if !ok {
-        let path = stage.cluster.log_dir.join("history.json");
-        if let Err(e) = std::fs::write(&path, history.to_json()) {
-            stage.note(format!(
-                "could not save the history to {}: {e}",
-                path.display()
-            ));
-        }
+        frame::keep_history(&mut stage, &history);
     }
     let new_incarnations = history
         .restarts
@@ -284,21 +206,16 @@ async fn drive(
         .iter()
         .filter(|o| o.served_by.is_some_and(|s| s != o.replica))
         .count();
-    let _ = writeln!(
-        summary,
-        "{} operations by {} sessions ({writers} acknowledged writes with their issuing node known, {relayed_writes} of them relayed to another node); converged {} after healing ({:.1} s)",
-        history.ops.len(),
-        shared.borrow().sessions,
-        if views_ok {
-            "(views agree)"
-        } else {
-            "(views DISAGREE)"
-        },
-        settle_time.as_secs_f64()
+    let extra = format!(
+        " ({writers} acknowledged writes with their issuing node known, {relayed_writes} of them relayed to another node)"
     );
-    if !views_ok {
-        let _ = writeln!(summary, "{view_report}");
-    }
+    frame::converged_lines(
+        &mut summary,
+        &stage,
+        &extra,
+        (views_ok, &view_report),
+        settle_time,
+    );
     let _ = writeln!(summary, "{}", tables::summary(&history));
     let _ = writeln!(summary, "{}", map_verdict.line);
     let _ = writeln!(summary, "{}", collection.line);
@@ -347,77 +264,30 @@ async fn short_fault(stage: &mut Stage<'_>, rng: &mut StdRng) -> Result<(), Stri
         0 | 1 => {
             let sides = random_split(rng, &stage.members);
             stage.note(format!("partition {sides:?} for {hold} ms"));
-            partition_for(stage, sides, hold).await?;
+            stage.partition_for(sides, hold).await?;
         }
         2 => {
             let sides = split_a_shard(stage, rng).await;
             stage.note(format!(
                 "partition {sides:?} (splits a shard's members) for {hold} ms"
             ));
-            partition_for(stage, sides, hold).await?;
+            stage.partition_for(sides, hold).await?;
         }
-        3 => {
-            let from = stage.pick_member(rng);
-            let to = stage.pick_other(rng, from);
-            stage.note(format!("one-way cut {from} -> {to} for {hold} ms"));
-            stage.cluster.block(from, to)?;
-            sleep_ms(hold).await;
-            stage.cluster.heal()?;
-        }
+        3 => stage.one_way_cut(rng, hold).await?,
         4 | 5 => {
             let victim = stage.pick_member(rng);
             stage.note(format!("crash {victim}, restart after {hold} ms"));
             crash_and_restart(stage, victim, hold).await?;
         }
-        6 => {
-            let victim = stage.pick_member(rng);
-            stage.note(format!("pause {victim} for {hold} ms"));
-            stage.cluster.pause(victim);
-            sleep_ms(hold).await;
-            stage.cluster.resume(victim);
-        }
-        7 => {
-            let victim = stage.pick_member(rng);
-            let kbit = [64, 256, 1024][rng.random_range(0..3usize)];
-            stage.note(format!(
-                "slow, lossy link at {victim} ({kbit} kbit/s) for {hold} ms"
-            ));
-            stage.cluster.slow(victim, kbit)?;
-            sleep_ms(hold).await;
-            stage.cluster.heal()?;
-        }
+        6 => stage.pause_one(rng, hold).await,
+        7 => stage.slow_link(rng, hold).await?,
         8 => {
-            // Two faults at once: a partition, and a crash on one side.
-            let sides = random_split(rng, &stage.members);
-            let victim = stage.pick_member(rng);
-            stage.note(format!(
-                "partition {sides:?} and crash {victim} for {hold} ms"
-            ));
-            stage.cluster.partition(&sides)?;
-            let start_us = stage.now_us();
-            sleep_ms(hold / 3).await;
-            stage.crash(victim);
-            sleep_ms(hold / 3).await;
-            stage.cluster.start(victim, &stage.members)?;
-            sleep_ms(hold / 3).await;
-            stage.heal(start_us, sides)?;
+            let victim = stage.partition_with_crash(rng, hold).await?;
             back(stage, victim).await;
         }
         _ => {}
     }
     Ok(())
-}
-
-/// Holds the partition `sides` for `hold` ms, then heals it.
-async fn partition_for(
-    stage: &mut Stage<'_>,
-    sides: Vec<Vec<usize>>,
-    hold: u64,
-) -> Result<(), String> {
-    stage.cluster.partition(&sides)?;
-    let start_us = stage.now_us();
-    sleep_ms(hold).await;
-    stage.heal(start_us, sides)
 }
 
 /// Crashes `victim` (it loses its state), starts it again after `hold` ms
@@ -783,7 +653,7 @@ async fn disturb(
                 .copied()
                 .filter(|&m| m != other)
                 .collect();
-            partition_for(stage, vec![vec![other], rest], hold).await?;
+            stage.partition_for(vec![vec![other], rest], hold).await?;
             format!("node {other} cut off during it")
         }
     })
