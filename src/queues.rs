@@ -211,6 +211,7 @@ mod tests {
             dot: Dot::new(id, counter),
             deps: VectorClock::new(),
             lamport: counter,
+            covers: Vec::new(),
         }
     }
 

@@ -380,6 +380,7 @@ mod tests {
             dot: Dot::new(id, counter),
             deps,
             lamport: 9,
+            covers: Vec::new(),
         }
     }
 

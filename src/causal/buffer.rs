@@ -12,6 +12,11 @@ pub trait Causal {
     fn dot(&self) -> &Dot;
     /// The writes (besides the origin's earlier ones) that must be applied first.
     fn deps(&self) -> &VectorClock;
+    /// The writes of other incarnations that applying this one counts as
+    /// applied ([`Knowledge::cover`]).
+    fn covers(&self) -> &[Dot] {
+        &[]
+    }
 }
 
 /// Whether `write` may be applied by a replica that has applied `applied`:
@@ -92,6 +97,9 @@ impl<T: Causal + Clone> DeliveryBuffer<T> {
                     let write = entry.remove();
                     self.len -= 1;
                     applied.observe(write.dot());
+                    for covered in write.covers() {
+                        applied.cover(covered);
+                    }
                     out.push(write);
                     progressed = true;
                 }

@@ -239,6 +239,23 @@ impl Knowledge {
         }
     }
 
+    /// Counts every write of `dot`'s incarnation up to `dot` as applied
+    /// here, whether or not it arrived: used once they were written again
+    /// under other names (rescued when their writer left its group without
+    /// a reshard's hand-off), so that contexts naming them are met. A
+    /// retired incarnation stays retired, its record counting further.
+    pub fn cover(&mut self, dot: &Dot) {
+        if self.is_foreign(&dot.replica) || self.contains(dot) {
+            return;
+        }
+        if self.is_retired(&dot.replica) {
+            let last = dot.counter;
+            self.retire(&dot.replica, Retirement { last, ended: false });
+        } else {
+            self.applied.set(dot.replica.clone(), dot.counter);
+        }
+    }
+
     /// Counts every write `clock` counts.
     pub fn merge(&mut self, clock: &VectorClock) {
         for (id, n) in clock.iter() {
@@ -408,6 +425,45 @@ mod tests {
         k.merge(&clock(&[("a#1", 5)]));
         assert!(k.clock().is_empty());
         assert_eq!(k.count(&id("a#1")), 8);
+    }
+
+    #[test]
+    fn covered_writes_count_as_applied_and_a_retired_writer_stays_retired() {
+        let mut k = Knowledge::in_group(Some("s1e1"));
+        let live = id("a#s1e1.1");
+        k.observe(&Dot::new(live.clone(), 2));
+        k.cover(&Dot::new(live.clone(), 9));
+        assert_eq!(k.count(&live), 9);
+        assert!(k.satisfies(&live, 9) && !k.satisfies(&live, 10));
+        k.cover(&Dot::new(live.clone(), 4));
+        assert_eq!(k.count(&live), 9, "a cover never counts less");
+
+        let gone = id("b#s1e1.2");
+        k.retire(
+            &gone,
+            Retirement {
+                last: 3,
+                ended: true,
+            },
+        );
+        k.cover(&Dot::new(gone.clone(), 7));
+        assert!(k.is_retired(&gone), "not back in the clock");
+        assert_eq!(k.clock().get(&gone), 0);
+        assert_eq!(
+            k.retirement(&gone),
+            Some(Retirement {
+                last: 7,
+                ended: true
+            })
+        );
+
+        let foreign = id("c#s2e1.3");
+        k.cover(&Dot::new(foreign.clone(), 5));
+        assert_eq!(
+            k.clock().get(&foreign),
+            0,
+            "another group's writes are not counted"
+        );
     }
 
     #[test]

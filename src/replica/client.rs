@@ -166,6 +166,14 @@ impl Replica {
         let dot = self.known.increment(&self.me.id);
         let key = key(&dot);
         self.known.note_foreign(&deps);
+        // A write that counts rescued writes as applied (see
+        // `Replica::take_rescued`) depends on all that was applied here
+        // then: a member counts them only once it holds what this replica
+        // did.
+        let mut deps = deps;
+        if !self.to_cover.is_empty() {
+            deps.merge(&std::mem::take(&mut self.cover_deps));
+        }
         self.lamport += 1;
         let write = Write {
             key: key.clone(),
@@ -173,6 +181,7 @@ impl Replica {
             dot: dot.clone(),
             deps: deps.without(&self.me.id),
             lamport: self.lamport,
+            covers: std::mem::take(&mut self.to_cover),
         };
         self.store.apply(key, write.version());
         self.writes_issued += 1;

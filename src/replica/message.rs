@@ -30,6 +30,13 @@ pub struct Write {
     pub deps: VectorClock,
     /// Lamport timestamp, larger than that of every write in `deps`.
     pub lamport: u64,
+    /// Writes of other incarnations this one stands for: applying it
+    /// counts each of them, and every write of its incarnation before it,
+    /// as applied (see [`crate::causal::Knowledge::cover`]). Set on the
+    /// writes that take in versions rescued from a node that left its
+    /// group, so that contexts naming that node's writes are met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<Dot>,
 }
 
 impl Write {
@@ -49,6 +56,9 @@ impl Causal for Write {
     }
     fn deps(&self) -> &VectorClock {
         &self.deps
+    }
+    fn covers(&self) -> &[Dot] {
+        &self.covers
     }
 }
 

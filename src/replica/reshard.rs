@@ -9,7 +9,7 @@
 //! the importer's foreign frontier, so that every dependency a moved
 //! version may have is still handed to its readers.
 
-use crate::causal::{Retired, VectorClock};
+use crate::causal::{Dot, Retired, VectorClock};
 use crate::store::{Key, Version};
 
 use super::state::Replica;
@@ -77,20 +77,54 @@ impl Replica {
     /// beats the version held here by the conflict rule (it would have won
     /// had it arrived) is written again as this replica's own, so that it
     /// spreads like a new write; returns how many were.
-    pub fn take_rescued(&mut self, versions: Vec<(Key, Version)>) -> usize {
-        let mut written = 0;
-        for (key, version) in versions {
-            let current = self.store.get(&key);
-            let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
-            let deletes_nothing =
-                version.is_tombstone() && current.as_ref().is_none_or(Version::is_tombstone);
-            if beats && !deletes_nothing {
-                self.lamport = self.lamport.max(version.lamport);
-                self.issue(key, version.value, VectorClock::new());
-                written += 1;
+    ///
+    /// `writer` names the node's last write in the group it left. Its
+    /// writes up to there that did not reach this group are now written
+    /// again or were overwritten, so they count as applied: here at once,
+    /// and at every member with the last write taken in (or, if none was,
+    /// this replica's next), so that a context naming them is met rather
+    /// than waited for until it fails. That write depends on everything
+    /// applied here (the node's writes this replica had, among them), so
+    /// a member counts them only once it holds all this replica held.
+    pub fn take_rescued(&mut self, versions: Vec<(Key, Version)>, writer: Option<Dot>) -> usize {
+        let winners: Vec<(Key, Version)> = versions
+            .into_iter()
+            .filter(|(key, version)| {
+                let current = self.store.get(key);
+                let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
+                let deletes_nothing =
+                    version.is_tombstone() && current.as_ref().is_none_or(Version::is_tombstone);
+                beats && !deletes_nothing
+            })
+            .collect();
+        let written = winners.len();
+        let mut winners = winners.into_iter().peekable();
+        while let Some((key, version)) = winners.next() {
+            if winners.peek().is_none() {
+                self.cover_with_next_write(writer.clone());
             }
+            self.lamport = self.lamport.max(version.lamport);
+            self.issue(key, version.value, VectorClock::new());
+        }
+        if written == 0 {
+            self.cover_with_next_write(writer);
         }
         written
+    }
+
+    /// Counts the writes up to `writer` as applied here, and has the next
+    /// write issued carry them to the members.
+    fn cover_with_next_write(&mut self, writer: Option<Dot>) {
+        let Some(writer) = writer else {
+            return;
+        };
+        if self.known.is_foreign(&writer.replica) {
+            return;
+        }
+        self.cover_deps.merge(self.known.clock());
+        self.known.cover(&writer);
+        self.progress += 1;
+        self.to_cover.push(writer);
     }
 
     /// Keeps `versions`, written by a former incarnation of this replica
@@ -112,7 +146,7 @@ impl Replica {
         // One the members had applied is held, or was overwritten or
         // replaced since: never written again.
         versions.retain(|(_, v)| !self.known.contains(&v.dot));
-        let written = self.take_rescued(versions);
+        let written = self.take_rescued(versions, None);
         tracing::info!(
             kept,
             written,

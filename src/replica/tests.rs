@@ -552,3 +552,50 @@ fn a_former_incarnations_write_the_members_had_applied_is_not_written_again() {
     run(&mut rb, 20, 200);
     assert_eq!(rb.store().get(&key("k")), old);
 }
+
+#[test]
+fn rescued_writes_count_as_applied_at_every_member_once_taken_in() {
+    let (mut a, mut b) = pair();
+    // A node that left the group wrote 1..=3; none of them reached it.
+    let left = ReplicaId::new("10.0.0.9:8085", "left");
+    let version = |json: &str, n: u64| crate::store::Version {
+        value: value(json),
+        dot: Dot::new(left.clone(), n),
+        lamport: 100 + n,
+    };
+    // Its first write reached a only.
+    a.store.apply(key("k1"), version("1", 1));
+    a.known.observe(&Dot::new(left.clone(), 1));
+    let rescued = vec![(key("k2"), version("2", 2)), (key("k3"), version("3", 3))];
+    assert_eq!(a.take_rescued(rescued, Some(Dot::new(left.clone(), 3))), 2);
+    assert!(a.known().satisfies(&left, 3) && !a.known().satisfies(&left, 4));
+    deliver_writes(&mut a, &mut b, 10);
+    assert_eq!(b.store().get(&key("k2")).and_then(|v| v.value), value("2"));
+    assert!(
+        !b.known().satisfies(&left, 1),
+        "counted before b holds left:1, which a held"
+    );
+    // b gets what a held (a pull), then counts them all.
+    b.pull_from(&a.me().address.clone(), 20);
+    exchange(&mut b, &mut a, 20);
+    b.deliver(20);
+    assert_eq!(b.store().get(&key("k1")).and_then(|v| v.value), value("1"));
+    assert!(
+        b.known().satisfies(&left, 3),
+        "a context naming left:3 is met at b"
+    );
+    assert_eq!(b.store().get(&key("k3")).and_then(|v| v.value), value("3"));
+
+    // Nothing left to write again: the next write carries the count.
+    assert_eq!(
+        a.take_rescued(Vec::new(), Some(Dot::new(left.clone(), 5))),
+        0
+    );
+    assert!(a.known().satisfies(&left, 5));
+    deliver_writes(&mut a, &mut b, 30);
+    assert!(!b.known().satisfies(&left, 5));
+    a.write(key("z"), value("1"), &CausalContext::empty())
+        .unwrap();
+    deliver_writes(&mut a, &mut b, 40);
+    assert!(b.known().satisfies(&left, 5));
+}

@@ -5,7 +5,7 @@
 use tracing::info;
 
 use crate::address::SocketAddress;
-use crate::causal::VectorClock;
+use crate::causal::{Dot, VectorClock};
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::shard::ShardMap;
@@ -80,6 +80,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     let me = cluster.me().clone();
     let mut adopted = false;
     let mut rescued = Vec::new();
+    let mut writer = None;
     node.replace_replica(|replica, now| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
@@ -91,6 +92,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         if replica.me().id.group() != Some(group.as_str()) {
             info!(epoch = map.epoch, %group, keys = versions.len(), "this node changes shard group");
             rescued = replica.own_versions();
+            let id = replica.me().id.clone();
+            let last = replica.known().count(&id);
+            writer = (last > 0).then(|| Dot::new(id, last));
             return Some(new_replica(node, &map, versions, &depends));
         }
         if !versions.is_empty() {
@@ -122,9 +126,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     if adopted {
         info!(epoch = map.epoch, shards = map.count(), "shard map updated");
     }
-    if !rescued.is_empty() {
+    if !rescued.is_empty() || writer.is_some() {
         if let Some(node) = node.shared() {
-            actix_rt::spawn(super::rescue::rescue(node, map, rescued));
+            actix_rt::spawn(super::rescue::rescue(node, map, rescued, writer));
         }
     }
     adopted

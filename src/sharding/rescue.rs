@@ -2,12 +2,20 @@
 //! reshard's hand-off (it was cut off while the store was resharded
 //! without it): the versions of its own writes, sent to a member of each
 //! key's shard, which writes again those that would have won.
+//!
+//! Clients may hold contexts naming those writes under their old names,
+//! which the members of the group the node left will never receive: the
+//! node's last write goes with the versions, and the members count every
+//! write of it up to there as applied once they hold what was written
+//! again (see `Replica::take_rescued` and `Write::covers`), so such a
+//! context is met rather than waited for until it fails.
 
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use super::wire::{credentials, Done, Rescue, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
+use crate::causal::Dot;
 use crate::node::Node;
 use crate::shard::{ShardId, ShardMap};
 use crate::store::tables::is_table;
@@ -18,8 +26,21 @@ use crate::transport;
 /// member of each key's shard under `map`, which writes again those that
 /// it lacks (retried a few times: the shard's members may be out of reach
 /// for a while).
-pub(super) async fn rescue(node: Arc<Node>, map: ShardMap, versions: Vec<(Key, Version)>) {
-    let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
+///
+/// Every shard is sent the node's last write (`writer`), with no version if
+/// none of its keys is there: the one whose group the node left counts the
+/// node's writes up to it as applied once it took the versions in.
+pub(super) async fn rescue(
+    node: Arc<Node>,
+    map: ShardMap,
+    versions: Vec<(Key, Version)>,
+    writer: Option<Dot>,
+) {
+    let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = map
+        .shards
+        .keys()
+        .map(|&shard| (shard, Vec::new()))
+        .collect();
     // The tables' own keys are kept by every shard's group already.
     for (key, version) in versions.into_iter().filter(|(k, _)| !is_table(k.as_str())) {
         by_shard
@@ -29,8 +50,14 @@ pub(super) async fn rescue(node: Arc<Node>, map: ShardMap, versions: Vec<(Key, V
     }
     let path = format!("{SHARD_PREFIX}/rescue");
     for (shard, versions) in by_shard {
+        if versions.is_empty() && writer.is_none() {
+            continue;
+        }
         let count = versions.len();
-        let rescue = Rescue { versions };
+        let rescue = Rescue {
+            versions,
+            writer: writer.clone(),
+        };
         let mut done = false;
         for attempt in 0..RESCUE_ATTEMPTS {
             let Some(cluster) = node.cluster() else {
@@ -86,6 +113,6 @@ pub fn absorb(node: &Node, rescue: Rescue) -> Result<usize, String> {
         if !replica.is_ready() {
             return Err("this node's replica is not ready".into());
         }
-        Ok(replica.take_rescued(rescue.versions))
+        Ok(replica.take_rescued(rescue.versions, rescue.writer))
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::address::SocketAddress;
-use crate::causal::{Retired, VectorClock};
+use crate::causal::{Dot, Retired, VectorClock};
 use crate::node::Node;
 use crate::shard::{ShardId, ShardMap};
 use crate::store::{Key, Version};
@@ -77,6 +77,11 @@ pub struct Import {
 pub struct Rescue {
     /// The versions.
     pub versions: Vec<(Key, Version)>,
+    /// The node's last write in the group it left: with the versions
+    /// taken in, its writes up to there count as applied in that group
+    /// (see `Replica::take_rescued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<Dot>,
 }
 
 /// A step's answer.

@@ -26,6 +26,7 @@ fn forged_replicate(key: &str) -> Value {
         dot: Dot::new(from.id.clone(), 1),
         deps: VectorClock::new(),
         lamport: 1,
+        covers: Vec::new(),
     };
     serde_json::to_value(Request::Replicate {
         from,

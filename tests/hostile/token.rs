@@ -41,6 +41,7 @@ async fn internal_messages_without_the_cluster_token_are_401_and_change_nothing(
         dot: Dot::new(from.id.clone(), counter),
         deps: VectorClock::new(),
         lamport: counter,
+        covers: Vec::new(),
     };
     let clock = |from: &Member, n: u64| {
         let mut clock = VectorClock::new();
