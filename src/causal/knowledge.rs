@@ -157,6 +157,14 @@ impl Knowledge {
         self.count(&dot.replica) >= dot.counter
     }
 
+    /// Whether the write `dot` was applied by this replica itself: as
+    /// [`Knowledge::contains`], but never for another group's write, which
+    /// only that group counts (a record of its retirement says that group
+    /// applied it, not that this replica did).
+    pub fn applied_here(&self, dot: &Dot) -> bool {
+        !self.is_foreign(&dot.replica) && self.contains(dot)
+    }
+
     /// Whether a dependency on the first `n` writes of `id` is met here:
     /// they are counted by the clock or by the retirement record.
     pub fn satisfies(&self, id: &ReplicaId, n: u64) -> bool {
@@ -328,6 +336,10 @@ mod tests {
         k.note_foreign(&clock(&[("b#s2e1.old", 4), ("c#s2e1.new", 2)]));
         let at = |last| Retirement { last, ended: false };
         k.retire_foreign(&id("b#s2e1.old"), at(4));
+        // Retired there, not applied here: a copy's version of it is no
+        // sign of a delete made here.
+        let handed_over = Dot::new(id("b#s2e1.old"), 3);
+        assert!(k.contains(&handed_over) && !k.applied_here(&handed_over));
         // Not one of this group's: left alone.
         k.retire_foreign(&id("a#s1e1.x"), at(9));
         assert_eq!(k.foreign(), &clock(&[("c#s2e1.new", 2)]));

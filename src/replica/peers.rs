@@ -381,7 +381,7 @@ impl Replica {
         }
         self.known.note_foreign(&state.foreign);
         for (key, version) in state.versions.into_list() {
-            if !self.known.contains(&version.dot) {
+            if !self.known.applied_here(&version.dot) {
                 self.lamport = self.lamport.max(version.lamport);
                 self.store.apply(key, version);
             }

@@ -184,7 +184,10 @@ impl Replica {
             }
             Sync::Joining { .. } => versions,
         };
-        let seen = |dot: &crate::causal::Dot| known.contains(dot);
+        // Another group's write is never seen here, even if that group
+        // retired its writer: its version, handed over by a reshard, is
+        // not one this replica deleted.
+        let seen = |dot: &crate::causal::Dot| known.applied_here(dot);
         self.store
             .merge_page(versions, seen, &mut transfer.marks, 0);
         transfer.next = page.next;
