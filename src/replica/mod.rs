@@ -129,6 +129,8 @@ mod peer;
 mod peers;
 #[cfg(test)]
 mod regressions;
+#[cfg(test)]
+mod rescue_tests;
 mod reshard;
 mod retire;
 pub mod saved;

@@ -87,7 +87,7 @@ impl Replica {
     /// applied here (the node's writes this replica had, among them), so
     /// a member counts them only once it holds all this replica held.
     pub fn take_rescued(&mut self, versions: Vec<(Key, Version)>, writer: Option<Dot>) -> usize {
-        let winners: Vec<(Key, Version)> = versions
+        let mut winners: Vec<(Key, Version)> = versions
             .into_iter()
             .filter(|(key, version)| {
                 let current = self.store.get(key);
@@ -98,18 +98,22 @@ impl Replica {
             })
             .collect();
         let written = winners.len();
-        let mut winners = winners.into_iter().peekable();
-        while let Some((key, version)) = winners.next() {
-            if winners.peek().is_none() {
-                self.cover_with_next_write(writer.clone());
-            }
-            self.lamport = self.lamport.max(version.lamport);
-            self.issue(key, version.value, VectorClock::new());
+        // The last one written again (or the next write) carries the count.
+        let last = winners.pop();
+        for (key, version) in winners {
+            self.write_rescued(key, version);
         }
-        if written == 0 {
-            self.cover_with_next_write(writer);
+        self.cover_with_next_write(writer);
+        if let Some((key, version)) = last {
+            self.write_rescued(key, version);
         }
         written
+    }
+
+    /// Writes `version` of `key` again as this replica's own.
+    fn write_rescued(&mut self, key: Key, version: Version) {
+        self.lamport = self.lamport.max(version.lamport);
+        self.issue(key, version.value, VectorClock::new());
     }
 
     /// Counts the writes up to `writer` as applied here, and has the next

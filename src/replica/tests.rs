@@ -38,7 +38,7 @@ pub(super) fn exchange(from: &mut Replica, to: &mut Replica, now: Millis) {
 }
 
 /// Two replicas of a new store that joined each other.
-fn pair() -> (Replica, Replica) {
+pub(super) fn pair() -> (Replica, Replica) {
     let (a, b) = (addr("10.0.0.1:8085"), addr("10.0.0.2:8085"));
     let view = [a.clone(), b.clone()];
     let mut ra = Replica::new(a, "a", &view, Timing::default(), 0);
@@ -56,7 +56,7 @@ fn pair() -> (Replica, Replica) {
 }
 
 /// Delivers every queued write of `from` to `to` and drops other effects.
-fn deliver_writes(from: &mut Replica, to: &mut Replica, now: Millis) {
+pub(super) fn deliver_writes(from: &mut Replica, to: &mut Replica, now: Millis) {
     let writes: Vec<Write> = from
         .take_effects()
         .into_iter()
@@ -79,7 +79,7 @@ pub(super) fn heartbeat(from: &Replica, to: &mut Replica, now: Millis) {
 }
 
 /// Ticks `r` every 50 ms from `from` to `to`.
-fn run(r: &mut Replica, from: Millis, to: Millis) {
+pub(super) fn run(r: &mut Replica, from: Millis, to: Millis) {
     let mut now = from;
     while now <= to {
         r.tick(now);
@@ -477,125 +477,4 @@ fn leaving_out_expires_so_an_address_is_never_refused_for_good() {
     assert!(ra.leave_out(b.clone(), 10));
     run(&mut ra, 20, timeout + 100);
     assert!(!ra.view().is_evicted(&b), "the refusal lapsed");
-}
-
-#[test]
-fn a_former_incarnations_writes_kept_on_disk_are_written_again_once_ready() {
-    let a = addr("10.0.0.1:8085");
-    let mut r = Replica::new(
-        a.clone(),
-        "new",
-        std::slice::from_ref(&a),
-        Timing::default(),
-        0,
-    );
-    let old = crate::causal::ReplicaId::parse("10.0.0.1:8085#old").unwrap();
-    let version = |v: &str, n: u64| crate::store::Version {
-        value: value(v),
-        dot: Dot::new(old.clone(), n),
-        lamport: n,
-    };
-    r.rescue_when_ready(vec![
-        (key("k"), version("1", 3)),
-        (
-            key("gone"),
-            crate::store::Version {
-                value: None,
-                dot: Dot::new(old.clone(), 4),
-                lamport: 4,
-            },
-        ),
-    ]);
-    run(&mut r, 0, 200);
-    assert!(r.is_ready());
-    let held = r.store().get(&key("k")).expect("written again");
-    assert_eq!(held.value, value("1"));
-    assert_eq!(
-        held.dot.replica,
-        r.me().id,
-        "as this incarnation's own write"
-    );
-    assert!(
-        r.store().get(&key("gone")).is_none(),
-        "a delete of nothing is not written"
-    );
-}
-
-#[test]
-fn a_former_incarnations_write_the_members_had_applied_is_not_written_again() {
-    let (mut ra, mut rb) = pair();
-    let ctx = CausalContext::empty();
-    // A writes k, which B applies, then overwrites... and B deletes it.
-    let written = ra.write(key("k"), value("1"), &ctx).unwrap();
-    deliver_writes(&mut ra, &mut rb, 10);
-    let dot = written
-        .learned
-        .clock
-        .iter()
-        .next()
-        .map(|(id, n)| Dot::new(id.clone(), n))
-        .unwrap();
-    rb.write(key("k"), None, &ctx).unwrap();
-    let old = rb.store().get(&key("k"));
-    assert!(old.as_ref().is_some_and(|v| v.value.is_none()));
-    // B, as if started again and ready, is handed A's version to rescue:
-    // B had applied it, so it stays deleted.
-    rb.rescue_when_ready(vec![(
-        key("k"),
-        crate::store::Version {
-            value: value("1"),
-            dot,
-            // Above the delete: only having applied it keeps it out.
-            lamport: 100,
-        },
-    )]);
-    run(&mut rb, 20, 200);
-    assert_eq!(rb.store().get(&key("k")), old);
-}
-
-#[test]
-fn rescued_writes_count_as_applied_at_every_member_once_taken_in() {
-    let (mut a, mut b) = pair();
-    // A node that left the group wrote 1..=3; none of them reached it.
-    let left = ReplicaId::new("10.0.0.9:8085", "left");
-    let version = |json: &str, n: u64| crate::store::Version {
-        value: value(json),
-        dot: Dot::new(left.clone(), n),
-        lamport: 100 + n,
-    };
-    // Its first write reached a only.
-    a.store.apply(key("k1"), version("1", 1));
-    a.known.observe(&Dot::new(left.clone(), 1));
-    let rescued = vec![(key("k2"), version("2", 2)), (key("k3"), version("3", 3))];
-    assert_eq!(a.take_rescued(rescued, Some(Dot::new(left.clone(), 3))), 2);
-    assert!(a.known().satisfies(&left, 3) && !a.known().satisfies(&left, 4));
-    deliver_writes(&mut a, &mut b, 10);
-    assert_eq!(b.store().get(&key("k2")).and_then(|v| v.value), value("2"));
-    assert!(
-        !b.known().satisfies(&left, 1),
-        "counted before b holds left:1, which a held"
-    );
-    // b gets what a held (a pull), then counts them all.
-    b.pull_from(&a.me().address.clone(), 20);
-    exchange(&mut b, &mut a, 20);
-    b.deliver(20);
-    assert_eq!(b.store().get(&key("k1")).and_then(|v| v.value), value("1"));
-    assert!(
-        b.known().satisfies(&left, 3),
-        "a context naming left:3 is met at b"
-    );
-    assert_eq!(b.store().get(&key("k3")).and_then(|v| v.value), value("3"));
-
-    // Nothing left to write again: the next write carries the count.
-    assert_eq!(
-        a.take_rescued(Vec::new(), Some(Dot::new(left.clone(), 5))),
-        0
-    );
-    assert!(a.known().satisfies(&left, 5));
-    deliver_writes(&mut a, &mut b, 30);
-    assert!(!b.known().satisfies(&left, 5));
-    a.write(key("z"), value("1"), &CausalContext::empty())
-        .unwrap();
-    deliver_writes(&mut a, &mut b, 40);
-    assert!(b.known().satisfies(&left, 5));
 }
