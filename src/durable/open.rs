@@ -9,10 +9,11 @@ use tracing::{info, warn};
 
 use super::codec::Decoder;
 use super::disk::{Disk, Handles};
-use super::layout::{Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
+use super::layout::{clock_key, Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
 use crate::address::SocketAddress;
-use crate::causal::{ReplicaId, VectorClock};
+use crate::causal::{Dot, ReplicaId, VectorClock};
 use crate::replica::saved::{Saved, SAVED_FORMAT};
+use crate::replica::Rescued;
 use crate::store::{Key, Store, Version};
 
 /// A data directory opened.
@@ -22,10 +23,10 @@ pub struct Opened {
     /// The state it held, if there was one to trust.
     pub restored: Option<(Saved, Store)>,
     /// When it held one it could not trust (the last run crashed while
-    /// merging a member's copy): the versions that run's incarnation wrote,
-    /// which only it may hold, to write again (see
+    /// merging a member's copy): what that run's incarnation wrote, which
+    /// only it may hold, to take in again (see
     /// [`crate::replica::Replica::rescue_when_ready`]).
-    pub rescued: Vec<(Key, Version)>,
+    pub rescued: Rescued,
 }
 
 /// Why a data directory cannot be used: the file (or directory) at fault
@@ -47,7 +48,7 @@ enum Found {
     Nothing(Option<String>),
     /// A state that is not whole (the last run was merging a copy): thrown
     /// away, but for the versions its incarnation wrote.
-    Rescue(String, Vec<(Key, Version)>),
+    Rescue(String, Rescued),
 }
 
 const DISCARD_HINT: &str =
@@ -110,10 +111,10 @@ pub fn open(
         ))),
     };
     let mut last = 0;
-    let mut rescued = Vec::new();
+    let mut rescued = Rescued::default();
     let found = match found {
         Found::Rescue(why, own) => {
-            info!(versions = own.len(), "the former incarnation's own writes are kept, to write again once this one is ready");
+            info!(versions = own.versions.len(), last = ?own.writer, "the former incarnation's own writes are kept, to write again once this one is ready");
             rescued = own;
             Found::Nothing(Some(why))
         }
@@ -171,6 +172,16 @@ enum Damage {
     Corrupt(String),
 }
 
+/// The applied clock's entry for `id` on disk (0 when it has none, or it
+/// cannot be read).
+fn read_count(handles: &Handles, id: &ReplicaId) -> u64 {
+    let key = clock_key(id);
+    match handles.meta.get(&*key) {
+        Ok(Some(value)) => <[u8; 8]>::try_from(&*value).map_or(0, u64::from_le_bytes),
+        _ => 0,
+    }
+}
+
 fn read_state(
     handles: &Handles,
     mode: Durability,
@@ -202,7 +213,7 @@ fn read_state(
     if !saved.whole {
         let why = "the last run was still copying a member's state".to_string();
         // Its own writes may be held nowhere else: they are written again.
-        let own = match load_store(handles) {
+        let versions = match load_store(handles) {
             Ok(store) => store
                 .iter()
                 .filter(|e| e.dot().replica == saved.id)
@@ -210,7 +221,11 @@ fn read_state(
                 .collect(),
             Err(_) => Vec::new(),
         };
-        return Ok(Found::Rescue(why, own));
+        // Its count of its own writes: none it made after was acknowledged
+        // or sent (a step's effects wait until the step is on disk).
+        let last = read_count(handles, &saved.id);
+        let writer = (last > 0).then(|| Dot::new(saved.id.clone(), last));
+        return Ok(Found::Rescue(why, Rescued { versions, writer }));
     }
     let last: Option<Run> = read(RUN)?.and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(last) = last {

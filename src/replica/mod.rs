@@ -165,6 +165,7 @@ pub use outputs::{
     Condition, Effect, Handover, Learned, Outcome, ReadResult, Stats, Wait, WriteResult,
 };
 pub use peer::{Heard, Peer};
+pub use reshard::Rescued;
 pub use state::Replica;
 pub use tables::{TableOutcome, TableResult};
 pub use timing::{Millis, Timing, DNS_MISSES_TO_LEAVE};

@@ -22,17 +22,20 @@ fn a_former_incarnations_writes_kept_on_disk_are_written_again_once_ready() {
         dot: Dot::new(old.clone(), n),
         lamport: n,
     };
-    r.rescue_when_ready(vec![
-        (key("k"), version("1", 3)),
-        (
-            key("gone"),
-            crate::store::Version {
-                value: None,
-                dot: Dot::new(old.clone(), 4),
-                lamport: 4,
-            },
-        ),
-    ]);
+    r.rescue_when_ready(Rescued {
+        versions: vec![
+            (key("k"), version("1", 3)),
+            (
+                key("gone"),
+                crate::store::Version {
+                    value: None,
+                    dot: Dot::new(old.clone(), 4),
+                    lamport: 4,
+                },
+            ),
+        ],
+        writer: None,
+    });
     run(&mut r, 0, 200);
     assert!(r.is_ready());
     let held = r.store().get(&key("k")).expect("written again");
@@ -45,6 +48,41 @@ fn a_former_incarnations_writes_kept_on_disk_are_written_again_once_ready() {
     assert!(
         r.store().get(&key("gone")).is_none(),
         "a delete of nothing is not written"
+    );
+}
+
+#[test]
+fn a_former_incarnations_writes_count_as_applied_at_every_member_once_taken_in() {
+    let (mut a, mut b) = pair();
+    // a's former incarnation wrote 1..=4: b applied the first only; its
+    // disk, not trusted, still held k2 and k3 as their winners (k4 was
+    // overwritten there by a write of b's).
+    let old = ReplicaId::new("10.0.0.1:8085", "old");
+    let version = |json: &str, n: u64| crate::store::Version {
+        value: value(json),
+        dot: Dot::new(old.clone(), n),
+        lamport: 100 + n,
+    };
+    b.store.apply(key("k1"), version("1", 1));
+    b.known.observe(&Dot::new(old.clone(), 1));
+    a.pull_from(&b.me().address.clone(), 2);
+    exchange(&mut a, &mut b, 2);
+    assert!(a.known().satisfies(&old, 1) && !a.known().satisfies(&old, 2));
+    a.rescue_when_ready(Rescued {
+        versions: vec![(key("k2"), version("2", 2)), (key("k3"), version("3", 3))],
+        writer: Some(Dot::new(old.clone(), 4)),
+    });
+    a.tick(10);
+    assert!(
+        a.known().satisfies(&old, 4),
+        "a context naming any write of the former incarnation is met here"
+    );
+    assert!(!b.known().satisfies(&old, 2));
+    deliver_writes(&mut a, &mut b, 20);
+    assert_eq!(b.store().get(&key("k3")).and_then(|v| v.value), value("3"));
+    assert!(
+        b.known().satisfies(&old, 4),
+        "and at the member, with the last write taken in"
     );
 }
 
@@ -67,15 +105,18 @@ fn a_former_incarnations_write_the_members_had_applied_is_not_written_again() {
     assert!(old.as_ref().is_some_and(|v| v.value.is_none()));
     // B, as if started again and ready, is handed A's version to rescue:
     // B had applied it, so it stays deleted.
-    rb.rescue_when_ready(vec![(
-        key("k"),
-        crate::store::Version {
-            value: value("1"),
-            dot,
-            // Above the delete: only having applied it keeps it out.
-            lamport: 100,
-        },
-    )]);
+    rb.rescue_when_ready(Rescued {
+        versions: vec![(
+            key("k"),
+            crate::store::Version {
+                value: value("1"),
+                dot,
+                // Above the delete: only having applied it keeps it out.
+                lamport: 100,
+            },
+        )],
+        writer: None,
+    });
     run(&mut rb, 20, 200);
     assert_eq!(rb.store().get(&key("k")), old);
 }

@@ -131,26 +131,32 @@ impl Replica {
         self.to_cover.push(writer);
     }
 
-    /// Keeps `versions`, written by a former incarnation of this replica
-    /// whose disk could not be trusted (it crashed while merging a
-    /// member's copy), to write again once this one is ready: those that
-    /// would have won then spread as new writes, so that no write that
-    /// incarnation acknowledged, and no member holds, is lost.
-    pub fn rescue_when_ready(&mut self, versions: Vec<(Key, Version)>) {
-        self.to_rescue = versions;
+    /// Keeps what a former incarnation of this replica wrote, read from a
+    /// disk it could not trust (it crashed while merging a member's copy),
+    /// to take in once this one is ready: the versions that would have won
+    /// then spread as new writes, so that no write that incarnation
+    /// acknowledged, and no member holds, is lost; and its writes up to
+    /// its last count as applied, so that a context naming one the members
+    /// never got is met (as for writes rescued from a node that left its
+    /// group: see [`Replica::take_rescued`]).
+    pub fn rescue_when_ready(&mut self, rescued: Rescued) {
+        self.to_rescue = rescued;
     }
 
-    /// Writes again what [`Replica::rescue_when_ready`] kept, once ready.
+    /// Takes in what [`Replica::rescue_when_ready`] kept, once ready.
     pub(super) fn rescue_if_ready(&mut self) {
         if self.to_rescue.is_empty() || !self.is_ready() || self.draining {
             return;
         }
-        let mut versions = std::mem::take(&mut self.to_rescue);
+        let Rescued {
+            mut versions,
+            writer,
+        } = std::mem::take(&mut self.to_rescue);
         let kept = versions.len();
         // One the members had applied is held, or was overwritten or
         // replaced since: never written again.
         versions.retain(|(_, v)| !self.known.contains(&v.dot));
-        let written = self.take_rescued(versions, None);
+        let written = self.take_rescued(versions, writer);
         tracing::info!(
             kept,
             written,
@@ -166,5 +172,24 @@ impl Replica {
             self.progress += 1;
         }
         forgotten
+    }
+}
+
+/// What a former incarnation of a replica wrote, read from a disk that
+/// could not be trusted (see [`Replica::rescue_when_ready`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rescued {
+    /// The versions whose winner was one of its writes.
+    pub versions: Vec<(Key, Version)>,
+    /// Its last write (its own entry of the applied clock on the disk):
+    /// no context can name a later one, as nothing it wrote left it
+    /// before being on that disk.
+    pub writer: Option<Dot>,
+}
+
+impl Rescued {
+    /// Whether there is nothing to take in.
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.writer.is_none()
     }
 }

@@ -75,7 +75,7 @@ pub struct Replica {
     /// Versions a former incarnation of this replica wrote, kept on a disk
     /// it could not trust: written again once this one is ready (see
     /// [`Replica::rescue_when_ready`]).
-    pub(super) to_rescue: Vec<(crate::store::Key, crate::store::Version)>,
+    pub(super) to_rescue: super::Rescued,
     /// Writes of a node that left its group, written again here: the next
     /// write issued carries them (see [`crate::replica::Write::covers`]).
     pub(super) to_cover: Vec<crate::causal::Dot>,
@@ -211,7 +211,7 @@ impl Replica {
             collected: VectorClock::new(),
             collected_lamport: 0,
             draining: false,
-            to_rescue: Vec::new(),
+            to_rescue: super::Rescued::default(),
             to_cover: Vec::new(),
             cover_deps: VectorClock::new(),
             removed_by: BTreeMap::new(),

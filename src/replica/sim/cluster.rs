@@ -96,7 +96,7 @@ pub(in crate::replica) struct Sim {
     pub(in crate::replica) disks: BTreeMap<usize, (Saved, Store)>,
     /// The own writes of crashed replicas whose disk held a state that is
     /// not whole, written again by their next incarnation (see `disk.rs`).
-    pub(in crate::replica) rescues: BTreeMap<usize, Vec<(Key, crate::store::Version)>>,
+    pub(in crate::replica) rescues: BTreeMap<usize, crate::replica::Rescued>,
     /// Whether random crashes keep the disk (half of them do).
     pub(in crate::replica) with_disks: bool,
     /// How many restarts were on a disk.

@@ -28,14 +28,17 @@ impl Sim {
             // Set aside, as the node does, but for its own writes: the
             // next incarnation writes them again once ready.
             let me = node.replica.me().id.clone();
-            let own = node
+            let versions = node
                 .replica
                 .store()
                 .iter()
                 .filter(|e| e.dot().replica == me)
                 .map(|e| (e.to_key(), e.to_version()))
                 .collect();
-            self.rescues.insert(i, own);
+            let last = node.replica.known().count(&me);
+            let writer = (last > 0).then(|| crate::causal::Dot::new(me.clone(), last));
+            self.rescues
+                .insert(i, crate::replica::Rescued { versions, writer });
             self.lost.insert(me);
         }
     }
