@@ -464,7 +464,8 @@ async fn a_replica_paused_past_the_suspect_timeout_comes_back_without_resurrecti
 async fn many_restarts_keep_clocks_and_contexts_small() {
     const ROUNDS: usize = 12;
     const BOUND: usize = 3 + 2;
-    let mut c = TestCluster::start(3).await;
+    // Restarts without a disk: each one a new incarnation to retire.
+    let mut c = TestCluster::start_with(3, Options::default().in_memory()).await;
     let mut written: Contents = Vec::new();
     let mut first_ctx = Value::Null;
     for round in 0..ROUNDS {
@@ -569,7 +570,8 @@ async fn a_replica_that_holds_no_state_is_not_ready_and_says_why() {
 
 #[actix_web::test]
 async fn incarnations_are_64_random_bits_and_change_on_restart() {
-    let mut c = TestCluster::start(2).await;
+    // Restarts without a disk (with one, a replica keeps its identity).
+    let mut c = TestCluster::start_with(2, Options::default().in_memory()).await;
     let mut seen = Vec::new();
     for round in 0..3 {
         if round > 0 {

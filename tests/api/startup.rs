@@ -7,7 +7,7 @@ use awc::http::Method;
 use serde_json::json;
 
 use crate::assert_write;
-use crate::common::{Body, Options, TestCluster};
+use crate::common::{durable_replicas, Body, Options, TestCluster};
 
 /// Runs the binary with exactly `env`; it must exit non-zero at once.
 fn run_misconfigured(env: &[(&str, &str)]) -> (i32, String) {
@@ -123,6 +123,14 @@ async fn a_single_replica_is_healthy_and_alone_in_its_view() {
     let c = TestCluster::start(1).await;
     let health = c.health(0).await;
     assert_eq!(health["synced"], json!(true), "{health}");
+    // The suite runs on the replicas it says: on disks with
+    // CAUSALKV_TEST_DATA_DIR=1, in memory otherwise.
+    let mode = if durable_replicas() {
+        "fsync"
+    } else {
+        "memory"
+    };
+    assert_eq!(health["durability"]["mode"], json!(mode), "{health}");
     assert_eq!(c.view(0).await, c.addr(0));
     // And it is reachable through the typed client too.
     let mut client = c.client(0);

@@ -29,6 +29,8 @@ pub use http::{encode, kv_path, request, request_with_timeout, Body, Reply};
 #[allow(unused_imports)]
 pub use options::Options;
 #[allow(unused_imports)]
+pub use process::durable_replicas;
+#[allow(unused_imports)]
 pub use requests::{health_count, suspects};
 #[allow(unused_imports)]
 pub use waits::{timed, wait_for, wait_until};

@@ -22,6 +22,9 @@ pub struct Options {
     pub listen_on_socket_address: bool,
     /// Further environment variables.
     pub env: Vec<(String, String)>,
+    /// Whether the replicas keep their state in memory even when the
+    /// suite runs durable replicas (`CAUSALKV_TEST_DATA_DIR`).
+    pub in_memory: bool,
 }
 
 impl Default for Options {
@@ -35,6 +38,7 @@ impl Default for Options {
             workers: 2,
             listen_on_socket_address: false,
             env: Vec::new(),
+            in_memory: false,
         }
     }
 }
@@ -67,6 +71,13 @@ impl Options {
     /// Sets `WORKERS`.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// Keeps the replicas' state in memory whatever the suite runs: for a
+    /// test of what a restart without a disk does.
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
         self
     }
 

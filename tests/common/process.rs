@@ -189,6 +189,9 @@ impl TestCluster {
         for (k, v) in &options.env {
             command.env(k, v);
         }
+        if let Some(data) = durable_dir(&dir, i, &options) {
+            command.env("DATA_DIR", data);
+        }
         let child = command.spawn().expect("spawn causalkv");
         replica.logs.push(log);
         replica.child = Some(child);
@@ -277,4 +280,20 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Whether every replica of an unsharded test cluster keeps its state on
+/// disk: `CAUSALKV_TEST_DATA_DIR=1` runs a suite against durable replicas
+/// (each in a `DATA_DIR` of its own under the cluster's log directory,
+/// kept across its restarts). Sharded replicas keep their state in memory.
+pub fn durable_replicas() -> bool {
+    std::env::var("CAUSALKV_TEST_DATA_DIR").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The `DATA_DIR` of replica `i`, when [`durable_replicas`] says so and the
+/// test asks for neither memory only, its own `DATA_DIR` nor `SHARD_COUNT`.
+fn durable_dir(logs: &Path, i: usize, options: &super::Options) -> Option<std::path::PathBuf> {
+    let set = |name: &str| options.env.iter().any(|(k, _)| k == name);
+    let durable = durable_replicas() && !options.in_memory;
+    (durable && !set("DATA_DIR") && !set("SHARD_COUNT")).then(|| logs.join(format!("data-{i}")))
 }
