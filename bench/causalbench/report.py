@@ -312,7 +312,7 @@ def shards_section(r, s):
                "(from writes in both shards). *A node of the keys' shard* (the owner): wrk sent "
                f"every request to {f['owner']}, which serves it where it lands. *A node of the "
                f"other shard*: wrk sent them to {f['forwarded_via']}, which relays each to a "
-               "member of the key's shard (the first live one in address order) and returns its "
+               "member of the key's shard (the live one it keeps to) and returns its "
                "answer: the figure is the price of one relay hop at the same load. *Unsharded*: "
                "the same keys at one of the three unsharded replicas. The runs of the three "
                "alternate, so that their ratios compare runs made side by side; server CPU is "

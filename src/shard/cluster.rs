@@ -7,6 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use crate::address::SocketAddress;
 use crate::causal::VectorClock;
 use crate::store::{Key, Version};
@@ -148,13 +150,21 @@ impl Cluster {
     }
 
     /// The members of shard `id` to try, live ones first, this node left
-    /// out.
+    /// out. Each node starts the live ones at a place of its own (drawn
+    /// from its address), so that the nodes relaying to a shard spread
+    /// their load over its members, while the requests one node relays go
+    /// on reaching the same member, which already holds what they wrote
+    /// before (no causal wait for writes still on their way).
     pub fn targets(&self, id: ShardId) -> Vec<SocketAddress> {
         let members = self.with_map(|m| m.shard(id).map(|s| s.members.clone()).unwrap_or_default());
         let (mut live, down): (Vec<_>, Vec<_>) = members
             .into_iter()
             .filter(|m| *m != self.me)
             .partition(|m| self.is_live(m));
+        if !live.is_empty() {
+            let start = xxh3_64(self.me.as_str().as_bytes()) % live.len() as u64;
+            live.rotate_left(start as usize);
+        }
         live.extend(down);
         live
     }
@@ -361,6 +371,29 @@ mod tests {
         assert_eq!(cluster.expire_pending(Duration::ZERO), Some(next));
         assert!(cluster.pending().is_none());
         assert!(!cluster.is_moving("k1"));
+    }
+
+    #[test]
+    fn relaying_nodes_spread_over_a_shards_members_and_each_keeps_to_one() {
+        let view = nodes(12);
+        let map = ShardMap::initial(&view, 2);
+        let other = |me: &SocketAddress| {
+            let mine = map.shard_of_node(me).expect("placed");
+            *map.shards.keys().find(|&&s| s != mine).expect("two shards")
+        };
+        let mut firsts = BTreeSet::new();
+        for me in &view {
+            let cluster = Cluster::new(me.clone(), map.clone(), Duration::from_secs(3));
+            for n in &view {
+                cluster.heard(n);
+            }
+            let shard = other(me);
+            let targets = cluster.targets(shard);
+            assert_eq!(targets, cluster.targets(shard), "the same member each time");
+            assert_eq!(targets.len(), 6, "every member of the shard, once");
+            firsts.insert(targets[0].clone());
+        }
+        assert!(firsts.len() >= 3, "relays all went to {firsts:?}");
     }
 
     #[test]
