@@ -171,9 +171,8 @@ impl Replica {
         // then: a member counts them only once it holds what this replica
         // did.
         let mut deps = deps;
-        if !self.to_cover.is_empty() {
-            deps.merge(&std::mem::take(&mut self.cover_deps));
-        }
+        let covers = std::mem::take(&mut self.to_cover);
+        deps.merge(&covers.deps);
         self.lamport += 1;
         let write = Write {
             key: key.clone(),
@@ -181,7 +180,7 @@ impl Replica {
             dot: dot.clone(),
             deps: deps.without(&self.me.id),
             lamport: self.lamport,
-            covers: std::mem::take(&mut self.to_cover),
+            covers: covers.dots,
         };
         self.store.apply(key, write.version());
         self.writes_issued += 1;

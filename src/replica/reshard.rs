@@ -125,10 +125,10 @@ impl Replica {
         if self.known.is_foreign(&writer.replica) {
             return;
         }
-        self.cover_deps.merge(self.known.clock());
+        self.to_cover.deps.merge(self.known.clock());
         self.known.cover(&writer);
         self.progress += 1;
-        self.to_cover.push(writer);
+        self.to_cover.dots.push(writer);
     }
 
     /// Keeps what a former incarnation of this replica wrote, read from a
@@ -192,4 +192,14 @@ impl Rescued {
     pub fn is_empty(&self) -> bool {
         self.versions.is_empty() && self.writer.is_none()
     }
+}
+
+/// The writes counted as applied here since the last write issued (their
+/// writers' last, rescued: see [`Replica::take_rescued`]), which the next
+/// write issued carries to the members, and what that write then depends
+/// on: everything applied here when they were counted.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ToCover {
+    pub(super) dots: Vec<Dot>,
+    pub(super) deps: VectorClock,
 }

@@ -76,12 +76,9 @@ pub struct Replica {
     /// it could not trust: written again once this one is ready (see
     /// [`Replica::rescue_when_ready`]).
     pub(super) to_rescue: super::Rescued,
-    /// Writes of a node that left its group, written again here: the next
-    /// write issued carries them (see [`crate::replica::Write::covers`]).
-    pub(super) to_cover: Vec<crate::causal::Dot>,
-    /// What was applied here when they were taken in: what that write
-    /// depends on.
-    pub(super) cover_deps: VectorClock,
+    /// Writes rescued here, that the next write issued carries the count
+    /// of (see [`crate::replica::Write::covers`]).
+    pub(super) to_cover: super::reshard::ToCover,
     /// The peers that refused this replica as removed from the view (or
     /// decided its removal) and did not hear it since, with when they last
     /// did: while there is one, no client is served (see
@@ -212,8 +209,7 @@ impl Replica {
             collected_lamport: 0,
             draining: false,
             to_rescue: super::Rescued::default(),
-            to_cover: Vec::new(),
-            cover_deps: VectorClock::new(),
+            to_cover: Default::default(),
             removed_by: BTreeMap::new(),
             dns: false,
             outbox: Vec::new(),
