@@ -2,7 +2,7 @@
 //! not trust, and writes rescued from a node that left its shard group,
 //! written again and counted where contexts name them.
 
-use super::tests::{addr, deliver_writes, exchange, key, pair, run, value};
+use super::tests::{addr, deliver_writes, exchange, heartbeat, key, pair, run, value};
 use super::*;
 use crate::causal::{CausalContext, Dot, ReplicaId};
 
@@ -166,4 +166,47 @@ fn rescued_writes_count_as_applied_at_every_member_once_taken_in() {
         .unwrap();
     deliver_writes(&mut a, &mut b, 40);
     assert!(b.known().satisfies(&left, 5));
+}
+
+#[test]
+fn a_rescued_version_of_a_write_applied_here_is_never_written_again() {
+    let (mut a, mut b) = pair();
+    let ctx = CausalContext::empty();
+    // a writes k; b applies it, deletes k, and forgets the tombstone (as
+    // once every replica applied the delete).
+    a.write(key("k"), value("1"), &ctx).unwrap();
+    deliver_writes(&mut a, &mut b, 10);
+    let version = a.store().get(&key("k")).unwrap();
+    b.write(key("k"), None, &ctx).unwrap();
+    assert_eq!(b.forget_keys(|k| k != "k"), 1);
+    // a, which never applied the delete, rescues its version of k.
+    assert_eq!(b.take_rescued(vec![(key("k"), version)], None), 0);
+    assert!(
+        b.store().get(&key("k")).is_none(),
+        "a deleted value came back"
+    );
+}
+
+#[test]
+fn a_node_rescues_only_its_writes_no_member_staying_in_its_group_applied() {
+    let (mut a, mut b) = pair();
+    let ctx = CausalContext::empty();
+    a.write(key("k1"), value("1"), &ctx).unwrap();
+    a.write(key("k2"), value("2"), &ctx).unwrap();
+    deliver_writes(&mut a, &mut b, 10);
+    // b tells a what it applied; a's next write never reaches it.
+    heartbeat(&b, &mut a, 20);
+    a.write(key("k3"), value("3"), &ctx).unwrap();
+    let keys = |versions: Vec<(crate::store::Key, crate::store::Version)>| {
+        let mut keys: Vec<String> = versions.into_iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        keys
+    };
+    let b_address = b.me().address.clone();
+    assert_eq!(
+        keys(a.own_versions(std::slice::from_ref(&b_address))),
+        ["k3"]
+    );
+    // No member stays in the group: every write of its own is rescued.
+    assert_eq!(keys(a.own_versions(&[])), ["k1", "k2", "k3"]);
 }

@@ -9,9 +9,11 @@
 //! the importer's foreign frontier, so that every dependency a moved
 //! version may have is still handed to its readers.
 
+use crate::address::SocketAddress;
 use crate::causal::{Dot, Retired, VectorClock};
 use crate::store::{Key, Version};
 
+use super::peer::Peer;
 use super::state::Replica;
 
 impl Replica {
@@ -62,13 +64,24 @@ impl Replica {
     }
 
     /// The versions of the keys whose winner here is one of this
-    /// incarnation's own writes: what only this replica may hold, rescued
-    /// when the node leaves its group without a reshard's hand-off (it was
-    /// cut off while the store was resharded without it).
-    pub fn own_versions(&self) -> Vec<(Key, Version)> {
+    /// incarnation's own writes that no member of `staying` (the members
+    /// that stay in this replica's group) is known to have applied: what
+    /// only this replica may hold, rescued when the node leaves its group
+    /// without a reshard's hand-off (it was cut off while the store was
+    /// resharded without it). A write such a member applied is that
+    /// group's: it holds it, or what replaced it (a delete this replica may
+    /// not have applied yet, whose tombstone may be gone already), and a
+    /// reshard's hand-off moves what it holds.
+    pub fn own_versions(&self, staying: &[SocketAddress]) -> Vec<(Key, Version)> {
+        let applied = |peer: &Peer| peer.clock.as_ref().map_or(0, |c| c.get(&self.me.id));
+        let held = (self.view.peers().chain(self.view.suspects()))
+            .filter(|(address, _)| staying.contains(address))
+            .map(|(_, peer)| applied(peer))
+            .max()
+            .unwrap_or(0);
         self.store
             .iter()
-            .filter(|entry| entry.dot().replica == self.me.id)
+            .filter(|entry| entry.dot().replica == self.me.id && entry.dot().counter > held)
             .map(|entry| (entry.to_key(), entry.to_version()))
             .collect()
     }
@@ -89,6 +102,10 @@ impl Replica {
     pub fn take_rescued(&mut self, versions: Vec<(Key, Version)>, writer: Option<Dot>) -> usize {
         let mut winners: Vec<(Key, Version)> = versions
             .into_iter()
+            // One applied here is held, or was overwritten or deleted
+            // since (its tombstone perhaps forgotten already): never
+            // written again.
+            .filter(|(_, version)| !self.known.applied_here(&version.dot))
             .filter(|(key, version)| {
                 let current = self.store.get(key);
                 let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
@@ -148,14 +165,8 @@ impl Replica {
         if self.to_rescue.is_empty() || !self.is_ready() || self.draining {
             return;
         }
-        let Rescued {
-            mut versions,
-            writer,
-        } = std::mem::take(&mut self.to_rescue);
+        let Rescued { versions, writer } = std::mem::take(&mut self.to_rescue);
         let kept = versions.len();
-        // One the members had applied is held, or was overwritten or
-        // replaced since: never written again.
-        versions.retain(|(_, v)| !self.known.contains(&v.dot));
         let written = self.take_rescued(versions, writer);
         tracing::info!(
             kept,

@@ -91,7 +91,12 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         let group = group_of(&map, &me);
         if replica.me().id.group() != Some(group.as_str()) {
             info!(epoch = map.epoch, %group, keys = versions.len(), "this node changes shard group");
-            rescued = replica.own_versions();
+            // The members that stay in the group it leaves, if it goes on.
+            let staying = (map.shards.values())
+                .find(|s| replica.me().id.group() == Some(s.group.as_str()))
+                .map(|s| s.members.clone())
+                .unwrap_or_default();
+            rescued = replica.own_versions(&staying);
             let id = replica.me().id.clone();
             let last = replica.known().count(&id);
             writer = (last > 0).then(|| Dot::new(id, last));
