@@ -1,7 +1,9 @@
 //! What a node alone may hold when it leaves its shard group without a
 //! reshard's hand-off (it was cut off while the store was resharded
-//! without it): the versions of its own writes, sent to a member of each
-//! key's shard, which writes again those that would have won.
+//! without it): the versions of its own writes that no member staying in
+//! its group is known to have applied (see `Replica::own_versions`), sent
+//! to a member of each key's shard, which writes again those that would
+//! have won and that it did not apply itself.
 //!
 //! Clients may hold contexts naming those writes under their old names,
 //! which the members of the group the node left will never receive: the
