@@ -131,6 +131,7 @@ mod peers;
 mod regressions;
 #[cfg(test)]
 mod rescue_tests;
+mod rescued;
 mod reshard;
 mod retire;
 pub mod saved;
@@ -165,7 +166,7 @@ pub use outputs::{
     Condition, Effect, Handover, Learned, Outcome, ReadResult, Stats, Wait, WriteResult,
 };
 pub use peer::{Heard, Peer};
-pub use reshard::Rescued;
+pub use rescued::Rescued;
 pub use state::Replica;
 pub use tables::{TableOutcome, TableResult};
 pub use timing::{Millis, Timing, DNS_MISSES_TO_LEAVE};

@@ -75,10 +75,10 @@ pub struct Replica {
     /// Versions a former incarnation of this replica wrote, kept on a disk
     /// it could not trust: written again once this one is ready (see
     /// [`Replica::rescue_when_ready`]).
-    pub(super) to_rescue: super::Rescued,
+    pub(super) to_rescue: super::rescued::Rescued,
     /// Writes rescued here, that the next write issued carries the count
     /// of (see [`crate::replica::Write::covers`]).
-    pub(super) to_cover: super::reshard::ToCover,
+    pub(super) to_cover: super::rescued::ToCover,
     /// The peers that refused this replica as removed from the view (or
     /// decided its removal) and did not hear it since, with when they last
     /// did: while there is one, no client is served (see
@@ -208,7 +208,7 @@ impl Replica {
             collected: VectorClock::new(),
             collected_lamport: 0,
             draining: false,
-            to_rescue: super::Rescued::default(),
+            to_rescue: Default::default(),
             to_cover: Default::default(),
             removed_by: BTreeMap::new(),
             dns: false,
