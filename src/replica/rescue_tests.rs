@@ -6,6 +6,15 @@ use super::tests::{addr, deliver_writes, exchange, heartbeat, key, pair, run, va
 use super::*;
 use crate::causal::{CausalContext, Dot, ReplicaId};
 
+/// A version of `json` written by `writer` as its `n`th write.
+fn written_by(writer: &ReplicaId, json: &str, n: u64) -> crate::store::Version {
+    crate::store::Version {
+        value: value(json),
+        dot: Dot::new(writer.clone(), n),
+        lamport: 100 + n,
+    }
+}
+
 #[test]
 fn a_former_incarnations_writes_kept_on_disk_are_written_again_once_ready() {
     let a = addr("10.0.0.1:8085");
@@ -58,11 +67,7 @@ fn a_former_incarnations_writes_count_as_applied_at_every_member_once_taken_in()
     // disk, not trusted, still held k2 and k3 as their winners (k4 was
     // overwritten there by a write of b's).
     let old = ReplicaId::new("10.0.0.1:8085", "old");
-    let version = |json: &str, n: u64| crate::store::Version {
-        value: value(json),
-        dot: Dot::new(old.clone(), n),
-        lamport: 100 + n,
-    };
+    let version = |json: &str, n: u64| written_by(&old, json, n);
     b.store.apply(key("k1"), version("1", 1));
     b.known.observe(&Dot::new(old.clone(), 1));
     a.pull_from(&b.me().address.clone(), 2);
@@ -126,11 +131,7 @@ fn rescued_writes_count_as_applied_at_every_member_once_taken_in() {
     let (mut a, mut b) = pair();
     // A node that left the group wrote 1..=3; none of them reached it.
     let left = ReplicaId::new("10.0.0.9:8085", "left");
-    let version = |json: &str, n: u64| crate::store::Version {
-        value: value(json),
-        dot: Dot::new(left.clone(), n),
-        lamport: 100 + n,
-    };
+    let version = |json: &str, n: u64| written_by(&left, json, n);
     // Its first write reached a only.
     a.store.apply(key("k1"), version("1", 1));
     a.known.observe(&Dot::new(left.clone(), 1));
