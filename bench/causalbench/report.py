@@ -291,6 +291,10 @@ def disk_note(d):
 NUMBERS = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 8: "Eight", 9: "Nine"}
 
 
+# Which member a node relays to, as runs before the figure named it said.
+RELAYED_TO_BEFORE = "the first live one in address order"
+
+
 def shards_section(r, s):
     """The Shards section of BENCHMARKS.md: owner, forwarded and unsharded
     figures, keys and RSS per node, the reshard under load, and how each
@@ -312,7 +316,7 @@ def shards_section(r, s):
                "(from writes in both shards). *A node of the keys' shard* (the owner): wrk sent "
                f"every request to {f['owner']}, which serves it where it lands. *A node of the "
                f"other shard*: wrk sent them to {f['forwarded_via']}, which relays each to a "
-               "member of the key's shard (the live one it keeps to) and returns its "
+               f"member of the key's shard ({f.get('relayed_to', RELAYED_TO_BEFORE)}) and returns its "
                "answer: the figure is the price of one relay hop at the same load. *Unsharded*: "
                "the same keys at one of the three unsharded replicas. The runs of the three "
                "alternate, so that their ratios compare runs made side by side; server CPU is "
