@@ -11,7 +11,7 @@ use super::codec::Decoder;
 use super::disk::{Disk, Handles};
 use super::layout::{clock_key, Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
 use crate::address::SocketAddress;
-use crate::causal::{Dot, ReplicaId, VectorClock};
+use crate::causal::{ReplicaId, VectorClock};
 use crate::replica::saved::{Saved, SAVED_FORMAT};
 use crate::replica::Rescued;
 use crate::store::{Key, Store, Version};
@@ -213,19 +213,11 @@ fn read_state(
     if !saved.whole {
         let why = "the last run was still copying a member's state".to_string();
         // Its own writes may be held nowhere else: they are written again.
-        let versions = match load_store(handles) {
-            Ok(store) => store
-                .iter()
-                .filter(|e| e.dot().replica == saved.id)
-                .map(|e| (e.to_key(), e.to_version()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let store = load_store(handles).unwrap_or_default();
         // Its count of its own writes: none it made after was acknowledged
         // or sent (a step's effects wait until the step is on disk).
         let last = read_count(handles, &saved.id);
-        let writer = (last > 0).then(|| Dot::new(saved.id.clone(), last));
-        return Ok(Found::Rescue(why, Rescued { versions, writer }));
+        return Ok(Found::Rescue(why, Rescued::of(&store, &saved.id, 0, last)));
     }
     let last: Option<Run> = read(RUN)?.and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(last) = last {

@@ -256,7 +256,7 @@ impl Replica {
             best: 0,
         };
         for (address, peer) in self.view.peers() {
-            let have = peer.clock.as_ref().map_or(0, |c| c.get(&self.me.id));
+            let have = peer.applied(&self.me.id);
             handover.best = handover.best.max(have);
             match have >= written {
                 true => handover.held_by.push(address.clone()),
@@ -275,7 +275,7 @@ impl Replica {
         let (mut held, mut members) = (1, 1);
         for (_, peer) in self.view.peers().chain(self.view.suspects()) {
             members += 1;
-            held += peer.clock.as_ref().is_some_and(|c| c.get(&self.me.id) >= n) as usize;
+            held += (peer.applied(&self.me.id) >= n) as usize;
         }
         (held, members)
     }

@@ -40,6 +40,11 @@ impl Peer {
         self.vetted && self.covered
     }
 
+    /// How many of `id`'s writes it last reported having applied.
+    pub fn applied(&self, id: &ReplicaId) -> u64 {
+        self.clock.as_ref().map_or(0, |c| c.get(id))
+    }
+
     pub(super) fn new(now: Millis) -> Self {
         Peer {
             last_heard: now,

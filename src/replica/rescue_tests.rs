@@ -205,9 +205,12 @@ fn a_node_rescues_only_its_writes_no_member_staying_in_its_group_applied() {
     };
     let b_address = b.me().address.clone();
     assert_eq!(
-        keys(a.own_versions(std::slice::from_ref(&b_address))),
+        keys(
+            a.rescued_on_leaving(std::slice::from_ref(&b_address))
+                .versions
+        ),
         ["k3"]
     );
     // No member stays in the group: every write of its own is rescued.
-    assert_eq!(keys(a.own_versions(&[])), ["k1", "k2", "k3"]);
+    assert_eq!(keys(a.rescued_on_leaving(&[]).versions), ["k1", "k2", "k3"]);
 }

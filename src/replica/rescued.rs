@@ -2,8 +2,8 @@
 //! kept on a disk it could not trust, to take in once ready, and the
 //! count of rescued writes the next write issued carries to the members.
 
-use crate::causal::{Dot, VectorClock};
-use crate::store::{Key, Version};
+use crate::causal::{Dot, ReplicaId, VectorClock};
+use crate::store::{Key, Store, Version};
 
 /// What a former incarnation of a replica wrote, read from a disk that
 /// could not be trusted (see [`Replica::rescue_when_ready`](super::Replica::rescue_when_ready)).
@@ -18,6 +18,19 @@ pub struct Rescued {
 }
 
 impl Rescued {
+    /// What `id` wrote, as `store` holds it: the versions whose winner is
+    /// one of its writes after its first `held` (those that others are
+    /// known to hold), and its last write, its `last`th.
+    pub fn of(store: &Store, id: &ReplicaId, held: u64, last: u64) -> Rescued {
+        let versions = store
+            .iter()
+            .filter(|entry| entry.dot().replica == *id && entry.dot().counter > held)
+            .map(|entry| (entry.to_key(), entry.to_version()))
+            .collect();
+        let writer = (last > 0).then(|| Dot::new(id.clone(), last));
+        Rescued { versions, writer }
+    }
+
     /// Whether there is nothing to take in.
     pub fn is_empty(&self) -> bool {
         self.versions.is_empty() && self.writer.is_none()

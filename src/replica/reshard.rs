@@ -13,7 +13,6 @@ use crate::address::SocketAddress;
 use crate::causal::{Dot, Retired, VectorClock};
 use crate::store::{Key, Version};
 
-use super::peer::Peer;
 use super::rescued::Rescued;
 use super::state::Replica;
 
@@ -64,27 +63,23 @@ impl Replica {
         }
     }
 
-    /// The versions of the keys whose winner here is one of this
-    /// incarnation's own writes that no member of `staying` (the members
-    /// that stay in this replica's group) is known to have applied: what
-    /// only this replica may hold, rescued when the node leaves its group
-    /// without a reshard's hand-off (it was cut off while the store was
-    /// resharded without it). A write such a member applied is that
-    /// group's: it holds it, or what replaced it (a delete this replica may
-    /// not have applied yet, whose tombstone may be gone already), and a
-    /// reshard's hand-off moves what it holds.
-    pub fn own_versions(&self, staying: &[SocketAddress]) -> Vec<(Key, Version)> {
-        let applied = |peer: &Peer| peer.clock.as_ref().map_or(0, |c| c.get(&self.me.id));
+    /// What this incarnation alone may hold, rescued when the node leaves
+    /// its group without a reshard's hand-off (it was cut off while the
+    /// store was resharded without it): the versions of the keys whose
+    /// winner here is one of its own writes that no member of `staying`
+    /// (the members that stay in its group) is known to have applied, and
+    /// its last write. A write such a member applied is that group's: it
+    /// holds it, or what replaced it (a delete this replica may not have
+    /// applied yet, whose tombstone may be gone already), and a reshard's
+    /// hand-off moves what it holds.
+    pub fn rescued_on_leaving(&self, staying: &[SocketAddress]) -> Rescued {
+        let me = &self.me.id;
         let held = (self.view.peers().chain(self.view.suspects()))
             .filter(|(address, _)| staying.contains(address))
-            .map(|(_, peer)| applied(peer))
+            .map(|(_, peer)| peer.applied(me))
             .max()
             .unwrap_or(0);
-        self.store
-            .iter()
-            .filter(|entry| entry.dot().replica == self.me.id && entry.dot().counter > held)
-            .map(|entry| (entry.to_key(), entry.to_version()))
-            .collect()
+        Rescued::of(&self.store, me, held, self.known.count(me))
     }
 
     /// Takes in versions rescued from a node that left its group: each that

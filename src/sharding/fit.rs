@@ -5,9 +5,9 @@
 use tracing::info;
 
 use crate::address::SocketAddress;
-use crate::causal::{Dot, VectorClock};
+use crate::causal::VectorClock;
 use crate::node::Node;
-use crate::replica::Replica;
+use crate::replica::{Replica, Rescued};
 use crate::shard::ShardMap;
 use crate::store::tables::is_table;
 use crate::store::{Key, Version};
@@ -79,8 +79,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     };
     let me = cluster.me().clone();
     let mut adopted = false;
-    let mut rescued = Vec::new();
-    let mut writer = None;
+    let mut rescued = Rescued::default();
     node.replace_replica(|replica, now| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
@@ -96,10 +95,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
                 .find(|s| replica.me().id.group() == Some(s.group.as_str()))
                 .map(|s| s.members.clone())
                 .unwrap_or_default();
-            rescued = replica.own_versions(&staying);
-            let id = replica.me().id.clone();
-            let last = replica.known().count(&id);
-            writer = (last > 0).then(|| Dot::new(id, last));
+            rescued = replica.rescued_on_leaving(&staying);
             return Some(new_replica(node, &map, versions, &depends));
         }
         if !versions.is_empty() {
@@ -131,9 +127,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     if adopted {
         info!(epoch = map.epoch, shards = map.count(), "shard map updated");
     }
-    if !rescued.is_empty() || writer.is_some() {
+    if !rescued.is_empty() {
         if let Some(node) = node.shared() {
-            actix_rt::spawn(super::rescue::rescue(node, map, rescued, writer));
+            actix_rt::spawn(super::rescue::rescue(node, map, rescued));
         }
     }
     adopted

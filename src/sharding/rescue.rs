@@ -1,9 +1,10 @@
 //! What a node alone may hold when it leaves its shard group without a
 //! reshard's hand-off (it was cut off while the store was resharded
 //! without it): the versions of its own writes that no member staying in
-//! its group is known to have applied (see `Replica::own_versions`), sent
-//! to a member of each key's shard, which writes again those that would
-//! have won and that it did not apply itself.
+//! its group is known to have applied (see
+//! `Replica::rescued_on_leaving`), sent to a member of each key's shard,
+//! which writes again those that would have won and that it did not apply
+//! itself.
 //!
 //! Clients may hold contexts naming those writes under their old names,
 //! which the members of the group the node left will never receive: the
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::wire::{credentials, Done, Rescue, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
-use crate::causal::Dot;
 use crate::node::Node;
+use crate::replica::Rescued;
 use crate::shard::{ShardId, ShardMap};
 use crate::store::tables::is_table;
 use crate::store::{Key, Version};
@@ -32,12 +33,7 @@ use crate::transport;
 /// Every shard is sent the node's last write (`writer`), with no version if
 /// none of its keys is there: the one whose group the node left counts the
 /// node's writes up to it as applied once it took the versions in.
-pub(super) async fn rescue(
-    node: Arc<Node>,
-    map: ShardMap,
-    versions: Vec<(Key, Version)>,
-    writer: Option<Dot>,
-) {
+pub(super) async fn rescue(node: Arc<Node>, map: ShardMap, Rescued { versions, writer }: Rescued) {
     let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = map
         .shards
         .keys()

@@ -28,17 +28,9 @@ impl Sim {
             // Set aside, as the node does, but for its own writes: the
             // next incarnation writes them again once ready.
             let me = node.replica.me().id.clone();
-            let versions = node
-                .replica
-                .store()
-                .iter()
-                .filter(|e| e.dot().replica == me)
-                .map(|e| (e.to_key(), e.to_version()))
-                .collect();
             let last = node.replica.known().count(&me);
-            let writer = (last > 0).then(|| crate::causal::Dot::new(me.clone(), last));
-            self.rescues
-                .insert(i, crate::replica::Rescued { versions, writer });
+            let own = crate::replica::Rescued::of(node.replica.store(), &me, 0, last);
+            self.rescues.insert(i, own);
             self.lost.insert(me);
         }
     }
