@@ -61,10 +61,7 @@ impl Replica {
     }
 
     fn info(&self, table: &Table) -> Option<TableInfo> {
-        self.store
-            .tables()
-            .into_iter()
-            .find(|t| t.name == table.name.as_str())
+        self.store.table_info(&table.name)
     }
 
     /// The live siblings of `base`: `(value, dot)` of each that holds a

@@ -180,22 +180,28 @@ impl Registry {
         self.tables
             .values()
             .filter_map(|state| match state {
-                State::Live(table) => Some(table),
+                State::Live(table) => Some(self.info_of(table)),
                 State::Dropped { .. } => None,
             })
-            .map(|table| {
-                let keys = self
-                    .counts
-                    .get(table_prefix(table.name.as_str(), &table.id).as_str())
-                    .copied()
-                    .unwrap_or(0);
-                TableInfo {
-                    name: table.name.as_str().to_string(),
-                    siblings: table.siblings,
-                    keys,
-                }
-            })
             .collect()
+    }
+
+    /// The live table `name`, as listed.
+    pub(super) fn info(&self, name: &str) -> Option<TableInfo> {
+        self.table(name).map(|table| self.info_of(table))
+    }
+
+    fn info_of(&self, table: &Table) -> TableInfo {
+        let keys = self
+            .counts
+            .get(table_prefix(table.name.as_str(), &table.id).as_str())
+            .copied()
+            .unwrap_or(0);
+        TableInfo {
+            name: table.name.as_str().to_string(),
+            siblings: table.siblings,
+            keys,
+        }
     }
 }
 

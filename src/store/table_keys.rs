@@ -31,6 +31,11 @@ impl Store {
         self.registry.list()
     }
 
+    /// The live table `name`, with its live keys.
+    pub fn table_info(&self, name: &TableName) -> Option<TableInfo> {
+        self.registry.info(name.as_str())
+    }
+
     /// The siblings held for the key whose base is `base` (see
     /// [`Table::key`]), in no particular order.
     pub fn siblings(&self, base: &Key) -> Vec<Entry<'_>> {
@@ -191,5 +196,43 @@ mod tests {
         // A value concurrent with the delete: the key holds a value again.
         assert!(sibling(&mut store, &base, dot("d", 1), Some("3"), &[&x]));
         assert_eq!((store.siblings(&base).len(), keys(&store)), (2, 1));
+    }
+
+    #[test]
+    fn one_table_is_found_as_it_is_listed_and_a_dropped_one_is_not() {
+        let mut store = Store::new();
+        let [a, b, c, gone] = ["a", "b", "c", "gone"].map(|n| TableName::parse(n).unwrap());
+        store.apply(
+            a.meta_key(),
+            version(Table::settings(false, "0"), dot("r", 1), 1),
+        );
+        store.apply(
+            b.meta_key(),
+            version(Table::settings(true, "0"), dot("r", 2), 2),
+        );
+        store.apply(
+            gone.meta_key(),
+            version(Table::dropped("1"), dot("r", 3), 3),
+        );
+        let key = store.table(&a).unwrap().key(&Key::parse("k").unwrap());
+        store.apply(
+            key,
+            version(Value::from_json("1").unwrap().unwrap(), dot("r", 4), 4),
+        );
+        for name in [&a, &b] {
+            let listed = store.tables().into_iter().find(|t| t.name == name.as_str());
+            assert_eq!(store.table_info(name), listed);
+            assert!(listed.is_some());
+        }
+        assert_eq!(
+            store.table_info(&a).map(|t| (t.siblings, t.keys)),
+            Some((false, 1))
+        );
+        assert_eq!(
+            store.table_info(&b).map(|t| (t.siblings, t.keys)),
+            Some((true, 0))
+        );
+        assert_eq!(store.table_info(&gone), None);
+        assert_eq!(store.table_info(&c), None);
     }
 }
