@@ -60,7 +60,7 @@ fn deadline(kind: Kind) -> Duration {
 
 /// This thread's HTTP client for peer traffic (awc clients are bound to
 /// the thread that made them).
-fn client() -> awc::Client {
+pub(crate) fn client() -> awc::Client {
     thread_local! {
         static CLIENT: awc::Client = new_client();
     }
@@ -192,6 +192,7 @@ pub async fn post_json<T: Serialize, R: serde::de::DeserializeOwned>(
 }
 
 /// A client request relayed to the node that serves it.
+#[derive(Debug)]
 pub struct Forwarded {
     /// The answer's status.
     pub status: u16,

@@ -703,3 +703,106 @@ async fn tables_live_in_every_shard_and_keep_their_keys_through_a_reshard() {
         assert_eq!(r.body["error"], "Table does not exist");
     }
 }
+
+/// Many requests relayed at once (so in batches) are each answered as the
+/// key's shard answers it: writes, reads, deletes, conditions, bad bodies
+/// and keys of a table.
+#[actix_web::test]
+async fn requests_relayed_together_are_each_answered_as_their_shard_answers() {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let home = node_shard(&c, 0).await.as_u64().unwrap();
+    // Keys of the other shard: node 0 relays every request for them.
+    let mut keys = Vec::new();
+    for k in 0.. {
+        let key = format!("far{k}");
+        let r = c.get(0, &key, &json!("")).await;
+        assert_eq!(r.status, 404, "{r:?}");
+        if r.body["shard-id"].as_u64() != Some(home) {
+            keys.push(key);
+        }
+        if keys.len() == 40 {
+            break;
+        }
+    }
+    let none = json!("");
+    let puts = (keys.iter().enumerate()).map(|(i, k)| put(&c, 0, k, json!(i), &none));
+    let written = futures_util::future::join_all(puts).await;
+    let mut ctx = serde_json::Map::new();
+    for (r, k) in written.iter().zip(&keys) {
+        assert_eq!(r.status, 201, "PUT {k}: {r:?}");
+        assert_eq!(r.body["message"], "Added successfully");
+        assert_ne!(r.body["shard-id"].as_u64(), Some(home), "{r:?}");
+        ctx.extend(r.ctx().as_object().unwrap().clone());
+    }
+    let ctx = Value::Object(ctx);
+    // Reads, conditional writes, deletes and bad bodies, all at once.
+    let etag = c.get(0, &keys[0], &ctx).await.etag.expect("an entity tag");
+    let asks = keys.iter().enumerate().map(|(i, k)| {
+        let (c, ctx, etag) = (&c, ctx.clone(), etag.clone());
+        async move {
+            let path = format!("/key-value-store/{k}");
+            match i % 5 {
+                0 => c.get(0, k, &ctx).await,
+                1 => {
+                    let body = Body::Json(json!({"value": "no", "causal-metadata": ctx}));
+                    c.request(0, Method::PUT, &path, &[("if-none-match", "*")], body)
+                        .await
+                }
+                2 => {
+                    let body = Body::Json(json!({"causal-metadata": ctx}));
+                    c.request(0, Method::DELETE, &path, &[], body).await
+                }
+                3 => {
+                    c.request(0, Method::PUT, &path, &[], Body::Raw(b"{no".to_vec()))
+                        .await
+                }
+                _ => {
+                    let header = [("if-none-match", etag.as_str())];
+                    let body = Body::Json(json!({"causal-metadata": ctx}));
+                    c.request(0, Method::GET, &path, &header, body).await
+                }
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    for (i, (r, k)) in answers.iter().zip(&keys).enumerate() {
+        match i % 5 {
+            0 => {
+                assert_eq!(r.status, 200, "GET {k}: {r:?}");
+                assert_eq!(r.body["value"], json!(i), "GET {k}");
+            }
+            1 => assert_eq!(r.status, 412, "PUT If-None-Match: * of {k}: {r:?}"),
+            2 => assert_eq!(
+                (r.status, &r.body["message"]),
+                (200, &json!("Deleted successfully")),
+                "{r:?}"
+            ),
+            3 => {
+                assert_eq!(r.status, 400, "a bad body for {k}: {r:?}");
+                r.assert_json();
+            }
+            _ if i == 0 => {}
+            _ => assert_eq!(r.status, 200, "GET {k} whose tag differs: {r:?}"),
+        }
+    }
+    // The first key's own tag: 304, tag kept.
+    let header = [("if-none-match", etag.as_str())];
+    let body = Body::Json(json!({"causal-metadata": ctx}));
+    let path = format!("/key-value-store/{}", keys[0]);
+    let r = c.request(0, Method::GET, &path, &header, body).await;
+    assert_eq!(
+        (r.status, r.etag.as_deref()),
+        (304, Some(etag.as_str())),
+        "{r:?}"
+    );
+    // Nothing the failed requests carried was stored.
+    for (i, k) in keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 == 1 || i % 5 == 3)
+    {
+        let r = c.get(3, k, &ctx).await;
+        assert_eq!(r.body["value"], json!(i), "{k}: {r:?}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `/key-value-store/<key>`: PUT, GET and DELETE, exactly as SPEC words them.
 
+use actix_web::dev::RequestHead;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -87,10 +88,22 @@ pub(super) async fn serve_key(
         return Ok(not_found(req).await);
     }
     let body = read_body(payload, node.config.max_body_bytes, &method).await?;
+    serve_request(node, target, req.head(), body).await
+}
+
+/// Serves a key-value request (PUT, GET or DELETE) whose body is read:
+/// one a client sent here, or one relayed here in a batch.
+pub(super) async fn serve_request(
+    node: web::Data<Node>,
+    target: Target,
+    head: &RequestHead,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let method = head.method.clone();
     if node.cluster().is_some() {
-        return sharded(node, target, req, body, method).await;
+        return sharded(node, target, head, body, method).await;
     }
-    serve_here(node, target, req, body, method, None).await
+    serve_here(node, target, head, body, method, None).await
 }
 
 /// Serves a key-value request at this node; `shard` is the key's shard,
@@ -98,7 +111,7 @@ pub(super) async fn serve_key(
 async fn serve_here(
     node: web::Data<Node>,
     key: Target,
-    req: HttpRequest,
+    req: &RequestHead,
     body: web::Bytes,
     method: Method,
     shard: Option<ShardId>,
@@ -107,8 +120,8 @@ async fn serve_here(
         Method::GET => get(node, key, req, body, shard).await,
         _ => {
             let how = How {
-                concern: write_concern(&req, &method)?,
-                condition: conditions::parse(&req, &method)?,
+                concern: write_concern(req, &method)?,
+                condition: conditions::parse(req, &method)?,
                 shard,
             };
             match method {
@@ -148,11 +161,11 @@ const RELAYED_HEADERS: [&str; 5] = [
 async fn sharded(
     node: web::Data<Node>,
     key: Target,
-    req: HttpRequest,
+    req: &RequestHead,
     body: web::Bytes,
     method: Method,
 ) -> Result<HttpResponse, ApiError> {
-    let hops = super::relay::hops(&req);
+    let hops = super::relay::hops(req);
     let mut moved = false;
     for _ in 0..3 {
         let (shard, here) = match node.cluster() {
@@ -173,7 +186,7 @@ async fn sharded(
             match serve_here(
                 node.clone(),
                 key.clone(),
-                req.clone(),
+                req,
                 body.clone(),
                 method.clone(),
                 Some(shard),
@@ -193,16 +206,24 @@ async fn sharded(
         let mut headers: Vec<(String, String)> = RELAYED_HEADERS
             .iter()
             .filter_map(|name| {
-                let value = req.headers().get(*name)?.to_str().ok()?;
+                let value = req.headers.get(*name)?.to_str().ok()?;
                 Some((name.to_string(), value.to_string()))
             })
             .collect();
         headers.push((HOPS_HEADER.to_string(), (hops + 1).to_string()));
         let path = req
-            .uri()
+            .uri
             .path_and_query()
-            .map_or(req.path(), |p| p.as_str());
-        let answer = sharding::relay(&node, shard, method.clone(), path, &headers, body.clone())
+            .map_or(req.uri.path(), |p| p.as_str());
+        let relayed = sharding::Relayed {
+            method: method.clone(),
+            path_and_query: path.to_string(),
+            table: key.table.as_ref().map(|t| t.as_str().to_string()),
+            key: key.key.as_str().to_string(),
+            headers,
+            body: body.clone(),
+        };
+        let answer = sharding::relay(&node, shard, relayed)
             .await
             .map_err(|e| ApiError::new(Error::Unavailable(e), &method))?;
         return Ok(super::relay::relayed(answer));
@@ -328,8 +349,8 @@ fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError
 }
 
 /// The query parameter `name` of `req`, decoded.
-fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    let query = req.query_string();
+fn query_param(req: &RequestHead, name: &str) -> Option<String> {
+    let query = req.uri.query().unwrap_or_default();
     if query.is_empty() {
         return None;
     }
@@ -340,10 +361,10 @@ fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// The write concern asked for by the query parameter `w` or the
 /// `Write-Concern` header (the query wins); one replica by default.
-fn write_concern(req: &HttpRequest, method: &Method) -> Result<WriteConcern, ApiError> {
+fn write_concern(req: &RequestHead, method: &Method) -> Result<WriteConcern, ApiError> {
     let text = match query_param(req, "w") {
         Some(text) => text,
-        None => match req.headers().get(CONCERN_HEADER) {
+        None => match req.headers.get(CONCERN_HEADER) {
             Some(h) => h.to_str().unwrap_or("").to_string(),
             None => return Ok(WriteConcern::One),
         },
@@ -461,7 +482,7 @@ async fn put(
 async fn get(
     node: web::Data<Node>,
     key: Target,
-    req: HttpRequest,
+    req: &RequestHead,
     body: web::Bytes,
     shard_id: Option<ShardId>,
 ) -> Result<HttpResponse, ApiError> {
@@ -471,7 +492,7 @@ async fn get(
     let sent = match request.causal_metadata {
         Some(sent) => Some(sent),
         None => {
-            outside = context_outside_body(&req);
+            outside = context_outside_body(req);
             outside.as_deref()
         }
     };
@@ -486,7 +507,7 @@ async fn get(
     // Never show what a crash could still take back; a failed disk does
     // not stop reads.
     let _ = node.settle().await;
-    if let Some(answer) = conditions::not_modified(&req, read.etag.as_deref()) {
+    if let Some(answer) = conditions::not_modified(req, read.etag.as_deref()) {
         return Ok(answer);
     }
     let metadata = read.learned.metadata(&context);
@@ -511,10 +532,10 @@ async fn get(
 
 /// A GET's context from the `causal-metadata` query parameter or the
 /// `X-Causal-Metadata` header: JSON text, or a plain string.
-pub(super) fn context_outside_body(req: &HttpRequest) -> Option<Box<RawValue>> {
+pub(super) fn context_outside_body(req: &RequestHead) -> Option<Box<RawValue>> {
     let from_query = query_param(req, "causal-metadata");
     let header = || {
-        req.headers()
+        req.headers
             .get(CONTEXT_HEADER)
             .and_then(|h| h.to_str().ok())
     };

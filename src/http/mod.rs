@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(view::routes)
         .configure(shard::routes)
         .configure(internal::routes)
+        .configure(relay::routes)
         .configure(ops::routes)
         .default_service(web::to(body::not_found));
 }

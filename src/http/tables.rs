@@ -172,7 +172,7 @@ async fn list(
     let sent = match request.causal_metadata {
         Some(sent) => Some(sent),
         None => {
-            outside = super::kv::context_outside_body(&req);
+            outside = super::kv::context_outside_body(req.head());
             outside.as_deref()
         }
     };

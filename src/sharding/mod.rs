@@ -55,6 +55,8 @@
 //! `relay.rs` client requests relayed to their key's shard; `rescue.rs`
 //! what a node cut off during a reshard alone may hold.
 
+mod batch;
+mod batch_wire;
 mod fit;
 mod gossip;
 mod relay;
@@ -62,9 +64,11 @@ mod rescue;
 mod reshard;
 mod wire;
 
+pub use batch::BATCH_PATH;
+pub use batch_wire::{decode_batch, encode_answer, Relayed};
 pub use fit::{install, start};
 pub use gossip::{add_member, add_node, on_ping, remove_node, spawn};
-pub use relay::relay;
+pub use relay::{relay, relay_alone};
 pub use rescue::absorb;
 pub use reshard::{receive, reshard, run_step};
 pub use wire::{Done, Import, Ping, Pong, Refused, Rescue, Step, SHARD_PREFIX};

@@ -1,0 +1,385 @@
+//! Client requests relayed to a member in batches.
+//!
+//! A request relayed on its own costs the relaying node a request to the
+//! member and the member a request of its own: on a busy node, that is
+//! most of what serving it costs. So each HTTP worker keeps, per member it
+//! relays to, a queue and at most [`IN_FLIGHT`] batches under way: a
+//! request is sent at once when fewer are, else it joins the next batch,
+//! which leaves as soon as one under way is answered. A lone request is
+//! therefore never held back, and under load one exchange carries many.
+//!
+//! The member serves the requests of a batch at the same time and streams
+//! each answer as it is ready ([`super::batch_wire`]), so a request that
+//! waits (for its context, or for a reshard) does not hold back the others.
+//! A member that does not know batches (an older version) answers 404: its
+//! requests are then relayed one by one.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::batch_wire::{encode_batch, Answers, Relayed, MAX_BATCH};
+use crate::address::SocketAddress;
+use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
+use crate::transport::{self, Forwarded};
+
+/// Where members take batches.
+pub const BATCH_PATH: &str = "relay";
+
+/// Most batches a worker has under way to one member.
+const IN_FLIGHT: usize = 2;
+
+/// Most body bytes of one batch (a request larger than this goes alone).
+const BATCH_BYTES: usize = 1 << 20;
+
+type Answer = Result<Forwarded, String>;
+
+/// A request waiting for its answer.
+struct Pending {
+    request: Rc<Relayed>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// What one worker relays to one member.
+struct Pipe {
+    to: SocketAddress,
+    token: Option<String>,
+    deadline: Duration,
+    queue: RefCell<VecDeque<Pending>>,
+    /// Batches under way.
+    senders: Cell<usize>,
+}
+
+thread_local! {
+    static PIPES: RefCell<HashMap<SocketAddress, Rc<Pipe>>> = RefCell::default();
+}
+
+/// Relays `request` to `to` (in a batch, or alone if `to` does not take
+/// batches) and waits for its answer, at most `deadline`.
+pub async fn relay(
+    to: &SocketAddress,
+    request: Rc<Relayed>,
+    token: Option<&str>,
+    deadline: Duration,
+) -> Answer {
+    let pipe = PIPES.with(|pipes| {
+        pipes
+            .borrow_mut()
+            .entry(to.clone())
+            .or_insert_with(|| {
+                Rc::new(Pipe {
+                    to: to.clone(),
+                    token: token.map(str::to_string),
+                    deadline,
+                    queue: RefCell::default(),
+                    senders: Cell::new(0),
+                })
+            })
+            .clone()
+    });
+    let (reply, answer) = oneshot::channel();
+    pipe.queue
+        .borrow_mut()
+        .push_back(Pending { request, reply });
+    if pipe.senders.get() < IN_FLIGHT {
+        pipe.senders.set(pipe.senders.get() + 1);
+        actix_rt::spawn(send_batches(pipe));
+    }
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err("the relay stopped".into()),
+        Err(_) => Err(format!("no answer within {deadline:?}")),
+    }
+}
+
+/// Sends what is queued, a batch at a time, until nothing is.
+async fn send_batches(pipe: Rc<Pipe>) {
+    loop {
+        let batch = next_batch(&pipe);
+        if batch.is_empty() {
+            pipe.senders.set(pipe.senders.get() - 1);
+            return;
+        }
+        exchange(&pipe, batch).await;
+    }
+}
+
+/// Takes the next batch from the queue: up to [`MAX_BATCH`] requests and
+/// [`BATCH_BYTES`] of bodies (at least one request), skipping those whose
+/// client gave up.
+fn next_batch(pipe: &Pipe) -> Vec<Pending> {
+    let mut queue = pipe.queue.borrow_mut();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while let Some(pending) = queue.front() {
+        if pending.reply.is_closed() {
+            queue.pop_front();
+            continue;
+        }
+        let size = pending.request.body.len();
+        if batch.len() == MAX_BATCH || (!batch.is_empty() && bytes + size > BATCH_BYTES) {
+            break;
+        }
+        bytes += size;
+        batch.extend(queue.pop_front());
+    }
+    batch
+}
+
+/// Sends one batch and hands each answer to its request as it comes.
+async fn exchange(pipe: &Pipe, batch: Vec<Pending>) {
+    let body = encode_batch(batch.iter().map(|p| &*p.request));
+    let mut waiting: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
+    let outcome = tokio::time::timeout(
+        pipe.deadline + Duration::from_secs(1),
+        read_answers(pipe, body, &mut waiting),
+    )
+    .await
+    .unwrap_or_else(|_| Err(Failed(format!("no answer within {:?}", pipe.deadline))));
+    match outcome {
+        Ok(()) => {}
+        Err(Fallback) => {
+            for pending in waiting.into_iter().flatten() {
+                actix_rt::spawn(relay_alone(pipe.to.clone(), pipe.deadline, pending));
+            }
+            return;
+        }
+        Err(Failed(why)) => {
+            for pending in waiting.iter_mut().filter_map(Option::take) {
+                let _ = pending.reply.send(Err(why.clone()));
+            }
+            return;
+        }
+    }
+    for pending in waiting.into_iter().flatten() {
+        let _ = pending.reply.send(Err(format!(
+            "{}: the batch's answer ended before this request's",
+            pipe.to
+        )));
+    }
+}
+
+/// Why a batch got no answers (or not all).
+enum Unanswered {
+    /// The member does not take batches.
+    Fallback,
+    Failed(String),
+}
+use Unanswered::{Failed, Fallback};
+
+impl From<String> for Unanswered {
+    fn from(why: String) -> Self {
+        Failed(why)
+    }
+}
+
+async fn read_answers(
+    pipe: &Pipe,
+    body: Vec<u8>,
+    waiting: &mut [Option<Pending>],
+) -> Result<(), Unanswered> {
+    let url = format!("http://{}{INTERNAL_PREFIX}/{BATCH_PATH}", pipe.to);
+    let mut builder = transport::client()
+        .post(url)
+        .timeout(pipe.deadline)
+        .insert_header(("content-type", "application/octet-stream"));
+    if let Some(token) = &pipe.token {
+        builder = builder.insert_header((TOKEN_HEADER, token.as_str()));
+    }
+    let mut response = builder
+        .send_body(body)
+        .await
+        .map_err(|e| format!("{}: {e}", pipe.to))?;
+    if response.status() == actix_web::http::StatusCode::NOT_FOUND {
+        return Err(Fallback);
+    }
+    if !response.status().is_success() {
+        return Err(Failed(format!(
+            "{} refused the relayed requests ({})",
+            pipe.to,
+            response.status()
+        )));
+    }
+    let mut answers = Answers::default();
+    while let Some(chunk) = response.next().await {
+        let chunk = chunk.map_err(|e| format!("{}: {e}", pipe.to))?;
+        answers.push(&chunk);
+        while let Some((place, answer)) = answers.next_answer() {
+            if let Some(pending) = waiting.get_mut(place as usize).and_then(Option::take) {
+                let _ = pending.reply.send(Ok(answer));
+            }
+        }
+    }
+    if answers.is_partial() {
+        return Err(Failed(format!("{}: an answer was cut short", pipe.to)));
+    }
+    Ok(())
+}
+
+/// Relays a request on its own, to a member that does not take batches.
+async fn relay_alone(to: SocketAddress, deadline: Duration, pending: Pending) {
+    let request = &pending.request;
+    let answer = transport::forward(
+        &to,
+        request.method.clone(),
+        &request.path_and_query,
+        &request.headers,
+        request.body.clone(),
+        deadline,
+    )
+    .await;
+    let _ = pending.reply.send(answer);
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::Method;
+    use actix_web::web::Bytes;
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sharding::batch_wire::{decode_batch, encode_answer};
+
+    fn request(key: &str) -> Rc<Relayed> {
+        Rc::new(Relayed {
+            method: Method::GET,
+            path_and_query: format!("/key-value-store/{key}"),
+            table: None,
+            key: key.to_string(),
+            headers: vec![],
+            body: Bytes::new(),
+        })
+    }
+
+    fn answer(text: &str) -> Forwarded {
+        Forwarded {
+            status: 200,
+            content_type: None,
+            etag: None,
+            body: Bytes::from(text.to_string()),
+        }
+    }
+
+    /// How a fake member answers a batch.
+    #[derive(Clone, Copy)]
+    enum Member {
+        /// Each request's key, in reverse order of the batch.
+        Backwards,
+        /// The first request's answer, then the stream stops.
+        CutShort,
+        /// No batch endpoint (an older version); keys served one by one.
+        NoBatches,
+    }
+
+    /// Starts a fake member on loopback; also gives the most requests it
+    /// took in one batch.
+    fn member(kind: Member) -> (SocketAddress, Arc<AtomicUsize>) {
+        let largest = Arc::new(AtomicUsize::new(0));
+        let seen = largest.clone();
+        let batch = move |body: Bytes| {
+            let requests = decode_batch(&body).unwrap();
+            seen.fetch_max(requests.len(), Ordering::Relaxed);
+            batch_answer(kind, requests)
+        };
+        async fn batch_answer(kind: Member, requests: Vec<Relayed>) -> HttpResponse {
+            let mut frames: Vec<Bytes> = (requests.iter().enumerate())
+                .map(|(i, r)| encode_answer(i as u32, &answer(&r.key)))
+                .collect();
+            match kind {
+                Member::Backwards => frames.reverse(),
+                Member::CutShort => frames.truncate(1),
+                Member::NoBatches => return HttpResponse::NotFound().finish(),
+            }
+            let stream =
+                futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
+            HttpResponse::Ok().streaming(stream)
+        }
+        let one = |req: HttpRequest| async move {
+            let key = req
+                .path()
+                .trim_start_matches("/key-value-store/")
+                .to_string();
+            HttpResponse::Ok().body(format!("alone {key}"))
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .route(
+                    &format!("{INTERNAL_PREFIX}/{BATCH_PATH}"),
+                    web::post().to(batch.clone()),
+                )
+                .route("/key-value-store/{key}", web::get().to(one))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        actix_rt::spawn(server.run());
+        (SocketAddress::parse(&addr.to_string()).unwrap(), largest)
+    }
+
+    /// Relays requests for `keys` at once; their answers' bodies.
+    async fn relay_all(to: &SocketAddress, keys: &[&str]) -> Vec<Answer> {
+        let deadline = Duration::from_secs(5);
+        let all = keys.iter().map(|k| relay(to, request(k), None, deadline));
+        futures_util::future::join_all(all).await
+    }
+
+    fn bodies(answers: Vec<Answer>) -> Vec<String> {
+        answers
+            .into_iter()
+            .map(|a| String::from_utf8(a.unwrap().body.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[actix_web::test]
+    async fn each_request_gets_its_own_answer_whatever_order_they_come_in() {
+        let (to, largest) = member(Member::Backwards);
+        let keys: Vec<String> = (0..150).map(|i| format!("k{i}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert_eq!(bodies(relay_all(&to, &keys).await), keys);
+        // Sent at once, most went in batches (of at most MAX_BATCH).
+        assert!((2..=MAX_BATCH).contains(&largest.load(Ordering::Relaxed)));
+        // Every batch ended: the pipe is idle again.
+        let pipe = PIPES.with(|p| p.borrow()[&to].clone());
+        assert_eq!((pipe.senders.get(), pipe.queue.borrow().len()), (0, 0));
+    }
+
+    #[actix_web::test]
+    async fn a_member_without_batches_is_sent_each_request_alone() {
+        let (to, _) = member(Member::NoBatches);
+        let got = bodies(relay_all(&to, &["a", "b", "c"]).await);
+        assert_eq!(got, ["alone a", "alone b", "alone c"]);
+    }
+
+    #[actix_web::test]
+    async fn requests_whose_answers_never_came_fail_and_the_others_do_not() {
+        let (to, _) = member(Member::CutShort);
+        let answers = relay_all(&to, &["a", "b", "c", "d"]).await;
+        // The first request goes alone (nothing is under way), so it is
+        // answered; of each later batch only the first is.
+        assert_eq!(
+            answers[0].as_ref().map(|a| a.body.clone()).ok(),
+            Some(Bytes::from("a"))
+        );
+        let failed = answers.iter().filter(|a| a.is_err()).count();
+        assert!(failed >= 1, "{answers:?}");
+        for answer in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert!(answer.contains("ended before"), "{answer}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_member_that_cannot_be_reached_fails_every_request() {
+        let to = SocketAddress::parse("127.0.0.1:1").unwrap();
+        let answers = relay_all(&to, &["a", "b", "c"]).await;
+        assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    }
+}
