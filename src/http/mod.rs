@@ -41,10 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
     cfg.app_data(node)
         .configure(kv::routes)
         .configure(tables::routes)
+        // Before the routes with patterns: batches are frequent.
+        .configure(relay::routes)
         .configure(view::routes)
         .configure(shard::routes)
         .configure(internal::routes)
-        .configure(relay::routes)
         .configure(ops::routes)
         .default_service(web::to(body::not_found));
 }

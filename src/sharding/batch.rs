@@ -10,7 +10,9 @@
 //!
 //! The member serves the requests of a batch at the same time and streams
 //! each answer as it is ready ([`super::batch_wire`]), so a request that
-//! waits (for its context, or for a reshard) does not hold back the others.
+//! waits (for its context, or for a reshard) does not hold back the others
+//! of its batch; and a batch not answered within [`SLOW`] stops counting
+//! as under way, so it does not hold back the requests that come next.
 //! A member that does not know batches (an older version) answers 404: its
 //! requests are then relayed one by one.
 
@@ -32,6 +34,9 @@ pub const BATCH_PATH: &str = "relay";
 
 /// Most batches a worker has under way to one member.
 const IN_FLIGHT: usize = 2;
+
+/// How long a batch may take before it stops counting as under way.
+const SLOW: Duration = Duration::from_millis(10);
 
 /// Most body bytes of one batch (a request larger than this goes alone).
 const BATCH_BYTES: usize = 1 << 20;
@@ -96,7 +101,8 @@ pub async fn relay(
     }
 }
 
-/// Sends what is queued, a batch at a time, until nothing is.
+/// Sends what is queued, a batch at a time, until nothing is (or its
+/// batch was slow, and it gave its place to another sender).
 async fn send_batches(pipe: Rc<Pipe>) {
     loop {
         let batch = next_batch(&pipe);
@@ -104,7 +110,22 @@ async fn send_batches(pipe: Rc<Pipe>) {
             pipe.senders.set(pipe.senders.get() - 1);
             return;
         }
-        exchange(&pipe, batch).await;
+        let mut exchange = std::pin::pin!(exchange(&pipe, batch));
+        let slow = tokio::time::sleep(SLOW);
+        tokio::select! {
+            () = &mut exchange => continue,
+            () = slow => {}
+        }
+        // A request of the batch waits (for its context, for a reshard):
+        // the batch no longer counts as under way, so that the requests
+        // that come meanwhile do not wait behind it.
+        pipe.senders.set(pipe.senders.get() - 1);
+        if !pipe.queue.borrow().is_empty() && pipe.senders.get() < IN_FLIGHT {
+            pipe.senders.set(pipe.senders.get() + 1);
+            actix_rt::spawn(send_batches(pipe.clone()));
+        }
+        exchange.await;
+        return;
     }
 }
 
@@ -276,6 +297,9 @@ mod tests {
         CutShort,
         /// No batch endpoint (an older version); keys served one by one.
         NoBatches,
+        /// Each request's key as it is ready: keys starting `slow` after
+        /// three seconds, the others at once.
+        SlowKeys,
     }
 
     /// Starts a fake member on loopback; also gives the most requests it
@@ -289,6 +313,18 @@ mod tests {
             batch_answer(kind, requests)
         };
         async fn batch_answer(kind: Member, requests: Vec<Relayed>) -> HttpResponse {
+            if let Member::SlowKeys = kind {
+                let answers: futures_util::stream::FuturesUnordered<_> = (requests.into_iter())
+                    .enumerate()
+                    .map(|(i, r)| async move {
+                        if r.key.starts_with("slow") {
+                            actix_rt::time::sleep(Duration::from_secs(3)).await;
+                        }
+                        Ok::<_, std::io::Error>(encode_answer(i as u32, &answer(&r.key)))
+                    })
+                    .collect();
+                return HttpResponse::Ok().streaming(answers);
+            }
             let mut frames: Vec<Bytes> = (requests.iter().enumerate())
                 .map(|(i, r)| encode_answer(i as u32, &answer(&r.key)))
                 .collect();
@@ -296,6 +332,7 @@ mod tests {
                 Member::Backwards => frames.reverse(),
                 Member::CutShort => frames.truncate(1),
                 Member::NoBatches => return HttpResponse::NotFound().finish(),
+                Member::SlowKeys => unreachable!("answered above"),
             }
             let stream =
                 futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
@@ -350,6 +387,34 @@ mod tests {
         // Every batch ended: the pipe is idle again.
         let pipe = PIPES.with(|p| p.borrow()[&to].clone());
         assert_eq!((pipe.senders.get(), pipe.queue.borrow().len()), (0, 0));
+    }
+
+    #[actix_web::test]
+    async fn requests_that_wait_at_the_member_hold_back_no_others() {
+        let (to, _) = member(Member::SlowKeys);
+        // Two slow batches: every place taken.
+        let later = async {
+            actix_rt::time::sleep(Duration::from_millis(30)).await;
+            relay_all(&to, &["slow2", "slow3"]).await
+        };
+        let slow = futures_util::future::join(relay_all(&to, &["slow1"]), later);
+        let fast = async {
+            // Sent once the slow ones are under way.
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+            let start = std::time::Instant::now();
+            let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let got = bodies(relay_all(&to, &keys).await);
+            assert_eq!(got, keys);
+            start.elapsed()
+        };
+        let (slow, took) = futures_util::future::join(slow, fast).await;
+        assert!(
+            took < Duration::from_secs(2),
+            "the quick requests took {took:?}"
+        );
+        assert_eq!(bodies(slow.0), ["slow1"]);
+        assert_eq!(bodies(slow.1), ["slow2", "slow3"]);
     }
 
     #[actix_web::test]

@@ -51,7 +51,7 @@ fn a_relayed_write_is_lost_unless_the_node_that_issued_it_crashed() {
     let (b, a) = history(0);
     let report = b.check();
     expect_only(&report, AnomalyKind::LostWrite, &[a]);
-    expect_explanation(&report, "its replica did not crash after acknowledging it");
+    expect_explanation(&report, "its replica did not crash after it was sent");
     assert!(report.lost_to_crash.is_empty(), "{report}");
     let text = report.to_string();
     assert!(text.contains("r0 (served by r1) put(x)=a"), "{text}");
@@ -61,6 +61,37 @@ fn a_relayed_write_is_lost_unless_the_node_that_issued_it_crashed() {
     let report = b.check();
     expect_clean(&report);
     assert_eq!(report.lost_to_crash, vec![a], "{report}");
+}
+
+#[test]
+fn a_write_whose_node_crashed_while_its_answer_was_on_its_way_is_excused() {
+    // Relayed to node 1, which applied it and answered; the answer reached
+    // the client through node 0 after node 1 was killed.
+    let history = |crash_at: u64| {
+        let mut b = sharded();
+        let kind = OpKind::Put { value: "a".into() };
+        let a = b.raw(0, 0, "x", kind, OpResult::Written, 100, Some(140));
+        b.served(a, 1, &inc(1));
+        b.h.crashes.push(Crash {
+            replica: 1,
+            at_us: crash_at,
+            kept_state: false,
+        });
+        b.t = 200;
+        b.finals(&NODES, "x", None);
+        (b, a)
+    };
+    for crash_at in [100, 120, 139] {
+        let (b, a) = history(crash_at);
+        let report = b.check();
+        expect_clean(&report);
+        assert_eq!(report.lost_to_crash, vec![a], "crash at {crash_at}: {report}");
+    }
+    // A crash before it was sent excuses nothing.
+    let (b, a) = history(99);
+    let report = b.check();
+    expect_only(&report, AnomalyKind::LostWrite, &[a]);
+    expect_explanation(&report, "its replica did not crash after it was sent");
 }
 
 #[test]

@@ -66,7 +66,7 @@
 //!   delete, or a chain through other sessions). Legitimate outcomes are
 //!   not touched: a put concurrent with d may win by the conflict rule (then
 //!   it is not hb-before d), a put after d brings the key back with a new
-//!   value, and a delete whose replica crashed after acknowledging it may
+//!   value, and a delete whose replica crashed after it was sent may
 //!   be lost (below). For example:
 //!
 //!   ```text
@@ -88,7 +88,9 @@
 //!   while every delete of the key is hb-before it (LostWrite, reported for
 //!   the latest such puts). A write is excused, and a lost put listed in
 //!   [`Report::lost_to_crash`] instead, only when its replica *lost its
-//!   state* after acknowledging it (a crash that did not keep its
+//!   state* after the write was sent (while the request was under way
+//!   too: its answer may have left before the crash and arrived after it;
+//!   a crash that did not keep its
 //!   `DATA_DIR`: a replica without a disk, a disk deleted, an eviction
 //!   that ends with a copy of the state, a replica never started again)
 //!   and no replica that kept its state is known to have held it. An
@@ -101,7 +103,7 @@
 //!   means on disk, so after every replica is killed at once and started
 //!   again, every acknowledged write is still there.
 //! * **Lost state excuses client reads too.** A write whose replica lost
-//!   its state after acknowledging it and before a read completed may be
+//!   its state after it was sent and before a read completed may be
 //!   gone by the time of that read, even though the read's session depends
 //!   on it: once the store has retired the crashed incarnation, a context
 //!   naming the write is satisfied rather than refused (SPEC: incarnations

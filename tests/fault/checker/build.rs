@@ -287,7 +287,7 @@ pub(super) fn build<'a>(
     }
 
     // Crash times per replica, in order: a write may be lost once its
-    // replica lost its state after acknowledging it; a crash that kept the
+    // replica lost its state after it was sent; a crash that kept the
     // state only shows in explanations.
     let mut crashes: HashMap<usize, Vec<u64>> = HashMap::new();
     let mut kept_crashes: HashMap<usize, Vec<u64>> = HashMap::new();

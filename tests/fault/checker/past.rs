@@ -86,15 +86,14 @@ impl Ctx<'_> {
         out
     }
 
-    /// Since when write `w` is on its replica: when it was acknowledged
-    /// (for a failed put: when it was sent).
+    /// Since when write `w` may be on its replica: since it was sent. An
+    /// acknowledged write is on its replica by the time its answer
+    /// leaves, which may be before a crash whose time precedes the answer's
+    /// arrival (the answer was on its way, through a relay or the
+    /// network): a crash while the request was under way may have taken
+    /// it.
     fn since(&self, w: u32) -> u64 {
-        let op = self.op(w);
-        if self.nodes[w as usize].chain {
-            op.completed_us.unwrap_or(op.invoked_us)
-        } else {
-            op.invoked_us
-        }
+        self.op(w).invoked_us
     }
 
     /// The first time `replica` crashed in `times` at or after `since`.
@@ -122,7 +121,7 @@ impl Ctx<'_> {
     }
 
     /// When write `w`'s replica first lost its state (crashed without
-    /// keeping it, or was evicted) after acknowledging it, if it did. When
+    /// keeping it, or was evicted) after it was sent, if it did. When
     /// the replica is not known, any replica's loss may have taken it.
     pub(super) fn lost_at(&self, w: u32) -> Option<u64> {
         let since = self.since(w);
@@ -137,8 +136,7 @@ impl Ctx<'_> {
     }
 
     /// Whether write `w` may have been lost by time `t`: its replica lost
-    /// its state after acknowledging it (for a failed put: after it was
-    /// sent) and no later than `t`.
+    /// its state after it was sent and no later than `t`.
     pub(super) fn lost_by(&self, w: u32, t: u64) -> bool {
         self.lost_at(w).is_some_and(|c| c <= t)
     }
@@ -219,10 +217,10 @@ impl Ctx<'_> {
         });
         if kept > 0 {
             format!(
-                "its replica crashed {kept} time(s) after acknowledging it but every time started again on the state it kept (DATA_DIR), which holds every write it acknowledged"
+                "its replica crashed {kept} time(s) after it was sent but every time started again on the state it kept (DATA_DIR), which holds every write it acknowledged"
             )
         } else {
-            "its replica did not crash after acknowledging it".to_string()
+            "its replica did not crash after it was sent".to_string()
         }
     }
 
