@@ -30,7 +30,7 @@ use crate::node::{Job, Node};
 use crate::queues::PeerQueue;
 use crate::replica::{Kind, Member, Reply, Request};
 
-pub use crate::replica::message::{GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
+pub use crate::replica::message::{EPOCH_HEADER, GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Most writes sent in one replication request.
 const MAX_BATCH: usize = 512;
@@ -60,7 +60,7 @@ fn deadline(kind: Kind) -> Duration {
 
 /// This thread's HTTP client for peer traffic (awc clients are bound to
 /// the thread that made them).
-pub(crate) fn client() -> awc::Client {
+fn client() -> awc::Client {
     thread_local! {
         static CLIENT: awc::Client = new_client();
     }
@@ -76,13 +76,16 @@ fn new_client() -> awc::Client {
 }
 
 /// What a replica-to-replica request must carry: the cluster token, if
-/// one is set, and the sender's shard group, in a sharded store.
+/// one is set, and the sender's shard group and the epoch of the shard map
+/// it holds, in a sharded store.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
     /// The cluster token.
     pub token: Option<String>,
     /// The sender's shard group.
     pub group: Option<String>,
+    /// The epoch of the sender's shard map.
+    pub epoch: Option<u64>,
 }
 
 impl Credentials {
@@ -91,10 +94,14 @@ impl Credentials {
         Credentials {
             token: node.config.cluster_token.clone(),
             group: node.me().id.group().map(str::to_string),
+            epoch: node.cluster().map(|c| c.with_map(|m| m.epoch)),
         }
     }
 
     fn apply(&self, mut builder: awc::ClientRequest) -> awc::ClientRequest {
+        if let Some(epoch) = self.epoch {
+            builder = builder.insert_header((EPOCH_HEADER, epoch.to_string()));
+        }
         if let Some(token) = &self.token {
             builder = builder.insert_header((TOKEN_HEADER, token.as_str()));
         }
@@ -252,6 +259,58 @@ pub async fn forward(
     match tokio::time::timeout(deadline, exchange).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {deadline:?}")),
+    }
+}
+
+/// Where a member takes batches of relayed client requests (under
+/// [`INTERNAL_PREFIX`]).
+pub const RELAY_BATCH_PATH: &str = "relay";
+
+/// Why a batch of relayed requests got no answer (or not all of it).
+pub enum BatchFailure {
+    /// The member does not take batches (it answered 404).
+    NotTaken,
+    /// Anything else: it could not be reached, refused, or stopped.
+    Failed(String),
+}
+
+/// Posts a batch of relayed client requests (`body`, laid out by
+/// `sharding::batch_wire`) to `to`, and hands each piece of the answer to
+/// `piece` as it arrives; the whole exchange within `deadline`.
+pub async fn post_batch(
+    to: &SocketAddress,
+    body: Vec<u8>,
+    token: Option<&str>,
+    deadline: Duration,
+    mut piece: impl FnMut(&[u8]),
+) -> Result<(), BatchFailure> {
+    use futures_util::StreamExt;
+    let failed = |e: &dyn std::fmt::Display| BatchFailure::Failed(format!("{to}: {e}"));
+    let exchange = async {
+        let url = format!("http://{to}{INTERNAL_PREFIX}/{RELAY_BATCH_PATH}");
+        let mut builder = client()
+            .post(url)
+            .timeout(deadline)
+            .insert_header(("content-type", "application/octet-stream"));
+        if let Some(token) = token {
+            builder = builder.insert_header((TOKEN_HEADER, token));
+        }
+        let mut response = builder.send_body(body).await.map_err(|e| failed(&e))?;
+        if response.status() == actix_web::http::StatusCode::NOT_FOUND {
+            return Err(BatchFailure::NotTaken);
+        }
+        if !response.status().is_success() {
+            let why = format!("refused the relayed requests ({})", response.status());
+            return Err(failed(&why));
+        }
+        while let Some(bytes) = response.next().await {
+            piece(&bytes.map_err(|e| failed(&e))?);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(failed(&format!("no answer within {deadline:?}"))),
     }
 }
 

@@ -806,3 +806,37 @@ async fn requests_relayed_together_are_each_answered_as_their_shard_answers() {
         assert_eq!(r.body["value"], json!(i), "{k}: {r:?}");
     }
 }
+
+/// A member refuses (503) a page of its state to a node holding a newer
+/// shard map than its own: under that map it may be about to take in
+/// keys handed to its shard, which a copy made before would miss for
+/// good (the copier's clock would cover their writes).
+#[actix_web::test]
+async fn a_member_gives_its_state_only_to_a_node_whose_map_it_holds() {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let health = c.health(0).await;
+    let replica = health["replica"].as_str().expect("a replica id");
+    let group = replica
+        .split_once('#')
+        .and_then(|(_, inc)| inc.split_once('.'))
+        .map(|(group, _)| group)
+        .expect("an incarnation named after its group");
+    let page = |epoch: &'static str| {
+        let c = &c;
+        async move {
+            let headers = [("x-causalkv-group", group), ("x-causalkv-map-epoch", epoch)];
+            let body = Body::Raw(b"{}".to_vec());
+            c.request(0, Method::POST, "/internal/v1/snapshot", &headers, body)
+                .await
+        }
+    };
+    let newer = page("1000000").await;
+    assert_eq!(newer.status, 503, "{newer:?}");
+    newer.assert_json();
+    assert!(newer.text.contains("shard map"), "{newer:?}");
+    // The map it holds (or an older one): the request is looked at (and
+    // this one's body is refused).
+    let same = page("1").await;
+    assert_eq!(same.status, 400, "{same:?}");
+}

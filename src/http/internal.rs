@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use super::body::read_body;
 use super::error::{ApiError, Error};
 use crate::node::Node;
-use crate::replica::message::{GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
+use crate::replica::message::{EPOCH_HEADER, GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
 use crate::replica::{Kind, Request};
 
 /// Largest replica-to-replica request body (replication batches).
@@ -59,6 +59,30 @@ fn check_group(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses (503) a page of this replica's state to a node that holds a
+/// newer shard map than this one: under that map this replica may be
+/// about to take in keys handed over to its shard, and a copy made before
+/// would miss them while its clock covers their writes (the copier would
+/// then take them for deleted and never ask for them again). The copier
+/// asks again shortly; by then the map has come here.
+fn check_epoch(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
+    let sent = req
+        .headers()
+        .get(EPOCH_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<u64>().ok());
+    let mine = node.cluster().map(|c| c.with_map(|m| m.epoch));
+    match (sent, mine) {
+        (Some(sent), Some(mine)) if sent > mine => Err(ApiError::new(
+            Error::Unavailable(format!(
+                "this member holds shard map {mine}, not yet {sent}: ask for its state again shortly"
+            )),
+            &Method::POST,
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn handle(
     node: web::Data<Node>,
     req: HttpRequest,
@@ -68,6 +92,9 @@ async fn handle(
     let method = Method::POST;
     check_token(&node, &req)?;
     check_group(&node, &req)?;
+    if kind == Kind::Snapshot {
+        check_epoch(&node, &req)?;
+    }
     let body = read_body(payload, MAX_INTERNAL_BODY, &method).await?;
     let request: Request = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

@@ -5,7 +5,8 @@
 //! - [`tables`]: `/tables`: tables, and the keys of each; [`spread`]:
 //!   a sharded store's table requests, made in every shard.
 //! - [`view`]: `/key-value-store-view`, membership by operators.
-//! - [`relay`]: requests relayed to the node that serves their key.
+//! - [`relay`]: requests relayed to the node that serves their key;
+//!   [`batch`]: the batches of them a member serves.
 //! - [`shard`]: `/key-value-store-shard/...`, the shards, add-member and
 //!   reshard; the shard map's internal endpoints.
 //! - [`internal`]: the replica-to-replica endpoints (replicate, heartbeat,
@@ -16,6 +17,7 @@
 //! - [`error`]: what went wrong, as a status code and a JSON body.
 //! - [`observe`]: the span, request id and metrics of every request.
 
+pub mod batch;
 pub mod body;
 pub mod conditions;
 pub mod error;
@@ -42,7 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(kv::routes)
         .configure(tables::routes)
         // Before the routes with patterns: batches are frequent.
-        .configure(relay::routes)
+        .configure(batch::routes)
         .configure(view::routes)
         .configure(shard::routes)
         .configure(internal::routes)

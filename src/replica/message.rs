@@ -215,6 +215,10 @@ pub const TOKEN_HEADER: &str = "x-causalkv-token";
 /// (sharded stores only): a replica answers only its own group's.
 pub const GROUP_HEADER: &str = "x-causalkv-group";
 
+/// Header naming the epoch of the shard map the sender of a
+/// replica-to-replica request holds (sharded).
+pub const EPOCH_HEADER: &str = "x-causalkv-map-epoch";
+
 /// The kinds of [`Request`], for routing replies, logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -21,16 +21,14 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 use super::batch_wire::{encode_batch, Answers, Relayed, MAX_BATCH};
 use crate::address::SocketAddress;
-use crate::replica::message::{INTERNAL_PREFIX, TOKEN_HEADER};
-use crate::transport::{self, Forwarded};
+use crate::transport::{self, BatchFailure, Forwarded};
 
-/// Where members take batches.
-pub const BATCH_PATH: &str = "relay";
+/// Where members take batches (under `/internal/v1`).
+pub use crate::transport::RELAY_BATCH_PATH as BATCH_PATH;
 
 /// Most batches a worker has under way to one member.
 const IN_FLIGHT: usize = 2;
@@ -155,13 +153,7 @@ fn next_batch(pipe: &Pipe) -> Vec<Pending> {
 async fn exchange(pipe: &Pipe, batch: Vec<Pending>) {
     let body = encode_batch(batch.iter().map(|p| &*p.request));
     let mut waiting: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
-    let outcome = tokio::time::timeout(
-        pipe.deadline + Duration::from_secs(1),
-        read_answers(pipe, body, &mut waiting),
-    )
-    .await
-    .unwrap_or_else(|_| Err(Failed(format!("no answer within {:?}", pipe.deadline))));
-    match outcome {
+    match read_answers(pipe, body, &mut waiting).await {
         Ok(()) => {}
         Err(Fallback) => {
             for pending in waiting.into_iter().flatten() {
@@ -203,42 +195,25 @@ async fn read_answers(
     body: Vec<u8>,
     waiting: &mut [Option<Pending>],
 ) -> Result<(), Unanswered> {
-    let url = format!("http://{}{INTERNAL_PREFIX}/{BATCH_PATH}", pipe.to);
-    let mut builder = transport::client()
-        .post(url)
-        .timeout(pipe.deadline)
-        .insert_header(("content-type", "application/octet-stream"));
-    if let Some(token) = &pipe.token {
-        builder = builder.insert_header((TOKEN_HEADER, token.as_str()));
-    }
-    let mut response = builder
-        .send_body(body)
-        .await
-        .map_err(|e| format!("{}: {e}", pipe.to))?;
-    if response.status() == actix_web::http::StatusCode::NOT_FOUND {
-        return Err(Fallback);
-    }
-    if !response.status().is_success() {
-        return Err(Failed(format!(
-            "{} refused the relayed requests ({})",
-            pipe.to,
-            response.status()
-        )));
-    }
     let mut answers = Answers::default();
-    while let Some(chunk) = response.next().await {
-        let chunk = chunk.map_err(|e| format!("{}: {e}", pipe.to))?;
-        answers.push(&chunk);
+    let token = pipe.token.as_deref();
+    let posted = transport::post_batch(&pipe.to, body, token, pipe.deadline, |piece| {
+        answers.push(piece);
         while let Some((place, answer)) = answers.next_answer() {
             if let Some(pending) = waiting.get_mut(place as usize).and_then(Option::take) {
                 let _ = pending.reply.send(Ok(answer));
             }
         }
+    })
+    .await;
+    match posted {
+        Err(BatchFailure::NotTaken) => Err(Fallback),
+        Err(BatchFailure::Failed(why)) => Err(Failed(why)),
+        Ok(()) if answers.is_partial() => {
+            Err(Failed(format!("{}: an answer was cut short", pipe.to)))
+        }
+        Ok(()) => Ok(()),
     }
-    if answers.is_partial() {
-        return Err(Failed(format!("{}: an answer was cut short", pipe.to)));
-    }
-    Ok(())
 }
 
 /// Relays a request on its own, to a member that does not take batches.
@@ -266,6 +241,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::replica::message::INTERNAL_PREFIX;
     use crate::sharding::batch_wire::{decode_batch, encode_answer};
 
     fn request(key: &str) -> Rc<Relayed> {

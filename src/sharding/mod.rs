@@ -52,8 +52,10 @@
 //! a node runs under a map, and what a new map changes; `gossip.rs` the
 //! pings, a node finding the sharded store, and the map changes a request
 //! makes (add-member, a view change); `reshard.rs` the reshard's steps;
-//! `relay.rs` client requests relayed to their key's shard; `rescue.rs`
-//! what a node cut off during a reshard alone may hold.
+//! `relay.rs` client requests relayed to their key's shard, `batch.rs`
+//! those of one key carried to a member in batches and `batch_wire.rs`
+//! their layout; `rescue.rs` what a node cut off during a reshard alone
+//! may hold.
 
 mod batch;
 mod batch_wire;

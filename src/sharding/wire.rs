@@ -113,5 +113,6 @@ pub(super) fn credentials(node: &Node) -> Credentials {
     Credentials {
         token: node.config.cluster_token.clone(),
         group: None,
+        epoch: None,
     }
 }

@@ -85,7 +85,11 @@ fn a_write_whose_node_crashed_while_its_answer_was_on_its_way_is_excused() {
         let (b, a) = history(crash_at);
         let report = b.check();
         expect_clean(&report);
-        assert_eq!(report.lost_to_crash, vec![a], "crash at {crash_at}: {report}");
+        assert_eq!(
+            report.lost_to_crash,
+            vec![a],
+            "crash at {crash_at}: {report}"
+        );
     }
     // A crash before it was sent excuses nothing.
     let (b, a) = history(99);
