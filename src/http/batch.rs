@@ -61,10 +61,12 @@ async fn batch(
 /// Serves one relayed request as if its client had sent it here.
 async fn serve_relayed(node: web::Data<Node>, request: Relayed) -> Forwarded {
     let response = match head_and_target(&request) {
-        Ok((head, target)) => match serve_request(node, target, &head, request.body).await {
-            Ok(response) => response,
-            Err(error) => error.error_response(),
-        },
+        Ok((head, target)) => {
+            match serve_request(node, target, &head, request.body.clone()).await {
+                Ok(response) => response,
+                Err(error) => error.error_response(),
+            }
+        }
         Err(error) => error.error_response(),
     };
     let header = |name| {
@@ -75,6 +77,7 @@ async fn serve_relayed(node: web::Data<Node>, request: Relayed) -> Forwarded {
             .map(str::to_string)
     };
     let status = response.status().as_u16();
+    tracing::debug!(method = %request.method, path = %request.path_and_query, status, "relayed request answered");
     let (content_type, etag) = (header(CONTENT_TYPE), header(ETAG));
     let body = actix_web::body::to_bytes(response.into_body())
         .await
