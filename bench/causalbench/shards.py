@@ -335,7 +335,8 @@ class ShardParts:
             figs = {"keys": s.keys, "owned_keys": len(owned), "owner_shard": home,
                     "owner": owner, "forwarded_via": other,
                     # How the node relays (see Cluster::targets).
-                    "relayed_to": "the live one it keeps to, drawn from its own address",
+                    "relayed_to": "the live one it keeps to, drawn from its own address; "
+                                  "under load, requests to one member travel in batches",
                     "owner_shard_members": s6.members(home),
                     "shard_keys": {str(sid): sum(1 for x in shard_of.values() if x == sid)
                                    for sid in sorted(set(shard_of.values()))}}
