@@ -12,7 +12,7 @@ use crate::shard::ShardId;
 use crate::transport::{self, Forwarded};
 
 /// Relays a client request for a key of shard `shard` to its members (in
-/// batches, see [`super::batch`]), trying the next when one cannot be
+/// batches, see `sharding/batch.rs`), trying the next when one cannot be
 /// reached.
 pub async fn relay(node: &Node, shard: ShardId, request: Relayed) -> Result<Forwarded, String> {
     let token = node.config.cluster_token.as_deref();
