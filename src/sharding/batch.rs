@@ -153,51 +153,33 @@ fn next_batch(pipe: &Pipe) -> Vec<Pending> {
 async fn exchange(pipe: &Pipe, batch: Vec<Pending>) {
     let body = encode_batch(batch.iter().map(|p| &*p.request));
     let mut waiting: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
-    match read_answers(pipe, body, &mut waiting).await {
-        Ok(()) => {}
-        Err(Fallback) => {
+    let why = match read_answers(pipe, body, &mut waiting).await {
+        Err(BatchFailure::NotTaken) => {
             for pending in waiting.into_iter().flatten() {
                 actix_rt::spawn(relay_alone(pipe.to.clone(), pipe.deadline, pending));
             }
             return;
         }
-        Err(Failed(why)) => {
-            for pending in waiting.iter_mut().filter_map(Option::take) {
-                let _ = pending.reply.send(Err(why.clone()));
-            }
-            return;
-        }
-    }
-    for pending in waiting.into_iter().flatten() {
-        let _ = pending.reply.send(Err(format!(
+        Err(BatchFailure::Failed(why)) => why,
+        Ok(()) => format!(
             "{}: the batch's answer ended before this request's",
             pipe.to
-        )));
+        ),
+    };
+    for pending in waiting.into_iter().flatten() {
+        let _ = pending.reply.send(Err(why.clone()));
     }
 }
 
-/// Why a batch got no answers (or not all).
-enum Unanswered {
-    /// The member does not take batches.
-    Fallback,
-    Failed(String),
-}
-use Unanswered::{Failed, Fallback};
-
-impl From<String> for Unanswered {
-    fn from(why: String) -> Self {
-        Failed(why)
-    }
-}
-
+/// Posts a batch and hands each answer to its request as it arrives.
 async fn read_answers(
     pipe: &Pipe,
     body: Vec<u8>,
     waiting: &mut [Option<Pending>],
-) -> Result<(), Unanswered> {
+) -> Result<(), BatchFailure> {
     let mut answers = Answers::default();
     let token = pipe.token.as_deref();
-    let posted = transport::post_batch(&pipe.to, body, token, pipe.deadline, |piece| {
+    transport::post_batch(&pipe.to, body, token, pipe.deadline, |piece| {
         answers.push(piece);
         while let Some((place, answer)) = answers.next_answer() {
             if let Some(pending) = waiting.get_mut(place as usize).and_then(Option::take) {
@@ -205,15 +187,12 @@ async fn read_answers(
             }
         }
     })
-    .await;
-    match posted {
-        Err(BatchFailure::NotTaken) => Err(Fallback),
-        Err(BatchFailure::Failed(why)) => Err(Failed(why)),
-        Ok(()) if answers.is_partial() => {
-            Err(Failed(format!("{}: an answer was cut short", pipe.to)))
-        }
-        Ok(()) => Ok(()),
+    .await?;
+    if answers.is_partial() {
+        let why = format!("{}: an answer was cut short", pipe.to);
+        return Err(BatchFailure::Failed(why));
     }
+    Ok(())
 }
 
 /// Relays a request on its own, to a member that does not take batches.
