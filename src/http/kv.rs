@@ -3,13 +3,14 @@
 use actix_web::dev::RequestHead;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::answers::{siblings, unavailable, Done, Found, Missing};
 use super::body::{not_found, parse_json, read_body};
 use super::conditions;
 use super::error::{ApiError, Error};
-use crate::causal::{CausalContext, Metadata};
+use crate::causal::CausalContext;
 use crate::node::{Node, WriteConcern};
 use crate::replica::{Condition, Outcome, Replica, Wait, WriteResult};
 use crate::shard::ShardId;
@@ -273,57 +274,6 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// A successful GET. The value is embedded as the JSON text stored, never
-/// re-parsed, so it is returned exactly as it was put.
-#[derive(Serialize)]
-struct Found<'a> {
-    message: &'static str,
-    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
-    shard_id: Option<ShardId>,
-    #[serde(rename = "causal-metadata")]
-    causal_metadata: Metadata<'a>,
-    value: &'a RawValue,
-}
-
-/// A successful PUT or DELETE.
-#[derive(Serialize)]
-struct Done<'a> {
-    #[serde(rename = "causal-metadata")]
-    causal_metadata: Metadata<'a>,
-    message: &'static str,
-    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
-    shard_id: Option<ShardId>,
-}
-
-/// A GET or DELETE of a key that does not exist.
-#[derive(Serialize)]
-struct Missing<'a> {
-    #[serde(rename = "causal-metadata")]
-    causal_metadata: Metadata<'a>,
-    #[serde(rename = "doesExist")]
-    does_exist: bool,
-    error: &'static str,
-    message: &'static str,
-    #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
-    shard_id: Option<ShardId>,
-}
-
-impl<'a> Missing<'a> {
-    fn new(
-        message: &'static str,
-        causal_metadata: Metadata<'a>,
-        shard_id: Option<ShardId>,
-    ) -> Self {
-        Missing {
-            causal_metadata,
-            does_exist: false,
-            error: "Key does not exist",
-            message,
-            shard_id,
-        }
-    }
-}
-
 /// A client's key from its decoded path segment, or the 400 naming what
 /// is wrong with it.
 pub(super) fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
@@ -338,14 +288,6 @@ pub(super) fn parse_key(text: &str, method: &Method) -> Result<Key, ApiError> {
 
 fn parse_context(sent: Option<&RawValue>, method: &Method) -> Result<CausalContext, ApiError> {
     CausalContext::parse_raw(sent).map_err(|e| ApiError::new(Error::BadRequest(e), method))
-}
-
-/// The 503 for a request that could not be served; it carries the
-/// request's context back unchanged.
-fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError {
-    let error = Error::from(wait);
-    let metadata = context.reply(&Default::default()).to_value();
-    ApiError::new(error, method).with("causal-metadata", metadata)
 }
 
 /// The query parameter `name` of `req`, decoded.
@@ -575,27 +517,5 @@ async fn delete(
         Outcome::Created | Outcome::Updated | Outcome::Unmet | Outcome::NoTable => {
             unreachable!("a delete deletes, finds nothing or fails its condition")
         }
-    })
-}
-
-/// The 300 of a GET of a key with siblings: every concurrent value.
-fn siblings(values: &[Value], metadata: Metadata<'_>, shard_id: Option<ShardId>) -> HttpResponse {
-    #[derive(Serialize)]
-    struct Siblings<'a> {
-        #[serde(rename = "doesExist")]
-        does_exist: bool,
-        message: &'static str,
-        values: Vec<&'a RawValue>,
-        #[serde(rename = "causal-metadata")]
-        causal_metadata: Metadata<'a>,
-        #[serde(rename = "shard-id", skip_serializing_if = "Option::is_none")]
-        shard_id: Option<ShardId>,
-    }
-    HttpResponse::build(actix_web::http::StatusCode::MULTIPLE_CHOICES).json(Siblings {
-        does_exist: true,
-        message: "Retrieved successfully",
-        values: values.iter().map(Value::as_raw).collect(),
-        causal_metadata: metadata,
-        shard_id,
     })
 }

@@ -1,7 +1,8 @@
 //! The actix adapters: parse requests into domain types, call the node,
 //! print the results. Nothing here decides anything.
 //!
-//! - [`kv`]: `/key-value-store/<key>`, the client API.
+//! - [`kv`]: `/key-value-store/<key>`, the client API; [`answers`]: what
+//!   its requests are answered with.
 //! - [`tables`]: `/tables`: tables, and the keys of each; [`spread`]:
 //!   a sharded store's table requests, made in every shard.
 //! - [`view`]: `/key-value-store-view`, membership by operators.
@@ -17,6 +18,7 @@
 //! - [`error`]: what went wrong, as a status code and a JSON body.
 //! - [`observe`]: the span, request id and metrics of every request.
 
+pub mod answers;
 pub mod batch;
 pub mod body;
 pub mod conditions;

@@ -7,13 +7,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::answers::unavailable;
 use super::body::{not_found, parse_json, read_body};
 use super::error::{ApiError, Error};
 use super::kv::{parse_key, serve_key, Target, PREFIX as KV_PREFIX};
 use super::spread;
 use crate::causal::{CausalContext, Metadata};
 use crate::node::Node;
-use crate::replica::{TableOutcome, TableResult, Wait};
+use crate::replica::{TableOutcome, TableResult};
 use crate::store::{TableInfo, TableName};
 
 /// Where the table routes live.
@@ -153,11 +154,6 @@ async fn read_request(
             .map_err(|e| ApiError::new(Error::BadRequest(e), method))?
     };
     Ok((body, context))
-}
-
-fn unavailable(wait: Wait, context: &CausalContext, method: &Method) -> ApiError {
-    let metadata = context.reply(&Default::default()).to_value();
-    ApiError::new(Error::from(wait), method).with("causal-metadata", metadata)
 }
 
 async fn list(
