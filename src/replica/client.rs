@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::address::SocketAddress;
 use crate::causal::{CausalContext, Dot, VectorClock};
+use crate::store::tables::value_written_again;
 use crate::store::{etag, Key, Value, Version};
 
 use super::message::Write;
@@ -203,7 +204,8 @@ impl Replica {
         let mut written = 0;
         for (key, version) in versions {
             if self.store.get(&key).as_ref() == Some(&version) {
-                self.issue(key, version.value, VectorClock::new());
+                let value = value_written_again(&key, &version);
+                self.issue(key, value, VectorClock::new());
                 written += 1;
             }
         }

@@ -11,6 +11,7 @@
 
 use crate::address::SocketAddress;
 use crate::causal::{Dot, Retired, VectorClock};
+use crate::store::tables::value_written_again;
 use crate::store::{Key, Version};
 
 use super::rescued::Rescued;
@@ -126,7 +127,8 @@ impl Replica {
     /// Writes `version` of `key` again as this replica's own.
     fn write_rescued(&mut self, key: Key, version: Version) {
         self.lamport = self.lamport.max(version.lamport);
-        self.issue(key, version.value, VectorClock::new());
+        let value = value_written_again(&key, &version);
+        self.issue(key, value, VectorClock::new());
     }
 
     /// Counts the writes up to `writer` as applied here, and has the next

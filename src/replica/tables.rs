@@ -92,8 +92,8 @@ impl Replica {
     fn seen_by(&self, base: &Key, context: &CausalContext) -> VectorClock {
         let mut seen = context.clock().clone();
         for entry in self.store.siblings(base) {
-            if context.clock().contains(&entry.dot()) {
-                if let Some(sibling) = entry.value_json().and_then(Sibling::decode) {
+            if let Some(sibling) = entry.value_json().and_then(Sibling::decode) {
+                if sibling.seen_in(&entry.dot(), context.clock()) {
                     seen.merge(&sibling.seen);
                 }
             }

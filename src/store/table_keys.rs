@@ -74,14 +74,19 @@ impl Store {
                 (i, entry.dot(), entry.value_json().and_then(Sibling::decode))
             })
             .collect();
-        let seen_by_held = held
-            .iter()
-            .any(|(_, _, s)| s.as_ref().is_some_and(|s| s.seen.contains(&version.dot)));
+        let seen_by_held = held.iter().any(|(_, _, s)| {
+            s.as_ref()
+                .is_some_and(|s| new.seen_in(&version.dot, &s.seen))
+        });
         if seen_by_held {
             return Some(false);
         }
-        for (i, dot, _) in held {
-            if new.seen.contains(&dot) {
+        for (i, dot, sibling) in held {
+            let seen = match &sibling {
+                Some(sibling) => sibling.seen_in(&dot, &new.seen),
+                None => new.seen.contains(&dot),
+            };
+            if seen {
                 self.remove_at(i);
             }
         }
@@ -89,21 +94,23 @@ impl Store {
         Some(true)
     }
 
-    /// Whether the version with `dot` of the stored key `key` may rightly
-    /// be missing here: its table is not live (dropped, created again, or
-    /// not known), or it is a sibling that a sibling held has seen.
-    pub fn replaced_in_table(&self, key: &Key, dot: &Dot) -> bool {
+    /// Whether `version` of the stored key `key` may rightly be missing
+    /// here: its table is not live (dropped, created again, or not known),
+    /// or it is a sibling that a sibling held has seen.
+    pub fn replaced_in_table(&self, key: &Key, version: &Version) -> bool {
         if self.registry.orphaned(key.as_str()) {
             return true;
         }
         let Some(base) = sibling_base(key.as_str()) else {
             return false;
         };
+        let sibling = (version.value.as_ref()).and_then(|v| Sibling::decode(v.as_json()));
         self.registry.siblings_of(&base).iter().any(|&i| {
-            self.entry_at(i)
-                .value_json()
-                .and_then(Sibling::decode)
-                .is_some_and(|s| s.seen.contains(dot))
+            let held = self.entry_at(i).value_json().and_then(Sibling::decode);
+            held.is_some_and(|held| match &sibling {
+                Some(sibling) => sibling.seen_in(&version.dot, &held.seen),
+                None => held.seen.contains(&version.dot),
+            })
         })
     }
 
@@ -196,6 +203,89 @@ mod tests {
         // A value concurrent with the delete: the key holds a value again.
         assert!(sibling(&mut store, &base, dot("d", 1), Some("3"), &[&x]));
         assert_eq!((store.siblings(&base).len(), keys(&store)), (2, 1));
+    }
+
+    /// A store holding table `t` (siblings) with the sibling `x` of `k`
+    /// written again by replica `r` as `again`: `(store, base, x's key,
+    /// x, again)`.
+    fn written_again() -> (Store, Key, Key, Dot, Dot) {
+        let mut store = Store::new();
+        let name = TableName::parse("t").unwrap();
+        store.apply(
+            name.meta_key(),
+            version(Table::settings(true, "0"), dot("a", 1), 1),
+        );
+        let table = store.table(&name).cloned().unwrap();
+        let base = table.key(&Key::parse("k").unwrap());
+        let x = dot("a", 2);
+        assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
+        let key = crate::store::tables::sibling_key(&base, &x);
+        let held = store.get(&key).unwrap();
+        let value = crate::store::tables::value_written_again(&key, &held);
+        let again = dot("r", 7);
+        let copy = Version {
+            value,
+            dot: again.clone(),
+            lamport: 9,
+        };
+        assert!(store.apply(key.clone(), copy));
+        (store, base, key, x, again)
+    }
+
+    #[test]
+    fn a_sibling_written_again_is_replaced_by_a_write_that_saw_the_original() {
+        let (mut store, base, key, x, again) = written_again();
+        let held = store.get(&key).unwrap();
+        let decoded = Sibling::decode(held.value.as_ref().unwrap().as_json()).unwrap();
+        assert_eq!(
+            (held.dot.clone(), decoded.origin),
+            (again.clone(), Some(x.clone()))
+        );
+        // Written again once more: it still names the client's write.
+        let value = crate::store::tables::value_written_again(&key, &store.get(&key).unwrap());
+        let twice = Sibling::decode(value.unwrap().as_json()).unwrap();
+        assert_eq!(twice.origin, Some(x.clone()));
+        // A concurrent value (it saw neither) leaves the copy.
+        assert!(sibling(&mut store, &base, dot("b", 1), Some("2"), &[]));
+        assert_eq!(store.siblings(&base).len(), 2);
+        // A delete that saw the client's write (not the copy's dot) removes it.
+        assert!(sibling(&mut store, &base, dot("c", 1), None, &[&x]));
+        let left: Vec<Dot> = store.siblings(&base).iter().map(|e| e.dot()).collect();
+        assert!(!left.contains(&again), "the copy survived: {left:?}");
+        assert!(left.contains(&dot("b", 1)));
+        assert!(store.replaced_in_table(
+            &key,
+            &Version {
+                value: Some(held.value.clone().unwrap()),
+                dot: again,
+                lamport: 9,
+            }
+        ));
+    }
+
+    #[test]
+    fn a_sibling_written_again_is_not_taken_where_a_write_that_saw_the_original_is_held() {
+        let (copier, _, key, x, again) = written_again();
+        let copy = copier.get(&key).unwrap();
+        let mut store = Store::new();
+        let name = TableName::parse("t").unwrap();
+        store.apply(
+            name.meta_key(),
+            version(Table::settings(true, "0"), dot("a", 1), 1),
+        );
+        let base = store.table(&name).unwrap().key(&Key::parse("k").unwrap());
+        // Here the original was replaced by a delete that saw it.
+        assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
+        assert!(sibling(&mut store, &base, dot("c", 1), None, &[&x]));
+        assert!(!store.apply(key.clone(), copy.clone()));
+        assert!(store.siblings(&base).iter().all(|e| e.dot() != again));
+        // A store that never held either takes the copy.
+        let mut fresh = Store::new();
+        fresh.apply(
+            name.meta_key(),
+            version(Table::settings(true, "0"), dot("a", 1), 1),
+        );
+        assert!(fresh.apply(key, copy));
     }
 
     #[test]

@@ -292,14 +292,31 @@ pub fn sibling_base(key: &str) -> Option<String> {
     Some(format!("{prefix}{}", rest.get(TAG_LEN..)?))
 }
 
-/// What a sibling's value holds: the client's value (none for a delete)
-/// and the writes it has seen.
+/// The value with which a replica writes `version` of the stored key
+/// `key` again under a dot of its own: a sibling's names the client's
+/// write it carries ([`Sibling::written_again`]); any other is unchanged.
+pub fn value_written_again(key: &Key, version: &super::Version) -> Option<Value> {
+    let value = version.value.as_ref()?;
+    match kind(key.as_str()) {
+        Kind::Data { sibling: true, .. } => {
+            Sibling::written_again(value.as_json(), &version.dot).or(Some(value.clone()))
+        }
+        _ => Some(value.clone()),
+    }
+}
+
+/// What a sibling's value holds: the client's value (none for a delete),
+/// the writes it has seen, and, for a sibling a replica wrote again under
+/// a dot of its own, the dot of the client's write it carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sibling {
     /// The value written, or `None` for a delete.
     pub value: Option<Value>,
     /// The writes the writer had seen.
     pub seen: VectorClock,
+    /// The client's write this sibling is a copy of, if a replica wrote
+    /// it again (see [`Sibling::written_again`]).
+    pub origin: Option<Dot>,
 }
 
 #[derive(Deserialize)]
@@ -307,20 +324,57 @@ struct SiblingJson<'a> {
     #[serde(borrow, default)]
     v: Option<&'a RawValue>,
     c: VectorClock,
+    /// The origin, as a clock of one entry.
+    #[serde(default)]
+    o: Option<VectorClock>,
 }
 
 impl Sibling {
     /// The stored value of a sibling.
     pub fn encode(value: Option<&Value>, seen: &VectorClock) -> Value {
+        Self::encode_from(value, seen, None)
+    }
+
+    fn encode_from(value: Option<&Value>, seen: &VectorClock, origin: Option<&Dot>) -> Value {
         let seen = serde_json::to_string(seen).expect("a clock prints");
-        let json = match value {
-            Some(v) => format!("{{\"v\":{},\"c\":{seen}}}", v.as_json()),
-            None => format!("{{\"c\":{seen}}}"),
+        let mut json = match value {
+            Some(v) => format!("{{\"v\":{},\"c\":{seen}", v.as_json()),
+            None => format!("{{\"c\":{seen}"),
         };
+        if let Some(origin) = origin {
+            let mut clock = VectorClock::new();
+            clock.observe(origin);
+            let clock = serde_json::to_string(&clock).expect("a clock prints");
+            json.push_str(&format!(",\"o\":{clock}"));
+        }
+        json.push('}');
         Value::from_json(&json)
             .ok()
             .flatten()
             .expect("an object is a value")
+    }
+
+    /// The stored value with which a replica writes again, under a dot of
+    /// its own, the sibling `stored` held under `dot`: the same value and
+    /// seen writes, and the client's write it carries (`dot`, or the one
+    /// it already named). A write that has seen that client's write
+    /// replaces the copy as it replaces the original ([`Sibling::seen_in`]),
+    /// so a value deleted by a client that saw it never comes back as its
+    /// copy. `None` if `stored` is not a sibling's value.
+    pub fn written_again(stored: &str, dot: &Dot) -> Option<Value> {
+        let sibling = Sibling::decode(stored)?;
+        let origin = sibling.origin.as_ref().unwrap_or(dot);
+        Some(Self::encode_from(
+            sibling.value.as_ref(),
+            &sibling.seen,
+            Some(origin),
+        ))
+    }
+
+    /// Whether a write that has seen `seen` has seen this sibling, held
+    /// under `dot`: its own write, or the client's write it is a copy of.
+    pub fn seen_in(&self, dot: &Dot, seen: &VectorClock) -> bool {
+        seen.contains(dot) || self.origin.as_ref().is_some_and(|o| seen.contains(o))
     }
 
     /// Reads a sibling's stored value.
@@ -330,9 +384,21 @@ impl Sibling {
             Some(raw) => Some(Value::from_json(raw.get()).ok()??),
             None => None,
         };
+        let origin = match parsed.o {
+            None => None,
+            Some(clock) => {
+                let mut entries = clock.iter();
+                let (replica, counter) = entries.next()?;
+                if entries.next().is_some() {
+                    return None;
+                }
+                Some(Dot::new(replica.clone(), counter))
+            }
+        };
         Some(Sibling {
             value,
             seen: parsed.c,
+            origin,
         })
     }
 }
@@ -427,7 +493,8 @@ mod tests {
             Sibling::decode(stored.as_json()).unwrap(),
             Sibling {
                 value: Some(v),
-                seen: seen.clone()
+                seen: seen.clone(),
+                origin: None,
             }
         );
         let marker = Sibling::encode(None, &seen);

@@ -127,7 +127,7 @@ impl Sim {
         // replaced, is gone rightly.
         let gone = |k: &Key, v: &Version| {
             r.store().get(k).is_none()
-                && !r.store().replaced_in_table(k, &v.dot)
+                && !r.store().replaced_in_table(k, v)
                 && !replaced_sibling(&self.log, k, &v.dot)
                 && !is_marker(k, v)
         };
