@@ -418,3 +418,41 @@ fn a_replica_that_missed_a_chain_of_replacing_writes_removes_what_they_replaced(
         }
     });
 }
+
+#[test]
+fn a_sibling_written_again_is_deleted_by_a_client_that_saw_the_original() {
+    for_seeds(5, |seed| {
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
+        let k = key("k");
+        let mut writer = admin.clone();
+        assert_eq!(
+            put(&mut sim, 0, &mut writer, "t", &k, Some("x")),
+            Outcome::Created
+        );
+        sim.settle(CALM);
+        // Replica 1 writes the sibling again under a dot of its own (as a
+        // merge's replay does), and it spreads.
+        let held: Vec<(Key, crate::store::Version)> = {
+            let store = sim.replica(1).store();
+            let base = store.table(&name("t")).expect("the table").key(&k);
+            (store.siblings(&base).iter())
+                .map(|e| (e.to_key(), e.to_version()))
+                .collect()
+        };
+        assert_eq!(held.len(), 1);
+        assert_eq!(sim.replica_mut(1).write_again(held), 1);
+        sim.flush(1);
+        sim.settle(CALM);
+        // A client that saw only the original deletes the key: at every
+        // replica, nothing is left.
+        assert_eq!(
+            put(&mut sim, 2, &mut writer, "t", &k, None),
+            Outcome::Deleted
+        );
+        sim.settle(CALM);
+        for i in 0..3 {
+            let mut reader = Client::default();
+            assert_eq!(read(&sim, i, &mut reader, "t", &k), set(&[]), "replica {i}");
+        }
+    });
+}

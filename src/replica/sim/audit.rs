@@ -128,7 +128,7 @@ impl Sim {
         let gone = |k: &Key, v: &Version| {
             r.store().get(k).is_none()
                 && !r.store().replaced_in_table(k, v)
-                && !replaced_sibling(&self.log, k, &v.dot)
+                && !replaced_sibling(&self.log, k, v)
                 && !is_marker(k, v)
         };
         if let Some(lost) = winners.find(|(k, v)| v.value.is_some() && gone(k, v)) {

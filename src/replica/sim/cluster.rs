@@ -315,7 +315,7 @@ impl Sim {
                 let here = r.known().contains(dot) || r.known().is_foreign(&dot.replica);
                 assert!(here, "{w:?} lost");
                 let replaced = r.store().replaced_in_table(&w.key, &w.version)
-                    || super::session::replaced_sibling(&self.log, &w.key, dot)
+                    || super::session::replaced_sibling(&self.log, &w.key, &w.version)
                     || super::session::is_marker(&w.key, &w.version);
                 if writes[&w.key] == 1 && !replaced {
                     assert_eq!(r.store().value(&w.key), w.version.value);

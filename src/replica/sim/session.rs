@@ -6,7 +6,6 @@ use std::fmt;
 
 use serde_json::Value as Json;
 
-use crate::causal::Dot;
 use crate::causal::VectorClock;
 use crate::replica::Condition;
 use crate::store::{Key, Value, Version};
@@ -63,13 +62,18 @@ impl fmt::Display for Op {
 /// Whether the sibling `key` written by `dot` was replaced by a logged
 /// write of the same key that saw it (a delete among siblings may be
 /// forgotten since, leaving nothing that tells).
-pub(in crate::replica) fn replaced_sibling(log: &[Logged], key: &Key, dot: &Dot) -> bool {
+pub(in crate::replica) fn replaced_sibling(log: &[Logged], key: &Key, v: &Version) -> bool {
     let Some(base) = crate::store::tables::sibling_base(key.as_str()) else {
         return false;
     };
+    // A copy a replica wrote again is replaced by what saw the original.
+    let sibling = (v.value.as_ref()).and_then(|v| crate::store::Sibling::decode(v.as_json()));
     log.iter().any(|w| {
-        w.deps.contains(dot)
-            && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
+        let saw = match &sibling {
+            Some(sibling) => sibling.seen_in(&v.dot, &w.deps),
+            None => w.deps.contains(&v.dot),
+        };
+        saw && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
     })
 }
 
