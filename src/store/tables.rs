@@ -46,7 +46,7 @@ use serde_json::value::RawValue;
 
 use crate::causal::{Dot, VectorClock};
 
-use super::value::{Key, Value};
+use super::value::{Key, Value, Version};
 
 /// Longest table name accepted, in characters.
 pub const MAX_TABLE_CHARS: usize = 50;
@@ -295,7 +295,7 @@ pub fn sibling_base(key: &str) -> Option<String> {
 /// The value with which a replica writes `version` of the stored key
 /// `key` again under a dot of its own: a sibling's names the client's
 /// write it carries ([`Sibling::written_again`]); any other is unchanged.
-pub fn value_written_again(key: &Key, version: &super::Version) -> Option<Value> {
+pub fn value_written_again(key: &Key, version: &Version) -> Option<Value> {
     let value = version.value.as_ref()?;
     match kind(key.as_str()) {
         Kind::Data { sibling: true, .. } => {
