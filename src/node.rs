@@ -297,7 +297,7 @@ impl Node {
             )
         };
         if let Some(disk) = &self.disk {
-            disk.flush();
+            disk.flush_soon();
         }
         for effect in effects {
             match (&self.disk, &effect) {

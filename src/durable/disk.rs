@@ -10,9 +10,11 @@
 //!
 //! The committer takes everything staged and commits it to the journal as
 //! one atomic batch, in step order, and writes the journal to the OS. Under
-//! `DURABILITY=os` whoever needs a step durable commits (a request waiting
-//! for its answer, for its own step and every one staged before it), and
-//! the batch is then durable. Under `fsync` the sync thread
+//! `DURABILITY=os` a step's commit is left to a task queued on the HTTP
+//! worker that ran it ([`Disk::flush_soon`]), behind the requests that
+//! worker has ready: one commit then takes the steps of all of them
+//! (group commit, one write to the OS for many steps), and the batch is
+//! durable once written. Under `fsync` the sync thread
 //! ([`super::sync`]) commits and `fdatasync`s the journal, however many
 //! steps were staged while the last sync ran (group commit), so the
 //! replica never waits for the device under its lock. A crash therefore
@@ -228,6 +230,9 @@ pub(super) struct Shared {
     pub(super) syncs: AtomicU64,
     pub(super) wake: Wake,
     on_durable: OnDurable,
+    /// Under `os`: a commit of what is staged is scheduled on a worker
+    /// ([`Disk::flush_soon`]).
+    flush_scheduled: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -330,6 +335,7 @@ impl Disk {
             syncs: AtomicU64::new(0),
             wake: Wake::default(),
             on_durable: OnceLock::new(),
+            flush_scheduled: AtomicBool::new(false),
         });
         let thread = spawn(shared.clone());
         Disk {
@@ -457,23 +463,34 @@ impl Disk {
     /// after a step, once the replica's lock is released (under `fsync`
     /// the sync thread does it).
     pub fn flush(&self) {
+        flush(&self.shared);
+    }
+
+    /// Under `os`: has what is staged committed and written to the OS once
+    /// the HTTP worker running this call has served the requests it has
+    /// ready (a task queued behind them), so that the steps of all those
+    /// requests go out in one write: group commit, as the sync thread does
+    /// under `fsync`. Answers and writes for peers wait until their step is
+    /// durable all the same. Outside a worker, commits at once.
+    pub fn flush_soon(&self) {
         let shared = &self.shared;
-        if shared.mode != Durability::Os {
+        if shared.mode != Durability::Os || shared.durable() >= shared.saved() {
             return;
         }
-        let target = shared.saved();
-        if shared.durable() >= target {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return self.flush();
+        }
+        // One scheduled commit takes every step staged before it starts:
+        // the flag is cleared before it commits, so a step staged while
+        // it is set is in that commit.
+        if shared.flush_scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let handles = shared.committer();
-        if shared.durable() >= target {
-            return;
-        }
-        let last = shared.commit_staged(&handles);
-        if let Err(error) = handles.db.persist(PersistMode::Buffer) {
-            fail_stop(&shared.dir, &error);
-        }
-        shared.made_durable(last);
+        let shared = shared.clone();
+        actix_rt::spawn(async move {
+            shared.flush_scheduled.store(false, Ordering::Release);
+            flush(&shared);
+        });
     }
 
     /// The number of the last step staged (every step is staged before its
@@ -534,6 +551,26 @@ impl Disk {
             let _ = thread.join();
         }
     }
+}
+
+/// See [`Disk::flush`].
+fn flush(shared: &Shared) {
+    if shared.mode != Durability::Os {
+        return;
+    }
+    let target = shared.saved();
+    if shared.durable() >= target {
+        return;
+    }
+    let handles = shared.committer();
+    if shared.durable() >= target {
+        return;
+    }
+    let last = shared.commit_staged(&handles);
+    if let Err(error) = handles.db.persist(PersistMode::Buffer) {
+        fail_stop(&shared.dir, &error);
+    }
+    shared.made_durable(last);
 }
 
 /// Stages the records of the replica's state that changed since the last

@@ -138,7 +138,18 @@ impl Session {
 }
 
 pub fn all_replicas_killed_at_once_mid_load_three_rounds() {
-    let mut cluster = Cluster::start(REPLICAS, Data::Durable);
+    killed_at_once_mid_load_three_rounds(&[]);
+}
+
+/// The same under `DURABILITY=os`: a process killed keeps what it wrote
+/// to the OS, and an answer waits until its write is (a commit shared with
+/// the other requests its worker serves at the same time).
+pub fn all_replicas_killed_at_once_mid_load_three_rounds_under_os() {
+    killed_at_once_mid_load_three_rounds(&[("DURABILITY", "os")]);
+}
+
+fn killed_at_once_mid_load_three_rounds(env: &[(&str, &str)]) {
+    let mut cluster = Cluster::start_with(REPLICAS, Data::Durable, env);
     let addrs = cluster.addrs();
     let ids: Vec<String> = (0..REPLICAS).map(|i| cluster.replica_id(i)).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -293,7 +304,8 @@ pub fn all_replicas_killed_at_once_mid_load_three_rounds() {
     for i in 0..REPLICAS {
         let health = cluster.health(i);
         let durability = &health["durability"];
-        assert_eq!(durability["mode"], json!("fsync"), "{health}");
+        let mode = (env.iter().find(|(k, _)| *k == "DURABILITY")).map_or("fsync", |(_, v)| *v);
+        assert_eq!(durability["mode"], json!(mode), "{health}");
         assert_eq!(
             durability["data-dir"].as_str().map(std::path::Path::new),
             Some(cluster.data_dir(i)),

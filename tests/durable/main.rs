@@ -45,6 +45,10 @@ fn main() -> ExitCode {
             crash::all_replicas_killed_at_once_mid_load_three_rounds,
         ),
         trial(
+            "crash::all_replicas_killed_at_once_mid_load_three_rounds_under_os",
+            crash::all_replicas_killed_at_once_mid_load_three_rounds_under_os,
+        ),
+        trial(
             "recovery::a_wiped_data_dir_comes_back_as_a_new_incarnation_with_every_key",
             recovery::a_wiped_data_dir_comes_back_as_a_new_incarnation_with_every_key,
         ),
