@@ -348,6 +348,10 @@ pub fn spawn(node: Arc<Node>, mut jobs: mpsc::UnboundedReceiver<Job>) {
 /// new one's group; its reply would reach the new one).
 async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request, generation: u64) {
     let kind = request.kind();
+    // What the request tells of this replica (a heartbeat's clock, a
+    // join's) leaves once the steps behind it are durable here, like the
+    // writes sent to peers: a peer never counts on what a crash may undo.
+    let _ = node.settle().await;
     let credentials = Credentials::of(&node);
     if node.generation() != generation {
         return;
