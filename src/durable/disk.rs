@@ -41,11 +41,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::PersistMode;
 use tokio::sync::watch;
 
 use super::codec::encode;
-use super::layout::{clock_key, free_space, Durability, BATCH, DATA, META, REPLICA};
+use super::db::{item, Handles, Item};
+use super::layout::{clock_key, free_space, Durability, BATCH, REPLICA};
 use crate::causal::VectorClock;
 use crate::replica::Replica;
 
@@ -79,66 +80,8 @@ pub(super) fn fail_stop(dir: &Path, error: &dyn std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
-/// A key and its new bytes, or `None` once it is removed.
-pub(super) type Item = (Box<[u8]>, Option<Vec<u8>>);
-
 /// Called with the number of the last durable step when it grows.
 pub(super) type OnDurable = OnceLock<Box<dyn Fn(u64) + Send + Sync>>;
-
-/// The database and its keyspaces.
-pub(super) struct Handles {
-    pub(super) db: Database,
-    pub(super) data: Keyspace,
-    pub(super) meta: Keyspace,
-}
-
-impl Handles {
-    pub(super) fn open(path: &Path) -> fjall::Result<Handles> {
-        // A commit only appends to the journal's buffer: the committer
-        // writes the buffer to the OS (and syncs it, under `fsync`) once
-        // for every step it commits.
-        let db = Database::builder(path)
-            .manual_journal_persist(true)
-            .max_journaling_size(JOURNALS)
-            .open()?;
-        // A smaller write buffer than fjall's 64 MiB: what a restart
-        // replays from the journal is at most this (plus `meta`'s).
-        let data = db.keyspace(DATA, || {
-            KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE)
-        })?;
-        let meta = db.keyspace(META, KeyspaceCreateOptions::default)?;
-        Ok(Handles { db, data, meta })
-    }
-
-    /// Commits changes as one atomic batch: `data`, keys with their new
-    /// version's bytes, and `meta`, records of the replica's state.
-    fn commit<'a>(
-        &self,
-        data: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-        meta: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-    ) -> fjall::Result<()> {
-        let mut write = self.db.batch();
-        let mut add = |keyspace: &Keyspace, (key, value): (&[u8], Option<&[u8]>)| match value {
-            Some(bytes) => write.insert(keyspace, key, bytes),
-            None => write.remove(keyspace, key),
-        };
-        data.into_iter().for_each(|item| add(&self.data, item));
-        meta.into_iter().for_each(|item| add(&self.meta, item));
-        write.commit()
-    }
-}
-
-/// An item as the batch takes it.
-fn item((key, value): &Item) -> (&[u8], Option<&[u8]>) {
-    (key, value.as_deref())
-}
-
-/// The largest write buffer of the `data` keyspace.
-const MEMTABLE: u64 = 16 << 20;
-
-/// Journal bytes kept before the tree must hold what they recorded: disk
-/// use stays within this (plus the tree) whatever the write rate.
-const JOURNALS: u64 = 64 << 20;
 
 /// Changes by key: the last one staged for each.
 type Changes = HashMap<Box<[u8]>, Option<Vec<u8>>>;

@@ -37,6 +37,7 @@
 //! [fjall]: https://docs.rs/fjall
 
 mod codec;
+mod db;
 mod disk;
 mod layout;
 mod open;

@@ -8,7 +8,8 @@ use fjall::PersistMode;
 use tracing::{info, warn};
 
 use super::codec::Decoder;
-use super::disk::{Disk, Handles};
+use super::db::Handles;
+use super::disk::Disk;
 use super::layout::{clock_key, Durability, Run, BATCH, CLOCK, DB, REPLICA, RUN, SYNCED};
 use crate::address::SocketAddress;
 use crate::causal::{ReplicaId, VectorClock};
