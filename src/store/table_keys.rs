@@ -82,11 +82,7 @@ impl Store {
             return Some(false);
         }
         for (i, dot, sibling) in held {
-            let seen = match &sibling {
-                Some(sibling) => sibling.seen_in(&dot, &new.seen),
-                None => new.seen.contains(&dot),
-            };
-            if seen {
+            if Sibling::seen_in_any(sibling.as_ref(), &dot, &new.seen) {
                 self.remove_at(i);
             }
         }
@@ -107,9 +103,8 @@ impl Store {
         let sibling = (version.value.as_ref()).and_then(|v| Sibling::decode(v.as_json()));
         self.registry.siblings_of(&base).iter().any(|&i| {
             let held = self.entry_at(i).value_json().and_then(Sibling::decode);
-            held.is_some_and(|held| match &sibling {
-                Some(sibling) => sibling.seen_in(&version.dot, &held.seen),
-                None => held.seen.contains(&version.dot),
+            held.is_some_and(|held| {
+                Sibling::seen_in_any(sibling.as_ref(), &version.dot, &held.seen)
             })
         })
     }

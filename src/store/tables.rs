@@ -377,6 +377,15 @@ impl Sibling {
         seen.contains(dot) || self.origin.as_ref().is_some_and(|o| seen.contains(o))
     }
 
+    /// [`Sibling::seen_in`] for a stored value that may not be a
+    /// sibling's (`None`): then only its own write, `dot`, counts.
+    pub fn seen_in_any(sibling: Option<&Sibling>, dot: &Dot, seen: &VectorClock) -> bool {
+        match sibling {
+            Some(sibling) => sibling.seen_in(dot, seen),
+            None => seen.contains(dot),
+        }
+    }
+
     /// Reads a sibling's stored value.
     pub fn decode(json: &str) -> Option<Sibling> {
         let parsed: SiblingJson = serde_json::from_str(json).ok()?;

@@ -69,11 +69,8 @@ pub(in crate::replica) fn replaced_sibling(log: &[Logged], key: &Key, v: &Versio
     // A copy a replica wrote again is replaced by what saw the original.
     let sibling = (v.value.as_ref()).and_then(|v| crate::store::Sibling::decode(v.as_json()));
     log.iter().any(|w| {
-        let saw = match &sibling {
-            Some(sibling) => sibling.seen_in(&v.dot, &w.deps),
-            None => w.deps.contains(&v.dot),
-        };
-        saw && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
+        crate::store::Sibling::seen_in_any(sibling.as_ref(), &v.dot, &w.deps)
+            && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
     })
 }
 
