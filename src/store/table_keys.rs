@@ -176,16 +176,22 @@ mod tests {
         store.tables()[0].keys
     }
 
-    #[test]
-    fn a_key_with_siblings_counts_once_while_it_holds_a_value() {
+    /// A store holding table `t`, with siblings, and the base key of its
+    /// key `k`.
+    fn with_sibling_table() -> (Store, Key) {
         let mut store = Store::new();
         let name = TableName::parse("t").unwrap();
         store.apply(
             name.meta_key(),
             version(Table::settings(true, "0"), dot("a", 1), 1),
         );
-        let table = store.table(&name).cloned().unwrap();
-        let base = table.key(&Key::parse("k").unwrap());
+        let base = store.table(&name).unwrap().key(&Key::parse("k").unwrap());
+        (store, base)
+    }
+
+    #[test]
+    fn a_key_with_siblings_counts_once_while_it_holds_a_value() {
+        let (mut store, base) = with_sibling_table();
         let (x, y, z) = (dot("a", 2), dot("b", 1), dot("c", 1));
         assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
         assert!(sibling(&mut store, &base, y.clone(), Some("2"), &[]));
@@ -204,14 +210,7 @@ mod tests {
     /// written again by replica `r` as `again`: `(store, base, x's key,
     /// x, again)`.
     fn written_again() -> (Store, Key, Key, Dot, Dot) {
-        let mut store = Store::new();
-        let name = TableName::parse("t").unwrap();
-        store.apply(
-            name.meta_key(),
-            version(Table::settings(true, "0"), dot("a", 1), 1),
-        );
-        let table = store.table(&name).cloned().unwrap();
-        let base = table.key(&Key::parse("k").unwrap());
+        let (mut store, base) = with_sibling_table();
         let x = dot("a", 2);
         assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
         let key = crate::store::tables::sibling_key(&base, &x);
@@ -262,24 +261,14 @@ mod tests {
     fn a_sibling_written_again_is_not_taken_where_a_write_that_saw_the_original_is_held() {
         let (copier, _, key, x, again) = written_again();
         let copy = copier.get(&key).unwrap();
-        let mut store = Store::new();
-        let name = TableName::parse("t").unwrap();
-        store.apply(
-            name.meta_key(),
-            version(Table::settings(true, "0"), dot("a", 1), 1),
-        );
-        let base = store.table(&name).unwrap().key(&Key::parse("k").unwrap());
+        let (mut store, base) = with_sibling_table();
         // Here the original was replaced by a delete that saw it.
         assert!(sibling(&mut store, &base, x.clone(), Some("1"), &[]));
         assert!(sibling(&mut store, &base, dot("c", 1), None, &[&x]));
         assert!(!store.apply(key.clone(), copy.clone()));
         assert!(store.siblings(&base).iter().all(|e| e.dot() != again));
         // A store that never held either takes the copy.
-        let mut fresh = Store::new();
-        fresh.apply(
-            name.meta_key(),
-            version(Table::settings(true, "0"), dot("a", 1), 1),
-        );
+        let (mut fresh, _) = with_sibling_table();
         assert!(fresh.apply(key, copy));
     }
 
