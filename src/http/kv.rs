@@ -157,6 +157,37 @@ const RELAYED_HEADERS: [&str; 5] = [
     "if-none-match",
 ];
 
+/// Longest a request relayed as often as allowed waits for this node's
+/// shard map to place its key here.
+const MAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `(the key's shard, whether this node serves it now)`, or `None` if the
+/// store is not sharded. A replica of the shard's group serves it; one
+/// still copying the shard's state lets a ready member answer, if the
+/// request may still be relayed.
+fn placed_here(node: &Node, key: &Target, hops: u32) -> Option<(ShardId, bool)> {
+    let cluster = node.cluster()?;
+    let (shard, serves, ready) = node.read_replica(|replica| {
+        let (shard, serves) = cluster.serves(&key.placement(), Some(replica.me().id.group()));
+        (shard, serves, hops >= MAX_HOPS || replica.is_ready())
+    });
+    Some((shard, serves && ready))
+}
+
+/// Waits (polling, at most [`MAP_WAIT`]) until this node's map places
+/// `key` here; whether it does.
+async fn map_catches_up(node: &Node, key: &Target, hops: u32) -> bool {
+    let poll = std::time::Duration::from_millis(20);
+    let deadline = std::time::Instant::now() + MAP_WAIT;
+    while std::time::Instant::now() < deadline {
+        actix_rt::time::sleep(poll).await;
+        if placed_here(node, key, hops).is_some_and(|(_, here)| here) {
+            return true;
+        }
+    }
+    false
+}
+
 /// A sharded store: serves the request here if this node holds the key's
 /// shard, else relays it to a member of that shard.
 async fn sharded(
@@ -169,19 +200,8 @@ async fn sharded(
     let hops = super::relay::hops(req);
     let mut moved = false;
     for _ in 0..3 {
-        let (shard, here) = match node.cluster() {
-            Some(cluster) => {
-                // Served here by a replica of the shard's group; one still
-                // copying the shard's state lets a ready member answer, if
-                // the request may still be relayed.
-                let (shard, serves, ready) = node.read_replica(|replica| {
-                    let (shard, serves) =
-                        cluster.serves(&key.placement(), Some(replica.me().id.group()));
-                    (shard, serves, hops >= MAX_HOPS || replica.is_ready())
-                });
-                (shard, serves && ready)
-            }
-            None => break,
+        let Some((shard, here)) = placed_here(&node, &key, hops) else {
+            break;
         };
         if here {
             match serve_here(
@@ -202,6 +222,12 @@ async fn sharded(
             }
         }
         if hops >= MAX_HOPS {
+            // Relayed here by a node whose map says this one serves the
+            // key: in a reshard, this node's map may be the older one.
+            // Wait for it rather than fail the request.
+            if map_catches_up(&node, &key, hops).await {
+                continue;
+            }
             break;
         }
         let mut headers: Vec<(String, String)> = RELAYED_HEADERS
