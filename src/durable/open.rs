@@ -218,7 +218,10 @@ fn read_state(
         // Its count of its own writes: none it made after was acknowledged
         // or sent (a step's effects wait until the step is on disk).
         let last = read_count(handles, &saved.id);
-        return Ok(Found::Rescue(why, Rescued::of(&store, &saved.id, 0, last)));
+        return Ok(Found::Rescue(
+            why,
+            Rescued::of(&store, &saved.id, |_| 0, last),
+        ));
     }
     let last: Option<Run> = read(RUN)?.and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(last) = last {

@@ -206,11 +206,82 @@ fn a_node_rescues_only_its_writes_no_member_staying_in_its_group_applied() {
     let b_address = b.me().address.clone();
     assert_eq!(
         keys(
-            a.rescued_on_leaving(std::slice::from_ref(&b_address))
+            a.rescued_on_leaving(std::slice::from_ref(&b_address), 0, |_| true)
                 .versions
         ),
         ["k3"]
     );
     // No member stays in the group: every write of its own is rescued.
-    assert_eq!(keys(a.rescued_on_leaving(&[]).versions), ["k1", "k2", "k3"]);
+    assert_eq!(
+        keys(a.rescued_on_leaving(&[], 0, |_| true).versions),
+        ["k1", "k2", "k3"]
+    );
+}
+
+#[test]
+fn a_node_that_took_part_in_the_reshard_rescues_none_of_the_writes_it_handed_off() {
+    // a and b are a group that a reshard breaks up; their keys move to
+    // another shard. a writes k and m; b applies both, then deletes k: a
+    // delete that never reaches a.
+    let (mut a, mut b) = pair();
+    let ctx = CausalContext::empty();
+    a.write(key("k"), value("1"), &ctx).unwrap();
+    a.write(key("m"), value("2"), &ctx).unwrap();
+    deliver_writes(&mut a, &mut b, 10);
+    b.write(key("k"), None, &ctx).unwrap();
+    // The hand-off: both hand over their versions; the new shard keeps
+    // the winner of each key, a key deleted left out (as a node does).
+    let handed_here = a.known().count(&a.me().id);
+    let mut winners: std::collections::BTreeMap<_, crate::store::Version> = Default::default();
+    let mut depends = crate::causal::VectorClock::new();
+    for r in [&a, &b] {
+        let (versions, clock) = r.export(|_| true);
+        for (k, v) in versions {
+            if winners.get(&k).is_none_or(|held| v.supersedes(held)) {
+                winners.insert(k, v);
+            }
+        }
+        depends.merge(&clock);
+    }
+    let taken: Vec<_> = winners
+        .into_iter()
+        .filter(|(_, v)| !v.is_tombstone())
+        .collect();
+    let new_shard = || {
+        let at = addr("10.0.0.3:8085");
+        let mut c = Replica::new(at.clone(), "s2e1.c", &[at], Timing::default(), 0);
+        run(&mut c, 0, 10);
+        assert!(c.is_ready());
+        c.import(taken.clone(), &depends);
+        c
+    };
+    // a leaves its group having taken part: nothing of what it handed
+    // over is rescued, and the deleted value stays deleted.
+    let rescued = a.rescued_on_leaving(&[], handed_here, |_| true);
+    assert!(rescued.versions.is_empty(), "{:?}", rescued.versions);
+    let mut c = new_shard();
+    c.take_rescued(rescued.versions, rescued.writer);
+    assert!(
+        c.store().get(&key("k")).is_none(),
+        "a deleted value came back"
+    );
+    assert_eq!(c.store().get(&key("m")).and_then(|v| v.value), value("2"));
+    // Had it not taken part, its versions would be rescued, and k would
+    // come back where it was deleted: what the count handed over prevents.
+    let rescued = a.rescued_on_leaving(&[], 0, |_| true);
+    let mut c = new_shard();
+    c.take_rescued(rescued.versions, rescued.writer);
+    assert!(c.store().get(&key("k")).is_some());
+    // A write made after the hand-off is still rescued; so are its writes
+    // to keys that stay in the shard (they were not handed over).
+    a.write(key("n"), value("3"), &ctx).unwrap();
+    let keys =
+        |r: Rescued| -> Vec<String> { r.versions.iter().map(|(k, _)| k.to_string()).collect() };
+    assert_eq!(
+        keys(a.rescued_on_leaving(&[], handed_here, |_| true)),
+        ["n"]
+    );
+    let mut staying = keys(a.rescued_on_leaving(&[], handed_here, |_| false));
+    staying.sort();
+    assert_eq!(staying, ["k", "m", "n"]);
 }

@@ -19,12 +19,13 @@ pub struct Rescued {
 
 impl Rescued {
     /// What `id` wrote, as `store` holds it: the versions whose winner is
-    /// one of its writes after its first `held` (those that others are
-    /// known to hold), and its last write, its `last`th.
-    pub fn of(store: &Store, id: &ReplicaId, held: u64, last: u64) -> Rescued {
+    /// one of its writes after its first `held(key)` (those that others
+    /// are known to hold, or to have handed on), and its last write, its
+    /// `last`th.
+    pub fn of(store: &Store, id: &ReplicaId, held: impl Fn(&str) -> u64, last: u64) -> Rescued {
         let versions = store
             .iter()
-            .filter(|entry| entry.dot().replica == *id && entry.dot().counter > held)
+            .filter(|entry| entry.dot().replica == *id && entry.dot().counter > held(entry.key()))
             .map(|entry| (entry.to_key(), entry.to_version()))
             .collect();
         let writer = (last > 0).then(|| Dot::new(id.clone(), last));

@@ -71,15 +71,29 @@ impl Replica {
     /// (the members that stay in its group) is known to have applied, and
     /// its last write. A write such a member applied is that group's: it
     /// holds it, or what replaced it (a delete this replica may not have
-    /// applied yet, whose tombstone may be gone already), and a reshard's
-    /// hand-off moves what it holds.
-    pub fn rescued_on_leaving(&self, staying: &[SocketAddress]) -> Rescued {
+    /// applied yet, whose tombstone may be gone already).
+    ///
+    /// If this replica took part in the reshard, its first `handed_here`
+    /// writes are not rescued either: it handed its versions of the keys
+    /// that `moves` to their new shards, where the winner of each key was
+    /// kept (a key deleted there is absent, and writing its value again
+    /// would bring it back).
+    pub fn rescued_on_leaving(
+        &self,
+        staying: &[SocketAddress],
+        handed_here: u64,
+        moves: impl Fn(&str) -> bool,
+    ) -> Rescued {
         let me = &self.me.id;
-        let held = (self.view.peers().chain(self.view.suspects()))
+        let kept = (self.view.peers().chain(self.view.suspects()))
             .filter(|(address, _)| staying.contains(address))
             .map(|(_, peer)| peer.applied(me))
             .max()
             .unwrap_or(0);
+        let held = |key: &str| match moves(key) {
+            true => kept.max(handed_here),
+            false => kept,
+        };
         Rescued::of(&self.store, me, held, self.known.count(me))
     }
 

@@ -39,6 +39,9 @@ pub struct Cluster {
     /// When the reshard pending was prepared.
     prepared_at: Mutex<Option<Instant>>,
     incoming: Mutex<Incoming>,
+    /// The map version (and its coordinator) this node last handed its
+    /// versions off for, and how many of its own writes it had then.
+    handed_off: Mutex<Option<(u64, String, u64)>>,
     failure_timeout: Duration,
     /// Held by the node while it coordinates a reshard: one at a time.
     pub resharding: tokio::sync::Mutex<()>,
@@ -60,6 +63,7 @@ impl Cluster {
             pending: Mutex::new(None),
             prepared_at: Mutex::new(None),
             incoming: Mutex::new(Incoming::default()),
+            handed_off: Mutex::new(None),
             failure_timeout,
             resharding: tokio::sync::Mutex::new(()),
         }
@@ -264,6 +268,21 @@ impl Cluster {
         Ok(())
     }
 
+    /// Notes that this node handed its versions of the keys that move off
+    /// for the reshard to `map`, having made `own` writes.
+    pub fn note_handed_off(&self, map: &ShardMap, own: u64) {
+        *lock(&self.handed_off) = Some((map.epoch, map.by.clone(), own));
+    }
+
+    /// How many of its own writes this node handed off for the reshard to
+    /// `map` (0 if it took no part in it).
+    pub fn handed_off(&self, map: &ShardMap) -> u64 {
+        match &*lock(&self.handed_off) {
+            Some((epoch, by, own)) if *epoch == map.epoch && *by == map.by => *own,
+            _ => 0,
+        }
+    }
+
     /// Takes the versions handed over for map version `epoch`: the winner
     /// of each key, deleted keys left out (a key deleted in its old shard
     /// is absent in its new one; a tombstone of another group's write
@@ -410,5 +429,22 @@ mod tests {
             cluster.targets(1),
             vec![view[2].clone(), view[1].clone(), view[3].clone()]
         );
+    }
+
+    #[test]
+    fn a_hand_off_is_counted_only_for_the_map_it_was_made_for() {
+        let view = nodes(6);
+        let map = ShardMap::initial(&view, 2);
+        let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+        let live: BTreeSet<_> = view.iter().cloned().collect();
+        let next = map.resharded(3, &live, &view[0]).unwrap();
+        assert_eq!(cluster.handed_off(&next), 0, "no hand-off yet");
+        cluster.note_handed_off(&next, 7);
+        assert_eq!(cluster.handed_off(&next), 7);
+        // The same version by another coordinator, or a later one: none.
+        let rival = map.resharded(3, &live, &view[1]).unwrap();
+        assert_eq!(cluster.handed_off(&rival), 0);
+        let later = next.resharded(2, &live, &view[0]).unwrap();
+        assert_eq!(cluster.handed_off(&later), 0);
     }
 }

@@ -95,7 +95,10 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
                 .find(|s| replica.me().id.group() == Some(s.group.as_str()))
                 .map(|s| s.members.clone())
                 .unwrap_or_default();
-            rescued = replica.rescued_on_leaving(&staying);
+            let (old, new) = (before.layout(), map.layout());
+            rescued = replica.rescued_on_leaving(&staying, cluster.handed_off(&map), |key| {
+                old.shard_of(key) != new.shard_of(key)
+            });
             return Some(new_replica(node, &map, versions, &depends));
         }
         if !versions.is_empty() {

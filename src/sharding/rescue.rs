@@ -4,7 +4,10 @@
 //! its group is known to have applied (see
 //! `Replica::rescued_on_leaving`), sent to a member of each key's shard,
 //! which writes again those that would have won and that it did not apply
-//! itself.
+//! itself. A node that took part in the reshard's hand-off rescues only
+//! its writes made after it: the others reached the keys' new shards with
+//! the hand-off, where a key deleted is left out, and writing its value
+//! again there would bring it back.
 //!
 //! Clients may hold contexts naming those writes under their old names,
 //! which the members of the group the node left will never receive: the

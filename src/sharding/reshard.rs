@@ -207,8 +207,10 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
     }
     let (old, new) = (before.layout(), map.layout());
     // Every shard keeps the tables' own keys: they go to every new shard.
-    let (versions, depends) = node.read_replica(|replica| {
-        replica.export(|key| is_table(key) || old.shard_of(key) != new.shard_of(key))
+    let ((versions, depends), own) = node.read_replica(|replica| {
+        let own = replica.known().count(&replica.me().id);
+        let moving = |key: &str| is_table(key) || old.shard_of(key) != new.shard_of(key);
+        (replica.export(moving), own)
     });
     let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
     for (key, version) in versions {
@@ -260,6 +262,10 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
             }
         }
     }
+    // Its writes so far reached the keys' new shards (or, for the keys
+    // that stay, the members that stay): none is left to rescue should it
+    // leave its group (see `Replica::rescued_on_leaving`).
+    cluster.note_handed_off(&map, own);
     node.metrics.shards.handed_off.inc_by(moved as u64);
     info!(
         epoch = map.epoch,

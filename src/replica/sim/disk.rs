@@ -29,7 +29,7 @@ impl Sim {
             // next incarnation writes them again once ready.
             let me = node.replica.me().id.clone();
             let last = node.replica.known().count(&me);
-            let own = crate::replica::Rescued::of(node.replica.store(), &me, 0, last);
+            let own = crate::replica::Rescued::of(node.replica.store(), &me, |_| 0, last);
             self.rescues.insert(i, own);
             self.lost.insert(me);
         }
