@@ -243,33 +243,45 @@ fn a_node_that_took_part_in_the_reshard_rescues_none_of_the_writes_it_handed_off
         }
         depends.merge(&clock);
     }
-    let taken: Vec<_> = winners
-        .into_iter()
-        .filter(|(_, v)| !v.is_tombstone())
-        .collect();
-    let new_shard = || {
+    let (deleted, taken): (Vec<_>, Vec<_>) =
+        winners.into_iter().partition(|(_, v)| v.is_tombstone());
+    let new_shard = |remembers_deletes: bool| {
         let at = addr("10.0.0.3:8085");
         let mut c = Replica::new(at.clone(), "s2e1.c", &[at], Timing::default(), 0);
         run(&mut c, 0, 10);
         assert!(c.is_ready());
         c.import(taken.clone(), &depends);
+        if remembers_deletes {
+            c.note_handed_deletes(deleted.clone(), 10);
+        }
         c
     };
     // a leaves its group having taken part: nothing of what it handed
     // over is rescued, and the deleted value stays deleted.
     let rescued = a.rescued_on_leaving(&[], handed_here, |_| true);
     assert!(rescued.versions.is_empty(), "{:?}", rescued.versions);
-    let mut c = new_shard();
+    let mut c = new_shard(true);
     c.take_rescued(rescued.versions, rescued.writer);
     assert!(
         c.store().get(&key("k")).is_none(),
         "a deleted value came back"
     );
     assert_eq!(c.store().get(&key("m")).and_then(|v| v.value), value("2"));
-    // Had it not taken part, its versions would be rescued, and k would
-    // come back where it was deleted: what the count handed over prevents.
+    // Had it been cut off instead, it would rescue its versions: the new
+    // shard, remembering that k was handed over deleted, writes none again.
     let rescued = a.rescued_on_leaving(&[], 0, |_| true);
-    let mut c = new_shard();
+    assert_eq!(rescued.versions.len(), 2);
+    let mut c = new_shard(true);
+    assert_eq!(
+        c.take_rescued(rescued.versions.clone(), rescued.writer.clone()),
+        0
+    );
+    assert!(
+        c.store().get(&key("k")).is_none(),
+        "a deleted value came back"
+    );
+    // Either guard alone keeps k deleted; without both, it comes back.
+    let mut c = new_shard(false);
     c.take_rescued(rescued.versions, rescued.writer);
     assert!(c.store().get(&key("k")).is_some());
     // A write made after the hand-off is still rescued; so are its writes
@@ -284,4 +296,27 @@ fn a_node_that_took_part_in_the_reshard_rescues_none_of_the_writes_it_handed_off
     let mut staying = keys(a.rescued_on_leaving(&[], handed_here, |_| false));
     staying.sort();
     assert_eq!(staying, ["k", "m", "n"]);
+}
+
+#[test]
+fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
+    let (mut a, _) = pair();
+    let (deleter, left) = (
+        ReplicaId::new("10.0.0.8:8085", "s3e1.d"),
+        ReplicaId::new("10.0.0.9:8085", "s3e1.l"),
+    );
+    let delete = crate::store::Version {
+        value: None,
+        dot: Dot::new(deleter, 5),
+        lamport: 105,
+    };
+    a.note_handed_deletes(vec![(key("k"), delete)], 0);
+    // A value the delete saw (it ranks below it) is not written again...
+    let rescued = || vec![(key("k"), written_by(&left, "1", 1))];
+    assert_eq!(a.take_rescued(rescued(), None), 0);
+    assert!(a.store().get(&key("k")).is_none());
+    // ...until the record is dropped, at the next reshard after the time.
+    a.note_handed_deletes(Vec::new(), reshard::HANDED_DELETES_KEPT + 1);
+    assert_eq!(a.take_rescued(rescued(), None), 1);
+    assert_eq!(a.store().get(&key("k")).and_then(|v| v.value), value("1"));
 }

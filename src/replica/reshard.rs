@@ -16,6 +16,13 @@ use crate::store::{Key, Version};
 
 use super::rescued::Rescued;
 use super::state::Replica;
+use super::timing::Millis;
+
+/// How long the keys a reshard handed over deleted are remembered (see
+/// [`Replica::note_handed_deletes`]): a node cut off during a reshard for
+/// longer than this may bring back, when it returns, a value deleted
+/// meanwhile.
+pub const HANDED_DELETES_KEPT: Millis = 60 * 60 * 1000;
 
 impl Replica {
     /// The versions (tombstones included) of every key `moving` names,
@@ -97,10 +104,27 @@ impl Replica {
         Rescued::of(&self.store, me, held, self.known.count(me))
     }
 
+    /// Remembers the keys a reshard handed over deleted, with their
+    /// tombstones (not stored: see `Cluster::take_incoming`), for
+    /// an hour (`HANDED_DELETES_KEPT`): a version of such a key, rescued from a
+    /// node cut off during the reshard, is written again only if it beats
+    /// the delete, which it does not if the delete saw it (see
+    /// [`Replica::take_rescued`]).
+    pub fn note_handed_deletes(&mut self, deleted: Vec<(Key, Version)>, now: Millis) {
+        (self.handed_deletes).retain(|_, (_, at)| now.saturating_sub(*at) < HANDED_DELETES_KEPT);
+        for (key, version) in deleted {
+            match self.handed_deletes.get(&key) {
+                Some((held, _)) if !version.supersedes(held) => {}
+                _ => _ = self.handed_deletes.insert(key, (version, now)),
+            }
+        }
+    }
+
     /// Takes in versions rescued from a node that left its group: each that
     /// beats the version held here by the conflict rule (it would have won
     /// had it arrived) is written again as this replica's own, so that it
-    /// spreads like a new write; returns how many were.
+    /// spreads like a new write; returns how many were. A key a reshard
+    /// handed over deleted counts as holding its tombstone.
     ///
     /// `writer` names the node's last write in the group it left. Its
     /// writes up to there that did not reach this group are now written
@@ -118,7 +142,8 @@ impl Replica {
             // written again.
             .filter(|(_, version)| !self.known.applied_here(&version.dot))
             .filter(|(key, version)| {
-                let current = self.store.get(key);
+                let handed = || self.handed_deletes.get(key).map(|(v, _)| v.clone());
+                let current = self.store.get(key).or_else(handed);
                 let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
                 let deletes_nothing =
                     version.is_tombstone() && current.as_ref().is_none_or(Version::is_tombstone);

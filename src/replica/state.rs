@@ -79,6 +79,9 @@ pub struct Replica {
     /// Writes rescued here, that the next write issued carries the count
     /// of (see [`crate::replica::Write::covers`]).
     pub(super) to_cover: super::rescued::ToCover,
+    /// The keys reshards handed over deleted, with their tombstones and
+    /// when (see [`Replica::note_handed_deletes`]).
+    pub(super) handed_deletes: std::collections::HashMap<Key, (Version, Millis)>,
     /// The peers that refused this replica as removed from the view (or
     /// decided its removal) and did not hear it since, with when they last
     /// did: while there is one, no client is served (see
@@ -210,6 +213,7 @@ impl Replica {
             draining: false,
             to_rescue: Default::default(),
             to_cover: Default::default(),
+            handed_deletes: Default::default(),
             removed_by: BTreeMap::new(),
             dns: false,
             outbox: Vec::new(),

@@ -286,20 +286,29 @@ impl Cluster {
     /// Takes the versions handed over for map version `epoch`: the winner
     /// of each key, deleted keys left out (a key deleted in its old shard
     /// is absent in its new one; a tombstone of another group's write
-    /// would never be collected here).
-    pub fn take_incoming(&self, epoch: u64) -> (Vec<(Key, Version)>, VectorClock) {
+    /// would never be collected here), with what they may depend on; and,
+    /// apart, the tombstones of the deleted keys.
+    pub fn take_incoming(&self, epoch: u64) -> Handed {
         let mut incoming = lock(&self.incoming);
         if incoming.epoch != epoch {
-            return (Vec::new(), VectorClock::new());
+            return Handed::default();
         }
         let taken = std::mem::take(&mut *incoming);
-        let live = taken
-            .versions
-            .into_iter()
-            .filter(|(_, v)| !v.is_tombstone())
-            .collect();
-        (live, taken.depends)
+        let (deleted, live) = (taken.versions.into_iter()).partition(|(_, v)| v.is_tombstone());
+        Handed {
+            live,
+            depends: taken.depends,
+            deleted,
+        }
     }
+}
+
+/// What a reshard handed a node over (see [`Cluster::take_incoming`]).
+#[derive(Debug, Default)]
+pub struct Handed {
+    pub live: Vec<(Key, Version)>,
+    pub depends: VectorClock,
+    pub deleted: Vec<(Key, Version)>,
 }
 
 #[cfg(test)]
@@ -374,7 +383,7 @@ mod tests {
         };
         let handed = vec![(gone.clone(), version(2, "y")), (gone, deleted)];
         cluster.receive(next.epoch, handed, &none).unwrap();
-        let (versions, _) = cluster.take_incoming(next.epoch);
+        let versions = cluster.take_incoming(next.epoch).live;
         assert_eq!(versions, vec![(key, version(5, "new"))]);
     }
 

@@ -5,12 +5,11 @@
 use tracing::info;
 
 use crate::address::SocketAddress;
-use crate::causal::VectorClock;
 use crate::node::Node;
-use crate::replica::{Replica, Rescued};
+use crate::replica::{Millis, Replica, Rescued};
+use crate::shard::cluster::Handed;
 use crate::shard::ShardMap;
 use crate::store::tables::is_table;
-use crate::store::{Key, Version};
 
 /// The group name of a node placed in no shard: it replicates with no one.
 const UNPLACED: &str = "unplaced";
@@ -40,13 +39,8 @@ fn placement_of(map: &ShardMap, me: &SocketAddress) -> (String, Vec<SocketAddres
     }
 }
 
-/// A new replica for `node` under `map`, holding `versions`.
-fn new_replica(
-    node: &Node,
-    map: &ShardMap,
-    versions: Vec<(Key, Version)>,
-    depends: &VectorClock,
-) -> Replica {
+/// A new replica for `node` under `map`, holding what was handed over.
+fn new_replica(node: &Node, map: &ShardMap, handed: Handed, now: Millis) -> Replica {
     let me = &node.config.socket_address;
     let (incarnation, members) = placement_of(map, me);
     let mut replica = Replica::new(
@@ -56,10 +50,16 @@ fn new_replica(
         node.config.timing.clone(),
         node.now(),
     );
-    if !versions.is_empty() {
-        replica.import(versions, depends);
-    }
+    take_in(&mut replica, handed, now);
     replica
+}
+
+/// Merges what a reshard handed over into `replica`.
+fn take_in(replica: &mut Replica, handed: Handed, now: Millis) {
+    if !handed.live.is_empty() {
+        replica.import(handed.live, &handed.depends);
+    }
+    replica.note_handed_deletes(handed.deleted, now);
 }
 
 /// Whether this node's replica is the one its shard's group needs now.
@@ -86,10 +86,10 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
             return None;
         }
         adopted = true;
-        let (versions, depends) = cluster.take_incoming(map.epoch);
+        let handed = cluster.take_incoming(map.epoch);
         let group = group_of(&map, &me);
         if replica.me().id.group() != Some(group.as_str()) {
-            info!(epoch = map.epoch, %group, keys = versions.len(), "this node changes shard group");
+            info!(epoch = map.epoch, %group, keys = handed.live.len(), "this node changes shard group");
             // The members that stay in the group it leaves, if it goes on.
             let staying = (map.shards.values())
                 .find(|s| replica.me().id.group() == Some(s.group.as_str()))
@@ -99,11 +99,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
             rescued = replica.rescued_on_leaving(&staying, cluster.handed_off(&map), |key| {
                 old.shard_of(key) != new.shard_of(key)
             });
-            return Some(new_replica(node, &map, versions, &depends));
+            return Some(new_replica(node, &map, handed, now));
         }
-        if !versions.is_empty() {
-            replica.import(versions, &depends);
-        }
+        take_in(replica, handed, now);
         let mine = map.shard_of_node(&me)?;
         if before.count() != map.count() {
             let layout = map.layout();
