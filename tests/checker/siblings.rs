@@ -404,3 +404,33 @@ fn sibling_histories_keep_their_fields_in_json() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_sibling_written_again_by_a_new_incarnation_may_be_replaced_by_a_write_that_saw_it() {
+    // r1 wrote b, then set its state aside on a restart and came back as
+    // r1b, which wrote b again as its own. Session 2 learned a later write
+    // of r1b (of another key) and then wrote k: it may have seen the copy.
+    let history = |saw_the_new_incarnation: bool| {
+        let mut h = Sib::new();
+        h.put(0, 0, "k", "a");
+        let b = h.put(1, 1, "k", "b");
+        h.b.restart_set_aside(1, "r1", "r1b");
+        if saw_the_new_incarnation {
+            h.learn(
+                2,
+                &Dot {
+                    id: "r1b".into(),
+                    n: 7,
+                },
+            );
+        }
+        h.put(2, 0, "k", "c");
+        h.finals(&ALL, "k", &["a", "c"]);
+        (h.check(), b)
+    };
+    let (report, _) = history(true);
+    expect_clean(&report);
+    // A write that cannot have seen it leaves b missing: still caught.
+    let (report, b) = history(false);
+    expect_only(&report, AnomalyKind::LostWrite, &[b]);
+}

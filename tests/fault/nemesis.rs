@@ -199,11 +199,12 @@ async fn drive(
         frame::keep_history(&mut stage, &history);
     }
     // Restarts that kept the state (or not) and the identity (or not).
-    let restarts = |kept: bool, same: bool| {
+    let restarts = |kept: bool, same: bool, set_aside: bool| {
         history
             .restarts
             .iter()
             .filter(|r| r.kept_state == kept && (r.before == r.after) == same)
+            .filter(|r| r.set_aside == set_aside)
             .count()
     };
     let mut summary = String::new();
@@ -215,13 +216,14 @@ async fn drive(
     );
     let _ = writeln!(
         summary,
-        "faults of replicas with disks: every replica crashed at once {} time(s), a disk lost {} time(s); identities checked on {} restart(s): {} kept on a kept disk, {} new after a lost one, {} WRONG; probe writes:\n{}",
+        "faults of replicas with disks: every replica crashed at once {} time(s), a disk lost {} time(s); identities checked on {} restart(s): {} kept on a kept disk, {} new after a lost one, {} new after a state set aside, {} WRONG; probe writes:\n{}",
         stage.log.matches("CRASH EVERY REPLICA AT ONCE").count(),
         stage.log.matches("LOSE A REPLICA'S DISK:").count(),
         history.restarts.len(),
-        restarts(true, true),
-        restarts(false, false),
-        restarts(true, false) + restarts(false, true),
+        restarts(true, true, false),
+        restarts(false, false, false),
+        restarts(true, false, true),
+        restarts(true, false, false) + restarts(false, true, false) + restarts(true, true, true),
         durability::outcomes(&probes, &history.final_reads)
     );
     frame::converged_lines(

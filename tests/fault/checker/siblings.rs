@@ -15,7 +15,12 @@
 //!   dots of the values it returns, not what they depended on, so hb
 //!   (which is transitive) does not say what a context names.
 //! * W *may have seen* w: C_W covers w's dot; without them, W was sent
-//!   after w was and hb does not put W before w.
+//!   after w was and hb does not put W before w. A replica that set its
+//!   state aside on a restart ([`Restart::set_aside`](super::Restart))
+//!   writes its former incarnation's values again under dots of its new
+//!   one, which a write removes as it removes the original (it saw the
+//!   copy): W may have seen such a w when C_W names the new incarnation at
+//!   all (which of its dots the copy has, the history does not say).
 //!
 //! A replica serves a read only once it has applied the read's context:
 //! write w is *applied* at read r's replica when r's context covers w's
@@ -140,10 +145,26 @@ impl Ctx<'_> {
     fn may_have_seen(&self, a: usize, w: u32) -> bool {
         let (aop, wop) = (&self.h.ops[a], self.op(w));
         if let (Some(sent), Some(dot)) = (&aop.sent, &wop.dot) {
-            return dot.covered_by(sent);
+            // A copy of `w` written again by a later incarnation is removed
+            // by a write that saw it as `w` is; which of that incarnation's
+            // writes the copy is, the history does not say.
+            let copied_by = self.written_again_by(&dot.id);
+            return dot.covered_by(sent) || copied_by.is_some_and(|id| sent.contains_key(id));
         }
         let an = self.node_of_op[a];
         aop.invoked_us > wop.invoked_us && (an == NONE || !self.lt(an, w))
+    }
+
+    /// The incarnation that wrote the writes of incarnation `id` again, if
+    /// one did: a replica stopped while merging a member's copy set its
+    /// state aside and came back as a new incarnation, which writes its
+    /// former one's writes again as its own ([`Restart::set_aside`]).
+    ///
+    /// [`Restart::set_aside`]: super::Restart::set_aside
+    fn written_again_by(&self, id: &str) -> Option<&str> {
+        (self.h.restarts.iter())
+            .find(|r| r.set_aside && r.before == id && r.after != id)
+            .map(|r| r.after.as_str())
     }
 
     /// Write node `w` was applied at the replica that served read `r`
