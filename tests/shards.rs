@@ -840,3 +840,53 @@ async fn a_member_gives_its_state_only_to_a_node_whose_map_it_holds() {
     let same = page("1").await;
     assert_eq!(same.status, 400, "{same:?}");
 }
+
+/// A request relayed as often as allowed reaches a node whose shard map
+/// does not place its key there. In a reshard, that node's map may be the
+/// older one (the relaying node's placed the key there), so it waits for
+/// its map to catch up and then serves the request; with no reshard
+/// coming, it fails once the wait is over (503, not a hang).
+#[actix_web::test]
+async fn a_request_relayed_twice_waits_for_a_lagging_map_instead_of_failing() {
+    let c = Options::default().env("SHARD_COUNT", 2).start(4).await;
+    wait_view_size(&c, &[0, 1, 2, 3], 4).await;
+    let here = node_shard(&c, 0).await;
+    let mut elsewhere = None;
+    for n in 0..100 {
+        let key = format!("k{n}");
+        let r = put(&c, 0, &key, json!(n), &json!("")).await;
+        if r.body["shard-id"] != here {
+            elsewhere = Some((key, json!(n), r.ctx()));
+            break;
+        }
+    }
+    let (key, value, ctx) = elsewhere.expect("a key of the other shard among 100");
+    // As the second relay of the request would send it.
+    let get = || {
+        let path = format!("/key-value-store/{key}");
+        let body = Body::Json(json!({ "causal-metadata": ctx }));
+        let c = &c;
+        async move {
+            c.request(0, Method::GET, &path, &[("x-causalkv-hops", "2")], body)
+                .await
+        }
+    };
+    let start = std::time::Instant::now();
+    let r = get().await;
+    assert_eq!(r.status, 503, "no map change came: {r:?}");
+    r.assert_json();
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "it waited for the map first ({:?})",
+        start.elapsed()
+    );
+    // A reshard to one shard places every key at node 0 while it waits.
+    let later = async {
+        tokio_sleep(Duration::from_millis(300)).await;
+        reshard(&c, 1, 1).await
+    };
+    let (r, resharded) = futures_util::future::join(get(), later).await;
+    assert_eq!(resharded.status, 200, "{resharded:?}");
+    assert_eq!(r.status, 200, "served once the map placed the key: {r:?}");
+    assert_eq!(r.body["value"], value, "{r:?}");
+}
