@@ -214,6 +214,9 @@ impl Cluster {
             *pending = None;
             *self.prepared_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *lock(&self.incoming) = Incoming::default();
+            // What it handed off was dropped where it went: a reshard to a
+            // map of the same version (tried again) hands it off anew.
+            *lock(&self.handed_off) = None;
         }
     }
 
@@ -450,6 +453,11 @@ mod tests {
         assert_eq!(cluster.handed_off(&next), 0, "no hand-off yet");
         cluster.note_handed_off(&next, 7);
         assert_eq!(cluster.handed_off(&next), 7);
+        // Given up, the reshard's hand-off no longer counts.
+        cluster.prepare(next.clone()).unwrap();
+        cluster.abort(&next);
+        assert_eq!(cluster.handed_off(&next), 0);
+        cluster.note_handed_off(&next, 7);
         // The same version by another coordinator, or a later one: none.
         let rival = map.resharded(3, &live, &view[1]).unwrap();
         assert_eq!(cluster.handed_off(&rival), 0);
