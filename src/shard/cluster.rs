@@ -131,7 +131,12 @@ impl Cluster {
 
     /// Records an answer from `node`.
     pub fn heard(&self, node: &SocketAddress) {
-        lock(&self.seen).insert(node.clone(), Instant::now());
+        let now = Instant::now();
+        let mut seen = lock(&self.seen);
+        match seen.get_mut(node) {
+            Some(at) => *at = now,
+            None => _ = seen.insert(node.clone(), now),
+        }
     }
 
     /// Whether `node` answered within the failure timeout (this node

@@ -70,19 +70,19 @@ pub async fn relay(
     deadline: Duration,
 ) -> Answer {
     let pipe = PIPES.with(|pipes| {
-        pipes
-            .borrow_mut()
-            .entry(to.clone())
-            .or_insert_with(|| {
-                Rc::new(Pipe {
-                    to: to.clone(),
-                    token: token.map(str::to_string),
-                    deadline,
-                    queue: RefCell::default(),
-                    senders: Cell::new(0),
-                })
-            })
-            .clone()
+        let mut pipes = pipes.borrow_mut();
+        if let Some(pipe) = pipes.get(to) {
+            return pipe.clone();
+        }
+        let pipe = Rc::new(Pipe {
+            to: to.clone(),
+            token: token.map(str::to_string),
+            deadline,
+            queue: RefCell::default(),
+            senders: Cell::new(0),
+        });
+        pipes.insert(to.clone(), pipe.clone());
+        pipe
     });
     let (reply, answer) = oneshot::channel();
     pipe.queue
