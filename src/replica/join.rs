@@ -161,13 +161,45 @@ impl Replica {
     fn hear_join(&mut self, from: &Member, now: Millis) -> Heard {
         let previous = self.view.peer(&from.address).and_then(|p| p.id.clone());
         let heard = self.view.hear_from(from, now);
-        if previous.is_some_and(|id| id != from.id) && heard != Heard::Evicted {
+        if heard == Heard::Evicted {
+            return heard;
+        }
+        if previous.is_some_and(|id| id != from.id) {
             info!(peer = %from.address, id = %from.id, "replica restarted as a new incarnation");
             self.outbox.push(Effect::DropQueue {
                 peer: from.address.clone(),
             });
         }
+        self.note_ended_before(from);
         heard
+    }
+
+    /// Notes that every other incarnation of this group that this replica
+    /// counts at `from`'s address ended: `from` joined there after them.
+    /// The view forgets an incarnation as soon as its address leaves the
+    /// view (the shard map moved it, an operator removed it), so the fact
+    /// is written down here: the incarnation's retirement, now or later,
+    /// says it ended, and the other shard groups then stop naming its
+    /// writes that never reached this group (lost with it) in what they
+    /// answer.
+    fn note_ended_before(&mut self, from: &Member) {
+        let address = from.address.as_str();
+        let at_address = |id: &ReplicaId| {
+            id.address() == address && *id != from.id && !self.known.is_foreign(id)
+        };
+        let counted: Vec<ReplicaId> = (self.known.clock().iter().map(|(id, _)| id))
+            .filter(|id| at_address(id) && !self.known.is_retired(id))
+            .cloned()
+            .collect();
+        let retired: Vec<Retired> = (self.known.retired())
+            .filter(|(id, r)| !r.ended && at_address(id) && self.known.is_retired(id))
+            .collect();
+        for id in counted {
+            self.told_gone.insert(id, true);
+        }
+        for (id, r) in retired {
+            self.known.retire(&id, Retirement { ended: true, ..r });
+        }
     }
 
     /// A join this replica sent was answered (or failed).

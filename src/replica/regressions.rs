@@ -2,7 +2,7 @@
 //! test that showed it: hand-wired replicas, every message delivered (or
 //! not) by the test.
 
-use super::tests::{addr, exchange, heartbeat, key, value};
+use super::tests::{addr, exchange, heartbeat, key, run, value};
 use super::*;
 use crate::causal::Dot;
 
@@ -412,4 +412,64 @@ fn a_running_replica_that_is_copying_gives_its_state_to_running_ones_only() {
         }
     );
     assert!(refused, "a starting replica got the state of one not ready");
+}
+
+/// C crashes; C2 joins A at C's address; then the shard map moves the
+/// address out of A's group before C is retired. C's retirement must
+/// still say it ended, so that the other groups stop naming C's writes
+/// that never reached A's group (lost with it) in what they answer.
+#[test]
+fn an_incarnation_replaced_at_its_address_is_retired_as_ended_after_the_address_left() {
+    let [mut a, mut b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let c_member = c.me().clone();
+    c.write(key("k"), value("1"), &empty).unwrap();
+    let first = writes_of(&mut c);
+    hand(&c_member, first.clone(), &mut a, 10);
+    hand(&c_member, first, &mut b, 10);
+    drop(c);
+    let view = [a.me().address.clone(), c_member.address.clone()];
+    let c2 = Replica::new(c_member.address.clone(), "c2", &view, Timing::default(), 20);
+    assert!(matches!(
+        a.handle(c2.join_request(), 20),
+        Reply::Join { .. }
+    ));
+    assert!(a.leave_out(c_member.address.clone(), 30));
+    heartbeat(&b, &mut a, 40);
+    run(&mut a, 50, 200);
+    assert!(a.known().is_retired(&c_member.id), "A retired C");
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, true));
+}
+
+/// The same, with C retired first (its address left the view): a join of
+/// C2 heard later still marks the record ended.
+#[test]
+fn a_retired_incarnation_replaced_at_its_address_is_marked_ended() {
+    let [mut a, mut b, mut c] = trio();
+    let empty = CausalContext::empty();
+    let c_member = c.me().clone();
+    c.write(key("k"), value("1"), &empty).unwrap();
+    let first = writes_of(&mut c);
+    hand(&c_member, first.clone(), &mut a, 10);
+    hand(&c_member, first, &mut b, 10);
+    drop(c);
+    assert!(a.leave_out(c_member.address.clone(), 30));
+    heartbeat(&b, &mut a, 40);
+    run(&mut a, 50, 200);
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, false));
+    // C's address is placed in A's group again; C2 joins.
+    a.allow(&c_member.address);
+    let view = [a.me().address.clone(), c_member.address.clone()];
+    let c2 = Replica::new(
+        c_member.address.clone(),
+        "c2",
+        &view,
+        Timing::default(),
+        300,
+    );
+    a.handle(c2.join_request(), 300);
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, true));
 }
