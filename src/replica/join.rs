@@ -188,7 +188,7 @@ impl Replica {
             id.address() == address && *id != from.id && !self.known.is_foreign(id)
         };
         let counted: Vec<ReplicaId> = (self.known.clock().iter().map(|(id, _)| id))
-            .filter(|id| at_address(id) && !self.known.is_retired(id))
+            .filter(|id| at_address(id))
             .cloned()
             .collect();
         let retired: Vec<Retired> = (self.known.retired())

@@ -414,20 +414,26 @@ fn a_running_replica_that_is_copying_gives_its_state_to_running_ones_only() {
     assert!(refused, "a starting replica got the state of one not ready");
 }
 
+/// A, B and C, where C wrote once (both others applied it) and crashed:
+/// A, B, and the member C was.
+fn trio_whose_c_wrote_once_and_crashed() -> (Replica, Replica, Member) {
+    let [mut a, mut b, mut c] = trio();
+    let c_member = c.me().clone();
+    c.write(key("k"), value("1"), &CausalContext::empty())
+        .unwrap();
+    let first = writes_of(&mut c);
+    hand(&c_member, first.clone(), &mut a, 10);
+    hand(&c_member, first, &mut b, 10);
+    (a, b, c_member)
+}
+
 /// C crashes; C2 joins A at C's address; then the shard map moves the
 /// address out of A's group before C is retired. C's retirement must
 /// still say it ended, so that the other groups stop naming C's writes
 /// that never reached A's group (lost with it) in what they answer.
 #[test]
 fn an_incarnation_replaced_at_its_address_is_retired_as_ended_after_the_address_left() {
-    let [mut a, mut b, mut c] = trio();
-    let empty = CausalContext::empty();
-    let c_member = c.me().clone();
-    c.write(key("k"), value("1"), &empty).unwrap();
-    let first = writes_of(&mut c);
-    hand(&c_member, first.clone(), &mut a, 10);
-    hand(&c_member, first, &mut b, 10);
-    drop(c);
+    let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
     let view = [a.me().address.clone(), c_member.address.clone()];
     let c2 = Replica::new(c_member.address.clone(), "c2", &view, Timing::default(), 20);
     assert!(matches!(
@@ -446,14 +452,7 @@ fn an_incarnation_replaced_at_its_address_is_retired_as_ended_after_the_address_
 /// C2 heard later still marks the record ended.
 #[test]
 fn a_retired_incarnation_replaced_at_its_address_is_marked_ended() {
-    let [mut a, mut b, mut c] = trio();
-    let empty = CausalContext::empty();
-    let c_member = c.me().clone();
-    c.write(key("k"), value("1"), &empty).unwrap();
-    let first = writes_of(&mut c);
-    hand(&c_member, first.clone(), &mut a, 10);
-    hand(&c_member, first, &mut b, 10);
-    drop(c);
+    let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
     assert!(a.leave_out(c_member.address.clone(), 30));
     heartbeat(&b, &mut a, 40);
     run(&mut a, 50, 200);

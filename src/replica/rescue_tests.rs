@@ -188,6 +188,15 @@ fn a_rescued_version_of_a_write_applied_here_is_never_written_again() {
     );
 }
 
+/// The keys of the versions `rescued` holds, sorted.
+fn rescued_keys(rescued: Rescued) -> Vec<String> {
+    let mut keys: Vec<String> = (rescued.versions.iter())
+        .map(|(k, _)| k.to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
 #[test]
 fn a_node_rescues_only_its_writes_no_member_staying_in_its_group_applied() {
     let (mut a, mut b) = pair();
@@ -198,22 +207,14 @@ fn a_node_rescues_only_its_writes_no_member_staying_in_its_group_applied() {
     // b tells a what it applied; a's next write never reaches it.
     heartbeat(&b, &mut a, 20);
     a.write(key("k3"), value("3"), &ctx).unwrap();
-    let keys = |versions: Vec<(crate::store::Key, crate::store::Version)>| {
-        let mut keys: Vec<String> = versions.into_iter().map(|(k, _)| k.to_string()).collect();
-        keys.sort();
-        keys
-    };
     let b_address = b.me().address.clone();
     assert_eq!(
-        keys(
-            a.rescued_on_leaving(std::slice::from_ref(&b_address), 0, |_| true)
-                .versions
-        ),
+        rescued_keys(a.rescued_on_leaving(std::slice::from_ref(&b_address), 0, |_| true)),
         ["k3"]
     );
     // No member stays in the group: every write of its own is rescued.
     assert_eq!(
-        keys(a.rescued_on_leaving(&[], 0, |_| true).versions),
+        rescued_keys(a.rescued_on_leaving(&[], 0, |_| true)),
         ["k1", "k2", "k3"]
     );
 }
@@ -287,15 +288,14 @@ fn a_node_that_took_part_in_the_reshard_rescues_none_of_the_writes_it_handed_off
     // A write made after the hand-off is still rescued; so are its writes
     // to keys that stay in the shard (they were not handed over).
     a.write(key("n"), value("3"), &ctx).unwrap();
-    let keys =
-        |r: Rescued| -> Vec<String> { r.versions.iter().map(|(k, _)| k.to_string()).collect() };
     assert_eq!(
-        keys(a.rescued_on_leaving(&[], handed_here, |_| true)),
+        rescued_keys(a.rescued_on_leaving(&[], handed_here, |_| true)),
         ["n"]
     );
-    let mut staying = keys(a.rescued_on_leaving(&[], handed_here, |_| false));
-    staying.sort();
-    assert_eq!(staying, ["k", "m", "n"]);
+    assert_eq!(
+        rescued_keys(a.rescued_on_leaving(&[], handed_here, |_| false)),
+        ["k", "m", "n"]
+    );
 }
 
 #[test]
