@@ -3,6 +3,7 @@
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::timing::Millis;
 use crate::address::SocketAddress;
 use crate::causal::{Causal, Dot, ReplicaId, Retired, VectorClock};
 use crate::store::{Image, Key, Value, Version};
@@ -313,6 +314,11 @@ pub struct Start {
     /// may depend on in other shards.
     #[serde(default, skip_serializing_if = "VectorClock::is_empty")]
     pub foreign: VectorClock,
+    /// The keys reshards handed over to the sender's group deleted, with
+    /// their tombstones and how long ago (ms) the sender noted each (see
+    /// `Replica::note_handed_deletes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handed_deletes: Vec<(Key, Version, Millis)>,
 }
 
 /// Why a replica refused a request.

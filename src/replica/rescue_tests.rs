@@ -320,3 +320,51 @@ fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
     assert_eq!(a.take_rescued(rescued(), None), 1);
     assert_eq!(a.store().get(&key("k")).and_then(|v| v.value), value("1"));
 }
+
+#[test]
+fn a_member_that_joins_after_a_reshard_takes_the_deletes_it_handed_over() {
+    let (mut a, mut b) = pair();
+    let (deleter, left) = (
+        ReplicaId::new("10.0.0.8:8085", "s3e1.d"),
+        ReplicaId::new("10.0.0.9:8085", "s3e1.l"),
+    );
+    let delete = crate::store::Version {
+        value: None,
+        dot: Dot::new(deleter, 5),
+        lamport: 105,
+    };
+    a.note_handed_deletes(vec![(key("k"), delete.clone())], 0);
+    b.note_handed_deletes(vec![(key("k"), delete)], 0);
+    // C joins the group an hour less a minute later, copying A's state.
+    let late = reshard::HANDED_DELETES_KEPT - 60_000;
+    let c_addr = addr("10.0.0.3:8085");
+    let view = [
+        a.me().address.clone(),
+        b.me().address.clone(),
+        c_addr.clone(),
+    ];
+    let mut c = Replica::new(c_addr, "c", &view, Timing::default(), late);
+    let mut now = late;
+    while !c.is_ready() && now < late + 5_000 {
+        for r in [&mut a, &mut b, &mut c] {
+            r.tick(now);
+        }
+        exchange(&mut c, &mut a, now);
+        exchange(&mut c, &mut b, now);
+        exchange(&mut a, &mut c, now);
+        exchange(&mut b, &mut c, now);
+        exchange(&mut a, &mut b, now);
+        exchange(&mut b, &mut a, now);
+        now += 50;
+    }
+    assert!(c.is_ready(), "C copied A's state");
+    // A value the delete saw, rescued from a node cut off during the
+    // reshard, does not come back at C...
+    let rescued = || vec![(key("k"), written_by(&left, "1", 1))];
+    assert_eq!(c.take_rescued(rescued(), None), 0);
+    assert!(c.store().get(&key("k")).is_none());
+    // ...for what was left of the hour (give or take a tick), not an hour
+    // from the copy.
+    c.note_handed_deletes(Vec::new(), reshard::HANDED_DELETES_KEPT + 1_000);
+    assert_eq!(c.take_rescued(rescued(), None), 1);
+}

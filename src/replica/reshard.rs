@@ -113,9 +113,42 @@ impl Replica {
     pub fn note_handed_deletes(&mut self, deleted: Vec<(Key, Version)>, now: Millis) {
         (self.handed_deletes).retain(|_, (_, at)| now.saturating_sub(*at) < HANDED_DELETES_KEPT);
         for (key, version) in deleted {
-            match self.handed_deletes.get(&key) {
-                Some((held, _)) if !version.supersedes(held) => {}
-                _ => _ = self.handed_deletes.insert(key, (version, now)),
+            self.remember_handed_delete(key, version, now);
+        }
+    }
+
+    /// Keeps `version` as the handed-over delete of `key`, noted at `at`,
+    /// unless the one held already supersedes it.
+    fn remember_handed_delete(&mut self, key: Key, version: Version, at: Millis) {
+        match self.handed_deletes.get(&key) {
+            Some((held, _)) if !version.supersedes(held) => {}
+            _ => _ = self.handed_deletes.insert(key, (version, at)),
+        }
+    }
+
+    /// The keys reshards handed over deleted, with their tombstones and how
+    /// long ago each was noted, for a replica copying this one's state: a
+    /// member that joins the group after the reshard (or restarts) takes a
+    /// rescue as the others would.
+    pub(super) fn handed_deletes_to_copy(&self) -> Vec<(Key, Version, Millis)> {
+        let now = self.last_tick;
+        (self.handed_deletes.iter())
+            .filter(|(_, (_, at))| now.saturating_sub(*at) < HANDED_DELETES_KEPT)
+            .map(|(key, (version, at))| (key.clone(), version.clone(), now.saturating_sub(*at)))
+            .collect()
+    }
+
+    /// Takes the handed-over deletes of a copied state (see
+    /// [`Replica::handed_deletes_to_copy`]), each remembered for what is
+    /// left of its time.
+    pub(super) fn adopt_handed_deletes(
+        &mut self,
+        copied: Vec<(Key, Version, Millis)>,
+        now: Millis,
+    ) {
+        for (key, version, age) in copied {
+            if age < HANDED_DELETES_KEPT {
+                self.remember_handed_delete(key, version, now.saturating_sub(age));
             }
         }
     }

@@ -82,6 +82,8 @@ pub struct Replica {
     /// The keys reshards handed over deleted, with their tombstones and
     /// when (see [`Replica::note_handed_deletes`]).
     pub(super) handed_deletes: std::collections::HashMap<Key, (Version, Millis)>,
+    /// The time of the last tick.
+    pub(super) last_tick: Millis,
     /// The peers that refused this replica as removed from the view (or
     /// decided its removal) and did not hear it since, with when they last
     /// did: while there is one, no client is served (see
@@ -214,6 +216,7 @@ impl Replica {
             to_rescue: Default::default(),
             to_cover: Default::default(),
             handed_deletes: Default::default(),
+            last_tick: now,
             removed_by: BTreeMap::new(),
             dns: false,
             outbox: Vec::new(),

@@ -19,6 +19,7 @@ const STUCK_BUFFER_RETRY: Millis = 1000;
 impl Replica {
     /// Advances time.
     pub fn tick(&mut self, now: Millis) {
+        self.last_tick = now;
         self.maybe_join(now);
         self.step_transfer(now);
         self.rescue_if_ready();

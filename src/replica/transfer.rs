@@ -80,6 +80,7 @@ impl Replica {
             lamport: self.lamport,
             pending: self.buffer.iter().cloned().collect(),
             foreign: self.known.foreign().clone(),
+            handed_deletes: self.handed_deletes_to_copy(),
         });
         Reply::Snapshot {
             from: self.me.clone(),
@@ -298,6 +299,7 @@ impl Replica {
         let start = transfer.start.expect("a swept copy has begun");
         self.count_retired(&start.retired);
         self.known.note_foreign(&start.foreign);
+        self.adopt_handed_deletes(start.handed_deletes, now);
         let grew = !start.collected.covered_by(&self.collected);
         self.collected.merge(&start.collected);
         self.collected_lamport = self.collected_lamport.max(start.collected_lamport);
