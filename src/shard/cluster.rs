@@ -245,7 +245,7 @@ impl Cluster {
             return false;
         };
         self.with_map(|now| {
-            now.shard_of(key) != next.shard_of(key)
+            now.layout().moves(key, &next.layout())
                 || now.shard_of_node(&self.me) != next.shard_of_node(&self.me)
         })
     }

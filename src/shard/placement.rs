@@ -113,6 +113,13 @@ impl Layout {
         self.owner(partition(&crate::store::tables::placement_text(key)))
     }
 
+    /// Whether `key` is held by another shard in `other` than in this
+    /// layout (it moves in a reshard between the two).
+    pub fn moves(&self, key: &str, other: &Layout) -> bool {
+        let p = partition(&crate::store::tables::placement_text(key));
+        self.owner(p) != other.owner(p)
+    }
+
     /// The partitions of `shard`, in order.
     pub fn partitions_of(&self, shard: u32) -> impl Iterator<Item = usize> + '_ {
         (0..PARTITIONS).filter(move |&p| self.owners[p] == shard)
@@ -227,6 +234,24 @@ mod tests {
                 "only to the new shard"
             );
         }
+    }
+
+    #[test]
+    fn a_key_moves_exactly_when_its_shard_differs() {
+        let (two, three) = (Layout::new(2), Layout::new(3));
+        let (mut moved, mut stayed) = (0, 0);
+        for key in keys(7, 2_000) {
+            let differs = two.shard_of(&key) != three.shard_of(&key);
+            assert_eq!(two.moves(&key, &three), differs, "{key}");
+            assert_eq!(three.moves(&key, &two), differs, "{key}");
+            assert!(!two.moves(&key, &two));
+            if differs {
+                moved += 1
+            } else {
+                stayed += 1
+            }
+        }
+        assert!(moved > 0 && stayed > 0, "both cases were seen");
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
                 .unwrap_or_default();
             let (old, new) = (before.layout(), map.layout());
             rescued = replica.rescued_on_leaving(&staying, cluster.handed_off(&map), |key| {
-                old.shard_of(key) != new.shard_of(key)
+                old.moves(key, &new)
             });
             return Some(new_replica(node, &map, handed, now));
         }

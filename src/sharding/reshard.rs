@@ -209,7 +209,7 @@ async fn hand_off(node: &Node, map: ShardMap) -> Result<(), String> {
     // Every shard keeps the tables' own keys: they go to every new shard.
     let ((versions, depends), own) = node.read_replica(|replica| {
         let own = replica.known().count(&replica.me().id);
-        let moving = |key: &str| is_table(key) || old.shard_of(key) != new.shard_of(key);
+        let moving = |key: &str| is_table(key) || old.moves(key, &new);
         (replica.export(moving), own)
     });
     let mut by_shard: std::collections::BTreeMap<ShardId, Vec<(Key, Version)>> = Default::default();
