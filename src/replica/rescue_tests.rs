@@ -298,9 +298,12 @@ fn a_node_that_took_part_in_the_reshard_rescues_none_of_the_writes_it_handed_off
     );
 }
 
-#[test]
-fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
-    let (mut a, _) = pair();
+/// A delete of "k" a reshard handed over, and the value it saw, rescued
+/// from a node cut off during the reshard.
+fn handed_delete_and_value_it_saw() -> (
+    crate::store::Version,
+    Vec<(crate::store::Key, crate::store::Version)>,
+) {
     let (deleter, left) = (
         ReplicaId::new("10.0.0.8:8085", "s3e1.d"),
         ReplicaId::new("10.0.0.9:8085", "s3e1.l"),
@@ -310,9 +313,16 @@ fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
         dot: Dot::new(deleter, 5),
         lamport: 105,
     };
+    (delete, vec![(key("k"), written_by(&left, "1", 1))])
+}
+
+#[test]
+fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
+    let (mut a, _) = pair();
+    let (delete, seen) = handed_delete_and_value_it_saw();
     a.note_handed_deletes(vec![(key("k"), delete)], 0);
     // A value the delete saw (it ranks below it) is not written again...
-    let rescued = || vec![(key("k"), written_by(&left, "1", 1))];
+    let rescued = || seen.clone();
     assert_eq!(a.take_rescued(rescued(), None), 0);
     assert!(a.store().get(&key("k")).is_none());
     // ...until the record is dropped, at the next reshard after the time.
@@ -324,15 +334,7 @@ fn keys_a_reshard_handed_over_deleted_are_remembered_for_a_while() {
 #[test]
 fn a_member_that_joins_after_a_reshard_takes_the_deletes_it_handed_over() {
     let (mut a, mut b) = pair();
-    let (deleter, left) = (
-        ReplicaId::new("10.0.0.8:8085", "s3e1.d"),
-        ReplicaId::new("10.0.0.9:8085", "s3e1.l"),
-    );
-    let delete = crate::store::Version {
-        value: None,
-        dot: Dot::new(deleter, 5),
-        lamport: 105,
-    };
+    let (delete, seen) = handed_delete_and_value_it_saw();
     a.note_handed_deletes(vec![(key("k"), delete.clone())], 0);
     b.note_handed_deletes(vec![(key("k"), delete)], 0);
     // C joins the group an hour less a minute later, copying A's state.
@@ -360,7 +362,7 @@ fn a_member_that_joins_after_a_reshard_takes_the_deletes_it_handed_over() {
     assert!(c.is_ready(), "C copied A's state");
     // A value the delete saw, rescued from a node cut off during the
     // reshard, does not come back at C...
-    let rescued = || vec![(key("k"), written_by(&left, "1", 1))];
+    let rescued = || seen.clone();
     assert_eq!(c.take_rescued(rescued(), None), 0);
     assert!(c.store().get(&key("k")).is_none());
     // ...for what was left of the hour (give or take a tick), not an hour
