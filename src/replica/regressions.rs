@@ -4,7 +4,7 @@
 
 use super::tests::{addr, exchange, heartbeat, key, run, value};
 use super::*;
-use crate::causal::Dot;
+use crate::causal::{Dot, ReplicaId};
 
 /// The writes `from` queued, taken from its effects (the rest dropped).
 fn writes_of(from: &mut Replica) -> Vec<Write> {
@@ -471,4 +471,54 @@ fn a_retired_incarnation_replaced_at_its_address_is_marked_ended() {
     a.handle(c2.join_request(), 300);
     let record = a.known().retirement(&c_member.id).unwrap();
     assert_eq!((record.last, record.ended), (1, true));
+}
+
+/// C crashes and the shard map moves its address out of A's group; the
+/// node restarts in another group, so no C2 ever joins A. Hearing that
+/// the node restarted (another run) must mark C's retirement ended all
+/// the same, whether heard after the retirement or before it.
+#[test]
+fn an_incarnation_whose_node_restarted_in_another_group_is_retired_as_ended() {
+    let elsewhere = |c: &Member| ReplicaId::new(c.address.as_str(), "s2e3.c2");
+    // Heard after C was retired.
+    let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
+    assert!(a.leave_out(c_member.address.clone(), 30));
+    heartbeat(&b, &mut a, 40);
+    run(&mut a, 50, 200);
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, false));
+    a.note_restarted(&c_member.address, &elsewhere(&c_member));
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, true));
+    // Heard before.
+    let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
+    a.note_restarted(&c_member.address, &elsewhere(&c_member));
+    assert!(a.leave_out(c_member.address.clone(), 30));
+    heartbeat(&b, &mut a, 40);
+    run(&mut a, 50, 200);
+    let record = a.known().retirement(&c_member.id).unwrap();
+    assert_eq!((record.last, record.ended), (1, true));
+}
+
+/// The incarnation a restarted node runs now is not ended by the news of
+/// its restart, even where this group counts it already.
+#[test]
+fn a_restart_ends_the_incarnations_before_it_not_the_one_the_node_runs() {
+    let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
+    // C2, alone, writes once before it joins A.
+    let alone = std::slice::from_ref(&c_member.address);
+    let mut c2 = Replica::new(c_member.address.clone(), "c2", alone, Timing::default(), 20);
+    run(&mut c2, 20, 100);
+    let c2_id = c2.me().id.clone();
+    a.handle(c2.join_request(), 20);
+    c2.write(key("j"), value("2"), &CausalContext::empty())
+        .unwrap();
+    hand(&c2.me().clone(), writes_of(&mut c2), &mut a, 30);
+    assert_eq!(a.known().count(&c2_id), 1);
+    a.note_restarted(&c_member.address, &c2_id);
+    heartbeat(&b, &mut a, 40);
+    run(&mut a, 50, 200);
+    assert!(!a.known().is_retired(&c2_id), "C2 runs on");
+    assert!(!a.told_gone.contains_key(&c2_id));
+    assert_eq!(a.known().count(&c2_id), 1);
 }

@@ -35,6 +35,10 @@ pub struct Cluster {
     /// The map's placement, looked up once per map rather than per request.
     layout: RwLock<Arc<Layout>>,
     seen: Mutex<HashMap<SocketAddress, Instant>>,
+    /// This run of the node (see `sharding::wire::Runner`), and the run
+    /// last heard from each other node.
+    run: u64,
+    runs: Mutex<HashMap<SocketAddress, Vec<u64>>>,
     pending: Mutex<Option<ShardMap>>,
     /// When the reshard pending was prepared.
     prepared_at: Mutex<Option<Instant>>,
@@ -46,6 +50,9 @@ pub struct Cluster {
     /// Held by the node while it coordinates a reshard: one at a time.
     pub resharding: tokio::sync::Mutex<()>,
 }
+
+/// How many runs of each node are remembered (see [`Cluster::note_run`]).
+const RUNS_KEPT: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -60,6 +67,8 @@ impl Cluster {
             layout: RwLock::new(map.layout()),
             map: RwLock::new(map),
             seen: Mutex::new(HashMap::new()),
+            run: rand::random(),
+            runs: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
             prepared_at: Mutex::new(None),
             incoming: Mutex::new(Incoming::default()),
@@ -137,6 +146,28 @@ impl Cluster {
             Some(at) => *at = now,
             None => _ = seen.insert(node.clone(), now),
         }
+    }
+
+    /// This run of the node: drawn when it started.
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
+    /// Notes that `node` sent a message from its run `run`; whether it
+    /// was heard before under other runs only (it restarted since). A run
+    /// heard before is never new again: a message of a run that ended,
+    /// answered late, says nothing.
+    pub fn note_run(&self, node: &SocketAddress, run: u64) -> bool {
+        let mut runs = lock(&self.runs);
+        let heard = runs.entry(node.clone()).or_default();
+        if heard.contains(&run) {
+            return false;
+        }
+        if heard.len() == RUNS_KEPT {
+            heard.remove(0);
+        }
+        heard.push(run);
+        heard.len() > 1
     }
 
     /// Whether `node` answered within the failure timeout (this node
@@ -355,6 +386,34 @@ mod tests {
         assert!(cluster.pending().is_none());
         assert!(!cluster.is_moving(&moving[0]));
         assert_eq!(cluster.map(), next);
+    }
+
+    #[test]
+    fn a_node_heard_under_another_run_than_before_restarted() {
+        let view = nodes(2);
+        let cluster = Cluster::new(
+            view[0].clone(),
+            ShardMap::initial(&view, 1),
+            Duration::from_secs(3),
+        );
+        let other = Cluster::new(
+            view[1].clone(),
+            ShardMap::initial(&view, 1),
+            Duration::from_secs(3),
+        );
+        assert_ne!(cluster.run(), other.run(), "each start draws its run");
+        assert!(
+            !cluster.note_run(&view[1], 7),
+            "first heard: nothing to compare"
+        );
+        assert!(!cluster.note_run(&view[1], 7));
+        assert!(cluster.note_run(&view[1], 8), "another run: a restart");
+        assert!(!cluster.note_run(&view[1], 8));
+        assert!(
+            !cluster.note_run(&view[1], 7),
+            "a late message of the run before"
+        );
+        assert!(!cluster.note_run(&view[1], 8));
     }
 
     #[test]

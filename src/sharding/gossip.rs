@@ -9,7 +9,9 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::fit::install;
-use super::wire::{credentials, Ping, Pong, Refused, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX};
+use super::wire::{
+    credentials, Ping, Pong, Refused, Runner, PING_DEADLINE, PING_INTERVAL, SHARD_PREFIX,
+};
 use crate::address::SocketAddress;
 use crate::causal::Retired;
 use crate::node::Node;
@@ -24,9 +26,11 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
         return Pong {
             map: None,
             retired: Vec::new(),
+            runner: Runner::default(),
         };
     };
     cluster.heard(&ping.from);
+    heard_run(node, cluster, &ping.from, ping.runner);
     if let Some(map) = ping.map {
         install(node, map);
     }
@@ -38,6 +42,28 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
     Pong {
         map: Some(cluster.map()),
         retired: retired_here(node),
+        runner: runner_here(node, cluster),
+    }
+}
+
+/// Which run of this node speaks, and its incarnation (see [`Runner`]).
+fn runner_here(node: &Node, cluster: &Cluster) -> Runner {
+    Runner {
+        run: Some(cluster.run()),
+        id: Some(node.read_replica(|r| r.me().id.clone())),
+    }
+}
+
+/// Notes the run a message of node `from` came from: if `from` restarted
+/// since it was last heard, its former incarnations in this node's group
+/// ended (see [`Replica::note_restarted`]).
+fn heard_run(node: &Node, cluster: &Cluster, from: &SocketAddress, runner: Runner) {
+    let (Some(run), Some(id)) = (runner.run, runner.id) else {
+        return;
+    };
+    if cluster.note_run(from, run) {
+        info!(node = %from, now = %id, "node restarted: its former incarnations here ended");
+        node.with_replica(|r, _| r.note_restarted(from, &id));
     }
 }
 
@@ -109,6 +135,7 @@ async fn discover(node: &Arc<Node>) {
         from: me.clone(),
         map: None,
         retired: Vec::new(),
+        runner: Runner::default(),
     };
     let credentials = credentials(node);
     let asks = node.config.view.iter().filter(|a| **a != me).map(|to| {
@@ -172,6 +199,7 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
         from: me,
         map: Some(map),
         retired: retired_here(node),
+        runner: runner_here(node, cluster),
     };
     let pings = nodes.into_iter().map(|to| {
         let ping = ping.clone();
@@ -192,6 +220,7 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
     for (to, pong) in futures_util::future::join_all(pings).await {
         if let Ok(pong) = pong {
             cluster.heard(&to);
+            heard_run(node, cluster, &to, pong.runner);
             answered.insert(to);
             if let Some(map) = pong.map {
                 install(node, map);
@@ -212,6 +241,7 @@ pub(super) async fn announce(node: &Node, map: &ShardMap) {
         from: me,
         map: Some(map.clone()),
         retired: retired_here(node),
+        runner: (node.cluster()).map_or_else(Runner::default, |c| runner_here(node, c)),
     };
     let credentials = credentials(node);
     let path = format!("{SHARD_PREFIX}/ping");

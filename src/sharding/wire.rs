@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::address::SocketAddress;
-use crate::causal::{Dot, Retired, VectorClock};
+use crate::causal::{Dot, ReplicaId, Retired, VectorClock};
 use crate::node::Node;
 use crate::shard::{ShardId, ShardMap};
 use crate::store::{Key, Version};
@@ -40,6 +40,25 @@ pub struct Ping {
     /// the dependencies they hand out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
+    /// Who sends it: see [`Runner`].
+    #[serde(default)]
+    pub runner: Runner,
+}
+
+/// Which run of a node a ping or its answer comes from, and the replica
+/// it runs now. A node keeps no state across runs (a sharded node keeps
+/// its state in memory), so a node heard under another run than before
+/// restarted: every other incarnation of a group at its address ended,
+/// and the writes that no member of the group got were lost with it (see
+/// `Replica::note_restarted`). `None` from a node that does not say.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Runner {
+    /// A number drawn when the node started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
+    /// The incarnation the node runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<ReplicaId>,
 }
 
 /// The answer to a ping: the map the receiver holds (`None`: unsharded),
@@ -51,6 +70,9 @@ pub struct Pong {
     /// The incarnations the receiver's group retired (see [`Ping`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
+    /// Who answers it: see [`Runner`].
+    #[serde(default)]
+    pub runner: Runner,
 }
 
 /// A reshard step: the map it is for.
