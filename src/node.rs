@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::address::SocketAddress;
-use crate::causal::CausalContext;
+use crate::causal::{CausalContext, ReplicaId};
 use crate::config::Config;
 use crate::durable::Disk;
 use crate::metrics::Metrics;
@@ -30,6 +30,11 @@ use crate::replica::{Effect, Member, Millis, Replica, Request, Wait};
 use crate::shard::Cluster;
 
 /// How often a waiting request asks peers again for what it misses.
+/// How many of a run's incarnations a node remembers (see
+/// [`Node::incarnations`]): one per shard group it was placed in, far more
+/// than can be rescuing their writes at once.
+const INCARNATIONS_KEPT: usize = 32;
+
 const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Starts, on the current thread's event loop, the task that drains a
@@ -113,6 +118,9 @@ pub struct Node {
     this: Weak<Node>,
     started: Instant,
     me: RwLock<Member>,
+    /// The incarnations this run of the node has been, oldest first (the
+    /// last [`INCARNATIONS_KEPT`]).
+    incarnations: Mutex<Vec<ReplicaId>>,
     /// The replica's disk, with `DATA_DIR`.
     disk: Option<Disk>,
     /// Writes for peers produced by steps whose batch is not durable yet,
@@ -150,6 +158,7 @@ impl Node {
             drainer,
             this: this.clone(),
             started: Instant::now(),
+            incarnations: Mutex::new(vec![me.id.clone()]),
             me: RwLock::new(me),
             disk,
             held: Mutex::new(VecDeque::new()),
@@ -172,6 +181,27 @@ impl Node {
     /// This incarnation.
     pub fn me(&self) -> Member {
         self.me.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The incarnations this run of the node has been, oldest first: the
+    /// one it is now last (see `sharding::wire::Runner`).
+    pub fn incarnations(&self) -> Vec<ReplicaId> {
+        self.incarnations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The replica is now `me`.
+    fn set_me(&self, me: Member) {
+        let mut ran = self.incarnations.lock().unwrap_or_else(|p| p.into_inner());
+        if ran.last() != Some(&me.id) {
+            if ran.len() == INCARNATIONS_KEPT {
+                ran.remove(0);
+            }
+            ran.push(me.id.clone());
+        }
+        *self.me.write().unwrap_or_else(|p| p.into_inner()) = me;
     }
 
     /// What the node knows of the other shards; `None` in an unsharded
@@ -207,7 +237,7 @@ impl Node {
                 Some(new) => {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                     let old = std::mem::replace(&mut *replica, new);
-                    *self.me.write().unwrap_or_else(|p| p.into_inner()) = replica.me().clone();
+                    self.set_me(replica.me().clone());
                     Some(old)
                 }
                 None => None,
@@ -410,7 +440,7 @@ impl Node {
                     replica.reincarnate(&incarnation);
                     replica.me().clone()
                 });
-                *self.me.write().unwrap_or_else(|p| p.into_inner()) = me;
+                self.set_me(me);
             }
         }
     }

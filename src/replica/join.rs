@@ -177,31 +177,34 @@ impl Replica {
     /// Notes that every other incarnation of this group that this replica
     /// counts at `from`'s address ended: `from` joined there after them.
     fn note_ended_before(&mut self, from: &Member) {
-        self.note_ended_at(&from.address, &from.id);
+        self.note_ended_at(&from.address, std::slice::from_ref(&from.id));
     }
 
-    /// The node at `address` restarted (a sharded node heard under another
-    /// run than before: it kept nothing across the restart) and runs
-    /// `current` now: every other incarnation of this group
-    /// at that address ended, wherever the shard map placed the node
+    /// The node at `address` restarted (a sharded node heard under a newer
+    /// run than before: it kept nothing across the restart), and has been
+    /// the incarnations `this_run` since: every other incarnation of this
+    /// group at that address ended, wherever the shard map placed the node
     /// since. A node the map moved to another group before it restarted
     /// never joins this one again, so without this its incarnation here
-    /// would be retired as not ended once its address left the view.
-    pub fn note_restarted(&mut self, address: &SocketAddress, current: &ReplicaId) {
-        self.note_ended_at(address, current);
+    /// would be retired as not ended once its address left the view. An
+    /// incarnation of the new run is left alone: one the node left for
+    /// another group may still be handing on its writes.
+    pub fn note_restarted(&mut self, address: &SocketAddress, this_run: &[ReplicaId]) {
+        self.note_ended_at(address, this_run);
     }
 
-    /// Notes that every incarnation of this group at `address` but
-    /// `except` ended. The view forgets an incarnation as soon as its
+    /// Notes that every incarnation of this group at `address` but those
+    /// of `except` ended. The view forgets an incarnation as soon as its
     /// address leaves the view (the shard map moved it, an operator
     /// removed it), so the fact is written down here: the incarnation's
     /// retirement, now or later, says it ended, and the other shard
     /// groups then stop naming its writes that never reached this group
     /// (lost with it) in what they answer.
-    fn note_ended_at(&mut self, address: &SocketAddress, except: &ReplicaId) {
+    fn note_ended_at(&mut self, address: &SocketAddress, except: &[ReplicaId]) {
         let address = address.as_str();
-        let at_address =
-            |id: &ReplicaId| id.address() == address && id != except && !self.known.is_foreign(id);
+        let at_address = |id: &ReplicaId| {
+            id.address() == address && !except.contains(id) && !self.known.is_foreign(id)
+        };
         let counted: Vec<ReplicaId> = (self.known.clock().iter().map(|(id, _)| id))
             .filter(|id| at_address(id))
             .cloned()

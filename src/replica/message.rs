@@ -315,8 +315,8 @@ pub struct Start {
     #[serde(default, skip_serializing_if = "VectorClock::is_empty")]
     pub foreign: VectorClock,
     /// The keys reshards handed over to the sender's group deleted, with
-    /// their tombstones and how long ago (ms) the sender noted each (see
-    /// `Replica::note_handed_deletes`).
+    /// their tombstones and how much longer (ms) the sender remembers
+    /// each (see `Replica::note_handed_deletes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handed_deletes: Vec<(Key, Version, Millis)>,
 }

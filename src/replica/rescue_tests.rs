@@ -365,8 +365,12 @@ fn a_member_that_joins_after_a_reshard_takes_the_deletes_it_handed_over() {
     let rescued = || seen.clone();
     assert_eq!(c.take_rescued(rescued(), None), 0);
     assert!(c.store().get(&key("k")).is_none());
-    // ...for what was left of the hour (give or take a tick), not an hour
-    // from the copy.
-    c.note_handed_deletes(Vec::new(), reshard::HANDED_DELETES_KEPT + 1_000);
+    // ...for what was left of the hour (give or take the copy's time),
+    // not an hour from the copy.
+    run(
+        &mut c,
+        reshard::HANDED_DELETES_KEPT + 1_000,
+        reshard::HANDED_DELETES_KEPT + 1_000,
+    );
     assert_eq!(c.take_rescued(rescued(), None), 1);
 }

@@ -111,45 +111,51 @@ impl Replica {
     /// the delete, which it does not if the delete saw it (see
     /// [`Replica::take_rescued`]).
     pub fn note_handed_deletes(&mut self, deleted: Vec<(Key, Version)>, now: Millis) {
-        (self.handed_deletes).retain(|_, (_, at)| now.saturating_sub(*at) < HANDED_DELETES_KEPT);
+        (self.handed_deletes).retain(|_, (_, until)| *until > now);
         for (key, version) in deleted {
-            self.remember_handed_delete(key, version, now);
+            self.remember_handed_delete(key, version, now + HANDED_DELETES_KEPT);
         }
     }
 
-    /// Keeps `version` as the handed-over delete of `key`, noted at `at`,
+    /// Keeps `version` as the handed-over delete of `key` until `until`,
     /// unless the one held already supersedes it.
-    fn remember_handed_delete(&mut self, key: Key, version: Version, at: Millis) {
+    fn remember_handed_delete(&mut self, key: Key, version: Version, until: Millis) {
         match self.handed_deletes.get(&key) {
             Some((held, _)) if !version.supersedes(held) => {}
-            _ => _ = self.handed_deletes.insert(key, (version, at)),
+            _ => _ = self.handed_deletes.insert(key, (version, until)),
         }
+    }
+
+    /// The handed-over delete of `key` still remembered, if any.
+    fn handed_delete(&self, key: &Key) -> Option<Version> {
+        let (version, until) = self.handed_deletes.get(key)?;
+        (*until > self.last_tick).then(|| version.clone())
     }
 
     /// The keys reshards handed over deleted, with their tombstones and how
-    /// long ago each was noted, for a replica copying this one's state: a
-    /// member that joins the group after the reshard (or restarts) takes a
-    /// rescue as the others would.
+    /// much longer (ms) each is remembered, for a replica copying this
+    /// one's state: a member that joins the group after the reshard (or
+    /// restarts) takes a rescue as the others would.
     pub(super) fn handed_deletes_to_copy(&self) -> Vec<(Key, Version, Millis)> {
         let now = self.last_tick;
         (self.handed_deletes.iter())
-            .filter(|(_, (_, at))| now.saturating_sub(*at) < HANDED_DELETES_KEPT)
-            .map(|(key, (version, at))| (key.clone(), version.clone(), now.saturating_sub(*at)))
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(key, (version, until))| (key.clone(), version.clone(), until - now))
             .collect()
     }
 
     /// Takes the handed-over deletes of a copied state (see
-    /// [`Replica::handed_deletes_to_copy`]), each remembered for what is
-    /// left of its time.
+    /// [`Replica::handed_deletes_to_copy`]), each remembered for as much
+    /// longer as the giver said (measured from here, so a little longer
+    /// than at the giver: by the time the copy took).
     pub(super) fn adopt_handed_deletes(
         &mut self,
         copied: Vec<(Key, Version, Millis)>,
         now: Millis,
     ) {
-        for (key, version, age) in copied {
-            if age < HANDED_DELETES_KEPT {
-                self.remember_handed_delete(key, version, now.saturating_sub(age));
-            }
+        for (key, version, left) in copied {
+            let left = left.min(HANDED_DELETES_KEPT);
+            self.remember_handed_delete(key, version, now + left);
         }
     }
 
@@ -175,7 +181,7 @@ impl Replica {
             // written again.
             .filter(|(_, version)| !self.known.applied_here(&version.dot))
             .filter(|(key, version)| {
-                let handed = || self.handed_deletes.get(key).map(|(v, _)| v.clone());
+                let handed = || self.handed_delete(key);
                 let current = self.store.get(key).or_else(handed);
                 let beats = current.as_ref().is_none_or(|c| version.supersedes(c));
                 let deletes_nothing =

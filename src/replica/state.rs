@@ -80,7 +80,7 @@ pub struct Replica {
     /// of (see [`crate::replica::Write::covers`]).
     pub(super) to_cover: super::rescued::ToCover,
     /// The keys reshards handed over deleted, with their tombstones and
-    /// when (see [`Replica::note_handed_deletes`]).
+    /// until when (see [`Replica::note_handed_deletes`]).
     pub(super) handed_deletes: std::collections::HashMap<Key, (Version, Millis)>,
     /// The time of the last tick.
     pub(super) last_tick: Millis,

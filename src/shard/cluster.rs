@@ -35,10 +35,10 @@ pub struct Cluster {
     /// The map's placement, looked up once per map rather than per request.
     layout: RwLock<Arc<Layout>>,
     seen: Mutex<HashMap<SocketAddress, Instant>>,
-    /// This run of the node (see `sharding::wire::Runner`), and the run
-    /// last heard from each other node.
+    /// This run of the node (see `sharding::wire::Runner`), and the
+    /// newest run heard from each other node.
     run: u64,
-    runs: Mutex<HashMap<SocketAddress, Vec<u64>>>,
+    runs: Mutex<HashMap<SocketAddress, u64>>,
     pending: Mutex<Option<ShardMap>>,
     /// When the reshard pending was prepared.
     prepared_at: Mutex<Option<Instant>>,
@@ -51,8 +51,14 @@ pub struct Cluster {
     pub resharding: tokio::sync::Mutex<()>,
 }
 
-/// How many runs of each node are remembered (see [`Cluster::note_run`]).
-const RUNS_KEPT: usize = 8;
+/// A run number (see `sharding::wire::Runner`): the start time in ms
+/// since the Unix epoch, then 16 random bits.
+fn draw_run() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (ms << 16) | u64::from(rand::random::<u16>())
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -67,7 +73,7 @@ impl Cluster {
             layout: RwLock::new(map.layout()),
             map: RwLock::new(map),
             seen: Mutex::new(HashMap::new()),
-            run: rand::random(),
+            run: draw_run(),
             runs: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
             prepared_at: Mutex::new(None),
@@ -153,21 +159,23 @@ impl Cluster {
         self.run
     }
 
-    /// Notes that `node` sent a message from its run `run`; whether it
-    /// was heard before under other runs only (it restarted since). A run
-    /// heard before is never new again: a message of a run that ended,
-    /// answered late, says nothing.
+    /// Notes that `node` sent a message from its run `run`; whether that
+    /// run is newer than the newest heard from it before (it restarted
+    /// since). A message of an older run (sent before the restart,
+    /// answered late) says nothing.
     pub fn note_run(&self, node: &SocketAddress, run: u64) -> bool {
         let mut runs = lock(&self.runs);
-        let heard = runs.entry(node.clone()).or_default();
-        if heard.contains(&run) {
-            return false;
+        match runs.get_mut(node) {
+            None => {
+                runs.insert(node.clone(), run);
+                false
+            }
+            Some(newest) if run > *newest => {
+                *newest = run;
+                true
+            }
+            Some(_) => false,
         }
-        if heard.len() == RUNS_KEPT {
-            heard.remove(0);
-        }
-        heard.push(run);
-        heard.len() > 1
     }
 
     /// Whether `node` answered within the failure timeout (this node

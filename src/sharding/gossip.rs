@@ -50,7 +50,7 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
 fn runner_here(node: &Node, cluster: &Cluster) -> Runner {
     Runner {
         run: Some(cluster.run()),
-        id: Some(node.read_replica(|r| r.me().id.clone())),
+        ids: node.incarnations(),
     }
 }
 
@@ -58,12 +58,12 @@ fn runner_here(node: &Node, cluster: &Cluster) -> Runner {
 /// since it was last heard, its former incarnations in this node's group
 /// ended (see [`Replica::note_restarted`]).
 fn heard_run(node: &Node, cluster: &Cluster, from: &SocketAddress, runner: Runner) {
-    let (Some(run), Some(id)) = (runner.run, runner.id) else {
+    let Some(run) = runner.run.filter(|_| !runner.ids.is_empty()) else {
         return;
     };
     if cluster.note_run(from, run) {
-        info!(node = %from, now = %id, "node restarted: its former incarnations here ended");
-        node.with_replica(|r, _| r.note_restarted(from, &id));
+        info!(node = %from, "node restarted: its incarnations of former runs ended");
+        node.with_replica(|r, _| r.note_restarted(from, &runner.ids));
     }
 }
 

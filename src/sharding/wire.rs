@@ -45,20 +45,24 @@ pub struct Ping {
     pub runner: Runner,
 }
 
-/// Which run of a node a ping or its answer comes from, and the replica
-/// it runs now. A node keeps no state across runs (a sharded node keeps
-/// its state in memory), so a node heard under another run than before
-/// restarted: every other incarnation of a group at its address ended,
-/// and the writes that no member of the group got were lost with it (see
-/// `Replica::note_restarted`). `None` from a node that does not say.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Which run of a node a ping or its answer comes from, and the
+/// incarnations that run has been. A sharded node keeps its state in
+/// memory, so a node heard under a newer run than before restarted and
+/// lost what it held: every incarnation of a group at its address that is
+/// not one of this run's ended, and the writes that no member of the
+/// group got were lost with it (see `Replica::note_restarted`). Empty
+/// from a node that does not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runner {
-    /// A number drawn when the node started.
+    /// When the node started (ms since the Unix epoch) in the high bits,
+    /// random low bits: a later run of a node has a larger number (unless
+    /// its clock went back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
-    /// The incarnation the node runs now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<ReplicaId>,
+    /// The incarnations of this run, oldest first (the last ones: see
+    /// `Node::incarnations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<ReplicaId>,
 }
 
 /// The answer to a ping: the map the receiver holds (`None`: unsharded),
@@ -136,5 +140,31 @@ pub(super) fn credentials(node: &Node) -> Credentials {
         token: node.config.cluster_token.clone(),
         group: None,
         epoch: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_and_pongs_without_a_runner_still_decode() {
+        let ping: Ping = serde_json::from_str(r#"{"from":"10.10.0.2:8085","map":null}"#).unwrap();
+        assert_eq!(ping.runner, Runner::default());
+        let pong: Pong = serde_json::from_str(r#"{"map":null}"#).unwrap();
+        assert_eq!(pong.runner, Runner::default());
+        // And a runner goes out and comes back as it was.
+        let runner = Runner {
+            run: Some(42),
+            ids: vec![ReplicaId::new("10.10.0.2:8085", "s1e0.a")],
+        };
+        let pong = Pong {
+            map: None,
+            retired: Vec::new(),
+            runner: runner.clone(),
+        };
+        let text = serde_json::to_string(&pong).unwrap();
+        let back: Pong = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.runner, runner);
     }
 }
