@@ -443,6 +443,55 @@ async fn an_unsharded_store_is_one_shard_and_refuses_resharding() {
     r.assert_json();
 }
 
+/// A node with a `DATA_DIR` whose `VIEW` names a sharded store refuses to
+/// join it (a sharded node keeps its state in memory only, as `SHARD_COUNT`
+/// with `DATA_DIR` is refused at start): it stops with a clear error
+/// instead of becoming a node whose disk the store does not account for.
+#[actix_rt::test]
+async fn a_node_with_a_data_dir_refuses_to_join_a_sharded_store() {
+    let c = six_nodes_two_shards().await;
+    let addr = format!("127.0.0.1:{}", common::free_ports(1)[0]);
+    let view: Vec<String> = (0..c.len())
+        .map(|i| c.addr(i).to_string())
+        .chain([addr.clone()])
+        .collect();
+    let data = c.log_dir().join("seventh-data");
+    let log = c.log_dir().join("seventh.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_causalkv"))
+        .env_clear()
+        .env("SOCKET_ADDRESS", &addr)
+        .env("VIEW", view.join(","))
+        .env("DATA_DIR", &data)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn causalkv");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the node did not stop: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        tokio_sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("causalkv: DATA_DIR") && text.contains("sharded"),
+        "{text}"
+    );
+    // The store goes on without it.
+    assert_eq!(shard_ids(&c, 0).await, vec![1, 2]);
+}
+
 /// The indexes of the members of shard `id`.
 async fn nodes_of(c: &TestCluster, id: u64) -> Vec<usize> {
     let m = members(c, 0, id).await;

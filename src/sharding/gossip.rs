@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::fit::install;
 use super::wire::{
@@ -89,6 +89,16 @@ fn take_retired(node: &Node, retired: Vec<Retired>) {
 /// Makes `node` a node of the sharded store whose map is `map`, placed in
 /// no shard yet (a node started without `SHARD_COUNT`).
 fn join_sharded_store(node: &Node, map: ShardMap) {
+    if let Some(disk) = node.disk() {
+        // As `SHARD_COUNT` with `DATA_DIR` is refused at start: a sharded
+        // node keeps its state in memory only.
+        let dir = disk.dir().display();
+        error!(%dir, "the store of VIEW is sharded; a sharded node keeps its state in memory only");
+        eprintln!(
+            "causalkv: DATA_DIR ({dir}): the store of VIEW is sharded, and a sharded node keeps its state in memory only: start this node without DATA_DIR"
+        );
+        std::process::exit(2);
+    }
     let me = node.config.socket_address.clone();
     let timeout = Duration::from_millis(node.config.timing.failure_timeout);
     let unplaced = ShardMap {

@@ -106,6 +106,9 @@ impl TestCluster {
     pub async fn add_replica_without(&mut self, variable: &str) -> usize {
         let options = self.options.clone();
         self.options.env.retain(|(k, _)| k != variable);
+        // A node joining a sharded store keeps its state in memory, as
+        // every sharded node does.
+        self.options.in_memory |= variable == "SHARD_COUNT";
         let i = self.add_replica_with(true).await;
         self.options = options;
         i
