@@ -73,4 +73,4 @@ pub use gossip::{add_member, add_node, on_ping, remove_node, spawn};
 pub use relay::{relay, relay_alone};
 pub use rescue::absorb;
 pub use reshard::{receive, reshard, run_step};
-pub use wire::{Done, Import, Ping, Pong, Refused, Rescue, Step, SHARD_PREFIX};
+pub use wire::{Done, Import, Ping, Pong, Refused, Rescue, Runner, Step, SHARD_PREFIX};
