@@ -434,3 +434,33 @@ fn a_sibling_written_again_by_a_new_incarnation_may_be_replaced_by_a_write_that_
     let (report, b) = history(false);
     expect_only(&report, AnomalyKind::LostWrite, &[b]);
 }
+
+#[test]
+fn a_sibling_a_session_read_may_be_replaced_by_its_next_write_whatever_its_context_names() {
+    // r1 wrote b; then r1's incarnation retired, so contexts no longer
+    // name it (or the value a session read was a copy of b that a replica
+    // wrote again under a dot of its own). Session 2 read a and b and
+    // then wrote c: c replaced both.
+    let history = |read_first: bool| {
+        let mut h = Sib::new();
+        let a = h.put(0, 0, "k", "a");
+        let b = h.put(1, 1, "k", "b");
+        if read_first {
+            h.get(2, 2, "k", &["a", "b"]);
+        } else {
+            let dot = h.dots["a"].clone();
+            h.learn(2, &dot);
+        }
+        for context in h.contexts.values_mut() {
+            context.remove("r1");
+        }
+        h.put(2, 0, "k", "c");
+        h.finals(&ALL, "k", &["c"]);
+        (h.check(), a, b)
+    };
+    let (report, _, _) = history(true);
+    expect_clean(&report);
+    // A session that saw a alone leaves b missing: still caught.
+    let (report, _, b) = history(false);
+    expect_only(&report, AnomalyKind::LostWrite, &[b]);
+}

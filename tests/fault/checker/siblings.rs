@@ -155,6 +155,24 @@ impl Ctx<'_> {
         aop.invoked_us > wop.invoked_us && (an == NONE || !self.lt(an, w))
     }
 
+    /// The session of write `a` (index into `History::ops`) read the value
+    /// of put node `w` of the same key before `a` was sent: `a` saw `w`,
+    /// whatever its context names. The context may not name `w`'s dot:
+    /// an incarnation retired since is no longer named in contexts, and
+    /// the value read may be a copy of `w` a replica wrote again under a
+    /// dot of its own (a value that may have met a forgotten delete), which
+    /// `a` replaces as it would `w`.
+    fn read_first(&self, a: usize, w: u32, writes: &KeyWrites<'_>) -> bool {
+        let aop = &self.h.ops[a];
+        let value = self.value_of(w);
+        writes.reads.iter().any(|(r, values)| {
+            let rop = self.op(*r);
+            rop.session == aop.session
+                && rop.completed_us.is_some_and(|done| done <= aop.invoked_us)
+                && values.contains(value)
+        })
+    }
+
     /// The incarnation that wrote the writes of incarnation `id` again, if
     /// one did: a replica stopped while merging a member's copy set its
     /// state aside and came back as a new incarnation, which writes its
@@ -216,7 +234,9 @@ impl Ctx<'_> {
                     writes
                         .maybe
                         .iter()
-                        .filter(|&&a| a != own && self.may_have_seen(a, w))
+                        .filter(|&&a| {
+                            a != own && (self.may_have_seen(a, w) || self.read_first(a, w, writes))
+                        })
                         .map(|&a| self.h.ops[a].invoked_us)
                         .min()
                         .map(|t| (w, t))
