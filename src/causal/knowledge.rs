@@ -190,6 +190,16 @@ impl Knowledge {
     /// repeat (the incarnation is retired here and the entry is met), or
     /// `None` if it has none.
     pub fn prune(&self, clock: &VectorClock) -> Option<VectorClock> {
+        self.prune_keeping(clock, |_| false)
+    }
+
+    /// [`Knowledge::prune`], but for the entries of the incarnations `keep`
+    /// names.
+    pub fn prune_keeping(
+        &self,
+        clock: &VectorClock,
+        keep: impl Fn(&ReplicaId) -> bool,
+    ) -> Option<VectorClock> {
         if self.retired.is_empty() {
             return None;
         }
@@ -199,6 +209,7 @@ impl Knowledge {
                     .retired
                     .get(id)
                     .is_some_and(|r| r.last >= n || (r.ended && self.is_foreign(id)))
+                && !keep(id)
         };
         if !clock.iter().any(|(id, n)| stale(id, n)) {
             return None;

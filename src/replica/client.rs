@@ -34,17 +34,26 @@ impl Replica {
         if !missing.is_empty() {
             return Err(Wait::Missing(missing));
         }
-        Ok(self.known.prune(context.clock()))
+        Ok(self.prune(context.clock()))
+    }
+
+    /// `clock` without the entries that retirement made pointless (see
+    /// [`crate::causal::Knowledge::prune`]), or `None` if it has none. An
+    /// entry naming a retired writer of a sibling held here is kept: a
+    /// write replaces a sibling only if its context names it, and a client
+    /// that read one must be able to.
+    fn prune(&self, clock: &VectorClock) -> Option<VectorClock> {
+        (self.known).prune_keeping(clock, |id| self.store.holds_siblings_by(id))
     }
 
     /// What a client learns from the version with `dot`: nothing when its
-    /// writer is retired (every member has it).
+    /// writer is retired (every member has it), unless it is a sibling.
     pub(super) fn learn(&self, dot: &Dot) -> VectorClock {
         let mut clock = single(dot);
         // Sharded: what the writes applied here depended on in other
         // shards, which the dot alone does not tell their members.
         clock.merge(self.known.foreign());
-        self.known.prune(&clock).unwrap_or(clock)
+        self.prune(&clock).unwrap_or(clock)
     }
 
     /// Reads `key` of the default table for a client whose context is

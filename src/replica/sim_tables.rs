@@ -110,6 +110,29 @@ fn with_table(seed: u64, i: usize, table: &str, siblings: bool) -> (Sim, Client)
     (sim, admin)
 }
 
+/// Asserts that each replica, read by a new client, answers `values` for
+/// `k` of `table`.
+fn every_replica_reads(sim: &Sim, table: &str, k: &Key, values: &[&str]) {
+    for i in 0..3 {
+        let mut fresh = Client::default();
+        assert_eq!(
+            read(sim, i, &mut fresh, table, k),
+            set(values),
+            "replica {i}"
+        );
+    }
+}
+
+/// Partitions replica 0 from the others, and writes "a" to `k` of `table`
+/// at replica 0 and "b" at replica `b_at`, each by a client that knows
+/// only `admin`'s context.
+fn write_a_and_b_apart(sim: &mut Sim, admin: &Client, table: &str, k: &Key, b_at: usize) {
+    sim.group = vec![0, 1, 1];
+    let (mut a, mut b) = (admin.clone(), admin.clone());
+    put(sim, 0, &mut a, table, k, Some("a"));
+    put(sim, b_at, &mut b, table, k, Some("b"));
+}
+
 #[test]
 fn concurrent_writes_in_a_table_with_siblings_are_all_kept_and_a_covering_write_replaces_them() {
     for_seeds(10, |seed| {
@@ -146,14 +169,7 @@ fn concurrent_writes_in_a_table_with_siblings_are_all_kept_and_a_covering_write_
             Outcome::Updated
         );
         sim.settle(LOSSY);
-        for i in 0..3 {
-            let mut fresh = Client::default();
-            assert_eq!(
-                read(&sim, i, &mut fresh, "t", &k),
-                set(&["z"]),
-                "replica {i}"
-            );
-        }
+        every_replica_reads(&sim, "t", &k, &["z"]);
         // A write that saw only some of the values keeps the others.
         sim.group = vec![0, 1, 1];
         let mut d = reader.clone();
@@ -177,10 +193,7 @@ fn a_table_without_siblings_resolves_concurrent_writes_by_the_conflict_rule() {
     for_seeds(10, |seed| {
         let (mut sim, admin) = with_table(seed, 1, "plain", false);
         let k = key("k");
-        sim.group = vec![0, 1, 1];
-        let (mut a, mut b) = (admin.clone(), admin.clone());
-        put(&mut sim, 0, &mut a, "plain", &k, Some("a"));
-        put(&mut sim, 1, &mut b, "plain", &k, Some("b"));
+        write_a_and_b_apart(&mut sim, &admin, "plain", &k, 1);
         sim.settle(LOSSY);
         let mut reader = Client::default();
         let one = read(&sim, 0, &mut reader, "plain", &k);
@@ -454,5 +467,30 @@ fn a_sibling_written_again_is_deleted_by_a_client_that_saw_the_original() {
             let mut reader = Client::default();
             assert_eq!(read(&sim, i, &mut reader, "t", &k), set(&[]), "replica {i}");
         }
+    });
+}
+
+#[test]
+fn a_sibling_whose_writer_retired_is_replaced_by_a_write_that_read_it() {
+    for_seeds(3, |seed| {
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
+        let k = key("k");
+        write_a_and_b_apart(&mut sim, &admin, "t", &k, 2);
+        sim.settle(CALM);
+        // Replica 2 restarts without its state: its former incarnation,
+        // b's writer, is retired once every member holds its writes.
+        let writer = sim.replica(2).me().id.clone();
+        sim.crash(2);
+        sim.settle(CALM);
+        let deadline = sim.now + 60_000;
+        while !(0..3).all(|i| sim.replica(i).known().is_retired(&writer)) {
+            assert!(sim.now < deadline, "the writer is never retired");
+            sim.run(500);
+        }
+        let mut reader = Client::default();
+        assert_eq!(read(&sim, 0, &mut reader, "t", &k), set(&["a", "b"]));
+        put(&mut sim, 1, &mut reader, "t", &k, Some("z"));
+        sim.settle(CALM);
+        every_replica_reads(&sim, "t", &k, &["z"]);
     });
 }

@@ -126,6 +126,11 @@ impl Origins {
         n
     }
 
+    /// The number of `id`, if it has one.
+    pub(super) fn number(&self, id: &ReplicaId) -> Option<u32> {
+        self.numbers.get(id).copied()
+    }
+
     /// The writer numbered `origin`.
     pub(super) fn id(&self, origin: u32) -> &ReplicaId {
         &self.ids[origin as usize]

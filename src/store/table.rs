@@ -1,6 +1,7 @@
 //! The store's slot table: every key's winning version, one dense slot per
 //! key, found through a hash table of slot numbers.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -41,6 +42,10 @@ pub struct Store {
     /// The keys changed since they were last taken, while changes are
     /// tracked (a replica with a disk mirrors them there).
     pub(super) changed: Option<Vec<Box<str>>>,
+    /// How many siblings (values and deletes of tables with siblings)
+    /// each writer's versions here are, by the writer's number: see
+    /// [`Store::holds_siblings_by`].
+    pub(super) siblings_by: HashMap<u32, u32>,
 }
 
 /// One stored key.
@@ -82,12 +87,17 @@ impl Slot {
         !self.is_vacant() && !self.is_tombstone() && !self.is_marker()
     }
 
+    /// Whether this holds one of the values (or deletes) of a key in a
+    /// table with siblings.
+    pub(super) fn is_sibling(&self) -> bool {
+        self.key().starts_with(super::tables::SIBLING)
+    }
+
     /// Whether this is a delete in a table with siblings: a sibling without
     /// a value, kept until every replica applied it, like a tombstone (see
     /// [`super::tables`]).
     pub(super) fn is_marker(&self) -> bool {
-        self.key().starts_with(super::tables::SIBLING)
-            && self.value().is_some_and(super::tables::is_marker_value)
+        self.is_sibling() && self.value().is_some_and(super::tables::is_marker_value)
     }
 }
 
@@ -280,8 +290,10 @@ impl Store {
         registry.unbook(slot.key(), i, slot.holds_value());
         let old = &mut self.slots[i as usize];
         let origin = old.origin;
+        let was_sibling = old.is_sibling();
         let text = std::mem::take(&mut old.text);
         self.origins.release(origin);
+        self.count_sibling(origin, was_sibling, false);
         self.slots[i as usize] = self.make_slot(key, version, text);
         self.placed(i);
         true
@@ -326,6 +338,9 @@ impl Store {
         }
         let slot = &self.slots[i as usize];
         self.registry.book(slot.key(), i, slot.value());
+        let (origin, sibling) = (slot.origin, slot.is_sibling());
+        self.count_sibling(origin, sibling, true);
+        let slot = &self.slots[i as usize];
         if slot.is_tombstone() {
             self.tombstones += 1;
             self.tombs.push(i);
@@ -347,8 +362,32 @@ impl Store {
             changed.push(slot.key().into());
         }
         self.origins.release(slot.origin);
+        self.count_sibling(slot.origin, slot.is_sibling(), false);
         self.tombstones -= slot.is_tombstone() as usize;
         self.vacant.push(i);
+    }
+
+    /// Counts a sibling of writer `origin` placed (`added`) or gone.
+    fn count_sibling(&mut self, origin: u32, sibling: bool, added: bool) {
+        if !sibling {
+            return;
+        }
+        let count = self.siblings_by.entry(origin).or_default();
+        if added {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.siblings_by.remove(&origin);
+            }
+        }
+    }
+
+    /// Whether a sibling written by `id` is held here: a client that read
+    /// it must keep naming `id`'s write in its context, even once `id` is
+    /// retired, for a write of its to replace that sibling.
+    pub fn holds_siblings_by(&self, id: &crate::causal::ReplicaId) -> bool {
+        (self.origins.number(id)).is_some_and(|n| self.siblings_by.contains_key(&n))
     }
 
     /// Forgets, without a tombstone, every key `keep` refuses (the keys a
