@@ -29,12 +29,12 @@ use crate::queues::{PeerQueue, Queues};
 use crate::replica::{Effect, Member, Millis, Replica, Request, Wait};
 use crate::shard::Cluster;
 
-/// How often a waiting request asks peers again for what it misses.
 /// How many of a run's incarnations a node remembers (see
 /// [`Node::incarnations`]): one per shard group it was placed in, far more
 /// than can be rescuing their writes at once.
 const INCARNATIONS_KEPT: usize = 32;
 
+/// How often a waiting request asks peers again for what it misses.
 const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Starts, on the current thread's event loop, the task that drains a
