@@ -411,6 +411,10 @@ mod tests {
         );
         assert_ne!(cluster.run(), other.run(), "each start draws its run");
         assert!(
+            other.run() >> 16 >= cluster.run() >> 16,
+            "a later start, a larger run"
+        );
+        assert!(
             !cluster.note_run(&view[1], 7),
             "first heard: nothing to compare"
         );
@@ -422,6 +426,12 @@ mod tests {
             "a late message of the run before"
         );
         assert!(!cluster.note_run(&view[1], 8));
+        assert!(cluster.note_run(&view[1], 10), "a newer run again");
+        assert!(
+            !cluster.note_run(&view[1], 9),
+            "an older run never heard: a late message too"
+        );
+        assert!(!cluster.note_run(&view[1], 10));
     }
 
     #[test]
