@@ -427,6 +427,15 @@ fn trio_whose_c_wrote_once_and_crashed() -> (Replica, Replica, Member) {
     (a, b, c_member)
 }
 
+/// C's address leaves A's view (after B told A what it applied, so that A
+/// can retire C); returns C's retirement record at A.
+fn c_left_and_retired(a: &mut Replica, b: &Replica, c: &Member) -> crate::causal::Retirement {
+    assert!(a.leave_out(c.address.clone(), 30));
+    heartbeat(b, a, 40);
+    run(a, 50, 200);
+    a.known().retirement(&c.id).expect("A retired C")
+}
+
 /// C crashes; C2 joins A at C's address; then the shard map moves the
 /// address out of A's group before C is retired. C's retirement must
 /// still say it ended, so that the other groups stop naming C's writes
@@ -440,11 +449,7 @@ fn an_incarnation_replaced_at_its_address_is_retired_as_ended_after_the_address_
         a.handle(c2.join_request(), 20),
         Reply::Join { .. }
     ));
-    assert!(a.leave_out(c_member.address.clone(), 30));
-    heartbeat(&b, &mut a, 40);
-    run(&mut a, 50, 200);
-    assert!(a.known().is_retired(&c_member.id), "A retired C");
-    let record = a.known().retirement(&c_member.id).unwrap();
+    let record = c_left_and_retired(&mut a, &b, &c_member);
     assert_eq!((record.last, record.ended), (1, true));
 }
 
@@ -453,10 +458,7 @@ fn an_incarnation_replaced_at_its_address_is_retired_as_ended_after_the_address_
 #[test]
 fn a_retired_incarnation_replaced_at_its_address_is_marked_ended() {
     let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
-    assert!(a.leave_out(c_member.address.clone(), 30));
-    heartbeat(&b, &mut a, 40);
-    run(&mut a, 50, 200);
-    let record = a.known().retirement(&c_member.id).unwrap();
+    let record = c_left_and_retired(&mut a, &b, &c_member);
     assert_eq!((record.last, record.ended), (1, false));
     // C's address is placed in A's group again; C2 joins.
     a.allow(&c_member.address);
@@ -482,10 +484,7 @@ fn an_incarnation_whose_node_restarted_in_another_group_is_retired_as_ended() {
     let elsewhere = |c: &Member| ReplicaId::new(c.address.as_str(), "s2e3.c2");
     // Heard after C was retired.
     let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
-    assert!(a.leave_out(c_member.address.clone(), 30));
-    heartbeat(&b, &mut a, 40);
-    run(&mut a, 50, 200);
-    let record = a.known().retirement(&c_member.id).unwrap();
+    let record = c_left_and_retired(&mut a, &b, &c_member);
     assert_eq!((record.last, record.ended), (1, false));
     a.note_restarted(&c_member.address, &[elsewhere(&c_member)]);
     let record = a.known().retirement(&c_member.id).unwrap();
@@ -493,10 +492,7 @@ fn an_incarnation_whose_node_restarted_in_another_group_is_retired_as_ended() {
     // Heard before.
     let (mut a, b, c_member) = trio_whose_c_wrote_once_and_crashed();
     a.note_restarted(&c_member.address, &[elsewhere(&c_member)]);
-    assert!(a.leave_out(c_member.address.clone(), 30));
-    heartbeat(&b, &mut a, 40);
-    run(&mut a, 50, 200);
-    let record = a.known().retirement(&c_member.id).unwrap();
+    let record = c_left_and_retired(&mut a, &b, &c_member);
     assert_eq!((record.last, record.ended), (1, true));
 }
 
