@@ -637,6 +637,37 @@ async fn a_reshard_right_after_nodes_die_deals_only_the_living() {
     assert_eq!(r.status, 400, "{r:?}");
 }
 
+#[actix_web::test]
+async fn a_reshard_is_refused_while_no_member_of_a_shard_answers() {
+    let mut c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let mut ctx = json!("");
+    for k in 0..30 {
+        ctx = put(&c, k % 6, &format!("k{k}"), json!(k), &ctx).await.ctx();
+    }
+    // Every member of shard 2 is cut off (killed here): nobody could hand
+    // its keys over, so a reshard would serve them from replicas that
+    // never held them.
+    let two = nodes_of(&c, 2).await;
+    for &i in &two {
+        c.kill(i);
+    }
+    let alive: Vec<usize> = (0..6).filter(|i| !two.contains(i)).collect();
+    let r = reshard(&c, alive[0], 1).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.body["error"].as_str().unwrap_or_default().contains("shard 2"),
+        "{r:?}"
+    );
+    // Nothing moved: both shards are still there, shard 1 with its keys.
+    assert_eq!(shard_ids(&c, alive[1]).await, vec![1, 2]);
+    let layout = causalkv::shard::Layout::new(2);
+    for k in (0..30).filter(|k| layout.shard_of(&format!("k{k}")) == 0) {
+        let r = c.get(alive[k % 3], &format!("k{k}"), &ctx).await;
+        assert_eq!(r.body["value"], json!(k), "{r:?}");
+    }
+}
+
 async fn table_request(
     c: &TestCluster,
     i: usize,

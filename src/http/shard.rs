@@ -144,6 +144,12 @@ fn refused(refusal: Refused, method: &Method) -> ApiError {
             method,
         ),
         Refused::Busy(e) => ApiError::new(Error::Conflict(e), method),
+        Refused::Unreachable(id) => ApiError::new(
+            Error::Unavailable(format!(
+                "No member of shard {id} answers, so its keys cannot be handed over; nothing moved, try again once one is back"
+            )),
+            method,
+        ),
         Refused::Failed(e) => ApiError::new(
             Error::Unavailable(format!("The reshard failed and was undone: {e}")),
             method,

@@ -74,6 +74,9 @@ pub enum ReshardError {
     NotEnoughNodes,
     /// A shard count of 0 or above [`MAX_SHARDS`].
     BadCount,
+    /// No member of this shard is live: nobody could hand its keys over,
+    /// and the new map would serve them from replicas that lack them.
+    Unreachable(ShardId),
 }
 
 /// The group name of shard `id` formed at map version `epoch`.
@@ -230,6 +233,15 @@ impl ShardMap {
         if live.len() < MIN_MEMBERS * count as usize {
             return Err(ReshardError::NotEnoughNodes);
         }
+        // Every shard's keys are handed over (or kept) by its live
+        // members; a shard with members but none live would have its keys
+        // served, moved or not, by replicas that never held them. (A shard
+        // left with no member at all has no copy anywhere to wait for.)
+        if let Some((&id, _)) = self.shards.iter().find(|(_, s)| {
+            !s.members.is_empty() && !s.members.iter().any(|m| live.contains(m))
+        }) {
+            return Err(ReshardError::Unreachable(id));
+        }
         let mut map = self.next(by);
         let epoch = map.epoch;
         // Shards that stay, largest first: they get the larger sizes, so
@@ -361,6 +373,16 @@ mod tests {
             Err(ReshardError::NotEnoughNodes)
         );
         assert_eq!(map.resharded(0, &live, &me), Err(ReshardError::BadCount));
+        // Shard 2 (view[1], [3], [5]) with none of its members live.
+        let shard2: BTreeSet<_> = [1, 3, 5].map(|i| view[i].clone()).into();
+        assert_eq!(map.shard(2).unwrap().members, Vec::from_iter(shard2.clone()));
+        let without: BTreeSet<_> = live.difference(&shard2).cloned().collect();
+        assert_eq!(
+            map.resharded(1, &without, &me),
+            Err(ReshardError::Unreachable(2))
+        );
+        let one_back = without.iter().chain([&view[3]]).cloned().collect();
+        assert!(map.resharded(2, &one_back, &me).is_ok());
         let fewer: BTreeSet<_> = view[..5].iter().cloned().collect();
         let map2 = map.resharded(2, &fewer, &me).unwrap();
         assert!(map2

@@ -118,6 +118,7 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
                 "shard-count must be between 1 and {}",
                 crate::shard::MAX_SHARDS
             )),
+            ReshardError::Unreachable(id) => Refused::Unreachable(id),
         })?;
     info!(
         from = map.count(),

@@ -131,6 +131,8 @@ pub enum Refused {
     Busy(String),
     /// A step failed at a node; nothing moved.
     Failed(String),
+    /// No member of this shard answered, so its keys could not move.
+    Unreachable(ShardId),
 }
 
 /// Credentials for a map request (no shard group: map requests cross
