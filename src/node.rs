@@ -312,6 +312,13 @@ impl Node {
     /// once what they carry is durable here) and wakes requests waiting for
     /// writes to be applied.
     pub fn with_replica<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> R {
+        self.with_replica_step(f).0
+    }
+
+    /// [`Node::with_replica`], and the number of the disk step that holds
+    /// what `f` did (0 without a disk): once it is durable, so is all
+    /// that `f` saw and changed (see [`Node::settle_to`]).
+    pub fn with_replica_step<R>(&self, f: impl FnOnce(&mut Replica, Millis) -> R) -> (R, u64) {
         let now = self.now();
         let (result, effects, progress, batch, generation) = {
             let mut replica = self.write_lock();
@@ -341,7 +348,7 @@ impl Node {
         if self.published.swap(progress, Ordering::AcqRel) != progress {
             self.progress.send_replace(progress);
         }
-        result
+        (result, batch)
     }
 
     /// Keeps a write for peers until batch `batch` is durable.
@@ -378,7 +385,18 @@ impl Node {
     pub async fn settle(&self) -> Result<(), String> {
         match &self.disk {
             None => Ok(()),
-            Some(disk) => disk.settled(disk.staged()).await.map_err(|e| e.to_string()),
+            Some(disk) => self.settle_to(disk.staged()).await,
+        }
+    }
+
+    /// Waits until disk step `step` (see [`Node::with_replica_step`]) is
+    /// durable, not for the steps others staged after it: under load, a
+    /// request that waited for every step staged by the time it asked
+    /// would often wait for one more sync than its own needs.
+    pub async fn settle_to(&self, step: u64) -> Result<(), String> {
+        match &self.disk {
+            None => Ok(()),
+            Some(disk) => disk.settled(step).await.map_err(|e| e.to_string()),
         }
     }
 

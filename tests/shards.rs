@@ -656,7 +656,10 @@ async fn a_reshard_is_refused_while_no_member_of_a_shard_answers() {
     let r = reshard(&c, alive[0], 1).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert!(
-        r.body["error"].as_str().unwrap_or_default().contains("shard 2"),
+        r.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("shard 2"),
         "{r:?}"
     );
     // Nothing moved: both shards are still there, shard 1 with its keys.

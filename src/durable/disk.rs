@@ -42,10 +42,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fjall::PersistMode;
-use tokio::sync::watch;
 
 use super::codec::encode;
 use super::db::{item, Handles, Item};
+use super::durable_step::Durable;
 use super::layout::{clock_key, free_space, Durability, BATCH, REPLICA};
 use crate::causal::VectorClock;
 use crate::replica::Replica;
@@ -166,8 +166,8 @@ pub(super) struct Shared {
     committer: Mutex<Handles>,
     /// The number of the last step staged.
     saved: AtomicU64,
-    /// The number of the last durable step, for those who wait on it.
-    durable: watch::Sender<u64>,
+    /// The number of the last durable step, and who waits on it.
+    durable: Durable,
     /// See [`Status`].
     pub(super) free: AtomicU64,
     pub(super) syncs: AtomicU64,
@@ -195,7 +195,7 @@ impl Shared {
 
     /// The number of the last durable step.
     pub(super) fn durable(&self) -> u64 {
-        *self.durable.borrow()
+        self.durable.last()
     }
 
     /// Commits every step staged so far as one batch, with the committer
@@ -227,12 +227,7 @@ impl Shared {
 
     /// Marks steps up to `durable` durable and tells who waits.
     pub(super) fn made_durable(&self, durable: u64) {
-        let grew = self.durable.send_if_modified(|d| {
-            let grew = *d < durable;
-            *d = (*d).max(durable);
-            grew
-        });
-        if grew {
+        if self.durable.raise(durable) {
             if let Some(f) = self.on_durable.get() {
                 f(durable);
             }
@@ -273,7 +268,7 @@ impl Disk {
             }),
             committer: Mutex::new(handles),
             saved: AtomicU64::new(last),
-            durable: watch::channel(last).0,
+            durable: Durable::new(last),
             free: AtomicU64::new(free),
             syncs: AtomicU64::new(0),
             wake: Wake::default(),
@@ -459,12 +454,7 @@ impl Disk {
     /// Waits until step `seq` is durable (an error only once the disk is
     /// closed, at shutdown).
     pub async fn settled(&self, seq: u64) -> Result<(), Arc<str>> {
-        if self.durable() >= seq {
-            return Ok(());
-        }
-        let mut durable = self.shared.durable.subscribe();
-        let result = durable.wait_for(|d| *d >= seq).await.map(|_| ());
-        result.map_err(|_| "the disk is closed".into())
+        self.shared.durable.reached(seq).await
     }
 
     /// Why a write bringing `incoming` bytes is refused now: the file

@@ -39,6 +39,7 @@
 mod codec;
 mod db;
 mod disk;
+mod durable_step;
 mod layout;
 mod open;
 mod sync;

@@ -113,18 +113,19 @@ async fn handle(
         ));
     }
     // A page of a copy only looks at the state: other readers go on.
-    let reply = match request {
+    let (reply, step) = match request {
         Request::Snapshot { cursor, fresh, .. } => {
-            node.read_replica(|replica| replica.page(cursor, fresh))
+            let page = node.read_replica(|replica| replica.page(cursor, fresh));
+            (page, node.disk().map_or(0, |disk| disk.staged()))
         }
-        request => node.with_replica(|replica, now| replica.handle(request, now)),
+        request => node.with_replica_step(|replica, now| replica.handle(request, now)),
     };
     // What a peer is told it may keep (writes acknowledged, versions
     // pulled, pages copied), or that this replica holds (the clock of a
     // heartbeat, which write concerns count), is durable here first.
     // Heartbeats go on while the disk fails, so the others do not take
-    // this replica for dead.
-    let settled = node.settle().await;
+    // this replica for dead. (The step of the reply covers all it tells.)
+    let settled = node.settle_to(step).await;
     if kind != Kind::Heartbeat {
         settled.map_err(|why| ApiError::new(Error::DiskUnavailable(why), &method))?;
     }

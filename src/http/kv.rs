@@ -362,10 +362,11 @@ async fn write(
     // A write to a key that a reshard moves waits for the reshard, however
     // many causal waits that takes (up to the reshard's own bound).
     let reshard_deadline = std::time::Instant::now() + RESHARD_WAIT;
+    let step = std::cell::Cell::new(0);
     let result = loop {
         let attempt = node
             .serve(|node| {
-                node.with_replica(|replica, _| {
+                let (result, at) = node.with_replica_step(|replica, _| {
                     may_serve(node, replica, key, true)?;
                     replica.write_in(
                         key.table.as_ref(),
@@ -374,7 +375,9 @@ async fn write(
                         context,
                         &how.condition,
                     )
-                })
+                });
+                step.set(at);
+                result
             })
             .await;
         match attempt {
@@ -385,7 +388,7 @@ async fn write(
         }
     };
     // Acknowledged only once it is in the journal.
-    node.settle()
+    node.settle_to(step.get())
         .await
         .map_err(|why| ApiError::new(Error::DiskUnavailable(why), method))?;
     if result.outcome == Outcome::NoTable {

@@ -237,9 +237,11 @@ impl ShardMap {
         // members; a shard with members but none live would have its keys
         // served, moved or not, by replicas that never held them. (A shard
         // left with no member at all has no copy anywhere to wait for.)
-        if let Some((&id, _)) = self.shards.iter().find(|(_, s)| {
-            !s.members.is_empty() && !s.members.iter().any(|m| live.contains(m))
-        }) {
+        if let Some((&id, _)) = self
+            .shards
+            .iter()
+            .find(|(_, s)| !s.members.is_empty() && !s.members.iter().any(|m| live.contains(m)))
+        {
             return Err(ReshardError::Unreachable(id));
         }
         let mut map = self.next(by);
@@ -375,7 +377,10 @@ mod tests {
         assert_eq!(map.resharded(0, &live, &me), Err(ReshardError::BadCount));
         // Shard 2 (view[1], [3], [5]) with none of its members live.
         let shard2: BTreeSet<_> = [1, 3, 5].map(|i| view[i].clone()).into();
-        assert_eq!(map.shard(2).unwrap().members, Vec::from_iter(shard2.clone()));
+        assert_eq!(
+            map.shard(2).unwrap().members,
+            Vec::from_iter(shard2.clone())
+        );
         let without: BTreeSet<_> = live.difference(&shard2).cloned().collect();
         assert_eq!(
             map.resharded(1, &without, &me),
