@@ -494,3 +494,57 @@ fn a_sibling_whose_writer_retired_is_replaced_by_a_write_that_read_it() {
         every_replica_reads(&sim, "t", &k, &["z"]);
     });
 }
+
+#[test]
+fn a_replica_back_after_its_incarnation_was_retired_drops_its_siblings_replaced_meanwhile() {
+    for_seeds(5, |seed| {
+        let (mut sim, admin) = with_table(seed, 0, "t", true);
+        let k = key("k");
+        put(&mut sim, 0, &mut admin.clone(), "t", &k, Some("a"));
+        sim.settle(CALM);
+        let writer = sim.replica(0).me().id.clone();
+        // Replica 0 is cut off; at replica 1, a client that read "a"
+        // replaces it with "b".
+        sim.group = vec![0, 1, 1];
+        let mut replacer = Client::default();
+        assert_eq!(read(&sim, 1, &mut replacer, "t", &k), set(&["a"]));
+        put(&mut sim, 1, &mut replacer, "t", &k, Some("b"));
+        // Past the suspect timeout, the others forget replica 0 and retire
+        // its incarnation (not ended: it may come back, as it does).
+        let deadline = sim.now + 120_000;
+        while !(1..3).all(|i| sim.replica(i).known().is_retired(&writer)) {
+            assert!(sim.now < deadline, "replica 0 is never retired");
+            sim.run(500);
+        }
+        // A client of replica 1 deletes k: its context no longer names
+        // replica 0's incarnation; the delete has seen "a" only through
+        // "b", which it replaces.
+        let mut deleter = Client::default();
+        assert_eq!(read(&sim, 1, &mut deleter, "t", &k), set(&["b"]));
+        assert_eq!(
+            put(&mut sim, 1, &mut deleter, "t", &k, None),
+            Outcome::Deleted
+        );
+        assert_eq!(deleter.ctx().clock().get(&writer), 0);
+        let deadline = sim.now + 2_000;
+        let mut peer = Client::default();
+        while !read(&sim, 2, &mut peer, "t", &k).is_empty() {
+            assert!(sim.now < deadline, "replica 2 never applies the delete");
+            sim.run(50);
+        }
+        // Every member applied the delete: they forget it (replica 0 is no
+        // member now), and with it the last record that "a" was replaced.
+        let deadline = sim.now + 30_000;
+        while (1..3).any(|i| sim.replica(i).store().has_collectable()) {
+            assert!(sim.now < deadline, "the delete is never forgotten");
+            sim.run(500);
+        }
+        // Back, replica 0 must not take the others' current versions as
+        // all it lacks (its queued writes went when it was forgotten): it
+        // lacks a delete they forgot, so it copies their state, and "a"
+        // goes.
+        sim.group = vec![0, 0, 0];
+        sim.settle(CALM);
+        every_replica_reads(&sim, "t", &k, &[]);
+    });
+}

@@ -49,16 +49,21 @@ impl Store {
             }
             let (origin, counter, lamport) = (slot.origin, slot.counter, slot.lamport);
             let id = self.origins.id(origin);
-            if marker && counter <= stable(id) {
-                // A delete among siblings: every replica applied it, so
-                // none holds what it saw any more.
-                self.remove_at(i);
-                collected.forgotten += 1;
-            } else if counter <= stable(id) {
+            if counter <= stable(id) {
+                // A delete, among siblings or not, that a replica out of
+                // the view now may still lack: one that comes back holding
+                // what it deleted must copy a member's state, not take its
+                // current versions (which no longer say what the delete
+                // replaced), so the delete counts in what was forgotten.
                 if collected.deletes.get(id) < counter {
                     collected.deletes.set(id.clone(), counter);
                 }
-                collected.lamport = collected.lamport.max(lamport);
+                // Only a tombstone's time bounds the values a copy writes
+                // again (see `merge_page`): a delete among siblings removes
+                // what it saw, whatever its time.
+                if !marker {
+                    collected.lamport = collected.lamport.max(lamport);
+                }
                 self.remove_at(i);
                 collected.forgotten += 1;
             } else {

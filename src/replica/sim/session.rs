@@ -66,10 +66,15 @@ pub(in crate::replica) fn replaced_sibling(log: &[Logged], key: &Key, v: &Versio
     let Some(base) = crate::store::tables::sibling_base(key.as_str()) else {
         return false;
     };
+    use crate::store::Sibling;
     // A copy a replica wrote again is replaced by what saw the original.
-    let sibling = (v.value.as_ref()).and_then(|v| crate::store::Sibling::decode(v.as_json()));
+    let sibling = (v.value.as_ref()).and_then(|v| Sibling::decode(v.as_json()));
+    let saw = |seen: &VectorClock| Sibling::seen_in_any(sibling.as_ref(), &v.dot, seen);
     log.iter().any(|w| {
-        crate::store::Sibling::seen_in_any(sibling.as_ref(), &v.dot, &w.deps)
+        // What a write saw is its deps, which leave out its writer's own
+        // earlier writes, and all its sibling record says it saw.
+        let recorded = (w.version.value.as_ref()).and_then(|v| Sibling::decode(v.as_json()));
+        (saw(&w.deps) || recorded.is_some_and(|r| saw(&r.seen)))
             && crate::store::tables::sibling_base(w.key.as_str()).as_deref() == Some(base.as_str())
     })
 }
