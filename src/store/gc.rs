@@ -20,7 +20,8 @@ pub struct Collected {
     /// The newest forgotten delete of each writer: a replica that has not
     /// applied these may still hold what they deleted.
     pub deletes: VectorClock,
-    /// The largest Lamport time of a forgotten delete.
+    /// The largest Lamport time of a forgotten tombstone (a delete in a
+    /// table without siblings).
     pub lamport: u64,
     /// Whether the round has walked every tombstone.
     pub done: bool,
