@@ -194,7 +194,9 @@ async fn ping_all(node: &Arc<Node>) {
 }
 
 /// Pings every other node of the map at once, takes the newer maps they
-/// hold, and returns the nodes that answered, this one included.
+/// hold, and returns the nodes that answered, this one included. Each
+/// answer is taken as it comes: a node out of reach (its ping waits for
+/// the deadline) holds back no newer map that another brings.
 pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
     let Some(cluster) = node.cluster() else {
         return BTreeSet::new();
@@ -223,21 +225,23 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
                 PING_DEADLINE,
             )
             .await;
-            (to, pong)
-        }
-    });
-    let mut answered = BTreeSet::from([cluster.me().clone()]);
-    for (to, pong) in futures_util::future::join_all(pings).await {
-        if let Ok(pong) = pong {
+            let pong = pong.ok()?;
             cluster.heard(&to);
             heard_run(node, cluster, &to, pong.runner);
-            answered.insert(to);
             if let Some(map) = pong.map {
                 install(node, map);
             }
             take_retired(node, pong.retired);
+            Some(to)
         }
-    }
+    });
+    let mut answered = BTreeSet::from([cluster.me().clone()]);
+    answered.extend(
+        futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .flatten(),
+    );
     answered
 }
 
