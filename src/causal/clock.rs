@@ -66,6 +66,14 @@ impl ReplicaId {
         Ok(ReplicaId(Arc::from(text)))
     }
 
+    /// The entry of a sharded store's contexts that holds the version of
+    /// the shard map the client's requests went through (see "Across
+    /// shards" in [`crate::causal`]): not a replica, and of a group no
+    /// replica is in, so every replica takes it as another group's entry.
+    pub fn shard_map() -> ReplicaId {
+        ReplicaId(Arc::from("shard-map#map.version"))
+    }
+
     /// The identity as text.
     pub fn as_str(&self) -> &str {
         &self.0

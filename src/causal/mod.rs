@@ -94,6 +94,18 @@
 //! exists) still honours. Writes to a moving key wait until every member
 //! of its new shard holds every version of it (see `crate::sharding`).
 //!
+//! A node that still holds an older shard map (it was cut off during the
+//! reshard, or the commit has not reached it yet) would serve a key from
+//! the group that held it before, and take the new group's writes of it
+//! for another group's, met by definition: a client that wrote the key
+//! through the new map would read it back older. So a context also names
+//! the version of the map its requests went through, as the entry of
+//! [`ReplicaId::shard_map`] (of no replica's group: foreign everywhere,
+//! merged like any other), carried by every write's answer and by the
+//! foreign frontier into every read's; a replica whose node holds an
+//! older map serves such a context only once it holds that one
+//! ([`Wait::MapBehind`](crate::replica::Wait::MapBehind)).
+//!
 //! # Implementation caveats
 //!
 //! - A context naming writes that no live replica holds (forged, or lost

@@ -74,6 +74,9 @@ impl From<Wait> for Error {
                 "The key is moving to another shard: the reshard did not finish in time".into(),
             ),
             Wait::Moved => Error::Moved,
+            Wait::MapBehind(version) => Error::Unavailable(format!(
+                "This node has not learned version {version} of the shard map, which the request's context went through, in time"
+            )),
         }
     }
 }

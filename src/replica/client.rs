@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::address::SocketAddress;
-use crate::causal::{CausalContext, Dot, VectorClock};
+use crate::causal::{CausalContext, Dot, ReplicaId, VectorClock};
 use crate::store::tables::value_written_again;
 use crate::store::{etag, Key, Value, Version};
 
@@ -30,11 +30,38 @@ impl Replica {
         if !self.is_ready() {
             return Err(Wait::NotReady);
         }
+        let through = context.clock().get(&ReplicaId::shard_map());
+        if self.map_version > 0 && through > self.map_version {
+            return Err(Wait::MapBehind(through));
+        }
         let missing = self.missing(context);
         if !missing.is_empty() {
             return Err(Wait::Missing(missing));
         }
         Ok(self.prune(context.clock()))
+    }
+
+    /// Sharded: this node holds version `version` of the shard map. Every
+    /// answer carries it from now on (as an entry of the foreign
+    /// frontier, which what a client learns includes), and a request whose
+    /// context went through a newer map waits until this node holds that
+    /// one: its key may have moved since this node's map, to a shard whose
+    /// writes this replica would take for another group's (see "Across
+    /// shards" in [`crate::causal`]).
+    pub fn note_map_version(&mut self, version: u64) {
+        if version <= self.map_version {
+            return;
+        }
+        self.map_version = version;
+        let mut entry = VectorClock::new();
+        entry.set(ReplicaId::shard_map(), version);
+        self.known.note_foreign(&entry);
+        self.progress += 1;
+    }
+
+    /// Sharded: the version of the shard map held here (0 unsharded).
+    pub fn map_version(&self) -> u64 {
+        self.map_version
     }
 
     /// `clock` without the entries that retirement made pointless (see
@@ -152,10 +179,19 @@ impl Replica {
             etag: (!is_delete).then(|| etag(&dot)),
             outcome,
             learned: Learned {
-                clock: single(&dot),
+                clock: self.with_map_version(single(&dot)),
                 pruned,
             },
         })
+    }
+
+    /// Sharded: `clock` with the version of the shard map held here (see
+    /// [`Replica::note_map_version`]).
+    fn with_map_version(&self, mut clock: VectorClock) -> VectorClock {
+        if self.map_version > 0 {
+            clock.set(ReplicaId::shard_map(), self.map_version);
+        }
+        clock
     }
 
     /// Issues a write made here: stamps it with the next dot of this

@@ -55,6 +55,9 @@ pub enum Wait {
     /// Sharded: the key is no longer this node's to serve (the shard map
     /// changed); the request goes where the key now lives.
     Moved,
+    /// Sharded: the request's context went through version `0` of the
+    /// shard map, newer than the one this node holds.
+    MapBehind(u64),
 }
 
 /// What a client learns from an answer, and the context it should keep.

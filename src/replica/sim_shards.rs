@@ -162,3 +162,32 @@ fn keys_handed_to_another_shard_keep_every_acknowledged_write_despite_a_partitio
         }
     });
 }
+
+#[test]
+fn a_context_from_a_newer_shard_map_waits_at_a_node_that_holds_an_older_one() {
+    for_seeds(5, |seed| {
+        let (mut a, _) = two_shards(seed, 1);
+        let x = key("x");
+        // Replicas 0 and 1 hold version 3 of the map; replica 2 was cut
+        // off and still holds version 2, under which x may have lived in
+        // another shard (whose writes it would take for another group's).
+        for i in 0..3 {
+            a.replica_mut(i)
+                .note_map_version(if i == 2 { 2 } else { 3 });
+        }
+        let x1 = a.client(0, 0, &Op::Put(x.clone())).expect("served");
+        let map = crate::causal::ReplicaId::shard_map();
+        let through = a.sessions[0].ctx.get(map.as_str()).and_then(|n| n.as_u64());
+        assert_eq!(
+            through,
+            Some(3),
+            "a write's answer names the map it went through"
+        );
+        a.run(2_000);
+        let stale = a.client(0, 2, &Op::Get(x.clone()));
+        assert_eq!(stale, Err(super::Wait::MapBehind(3)));
+        // Once it holds that map, it serves.
+        a.replica_mut(2).note_map_version(3);
+        assert_eq!(a.client(0, 2, &Op::Get(x)), Ok(x1));
+    });
+}

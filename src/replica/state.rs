@@ -103,6 +103,8 @@ pub struct Replica {
     pub(super) progress: u64,
     pub(super) writes_issued: u64,
     pub(super) writes_applied: u64,
+    /// Sharded: the version of the shard map this node holds (0 unsharded).
+    pub(super) map_version: u64,
 }
 
 #[derive(Debug)]
@@ -228,6 +230,7 @@ impl Replica {
             progress: 0,
             writes_issued: 0,
             writes_applied: 0,
+            map_version: 0,
         }
     }
 

@@ -88,6 +88,7 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         adopted = true;
         let handed = cluster.take_incoming(map.epoch);
         let group = group_of(&map, &me);
+        replica.note_map_version(map.epoch);
         if replica.me().id.group() != Some(group.as_str()) {
             info!(epoch = map.epoch, %group, keys = handed.live.len(), "this node changes shard group");
             // The members that stay in the group it leaves, if it goes on.
@@ -99,7 +100,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
             rescued = replica.rescued_on_leaving(&staying, cluster.handed_off(&map), |key| {
                 old.moves(key, &new)
             });
-            return Some(new_replica(node, &map, handed, now));
+            let mut new = new_replica(node, &map, handed, now);
+            new.note_map_version(map.epoch);
+            return Some(new);
         }
         take_in(replica, handed, now);
         let mine = map.shard_of_node(&me)?;
@@ -127,6 +130,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     });
     if adopted {
         info!(epoch = map.epoch, shards = map.count(), "shard map updated");
+        // Wakes the requests that waited for this map (see
+        // `Replica::note_map_version`).
+        node.with_replica(|_, _| ());
     }
     if !rescued.is_empty() {
         if let Some(node) = node.shared() {

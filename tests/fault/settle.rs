@@ -153,9 +153,11 @@ impl Bounds {
         let sizes: Vec<String> = shards.values().map(|s| s.len().to_string()).collect();
         Bounds {
             clock,
-            context: members.len() + METADATA_SLACK * shards.len().max(1),
+            // One more: the version of the shard map the context went
+            // through, which is not a replica's.
+            context: members.len() + METADATA_SLACK * shards.len().max(1) + 1,
             why: format!(
-                "clocks: members of the node's shard ({}) + {METADATA_SLACK}; context: {} live nodes + {METADATA_SLACK} per shard",
+                "clocks: members of the node's shard ({}) + {METADATA_SLACK}; context: {} live nodes + {METADATA_SLACK} per shard + the shard map's version",
                 sizes.join("/"),
                 members.len()
             ),

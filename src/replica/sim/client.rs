@@ -241,10 +241,17 @@ impl Sim {
         });
         // Sharded, a read also hands over what the writes applied here
         // depended on in other shards (the replica's foreign frontier); a
-        // writer's context holds its own dependencies already.
+        // writer's context holds its own dependencies already, and learns
+        // only the version of the shard map held here.
         let foreign = match op {
             Op::Get(_) => replica.known().foreign().clone(),
-            _ => Default::default(),
+            _ => {
+                let mut map = crate::causal::VectorClock::new();
+                if replica.map_version() > 0 {
+                    map.set(crate::causal::ReplicaId::shard_map(), replica.map_version());
+                }
+                map
+            }
         };
         let found = version.is_some();
         if retired {
