@@ -329,8 +329,12 @@ pub fn value_text(value: Option<&Value>) -> String {
 pub fn grown(sent: &Value, answered: &Value) -> Option<Dot> {
     let sent = clock_of(sent).unwrap_or_default();
     let answered = clock_of(answered)?;
+    // A sharded store's answers may also name a newer shard map: not a
+    // write.
+    let map = causalkv::causal::ReplicaId::shard_map();
     let mut grown = answered
         .into_iter()
+        .filter(|(id, _)| id != map.as_str())
         .filter(|(id, n)| sent.get(id).is_none_or(|m| m < n));
     let (id, n) = grown.next()?;
     grown.next().is_none().then_some(Dot { id, n })
