@@ -187,7 +187,7 @@ impl Replica {
 
     /// Sharded: `clock` with the version of the shard map held here (see
     /// [`Replica::note_map_version`]).
-    fn with_map_version(&self, mut clock: VectorClock) -> VectorClock {
+    pub(super) fn with_map_version(&self, mut clock: VectorClock) -> VectorClock {
         if self.map_version > 0 {
             clock.set(ReplicaId::shard_map(), self.map_version);
         }

@@ -191,3 +191,34 @@ fn a_context_from_a_newer_shard_map_waits_at_a_node_that_holds_an_older_one() {
         assert_eq!(a.client(0, 2, &Op::Get(x)), Ok(x1));
     });
 }
+
+#[test]
+fn a_table_write_names_the_shard_map_it_went_through_as_a_write_to_the_default_table_does() {
+    use super::Condition;
+    use crate::causal::CausalContext;
+    use crate::store::{TableName, Value};
+    for_seeds(3, |seed| {
+        let (mut a, _) = two_shards(seed, 1);
+        for i in 0..3 {
+            a.replica_mut(i).note_map_version(3);
+        }
+        let map = crate::causal::ReplicaId::shard_map();
+        let through = |learned: &super::Learned| learned.clock.get(&map);
+        let none = CausalContext::parse(None).expect("no context");
+        for (table, siblings) in [("plain", false), ("many", true)] {
+            let name = TableName::parse(table).expect("a valid name");
+            let created = (a.replica_mut(0).create_table(&name, siblings, &none)).expect("served");
+            assert_eq!(through(&created.learned), 3, "create {table}");
+            a.flush(0);
+            let value = Value::from_json("\"v\"").expect("json");
+            let wrote = (a.replica_mut(0))
+                .write_in(Some(&name), key("x"), value, &none, &Condition::Any)
+                .expect("served");
+            assert_eq!(through(&wrote.learned), 3, "a write in {table}");
+            a.flush(0);
+            let dropped = (a.replica_mut(0).drop_table(&name, "next", &none)).expect("served");
+            assert_eq!(through(&dropped.learned), 3, "drop {table}");
+            a.flush(0);
+        }
+    });
+}

@@ -201,7 +201,7 @@ impl Replica {
                         (false, false) => Outcome::Created,
                     },
                     learned: Learned {
-                        clock: super::state::single(&dot),
+                        clock: self.with_map_version(super::state::single(&dot)),
                         pruned,
                     },
                 })
@@ -244,7 +244,7 @@ impl Replica {
                 keys: 0,
             }),
             learned: Learned {
-                clock: super::state::single(&dot),
+                clock: self.with_map_version(super::state::single(&dot)),
                 pruned,
             },
         })
@@ -280,7 +280,7 @@ impl Replica {
             outcome: TableOutcome::Dropped,
             table: None,
             learned: Learned {
-                clock: super::state::single(&dot),
+                clock: self.with_map_version(super::state::single(&dot)),
                 pruned,
             },
         })
