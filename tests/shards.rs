@@ -552,6 +552,66 @@ async fn concurrent_reshards_are_refused_never_interleaved() {
 }
 
 #[actix_web::test]
+async fn a_view_change_during_a_reshard_and_the_reshard_both_hold_when_both_are_answered_done() {
+    let c = Options::default().env("SHARD_COUNT", 2).start(7).await;
+    let all: Vec<usize> = (0..7).collect();
+    wait_view_size(&c, &all, 7).await;
+    let mut ctx = json!("");
+    for k in 0..2_000 {
+        ctx = put(&c, k % 7, &format!("k{k}"), json!(k), &ctx).await.ctx();
+    }
+    // Of two maps of one version, the one made by the larger address
+    // wins: the reshard is coordinated by the largest, the view DELETE
+    // sent to the smallest, so that a DELETE made on the map the reshard
+    // started from would lose to it (and the removed node come back).
+    let by_addr = |i: &&usize| c.addr(**i).to_string();
+    let coordinator = *all.iter().max_by_key(by_addr).expect("nodes");
+    let at = *all.iter().min_by_key(by_addr).expect("nodes");
+    let gone = *all
+        .iter()
+        .find(|i| ![coordinator, at].contains(i))
+        .expect("a third node");
+    let delete = async {
+        // Once the reshard has begun (and, unless it is very quick, is
+        // under way).
+        tokio_sleep(Duration::from_millis(30)).await;
+        c.change_view(at, false, c.addr(gone)).await
+    };
+    let (done, deleted) = futures_util::future::join(reshard(&c, coordinator, 3), delete).await;
+    assert!(
+        [200, 409, 503].contains(&done.status),
+        "a reshard answers done, busy or undone: {done:?}"
+    );
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != gone).collect();
+    let expected: Vec<u64> = if done.status == 200 {
+        vec![1, 2, 3]
+    } else {
+        vec![1, 2]
+    };
+    for &i in &others {
+        wait_until(
+            DEADLINE,
+            &format!("node {i}: the reshard's shards, and the removed node in none of them"),
+            || async {
+                let ids = shard_ids(&c, i).await;
+                let mut out = ids == expected;
+                for id in ids {
+                    out &= !members(&c, i, id).await.contains(&c.addr(gone).to_string());
+                }
+                out
+            },
+        )
+        .await;
+    }
+    for k in (0..2_000).step_by(37) {
+        let i = others[k % others.len()];
+        let r = c.get(i, &format!("k{k}"), &ctx).await;
+        assert_eq!(r.body["value"], json!(k), "k{k} at node {i}: {r:?}");
+    }
+}
+
+#[actix_web::test]
 async fn a_node_deleted_from_the_view_leaves_its_shard() {
     let c = six_nodes_two_shards().await;
     wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;

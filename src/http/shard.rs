@@ -135,7 +135,7 @@ struct MemberBody {
     socket_address: Option<Json>,
 }
 
-fn refused(refusal: Refused, method: &Method) -> ApiError {
+pub(super) fn refused(refusal: Refused, method: &Method) -> ApiError {
     match refusal {
         Refused::NotEnoughNodes => unreachable!("answered by the handler"),
         Refused::Bad(e) => ApiError::new(Error::BadRequest(e), method),

@@ -67,7 +67,9 @@ async fn put(node: web::Data<Node>, payload: web::Payload) -> Result<HttpRespons
     let method = Method::PUT;
     let address = read_address(&node, payload, &method).await?;
     let added = match node.cluster() {
-        Some(_) => crate::sharding::add_node(&node, address).await,
+        Some(_) => crate::sharding::add_node(&node, address)
+            .await
+            .map_err(|r| super::shard::refused(r, &method))?,
         None => change(&node, ViewChange::Add(address), &method).await?,
     };
     if added {
@@ -93,7 +95,9 @@ async fn delete(node: web::Data<Node>, payload: web::Payload) -> Result<HttpResp
         ));
     }
     let removed = match node.cluster() {
-        Some(_) => crate::sharding::remove_node(&node, address).await,
+        Some(_) => crate::sharding::remove_node(&node, address)
+            .await
+            .map_err(|r| super::shard::refused(r, &method))?,
         None => change(&node, ViewChange::Remove(address), &method).await?,
     };
     if removed {

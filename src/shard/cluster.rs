@@ -106,8 +106,12 @@ impl Cluster {
         if !map.newer_than(&held) {
             return false;
         }
+        // A map as new as the reshard prepared here ends it: either it is
+        // the reshard's (committed), or another map of its version, which
+        // the reshard cannot replace without losing that map's change
+        // (then its hand-off or commit fails here, and it is undone).
         let mut pending = lock(&self.pending);
-        if pending.as_ref().is_some_and(|p| !p.newer_than(&map)) {
+        if pending.as_ref().is_some_and(|p| p.epoch <= map.epoch) {
             *pending = None;
             *lock(&self.prepared_at) = None;
         }
@@ -394,6 +398,31 @@ mod tests {
         assert!(cluster.pending().is_none());
         assert!(!cluster.is_moving(&moving[0]));
         assert_eq!(cluster.map(), next);
+    }
+
+    #[test]
+    fn another_map_of_the_reshards_version_ends_the_reshard_whichever_wins() {
+        // Two maps of one version: the reshard's, and one that adds a node,
+        // made meanwhile elsewhere. Whichever sorts first, the reshard is
+        // given up here (its hand-off and commit then fail, and it is
+        // undone) rather than replace that map, or be replaced by it,
+        // after both were answered as done.
+        let view = nodes(12);
+        let map = ShardMap::initial(&view[..6], 2);
+        let live: BTreeSet<_> = view[..6].iter().cloned().collect();
+        let next = map.resharded(3, &live, &view[1]).unwrap();
+        let new = SocketAddress::parse("10.10.0.99:8085").unwrap();
+        // 10.10.0.4 sorts after the reshard's 10.10.0.3, 10.10.0.10 before.
+        for by in [&view[2], &view[8]] {
+            let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+            cluster.prepare(next.clone()).unwrap();
+            let rival = map.with_node(&new, by).unwrap();
+            assert_eq!(rival.epoch, next.epoch);
+            assert!(cluster.adopt(rival.clone()));
+            assert!(cluster.pending().is_none(), "made by {by}");
+            assert!(!cluster.is_moving("k1") && !cluster.is_moving("k2"));
+            assert_eq!(cluster.map(), rival);
+        }
     }
 
     #[test]

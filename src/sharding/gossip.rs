@@ -34,9 +34,14 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
     if let Some(map) = ping.map {
         install(node, map);
     }
+    // A node not in the map yet is added to it, but not while a reshard
+    // is prepared: the map that adds it would take the reshard's version
+    // (see [`change`]). The next ping after the reshard adds it.
     let held = cluster.map();
-    if let Some(with) = held.with_node_heard(&ping.from, cluster.me()) {
-        install(node, with);
+    if cluster.pending().is_none() {
+        if let Some(with) = held.with_node_heard(&ping.from, cluster.me()) {
+            install(node, with);
+        }
     }
     take_retired(node, ping.retired);
     Pong {
@@ -272,39 +277,67 @@ pub async fn add_member(node: &Node, id: ShardId, address: SocketAddress) -> Res
             "the store is not sharded (start it with SHARD_COUNT)".into(),
         ));
     };
-    let map = cluster.map();
-    if map.shard(id).is_none() {
+    if cluster.map().shard(id).is_none() {
         return Err(Refused::NoSuchShard(id));
     }
-    change(node, map.with_member(id, &address, cluster.me())).await;
+    change(node, |map| map.with_member(id, &address, cluster.me())).await?;
     Ok(())
 }
 
-/// Holds the map `next` a request made here (if it changed anything) and
-/// sends it to every node; returns whether there was one.
-async fn change(node: &Node, next: Option<ShardMap>) -> bool {
-    let Some(next) = next else {
-        return false;
+/// Longest a change of the map asked of this node (a view PUT or DELETE,
+/// add-member) waits for a reshard under way to end.
+const CHANGE_WAIT: Duration = Duration::from_secs(60);
+
+/// Makes the change `make` to the map held (if it changes anything),
+/// holds the new map and sends it to every node; returns whether there
+/// was one.
+///
+/// Not while a reshard is prepared here: the new map would take the
+/// version the reshard's has, and of two maps of one version only one
+/// stays, so either the change or the reshard would be lost though both
+/// were answered as done. The change waits for the reshard to end (at
+/// most [`CHANGE_WAIT`], then it is refused), and is made on the map the
+/// reshard left. A reshard prepared after the change was made here is
+/// refused instead (see `prepare` in `sharding::reshard`).
+async fn change(
+    node: &Node,
+    make: impl Fn(&ShardMap) -> Option<ShardMap>,
+) -> Result<bool, Refused> {
+    let Some(cluster) = node.cluster() else {
+        return Ok(false);
+    };
+    let deadline = std::time::Instant::now() + CHANGE_WAIT;
+    while let Some(pending) = cluster.pending() {
+        if std::time::Instant::now() >= deadline {
+            return Err(Refused::Busy(format!(
+                "a reshard to map version {} (by {}) is under way; try again once it is done",
+                pending.epoch, pending.by
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(next) = make(&cluster.map()) else {
+        return Ok(false);
     };
     install(node, next.clone());
     announce(node, &next).await;
-    true
+    Ok(true)
 }
 
 /// Adds `address` to the store's nodes, placed in no shard (a view PUT);
 /// returns whether it was new.
-pub async fn add_node(node: &Node, address: SocketAddress) -> bool {
+pub async fn add_node(node: &Node, address: SocketAddress) -> Result<bool, Refused> {
     let Some(cluster) = node.cluster() else {
-        return false;
+        return Ok(false);
     };
-    change(node, cluster.map().with_node(&address, cluster.me())).await
+    change(node, |map| map.with_node(&address, cluster.me())).await
 }
 
 /// Removes `address` from the store (a view DELETE); returns whether it
 /// was a node of it.
-pub async fn remove_node(node: &Node, address: SocketAddress) -> bool {
+pub async fn remove_node(node: &Node, address: SocketAddress) -> Result<bool, Refused> {
     let Some(cluster) = node.cluster() else {
-        return false;
+        return Ok(false);
     };
-    change(node, cluster.map().without_node(&address, cluster.me())).await
+    change(node, |map| map.without_node(&address, cluster.me())).await
 }

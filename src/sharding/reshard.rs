@@ -163,13 +163,18 @@ fn prepare(node: &Node, map: ShardMap) -> Result<(), String> {
     let Some(cluster) = node.cluster() else {
         return Err("this node is not sharded".into());
     };
-    if !map.newer_than(&cluster.map()) {
-        return Err(format!(
-            "map version {} is not newer than the one held",
-            map.epoch
-        ));
-    }
-    node.with_replica(|_, _| cluster.prepare(map))
+    node.with_replica(|_, _| {
+        // Built on the map held here: a map changed here meanwhile (a node
+        // added or removed) has the version the reshard's would take.
+        let held = cluster.map();
+        if map.epoch != held.epoch + 1 {
+            return Err(format!(
+                "map version {} is not the one after the version held here ({}): the map changed meanwhile",
+                map.epoch, held.epoch
+            ));
+        }
+        cluster.prepare(map)
+    })
 }
 
 /// Step 2: hands this node's versions of the keys that change shard to
