@@ -150,6 +150,14 @@ def durable_results(put_fsync=45_000, ready=0.4, held=0.5, same=True, etcd_keys=
 
 
 class Durable(unittest.TestCase):
+    def test_the_wait_before_the_get_runs_is_told_when_the_run_made_it(self):
+        told = report.get_settled({"get_settle_secs": 4.2, "get_settled": True})
+        self.assertIn("idle after 4 s", told)
+        busy = report.get_settled({"get_settle_secs": 60.4, "get_settled": False})
+        self.assertIn("still busy after 60 s", busy)
+        # A run that did not wait (an older BENCHMARKS.json) says nothing of it.
+        self.assertEqual(report.get_settled({}), "")
+
     def test_no_durable_part_no_rows(self):
         r = {"causalkv": {"put_one": figure(50_000)}}
         whats = [row[0] for row in tables.target_rows(r)]

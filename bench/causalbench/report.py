@@ -214,8 +214,9 @@ def durable_section(r, s):
            "replica, with the wrk settings of the figures above. The PUT runs of the three "
            "alternate (memory, fsync, os, memory, ...), and the GET runs of the fsync cluster "
            "alternate with those of an HTTP ceiling started for the purpose, so that each ratio "
-           "compares runs made side by side. The etcd PUT (fsync) of the targets is the etcd "
-           "part's figure, from another moment of the run.", ""]
+           f"compares runs made side by side.{get_settled(d.get('figures') or {})} The etcd PUT "
+           "(fsync) of the targets is the etcd part's figure, from another moment of the run.",
+           ""]
     st = d.get("store")
     if st:
         md += [recovery_paragraph(st, s.value_size), ""]
@@ -224,6 +225,18 @@ def durable_section(r, s):
         md += [table_md(*disk), ""]
         md += [disk_note(d), ""]
     return md
+
+
+def get_settled(figs):
+    """The sentence on how long the durable clusters took to idle before
+    the GET runs (nothing for a run that did not wait for them)."""
+    secs = figs.get("get_settle_secs")
+    if secs is None:
+        return ""
+    how = (f"idle after {secs:.0f} s" if figs.get("get_settled")
+           else f"still busy after {secs:.0f} s, when the GET runs started anyway")
+    return (" The GET runs start once the clusters with `DATA_DIR` are done with what the PUT "
+            f"runs left them to do, their flushes and compactions ({how}).")
 
 
 def recovery_paragraph(st, value_size):
