@@ -722,6 +722,31 @@ async fn a_reshard_is_refused_while_no_member_of_a_shard_answers() {
             .contains("shard 2"),
         "{r:?}"
     );
+    // A new member of shard 2, with nobody to copy the shard's state from:
+    // it answers, but holds none of the shard's keys, which a reshard would
+    // then serve as absent.
+    let new = c.add_replica_without("SHARD_COUNT").await;
+    let r = c
+        .request(
+            alive[0],
+            Method::PUT,
+            "/key-value-store-shard/add-member/2",
+            &[],
+            Body::Json(json!({"socket-address": c.addr(new)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    wait_until(DEADLINE, "the new node placed in shard 2", || async {
+        node_shard(&c, new).await == json!(2)
+    })
+    .await;
+    let r = reshard(&c, alive[0], 1).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    let error = r.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("shard 2") && error.contains("copying"),
+        "{r:?}"
+    );
     // Nothing moved: both shards are still there, shard 1 with its keys.
     assert_eq!(shard_ids(&c, alive[1]).await, vec![1, 2]);
     let layout = causalkv::shard::Layout::new(2);

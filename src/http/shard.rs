@@ -150,6 +150,12 @@ pub(super) fn refused(refusal: Refused, method: &Method) -> ApiError {
             )),
             method,
         ),
+        Refused::Unready(id) => ApiError::new(
+            Error::Unavailable(format!(
+                "No member of shard {id} holds its keys (those that answer are still copying its state), so they cannot be handed over; nothing moved, try again once one is ready"
+            )),
+            method,
+        ),
         Refused::Failed(e) => ApiError::new(
             Error::Unavailable(format!("The reshard failed and was undone: {e}")),
             method,

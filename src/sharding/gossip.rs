@@ -27,6 +27,7 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
             map: None,
             retired: Vec::new(),
             runner: Runner::default(),
+            ready: None,
         };
     };
     cluster.heard(&ping.from);
@@ -48,6 +49,7 @@ pub fn on_ping(node: &Node, ping: Ping) -> Pong {
         map: Some(cluster.map()),
         retired: retired_here(node),
         runner: runner_here(node, cluster),
+        ready: Some(node.read_replica(Replica::is_ready)),
     }
 }
 
@@ -198,13 +200,22 @@ async fn ping_all(node: &Arc<Node>) {
     probe(node).await;
 }
 
+/// The nodes that answered a [`probe`], this one included.
+#[derive(Debug, Default)]
+pub(super) struct Probed {
+    pub answered: BTreeSet<SocketAddress>,
+    /// Those of them whose replica holds its shard's state (not still
+    /// copying it); a node of an older version that does not say counts.
+    pub holding: BTreeSet<SocketAddress>,
+}
+
 /// Pings every other node of the map at once, takes the newer maps they
 /// hold, and returns the nodes that answered, this one included. Each
 /// answer is taken as it comes: a node out of reach (its ping waits for
 /// the deadline) holds back no newer map that another brings.
-pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
+pub(super) async fn probe(node: &Node) -> Probed {
     let Some(cluster) = node.cluster() else {
-        return BTreeSet::new();
+        return Probed::default();
     };
     let map = cluster.map();
     let me = cluster.me().clone();
@@ -237,17 +248,26 @@ pub(super) async fn probe(node: &Node) -> BTreeSet<SocketAddress> {
                 install(node, map);
             }
             take_retired(node, pong.retired);
-            Some(to)
+            Some((to, pong.ready != Some(false)))
         }
     });
-    let mut answered = BTreeSet::from([cluster.me().clone()]);
-    answered.extend(
-        futures_util::future::join_all(pings)
-            .await
-            .into_iter()
-            .flatten(),
-    );
-    answered
+    let me = cluster.me().clone();
+    let mut probed = Probed::default();
+    if node.read_replica(Replica::is_ready) {
+        probed.holding.insert(me.clone());
+    }
+    probed.answered.insert(me);
+    for (to, holding) in futures_util::future::join_all(pings)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        if holding {
+            probed.holding.insert(to.clone());
+        }
+        probed.answered.insert(to);
+    }
+    probed
 }
 
 /// Sends `map` to every other node of it now (a change made here).

@@ -108,8 +108,19 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
     // Who is up now, not a failure timeout ago: a node killed a moment
     // before would make the reshard fail. (The answers may bring a newer
     // map: the reshard starts from the map held after them.)
-    let live = probe(node).await;
+    let probed = probe(node).await;
+    let live = probed.answered;
     let map = cluster.map();
+    // A shard whose members answer but all still copy its state (they
+    // restarted, and nobody is left to copy from) has nobody to hand its
+    // keys over either.
+    let unready = map.shards.iter().find(|(_, s)| {
+        s.members.iter().any(|m| live.contains(m))
+            && !s.members.iter().any(|m| probed.holding.contains(m))
+    });
+    if let Some((&id, _)) = unready {
+        return Err(Refused::Unready(id));
+    }
     let next = map
         .resharded(count, &live, cluster.me())
         .map_err(|e| match e {

@@ -77,6 +77,10 @@ pub struct Pong {
     /// Who answers it: see [`Runner`].
     #[serde(default)]
     pub runner: Runner,
+    /// Whether the receiver's replica holds its shard's state (it is not
+    /// still copying it); absent from an older version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
 }
 
 /// A reshard step: the map it is for.
@@ -133,6 +137,9 @@ pub enum Refused {
     Failed(String),
     /// No member of this shard answered, so its keys could not move.
     Unreachable(ShardId),
+    /// The members of this shard that answered are all still copying its
+    /// state (none holds its keys), so its keys could not move.
+    Unready(ShardId),
 }
 
 /// Credentials for a map request (no shard group: map requests cross
@@ -150,11 +157,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pings_and_pongs_without_a_runner_still_decode() {
+    fn pings_and_pongs_without_a_runner_or_readiness_still_decode() {
         let ping: Ping = serde_json::from_str(r#"{"from":"10.10.0.2:8085","map":null}"#).unwrap();
         assert_eq!(ping.runner, Runner::default());
         let pong: Pong = serde_json::from_str(r#"{"map":null}"#).unwrap();
         assert_eq!(pong.runner, Runner::default());
+        assert_eq!(pong.ready, None, "an older node does not say");
         // And a runner goes out and comes back as it was.
         let runner = Runner {
             run: Some(42),
@@ -164,9 +172,11 @@ mod tests {
             map: None,
             retired: Vec::new(),
             runner: runner.clone(),
+            ready: Some(false),
         };
         let text = serde_json::to_string(&pong).unwrap();
         let back: Pong = serde_json::from_str(&text).unwrap();
         assert_eq!(back.runner, runner);
+        assert_eq!(back.ready, Some(false));
     }
 }
