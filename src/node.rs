@@ -223,8 +223,9 @@ impl Node {
     /// Makes the node a node of a sharded store (once).
     pub fn set_cluster(&self, cluster: Cluster) {
         let version = cluster.map().epoch;
-        let _ = self.cluster.set(cluster);
-        self.with_replica(|replica, _| replica.note_map_version(version));
+        if self.cluster.set(cluster).is_ok() {
+            self.with_replica(|replica, _| replica.note_map_version(version));
+        }
     }
 
     /// Runs `f` on the replica under its write lock; if it returns a new
