@@ -83,6 +83,18 @@ async fn reshard(c: &TestCluster, i: usize, count: u64) -> Reply {
     .await
 }
 
+/// Asks node `at` to place node `who` in shard `id` (add-member).
+async fn add_member(c: &TestCluster, at: usize, id: u64, who: usize) -> Reply {
+    c.request(
+        at,
+        Method::PUT,
+        &format!("/key-value-store-shard/add-member/{id}"),
+        &[],
+        Body::Json(json!({"socket-address": c.addr(who)})),
+    )
+    .await
+}
+
 /// Puts `key` at node `i`, which must accept it; returns the answer.
 async fn put(c: &TestCluster, i: usize, key: &str, value: Value, ctx: &Value) -> Reply {
     let r = c.put(i, key, value, ctx).await;
@@ -153,15 +165,7 @@ async fn the_family_scenario_six_nodes_a_seventh_added_then_three_shards() {
     let seventh = c.add_replica_without("SHARD_COUNT").await;
     wait_view_size(&c, &[0, seventh], 7).await;
     assert_eq!(node_shard(&c, seventh).await, Value::Null);
-    let r = c
-        .request(
-            1,
-            Method::PUT,
-            "/key-value-store-shard/add-member/2",
-            &[],
-            Body::Json(json!({"socket-address": c.addr(seventh)})),
-        )
-        .await;
+    let r = add_member(&c, 1, 2, seventh).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["message"], "Node added to shard successfully");
     wait_until(DEADLINE, "the seventh node placed in shard 2", || async {
@@ -644,15 +648,7 @@ async fn a_node_deleted_from_the_view_leaves_its_shard() {
     let ctx = put(&c, shard_one[0], "after", json!(1), &json!(""))
         .await
         .ctx();
-    let r = c
-        .request(
-            at,
-            Method::PUT,
-            "/key-value-store-shard/add-member/1",
-            &[],
-            Body::Json(json!({"socket-address": c.addr(gone)})),
-        )
-        .await;
+    let r = add_member(&c, at, 1, gone).await;
     assert_eq!(r.status, 200, "{r:?}");
     wait_until(DEADLINE, "the node back in shard 1", || async {
         node_shard(&c, gone).await == json!(1)
@@ -726,15 +722,7 @@ async fn a_reshard_is_refused_while_no_member_of_a_shard_answers() {
     // it answers, but holds none of the shard's keys, which a reshard would
     // then serve as absent.
     let new = c.add_replica_without("SHARD_COUNT").await;
-    let r = c
-        .request(
-            alive[0],
-            Method::PUT,
-            "/key-value-store-shard/add-member/2",
-            &[],
-            Body::Json(json!({"socket-address": c.addr(new)})),
-        )
-        .await;
+    let r = add_member(&c, alive[0], 2, new).await;
     assert_eq!(r.status, 200, "{r:?}");
     wait_until(DEADLINE, "the new node placed in shard 2", || async {
         node_shard(&c, new).await == json!(2)
