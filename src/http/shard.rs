@@ -146,7 +146,7 @@ pub(super) fn refused(refusal: Refused, method: &Method) -> ApiError {
         Refused::Busy(e) => ApiError::new(Error::Conflict(e), method),
         Refused::Unreachable(id) => ApiError::new(
             Error::Unavailable(format!(
-                "No member of shard {id} answers, so its keys cannot be handed over; nothing moved, try again once one is back"
+                "No member of shard {id} answers, so its keys cannot be handed over; nothing moved, try again once one is back (or, if they are gone for good, remove them from the view first)"
             )),
             method,
         ),
