@@ -215,6 +215,10 @@ pub struct Forwarded {
 /// that nodes whose shard maps disagree do not pass it around forever.
 pub const HOPS_HEADER: &str = "x-causalkv-hops";
 
+/// Header naming the version of the shard map by which the last node
+/// relayed a client request.
+pub const MAP_VERSION_HEADER: &str = "x-causalkv-map-version";
+
 /// Relays a client request (`method`, `path_and_query`, the headers worth
 /// keeping and the body) to `to`, within `deadline`.
 pub async fn forward(

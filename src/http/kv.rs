@@ -17,7 +17,7 @@ use crate::shard::ShardId;
 use crate::sharding;
 use crate::store::tables::route_text;
 use crate::store::{Key, KeyError, TableName, Value};
-use crate::transport::HOPS_HEADER;
+use crate::transport::{HOPS_HEADER, MAP_VERSION_HEADER};
 
 /// Header that may carry a GET's context (for clients that cannot send a
 /// GET body). The query parameter `causal-metadata` works too.
@@ -188,6 +188,18 @@ async fn map_catches_up(node: &Node, key: &Target, hops: u32) -> bool {
     false
 }
 
+/// Whether this node holds a newer shard map than the one by which the
+/// request was relayed here: then the relaying node was the one behind
+/// (a reshard it had not learned yet), and the request may be relayed
+/// once more, by this node's map, instead of waiting here for a map that
+/// will never place the key here.
+fn map_newer_than_relayers(node: &Node, req: &RequestHead) -> bool {
+    let Some(cluster) = node.cluster() else {
+        return false;
+    };
+    super::relay::relayed_by_map(req).is_some_and(|theirs| cluster.map().epoch > theirs)
+}
+
 /// A sharded store: serves the request here if this node holds the key's
 /// shard, else relays it to a member of that shard.
 async fn sharded(
@@ -221,7 +233,7 @@ async fn sharded(
                 answer => return answer,
             }
         }
-        if hops >= MAX_HOPS {
+        if hops >= MAX_HOPS && !(hops == MAX_HOPS && map_newer_than_relayers(&node, req)) {
             // Relayed here by a node whose map says this one serves the
             // key: in a reshard, this node's map may be the older one.
             // Wait for it rather than fail the request.
@@ -238,6 +250,10 @@ async fn sharded(
             })
             .collect();
         headers.push((HOPS_HEADER.to_string(), (hops + 1).to_string()));
+        if let Some(cluster) = node.cluster() {
+            let version = cluster.map().epoch;
+            headers.push((MAP_VERSION_HEADER.to_string(), version.to_string()));
+        }
         let path = req
             .uri
             .path_and_query()
