@@ -197,7 +197,7 @@ fn map_newer_than_relayers(node: &Node, req: &RequestHead) -> bool {
     let Some(cluster) = node.cluster() else {
         return false;
     };
-    super::relay::relayed_by_map(req).is_some_and(|theirs| cluster.map().epoch > theirs)
+    super::relay::relayed_by_map(req).is_some_and(|theirs| cluster.with_map(|m| m.epoch) > theirs)
 }
 
 /// A sharded store: serves the request here if this node holds the key's
@@ -233,7 +233,9 @@ async fn sharded(
                 answer => return answer,
             }
         }
-        if hops >= MAX_HOPS && !(hops == MAX_HOPS && map_newer_than_relayers(&node, req)) {
+        let may_relay =
+            hops < MAX_HOPS || (hops == MAX_HOPS && map_newer_than_relayers(&node, req));
+        if !may_relay {
             // Relayed here by a node whose map says this one serves the
             // key: in a reshard, this node's map may be the older one.
             // Wait for it rather than fail the request.
@@ -251,7 +253,7 @@ async fn sharded(
             .collect();
         headers.push((HOPS_HEADER.to_string(), (hops + 1).to_string()));
         if let Some(cluster) = node.cluster() {
-            let version = cluster.map().epoch;
+            let version = cluster.with_map(|m| m.epoch);
             headers.push((MAP_VERSION_HEADER.to_string(), version.to_string()));
         }
         let path = req

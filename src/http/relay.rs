@@ -6,22 +6,23 @@ use actix_web::HttpResponse;
 
 use crate::transport::{Forwarded, HOPS_HEADER, MAP_VERSION_HEADER};
 
-/// How many times the request was relayed already.
-pub(super) fn hops(req: &RequestHead) -> u32 {
+/// The number header `name` of the request carries, if it is one.
+fn number<T: std::str::FromStr>(req: &RequestHead, name: &str) -> Option<T> {
     req.headers
-        .get(HOPS_HEADER)
+        .get(name)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse().ok())
-        .unwrap_or(0)
+}
+
+/// How many times the request was relayed already.
+pub(super) fn hops(req: &RequestHead) -> u32 {
+    number(req, HOPS_HEADER).unwrap_or(0)
 }
 
 /// The version of the shard map by which the request was last relayed,
 /// if it was (and the relaying node said).
 pub(super) fn relayed_by_map(req: &RequestHead) -> Option<u64> {
-    req.headers
-        .get(MAP_VERSION_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse().ok())
+    number(req, MAP_VERSION_HEADER)
 }
 
 /// The answer of the node a request was relayed to, as it gave it.
