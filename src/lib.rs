@@ -47,6 +47,7 @@ pub mod address;
 pub mod causal;
 pub mod cli;
 pub mod client;
+pub mod concern;
 pub mod config;
 pub mod durable;
 pub mod http;

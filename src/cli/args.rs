@@ -432,7 +432,7 @@ pub fn usage_line(error: &clap::Error, help: &str) -> String {
 
 /// A write concern as `--w` takes it.
 fn parse_concern(text: &str) -> Result<String, String> {
-    crate::node::WriteConcern::parse(text)
+    crate::concern::WriteConcern::parse(text)
         .map(|_| text.trim().to_ascii_lowercase())
         .ok_or_else(|| "must be a positive number, majority or all".to_string())
 }
