@@ -213,6 +213,10 @@ async fn sharded(
     let hops = super::relay::hops(req);
     let mut moved = false;
     for _ in 0..3 {
+        // The version of the map the relay names is read before the key
+        // is placed: a map learned in between then makes the receiver
+        // relay once more, never wait for a map it already holds.
+        let map_version = node.cluster().map(|c| c.with_map(|m| m.epoch));
         let Some((shard, here)) = placed_here(&node, &key, hops) else {
             break;
         };
@@ -253,8 +257,7 @@ async fn sharded(
             })
             .collect();
         headers.push((HOPS_HEADER.to_string(), (hops + 1).to_string()));
-        if let Some(cluster) = node.cluster() {
-            let version = cluster.with_map(|m| m.epoch);
+        if let Some(version) = map_version {
             headers.push((MAP_VERSION_HEADER.to_string(), version.to_string()));
         }
         let path = req
