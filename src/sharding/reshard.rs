@@ -108,7 +108,13 @@ pub async fn reshard(node: &Node, count: u32) -> Result<(), Refused> {
     // Who is up now, not a failure timeout ago: a node killed a moment
     // before would make the reshard fail. (The answers may bring a newer
     // map: the reshard starts from the map held after them.)
-    let probed = probe(node).await;
+    let before = cluster.map();
+    let mut probed = probe(node).await;
+    if !cluster.with_map(|m| m.same_version(&before)) {
+        // An answer brought a newer map: the nodes pinged with the older
+        // one may not hold it yet, and would refuse a reshard built on it.
+        probed = probe(node).await;
+    }
     let live = probed.answered;
     let map = cluster.map();
     // A shard whose members answer but all still copy its state (they
