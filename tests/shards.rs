@@ -615,6 +615,53 @@ async fn a_view_change_during_a_reshard_and_the_reshard_both_hold_when_both_are_
     }
 }
 
+/// Sends view DELETEs of a node of each shard at once, to `at[0]` and
+/// `at[1]`, and checks both hold at every node left.
+async fn two_view_changes_at_once(at: impl Fn(&[usize], &[usize]) -> [usize; 2]) {
+    let c = six_nodes_two_shards().await;
+    wait_view_size(&c, &[0, 1, 2, 3, 4, 5], 6).await;
+    let (one, two) = (nodes_of(&c, 1).await, nodes_of(&c, 2).await);
+    let gone = [one[2], two[2]];
+    let at = at(&one, &two);
+    let (a, b) = futures_util::future::join(
+        c.change_view(at[0], false, c.addr(gone[0])),
+        c.change_view(at[1], false, c.addr(gone[1])),
+    )
+    .await;
+    assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+    for i in (0..6).filter(|i| !gone.contains(i)) {
+        wait_until(
+            DEADLINE,
+            &format!("node {i}: both nodes out of the shards"),
+            || async {
+                let mut out = true;
+                for id in [1, 2] {
+                    let held = members(&c, i, id).await;
+                    out &= gone.iter().all(|g| !held.contains(&c.addr(*g).to_string()));
+                }
+                out
+            },
+        )
+        .await;
+    }
+}
+
+#[actix_web::test]
+async fn view_changes_sent_at_once_to_one_node_both_hold() {
+    // Made at once on two workers of one node, two changes could each take
+    // the map's next version: then only one would stay at the nodes,
+    // though both were answered as done.
+    two_view_changes_at_once(|one, _| [one[0], one[0]]).await;
+}
+
+#[actix_web::test]
+async fn view_changes_sent_at_once_to_two_nodes_both_hold() {
+    // Each node makes the map's next version with its own change; of the
+    // two, the one made by the larger address stays everywhere, and the
+    // other node makes its change again on it.
+    two_view_changes_at_once(|one, two| [one[0], two[0]]).await;
+}
+
 #[actix_web::test]
 async fn a_node_deleted_from_the_view_leaves_its_shard() {
     let c = six_nodes_two_shards().await;

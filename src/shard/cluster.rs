@@ -13,14 +13,15 @@ use crate::address::SocketAddress;
 use crate::causal::VectorClock;
 use crate::store::{Key, Version};
 
-use super::map::{ShardId, ShardMap};
+use super::map::{Change, ShardId, ShardMap};
 use super::placement::Layout;
 
 /// Keys handed to this node for the reshard to map version `epoch`.
 #[derive(Debug, Default)]
 pub struct Incoming {
-    /// The map version they are for.
+    /// The map version they are for, and its coordinator.
     pub epoch: u64,
+    pub by: String,
     /// The versions, by key (the conflict rule's winner of those received).
     pub versions: HashMap<Key, Version>,
     /// What they may depend on.
@@ -46,6 +47,8 @@ pub struct Cluster {
     /// The map version (and its coordinator) this node last handed its
     /// versions off for, and how many of its own writes it had then.
     handed_off: Mutex<Option<(u64, String, u64)>>,
+    /// The last change asked of this node, and the map version it made.
+    made: Mutex<Option<(u64, Change)>>,
     failure_timeout: Duration,
     /// Held by the node while it coordinates a reshard: one at a time.
     pub resharding: tokio::sync::Mutex<()>,
@@ -79,6 +82,7 @@ impl Cluster {
             prepared_at: Mutex::new(None),
             incoming: Mutex::new(Incoming::default()),
             handed_off: Mutex::new(None),
+            made: Mutex::new(None),
             failure_timeout,
             resharding: tokio::sync::Mutex::new(()),
         }
@@ -106,12 +110,20 @@ impl Cluster {
         if !map.newer_than(&held) {
             return false;
         }
-        // A map as new as the reshard prepared here ends it: either it is
-        // the reshard's (committed), or another map of its version, which
-        // the reshard cannot replace without losing that map's change
-        // (then its hand-off or commit fails here, and it is undone).
+        // The reshard prepared here ends with its own map (committed), or
+        // with a map that replaces it: another reshard's of its version,
+        // or a later one. Then what was handed over for it is dropped: it
+        // is placed by a map that will not be held. (A change of another
+        // kind made meanwhile with the reshard's version does not end it:
+        // the reshard's map wins that tie.)
         let mut pending = lock(&self.pending);
-        if pending.as_ref().is_some_and(|p| p.epoch <= map.epoch) {
+        if pending
+            .as_ref()
+            .is_some_and(|p| map.same_version(p) || map.newer_than(p))
+        {
+            if !pending.as_ref().is_some_and(|p| map.same_version(p)) {
+                *lock(&self.incoming) = Incoming::default();
+            }
             *pending = None;
             *lock(&self.prepared_at) = None;
         }
@@ -233,9 +245,10 @@ impl Cluster {
             _ => {}
         }
         let mut incoming = lock(&self.incoming);
-        if incoming.epoch != map.epoch {
+        if incoming.epoch != map.epoch || incoming.by != map.by {
             *incoming = Incoming {
                 epoch: map.epoch,
+                by: map.by.clone(),
                 ..Incoming::default()
             };
         }
@@ -319,6 +332,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// Notes that `change`, asked of this node, made map version `epoch`
+    /// here.
+    pub fn note_made(&self, epoch: u64, change: Change) {
+        *lock(&self.made) = Some((epoch, change));
+    }
+
+    /// The change asked of this node that was lost when `held`, the map it
+    /// made, was replaced by `by`: another map of the same version, made
+    /// elsewhere at the same time without it (or a reshard's). It must be
+    /// made again, on `by`.
+    pub fn lost_change(&self, held: &ShardMap, by: &ShardMap) -> Option<Change> {
+        let mine = held.by == self.me.to_string() && !held.reshard;
+        if !mine || held.epoch != by.epoch || held.same_version(by) {
+            return None;
+        }
+        let mut made = lock(&self.made);
+        match made.take() {
+            Some((epoch, change)) if epoch == held.epoch => Some(change),
+            other => {
+                *made = other;
+                None
+            }
+        }
+    }
+
     /// Notes that this node handed its versions of the keys that move off
     /// for the reshard to `map`, having made `own` writes.
     pub fn note_handed_off(&self, map: &ShardMap, own: u64) {
@@ -334,14 +372,14 @@ impl Cluster {
         }
     }
 
-    /// Takes the versions handed over for map version `epoch`: the winner
+    /// Takes the versions handed over for the reshard to `map`: the winner
     /// of each key, deleted keys left out (a key deleted in its old shard
     /// is absent in its new one; a tombstone of another group's write
     /// would never be collected here), with what they may depend on; and,
     /// apart, the tombstones of the deleted keys.
-    pub fn take_incoming(&self, epoch: u64) -> Handed {
+    pub fn take_incoming(&self, map: &ShardMap) -> Handed {
         let mut incoming = lock(&self.incoming);
-        if incoming.epoch != epoch {
+        if !map.reshard || incoming.epoch != map.epoch || incoming.by != map.by {
             return Handed::default();
         }
         let taken = std::mem::take(&mut *incoming);
@@ -365,6 +403,8 @@ pub struct Handed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::causal::{Dot, ReplicaId};
+    use crate::store::Value;
     use std::collections::BTreeSet;
 
     fn nodes(n: usize) -> Vec<SocketAddress> {
@@ -400,13 +440,22 @@ mod tests {
         assert_eq!(cluster.map(), next);
     }
 
+    /// A version of key `k` written by a member of shard 1.
+    fn handed_version() -> (Key, Version) {
+        let version = Version {
+            value: Value::from_json("\"v\"").unwrap(),
+            dot: Dot::new(ReplicaId::parse("a#s1e1.x").unwrap(), 1),
+            lamport: 1,
+        };
+        (Key::parse("k").unwrap(), version)
+    }
+
     #[test]
-    fn another_map_of_the_reshards_version_ends_the_reshard_whichever_wins() {
+    fn another_change_of_the_reshards_version_loses_to_it_whoever_made_it() {
         // Two maps of one version: the reshard's, and one that adds a node,
-        // made meanwhile elsewhere. Whichever sorts first, the reshard is
-        // given up here (its hand-off and commit then fail, and it is
-        // undone) rather than replace that map, or be replaced by it,
-        // after both were answered as done.
+        // made meanwhile by a node the reshard left out. Whichever address
+        // sorts first, the reshard's wins: the other is held until the
+        // reshard commits, and the keys handed over are taken in then.
         let view = nodes(12);
         let map = ShardMap::initial(&view[..6], 2);
         let live: BTreeSet<_> = view[..6].iter().cloned().collect();
@@ -416,13 +465,80 @@ mod tests {
         for by in [&view[2], &view[8]] {
             let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
             cluster.prepare(next.clone()).unwrap();
+            let (key, version) = handed_version();
+            (cluster.receive(next.epoch, vec![(key, version)], &VectorClock::new())).unwrap();
             let rival = map.with_node(&new, by).unwrap();
             assert_eq!(rival.epoch, next.epoch);
-            assert!(cluster.adopt(rival.clone()));
-            assert!(cluster.pending().is_none(), "made by {by}");
-            assert!(!cluster.is_moving("k1") && !cluster.is_moving("k2"));
-            assert_eq!(cluster.map(), rival);
+            assert!(
+                next.newer_than(&rival) && !rival.newer_than(&next),
+                "made by {by}"
+            );
+            assert!(cluster.adopt(rival.clone()), "newer than the map held");
+            assert_eq!(cluster.pending(), Some(next.clone()), "made by {by}");
+            assert!(cluster.adopt(next.clone()));
+            assert!(!cluster.adopt(rival.clone()));
+            assert!(cluster.pending().is_none());
+            assert_eq!(cluster.take_incoming(&next).live.len(), 1, "made by {by}");
         }
+    }
+
+    #[test]
+    fn a_change_made_here_is_lost_only_when_another_map_of_its_version_replaces_it() {
+        let view = nodes(8);
+        let map = ShardMap::initial(&view[..6], 2);
+        let me = &view[0];
+        let cluster = Cluster::new(me.clone(), map.clone(), Duration::from_secs(3));
+        let added = Change::AddNode(view[6].clone());
+        let mine = map.changed(&added, me).unwrap();
+        cluster.note_made(mine.epoch, added.clone());
+        assert!(cluster.adopt(mine.clone()));
+        // A later map (built on this one) keeps the change.
+        let later = mine
+            .changed(&Change::AddNode(view[7].clone()), &view[1])
+            .unwrap();
+        assert_eq!(cluster.lost_change(&mine, &later), None);
+        // A map of the same version made elsewhere without it, by a larger
+        // address or by a reshard, loses it: once.
+        let live: BTreeSet<_> = view[..6].iter().cloned().collect();
+        let rivals = [
+            map.changed(&Change::RemoveNode(view[5].clone()), &view[3])
+                .unwrap(),
+            map.resharded(3, &live, &view[1]).unwrap(),
+        ];
+        for rival in rivals {
+            assert!(rival.newer_than(&mine));
+            cluster.note_made(mine.epoch, added.clone());
+            assert_eq!(cluster.lost_change(&mine, &rival), Some(added.clone()));
+            assert_eq!(cluster.lost_change(&mine, &rival), None, "given once");
+        }
+        // A map made elsewhere loses nothing made here.
+        cluster.note_made(mine.epoch, added.clone());
+        let theirs = map.changed(&added, &view[2]).unwrap();
+        let reshard = map.resharded(3, &live, &view[1]).unwrap();
+        assert_eq!(cluster.lost_change(&theirs, &reshard), None);
+        assert_eq!(cluster.lost_change(&mine, &mine), None);
+    }
+
+    #[test]
+    fn a_map_that_replaces_the_reshard_drops_what_was_handed_over_for_it() {
+        // Another coordinator's reshard of the same version, made by a
+        // larger address, ends the one prepared here: the keys handed over
+        // for it are placed by a map that will never be held.
+        let view = nodes(6);
+        let map = ShardMap::initial(&view, 2);
+        let live: BTreeSet<_> = view.iter().cloned().collect();
+        let next = map.resharded(3, &live, &view[1]).unwrap();
+        let rival = map.resharded(1, &live, &view[4]).unwrap();
+        assert!(rival.newer_than(&next));
+        let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
+        cluster.prepare(next.clone()).unwrap();
+        let (key, version) = handed_version();
+        (cluster.receive(next.epoch, vec![(key, version)], &VectorClock::new())).unwrap();
+        assert!(cluster.adopt(rival.clone()));
+        assert!(cluster.pending().is_none());
+        assert!(cluster.take_incoming(&rival).live.is_empty());
+        assert!(cluster.take_incoming(&next).live.is_empty());
+        assert_eq!(cluster.map(), rival);
     }
 
     #[test]
@@ -465,8 +581,6 @@ mod tests {
 
     #[test]
     fn versions_handed_over_keep_the_winner_and_only_for_the_reshard_prepared() {
-        use crate::causal::{Dot, ReplicaId};
-        use crate::store::Value;
         let view = nodes(4);
         let map = ShardMap::initial(&view, 2);
         let cluster = Cluster::new(view[0].clone(), map.clone(), Duration::from_secs(3));
@@ -497,7 +611,7 @@ mod tests {
         };
         let handed = vec![(gone.clone(), version(2, "y")), (gone, deleted)];
         cluster.receive(next.epoch, handed, &none).unwrap();
-        let versions = cluster.take_incoming(next.epoch).live;
+        let versions = cluster.take_incoming(&next).live;
         assert_eq!(versions, vec![(key, version(5, "new"))]);
     }
 

@@ -12,9 +12,12 @@
 //! a number that comes back later gets a new one.
 //!
 //! A map changes only by a new version: a higher `epoch`, or the same
-//! epoch from a coordinator whose address sorts higher (two changes made
-//! at once at two nodes: both nodes pick the same winner). Nodes exchange
-//! maps and keep the newer one, so they all end up holding the same.
+//! epoch made by a reshard rather than another change, or else by a node
+//! whose address sorts higher (two changes made at once at two nodes:
+//! every node picks the same winner). A reshard wins its ties because the
+//! nodes that switched to it dropped the keys it moved away: a map of the
+//! old placement taking its place would lose them. Nodes exchange maps
+//! and keep the newer one, so they all end up holding the same.
 //!
 //! # Where nodes go
 //!
@@ -65,6 +68,20 @@ pub struct ShardMap {
     /// back in when they ping, only when added again.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub removed: BTreeSet<SocketAddress>,
+    /// Made by a reshard (see the module doc: it wins ties).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reshard: bool,
+}
+
+/// A change of the map asked of a node (see [`ShardMap::changed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A node known, placed nowhere yet (a view PUT).
+    AddNode(SocketAddress),
+    /// A node out of the store (a view DELETE).
+    RemoveNode(SocketAddress),
+    /// A node a member of a shard (add-member).
+    AddMember(ShardId, SocketAddress),
 }
 
 /// Why a reshard cannot be done.
@@ -114,12 +131,19 @@ impl ShardMap {
             shards,
             nodes: nodes.into_iter().collect(),
             removed: BTreeSet::new(),
+            reshard: false,
         }
     }
 
     /// Whether this version replaces `other`.
     pub fn newer_than(&self, other: &ShardMap) -> bool {
-        (self.epoch, &self.by) > (other.epoch, &other.by)
+        (self.epoch, self.reshard, &self.by) > (other.epoch, other.reshard, &other.by)
+    }
+
+    /// Whether this is `other`'s version: the same epoch, made the same
+    /// way by the same node.
+    pub fn same_version(&self, other: &ShardMap) -> bool {
+        (self.epoch, self.reshard, &self.by) == (other.epoch, other.reshard, &other.by)
     }
 
     /// How many shards there are.
@@ -155,7 +179,18 @@ impl ShardMap {
         ShardMap {
             epoch: self.epoch + 1,
             by: by.to_string(),
+            reshard: false,
             ..self.clone()
+        }
+    }
+
+    /// The next version, made by `by`, with `change` made; `None` if it
+    /// changes nothing (or names no shard there is).
+    pub fn changed(&self, change: &Change, by: &SocketAddress) -> Option<ShardMap> {
+        match change {
+            Change::AddNode(node) => self.with_node(node, by),
+            Change::RemoveNode(node) => self.without_node(node, by),
+            Change::AddMember(id, node) => self.with_member(*id, node, by),
         }
     }
 
@@ -245,6 +280,7 @@ impl ShardMap {
             return Err(ReshardError::Unreachable(id));
         }
         let mut map = self.next(by);
+        map.reshard = true;
         let epoch = map.epoch;
         // Shards that stay, largest first: they get the larger sizes, so
         // that fewer of their members move.

@@ -17,5 +17,5 @@ pub mod map;
 pub mod placement;
 
 pub use cluster::Cluster;
-pub use map::{ReshardError, Shard, ShardId, ShardMap};
+pub use map::{Change, ReshardError, Shard, ShardId, ShardMap};
 pub use placement::{partition, Layout, MAX_SHARDS, PARTITIONS};

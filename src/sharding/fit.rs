@@ -80,13 +80,15 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     let me = cluster.me().clone();
     let mut adopted = false;
     let mut rescued = Rescued::default();
+    let mut lost = None;
     node.replace_replica(|replica, now| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
             return None;
         }
         adopted = true;
-        let handed = cluster.take_incoming(map.epoch);
+        lost = cluster.lost_change(&before, &map);
+        let handed = cluster.take_incoming(&map);
         let group = group_of(&map, &me);
         replica.note_map_version(map.epoch);
         if replica.me().id.group() != Some(group.as_str()) {
@@ -138,6 +140,9 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         if let Some(node) = node.shared() {
             actix_rt::spawn(super::rescue::rescue(node, map, rescued));
         }
+    }
+    if let (Some(lost), Some(node)) = (lost, node.shared()) {
+        actix_rt::spawn(super::gossip::redo(node, lost));
     }
     adopted
 }

@@ -16,7 +16,7 @@ use crate::address::SocketAddress;
 use crate::causal::Retired;
 use crate::node::Node;
 use crate::replica::Replica;
-use crate::shard::{Cluster, ShardId, ShardMap};
+use crate::shard::{Change, Cluster, ShardId, ShardMap};
 use crate::transport;
 
 /// Answers a ping: records the sender, takes its map if newer, adds it to
@@ -300,7 +300,7 @@ pub async fn add_member(node: &Node, id: ShardId, address: SocketAddress) -> Res
     if cluster.map().shard(id).is_none() {
         return Err(Refused::NoSuchShard(id));
     }
-    change(node, |map| map.with_member(id, &address, cluster.me())).await?;
+    change(node, Change::AddMember(id, address)).await?;
     Ok(())
 }
 
@@ -319,45 +319,54 @@ const CHANGE_WAIT: Duration = Duration::from_secs(60);
 /// most [`CHANGE_WAIT`], then it is refused), and is made on the map the
 /// reshard left. A reshard prepared after the change was made here is
 /// refused instead (see `prepare` in `sharding::reshard`).
-async fn change(
-    node: &Node,
-    make: impl Fn(&ShardMap) -> Option<ShardMap>,
-) -> Result<bool, Refused> {
+async fn change(node: &Node, change: Change) -> Result<bool, Refused> {
     let Some(cluster) = node.cluster() else {
         return Ok(false);
     };
     let deadline = std::time::Instant::now() + CHANGE_WAIT;
-    while let Some(pending) = cluster.pending() {
-        if std::time::Instant::now() >= deadline {
-            return Err(Refused::Busy(format!(
-                "a reshard to map version {} (by {}) is under way; try again once it is done",
-                pending.epoch, pending.by
-            )));
+    loop {
+        while let Some(pending) = cluster.pending() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Refused::Busy(format!(
+                    "a reshard to map version {} (by {}) is under way; try again once it is done",
+                    pending.epoch, pending.by
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(next) = cluster.map().changed(&change, cluster.me()) else {
+            return Ok(false);
+        };
+        cluster.note_made(next.epoch, change.clone());
+        if install(node, next.clone()) {
+            announce(node, &next).await;
+            return Ok(true);
+        }
+        // Another map took the version `next` has between the two steps
+        // above (a change made at once on another worker, or a map
+        // learned from a node): announced, `next` would split the nodes
+        // between two maps of one version, and the change be lost where
+        // the other stays. It is made again on the map held now.
     }
-    let Some(next) = make(&cluster.map()) else {
-        return Ok(false);
-    };
-    install(node, next.clone());
-    announce(node, &next).await;
-    Ok(true)
+}
+
+/// Makes again a change asked of this node whose map lost to another of
+/// its version (see [`Cluster::lost_change`]): it was answered as done.
+pub async fn redo(node: Arc<Node>, lost: Change) {
+    info!(change = ?lost, "a map change made here lost to another of its version: made again");
+    if let Err(why) = change(&node, lost.clone()).await {
+        error!(change = ?lost, ?why, "a map change lost to another could not be made again");
+    }
 }
 
 /// Adds `address` to the store's nodes, placed in no shard (a view PUT);
 /// returns whether it was new.
 pub async fn add_node(node: &Node, address: SocketAddress) -> Result<bool, Refused> {
-    let Some(cluster) = node.cluster() else {
-        return Ok(false);
-    };
-    change(node, |map| map.with_node(&address, cluster.me())).await
+    change(node, Change::AddNode(address)).await
 }
 
 /// Removes `address` from the store (a view DELETE); returns whether it
 /// was a node of it.
 pub async fn remove_node(node: &Node, address: SocketAddress) -> Result<bool, Refused> {
-    let Some(cluster) = node.cluster() else {
-        return Ok(false);
-    };
-    change(node, |map| map.without_node(&address, cluster.me())).await
+    change(node, Change::RemoveNode(address)).await
 }
