@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::address::SocketAddress;
+use crate::causal::VectorClock;
 use crate::node::{Job, Node};
 use crate::queues::PeerQueue;
 use crate::replica::{Kind, Member, Reply, Request};
@@ -327,6 +328,28 @@ enum Printed<'a> {
         from: &'a Member,
         writes: &'a [Arc<RawValue>],
     },
+}
+
+/// Asks every member the replica reaches (its peers, not the suspects)
+/// for the writes it has applied, all at once; the clocks they gave.
+pub async fn members_clocks(node: &Node) -> Vec<VectorClock> {
+    let asks: Vec<(SocketAddress, Request)> = node.read_replica(|replica| {
+        (replica.view().peers())
+            .map(|(address, _)| (address.clone(), replica.clock_request(address)))
+            .collect()
+    });
+    let credentials = Credentials::of(node);
+    let client = client();
+    let calls = asks
+        .iter()
+        .map(|(to, request)| call(&client, to, request, &credentials));
+    (futures_util::future::join_all(calls).await)
+        .into_iter()
+        .filter_map(|reply| match reply {
+            Ok(Reply::Heartbeat { clock, .. }) => Some(clock),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Starts the transport: it carries out the node's jobs until shutdown.

@@ -16,10 +16,12 @@ use super::body::{parse_json, read_body};
 use super::error::{ApiError, Error};
 use super::internal::check_token;
 use crate::address::SocketAddress;
+use crate::causal::VectorClock;
 use crate::node::Node;
+use crate::replica::Wait;
 use crate::shard::ShardId;
 use crate::sharding::{self, Done, Import, Ping, Refused, Rescue, Step, SHARD_PREFIX};
-use crate::transport::HOPS_HEADER;
+use crate::transport::{self, HOPS_HEADER};
 
 /// Largest internal shard request (a batch of handed-over keys).
 const MAX_SHARD_BODY: usize = 256 << 20;
@@ -112,6 +114,7 @@ async fn key_count(
     };
     let hops = super::relay::hops(req.head());
     if serves_here || hops > 0 {
+        caught_up_with_members(&node).await;
         // The tables' own keys (kept by every shard) are not counted.
         let count = node.read_replica(|r| r.store().len() - r.store().table_records());
         return Ok(HttpResponse::Ok().json(json!({"message": "Key count of shard ID retrieved successfully", "shard-id-key-count": count})));
@@ -127,6 +130,35 @@ async fn key_count(
     .await
     .map_err(|e| ApiError::new(Error::Unavailable(e), &Method::GET))?;
     Ok(super::relay::relayed(answer))
+}
+
+/// Waits until this replica applied every write that the members it
+/// reaches had applied when asked, pulling what it lacks, for at most the
+/// causal wait: a count taken then includes every write another member
+/// acknowledged before the request (a client may count right after
+/// writing, through any member). After the wait, the count is taken all
+/// the same.
+async fn caught_up_with_members(node: &Node) {
+    let mut applied = VectorClock::new();
+    for clock in transport::members_clocks(node).await {
+        applied.merge(&clock);
+    }
+    let caught_up = node
+        .serve(|node| {
+            let lacks = node.read_replica(|r| r.lacks(&applied));
+            if lacks.is_empty() {
+                Ok(())
+            } else {
+                Err(Wait::Missing(lacks))
+            }
+        })
+        .await;
+    if let Err(wait) = caught_up {
+        tracing::info!(
+            ?wait,
+            "key count taken before every member's writes arrived"
+        );
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -8,7 +8,7 @@ use crate::causal::{CausalContext, Dot, ReplicaId, VectorClock};
 use crate::store::tables::value_written_again;
 use crate::store::{etag, Key, Value, Version};
 
-use super::message::Write;
+use super::message::{Request, Write};
 use super::outputs::{
     Condition, Effect, Handover, Learned, Outcome, ReadResult, Wait, WriteResult,
 };
@@ -16,6 +16,17 @@ use super::state::{single, Replica};
 use super::timing::Millis;
 
 impl Replica {
+    /// The writes of `clock` that are not applied here.
+    pub fn lacks(&self, clock: &VectorClock) -> VectorClock {
+        self.known.missing(clock)
+    }
+
+    /// A request that asks `peer` for the writes it has applied (a
+    /// heartbeat, answered with its clock).
+    pub fn clock_request(&self, peer: &SocketAddress) -> Request {
+        self.heartbeat_for(peer)
+    }
+
     /// The writes `context` names that are not applied here.
     pub fn missing(&self, context: &CausalContext) -> VectorClock {
         self.known.missing(context.clock())

@@ -3,7 +3,7 @@
 //! other shards handed it for that reshard. No I/O: `crate::sharding`
 //! does the talking.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,10 @@ pub struct Incoming {
     pub depends: VectorClock,
 }
 
+/// How many of the last map changes asked of a node it remembers, to make
+/// again those that lose to another map (see [`Cluster::lost_changes`]).
+const MADE_KEPT: usize = 16;
+
 /// A node's view of the sharded store.
 #[derive(Debug)]
 pub struct Cluster {
@@ -47,8 +51,8 @@ pub struct Cluster {
     /// The map version (and its coordinator) this node last handed its
     /// versions off for, and how many of its own writes it had then.
     handed_off: Mutex<Option<(u64, String, u64)>>,
-    /// The last change asked of this node, and the map version it made.
-    made: Mutex<Option<(u64, Change)>>,
+    /// The last changes asked of this node, with the map version each made.
+    made: Mutex<VecDeque<(u64, Change)>>,
     failure_timeout: Duration,
     /// Held by the node while it coordinates a reshard: one at a time.
     pub resharding: tokio::sync::Mutex<()>,
@@ -82,7 +86,7 @@ impl Cluster {
             prepared_at: Mutex::new(None),
             incoming: Mutex::new(Incoming::default()),
             handed_off: Mutex::new(None),
-            made: Mutex::new(None),
+            made: Mutex::default(),
             failure_timeout,
             resharding: tokio::sync::Mutex::new(()),
         }
@@ -332,29 +336,37 @@ impl Cluster {
         Ok(())
     }
 
-    /// Notes that `change`, asked of this node, made map version `epoch`
-    /// here.
+    /// Notes that `change`, asked of this node, makes map version `epoch`
+    /// here (the last [`MADE_KEPT`] are kept).
     pub fn note_made(&self, epoch: u64, change: Change) {
-        *lock(&self.made) = Some((epoch, change));
+        let mut made = lock(&self.made);
+        if made.len() == MADE_KEPT {
+            made.pop_front();
+        }
+        made.push_back((epoch, change));
     }
 
-    /// The change asked of this node that was lost when `held`, the map it
-    /// made, was replaced by `by`: another map of the same version, made
-    /// elsewhere at the same time without it (or a reshard's). It must be
-    /// made again, on `by`.
-    pub fn lost_change(&self, held: &ShardMap, by: &ShardMap) -> Option<Change> {
+    /// Forgets [`Cluster::note_made`]'s note: the map was not held.
+    pub fn forget_made(&self, epoch: u64, change: &Change) {
+        lock(&self.made).retain(|(e, c)| (*e, c) != (epoch, change));
+    }
+
+    /// The changes asked of this node that were lost when `held`, the map
+    /// it made, was replaced by `by`: another map of the same version,
+    /// made elsewhere at the same time without them (or a reshard's). They
+    /// must be made again, on `by` (making one that holds already changes
+    /// nothing).
+    pub fn lost_changes(&self, held: &ShardMap, by: &ShardMap) -> Vec<Change> {
         let mine = held.by == self.me.to_string() && !held.reshard;
         if !mine || held.epoch != by.epoch || held.same_version(by) {
-            return None;
+            return Vec::new();
         }
         let mut made = lock(&self.made);
-        match made.take() {
-            Some((epoch, change)) if epoch == held.epoch => Some(change),
-            other => {
-                *made = other;
-                None
-            }
-        }
+        let (lost, kept) = made.drain(..).partition(|(e, _)| *e == held.epoch);
+        *made = kept;
+        lost.into_iter()
+            .map(|(_, change)| change)
+            .collect::<Vec<_>>()
     }
 
     /// Notes that this node handed its versions of the keys that move off
@@ -490,13 +502,12 @@ mod tests {
         let cluster = Cluster::new(me.clone(), map.clone(), Duration::from_secs(3));
         let added = Change::AddNode(view[6].clone());
         let mine = map.changed(&added, me).unwrap();
-        cluster.note_made(mine.epoch, added.clone());
         assert!(cluster.adopt(mine.clone()));
         // A later map (built on this one) keeps the change.
         let later = mine
             .changed(&Change::AddNode(view[7].clone()), &view[1])
             .unwrap();
-        assert_eq!(cluster.lost_change(&mine, &later), None);
+        assert_eq!(cluster.lost_changes(&mine, &later), []);
         // A map of the same version made elsewhere without it, by a larger
         // address or by a reshard, loses it: once.
         let live: BTreeSet<_> = view[..6].iter().cloned().collect();
@@ -508,15 +519,22 @@ mod tests {
         for rival in rivals {
             assert!(rival.newer_than(&mine));
             cluster.note_made(mine.epoch, added.clone());
-            assert_eq!(cluster.lost_change(&mine, &rival), Some(added.clone()));
-            assert_eq!(cluster.lost_change(&mine, &rival), None, "given once");
+            assert_eq!(
+                cluster.lost_changes(&mine, &rival),
+                std::slice::from_ref(&added)
+            );
+            assert_eq!(cluster.lost_changes(&mine, &rival), [], "given once");
         }
         // A map made elsewhere loses nothing made here.
         cluster.note_made(mine.epoch, added.clone());
         let theirs = map.changed(&added, &view[2]).unwrap();
         let reshard = map.resharded(3, &live, &view[1]).unwrap();
-        assert_eq!(cluster.lost_change(&theirs, &reshard), None);
-        assert_eq!(cluster.lost_change(&mine, &mine), None);
+        assert_eq!(cluster.lost_changes(&theirs, &reshard), []);
+        assert_eq!(cluster.lost_changes(&mine, &mine), []);
+        // A change whose map was not held is not made again.
+        cluster.forget_made(mine.epoch, &added);
+        let reshard = map.resharded(3, &live, &view[1]).unwrap();
+        assert_eq!(cluster.lost_changes(&mine, &reshard), []);
     }
 
     #[test]

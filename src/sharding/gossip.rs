@@ -342,6 +342,7 @@ async fn change(node: &Node, change: Change) -> Result<bool, Refused> {
             announce(node, &next).await;
             return Ok(true);
         }
+        cluster.forget_made(next.epoch, &change);
         // Another map took the version `next` has between the two steps
         // above (a change made at once on another worker, or a map
         // learned from a node): announced, `next` would split the nodes
@@ -350,12 +351,15 @@ async fn change(node: &Node, change: Change) -> Result<bool, Refused> {
     }
 }
 
-/// Makes again a change asked of this node whose map lost to another of
-/// its version (see [`Cluster::lost_change`]): it was answered as done.
-pub async fn redo(node: Arc<Node>, lost: Change) {
-    info!(change = ?lost, "a map change made here lost to another of its version: made again");
-    if let Err(why) = change(&node, lost.clone()).await {
-        error!(change = ?lost, ?why, "a map change lost to another could not be made again");
+/// Makes again the changes asked of this node whose map lost to another
+/// of its version (see [`Cluster::lost_changes`]): they were answered as
+/// done.
+pub async fn redo(node: Arc<Node>, lost: Vec<Change>) {
+    for lost in lost {
+        info!(change = ?lost, "a map change made here lost to another of its version: made again");
+        if let Err(why) = change(&node, lost.clone()).await {
+            error!(change = ?lost, ?why, "a map change lost to another could not be made again");
+        }
     }
 }
 
