@@ -53,6 +53,8 @@ pub struct Cluster {
     handed_off: Mutex<Option<(u64, String, u64)>>,
     /// The last changes asked of this node, with the map version each made.
     made: Mutex<VecDeque<(u64, Change)>>,
+    /// Changes asked of this node whose map was lost, to make again.
+    redo: Mutex<Vec<Change>>,
     failure_timeout: Duration,
     /// Held by the node while it coordinates a reshard: one at a time.
     pub resharding: tokio::sync::Mutex<()>,
@@ -87,6 +89,7 @@ impl Cluster {
             incoming: Mutex::new(Incoming::default()),
             handed_off: Mutex::new(None),
             made: Mutex::default(),
+            redo: Mutex::default(),
             failure_timeout,
             resharding: tokio::sync::Mutex::new(()),
         }
@@ -337,7 +340,7 @@ impl Cluster {
     }
 
     /// Notes that `change`, asked of this node, makes map version `epoch`
-    /// here (the last [`MADE_KEPT`] are kept).
+    /// here (the last 16 are kept).
     pub fn note_made(&self, epoch: u64, change: Change) {
         let mut made = lock(&self.made);
         if made.len() == MADE_KEPT {
@@ -367,6 +370,17 @@ impl Cluster {
         lost.into_iter()
             .map(|(_, change)| change)
             .collect::<Vec<_>>()
+    }
+
+    /// Keeps `lost` changes (see [`Cluster::lost_changes`]) to be made
+    /// again by [`Cluster::take_redo`]'s caller.
+    pub fn redo_later(&self, lost: Vec<Change>) {
+        lock(&self.redo).extend(lost);
+    }
+
+    /// The changes to make again, taken.
+    pub fn take_redo(&self) -> Vec<Change> {
+        std::mem::take(&mut *lock(&self.redo))
     }
 
     /// Notes that this node handed its versions of the keys that move off

@@ -80,14 +80,14 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
     let me = cluster.me().clone();
     let mut adopted = false;
     let mut rescued = Rescued::default();
-    let mut lost = Vec::new();
     node.replace_replica(|replica, now| {
         let before = cluster.map();
         if !cluster.adopt(map.clone()) {
             return None;
         }
         adopted = true;
-        lost = cluster.lost_changes(&before, &map);
+        // Made again at the next ping (see `gossip::redo`).
+        cluster.redo_later(cluster.lost_changes(&before, &map));
         let handed = cluster.take_incoming(&map);
         let group = group_of(&map, &me);
         replica.note_map_version(map.epoch);
@@ -140,9 +140,6 @@ pub fn install(node: &Node, map: ShardMap) -> bool {
         if let Some(node) = node.shared() {
             actix_rt::spawn(super::rescue::rescue(node, map, rescued));
         }
-    }
-    if let (false, Some(node)) = (lost.is_empty(), node.shared()) {
-        actix_rt::spawn(super::gossip::redo(node, lost));
     }
     adopted
 }

@@ -197,6 +197,10 @@ async fn ping_all(node: &Arc<Node>) {
     if let Some(map) = cluster.expire_pending(PENDING_TIMEOUT) {
         warn!(epoch = map.epoch, by = %map.by, "a prepared reshard was neither committed nor aborted in time: given up");
     }
+    let lost = cluster.take_redo();
+    if !lost.is_empty() {
+        actix_rt::spawn(redo(node.clone(), lost));
+    }
     probe(node).await;
 }
 
@@ -354,7 +358,7 @@ async fn change(node: &Node, change: Change) -> Result<bool, Refused> {
 /// Makes again the changes asked of this node whose map lost to another
 /// of its version (see [`Cluster::lost_changes`]): they were answered as
 /// done.
-pub async fn redo(node: Arc<Node>, lost: Vec<Change>) {
+async fn redo(node: Arc<Node>, lost: Vec<Change>) {
     for lost in lost {
         info!(change = ?lost, "a map change made here lost to another of its version: made again");
         if let Err(why) = change(&node, lost.clone()).await {
