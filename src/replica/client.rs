@@ -29,7 +29,7 @@ impl Replica {
 
     /// The writes `context` names that are not applied here.
     pub fn missing(&self, context: &CausalContext) -> VectorClock {
-        self.known.missing(context.clock())
+        self.lacks(context.clock())
     }
 
     /// Whether a client request with `context` can be served now; if so,

@@ -137,13 +137,18 @@ impl ShardMap {
 
     /// Whether this version replaces `other`.
     pub fn newer_than(&self, other: &ShardMap) -> bool {
-        (self.epoch, self.reshard, &self.by) > (other.epoch, other.reshard, &other.by)
+        self.version() > other.version()
     }
 
     /// Whether this is `other`'s version: the same epoch, made the same
     /// way by the same node.
     pub fn same_version(&self, other: &ShardMap) -> bool {
-        (self.epoch, self.reshard, &self.by) == (other.epoch, other.reshard, &other.by)
+        self.version() == other.version()
+    }
+
+    /// What orders versions (see the module doc).
+    fn version(&self) -> (u64, bool, &str) {
+        (self.epoch, self.reshard, &self.by)
     }
 
     /// How many shards there are.

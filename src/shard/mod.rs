@@ -13,6 +13,8 @@
 //! `crate::sharding`'s.
 
 pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 pub mod map;
 pub mod placement;
 
