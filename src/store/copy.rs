@@ -41,64 +41,10 @@
 //! may have been one of them); the replica replays them as writes of its
 //! own, above everything, and they win everywhere.
 
-use std::fmt;
-use std::sync::Arc;
-
-use compact_str::CompactString;
-
+use super::image::{Image, ImageEntry};
 use super::table::Store;
-use super::value::{Key, Value, Version};
+use super::value::{Key, Version};
 use crate::causal::{Dot, ReplicaId};
-
-/// A copy of some of a store's versions (see [`Store::image_page`]).
-#[derive(Clone, Default)]
-pub struct Image {
-    origins: Vec<ReplicaId>,
-    text: String,
-    entries: Vec<ImageEntry>,
-}
-
-#[derive(Clone)]
-struct ImageEntry {
-    start: usize,
-    key_end: usize,
-    end: usize,
-    counter: u64,
-    lamport: u64,
-    origin: u32,
-}
-
-impl Image {
-    /// Number of keys, tombstones included.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether the image holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Every key with its version.
-    pub fn iter(&self) -> impl Iterator<Item = (Key, Version)> + '_ {
-        self.entries.iter().map(|e| {
-            let key = Key(CompactString::from(&self.text[e.start..e.key_end]));
-            let value = &self.text[e.key_end..e.end];
-            let version = Version {
-                value: (!value.is_empty()).then(|| Value(Arc::from(value))),
-                dot: Dot::new(self.origins[e.origin as usize].clone(), e.counter),
-                lamport: e.lamport,
-            };
-            (key, version)
-        })
-    }
-}
-
-impl fmt::Debug for Image {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Image({} keys)", self.len())
-    }
-}
 
 /// Which slots a copy being merged has touched: one bit per slot.
 #[derive(Clone, Debug, Default)]
@@ -118,6 +64,12 @@ impl Marks {
         self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
     }
 }
+
+/// What a slot that a copy did not touch costs a sweep's budget, against 1
+/// for one it touched: only those are looked at closely (and may be
+/// dropped or replayed), so a copy that touched every slot is swept at
+/// once.
+pub(super) const SWEPT_SLOT_COST: u32 = 32;
 
 impl Store {
     /// A copy of the versions in the slots from `start` on: at most
@@ -216,6 +168,46 @@ impl Store {
         replays
     }
 
+    /// [`Store::merge_page`] for a page as it arrived: the versions the
+    /// store does not hold go in from the image's text, without being
+    /// made into [`Version`]s first.
+    pub fn merge_image(
+        &mut self,
+        image: &Image,
+        seen_here: impl Fn(&Dot) -> bool,
+        marks: &mut Marks,
+        replay_below: u64,
+    ) -> Vec<(Key, Version)> {
+        self.reserve(image.len());
+        let writers: Vec<u32> = image
+            .origins
+            .iter()
+            .map(|id| self.origins.intern(id))
+            .collect();
+        let mut replays = Vec::new();
+        for entry in &image.entries {
+            let key = image.key(entry);
+            if let Some(i) = self.find(key) {
+                marks.set(i);
+                self.replace(i, &Key::held(key), &image.version(entry));
+                continue;
+            }
+            let writer = &image.origins[entry.origin as usize];
+            if seen_here(&Dot::new(writer.clone(), entry.counter)) {
+                continue;
+            }
+            let value = image.value_text(entry);
+            if !value.is_empty() && entry.lamport <= replay_below {
+                replays.push((Key::held(key), image.version(entry)));
+            }
+            let writer = writers[entry.origin as usize];
+            let slot = self.raw_slot(key, value, writer, entry.counter, entry.lamport);
+            let i = self.insert_slot(key, slot);
+            marks.set(i);
+        }
+        replays
+    }
+
     /// Marks the slot of `key`, if it is held, as touched by a copy.
     pub fn mark(&self, key: &Key, marks: &mut Marks) {
         if let Some(i) = self.find(key.as_str()) {
@@ -223,12 +215,14 @@ impl Store {
         }
     }
 
-    /// Ends the merge of a copy, `budget` slots from `start` at a time:
+    /// Ends the merge of a copy, a batch of slots from `start` at a time:
     /// drops the local versions the copy did not carry though the other
     /// replica had applied their writes (`count_there(writer)` of each
     /// writer's writes); of those it keeps, pushes onto `replays` the values
-    /// whose Lamport time is not above `replay_below`. Returns where to go
-    /// on, if the slots are not done.
+    /// whose Lamport time is not above `replay_below`. A batch spends at
+    /// most `budget`: a slot the copy touched (or a vacant one) costs 1,
+    /// one it did not `SWEPT_SLOT_COST`. Returns where to go on, if the
+    /// slots are not done.
     pub fn sweep(
         &mut self,
         start: u32,
@@ -239,19 +233,23 @@ impl Store {
         replays: &mut Vec<(Key, Version)>,
     ) -> Option<u32> {
         let counted: Vec<u64> = self.origins.ids().iter().map(count_there).collect();
-        let end = start.saturating_add(budget).min(self.slot_count());
-        for i in start..end {
-            let slot = &self.slots[i as usize];
-            if slot.is_vacant() || marks.get(i) {
+        let (mut i, mut spent) = (start, 0u32);
+        while i < self.slot_count() && spent < budget {
+            let at = i;
+            i += 1;
+            let slot = &self.slots[at as usize];
+            if slot.is_vacant() || marks.get(at) {
+                spent += 1;
                 continue;
             }
+            spent = spent.saturating_add(SWEPT_SLOT_COST);
             if slot.counter <= counted[slot.origin as usize] {
-                self.remove_at(i);
+                self.remove_at(at);
             } else if slot.value().is_some() && slot.lamport <= replay_below {
-                let entry = self.entry_at(i);
+                let entry = self.entry_at(at);
                 replays.push((entry.to_key(), entry.to_version()));
             }
         }
-        (end < self.slot_count()).then_some(end)
+        (i < self.slot_count()).then_some(i)
     }
 }

@@ -18,7 +18,7 @@
 //!   "what does a replica that has seen this clock lack" is answered
 //!   without a scan.
 //! - `copy`: the store copied to another replica in pages, and the merge
-//!   of such a copy.
+//!   of such a copy; `image`: a page, and its form on the wire.
 //! - `gc`: tombstones, forgotten a batch at a time.
 //! - [`tables`]: named key spaces in the one store, and siblings;
 //!   `registry`: the store's book of them; `table_keys`: what the store
@@ -26,6 +26,7 @@
 
 mod copy;
 mod gc;
+mod image;
 mod origins;
 mod registry;
 mod table;
@@ -33,8 +34,9 @@ mod table_keys;
 pub mod tables;
 pub mod value;
 
-pub use copy::{Image, Marks};
+pub use copy::Marks;
 pub use gc::Collected;
+pub use image::Image;
 pub use table::{Entry, Store};
 pub use tables::{Sibling, Table, TableInfo, TableName};
 pub use value::{etag, Key, KeyError, Value, Version, MAX_KEY_CHARS};

@@ -64,6 +64,18 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// A slot whose `text` is a key of `key_len` bytes followed by a
+    /// value's JSON text (nothing for a tombstone).
+    fn new(text: String, key_len: usize, origin: u32, counter: u64, lamport: u64) -> Self {
+        Slot {
+            text: text.into_boxed_str(),
+            counter,
+            lamport,
+            origin,
+            key_len: u16::try_from(key_len).expect("stored keys are under 64 KiB"),
+        }
+    }
+
     pub(super) fn key(&self) -> &str {
         &self.text[..self.key_len as usize]
     }
@@ -236,6 +248,12 @@ impl Store {
         self.tombstones
     }
 
+    /// Number of keys held, tombstones (and deletes among siblings)
+    /// included.
+    pub fn held(&self) -> usize {
+        self.index.len()
+    }
+
     /// Number of slots, vacant ones included: the end of a scan by slot.
     pub fn slot_count(&self) -> u32 {
         self.slots.len() as u32
@@ -251,13 +269,31 @@ impl Store {
         text.reserve_exact(key.len() + value.len());
         text.push_str(key);
         text.push_str(value);
-        Slot {
-            text: text.into_boxed_str(),
-            counter: version.dot.counter,
-            lamport: version.lamport,
-            origin: self.origins.intern(&version.dot.replica),
-            key_len: u16::try_from(key.len()).expect("stored keys are under 64 KiB"),
-        }
+        let origin = self.origins.intern(&version.dot.replica);
+        Slot::new(
+            text,
+            key.len(),
+            origin,
+            version.dot.counter,
+            version.lamport,
+        )
+    }
+
+    /// The slot for `key` at a version given by its parts: the value's
+    /// text (empty for a tombstone), its writer's number here, counter and
+    /// Lamport time.
+    pub(super) fn raw_slot(
+        &self,
+        key: &str,
+        value: &str,
+        origin: u32,
+        counter: u64,
+        lamport: u64,
+    ) -> Slot {
+        let mut text = String::with_capacity(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
+        Slot::new(text, key.len(), origin, counter, lamport)
     }
 
     /// Offers `version` for `key`; it is kept if it beats the current one.
@@ -302,6 +338,11 @@ impl Store {
     /// Stores `key`, absent so far, at `version`; returns its slot.
     pub(super) fn insert(&mut self, key: Key, version: &Version) -> u32 {
         let slot = self.make_slot(&key, version, Box::default());
+        self.insert_slot(key.as_str(), slot)
+    }
+
+    /// Stores `slot`, made for `key`, absent so far; returns its number.
+    pub(super) fn insert_slot(&mut self, key: &str, slot: Slot) -> u32 {
         let i = match self.vacant.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -312,7 +353,7 @@ impl Store {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 keys")
             }
         };
-        let hash = self.hash(key.as_str());
+        let hash = self.hash(key);
         let Store {
             slots,
             index,

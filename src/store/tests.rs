@@ -87,7 +87,10 @@ fn delta_lists_only_unseen_versions() {
 /// Merges `theirs` (with what its replica has seen) into `mine` (with what
 /// this one has seen), a page of `page` keys at a time; returns the values
 /// either side reports for replay, given the Lamport time of the newest
-/// delete each side forgot (`here`, `there`).
+/// delete each side forgot (`here`, `there`). Merges each page both ways,
+/// as versions ([`Store::merge_page`]) and as the image a reply carries
+/// ([`Store::merge_image`], after a trip through JSON), and checks that
+/// both come to the same.
 fn merge(
     mine: &mut Store,
     (seen_here, here): (&VectorClock, u64),
@@ -95,13 +98,40 @@ fn merge(
     (seen_there, there): (&VectorClock, u64),
     page: usize,
 ) -> Vec<(Key, Version)> {
+    let mut twin = mine.clone();
+    let mine_replays = merge_by(
+        mine, seen_here, here, theirs, seen_there, there, page, false,
+    );
+    let twin_replays = merge_by(
+        &mut twin, seen_here, here, theirs, seen_there, there, page, true,
+    );
+    assert_eq!(held(mine), held(&twin), "a page merged as an image differs");
+    assert_eq!(mine.tombstones(), twin.tombstones());
+    assert_eq!(mine_replays, twin_replays);
+    mine_replays
+}
+
+#[allow(clippy::too_many_arguments)]
+fn merge_by(
+    mine: &mut Store,
+    seen_here: &VectorClock,
+    here: u64,
+    theirs: &Store,
+    seen_there: &VectorClock,
+    there: u64,
+    page: usize,
+    as_image: bool,
+) -> Vec<(Key, Version)> {
     let mut marks = Marks::default();
     let mut cursor = Some(0);
     let mut replays = Vec::new();
     while let Some(start) = cursor {
         let (image, next) = theirs.image_page(start, page, usize::MAX);
         let seen = |d: &Dot| seen_here.contains(d);
-        replays.extend(mine.merge_page(image.iter().collect(), seen, &mut marks, here));
+        replays.extend(match as_image {
+            true => mine.merge_image(&through_the_wire(&image), seen, &mut marks, here),
+            false => mine.merge_page(image.iter().collect(), seen, &mut marks, here),
+        });
         cursor = next;
     }
     let mut cursor = Some(0);
@@ -111,6 +141,12 @@ fn merge(
     }
     replays.sort_by(|a, b| a.0.cmp(&b.0));
     replays
+}
+
+/// `image` printed as a reply carries it and read back.
+fn through_the_wire(image: &Image) -> Image {
+    let text = serde_json::to_vec(image).unwrap();
+    serde_json::from_slice(&text).unwrap()
 }
 
 #[test]
@@ -326,4 +362,35 @@ fn an_image_holds_every_version() {
     copied.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(copied, held(&s));
     assert_eq!(s.image().len(), 3);
+}
+
+#[test]
+fn a_sweep_spends_little_on_slots_the_copy_touched() {
+    // A store of 64 keys, all carried by a copy (marked): a budget of 64
+    // sweeps them all in one batch.
+    let mut theirs = Store::new();
+    for n in 1..=64u64 {
+        theirs.apply(key(&format!("k{n}")), ver(val("1"), "a", n, n));
+    }
+    let mut mine = Store::new();
+    let mut marks = Marks::default();
+    let (image, _) = theirs.image_page(0, usize::MAX, usize::MAX);
+    mine.merge_image(&image, |_| false, &mut marks, 0);
+    let mut replays = Vec::new();
+    assert_eq!(mine.sweep(0, 64, &marks, |_| 0, 0, &mut replays), None);
+    // None carried (no marks): each costs SWEPT_SLOT_COST, so the same
+    // budget sweeps 2 of them.
+    let unmarked = Marks::default();
+    let next = mine.sweep(
+        0,
+        2 * copy::SWEPT_SLOT_COST,
+        &unmarked,
+        |_| 0,
+        0,
+        &mut replays,
+    );
+    assert_eq!(next, Some(2));
+    // A batch always gets on by at least a slot.
+    assert_eq!(mine.sweep(5, 1, &unmarked, |_| 0, 0, &mut replays), Some(6));
+    assert_eq!(mine.len(), 64);
 }
