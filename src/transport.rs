@@ -156,22 +156,37 @@ async fn exchange(
 }
 
 /// Sends `request` with `body` and reads the answer's body, which must be
-/// a success's.
+/// a success's. The body is read into a buffer of the size the answer
+/// announces: a page of a copy is megabytes, and a buffer grown as it
+/// arrives would be copied (and its memory faulted in) several times over.
 async fn successful_body(
     request: awc::ClientRequest,
     body: Vec<u8>,
 ) -> Result<actix_web::web::Bytes, String> {
+    use futures_util::StreamExt;
     let mut response = request.send_body(body).await.map_err(|e| e.to_string())?;
     let status = response.status();
-    let bytes = response
-        .body()
-        .limit(MAX_REPLY_BYTES)
-        .await
-        .map_err(|e| e.to_string())?;
+    let announced = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<usize>().ok())
+        .unwrap_or(0);
+    if announced > MAX_REPLY_BYTES {
+        return Err(format!("a reply of {announced} bytes is over the limit"));
+    }
+    let mut bytes = Vec::with_capacity(announced);
+    while let Some(chunk) = response.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(format!("a reply over {MAX_REPLY_BYTES} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if !status.is_success() {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
     }
-    Ok(bytes)
+    Ok(bytes.into())
 }
 
 /// Posts `body` as JSON to `path` at `to` (a shard-map request between
@@ -384,11 +399,25 @@ async fn send_one(node: Arc<Node>, to: SocketAddress, request: Request, generati
         return;
     }
     let result = call(&client(), &to, &request, &credentials).await;
+    let page = kind == Kind::Snapshot && result.is_ok();
     node.with_replica(|replica, now| {
         if node.generation() == generation {
             replica.on_reply(&to, kind, result, now);
         }
     });
+    if page {
+        // Taking a page in asked for the next: merge this one on the
+        // blocking pool, so that this thread sends that request meanwhile.
+        let node = node.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            node.with_replica(|replica, now| {
+                if node.generation() == generation {
+                    replica.merge_pages(now);
+                }
+            })
+        })
+        .await;
+    }
 }
 
 /// Starts the task that drains `queue` on the current thread's event loop

@@ -1,6 +1,7 @@
 //! Every replica-to-replica message. Each request gets exactly one reply.
 
-use serde::ser::SerializeSeq;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::timing::Millis;
@@ -319,6 +320,10 @@ pub struct Start {
     /// each (see `Replica::note_handed_deletes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handed_deletes: Vec<(Key, Version, Millis)>,
+    /// How many keys (tombstones included) the sender held: the copier
+    /// makes room for them at once rather than growing page by page.
+    #[serde(default)]
+    pub keys: usize,
 }
 
 /// Why a replica refused a request.
@@ -394,20 +399,29 @@ impl Serialize for Versions {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Versions::List(list) => list.serialize(s),
-            Versions::Image(image) => {
-                let mut seq = s.serialize_seq(Some(image.len()))?;
-                for pair in image.iter() {
-                    seq.serialize_element(&pair)?;
-                }
-                seq.end()
-            }
+            Versions::Image(image) => image.serialize(s),
         }
     }
 }
 
+/// A list of versions is a JSON array; an image, an object (see
+/// [`crate::store::Image`]).
 impl<'de> Deserialize<'de> for Versions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::deserialize(d).map(Versions::List)
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = Versions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of versions or a copy of versions")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Versions, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(Versions::List)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Versions, A::Error> {
+                Image::deserialize(MapAccessDeserializer::new(map)).map(Versions::Image)
+            }
+        }
+        d.deserialize_any(Either)
     }
 }
 
@@ -501,7 +515,7 @@ mod tests {
     use crate::store::Store;
 
     #[test]
-    fn an_image_prints_and_decodes_as_its_list() {
+    fn versions_travel_as_a_list_or_as_an_image() {
         let mut store = Store::new();
         let id = ReplicaId::parse("10.0.0.2:8085#1").unwrap();
         for (i, (k, v)) in [
@@ -523,12 +537,19 @@ mod tests {
         }
         let list: Vec<(Key, Version)> =
             store.iter().map(|e| (e.to_key(), e.to_version())).collect();
-        let image = serde_json::to_string(&Versions::Image(store.image())).unwrap();
-        assert_eq!(
-            image,
-            serde_json::to_string(&Versions::List(list.clone())).unwrap()
-        );
-        let decoded: Versions = serde_json::from_str(&image).unwrap();
+        // A list prints as an array of versions, and reads back as a list.
+        let printed = serde_json::to_string(&Versions::List(list.clone())).unwrap();
+        assert!(printed.starts_with("[[\"a\",{"), "{printed}");
+        let decoded: Versions = serde_json::from_str(&printed).unwrap();
+        assert!(matches!(&decoded, Versions::List(l) if *l == list));
+        // An image prints in its own form, and reads back as an image of
+        // the same versions.
+        let printed = serde_json::to_string(&Versions::Image(store.image())).unwrap();
+        assert!(printed.starts_with("{\"origins\":"), "{printed}");
+        let decoded: Versions = serde_json::from_str(&printed).unwrap();
+        assert!(matches!(&decoded, Versions::Image(_)));
         assert_eq!(decoded.into_list(), list);
+        // Anything else is refused.
+        assert!(serde_json::from_str::<Versions>("7").is_err());
     }
 }

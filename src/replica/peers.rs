@@ -166,8 +166,8 @@ impl Replica {
             return self.on_join_reply(&from, view, ready, vetted, clock, retired, now);
         }
         if let Reply::Snapshot { from, page } = reply {
-            // The copy checks its giver itself (see `on_page`).
-            return self.on_page(&from, page, now);
+            // The copy checks its giver itself (see `accept_page`).
+            return self.accept_page(&from, page, now);
         }
         match self.hear(reply.from(), now) {
             Heard::Evicted | Heard::Unknown => return,

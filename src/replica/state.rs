@@ -157,6 +157,8 @@ pub(super) struct Transfer {
     /// Values that may have met a delete the other side forgot, replayed
     /// once the copy is merged (see [`crate::store`]'s copy module).
     pub(super) replays: Vec<(Key, Version)>,
+    /// Pages taken in and not merged yet (see [`Replica::merge_pages`]).
+    pub(super) arrived: Vec<super::message::Versions>,
     pub(super) in_flight: bool,
     pub(super) failures: u32,
     pub(super) retry_at: Millis,

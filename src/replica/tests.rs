@@ -30,6 +30,7 @@ pub(super) fn exchange(from: &mut Replica, to: &mut Replica, now: Millis) {
                 let reply = to.handle(request, now);
                 let address = to.me().address.clone();
                 from.on_reply(&address, kind, Ok(reply), now);
+                from.merge_pages(now);
             }
             other => kept.push(other),
         }
@@ -477,4 +478,57 @@ fn leaving_out_expires_so_an_address_is_never_refused_for_good() {
     assert!(ra.leave_out(b.clone(), 10));
     run(&mut ra, 20, timeout + 100);
     assert!(!ra.view().is_evicted(&b), "the refusal lapsed");
+}
+
+/// The pages a replica asked `giver` for (their cursors), effects dropped.
+fn pages_asked(r: &mut Replica) -> Vec<u32> {
+    let asked = r.take_effects().into_iter().filter_map(|e| match e {
+        Effect::Send {
+            request: Request::Snapshot { cursor, .. },
+            ..
+        } => Some(cursor),
+        _ => None,
+    });
+    asked.collect()
+}
+
+#[test]
+fn a_copy_asks_for_the_next_page_before_it_merges_the_one_that_came() {
+    let (mut a, _b) = pair();
+    a.timing.page_keys = 1;
+    let empty = CausalContext::empty();
+    a.write(key("x"), value("1"), &empty).unwrap();
+    a.write(key("y"), value("2"), &empty).unwrap();
+    let giver = a.me().clone();
+    let view = [giver.address.clone()];
+    let mut d = Replica::new(addr("10.0.0.9:8085"), "d", &view, Timing::default(), 0);
+    d.start_transfer(&giver.address, true, 10);
+    assert_eq!(pages_asked(&mut d), [0]);
+    let mut cursor = 0;
+    for (n, now) in [(1, 11), (2, 12)] {
+        let ask = Request::Snapshot {
+            from: d.me().clone(),
+            cursor,
+            fresh: true,
+        };
+        let reply = a.handle(ask, now);
+        d.on_reply(&giver.address, Kind::Snapshot, Ok(reply), now);
+        // The next page (if any) is asked for at once; this one is merged
+        // only when told.
+        let next = pages_asked(&mut d);
+        assert_eq!(d.store().held(), n - 1, "page {n} merged before asked to");
+        d.merge_pages(now);
+        assert_eq!(d.store().held(), n);
+        match n {
+            1 => assert!(
+                next.len() == 1 && next[0] > 0,
+                "page 2 not asked for: {next:?}"
+            ),
+            _ => assert!(next.is_empty(), "a page past the last asked for"),
+        }
+        cursor = next.first().copied().unwrap_or(0);
+    }
+    // The last page merged, the copy is swept and counted at once.
+    assert!(!d.is_copying());
+    assert_eq!(d.read(&key("y"), &empty).unwrap().value, value("2"));
 }

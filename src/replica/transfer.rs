@@ -3,8 +3,9 @@
 //! A starting replica copies the state of a member; a replica that lacks
 //! what another forgot (see [`super::join`]) copies that one's. The copy
 //! comes in pages of the giver's slots ([`Request::Snapshot`] with a
-//! cursor), each asked for once the previous one is merged, so neither
-//! side holds more than a page and the giver serves clients in between.
+//! cursor), each asked for as soon as the previous one arrives, so that
+//! it is on its way while that one is merged: neither side holds more than
+//! two pages, and the giver serves clients in between.
 //! The first page carries what the copy accounts for ([`Start`]): the
 //! giver's clock, retirements and collected deletes as the copy began.
 //!
@@ -45,8 +46,14 @@ const MAX_FAILURES: u32 = 5;
 /// Text carried by one page, past its first key.
 const PAGE_BYTES: usize = 8 << 20;
 
-/// Slots swept per tick once every page is in.
-const SWEEP_SLOTS: u32 = 1 << 16;
+/// The most keys a copy makes room for at once (the count its first page
+/// announces is the giver's word, not a promise).
+const MAX_RESERVED_KEYS: usize = 1 << 27;
+
+/// What a tick's batch of the sweep may spend once every page is in (see
+/// [`Store::sweep`]): about 2M slots the copy touched (a few milliseconds),
+/// or 64k it did not.
+const SWEEP_BUDGET: u32 = 1 << 21;
 
 impl Replica {
     /// Page `cursor` of this replica's state, for a replica copying it
@@ -81,6 +88,7 @@ impl Replica {
             pending: self.buffer.iter().cloned().collect(),
             foreign: self.known.foreign().clone(),
             handed_deletes: self.handed_deletes_to_copy(),
+            keys: self.store.held(),
         });
         Reply::Snapshot {
             from: self.me.clone(),
@@ -109,6 +117,7 @@ impl Replica {
             marks: Marks::default(),
             aside: BTreeMap::new(),
             replays: Vec::new(),
+            arrived: Vec::new(),
             in_flight: false,
             failures: 0,
             retry_at: now,
@@ -138,37 +147,86 @@ impl Replica {
         self.send(&to, request);
     }
 
-    /// A page arrived: merge it and ask for the next.
-    pub(super) fn on_page(&mut self, from: &Member, page: Page, now: Millis) {
-        let Some(mut transfer) = self.transfer.take() else {
+    /// A page arrived: keep it for [`Replica::merge_pages`] and ask for the
+    /// next at once, so that the giver prepares that one while this one is
+    /// merged.
+    pub(super) fn accept_page(&mut self, from: &Member, page: Page, now: Millis) {
+        let Some(transfer) = &mut self.transfer else {
             return;
         };
         if transfer.from != from.address || transfer.next.is_none() {
-            self.transfer = Some(transfer);
             return;
         }
         transfer.in_flight = false;
         transfer.failures = 0;
         if transfer.giver.as_ref().is_some_and(|id| *id != from.id) {
             // The giver restarted: what it sends now is another state.
-            self.transfer = Some(transfer);
             return self.abandon_transfer(&from.address);
         }
         if transfer.start.is_none() {
             let Some(start) = page.start else {
                 warn!(peer = %from.address, "a copy began without its first page; given up");
+                self.transfer = None;
                 return;
             };
+            let keys = start.keys.min(MAX_RESERVED_KEYS);
+            self.store
+                .reserve_keys(keys.saturating_sub(self.store.held()));
             transfer.start = Some(start);
             transfer.giver = Some(from.id.clone());
         }
-        let versions = page.versions.into_list();
         transfer.pages += 1;
-        transfer.keys += versions.len();
+        transfer.keys += page.versions.len();
+        transfer.next = page.next;
+        transfer.arrived.push(page.versions);
+        self.request_page(now);
+    }
+
+    /// Merges the pages that arrived since the last call; once the last
+    /// one is merged, starts the sweep. Whoever hands this replica a page
+    /// calls it next (the node on its blocking pool, so that the next page
+    /// is on its way meanwhile); each tick calls it too.
+    pub fn merge_pages(&mut self, now: Millis) {
+        let Some(mut transfer) = self.transfer.take() else {
+            return;
+        };
+        for versions in std::mem::take(&mut transfer.arrived) {
+            self.merge_page(&mut transfer, versions);
+        }
+        if transfer.next.is_none() && transfer.sweep.is_none() {
+            let aside: Vec<(Key, Version)> =
+                std::mem::take(&mut transfer.aside).into_iter().collect();
+            let horizon = self.collected_lamport;
+            let known = &self.known;
+            let seen = |dot: &crate::causal::Dot| known.applied_here(dot);
+            let met = self
+                .store
+                .merge_page(aside, seen, &mut transfer.marks, horizon);
+            transfer.replays.extend(met);
+            transfer.sweep = Some(0);
+            self.transfer = Some(transfer);
+            // The last page starts the sweep at once, not at the next tick.
+            return self.step_transfer(now);
+        }
+        self.transfer = Some(transfer);
+    }
+
+    /// Merges one page of the copy in progress, `transfer`.
+    fn merge_page(&mut self, transfer: &mut Transfer, versions: Versions) {
+        let known = &self.known;
+        // Another group's write is never seen here, even if that group
+        // retired its writer: its version, handed over by a reshard, is
+        // not one this replica deleted.
+        let seen = |dot: &crate::causal::Dot| known.applied_here(dot);
+        if let (Versions::Image(image), Sync::Joining { .. }) = (&versions, &self.sync) {
+            self.lamport = self.lamport.max(image.max_lamport());
+            self.store.merge_image(image, seen, &mut transfer.marks, 0);
+            return;
+        }
+        let versions = versions.into_list();
         for (_, version) in &versions {
             self.lamport = self.lamport.max(version.lamport);
         }
-        let known = &self.known;
         let versions = match self.sync {
             Sync::Synced => {
                 let (counted, new): (Vec<_>, Vec<_>) = versions
@@ -185,25 +243,8 @@ impl Replica {
             }
             Sync::Joining { .. } => versions,
         };
-        // Another group's write is never seen here, even if that group
-        // retired its writer: its version, handed over by a reshard, is
-        // not one this replica deleted.
-        let seen = |dot: &crate::causal::Dot| known.applied_here(dot);
         self.store
             .merge_page(versions, seen, &mut transfer.marks, 0);
-        transfer.next = page.next;
-        if page.next.is_none() {
-            let aside: Vec<(Key, Version)> =
-                std::mem::take(&mut transfer.aside).into_iter().collect();
-            let horizon = self.collected_lamport;
-            let met = self
-                .store
-                .merge_page(aside, seen, &mut transfer.marks, horizon);
-            transfer.replays.extend(met);
-            transfer.sweep = Some(0);
-        }
-        self.transfer = Some(transfer);
-        self.request_page(now);
     }
 
     /// A page request failed: ask again a little later, or give up.
@@ -241,6 +282,13 @@ impl Replica {
     /// Advances the copy in progress: retries a page, or sweeps a batch of
     /// slots and, at the end, adopts what the copy accounts for.
     pub(super) fn step_transfer(&mut self, now: Millis) {
+        if self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| !t.arrived.is_empty())
+        {
+            return self.merge_pages(now);
+        }
         let Some(mut transfer) = self.transfer.take() else {
             return;
         };
@@ -265,7 +313,7 @@ impl Replica {
         };
         let next = self.store.sweep(
             cursor,
-            SWEEP_SLOTS,
+            SWEEP_BUDGET,
             &transfer.marks,
             count_there,
             horizon,

@@ -127,6 +127,7 @@ impl Sim {
                 let Some((generation, n)) = head.batch else {
                     let _span = trace_at(&self.addrs[head.node], now);
                     node.replica.on_reply(&head.peer, head.kind, result, now);
+                    node.replica.merge_pages(now);
                     return self.flush(head.node);
                 };
                 // The transport keeps replies to batches to itself.
