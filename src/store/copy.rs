@@ -42,7 +42,7 @@
 //! own, above everything, and they win everywhere.
 
 use super::image::{Image, ImageEntry};
-use super::table::Store;
+use super::table::{Slot, Store};
 use super::value::{Key, Version};
 use crate::causal::{Dot, ReplicaId};
 
@@ -189,7 +189,7 @@ impl Store {
             let key = image.key(entry);
             if let Some(i) = self.find(key) {
                 marks.set(i);
-                self.replace(i, &Key::held(key), &image.version(entry));
+                self.replace(i, &Key::internal(key), &image.version(entry));
                 continue;
             }
             let writer = &image.origins[entry.origin as usize];
@@ -198,10 +198,10 @@ impl Store {
             }
             let value = image.value_text(entry);
             if !value.is_empty() && entry.lamport <= replay_below {
-                replays.push((Key::held(key), image.version(entry)));
+                replays.push((Key::internal(key), image.version(entry)));
             }
             let writer = writers[entry.origin as usize];
-            let slot = self.raw_slot(key, value, writer, entry.counter, entry.lamport);
+            let slot = Slot::of(key, value, writer, entry.counter, entry.lamport);
             let i = self.insert_slot(key, slot);
             marks.set(i);
         }

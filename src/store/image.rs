@@ -89,7 +89,7 @@ impl Image {
     pub fn iter(&self) -> impl Iterator<Item = (Key, Version)> + '_ {
         self.entries
             .iter()
-            .map(|e| (Key::held(self.key(e)), self.version(e)))
+            .map(|e| (Key::internal(self.key(e)), self.version(e)))
     }
 }
 

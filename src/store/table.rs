@@ -76,6 +76,16 @@ impl Slot {
         }
     }
 
+    /// The slot for `key` at a version given by its parts: the value's
+    /// text (empty for a tombstone), its writer's number in the store,
+    /// counter and Lamport time.
+    pub(super) fn of(key: &str, value: &str, origin: u32, counter: u64, lamport: u64) -> Self {
+        let mut text = String::with_capacity(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
+        Slot::new(text, key.len(), origin, counter, lamport)
+    }
+
     pub(super) fn key(&self) -> &str {
         &self.text[..self.key_len as usize]
     }
@@ -277,23 +287,6 @@ impl Store {
             version.dot.counter,
             version.lamport,
         )
-    }
-
-    /// The slot for `key` at a version given by its parts: the value's
-    /// text (empty for a tombstone), its writer's number here, counter and
-    /// Lamport time.
-    pub(super) fn raw_slot(
-        &self,
-        key: &str,
-        value: &str,
-        origin: u32,
-        counter: u64,
-        lamport: u64,
-    ) -> Slot {
-        let mut text = String::with_capacity(key.len() + value.len());
-        text.push_str(key);
-        text.push_str(value);
-        Slot::new(text, key.len(), origin, counter, lamport)
     }
 
     /// Offers `version` for `key`; it is kept if it beats the current one.

@@ -60,12 +60,6 @@ impl Key {
         }
     }
 
-    /// A key the store holds (or a copy of it carries), so checked
-    /// already.
-    pub(super) fn held(text: &str) -> Self {
-        Key(CompactString::from(text))
-    }
-
     /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
