@@ -226,13 +226,17 @@ impl Node {
     /// Which members are known to hold this replica's writes; asks the
     /// others for their clocks.
     fn handover_now(&self) -> crate::replica::Handover {
-        self.with_replica(|replica, now| {
+        let handover = self.with_replica(|replica, now| {
             let handover = replica.handover();
             if !handover.lacking.is_empty() {
                 replica.ask_clocks(now);
             }
             handover
-        })
+        });
+        if !handover.lacking.is_empty() {
+            self.queues.hurry();
+        }
+        handover
     }
 
     /// Waits (up to the hand-over timeout) until each of `members` holds
@@ -494,6 +498,7 @@ impl Node {
             if tokio::time::Instant::now() >= deadline {
                 return Err((held, needed));
             }
+            self.queues.hurry();
             self.with_replica(|replica, now| replica.ask_clocks(now));
             tokio::time::sleep(CONCERN_POLL).await;
         }

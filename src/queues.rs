@@ -6,10 +6,20 @@
 //! to the queue of every peer it goes to. A queue's task (the transport's)
 //! is woken only when its queue goes from empty to not empty; it looks at
 //! the queue again after every batch it sends.
+//!
+//! A task may pace its batches ([`Pacing`]): with a window, a batch that is
+//! not full leaves at most once per window, so that under a steady load a
+//! peer takes a few large batches rather than many small ones. A durable
+//! peer makes each batch it takes durable before it answers, so every
+//! batch costs it a journal sync: paced, a load of many thousand writes a
+//! second costs each peer a few hundred syncs, not one per write or two.
+//! A write after a quiet spell leaves at once, and a write that a client
+//! waits to see held by other replicas (a write concern) hurries its
+//! queues ([`Queues::hurry`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -33,6 +43,9 @@ pub struct PeerQueue {
     state: Mutex<QueueState>,
     /// Woken when the queue stops being empty, or is closed.
     pub ready: Notify,
+    /// Woken when a client waits for writes to reach the peer: the next
+    /// batch leaves at once ([`Pacing`]).
+    hurry: Notify,
 }
 
 /// The front of a peer's queue, as the transport sends it.
@@ -65,6 +78,7 @@ impl PeerQueue {
         PeerQueue {
             state: Mutex::new(QueueState::default()),
             ready: Notify::new(),
+            hurry: Notify::new(),
         }
     }
 
@@ -103,6 +117,11 @@ impl PeerQueue {
         }
     }
 
+    /// Writes in the queue.
+    fn len(&self) -> usize {
+        self.lock().writes.len()
+    }
+
     fn push(&self, json: Arc<RawValue>, at: Instant, peer: &SocketAddress) {
         let mut state = self.lock();
         if state.closed {
@@ -129,6 +148,44 @@ impl PeerQueue {
         state.writes.clear();
         drop(state);
         self.ready.notify_one();
+    }
+}
+
+/// How a queue's task paces its batches (see the module doc).
+pub struct Pacing {
+    window: Duration,
+    /// When the last batch left.
+    last: Option<tokio::time::Instant>,
+}
+
+impl Pacing {
+    /// Batches at most once per `window` unless full (none held back if
+    /// the window is zero).
+    pub fn new(window: Duration) -> Pacing {
+        Pacing { window, last: None }
+    }
+
+    /// Waits until the next batch of `queue` may leave: at once if the
+    /// last one left a window ago or more, if the queue is empty (its task
+    /// waits for a write first) or holds `full` writes, or when the queue
+    /// is hurried; else when the window since the last batch ends.
+    pub async fn ready(&self, queue: &PeerQueue, full: usize) {
+        let Some(last) = self.last else {
+            return;
+        };
+        let until = last + self.window;
+        if tokio::time::Instant::now() >= until || !(1..full).contains(&queue.len()) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = queue.hurry.notified() => {}
+        }
+    }
+
+    /// A batch left now.
+    pub fn sent(&mut self) {
+        self.last = Some(tokio::time::Instant::now());
     }
 }
 
@@ -169,6 +226,15 @@ impl Queues {
             queue.push(json.clone(), at, peer);
         }
         made
+    }
+
+    /// Has every queue send its next batch without waiting for its window
+    /// ([`Pacing`]): a client waits for writes to reach the peers.
+    pub fn hurry(&self) {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for queue in peers.values() {
+            queue.hurry.notify_one();
+        }
     }
 
     /// Discards `queue`, the queue of `peer`, unless it was replaced
@@ -257,5 +323,65 @@ mod tests {
             1,
             "made again"
         );
+    }
+
+    /// Whether `future` is done when polled once now.
+    fn done<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut cx).is_ready()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_paced_queue_sends_a_batch_that_is_not_full_once_a_window() {
+        let queues = Queues::default();
+        let peers = [SocketAddress::parse("10.0.0.3:8085").unwrap()];
+        let queue = queues.push(&peers, &write("k", Some("1"), 1)).remove(0).1;
+        runtime().block_on(async {
+            let mut pacing = Pacing::new(Duration::from_secs(600));
+            assert!(
+                done(std::pin::pin!(pacing.ready(&queue, 3))),
+                "the first batch leaves at once"
+            );
+            pacing.sent();
+            assert!(
+                !done(std::pin::pin!(pacing.ready(&queue, 3))),
+                "the next waits for the window"
+            );
+            queues.push(&peers, &write("k", Some("2"), 2));
+            queues.push(&peers, &write("k", Some("3"), 3));
+            assert!(
+                done(std::pin::pin!(pacing.ready(&queue, 3))),
+                "a full batch leaves at once"
+            );
+            queue.ack(0, 3);
+            assert!(
+                done(std::pin::pin!(pacing.ready(&queue, 3))),
+                "an empty queue waits for a write, not for the window"
+            );
+            queues.push(&peers, &write("k", Some("4"), 4));
+            let mut held = std::pin::pin!(pacing.ready(&queue, 3));
+            assert!(!done(held.as_mut()));
+            queues.hurry();
+            assert!(done(held.as_mut()), "a hurried queue sends at once");
+
+            let mut short = Pacing::new(Duration::from_millis(20));
+            short.sent();
+            assert!(!done(std::pin::pin!(short.ready(&queue, 3))));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            assert!(
+                done(std::pin::pin!(short.ready(&queue, 3))),
+                "the window has passed"
+            );
+            let mut unpaced = Pacing::new(Duration::ZERO);
+            unpaced.sent();
+            assert!(done(std::pin::pin!(unpaced.ready(&queue, 3))));
+        });
     }
 }

@@ -28,13 +28,18 @@ use tracing::debug;
 use crate::address::SocketAddress;
 use crate::causal::VectorClock;
 use crate::node::{Job, Node};
-use crate::queues::PeerQueue;
+use crate::queues::{Pacing, PeerQueue};
 use crate::replica::{Kind, Member, Reply, Request};
 
 pub use crate::replica::message::{EPOCH_HEADER, GROUP_HEADER, INTERNAL_PREFIX, TOKEN_HEADER};
 
 /// Most writes sent in one replication request.
 const MAX_BATCH: usize = 512;
+
+/// With `DATA_DIR`, how often at most a replication batch that is not
+/// full leaves for a peer (see [`crate::queues`]): a durable peer syncs its
+/// journal for every batch it takes.
+const DURABLE_BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 /// Time allowed to open a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -434,7 +439,12 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
     // drops every queue.
     let credentials = Credentials::of(&node);
     let mut backoff = BACKOFF_MIN;
+    let mut pacing = Pacing::new(match node.disk() {
+        Some(_) => DURABLE_BATCH_WINDOW,
+        None => Duration::ZERO,
+    });
     loop {
+        pacing.ready(&queue, MAX_BATCH).await;
         let Some(front) = queue.front(MAX_BATCH) else {
             node.metrics.drop_queue(peer.as_str());
             return;
@@ -446,6 +456,7 @@ async fn drain_queue(node: Arc<Node>, peer: SocketAddress, queue: Arc<PeerQueue>
             queue.ready.notified().await;
             continue;
         }
+        pacing.sent();
         let from = node.me();
         let request = Printed::Replicate {
             from: &from,
