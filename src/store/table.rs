@@ -64,26 +64,34 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// A slot whose `text` is a key of `key_len` bytes followed by a
-    /// value's JSON text (nothing for a tombstone).
-    fn new(text: String, key_len: usize, origin: u32, counter: u64, lamport: u64) -> Self {
+    /// The slot for `key` at a version given by its parts: the value's
+    /// text (empty for a tombstone), its writer's number in the store,
+    /// counter and Lamport time.
+    pub(super) fn of(key: &str, value: &str, origin: u32, counter: u64, lamport: u64) -> Self {
+        Slot::reusing(String::new(), key, value, origin, counter, lamport)
+    }
+
+    /// [`Slot::of`], its text laid out in `text`'s allocation (an
+    /// overwrite of the same size allocates nothing).
+    fn reusing(
+        mut text: String,
+        key: &str,
+        value: &str,
+        origin: u32,
+        counter: u64,
+        lamport: u64,
+    ) -> Self {
+        text.clear();
+        text.reserve_exact(key.len() + value.len());
+        text.push_str(key);
+        text.push_str(value);
         Slot {
             text: text.into_boxed_str(),
             counter,
             lamport,
             origin,
-            key_len: u16::try_from(key_len).expect("stored keys are under 64 KiB"),
+            key_len: u16::try_from(key.len()).expect("stored keys are under 64 KiB"),
         }
-    }
-
-    /// The slot for `key` at a version given by its parts: the value's
-    /// text (empty for a tombstone), its writer's number in the store,
-    /// counter and Lamport time.
-    pub(super) fn of(key: &str, value: &str, origin: u32, counter: u64, lamport: u64) -> Self {
-        let mut text = String::with_capacity(key.len() + value.len());
-        text.push_str(key);
-        text.push_str(value);
-        Slot::new(text, key.len(), origin, counter, lamport)
     }
 
     pub(super) fn key(&self) -> &str {
@@ -272,17 +280,12 @@ impl Store {
     /// The slot for `key` at `version`, reusing `text`'s allocation (an
     /// overwrite of the same size allocates nothing).
     pub(super) fn make_slot(&mut self, key: &Key, version: &Version, text: Box<str>) -> Slot {
-        let key = key.as_str();
         let value = version.value.as_ref().map_or("", |v| v.as_json());
-        let mut text = String::from(text);
-        text.clear();
-        text.reserve_exact(key.len() + value.len());
-        text.push_str(key);
-        text.push_str(value);
         let origin = self.origins.intern(&version.dot.replica);
-        Slot::new(
-            text,
-            key.len(),
+        Slot::reusing(
+            String::from(text),
+            key.as_str(),
+            value,
             origin,
             version.dot.counter,
             version.lamport,
